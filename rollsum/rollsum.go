@@ -6,18 +6,37 @@
 // control file read as a uint32.
 package rollsum
 
-// Sum is the rolling checksum of a window of Size bytes.
+import "encoding/binary"
+
+// Sum is the rolling checksum of a window of bytes.
 type Sum struct {
 	A, B uint16
 }
 
 // Block returns the checksum of a whole block.
+//
+// It uses b = Σ (n−i)·d[i] = Σ over i of the prefix sums a_i, so each byte
+// costs two additions; eight bytes are taken per step.
 func Block(d []byte) Sum {
 	var a, b uint32
-	n := uint32(len(d))
-	for i, c := range d {
+	for len(d) >= 8 {
+		w := binary.LittleEndian.Uint64(d)
+		d0 := uint32(w & 0xff)
+		d1 := uint32(w >> 8 & 0xff)
+		d2 := uint32(w >> 16 & 0xff)
+		d3 := uint32(w >> 24 & 0xff)
+		d4 := uint32(w >> 32 & 0xff)
+		d5 := uint32(w >> 40 & 0xff)
+		d6 := uint32(w >> 48 & 0xff)
+		d7 := uint32(w >> 56)
+		// The eight prefix sums after a: 8a + 8d0 + 7d1 + ... + 1d7.
+		b += 8*a + 8*d0 + 7*d1 + 6*d2 + 5*d3 + 4*d4 + 3*d5 + 2*d6 + d7
+		a += d0 + d1 + d2 + d3 + d4 + d5 + d6 + d7
+		d = d[8:]
+	}
+	for _, c := range d {
 		a += uint32(c)
-		b += (n - uint32(i)) * uint32(c)
+		b += a
 	}
 	return Sum{A: uint16(a), B: uint16(b)}
 }

@@ -1,0 +1,127 @@
+package zsyncpipe
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/stages"
+)
+
+// Versions written in the "zsync:" header of each generation.
+const (
+	// LegacyVersion is what zsyncmake 0.6.2 writes.
+	LegacyVersion = "0.6.2"
+	// SpecVersion is what zsync 0.7.x, which implements spec 0.8, writes.
+	SpecVersion = "0.7.2"
+)
+
+// MakeOptions configures Make.
+type MakeOptions struct {
+	// Blocksize is the block size; 0 chooses zsyncmake's default for the
+	// length (2048 below 100 MB, else 4096).
+	Blocksize int
+	// Length, if known, is the input's length; it lets the default block
+	// size be chosen before reading. MakeFile sets it.
+	Length int64
+	// Legacy writes the zsync 0.6.2 format (MD4 records, SHA-1) instead of
+	// spec 0.8 (MD5 records through the SIMD lanes, SHA-256 File-Hash).
+	Legacy bool
+	// Filename is the Filename header; required.
+	Filename string
+	// URLs are the URL headers; when empty, Filename is used (a URL
+	// relative to the control file).
+	URLs []string
+	// MTime is the MTime header; zero omits it.
+	MTime time.Time
+	// Workers bounds the hashing goroutines; 0 means one per physical core.
+	Workers int
+	// NoSIMD forces the portable MD5 path.
+	NoSIMD bool
+	// Progress, if set, is called from time to time with bytes read.
+	Progress func(Progress)
+}
+
+// Make reads the target from r and returns its control file.
+func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, error) {
+	if opts.Filename == "" || strings.Contains(opts.Filename, "/") {
+		return nil, fmt.Errorf("make: filename %q must be non-empty and contain no '/': %w", opts.Filename, ErrUsage)
+	}
+	if bs := opts.Blocksize; bs != 0 && (bs < 16 || bs&(bs-1) != 0 || bs > 1<<30) {
+		return nil, fmt.Errorf("make: block size %d is not a power of two from 16 to 1 GiB: %w", bs, ErrUsage)
+	}
+	alg := simd.MD5
+	if opts.Legacy {
+		alg = simd.MD4
+	}
+	h, err := simd.NewHasher(alg, simd.Options{Fallback: opts.NoSIMD})
+	if err != nil {
+		return nil, fmt.Errorf("make: %w", err)
+	}
+	defer h.Close()
+	co := stages.ChecksumOptions{
+		Blocksize: opts.Blocksize,
+		Length:    opts.Length,
+		Algorithm: alg,
+		SHA1:      opts.Legacy,
+		SHA256:    !opts.Legacy,
+		Hasher:    h,
+		Workers:   opts.Workers,
+	}
+	if opts.Progress != nil {
+		co.Progress = func(n int64) { opts.Progress(Progress{Phase: "checksum", Done: n, Total: opts.Length}) }
+	}
+	f, err := stages.BlockChecksums(ctx, r, co)
+	if err != nil {
+		return nil, fmt.Errorf("make: %w", err)
+	}
+	f.Version = SpecVersion
+	if opts.Legacy {
+		f.Version = LegacyVersion
+	}
+	f.Filename = opts.Filename
+	f.MTime = opts.MTime.UTC().Truncate(time.Second)
+	if opts.MTime.IsZero() {
+		f.MTime = time.Time{}
+	}
+	f.URLs = append([]string(nil), opts.URLs...)
+	if len(f.URLs) == 0 {
+		f.URLs = []string{opts.Filename}
+	}
+	if !opts.Legacy {
+		f.Safe = []string{"File-Hash"}
+	}
+	return f, nil
+}
+
+// MakeFile makes the control file of the file at path. Filename defaults to
+// the file's base name, MTime to its modification time and Length to its
+// size.
+func MakeFile(ctx context.Context, path string, opts MakeOptions) (*control.File, error) {
+	in, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("make: %w", err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("make: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("make: %s is not a regular file: %w", path, ErrUsage)
+	}
+	if opts.Filename == "" {
+		opts.Filename = filepath.Base(path)
+	}
+	if opts.MTime.IsZero() {
+		opts.MTime = fi.ModTime()
+	}
+	opts.Length = fi.Size()
+	return Make(ctx, in, opts)
+}

@@ -1,0 +1,87 @@
+package rollsum
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// naive computes the checksum straight from its definition.
+func naive(d []byte) Sum {
+	var a, b uint16
+	n := len(d)
+	for i, c := range d {
+		a += uint16(c)
+		b += uint16(n-i) * uint16(c)
+	}
+	return Sum{A: a, B: b}
+}
+
+func TestBlockMatchesDefinition(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 7, 8, 9, 63, 64, 1000, 2048, 4096, 65536, 70001} {
+		d := make([]byte, n)
+		for i := range d {
+			d[i] = byte(rng.Uint32())
+		}
+		if got, want := Block(d), naive(d); got != want {
+			t.Errorf("Block(len %d) = %+v, want %+v", n, got, want)
+		}
+	}
+}
+
+func TestRollMatchesRecomputation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	data := make([]byte, 1<<17)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	// Include sizes of 2^16 and more, where size*out vanishes mod 2^16.
+	for _, size := range []int{1, 16, 2048, 4096, 65536, 65537} {
+		s := Block(data[:size])
+		pos := 0
+		for step := 0; step < 2000; step++ {
+			// Roll a random number of bytes, then compare with a fresh sum.
+			k := rng.IntN(64) + 1
+			for j := 0; j < k && pos+size < len(data); j++ {
+				s = s.Roll(data[pos], data[pos+size], size)
+				pos++
+			}
+			if want := naive(data[pos : pos+size]); s != want {
+				t.Fatalf("size %d offset %d: rolled %+v, recomputed %+v", size, pos, s, want)
+			}
+			if pos+size >= len(data) {
+				break
+			}
+		}
+	}
+}
+
+func TestPacked(t *testing.T) {
+	if got := (Sum{A: 0xf003, B: 0x14de}).Packed(); got != 0xf00314de {
+		t.Fatalf("Packed = %#x", got)
+	}
+}
+
+func BenchmarkBlock(b *testing.B) {
+	d := make([]byte, 4096)
+	b.SetBytes(int64(len(d)))
+	for b.Loop() {
+		Block(d)
+	}
+}
+
+func BenchmarkRoll(b *testing.B) {
+	d := make([]byte, 1<<20)
+	for i := range d {
+		d[i] = byte(i * 7)
+	}
+	const size = 4096
+	b.SetBytes(int64(len(d) - size))
+	for b.Loop() {
+		s := Block(d[:size])
+		for p := 0; p+size < len(d); p++ {
+			s = s.Roll(d[p], d[p+size], size)
+		}
+		_ = s
+	}
+}

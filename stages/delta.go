@@ -1,0 +1,422 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/sourcegraph/conc/pool"
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/rollsum"
+	"github.com/zsyncpipe/zsyncpipe/simd"
+)
+
+// DeltaOptions configures Delta.
+type DeltaOptions struct {
+	// Workers is how many segments are scanned at once; 0 means
+	// pipeline.DefaultWorkers.
+	Workers int
+	// Hasher computes strong hashes; nil creates one for the call. Its
+	// algorithm must be the control file's.
+	Hasher *simd.Hasher
+	// SegmentSize is the length of seed data one worker scans as a unit;
+	// 0 means 8 MiB. Segments overlap by seq_matches blocks so that no
+	// match is lost at a boundary.
+	SegmentSize int64
+	// Matches, if set, receives the matches and may already hold some
+	// (blocks known from elsewhere are not looked for again); nil starts
+	// from nothing.
+	Matches *Matches
+	// OnBlocks, if set, is called with every run of confirmed target
+	// blocks as it is found, so writing can start before the scan ends.
+	// Data is valid only during the call. It may be called from several
+	// goroutines at once. Its error stops the scan.
+	OnBlocks func(Block) error
+	// Progress, if set, is called with the number of seed bytes scanned
+	// since its previous call. It may be called from several goroutines.
+	Progress func(scanned int64)
+}
+
+// lanes is how many candidate blocks are confirmed with one strong-hash
+// call: md5-simd's lane count.
+const lanes = 16
+
+// Delta scans the seeds for blocks of the target described by f and
+// returns where each block was found. Blocks that occur several times in
+// the target are found at every position. A block is trusted only when its
+// rolling checksum and strong hash match, and — when the control file's
+// seq_matches is 2 — when the block after it matches the seed data after it
+// too, or it continues a run of matches.
+//
+// Seeds are cut into segments scanned in parallel; the scan ends early when
+// every block is found.
+func Delta(ctx context.Context, f *control.File, seeds []Seed, opts DeltaOptions) (*Matches, error) {
+	d, err := newDelta(f, seeds, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	return d.matches, d.run(ctx)
+}
+
+// DeltaStage adds the delta scan to a pipeline as a source stage: it emits
+// batches of confirmed blocks (copies of the seed data) as they are found.
+// The returned Matches is complete once the stage has finished; done is
+// closed at that moment, so a later stage (fetch) can wait for it.
+func DeltaStage(p *pipeline.Pipeline, f *control.File, seeds []Seed, opts DeltaOptions) (out *pipeline.Stream[Batch], matches *Matches, done <-chan struct{}, err error) {
+	if opts.OnBlocks != nil {
+		return nil, nil, nil, errors.New("delta stage: OnBlocks is set by the stage")
+	}
+	if opts.Matches == nil {
+		opts.Matches = NewMatches(f.Blocks())
+	}
+	finished := make(chan struct{})
+	out = pipeline.Source(p, "delta", func(ctx context.Context, emit func(Batch) error) error {
+		defer close(finished)
+		var mu sync.Mutex
+		o := opts
+		o.OnBlocks = func(b Block) error {
+			data := append([]byte(nil), b.Data...)
+			mu.Lock()
+			defer mu.Unlock()
+			return emit(Batch{{Index: b.Index, Data: data}})
+		}
+		_, err := Delta(ctx, f, seeds, o)
+		return err
+	})
+	return out, opts.Matches, finished, nil
+}
+
+type delta struct {
+	ix        *index
+	f         *control.File
+	seeds     []Seed
+	opts      DeltaOptions
+	matches   *Matches
+	hasher    *simd.Hasher
+	ownHasher bool
+	bufs      sync.Pool
+}
+
+func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) {
+	ix, err := newIndex(f)
+	if err != nil {
+		return nil, fmt.Errorf("delta: %w", err)
+	}
+	if len(seeds) > MaxSeeds {
+		return nil, fmt.Errorf("delta: %d seeds; at most %d are supported", len(seeds), MaxSeeds)
+	}
+	d := &delta{ix: ix, f: f, seeds: seeds, opts: opts, matches: opts.Matches, hasher: opts.Hasher}
+	if d.matches == nil {
+		d.matches = NewMatches(f.Blocks())
+	} else if d.matches.Blocks() != f.Blocks() {
+		return nil, fmt.Errorf("delta: matches record %d blocks, control file has %d", d.matches.Blocks(), f.Blocks())
+	}
+	if d.hasher == nil {
+		h, err := simd.NewHasher(f.StrongAlgorithm, simd.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("delta: %w", err)
+		}
+		d.hasher, d.ownHasher = h, true
+	} else if d.hasher.Algorithm() != f.StrongAlgorithm {
+		return nil, fmt.Errorf("delta: hasher computes %v, control file uses %v", d.hasher.Algorithm(), f.StrongAlgorithm)
+	}
+	if d.opts.SegmentSize <= 0 {
+		d.opts.SegmentSize = 8 << 20
+	}
+	// Whole blocks per segment, and at least a few blocks.
+	bs := int64(f.Blocksize)
+	d.opts.SegmentSize = max((d.opts.SegmentSize+bs-1)/bs*bs, 4*bs)
+	if d.opts.Workers <= 0 {
+		d.opts.Workers = pipeline.DefaultWorkers()
+	}
+	return d, nil
+}
+
+func (d *delta) close() {
+	if d.ownHasher {
+		d.hasher.Close()
+	}
+}
+
+type segment struct {
+	seed       int
+	start, end int64 // offsets where a match may start
+}
+
+func (d *delta) run(ctx context.Context) error {
+	if d.ix.n == 0 || d.matches.Complete() {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p := pool.New().WithContext(ctx).WithCancelOnError().WithFirstError().WithMaxGoroutines(d.opts.Workers)
+	for si, s := range d.seeds {
+		for start := int64(0); start < s.Size; start += d.opts.SegmentSize {
+			seg := segment{seed: si, start: start, end: min(start+d.opts.SegmentSize, s.Size)}
+			if ctx.Err() != nil || d.matches.Complete() {
+				break
+			}
+			p.Go(func(ctx context.Context) error {
+				if d.matches.Complete() {
+					return nil
+				}
+				return d.scan(ctx, seg)
+			})
+		}
+	}
+	return p.Wait()
+}
+
+// scanner is one worker's state while it scans a segment.
+type scanner struct {
+	d      *delta
+	ix     *index
+	seed   int
+	base   int64  // seed offset of buf[0]
+	buf    []byte // segment data, then the overlap, then zero padding past the seed's end
+	end    int    // positions p < end may start a match
+	digest []byte // strong hashes of candidate blocks
+	blocks [][]byte
+}
+
+func (d *delta) scan(ctx context.Context, seg segment) error {
+	ix := d.ix
+	bs := int64(ix.bs)
+	s := d.seeds[seg.seed]
+	// The segment, plus seq blocks after it, zero-padded past the seed's
+	// end: zsync pads seeds with zeros so a short last block can match.
+	want := seg.end - seg.start + int64(ix.seq)*bs
+	bp, _ := d.bufs.Get().(*[]byte)
+	if bp == nil || int64(cap(*bp)) < want {
+		b := make([]byte, want)
+		bp = &b
+	}
+	defer d.bufs.Put(bp)
+	buf := (*bp)[:want]
+	avail := min(want, s.Size-seg.start)
+	n, err := s.R.ReadAt(buf[:avail], seg.start)
+	if int64(n) < avail {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("read seed %s at %d: %w", s.Name, seg.start, err)
+	}
+	clear(buf[avail:])
+	sc := &scanner{
+		d: d, ix: ix, seed: seg.seed, base: seg.start, buf: buf,
+		end:    int(seg.end - seg.start),
+		digest: make([]byte, lanes*ix.sb),
+		blocks: make([][]byte, 0, lanes),
+	}
+	err = sc.scan(ctx)
+	if d.opts.Progress != nil {
+		d.opts.Progress(seg.end - seg.start)
+	}
+	return err
+}
+
+// scan rolls through the segment. At each offset it checks the bit table,
+// then the hash chain, then the strong hashes; after a match it checks the
+// following blocks directly, in batches that fill the SIMD lanes, and rolls
+// byte by byte again only where that fails.
+func (sc *scanner) scan(ctx context.Context) error {
+	ix := sc.ix
+	buf := sc.buf
+	bs := ix.bs
+	mask := ix.mask
+	seq2 := ix.seq == 2
+	bs16 := uint16(bs)
+	p := 0
+	var a0, b0, a1, b1 uint16
+	recompute := true
+	checkLast := ix.last >= 0
+	var lastRsum uint32
+	if checkLast {
+		lastRsum = ix.rsum[ix.last]
+	}
+	for steps := 0; p < sc.end; {
+		if recompute {
+			if steps&0xff == 0 && (ctx.Err() != nil || sc.d.matches.Complete()) {
+				return ctx.Err()
+			}
+			steps++
+			s := rollsum.Block(buf[p : p+bs])
+			a0, b0 = s.A, s.B
+			if seq2 {
+				s = rollsum.Block(buf[p+bs : p+2*bs])
+				a1, b1 = s.A, s.B
+			}
+			recompute = false
+		}
+		r0 := (uint32(a0)<<16 | uint32(b0)) & mask
+		key := uint64(r0)
+		if seq2 {
+			key = key<<32 | uint64((uint32(a1)<<16|uint32(b1))&mask)
+		}
+		if ix.maybe(key) {
+			next, err := sc.tryChain(p, key)
+			if err != nil {
+				return err
+			}
+			if next > p {
+				p = next
+				recompute = true
+				continue
+			}
+		}
+		if checkLast && r0 == lastRsum {
+			if sc.d.matches.Has(int64(ix.last)) {
+				checkLast = false
+			} else if err := sc.tryLast(p); err != nil {
+				return err
+			}
+		}
+		if p+1 >= sc.end {
+			break
+		}
+		out, in := buf[p], buf[p+bs]
+		a0 += uint16(in) - uint16(out)
+		b0 += a0 - bs16*uint16(out)
+		if seq2 {
+			in2 := buf[p+2*bs]
+			a1 += uint16(in2) - uint16(in)
+			b1 += a1 - bs16*uint16(in)
+		}
+		p++
+		if p&0xfffff == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// tryChain checks the hash chain of key at position p. On a confirmed match
+// it records it, follows the run as far as it goes, and returns the position
+// after the run; otherwise it returns p.
+func (sc *scanner) tryChain(p int, key uint64) (int, error) {
+	ix := sc.ix
+	bs := ix.bs
+	m := sc.d.matches
+	hashed := false
+	b := (key * hashMul) >> ix.tableShift
+	for e := ix.heads[b]; e >= 0; e = ix.entries[e].next {
+		en := &ix.entries[e]
+		if en.key != key {
+			continue
+		}
+		i := int64(en.blk)
+		if m.Has(i) && (ix.seq == 1 || m.Has(i+1)) {
+			continue // nothing to gain here
+		}
+		if !hashed {
+			sc.blocks = append(sc.blocks[:0], sc.buf[p:p+bs])
+			if ix.seq == 2 {
+				sc.blocks = append(sc.blocks, sc.buf[p+bs:p+2*bs])
+			}
+			sc.d.hasher.SumBlocks(sc.digest[:len(sc.blocks)*ix.sb], ix.sb, sc.blocks)
+			hashed = true
+		}
+		if !bytes.Equal(sc.digest[:ix.sb], ix.strongOf(int(i))) {
+			continue
+		}
+		if ix.seq == 2 && !bytes.Equal(sc.digest[ix.sb:2*ix.sb], ix.strongOf(int(i)+1)) {
+			continue
+		}
+		if err := sc.found(i, p, ix.seq); err != nil {
+			return p, err
+		}
+		return sc.follow(i+int64(ix.seq), p+ix.seq*bs)
+	}
+	return p, nil
+}
+
+// tryLast checks the target's last block alone at position p (with
+// seq_matches 2 it has no successor to pair with).
+func (sc *scanner) tryLast(p int) error {
+	ix := sc.ix
+	sc.blocks = append(sc.blocks[:0], sc.buf[p:p+ix.bs])
+	sc.d.hasher.SumBlocks(sc.digest[:ix.sb], ix.sb, sc.blocks)
+	if bytes.Equal(sc.digest[:ix.sb], ix.strongOf(int(ix.last))) {
+		return sc.found(int64(ix.last), p, 1)
+	}
+	return nil
+}
+
+// follow confirms the blocks expected after a match — target block i at
+// position p, i+1 at p+bs, … — up to lanes at a time, and returns the
+// position after the last confirmed one.
+func (sc *scanner) follow(i int64, p int) (int, error) {
+	ix := sc.ix
+	bs := ix.bs
+	for {
+		sc.blocks = sc.blocks[:0]
+		for j := 0; j < lanes; j++ {
+			q := p + j*bs
+			blk := i + int64(j)
+			if blk >= int64(ix.n) || q+bs > len(sc.buf) {
+				break
+			}
+			data := sc.buf[q : q+bs]
+			if rollsum.Block(data).Packed()&ix.mask != ix.rsum[blk] {
+				break
+			}
+			sc.blocks = append(sc.blocks, data)
+		}
+		k := len(sc.blocks)
+		if k == 0 {
+			return p, nil
+		}
+		sc.d.hasher.SumBlocks(sc.digest[:k*ix.sb], ix.sb, sc.blocks)
+		ok := 0
+		for ok < k && bytes.Equal(sc.digest[ok*ix.sb:(ok+1)*ix.sb], ix.strongOf(int(i)+ok)) {
+			ok++
+		}
+		if ok > 0 {
+			if err := sc.found(i, p, ok); err != nil {
+				return p, err
+			}
+		}
+		p += ok * bs
+		i += int64(ok)
+		if ok < lanes {
+			return p, nil
+		}
+	}
+}
+
+// found records that target blocks i … i+count-1 are at buffer position p,
+// with every duplicate of each, and hands the data on.
+func (sc *scanner) found(i int64, p int, count int) error {
+	ix := sc.ix
+	bs := ix.bs
+	m := sc.d.matches
+	on := sc.d.opts.OnBlocks
+	newRun := false
+	for j := range count {
+		blk := i + int64(j)
+		off := sc.base + int64(p+j*bs)
+		for g := ix.dupFirst[blk]; g >= 0; g = ix.dupNext[g] {
+			if !m.Set(int64(g), sc.seed, off) {
+				continue
+			}
+			if int64(g) >= i && int64(g) < i+int64(count) {
+				newRun = true
+				continue
+			}
+			if on != nil {
+				if err := on(Block{Index: int64(g), Data: sc.buf[p+j*bs : p+(j+1)*bs]}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if newRun && on != nil {
+		return on(Block{Index: i, Data: sc.buf[p : p+count*bs]})
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/sourcegraph/conc/pool"
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/simd"
+)
+
+// FetchOptions configures Fetch.
+type FetchOptions struct {
+	// Hasher checks fetched blocks; nil creates one for the call.
+	Hasher *simd.Hasher
+	// Concurrency is how many ReadRanges calls run at once; 0 means 4.
+	Concurrency int
+	// RangesPerCall bounds the ranges of one ReadRanges call; 0 means 64.
+	RangesPerCall int
+	// CallBytes bounds the bytes of one ReadRanges call; longer ranges are
+	// split at block boundaries. 0 means 4 MiB.
+	CallBytes int64
+	// Progress, if set, is called with the payload bytes of each verified
+	// piece. It may be called from several goroutines.
+	Progress func(fetched int64)
+}
+
+// ErrFetch is wrapped by Fetch's errors that come from the source: the
+// missing blocks could not be read, or failed their checksums.
+var ErrFetch = errors.New("fetch failed")
+
+// Fetch reads the missing ranges from src, checks each block against its
+// strong hash, and calls fn with batches of verified blocks. Calls to fn do
+// not overlap; a range may be delivered more than once when a source
+// retries it elsewhere. A block failing its hash is reported to the source
+// through an error wrapping ErrCorrupt.
+func Fetch(ctx context.Context, f *control.File, src RangeSource, missing []Range, opts FetchOptions, fn func(Batch) error) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	if src == nil {
+		return fmt.Errorf("no source for the missing blocks: %w", ErrFetch)
+	}
+	hasher := opts.Hasher
+	if hasher == nil {
+		h, err := simd.NewHasher(f.StrongAlgorithm, simd.Options{})
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		defer h.Close()
+		hasher = h
+	}
+	conc := opts.Concurrency
+	if conc <= 0 {
+		conc = 4
+	}
+	calls := splitCalls(missing, int64(f.Blocksize), opts.RangesPerCall, opts.CallBytes)
+	var mu sync.Mutex
+	emit := func(b Batch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return fn(b)
+	}
+	p := pool.New().WithContext(ctx).WithCancelOnError().WithFirstError().WithMaxGoroutines(conc)
+	for _, call := range calls {
+		p.Go(func(ctx context.Context) error {
+			v := verifier{f: f, hasher: hasher, emit: emit, progress: opts.Progress}
+			err := src.ReadRanges(ctx, call, v.deliver)
+			switch {
+			case err == nil:
+				return nil
+			case v.emitErr != nil:
+				return v.emitErr // the consumer failed, not the source
+			case ctx.Err() != nil:
+				return ctx.Err()
+			}
+			return fmt.Errorf("fetch %d ranges from byte %d: %w: %w", len(call), call[0].Start, ErrFetch, err)
+		})
+	}
+	return p.Wait()
+}
+
+// splitCalls groups ranges into ReadRanges calls, splitting long ranges at
+// block boundaries so that calls stay bounded and can run in parallel.
+func splitCalls(missing []Range, bs int64, perCall int, callBytes int64) [][]Range {
+	if perCall <= 0 {
+		perCall = 64
+	}
+	if callBytes <= 0 {
+		callBytes = 4 << 20
+	}
+	callBytes = max(callBytes/bs*bs, bs)
+	var calls [][]Range
+	var cur []Range
+	var curBytes int64
+	for _, r := range missing {
+		for r.Start < r.End {
+			piece := r
+			if room := callBytes - curBytes; piece.Len() > room {
+				piece.End = piece.Start + max(room/bs*bs, bs)
+				piece.End = min(piece.End, r.End)
+			}
+			cur = append(cur, piece)
+			curBytes += piece.Len()
+			r.Start = piece.End
+			if len(cur) >= perCall || curBytes >= callBytes {
+				calls = append(calls, cur)
+				cur, curBytes = nil, 0
+			}
+		}
+	}
+	if len(cur) > 0 {
+		calls = append(calls, cur)
+	}
+	return calls
+}
+
+// verifier checks the blocks of delivered ranges, lanes at a time.
+type verifier struct {
+	f        *control.File
+	hasher   *simd.Hasher
+	emit     func(Batch) error
+	progress func(int64)
+	emitErr  error
+	buf      []byte
+	blocks   [][]byte
+	digest   []byte
+}
+
+func (v *verifier) deliver(r Range, data io.Reader) error {
+	bs := int64(v.f.Blocksize)
+	if r.Start%bs != 0 || r.Start < 0 || r.End > v.f.Length || r.Len() <= 0 {
+		return fmt.Errorf("fetch: range %d-%d is not a run of blocks of the target", r.Start, r.End)
+	}
+	sb := v.f.Checksums.StrongBytes
+	if v.buf == nil {
+		v.buf = make([]byte, lanes*bs)
+		v.digest = make([]byte, lanes*sb)
+	}
+	for off := r.Start; off < r.End; {
+		n := min(r.End-off, lanes*bs)
+		buf := v.buf[:n]
+		if _, err := io.ReadFull(data, buf); err != nil {
+			return fmt.Errorf("read range %d-%d: %w", r.Start, r.End, err)
+		}
+		// The last block is hashed zero-padded, as it was made.
+		k := int((n + bs - 1) / bs)
+		padded := v.buf[:int64(k)*bs]
+		clear(padded[n:])
+		v.blocks = v.blocks[:0]
+		for j := range k {
+			v.blocks = append(v.blocks, padded[int64(j)*bs:int64(j+1)*bs])
+		}
+		v.hasher.SumBlocks(v.digest[:k*sb], sb, v.blocks)
+		first := off / bs
+		for j := range k {
+			if !bytes.Equal(v.digest[j*sb:(j+1)*sb], v.f.Checksums.StrongOf(int(first)+j)) {
+				return fmt.Errorf("block %d (bytes %d-%d): %w", first+int64(j), (first+int64(j))*bs, min((first+int64(j)+1)*bs, v.f.Length), ErrCorrupt)
+			}
+		}
+		if err := v.emit(Batch{{Index: first, Data: bytes.Clone(buf)}}); err != nil {
+			v.emitErr = err
+			return err
+		}
+		if v.progress != nil {
+			v.progress(n)
+		}
+		off += n
+	}
+	return nil
+}
+
+// FetchStage adds fetch to a pipeline as a source stage. It waits until
+// ready is closed (the scan is done), then asks missing for the ranges to
+// fetch and emits verified batches. src may be nil when nothing turns out
+// to be missing; a nil src with missing ranges is an error.
+func FetchStage(p *pipeline.Pipeline, f *control.File, src func() (RangeSource, error), ready <-chan struct{}, missing func() []Range, opts FetchOptions) *pipeline.Stream[Batch] {
+	return pipeline.Source(p, "fetch", func(ctx context.Context, emit func(Batch) error) error {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		ranges := missing()
+		if len(ranges) == 0 {
+			return nil
+		}
+		s, err := src()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrFetch, err)
+		}
+		return Fetch(ctx, f, s, ranges, opts, emit)
+	})
+}
+
+// ReaderAtSource is a RangeSource reading from a local copy of the target.
+type ReaderAtSource struct {
+	R io.ReaderAt
+}
+
+// ReadRanges implements RangeSource.
+func (s ReaderAtSource) ReadRanges(ctx context.Context, ranges []Range, fn func(Range, io.Reader) error) error {
+	for _, r := range ranges {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(r, io.NewSectionReader(s.R, r.Start, r.Len())); err != nil {
+			return err
+		}
+	}
+	return nil
+}

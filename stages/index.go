@@ -1,0 +1,169 @@
+package stages
+
+import (
+	"bytes"
+	"fmt"
+	"math/bits"
+
+	"github.com/zsyncpipe/zsyncpipe/control"
+)
+
+// index answers, for the rolling checksums at a seed offset, which target
+// blocks may start there. With seq_matches 2 it is keyed on the checksums of
+// a block and of the block after it, as zsync does; a bit table in front
+// rejects most offsets without touching the hash chains.
+type index struct {
+	bs     int
+	n      int32
+	seq    int
+	mask   uint32
+	rsum   []uint32
+	strong []byte
+	sb     int
+
+	// Blocks with identical records form a group: dupFirst is the first
+	// block of i's group, dupNext the next one (-1 at the end).
+	dupFirst []int32
+	dupNext  []int32
+
+	bitShift uint
+	bitTable []uint64
+
+	tableShift uint
+	heads      []int32 // per bucket, first entry or -1
+	entries    []entry
+
+	// last is the final block, looked for on its own when seq is 2 (it has
+	// no successor to pair with); -1 when it needs no special case.
+	last int32
+}
+
+type entry struct {
+	key  uint64
+	blk  int32
+	next int32
+}
+
+const hashMul = 0x9E3779B97F4A7C15
+
+func newIndex(f *control.File) (*index, error) {
+	c := &f.Checksums
+	n := c.Len()
+	if int64(n) != f.Blocks() {
+		return nil, fmt.Errorf("control file has %d block records for %d blocks", n, f.Blocks())
+	}
+	if n >= 1<<31-1 {
+		return nil, fmt.Errorf("control file has %d blocks; at most %d are supported", n, 1<<31-2)
+	}
+	if c.StrongBytes <= 0 || len(c.Strong) != n*c.StrongBytes {
+		return nil, fmt.Errorf("control file has %d strong hash bytes for %d blocks of %d", len(c.Strong), n, c.StrongBytes)
+	}
+	seq := f.HashLengths.SeqMatches
+	if seq != 2 {
+		seq = 1
+	}
+	ix := &index{
+		bs:     f.Blocksize,
+		n:      int32(n),
+		seq:    seq,
+		mask:   control.RsumMask(c.RsumBytes),
+		rsum:   c.Rsum,
+		strong: c.Strong,
+		sb:     c.StrongBytes,
+		last:   -1,
+	}
+	if n == 0 {
+		return ix, nil
+	}
+	ix.groupDuplicates()
+
+	entries := n
+	if seq == 2 {
+		entries = n - 1
+		ix.last = int32(n - 1)
+	}
+	// Bit table of 2^(log2 n + 3) bits, as zsync found best; hash table with
+	// about two buckets per entry.
+	lg := bits.Len(uint(max(entries, 1)))
+	ix.bitShift = uint(64 - min(lg+3, 30))
+	ix.bitTable = make([]uint64, max(1<<(64-ix.bitShift)/64, 1))
+	ix.tableShift = uint(64 - min(lg+1, 30))
+	ix.heads = make([]int32, 1<<(64-ix.tableShift))
+	for i := range ix.heads {
+		ix.heads[i] = -1
+	}
+	ix.entries = make([]entry, 0, entries)
+	for i := 0; i < entries; i++ {
+		key := uint64(ix.rsum[i])
+		if seq == 2 {
+			key = key<<32 | uint64(ix.rsum[i+1])
+		}
+		h := key * hashMul
+		b := h >> ix.tableShift
+		dup := false
+		for e := ix.heads[b]; e >= 0; e = ix.entries[e].next {
+			o := ix.entries[e].blk
+			if ix.entries[e].key == key && ix.sameBlock(int(o), i) && (seq == 1 || ix.sameBlock(int(o)+1, i+1)) {
+				dup = true // the same content (pair) is already indexed
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		ix.entries = append(ix.entries, entry{key: key, blk: int32(i), next: ix.heads[b]})
+		ix.heads[b] = int32(len(ix.entries) - 1)
+		bt := h >> ix.bitShift
+		ix.bitTable[bt>>6] |= 1 << (bt & 63)
+	}
+	return ix, nil
+}
+
+// sameBlock reports whether blocks i and j have identical records.
+func (ix *index) sameBlock(i, j int) bool {
+	return ix.rsum[i] == ix.rsum[j] && bytes.Equal(ix.strongOf(i), ix.strongOf(j))
+}
+
+func (ix *index) strongOf(i int) []byte { return ix.strong[i*ix.sb : (i+1)*ix.sb] }
+
+// groupDuplicates links blocks with identical records, so that finding the
+// data of one gives every position where the target holds it.
+func (ix *index) groupDuplicates() {
+	n := int(ix.n)
+	ix.dupFirst = make([]int32, n)
+	ix.dupNext = make([]int32, n)
+	shift := uint(64 - min(bits.Len(uint(n))+1, 30))
+	heads := make([]int32, 1<<(64-shift))
+	for i := range heads {
+		heads[i] = -1
+	}
+	chain := make([]int32, n) // next group leader in the same bucket
+	tail := make([]int32, n)  // last member of a leader's group
+	for i := 0; i < n; i++ {
+		ix.dupNext[i] = -1
+		ix.dupFirst[i] = int32(i)
+		b := (uint64(ix.rsum[i]) * hashMul) >> shift
+		leader := int32(-1)
+		for l := heads[b]; l >= 0; l = chain[l] {
+			if ix.sameBlock(int(l), i) {
+				leader = l
+				break
+			}
+		}
+		if leader < 0 {
+			chain[i] = heads[b]
+			heads[b] = int32(i)
+			tail[i] = int32(i)
+			continue
+		}
+		ix.dupFirst[i] = leader
+		ix.dupNext[tail[leader]] = int32(i)
+		tail[leader] = int32(i)
+	}
+}
+
+// maybe reports whether the bit table admits key.
+func (ix *index) maybe(key uint64) bool {
+	bt := (key * hashMul) >> ix.bitShift
+	return ix.bitTable[bt>>6]&(1<<(bt&63)) != 0
+}
