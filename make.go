@@ -14,14 +14,6 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
-// Versions written in the "zsync:" header of each generation.
-const (
-	// LegacyVersion is what zsyncmake 0.6.2 writes.
-	LegacyVersion = "0.6.2"
-	// SpecVersion is what zsync 0.7.x, which implements spec 0.8, writes.
-	SpecVersion = "0.7.2"
-)
-
 // MakeOptions configures Make.
 type MakeOptions struct {
 	// Blocksize is the block size; 0 chooses zsyncmake's default for the
@@ -81,9 +73,9 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 	if err != nil {
 		return nil, fmt.Errorf("make: %w", err)
 	}
-	f.Version = SpecVersion
+	f.Version = control.SpecVersion
 	if opts.Legacy {
-		f.Version = LegacyVersion
+		f.Version = control.LegacyVersion
 	}
 	f.Filename = opts.Filename
 	f.MTime = opts.MTime.UTC().Truncate(time.Second)
@@ -93,9 +85,6 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 	f.URLs = append([]string(nil), opts.URLs...)
 	if len(f.URLs) == 0 {
 		f.URLs = []string{opts.Filename}
-	}
-	if !opts.Legacy {
-		f.Safe = []string{"File-Hash"}
 	}
 	return f, nil
 }

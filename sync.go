@@ -8,11 +8,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -29,12 +29,18 @@ type SyncOptions struct {
 	// Seeds are further local files that may hold parts of the target.
 	Seeds []string
 	// Source serves the target's missing ranges. When nil, the control
-	// file's URLs are resolved against BaseURL; only local paths and
-	// file:// URLs are supported that way.
+	// file's URLs and MirrorURLs are resolved against BaseURL and used
+	// together: http(s) URLs through package httpsource, local paths and
+	// file:// URLs directly.
 	Source stages.RangeSource
-	// BaseURL resolves relative URLs of the control file: a directory
-	// path, or a file:// URL.
+	// BaseURL resolves relative URLs of the control file: the URL or path
+	// the control file came from, or a directory.
 	BaseURL string
+	// MirrorURLs are further places that serve the target, used beside
+	// the control file's URLs.
+	MirrorURLs []string
+	// HTTP configures the HTTP sources built from the URLs.
+	HTTP httpsource.Options
 	// Workers bounds scanning and hashing goroutines; 0 means one per
 	// physical core.
 	Workers int
@@ -44,204 +50,407 @@ type SyncOptions struct {
 	// place. Faster, but a crash right after the rename may leave a
 	// damaged file.
 	NoFsync bool
+	// Fetch tunes the fetch stage (parallel calls, ranges per call).
+	Fetch stages.FetchOptions
 	// Progress, if set, is called from time to time, from several
 	// goroutines.
 	Progress func(Progress)
+	// Logf, if set, receives warnings and notes (a resume state that does
+	// not fit, a control file without a whole-file hash).
+	Logf func(format string, args ...any)
 }
 
 // Sync rebuilds opts.Output from local data and the missing blocks read from
 // the source, verifies it against the control file's whole-file hash, and
-// only then renames it into place. On failure the existing output is left as
-// it was and the partial result stays in Output+".part", to be used as a
-// seed by the next run.
+// only then renames it into place.
+//
+// On failure the existing output is left as it was. The partial result
+// stays in Output+".part" with a small state file, Output+".part.state",
+// listing its verified blocks and the seeds already scanned: the next Sync
+// of the same control file goes on from there.
 func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	start := time.Now()
-	f := opts.Control
-	if f == nil {
+	j, err := newSyncJob(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer j.close()
+	if err := j.prepare(); err != nil {
+		return nil, err
+	}
+	if err := j.run(ctx); err != nil {
+		return j.sum, err
+	}
+	if err := j.finish(ctx); err != nil {
+		return j.sum, err
+	}
+	j.sum.Duration = time.Since(start)
+	return j.sum, nil
+}
+
+// syncJob is the state of one Sync.
+type syncJob struct {
+	opts      SyncOptions
+	f         *control.File
+	out, part string
+	id        string // controlID of f
+	sum       *Summary
+
+	state    *resumeState // from an earlier run, or nil
+	setAside string       // an earlier partial result used as a seed
+	w        *os.File     // the partial result
+	seeds    []stages.Seed
+	seedIDs  []seedID
+	closers  []io.Closer
+	hasher   *simd.Hasher
+	matches  *stages.Matches
+	pt       *stages.Patcher
+	plan     *stages.Plan
+	src      stages.RangeSource
+	written  atomic.Bool // every block found in a seed is in the partial result
+}
+
+func newSyncJob(opts SyncOptions) (*syncJob, error) {
+	if opts.Control == nil {
 		return nil, fmt.Errorf("sync: no control file: %w", ErrUsage)
 	}
 	if opts.Output == "" {
 		return nil, fmt.Errorf("sync: no output path: %w", ErrUsage)
 	}
-	out := opts.Output
-	part := out + ".part"
-	sum := &Summary{Output: out, Length: f.Length}
+	f := opts.Control
+	return &syncJob{
+		opts: opts,
+		f:    f,
+		out:  opts.Output,
+		part: opts.Output + ".part",
+		id:   controlID(f),
+		sum:  &Summary{Output: opts.Output, Length: f.Length},
+	}, nil
+}
 
-	// Open the seeds: those asked for, the existing output, and an earlier
-	// partial result, set aside so that the new one can be written.
-	paths := append([]string(nil), opts.Seeds...)
-	var setAside string
-	if _, err := os.Stat(part); err == nil {
-		setAside = part + ".seed"
-		if err := os.Rename(part, setAside); err != nil {
-			return nil, fmt.Errorf("sync: set aside %s: %w", part, err)
-		}
-		paths = append(paths, setAside)
-	} else if _, err := os.Stat(part + ".seed"); err == nil {
-		setAside = part + ".seed"
-		paths = append(paths, setAside)
+func (j *syncJob) logf(format string, args ...any) {
+	if j.opts.Logf != nil {
+		j.opts.Logf(format, args...)
 	}
+}
+
+// prepare opens the partial result — resuming an earlier one when its state
+// matches — and the seeds: those asked for, the existing output, and an
+// earlier partial result without state, set aside so that the new one can
+// be written.
+func (j *syncJob) prepare() error {
+	paths := append([]string(nil), j.opts.Seeds...)
 	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(out); err == nil {
+	if fi, err := os.Stat(j.out); err == nil {
 		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("sync: %s exists and is not a regular file: %w", out, ErrUsage)
+			return fmt.Errorf("sync: %s exists and is not a regular file: %w", j.out, ErrUsage)
 		}
 		mode = fi.Mode().Perm()
-		paths = append(paths, out)
+		paths = append(paths, j.out)
 	}
-	seeds, closeSeeds, err := openSeeds(paths, opts.Seeds)
+	flags := os.O_RDWR | os.O_CREATE | os.O_TRUNC
+	if _, err := os.Stat(j.part); err == nil {
+		st, why := loadState(j.part, j.f, j.id)
+		if st != nil {
+			j.state = st
+			flags &^= os.O_TRUNC
+		} else {
+			if why != "" {
+				j.logf("ignoring %s: %s", statePath(j.part), why)
+			}
+			j.setAside = j.part + ".seed"
+			if err := os.Rename(j.part, j.setAside); err != nil {
+				return fmt.Errorf("sync: set aside %s: %w", j.part, err)
+			}
+		}
+	} else if _, err := os.Stat(j.part + ".seed"); err == nil {
+		j.setAside = j.part + ".seed"
+	}
+	if j.state == nil {
+		os.Remove(statePath(j.part))
+	}
+	if j.setAside != "" {
+		paths = append(paths, j.setAside)
+	}
+	if err := j.openSeeds(paths); err != nil {
+		return err
+	}
+	w, err := os.OpenFile(j.part, flags, mode)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("sync: create %s: %w", j.part, err)
 	}
-	defer closeSeeds()
+	j.w = w
+	if err := w.Truncate(j.f.Length); err != nil {
+		return fmt.Errorf("sync: size %s: %w", j.part, err)
+	}
+	j.hasher, err = simd.NewHasher(j.f.StrongAlgorithm, simd.Options{Fallback: j.opts.NoSIMD})
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	j.pt = stages.NewPatcher(w, &j.f.Header)
+	j.matches = stages.NewMatches(j.f.Blocks())
+	if j.state != nil {
+		// Verified blocks of the earlier run are in place: the partial
+		// result is their seed, at their own offsets.
+		bs := int64(j.f.Blocksize)
+		resumed := 0
+		for i := int64(0); i < j.f.Blocks(); i++ {
+			if j.state.done(i) {
+				j.matches.Set(i, len(j.seeds), i*bs)
+				j.pt.MarkDone(i)
+				resumed++
+			}
+		}
+		j.logf("resuming %s: %d of %d blocks already verified", j.part, resumed, j.f.Blocks())
+	}
+	return nil
+}
+
+// openSeeds opens the seed files, skipping repeats of the same file and
+// seeds the earlier run scanned completely. Files named in SyncOptions.Seeds
+// must exist; the others are skipped when they do not.
+func (j *syncJob) openSeeds(paths []string) error {
+	var infos []os.FileInfo
+	for i, path := range paths {
+		fh, err := os.Open(path)
+		if err != nil {
+			if i >= len(j.opts.Seeds) && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("sync: open seed: %w", err)
+		}
+		fi, err := fh.Stat()
+		if err != nil {
+			fh.Close()
+			return fmt.Errorf("sync: seed %s: %w", path, err)
+		}
+		if !fi.Mode().IsRegular() {
+			fh.Close()
+			return fmt.Errorf("sync: seed %s is not a regular file: %w", path, ErrUsage)
+		}
+		dup := false
+		for _, o := range infos {
+			dup = dup || os.SameFile(o, fi)
+		}
+		if dup || j.state != nil && j.state.scanned(path, fi) {
+			fh.Close()
+			continue
+		}
+		infos = append(infos, fi)
+		j.closers = append(j.closers, fh)
+		j.seeds = append(j.seeds, stages.Seed{Name: path, R: fh, Size: fi.Size()})
+		j.seedIDs = append(j.seedIDs, identify(path, fi))
+		j.sum.Seeds = append(j.sum.Seeds, path)
+	}
+	return nil
+}
+
+// run scans the seeds and fetches what they lack, writing both into the
+// partial result as it goes:
+//
+//	delta ─┐
+//	       ├─ merge ─ patch
+//	fetch ─┘   (fetch starts when the scan is done)
+func (j *syncJob) run(ctx context.Context) error {
+	f := j.f
 	var seedBytes int64
-	for _, s := range seeds {
-		sum.Seeds = append(sum.Seeds, s.Name)
+	for _, s := range j.seeds {
 		seedBytes += s.Size
 	}
-
-	w, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return nil, fmt.Errorf("sync: create %s: %w", part, err)
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			w.Close()
-		}
-	}()
-	if err := w.Truncate(f.Length); err != nil {
-		return nil, fmt.Errorf("sync: size %s: %w", part, err)
-	}
-
-	hasher, err := simd.NewHasher(f.StrongAlgorithm, simd.Options{Fallback: opts.NoSIMD})
-	if err != nil {
-		return nil, fmt.Errorf("sync: %w", err)
-	}
-	defer hasher.Close()
-
 	var scanned, fetched atomic.Int64
 	progress := func(phase string, done, total int64) {
-		if opts.Progress != nil {
-			opts.Progress(Progress{Phase: phase, Done: done, Total: total})
+		if j.opts.Progress != nil {
+			j.opts.Progress(Progress{Phase: phase, Done: done, Total: total})
 		}
 	}
-	pt := stages.NewPatcher(w, &f.Header)
-	p := pipeline.New(pipeline.Config{Workers: opts.Workers})
-	deltaOut, matches, scanDone, err := stages.DeltaStage(p, f, seeds, stages.DeltaOptions{
-		Workers:  opts.Workers,
-		Hasher:   hasher,
+	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
+	deltaOut, _, scanDone, err := stages.DeltaStage(p, f, j.seeds, stages.DeltaOptions{
+		Workers:  j.opts.Workers,
+		Hasher:   j.hasher,
+		Matches:  j.matches,
 		Progress: func(n int64) { progress("scan", scanned.Add(n), seedBytes) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sync: %w", err)
+		return fmt.Errorf("sync: %w", err)
 	}
-	var plan *stages.Plan
-	var src stages.RangeSource
-	fetchOut := stages.FetchStage(p, f,
-		func() (stages.RangeSource, error) {
-			if opts.Source != nil {
-				src = opts.Source
-				return src, nil
-			}
-			s, err := localSource(f, opts.BaseURL)
-			src = s
-			return s, err
-		},
-		scanDone,
+	fo := j.opts.Fetch
+	fo.Hasher = j.hasher
+	fo.Progress = func(n int64) { progress("fetch", fetched.Add(n), j.plan.MissingBytes) }
+	fetchOut := stages.FetchStage(p, f, j.source, scanDone,
 		func() []stages.Range {
-			plan = stages.Blueprint(&f.Header, matches)
-			return plan.Missing
-		},
-		stages.FetchOptions{
-			Hasher:   hasher,
-			Progress: func(n int64) { progress("fetch", fetched.Add(n), plan.MissingBytes) },
-		})
-	stages.PatchStage(p, pipeline.Merge(p, "merge", deltaOut, fetchOut), pt)
+			j.plan = stages.Blueprint(&f.Header, j.matches)
+			return j.plan.Missing
+		}, fo)
+	stages.PatchStage(p, pipeline.Merge(p, "merge", deltaOut, fetchOut), j.pt)
+
+	// Save the resume state now and then, so that even a killed sync
+	// leaves its verified blocks usable.
+	stop := make(chan struct{})
+	saved := make(chan struct{})
+	go func() {
+		defer close(saved)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				j.saveState()
+			}
+		}
+	}()
 	runErr := p.Run(ctx)
-	if c, ok := src.(io.Closer); ok && opts.Source == nil {
+	close(stop)
+	<-saved
+
+	j.sum.Stages = p.Stats()
+	if j.plan != nil {
+		j.sum.Reused = j.plan.Reused
+	}
+	j.sum.Fetched = fetched.Load()
+	if st, ok := j.src.(interface{ Stats() SourceStats }); ok {
+		s := st.Stats()
+		j.sum.Requests, j.sum.Ranges, j.sum.Overhead = s.Requests, s.Ranges, s.Overhead
+	}
+	if c, ok := j.src.(io.Closer); ok && j.opts.Source == nil {
 		c.Close()
 	}
-	sum.Stages = p.Stats()
-	if plan != nil {
-		sum.Reused = plan.Reused
-	}
-	sum.Fetched = fetched.Load()
-	if st, ok := src.(interface{ Stats() SourceStats }); ok {
-		s := st.Stats()
-		sum.Requests, sum.Ranges, sum.Overhead = s.Requests, s.Ranges, s.Overhead
-	}
 	if runErr != nil {
-		keepProgress(w, part, setAside, plan, pt)
-		keep = true
-		return sum, fmt.Errorf("sync %s: %w", out, runErr)
+		j.keepProgress()
+		return fmt.Errorf("sync %s: %w", j.out, runErr)
 	}
-	if err := pt.Finish(); err != nil {
-		return sum, fmt.Errorf("sync %s: %w", out, err)
-	}
-	// Every block is in the new partial result: the old one has served.
-	if setAside != "" {
-		os.Remove(setAside)
-	}
+	return nil
+}
 
-	progress("verify", 0, f.Length)
-	if _, err := w.Seek(0, io.SeekStart); err != nil {
-		return sum, fmt.Errorf("sync: %w", err)
+// source returns the RangeSource for the missing blocks.
+func (j *syncJob) source() (stages.RangeSource, error) {
+	if j.opts.Source != nil {
+		j.src = j.opts.Source
+		return j.src, nil
 	}
-	if err := stages.Verify(ctx, w, &f.Header); err != nil && !errors.Is(err, stages.ErrNoFileHash) {
-		if errors.Is(err, stages.ErrMismatch) {
-			return sum, fmt.Errorf("sync %s: %w: %w", out, ErrVerify, err)
+	s, err := j.urlSource()
+	if err != nil {
+		return nil, err
+	}
+	j.src = s
+	return s, nil
+}
+
+// seedsWritten reports whether every block found in a seed is in the
+// partial result.
+func (j *syncJob) seedsWritten() bool {
+	if j.written.Load() {
+		return true
+	}
+	plan := j.plan
+	if plan == nil {
+		return false
+	}
+	for _, c := range plan.Copies {
+		for i := c.Index; i < c.Index+c.Count; i++ {
+			if !j.pt.Done(i) {
+				return false
+			}
 		}
-		return sum, fmt.Errorf("sync %s: %w", out, err)
 	}
-	progress("verify", f.Length, f.Length)
-	if !opts.NoFsync {
-		if err := w.Sync(); err != nil {
-			return sum, fmt.Errorf("sync: flush %s: %w", part, err)
-		}
+	j.written.Store(true)
+	return true
+}
+
+// saveState records the verified blocks of the partial result.
+func (j *syncJob) saveState() {
+	var scanned []seedID
+	if j.state != nil {
+		scanned = j.state.Scanned
 	}
-	keep = true
-	if err := w.Close(); err != nil {
-		return sum, fmt.Errorf("sync: close %s: %w", part, err)
+	if j.seedsWritten() {
+		scanned = append(scanned[:len(scanned):len(scanned)], j.seedIDs...)
 	}
-	if !f.MTime.IsZero() {
-		if err := os.Chtimes(part, f.MTime, f.MTime); err != nil {
-			return sum, fmt.Errorf("sync: set mtime of %s: %w", part, err)
-		}
+	if err := saveState(j.part, j.id, j.pt, j.f.Blocks(), scanned); err != nil {
+		j.logf("%v", err)
 	}
-	if err := os.Rename(part, out); err != nil {
-		return sum, fmt.Errorf("sync: rename %s to %s: %w", part, out, err)
-	}
-	sum.Duration = time.Since(start)
-	return sum, nil
 }
 
 // keepProgress decides, after a failed run, which partial result to keep
-// for the next run: the new one when it holds every block found locally
-// (then the set-aside seed is no longer needed), otherwise the earlier one.
-func keepProgress(w *os.File, part, setAside string, plan *stages.Plan, pt *stages.Patcher) {
-	w.Close()
-	if setAside == "" {
+// for the next run: the new one, with its state, when it holds every block
+// found locally (the set-aside seed is then no longer needed); otherwise
+// the earlier one.
+func (j *syncJob) keepProgress() {
+	if j.setAside == "" || j.seedsWritten() {
+		if j.setAside != "" {
+			os.Remove(j.setAside)
+		}
+		j.saveState()
 		return
 	}
-	complete := plan != nil
-	if complete {
-	copies:
-		for _, c := range plan.Copies {
-			for i := c.Index; i < c.Index+c.Count; i++ {
-				if !pt.Done(i) {
-					complete = false
-					break copies
-				}
-			}
+	j.w.Close()
+	j.w = nil
+	os.Remove(j.part)
+	os.Remove(statePath(j.part))
+	os.Rename(j.setAside, j.part)
+}
+
+// finish truncates and verifies the partial result and renames it into
+// place.
+func (j *syncJob) finish(ctx context.Context) error {
+	f, w := j.f, j.w
+	if err := j.pt.Finish(); err != nil {
+		return fmt.Errorf("sync %s: %w", j.out, err)
+	}
+	// Every block is in the new partial result: the old one has served.
+	if j.setAside != "" {
+		os.Remove(j.setAside)
+	}
+	if j.opts.Progress != nil {
+		j.opts.Progress(Progress{Phase: "verify", Total: f.Length})
+	}
+	if _, err := w.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if err := stages.Verify(ctx, w, &f.Header); errors.Is(err, stages.ErrNoFileHash) {
+		j.logf("warning: %v; only the block checksums vouch for %s", err, j.out)
+	} else if errors.Is(err, stages.ErrMismatch) {
+		// Every block passed its own check, yet the whole does not match:
+		// start afresh next time, using this result only as a seed.
+		os.Remove(statePath(j.part))
+		return fmt.Errorf("sync %s: %w: %w", j.out, ErrVerify, err)
+	} else if err != nil {
+		j.saveState()
+		return fmt.Errorf("sync %s: %w", j.out, err)
+	}
+	if !j.opts.NoFsync {
+		if err := w.Sync(); err != nil {
+			return fmt.Errorf("sync: flush %s: %w", j.part, err)
 		}
 	}
-	if complete {
-		os.Remove(setAside)
-		return
+	j.w = nil
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("sync: close %s: %w", j.part, err)
 	}
-	os.Remove(part)
-	os.Rename(setAside, part)
+	if !f.MTime.IsZero() {
+		if err := os.Chtimes(j.part, f.MTime, f.MTime); err != nil {
+			return fmt.Errorf("sync: set mtime of %s: %w", j.part, err)
+		}
+	}
+	if err := os.Rename(j.part, j.out); err != nil {
+		return fmt.Errorf("sync: rename %s to %s: %w", j.part, j.out, err)
+	}
+	os.Remove(statePath(j.part))
+	return nil
+}
+
+// close releases what the job holds.
+func (j *syncJob) close() {
+	if j.w != nil {
+		j.w.Close()
+	}
+	for _, c := range j.closers {
+		c.Close()
+	}
+	if j.hasher != nil {
+		j.hasher.Close()
+	}
 }
 
 // SourceStats is what a RangeSource may report about its downloads, through
@@ -252,102 +461,87 @@ type SourceStats struct {
 
 // openSeeds opens the seed files, skipping repeats of the same file. Files
 // named in explicit must exist; the others are skipped when they do not.
-func openSeeds(paths, explicit []string) ([]stages.Seed, func(), error) {
-	var seeds []stages.Seed
-	var files []*os.File
-	var infos []os.FileInfo
-	closeAll := func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}
-	for i, path := range paths {
-		fh, err := os.Open(path)
-		if err != nil {
-			if i >= len(explicit) && errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			closeAll()
-			return nil, nil, fmt.Errorf("sync: open seed: %w", err)
-		}
-		fi, err := fh.Stat()
-		if err != nil {
-			fh.Close()
-			closeAll()
-			return nil, nil, fmt.Errorf("sync: seed %s: %w", path, err)
-		}
-		if !fi.Mode().IsRegular() {
-			fh.Close()
-			closeAll()
-			return nil, nil, fmt.Errorf("sync: seed %s is not a regular file: %w", path, ErrUsage)
-		}
-		dup := false
-		for _, o := range infos {
-			if os.SameFile(o, fi) {
-				dup = true
-			}
-		}
-		if dup {
-			fh.Close()
-			continue
-		}
-		files, infos = append(files, fh), append(infos, fi)
-		seeds = append(seeds, stages.Seed{Name: path, R: fh, Size: fi.Size()})
-	}
-	return seeds, closeAll, nil
-}
-
-// localSource resolves the control file's URLs against base and returns a
-// source reading the first that names a readable local file.
-func localSource(f *control.File, base string) (stages.RangeSource, error) {
-	if len(f.URLs) == 0 {
+// urlSource resolves the control file's URLs and the mirrors against the
+// base and returns a source reading from all of them that can be used.
+func (j *syncJob) urlSource() (stages.RangeSource, error) {
+	urls := append(append([]string(nil), j.f.URLs...), j.opts.MirrorURLs...)
+	if len(urls) == 0 {
 		return nil, errors.New("control file lists no URL for the missing blocks")
 	}
+	var srcs []stages.RangeSource
 	var errs []error
-	for _, u := range f.URLs {
-		path, err := localPath(u, base)
+	for _, raw := range urls {
+		s, err := j.openURL(raw)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		fh, err := os.Open(path)
+		srcs = append(srcs, s)
+	}
+	switch len(srcs) {
+	case 0:
+		return nil, fmt.Errorf("no usable source for the missing blocks: %w", errors.Join(errs...))
+	case 1:
+		return srcs[0], nil
+	}
+	return &mirrorSet{Mirrors: httpsource.NewMirrors(srcs...), srcs: srcs}, nil
+}
+
+// openURL turns one URL of the control file into a source.
+func (j *syncJob) openURL(raw string) (stages.RangeSource, error) {
+	u, err := resolveURL(raw, j.opts.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "http", "https":
+		s, err := httpsource.New(u.String(), j.opts.HTTP)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return nil, err
+		}
+		return &httpSource{s}, nil
+	case "file", "":
+		fh, err := os.Open(u.Path)
+		if err != nil {
+			return nil, err
 		}
 		fi, err := fh.Stat()
-		if err != nil || fi.Size() < f.Length {
+		if err != nil || fi.Size() != j.f.Length {
 			fh.Close()
-			errs = append(errs, fmt.Errorf("%s is shorter than the target", path))
-			continue
+			return nil, fmt.Errorf("%s does not have the target's length %d", u.Path, j.f.Length)
 		}
 		return &fileSource{ReaderAtSource: stages.ReaderAtSource{R: fh}, f: fh}, nil
 	}
-	return nil, fmt.Errorf("no usable source for the missing blocks: %w", errors.Join(errs...))
+	return nil, fmt.Errorf("URL %q: scheme %q is not supported", raw, u.Scheme)
 }
 
-// localPath turns a URL of the control file into a local path.
-func localPath(raw, base string) (string, error) {
-	u, err := url.Parse(raw)
+// resolveURL resolves a URL of the control file against the base: the URL
+// or local path the control file came from, or a directory. Local paths
+// come back as file URLs.
+func resolveURL(raw, base string) (*url.URL, error) {
+	ref, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("URL %q: %w", raw, err)
+		return nil, fmt.Errorf("URL %q: %w", raw, err)
 	}
-	switch {
-	case u.Scheme == "file":
-		return u.Path, nil
-	case u.Scheme != "":
-		return "", fmt.Errorf("URL %q: scheme %q is not supported here", raw, u.Scheme)
-	case filepath.IsAbs(raw):
-		return raw, nil
+	if ref.IsAbs() {
+		return ref, nil
 	}
-	if strings.HasPrefix(base, "file://") {
-		bu, err := url.Parse(base)
-		if err != nil {
-			return "", fmt.Errorf("base URL %q: %w", base, err)
-		}
-		base = bu.Path
+	if filepath.IsAbs(raw) {
+		return &url.URL{Scheme: "file", Path: raw}, nil
 	}
-	return filepath.Join(base, filepath.FromSlash(u.Path)), nil
+	if b, err := url.Parse(base); err == nil && (b.Scheme == "http" || b.Scheme == "https" || b.Scheme == "file") {
+		return b.ResolveReference(ref), nil
+	}
+	// A local base: the control file's path, or a directory.
+	dir := base
+	if fi, err := os.Stat(base); base != "" && (err != nil || !fi.IsDir()) {
+		dir = filepath.Dir(base)
+	}
+	p, err := filepath.Abs(filepath.Join(dir, filepath.FromSlash(ref.Path)))
+	if err != nil {
+		return nil, fmt.Errorf("URL %q: %w", raw, err)
+	}
+	return &url.URL{Scheme: "file", Path: p}, nil
 }
 
 // fileSource is a local file serving as the source of missing blocks.
@@ -358,3 +552,48 @@ type fileSource struct {
 
 // Close closes the file.
 func (s *fileSource) Close() error { return s.f.Close() }
+
+// httpSource adapts an httpsource.Source to the summary's statistics.
+type httpSource struct{ *httpsource.Source }
+
+// Stats reports the source's traffic.
+func (s *httpSource) Stats() SourceStats {
+	st := s.Source.Stats()
+	return SourceStats{Requests: st.Requests, Ranges: st.Ranges, Overhead: st.BodyBytes - st.PayloadBytes + st.HeaderBytes}
+}
+
+// Close drops idle connections.
+func (s *httpSource) Close() error {
+	s.CloseIdleConnections()
+	return nil
+}
+
+// mirrorSet is several sources used together.
+type mirrorSet struct {
+	*httpsource.Mirrors
+	srcs []stages.RangeSource
+}
+
+// Stats sums the statistics of the sources.
+func (m *mirrorSet) Stats() SourceStats {
+	var sum SourceStats
+	for _, s := range m.srcs {
+		if st, ok := s.(interface{ Stats() SourceStats }); ok {
+			x := st.Stats()
+			sum.Requests += x.Requests
+			sum.Ranges += x.Ranges
+			sum.Overhead += x.Overhead
+		}
+	}
+	return sum
+}
+
+// Close closes every source.
+func (m *mirrorSet) Close() error {
+	for _, s := range m.srcs {
+		if c, ok := s.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	return nil
+}

@@ -1,9 +1,3 @@
-// Package control reads and writes zsync control files (".zsync"), both the
-// legacy format of zsync 0.6.2 and the format of spec 0.8 (zsync 0.7.x).
-//
-// A control file is a header of "Name: value" lines, an empty line, and one
-// binary record per block of the target file: a truncated rolling checksum
-// followed by a truncated strong hash.
 package control
 
 import (
@@ -69,7 +63,12 @@ func (h *Header) Blocks() int64 {
 	if h.Blocksize <= 0 || h.Length <= 0 {
 		return 0
 	}
-	return (h.Length + int64(h.Blocksize) - 1) / int64(h.Blocksize)
+	// Written without Length+Blocksize-1 so that it cannot overflow.
+	n := h.Length / int64(h.Blocksize)
+	if h.Length%int64(h.Blocksize) != 0 {
+		n++
+	}
+	return n
 }
 
 // Checksums holds the per-block records of a control file in a compact form:

@@ -1,0 +1,86 @@
+// Package httpsource reads byte ranges of a remote file over HTTP(S) for the
+// fetch stage of a zsync client, and downloads whole small files (the
+// .zsync control file).
+//
+// # Request strategy
+//
+// A Source serves one URL and implements stages.RangeSource. The fetch
+// stage runs several ReadRanges calls at once, which gives parallel
+// requests (over HTTP/2 they share one connection). Each call sends one or
+// more GET requests with "Range: bytes=a-b,c-d,…" carrying at most
+// MaxRanges ranges (20 at first, zsync's figure), and delivers each
+// requested range to the callback in order, as it streams in: nothing is
+// buffered beyond what net/http and mime/multipart read ahead. Requests
+// carry "Accept-Encoding: identity" so that byte offsets are the file's.
+//
+// Three answers are understood:
+//
+//   - 206 with one Content-Range: a single part, which may cover several
+//     requested ranges when the server coalesced them;
+//   - 206 multipart/byteranges: one part per range (or per coalesced
+//     group), each with its own Content-Range;
+//   - 200 with the whole file: the body is streamed and the requested
+//     ranges are picked out of it; reading stops after the last one.
+//
+// Every part must begin at or before the next undelivered range and hold it
+// whole, parts must come in file order, and a 206 part must hold exactly the
+// bytes its Content-Range states; anything else (and a body cut short) is a
+// transient failure.
+//
+// # Merge rule
+//
+// Two requested ranges whose gap is at most MergeGap bytes (default 256)
+// are asked for as one range, and the gap bytes are read and thrown away.
+// Each separate range costs ≈ 80–100 bytes of multipart part headers, ≈ 16
+// bytes of Range header and a share of the per-request headers, so fetching
+// a gap of that size is no dearer, and it leaves range slots for more data.
+//
+// # Adaptive rules
+//
+// Some servers refuse many ranges. When a request for n > 1 ranges is
+// answered with 416, 400, 413, 414, 431 or 501, or with 200, the Source
+// halves its ranges per request (to n/2, at least 1) for the rest of its
+// life and carries on; a 200 body is used at once, so nothing is fetched
+// twice. When even a single range is answered with 200 the server ignores
+// ranges: from then on each ReadRanges call sends one request without a
+// Range header and picks all its ranges out of the body.
+//
+// # Consistency
+//
+// The validators of the first response (ETag, else Last-Modified) and the
+// file size are remembered. Later requests carry If-Range with the strong
+// ETag, or with Last-Modified when there is none. A response with a
+// different ETag, Last-Modified or size — a 200 to an If-Range request when
+// the file changed, or a 206 from a server that ignores If-Range — fails
+// with an error wrapping ErrChanged before any of its bytes is delivered,
+// so two versions are never mixed.
+//
+// # Retry policy
+//
+// Connection failures, bodies cut short, stalls (no byte for IdleTimeout,
+// default 30 s, headers included), 408, 429 and 5xx answers and malformed
+// responses are transient: the request is sent again for the ranges not
+// yet delivered, after a backoff that starts at Backoff (200 ms), doubles
+// per retry up to 10 s, with jitter between half and all of it; a
+// Retry-After header (seconds or HTTP date, capped at 60 s) replaces the
+// backoff. Up to Retries (5) retries follow a failure; the count starts
+// again whenever an attempt delivered a range, so a long transfer over a
+// flaky link still ends. Then ReadRanges returns the last error, which
+// names the URL and status, with the number of attempts. Other 4xx
+// answers, certificate errors and redirect loops fail at once. A network
+// error while the callback reads is told apart from the callback's own
+// error: the reader given to the callback remembers it.
+//
+// # Credentials and redirects
+//
+// Basic credentials from Options.Credentials (or the URL) are sent only to
+// the host, or host:port, they were given for, on every redirect hop.
+// Redirects are followed; Download reports the final URL, against which
+// relative URLs in a control file resolve.
+//
+// # Mirrors
+//
+// Mirrors spreads ReadRanges calls over several sources and drops a source
+// that fails or delivers data the callback rejects with stages.ErrCorrupt;
+// the rest of the call is read from another source.
+package httpsource

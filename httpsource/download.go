@@ -1,0 +1,111 @@
+package httpsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// MaxDownloadSize is the largest body Download accepts.
+const MaxDownloadSize = 256 << 20
+
+// File is a whole file fetched by Download.
+type File struct {
+	// Body is the content; nil when NotModified.
+	Body []byte
+	// FinalURL is the URL the body came from, after redirects. Relative
+	// URLs found in the file (a control file's URL: lines) resolve against
+	// it.
+	FinalURL *url.URL
+	// LastModified is the Last-Modified header; zero when absent.
+	LastModified time.Time
+	// ETag is the ETag header; empty when absent.
+	ETag string
+	// NotModified reports a 304 answer to If-Modified-Since.
+	NotModified bool
+}
+
+// Download fetches the whole small file at rawURL (a .zsync control file),
+// following redirects, with the credentials, timeouts and retry policy of
+// opts. When ifModifiedSince is not zero it is sent as If-Modified-Since,
+// and a 304 answer returns a File with NotModified set. Bodies larger than
+// MaxDownloadSize are an error.
+func Download(ctx context.Context, rawURL string, opts Options, ifModifiedSince time.Time) (*File, error) {
+	s, err := New(rawURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Client == nil {
+		defer s.CloseIdleConnections() // nobody else will use this client
+	}
+	failures := 0
+	for {
+		f, err := s.download(ctx, ifModifiedSince)
+		if err == nil {
+			return f, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("GET %s: %w", s, context.Cause(ctx))
+		}
+		var te *transientError
+		if !errors.As(err, &te) {
+			return nil, err
+		}
+		failures++
+		if failures > s.st.retries {
+			return nil, fmt.Errorf("%w (gave up after %d attempts)", te.err, failures)
+		}
+		s.retries.Add(1)
+		if err := sleep(ctx, s.st.wait(failures, te.retryAfter)); err != nil {
+			return nil, fmt.Errorf("GET %s: %w", s, err)
+		}
+	}
+}
+
+func (s *Source) download(ctx context.Context, ifModifiedSince time.Time) (*File, error) {
+	req, err := http.NewRequest(http.MethodGet, s.url.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", s, err)
+	}
+	if !ifModifiedSince.IsZero() {
+		req.Header.Set("If-Modified-Since", ifModifiedSince.UTC().Format(http.TimeFormat))
+	}
+	resp, finish, err := s.do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer finish()
+	f := &File{FinalURL: resp.Request.URL, ETag: resp.Header.Get("ETag")}
+	if lm := resp.Header.Get("Last-Modified"); lm != "" {
+		if t, err := http.ParseTime(lm); err == nil {
+			f.LastModified = t
+		}
+	}
+	switch code := resp.StatusCode; {
+	case code == http.StatusNotModified:
+		f.NotModified = true
+		return f, nil
+	case code == http.StatusOK:
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		return nil, s.transient(resp, s.statusError(resp))
+	default:
+		return nil, s.statusError(resp)
+	}
+	if resp.ContentLength > MaxDownloadSize {
+		return nil, fmt.Errorf("GET %s: body of %d bytes exceeds the limit of %d", s, resp.ContentLength, MaxDownloadSize)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxDownloadSize+1))
+	if err != nil {
+		return nil, s.bodyError(err)
+	}
+	if len(body) > MaxDownloadSize {
+		return nil, fmt.Errorf("GET %s: body exceeds the limit of %d bytes", s, MaxDownloadSize)
+	}
+	s.payloadBytes.Add(int64(len(body)))
+	f.Body = body
+	return f, nil
+}

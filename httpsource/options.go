@@ -1,0 +1,250 @@
+package httpsource
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults used for zero fields of Options.
+const (
+	// DefaultMaxRanges is the number of ranges per request to start with,
+	// the figure zsync 0.6.2 uses.
+	DefaultMaxRanges = 20
+	// DefaultMergeGap is the largest gap, in bytes, between two requested
+	// ranges that are fetched as one. A range costs about 80–100 bytes of
+	// multipart part headers in the response, about 16 bytes in the Range
+	// header, and its share of the request and response headers (≈ 700
+	// bytes per request over 20 ranges, ≈ 35 bytes); fetching a gap of up
+	// to 256 bytes costs about as much and saves a range slot.
+	DefaultMergeGap = 256
+	// DefaultRetries is the number of attempts after the first one.
+	DefaultRetries = 5
+	// DefaultBackoff is the wait before the first retry.
+	DefaultBackoff = 200 * time.Millisecond
+	// MaxBackoff caps the exponential backoff between retries.
+	MaxBackoff = 10 * time.Second
+	// MaxRetryAfter caps the wait a Retry-After header may ask for.
+	MaxRetryAfter = 60 * time.Second
+	// DefaultConnectTimeout bounds dialing and the TLS handshake.
+	DefaultConnectTimeout = 15 * time.Second
+	// DefaultIdleTimeout is how long a request may go without a byte
+	// arriving (response headers or body) before it is abandoned as stalled.
+	DefaultIdleTimeout = 30 * time.Second
+	// DefaultUserAgent is sent when Options.UserAgent is empty.
+	DefaultUserAgent = "zsyncpipe"
+)
+
+// Options configures a Source. The zero value is ready to use: every zero
+// field takes the default named in its comment.
+type Options struct {
+	// Client sends the requests. When nil, a client is built with
+	// ConnectTimeout, HTTP/2 enabled (ForceAttemptHTTP2), proxies from the
+	// environment, and the usual redirect policy (at most 10 redirects).
+	// Credentials are applied on every redirect hop of either client.
+	Client *http.Client
+
+	// MaxRanges is the number of ranges per request to start with;
+	// DefaultMaxRanges when zero or negative. It is halved for the rest of
+	// the Source's life when the server refuses a request for that many.
+	MaxRanges int
+
+	// MergeGap merges two requested ranges into one when the bytes between
+	// them are at most MergeGap; the gap bytes are read and discarded.
+	// DefaultMergeGap when zero; negative disables merging.
+	MergeGap int64
+
+	// Retries is the number of attempts after the first one on transient
+	// failures; DefaultRetries when zero, none when negative. The count
+	// starts again after any attempt that delivered a range.
+	Retries int
+
+	// Backoff is the wait before the first retry, doubled for each further
+	// retry (with jitter) up to MaxBackoff; DefaultBackoff when zero or
+	// negative.
+	Backoff time.Duration
+
+	// ConnectTimeout bounds dialing and the TLS handshake of the built
+	// client; DefaultConnectTimeout when zero. Ignored when Client is set.
+	ConnectTimeout time.Duration
+
+	// IdleTimeout is the longest a request may wait for its response headers
+	// or for the next body bytes before it is abandoned and retried;
+	// DefaultIdleTimeout when zero; negative disables the check.
+	IdleTimeout time.Duration
+
+	// Credentials maps a host ("example.com") or host and port
+	// ("example.com:8080") to Basic authentication credentials, as zsync's
+	// -A option. They are sent only to that host, including after
+	// redirects. Credentials in the URL itself are treated the same way.
+	Credentials map[string]Credentials
+
+	// UserAgent is the User-Agent header; DefaultUserAgent when empty.
+	UserAgent string
+}
+
+// Credentials are a user name and password for Basic authentication.
+type Credentials struct {
+	User, Password string
+}
+
+// ParseCredentials parses the argument of zsync's -A option,
+// "host=user:password", where host may carry a port. The password may
+// contain ':'.
+func ParseCredentials(s string) (host string, c Credentials, err error) {
+	host, userpass, ok := strings.Cut(s, "=")
+	if !ok || host == "" {
+		return "", Credentials{}, fmt.Errorf("httpsource: credentials %q: want host=user:password", s)
+	}
+	user, pass, ok := strings.Cut(userpass, ":")
+	if !ok {
+		return "", Credentials{}, fmt.Errorf("httpsource: credentials for %q: want user:password after '='", host)
+	}
+	return host, Credentials{User: user, Password: pass}, nil
+}
+
+// settings are Options with defaults applied.
+type settings struct {
+	client      *http.Client
+	maxRanges   int
+	mergeGap    int64
+	retries     int
+	backoff     time.Duration
+	idleTimeout time.Duration // 0: none
+	creds       map[string]Credentials
+	userAgent   string
+}
+
+func (o *Options) settings(u *url.URL) settings {
+	st := settings{
+		maxRanges:   o.MaxRanges,
+		mergeGap:    o.MergeGap,
+		retries:     o.Retries,
+		backoff:     o.Backoff,
+		idleTimeout: o.IdleTimeout,
+		userAgent:   o.UserAgent,
+		creds:       make(map[string]Credentials),
+	}
+	if st.maxRanges <= 0 {
+		st.maxRanges = DefaultMaxRanges
+	}
+	if st.mergeGap == 0 {
+		st.mergeGap = DefaultMergeGap
+	}
+	switch {
+	case st.retries == 0:
+		st.retries = DefaultRetries
+	case st.retries < 0:
+		st.retries = 0
+	}
+	if st.backoff <= 0 {
+		st.backoff = DefaultBackoff
+	}
+	switch {
+	case st.idleTimeout == 0:
+		st.idleTimeout = DefaultIdleTimeout
+	case st.idleTimeout < 0:
+		st.idleTimeout = 0
+	}
+	if st.userAgent == "" {
+		st.userAgent = DefaultUserAgent
+	}
+	for k, c := range o.Credentials {
+		st.creds[normalizeHost(k)] = c
+	}
+	if u.User != nil {
+		pass, _ := u.User.Password()
+		st.creds[hostKey(u)] = Credentials{User: u.User.Username(), Password: pass}
+		u.User = nil
+	}
+	base := o.Client
+	if base == nil {
+		ct := o.ConnectTimeout
+		if ct <= 0 {
+			ct = DefaultConnectTimeout
+		}
+		base = newClient(ct)
+	}
+	c := *base // shallow copy: shares the Transport, gets our CheckRedirect
+	c.CheckRedirect = st.checkRedirect(base.CheckRedirect)
+	st.client = &c
+	return st
+}
+
+func newClient(connectTimeout time.Duration) *http.Client {
+	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   16, // several ReadRanges run at once
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   connectTimeout,
+		ExpectContinueTimeout: time.Second,
+	}}
+}
+
+// redirectError marks an error of the redirect policy: not transient.
+type redirectError struct{ err error }
+
+func (e *redirectError) Error() string { return e.err.Error() }
+func (e *redirectError) Unwrap() error { return e.err }
+
+func (st *settings) checkRedirect(orig func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if orig != nil {
+			if err := orig(req, via); err != nil {
+				if err == http.ErrUseLastResponse {
+					return err
+				}
+				return &redirectError{err}
+			}
+		} else if len(via) >= 10 {
+			return &redirectError{errors.New("stopped after 10 redirects")}
+		}
+		req.Header.Del("Authorization")
+		st.authorize(req)
+		return nil
+	}
+}
+
+// authorize sets the Basic credentials configured for req's host, if any.
+func (st *settings) authorize(req *http.Request) {
+	if c, ok := st.creds[hostKey(req.URL)]; ok {
+		req.SetBasicAuth(c.User, c.Password)
+		return
+	}
+	if c, ok := st.creds[strings.ToLower(req.URL.Hostname())]; ok {
+		req.SetBasicAuth(c.User, c.Password)
+	}
+}
+
+// hostKey returns "host:port" of u, lower case, with the scheme's default
+// port filled in.
+func hostKey(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		switch strings.ToLower(u.Scheme) {
+		case "https":
+			port = "443"
+		default:
+			port = "80"
+		}
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// normalizeHost lower-cases a Credentials key and writes "host:port" the
+// way hostKey does.
+func normalizeHost(k string) string {
+	k = strings.ToLower(strings.TrimSpace(k))
+	if h, p, err := net.SplitHostPort(k); err == nil {
+		return net.JoinHostPort(h, p)
+	}
+	return strings.Trim(k, "[]")
+}

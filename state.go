@@ -1,0 +1,122 @@
+package zsyncpipe
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/stages"
+)
+
+// resumeState is what a sync leaves beside Output+".part" so that the next
+// run of the same sync can go on where it stopped: which blocks of the
+// partial result are verified, and which seeds were fully scanned. It is
+// stored as JSON in Output+".part.state".
+type resumeState struct {
+	Version int `json:"version"`
+	// Control identifies the control file the partial result belongs to.
+	Control string `json:"control"`
+	Blocks  int64  `json:"blocks"`
+	// Done is a bitmap of the blocks written and verified in the partial
+	// result, bit i%8 of byte i/8 for block i.
+	Done []byte `json:"done"`
+	// Scanned lists the seeds whose every match is in the partial result.
+	Scanned []seedID `json:"scanned,omitempty"`
+}
+
+// seedID tells whether a seed is still the file that was scanned.
+type seedID struct {
+	Path  string    `json:"path"`
+	Size  int64     `json:"size"`
+	MTime time.Time `json:"mtime"`
+}
+
+const stateVersion = 1
+
+func statePath(part string) string { return part + ".state" }
+
+// controlID identifies a control file by its length, block layout,
+// whole-file hashes and block records.
+func controlID(f *control.File) string {
+	h := sha256.New()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(f.Length))
+	h.Write(b[:])
+	binary.BigEndian.PutUint64(b[:], uint64(f.Blocksize))
+	h.Write(b[:])
+	fmt.Fprintf(h, "%d,%d,%d,%v,%x,%x,", f.HashLengths.SeqMatches, f.HashLengths.RsumBytes, f.HashLengths.StrongBytes, f.StrongAlgorithm, f.SHA1, f.SHA256)
+	for _, r := range f.Checksums.Rsum {
+		binary.BigEndian.PutUint32(b[:4], r)
+		h.Write(b[:4])
+	}
+	h.Write(f.Checksums.Strong)
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// loadState reads the state beside part. It returns nil, with a reason,
+// when there is none or when it does not belong to the control file.
+func loadState(part string, f *control.File, id string) (*resumeState, string) {
+	data, err := os.ReadFile(statePath(part))
+	if err != nil {
+		return nil, ""
+	}
+	var st resumeState
+	switch {
+	case json.Unmarshal(data, &st) != nil:
+		return nil, "resume state is unreadable"
+	case st.Version != stateVersion:
+		return nil, fmt.Sprintf("resume state has version %d", st.Version)
+	case st.Control != id || st.Blocks != f.Blocks() || int64(len(st.Done)) != (st.Blocks+7)/8:
+		return nil, "resume state belongs to another control file"
+	}
+	return &st, ""
+}
+
+// done reports whether the state marks block i as verified.
+func (st *resumeState) done(i int64) bool { return st.Done[i/8]&(1<<(i%8)) != 0 }
+
+// scanned reports whether the seed at path was fully scanned and has not
+// changed since.
+func (st *resumeState) scanned(path string, fi os.FileInfo) bool {
+	abs, _ := filepath.Abs(path)
+	for _, s := range st.Scanned {
+		if s.Path == abs && s.Size == fi.Size() && s.MTime.Equal(fi.ModTime()) {
+			return true
+		}
+	}
+	return false
+}
+
+// saveState writes the state of the partial result atomically.
+func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seedID) error {
+	st := resumeState{Version: stateVersion, Control: id, Blocks: blocks, Done: make([]byte, (blocks+7)/8), Scanned: scanned}
+	for i := int64(0); i < blocks; i++ {
+		if pt.Done(i) {
+			st.Done[i/8] |= 1 << (i % 8)
+		}
+	}
+	data, err := json.Marshal(&st)
+	if err != nil {
+		return err
+	}
+	tmp := statePath(part) + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("save resume state: %w", err)
+	}
+	if err := os.Rename(tmp, statePath(part)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save resume state: %w", err)
+	}
+	return nil
+}
+
+// identify returns the seedID of a seed file.
+func identify(path string, fi os.FileInfo) seedID {
+	abs, _ := filepath.Abs(path)
+	return seedID{Path: abs, Size: fi.Size(), MTime: fi.ModTime()}
+}
