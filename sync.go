@@ -81,7 +81,7 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	if err := j.run(ctx); err != nil {
 		return j.sum, err
 	}
-	if err := j.finish(ctx); err != nil {
+	if err := j.finish(); err != nil {
 		return j.sum, err
 	}
 	j.sum.Duration = time.Since(start)
@@ -106,6 +106,8 @@ type syncJob struct {
 	matches  *stages.Matches
 	pt       *stages.Patcher
 	plan     *stages.Plan
+	verifier *stages.PrefixVerifier
+	verified chan error // the verifier's Run result
 	src      stages.RangeSource
 	written  atomic.Bool // every block found in a seed is in the partial result
 }
@@ -248,9 +250,9 @@ func (j *syncJob) openSeeds(paths []string) error {
 // run scans the seeds and fetches what they lack, writing both into the
 // partial result as it goes:
 //
-//	delta ─┐
-//	       ├─ merge ─ patch
-//	fetch ─┘   (fetch starts when the scan is done)
+//	delta ──────────────┐ (writes its finds itself)
+//	                    ├─ merge ─ patch
+//	fetch (after scan) ─┘
 func (j *syncJob) run(ctx context.Context) error {
 	f := j.f
 	var seedBytes int64
@@ -264,15 +266,20 @@ func (j *syncJob) run(ctx context.Context) error {
 		}
 	}
 	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
-	deltaOut, _, scanDone, err := stages.DeltaStage(p, f, j.seeds, stages.DeltaOptions{
-		Workers:  j.opts.Workers,
-		Hasher:   j.hasher,
-		Matches:  j.matches,
-		Progress: func(n int64) { progress("scan", scanned.Add(n), seedBytes) },
+	// The scan writes what it finds straight into the partial result (no
+	// copy, no hand-off): positioned writes from each scanning worker.
+	scanDone := make(chan struct{})
+	deltaOut := pipeline.Source(p, "delta", func(ctx context.Context, emit func(stages.Batch) error) error {
+		defer close(scanDone)
+		_, err := stages.Delta(ctx, f, j.seeds, stages.DeltaOptions{
+			Workers:  j.opts.Workers,
+			Hasher:   j.hasher,
+			Matches:  j.matches,
+			OnBlocks: j.pt.WriteBlock,
+			Progress: func(n int64) { progress("scan", scanned.Add(n), seedBytes) },
+		})
+		return err
 	})
-	if err != nil {
-		return fmt.Errorf("sync: %w", err)
-	}
 	fo := j.opts.Fetch
 	fo.Hasher = j.hasher
 	fo.Progress = func(n int64) { progress("fetch", fetched.Add(n), j.plan.MissingBytes) }
@@ -282,6 +289,13 @@ func (j *syncJob) run(ctx context.Context) error {
 			return j.plan.Missing
 		}, fo)
 	stages.PatchStage(p, pipeline.Merge(p, "merge", deltaOut, fetchOut), j.pt)
+
+	// Hash the output's prefix as it grows, beside everything else.
+	vctx, vcancel := context.WithCancel(ctx)
+	defer vcancel()
+	j.verifier = stages.NewPrefixVerifier(j.w, &f.Header, j.pt)
+	j.verified = make(chan error, 1)
+	go func() { j.verified <- j.verifier.Run(vctx) }()
 
 	// Save the resume state now and then, so that even a killed sync
 	// leaves its verified blocks usable.
@@ -300,6 +314,7 @@ func (j *syncJob) run(ctx context.Context) error {
 			}
 		}
 	}()
+	runStart := time.Now()
 	runErr := p.Run(ctx)
 	close(stop)
 	<-saved
@@ -317,8 +332,27 @@ func (j *syncJob) run(ctx context.Context) error {
 		c.Close()
 	}
 	if runErr != nil {
+		vcancel()
+		<-j.verified
 		j.keepProgress()
 		return fmt.Errorf("sync %s: %w", j.out, runErr)
+	}
+	if err := j.pt.Finish(); err != nil {
+		vcancel()
+		<-j.verified
+		return fmt.Errorf("sync %s: %w", j.out, err)
+	}
+	if j.opts.Progress != nil {
+		j.opts.Progress(Progress{Phase: "verify", Done: j.verifier.Hashed(), Total: f.Length})
+	}
+	err := <-j.verified
+	busy, waiting := j.verifier.Times()
+	j.sum.Stages = append(j.sum.Stages, pipeline.StageStats{
+		Name: "verify", Workers: 1, Bytes: j.verifier.Hashed(),
+		Busy: busy, WaitIn: waiting, Wall: time.Since(runStart),
+	})
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", j.out, err)
 	}
 	return nil
 }
@@ -391,24 +425,15 @@ func (j *syncJob) keepProgress() {
 	os.Rename(j.setAside, j.part)
 }
 
-// finish truncates and verifies the partial result and renames it into
-// place.
-func (j *syncJob) finish(ctx context.Context) error {
+// finish checks the whole-file hash of the partial result and renames it
+// into place.
+func (j *syncJob) finish() error {
 	f, w := j.f, j.w
-	if err := j.pt.Finish(); err != nil {
-		return fmt.Errorf("sync %s: %w", j.out, err)
-	}
 	// Every block is in the new partial result: the old one has served.
 	if j.setAside != "" {
 		os.Remove(j.setAside)
 	}
-	if j.opts.Progress != nil {
-		j.opts.Progress(Progress{Phase: "verify", Total: f.Length})
-	}
-	if _, err := w.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("sync: %w", err)
-	}
-	if err := stages.Verify(ctx, w, &f.Header); errors.Is(err, stages.ErrNoFileHash) {
+	if err := j.verifier.Verify(); errors.Is(err, stages.ErrNoFileHash) {
 		j.logf("warning: %v; only the block checksums vouch for %s", err, j.out)
 	} else if errors.Is(err, stages.ErrMismatch) {
 		// Every block passed its own check, yet the whole does not match:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
@@ -84,7 +85,8 @@ func BlockChecksums(ctx context.Context, r io.Reader, opts ChecksumOptions) (*co
 
 // ChecksumStage adds block_checksums to a pipeline as three stages — read,
 // whole-file hash, block sums — and a collecting sink. After the pipeline
-// has run without error, the returned function gives the control file.
+// has run without error, the returned function gives the control file (the
+// same one on every call).
 // opts.Hasher is required here: the caller owns its lifetime.
 func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (func() *control.File, error) {
 	alg := opts.Algorithm
@@ -199,7 +201,9 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 		return nil
 	})
 
-	result := func() *control.File {
+	// Once: the records are truncated in place, so a second pass would
+	// read digests the first one overwrote.
+	result := sync.OnceValue(func() *control.File {
 		hl := opts.HashLengths
 		if hl == (control.HashLengths{}) {
 			hl = control.DefaultHashLengths(length, bs)
@@ -232,6 +236,6 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 			Strong:      strong[: len(rsums)*sb : len(rsums)*sb],
 		}
 		return f
-	}
+	})
 	return result, nil
 }

@@ -169,7 +169,15 @@ func (d *delta) run(ctx context.Context) error {
 			})
 		}
 	}
-	return p.Wait()
+	if err := p.Wait(); err != nil {
+		return err
+	}
+	// The loop above stops scheduling once ctx is done; report it unless
+	// the scan had nothing left to find.
+	if !d.matches.Complete() {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // scanner is one worker's state while it scans a segment.
@@ -182,6 +190,11 @@ type scanner struct {
 	end    int    // positions p < end may start a match
 	digest []byte // strong hashes of candidate blocks
 	blocks [][]byte
+	// known is a key whose candidates are all found already: runs of
+	// zeros and other repeated data give the same key at every offset, and
+	// found blocks stay found, so its chain need not be walked again.
+	known     uint64
+	haveKnown bool
 }
 
 func (d *delta) scan(ctx context.Context, seg segment) error {
@@ -258,7 +271,7 @@ func (sc *scanner) scan(ctx context.Context) error {
 		if seq2 {
 			key = key<<32 | uint64((uint32(a1)<<16|uint32(b1))&mask)
 		}
-		if ix.maybe(key) {
+		if (!sc.haveKnown || key != sc.known) && ix.maybe(key) {
 			next, err := sc.tryChain(p, key)
 			if err != nil {
 				return err
@@ -303,6 +316,12 @@ func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 	bs := ix.bs
 	m := sc.d.matches
 	hashed := false
+	allKnown := true
+	defer func() {
+		if allKnown {
+			sc.known, sc.haveKnown = key, true
+		}
+	}()
 	b := (key * hashMul) >> ix.tableShift
 	for e := ix.heads[b]; e >= 0; e = ix.entries[e].next {
 		en := &ix.entries[e]
@@ -313,6 +332,7 @@ func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 		if m.Has(i) && (ix.seq == 1 || m.Has(i+1)) {
 			continue // nothing to gain here
 		}
+		allKnown = false
 		if !hashed {
 			sc.blocks = append(sc.blocks[:0], sc.buf[p:p+bs])
 			if ix.seq == 2 {
@@ -350,27 +370,29 @@ func (sc *scanner) tryLast(p int) error {
 // follow confirms the blocks expected after a match — target block i at
 // position p, i+1 at p+bs, … — up to lanes at a time, and returns the
 // position after the last confirmed one.
+//
+// Inside a run of matches the weak checksum saves nothing: the strong hash
+// has to be computed anyway. So only the first block of each batch is
+// checked with the weak checksum (a cheap way to notice that the run has
+// ended); the batch then goes to the SIMD lanes whole, and the longest
+// confirmed prefix is taken.
 func (sc *scanner) follow(i int64, p int) (int, error) {
 	ix := sc.ix
 	bs := ix.bs
 	for {
+		if i >= int64(ix.n) || p+bs > len(sc.buf) ||
+			rollsum.Block(sc.buf[p:p+bs]).Packed()&ix.mask != ix.rsum[i] {
+			return p, nil
+		}
 		sc.blocks = sc.blocks[:0]
 		for j := 0; j < lanes; j++ {
 			q := p + j*bs
-			blk := i + int64(j)
-			if blk >= int64(ix.n) || q+bs > len(sc.buf) {
+			if i+int64(j) >= int64(ix.n) || q+bs > len(sc.buf) {
 				break
 			}
-			data := sc.buf[q : q+bs]
-			if rollsum.Block(data).Packed()&ix.mask != ix.rsum[blk] {
-				break
-			}
-			sc.blocks = append(sc.blocks, data)
+			sc.blocks = append(sc.blocks, sc.buf[q:q+bs])
 		}
 		k := len(sc.blocks)
-		if k == 0 {
-			return p, nil
-		}
 		sc.d.hasher.SumBlocks(sc.digest[:k*ix.sb], ix.sb, sc.blocks)
 		ok := 0
 		for ok < k && bytes.Equal(sc.digest[ok*ix.sb:(ok+1)*ix.sb], ix.strongOf(int(i)+ok)) {
@@ -383,7 +405,7 @@ func (sc *scanner) follow(i int64, p int) (int, error) {
 		}
 		p += ok * bs
 		i += int64(ok)
-		if ok < lanes {
+		if ok < k || k < lanes {
 			return p, nil
 		}
 	}

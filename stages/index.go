@@ -82,10 +82,11 @@ func newIndex(f *control.File) (*index, error) {
 		entries = n - 1
 		ix.last = int32(n - 1)
 	}
-	// Bit table of 2^(log2 n + 3) bits, as zsync found best; hash table with
-	// about two buckets per entry.
+	// A bit table of 2^(log2 n + 5) bits (zsync uses +3; a larger table
+	// still fits in L2 and lets through a quarter as many offsets), and a
+	// hash table with about two buckets per entry.
 	lg := bits.Len(uint(max(entries, 1)))
-	ix.bitShift = uint(64 - min(lg+3, 30))
+	ix.bitShift = uint(64 - min(lg+5, 32))
 	ix.bitTable = make([]uint64, max(1<<(64-ix.bitShift)/64, 1))
 	ix.tableShift = uint(64 - min(lg+1, 30))
 	ix.heads = make([]int32, 1<<(64-ix.tableShift))

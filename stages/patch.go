@@ -23,19 +23,25 @@ type Patcher struct {
 	done    []atomic.Uint64 // bit per block
 	count   atomic.Int64
 	written atomic.Int64
+	changed chan struct{} // a token after each change, for watchers
 }
 
 // NewPatcher returns a Patcher writing the target described by h to w.
 func NewPatcher(w io.WriterAt, h *control.Header) *Patcher {
 	n := h.Blocks()
 	return &Patcher{
-		w:      w,
-		bs:     int64(h.Blocksize),
-		length: h.Length,
-		blocks: n,
-		done:   make([]atomic.Uint64, (n+63)/64),
+		w:       w,
+		bs:      int64(h.Blocksize),
+		length:  h.Length,
+		blocks:  n,
+		done:    make([]atomic.Uint64, (n+63)/64),
+		changed: make(chan struct{}, 1),
 	}
 }
+
+// Changed returns a channel that receives a token after blocks have been
+// written or marked done: a way to wait for progress without polling.
+func (pt *Patcher) Changed() <-chan struct{} { return pt.changed }
 
 // Write writes every block of the batch at its place in the target,
 // clipped to the target's length.
@@ -70,17 +76,30 @@ func (pt *Patcher) WriteBlock(blk Block) error {
 	}
 	pt.written.Add(int64(len(data)))
 	for i := blk.Index; i < blk.Index+count; i++ {
-		pt.MarkDone(i)
+		pt.markDone(i)
 	}
+	pt.signal()
 	return nil
 }
 
 // MarkDone records that block i is in place without writing it, e.g. when
 // an earlier run wrote it.
 func (pt *Patcher) MarkDone(i int64) {
+	pt.markDone(i)
+	pt.signal()
+}
+
+func (pt *Patcher) markDone(i int64) {
 	bit := uint64(1) << (i & 63)
 	if old := pt.done[i>>6].Or(bit); old&bit == 0 {
 		pt.count.Add(1)
+	}
+}
+
+func (pt *Patcher) signal() {
+	select {
+	case pt.changed <- struct{}{}:
+	default:
 	}
 }
 

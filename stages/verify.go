@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 )
@@ -51,6 +52,99 @@ func Verify(ctx context.Context, r io.Reader, h *control.Header) error {
 	}
 	if len(hashes) == 0 {
 		return ErrNoFileHash
+	}
+	return nil
+}
+
+// PrefixVerifier computes the whole-file hashes of an output while it is
+// being written: it follows the contiguous prefix of blocks the Patcher has
+// written and hashes each piece as soon as it is complete, so that the
+// serial whole-file hash overlaps the scan and the downloads instead of
+// following them.
+type PrefixVerifier struct {
+	r      io.ReaderAt
+	h      *control.Header
+	pt     *Patcher
+	hashes []hash.Hash
+	want   [][]byte
+	names  []string
+	pos    int64
+	buf    []byte
+	busy   time.Duration
+	wait   time.Duration
+}
+
+// NewPrefixVerifier returns a verifier reading the output through r as pt
+// writes it.
+func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVerifier {
+	v := &PrefixVerifier{r: r, h: h, pt: pt, buf: make([]byte, 1<<20)}
+	if h.SHA256 != nil {
+		v.hashes, v.want, v.names = append(v.hashes, sha256.New()), append(v.want, h.SHA256), append(v.names, "SHA-256")
+	}
+	if h.SHA1 != nil {
+		v.hashes, v.want, v.names = append(v.hashes, sha1.New()), append(v.want, h.SHA1), append(v.names, "SHA-1")
+	}
+	return v
+}
+
+// Hashed returns how many leading bytes of the output have been hashed.
+func (v *PrefixVerifier) Hashed() int64 { return v.pos }
+
+// Run hashes the output's prefix as it grows, until all of it is hashed or
+// ctx is done.
+func (v *PrefixVerifier) Run(ctx context.Context) error {
+	bs := int64(v.h.Blocksize)
+	for v.pos < v.h.Length {
+		// The end of the written prefix, in whole blocks, at most a buffer.
+		end := v.pos
+		for end < v.h.Length && end-v.pos < int64(len(v.buf)) && v.pt.Done(end/bs) {
+			end = min(end+bs, v.h.Length)
+		}
+		if end == v.pos {
+			t := time.Now()
+			select {
+			case <-v.pt.Changed():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			v.wait += time.Since(t)
+			continue
+		}
+		t := time.Now()
+		chunk := v.buf[:end-v.pos]
+		if _, err := v.r.ReadAt(chunk, v.pos); err != nil && !(errors.Is(err, io.EOF) && end == v.h.Length) {
+			return fmt.Errorf("verify: read output at %d: %w", v.pos, err)
+		}
+		if len(v.hashes) == 0 {
+			v.pos = v.h.Length // nothing to hash
+			break
+		}
+		for _, hh := range v.hashes {
+			hh.Write(chunk)
+		}
+		v.pos = end
+		v.busy += time.Since(t)
+	}
+	return nil
+}
+
+// Times returns how long Run spent reading and hashing, and how long it
+// waited for blocks to be written. Call it after Run has returned.
+func (v *PrefixVerifier) Times() (busy, waiting time.Duration) { return v.busy, v.wait }
+
+// Verify compares the hashes once Run has hashed the whole output. It
+// returns ErrNoFileHash when the control file has no whole-file hash.
+func (v *PrefixVerifier) Verify() error {
+	if v.pos != v.h.Length {
+		return fmt.Errorf("verify: only %d of %d bytes hashed", v.pos, v.h.Length)
+	}
+	if len(v.hashes) == 0 {
+		return ErrNoFileHash
+	}
+	for i, hh := range v.hashes {
+		if got := hh.Sum(nil); !bytes.Equal(got, v.want[i]) {
+			return fmt.Errorf("verify: %s is %x, want %x: %w", v.names[i], got, v.want[i], ErrMismatch)
+		}
 	}
 	return nil
 }

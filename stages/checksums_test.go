@@ -1,0 +1,189 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/rollsum"
+	"github.com/zsyncpipe/zsyncpipe/simd"
+)
+
+// naiveChecksums computes the records of data the obvious way: each block
+// zero-padded to bs, rollsum.Block masked to rsumBytes, the strong digest
+// truncated to strongBytes.
+func naiveChecksums(data []byte, bs int, alg simd.Algorithm, rsumBytes, strongBytes int) ([]uint32, []byte) {
+	var rs []uint32
+	var strong []byte
+	for off := 0; off < len(data); off += bs {
+		blk := make([]byte, bs)
+		copy(blk, data[off:min(off+bs, len(data))])
+		rs = append(rs, rollsum.Block(blk).Packed()&control.RsumMask(rsumBytes))
+		h := alg.New()
+		h.Write(blk)
+		strong = append(strong, h.Sum(nil)[:strongBytes]...)
+	}
+	return rs, strong
+}
+
+// TestBlockChecksumsMatchesNaive compares BlockChecksums with a naive
+// computation at the sizes where block arithmetic goes wrong: empty, one
+// byte, one short of a block, a block, one past, several blocks, and a size
+// that spans several read chunks.
+func TestBlockChecksumsMatchesNaive(t *testing.T) {
+	type layout struct {
+		alg  simd.Algorithm
+		opts simd.Options
+		hl   control.HashLengths // zero: defaults
+	}
+	layouts := []layout{
+		{alg: simd.MD5},
+		{alg: simd.MD5, opts: simd.Options{Fallback: true}, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 3, StrongBytes: 5}},
+		{alg: simd.MD4, hl: control.HashLengths{SeqMatches: 1, RsumBytes: 4, StrongBytes: 16}},
+		{alg: simd.MD4, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 1, StrongBytes: 3}},
+		{alg: simd.SHA224, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 2, StrongBytes: 28}},
+	}
+	for _, bs := range []int{16, 512, 2048, 4096} {
+		sizes := []int{0, 1, bs - 1, bs, bs + 1, 3 * bs, 7*bs + 5, 100 * bs}
+		if bs == 4096 {
+			sizes = append(sizes, (1<<20)+3*bs+17) // several 256 KiB chunks
+		}
+		for _, n := range sizes {
+			data := randData(uint64(n*31+bs), n)
+			for li, l := range layouts {
+				t.Run(fmt.Sprintf("bs%d/n%d/%v-%d", bs, n, l.alg, li), func(t *testing.T) {
+					h := newHasher(t, l.alg, l.opts)
+					f, err := BlockChecksums(context.Background(), bytes.NewReader(data), ChecksumOptions{
+						Blocksize: bs, HashLengths: l.hl, Algorithm: l.alg, Hasher: h,
+						SHA1: true, SHA256: true, Workers: 2,
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					hl := l.hl
+					if hl == (control.HashLengths{}) {
+						hl = control.DefaultHashLengths(int64(n), bs)
+					}
+					if f.Blocksize != bs || f.Length != int64(n) || f.HashLengths != hl || f.StrongAlgorithm != l.alg {
+						t.Fatalf("header: bs %d length %d hl %+v alg %v; want %d %d %+v %v",
+							f.Blocksize, f.Length, f.HashLengths, f.StrongAlgorithm, bs, n, hl, l.alg)
+					}
+					s1, s256 := sha1.Sum(data), sha256.Sum256(data)
+					if !bytes.Equal(f.SHA1, s1[:]) || !bytes.Equal(f.SHA256, s256[:]) {
+						t.Errorf("file hashes %x %x, want %x %x", f.SHA1, f.SHA256, s1, s256)
+					}
+					c := f.Checksums
+					if c.RsumBytes != hl.RsumBytes || c.StrongBytes != hl.StrongBytes {
+						t.Errorf("checksums layout %d,%d, want %d,%d", c.RsumBytes, c.StrongBytes, hl.RsumBytes, hl.StrongBytes)
+					}
+					if int64(c.Len()) != f.Blocks() {
+						t.Fatalf("%d records for %d blocks", c.Len(), f.Blocks())
+					}
+					rs, strong := naiveChecksums(data, bs, l.alg, hl.RsumBytes, hl.StrongBytes)
+					for i := range rs {
+						if c.Rsum[i] != rs[i] {
+							t.Errorf("block %d: rsum %08x, want %08x", i, c.Rsum[i], rs[i])
+						}
+						if want := strong[i*hl.StrongBytes : (i+1)*hl.StrongBytes]; !bytes.Equal(c.StrongOf(i), want) {
+							t.Errorf("block %d: strong %x, want %x", i, c.StrongOf(i), want)
+						}
+					}
+					if len(c.Strong) != len(strong) {
+						t.Errorf("strong bytes %d, want %d", len(c.Strong), len(strong))
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestBlockChecksumsFileHashSelection checks that only the requested
+// whole-file hashes are computed and that the default block size follows
+// Length.
+func TestBlockChecksumsFileHashSelection(t *testing.T) {
+	data := randData(1, 5000)
+	for _, tc := range []struct{ sha1, sha256 bool }{{false, false}, {true, false}, {false, true}} {
+		f, err := BlockChecksums(context.Background(), bytes.NewReader(data), ChecksumOptions{SHA1: tc.sha1, SHA256: tc.sha256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (f.SHA1 != nil) != tc.sha1 || (f.SHA256 != nil) != tc.sha256 {
+			t.Errorf("SHA1 %v SHA256 %v: got SHA1 %x SHA256 %x", tc.sha1, tc.sha256, f.SHA1, f.SHA256)
+		}
+		if f.Blocksize != 2048 || f.StrongAlgorithm != simd.MD5 {
+			t.Errorf("defaults: bs %d alg %v, want 2048 MD5", f.Blocksize, f.StrongAlgorithm)
+		}
+	}
+	f, err := BlockChecksums(context.Background(), bytes.NewReader(data), ChecksumOptions{Length: 200000000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Blocksize != 4096 {
+		t.Errorf("block size for a 200 MB Length hint: %d, want 4096", f.Blocksize)
+	}
+}
+
+// TestBlockChecksumsRejects checks option validation.
+func TestBlockChecksumsRejects(t *testing.T) {
+	md4 := newHasher(t, simd.MD4, simd.Options{})
+	for name, opts := range map[string]ChecksumOptions{
+		"bs not a power of two": {Blocksize: 3000},
+		"negative bs":           {Blocksize: -2048},
+		"hasher mismatch":       {Algorithm: simd.MD5, Hasher: md4},
+		"strong too long":       {HashLengths: control.HashLengths{SeqMatches: 1, RsumBytes: 4, StrongBytes: 17}},
+		"rsum too long":         {HashLengths: control.HashLengths{SeqMatches: 1, RsumBytes: 5, StrongBytes: 16}},
+		"unknown algorithm":     {Algorithm: simd.Algorithm(99)},
+	} {
+		if _, err := BlockChecksums(context.Background(), bytes.NewReader([]byte("x")), opts); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestChecksumStageResultTwice checks that the result function of
+// ChecksumStage can be called more than once and gives the same records.
+func TestChecksumStageResultTwice(t *testing.T) {
+	data := randData(7, 10*1024+3)
+	h := newHasher(t, simd.MD5, simd.Options{})
+	p := pipeline.New(pipeline.Config{})
+	result, err := ChecksumStage(p, bytes.NewReader(data), ChecksumOptions{Blocksize: 1024, Hasher: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a := result()
+	sa := bytes.Clone(a.Checksums.Strong)
+	b := result()
+	_, want := naiveChecksums(data, 1024, simd.MD5, a.Checksums.RsumBytes, a.Checksums.StrongBytes)
+	if !bytes.Equal(sa, want) || !bytes.Equal(b.Checksums.Strong, want) || !bytes.Equal(a.Checksums.Strong, want) {
+		t.Errorf("strong hashes differ between calls of the result function")
+	}
+}
+
+// TestBlockChecksumsProgress checks that Progress ends at the input length.
+func TestBlockChecksumsProgress(t *testing.T) {
+	data := randData(3, 3<<20+5)
+	var last int64
+	_, err := BlockChecksums(context.Background(), bytes.NewReader(data), ChecksumOptions{
+		Blocksize: 4096,
+		Progress: func(n int64) {
+			if n < last {
+				t.Errorf("progress went back from %d to %d", last, n)
+			}
+			last = n
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last != int64(len(data)) {
+		t.Errorf("final progress %d, want %d", last, len(data))
+	}
+}

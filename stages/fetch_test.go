@@ -1,0 +1,267 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/zsyncpipe/zsyncpipe/control"
+)
+
+// fetchInto fetches missing from src into a Patcher over a fresh memFile.
+func fetchInto(t *testing.T, f *control.File, src RangeSource, missing []Range, opts FetchOptions) (*Patcher, *memFile, error) {
+	t.Helper()
+	out := &memFile{}
+	pt := NewPatcher(out, &f.Header)
+	err := Fetch(context.Background(), f, src, missing, opts, pt.Write)
+	return pt, out, err
+}
+
+// TestFetchCorrectSource fetches every block, and scattered ranges, from a
+// source serving the target, with small calls run concurrently.
+func TestFetchCorrectSource(t *testing.T) {
+	const bs = 512
+	target := randData(201, 300*bs+17)
+	f := makeControl(t, target, bs, control.HashLengths{})
+	for _, opts := range []FetchOptions{
+		{},
+		{Concurrency: 3, RangesPerCall: 2, CallBytes: 5 * bs},
+		{Concurrency: 1, RangesPerCall: 1, CallBytes: 1},
+	} {
+		var progress atomic.Int64
+		opts.Progress = func(n int64) { progress.Add(n) }
+		pt, out, err := fetchInto(t, f, ReaderAtSource{R: bytes.NewReader(target)}, []Range{{0, f.Length}}, opts)
+		if err != nil {
+			t.Fatalf("%+v: %v", opts, err)
+		}
+		if err := pt.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), target) {
+			t.Errorf("%+v: output differs", opts)
+		}
+		if progress.Load() != f.Length {
+			t.Errorf("%+v: progress %d, want %d", opts, progress.Load(), f.Length)
+		}
+	}
+
+	// Only the missing ranges of a plan are fetched.
+	m := NewMatches(f.Blocks())
+	for i := int64(0); i < f.Blocks(); i += 3 {
+		m.Set(i, 0, i*bs)
+	}
+	plan := Blueprint(&f.Header, m)
+	var fetched atomic.Int64
+	out := &memFile{}
+	pt := NewPatcher(out, &f.Header)
+	err := Fetch(context.Background(), f, ReaderAtSource{R: bytes.NewReader(target)}, plan.Missing, FetchOptions{CallBytes: 8 * bs},
+		func(b Batch) error { fetched.Add(b.Size()); return pt.Write(b) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fetched.Load() != plan.MissingBytes {
+		t.Errorf("fetched %d bytes, plan misses %d", fetched.Load(), plan.MissingBytes)
+	}
+	if err := pt.CopyFromSeeds(context.Background(), plan, []Seed{seedOf("t", target)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pt.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), target) {
+		t.Errorf("plan output differs")
+	}
+
+	// Nothing missing needs no source.
+	if err := Fetch(context.Background(), f, nil, nil, FetchOptions{}, pt.Write); err != nil {
+		t.Errorf("nothing missing: %v", err)
+	}
+	if err := Fetch(context.Background(), f, nil, plan.Missing, FetchOptions{}, pt.Write); !errors.Is(err, ErrFetch) {
+		t.Errorf("nil source: %v", err)
+	}
+}
+
+// TestFetchCorrupt checks that wrong bytes from the source are an error
+// wrapping both ErrFetch and ErrCorrupt, and that no bad block reaches fn.
+func TestFetchCorrupt(t *testing.T) {
+	const bs = 512
+	target := randData(211, 64*bs+100)
+	f := makeControl(t, target, bs, control.HashLengths{})
+	for _, at := range []int{0, 33*bs + 7, len(target) - 1} {
+		bad := bytes.Clone(target)
+		bad[at] ^= 0x40
+		var got []Block
+		err := Fetch(context.Background(), f, ReaderAtSource{R: bytes.NewReader(bad)}, []Range{{0, f.Length}}, FetchOptions{Concurrency: 1},
+			func(b Batch) error { got = append(got, b...); return nil })
+		if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrFetch) {
+			t.Errorf("corrupt byte %d: err %v", at, err)
+		}
+		for _, b := range got {
+			if !bytes.Equal(b.Data, target[b.Index*bs:b.Index*bs+int64(len(b.Data))]) {
+				t.Errorf("corrupt byte %d: bad data delivered at block %d", at, b.Index)
+			}
+		}
+	}
+}
+
+// mirrorSource serves ranges from the first of its copies that is still
+// trusted; when fn reports corruption it drops that copy and delivers the
+// range again from the next, as a multi-mirror source does. With twice
+// set it delivers every range a second time.
+type mirrorSource struct {
+	mu     sync.Mutex
+	copies [][]byte
+	twice  bool
+	drops  int
+}
+
+func (s *mirrorSource) ReadRanges(ctx context.Context, ranges []Range, fn func(Range, io.Reader) error) error {
+	for _, r := range ranges {
+		for {
+			s.mu.Lock()
+			if len(s.copies) == 0 {
+				s.mu.Unlock()
+				return errors.New("no copies left")
+			}
+			c := s.copies[0]
+			s.mu.Unlock()
+			err := fn(r, bytes.NewReader(c[r.Start:r.End]))
+			if errors.Is(err, ErrCorrupt) {
+				s.mu.Lock()
+				if len(s.copies) > 0 && &s.copies[0][0] == &c[0] {
+					s.copies = s.copies[1:]
+					s.drops++
+				}
+				s.mu.Unlock()
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if s.twice {
+				if err := fn(r, bytes.NewReader(c[r.Start:r.End])); err != nil {
+					return err
+				}
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// TestFetchRedelivery checks that a range delivered again — after a corrupt
+// copy was dropped, or simply twice — is accepted.
+func TestFetchRedelivery(t *testing.T) {
+	const bs = 256
+	target := randData(221, 100*bs+3)
+	f := makeControl(t, target, bs, control.HashLengths{})
+	bad := bytes.Clone(target)
+	for i := 5; i < len(bad); i += 3000 {
+		bad[i] ^= 1
+	}
+	for _, twice := range []bool{false, true} {
+		src := &mirrorSource{copies: [][]byte{bad, target}, twice: twice}
+		pt, out, err := fetchInto(t, f, src, []Range{{0, 10 * bs}, {20 * bs, f.Length}}, FetchOptions{CallBytes: 16 * bs})
+		if err != nil {
+			t.Fatalf("twice %v: %v", twice, err)
+		}
+		if src.drops != 1 {
+			t.Errorf("twice %v: %d copies dropped, want 1", twice, src.drops)
+		}
+		pt.WriteBlock(Block{Index: 10, Data: target[10*bs : 20*bs]})
+		if err := pt.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), target) {
+			t.Errorf("twice %v: output differs", twice)
+		}
+	}
+}
+
+// TestFetchConsumerError checks that fn's error is returned as is, not as
+// a failure of the source.
+func TestFetchConsumerError(t *testing.T) {
+	const bs = 512
+	target := randData(231, 40*bs)
+	f := makeControl(t, target, bs, control.HashLengths{})
+	stop := errors.New("disk full")
+	err := Fetch(context.Background(), f, ReaderAtSource{R: bytes.NewReader(target)}, []Range{{0, f.Length}}, FetchOptions{},
+		func(Batch) error { return stop })
+	if !errors.Is(err, stop) || errors.Is(err, ErrFetch) {
+		t.Errorf("consumer error: %v", err)
+	}
+	// A range that is not a run of blocks is refused.
+	err = Fetch(context.Background(), f, ReaderAtSource{R: bytes.NewReader(target)}, []Range{{7, 2 * bs}}, FetchOptions{},
+		func(Batch) error { return nil })
+	if !errors.Is(err, ErrFetch) {
+		t.Errorf("unaligned range: %v", err)
+	}
+}
+
+// TestSplitCalls checks the bounds of ReadRanges calls: at most perCall
+// ranges and callBytes bytes (rounded down to whole blocks, at least one),
+// pieces starting on block boundaries, and together exactly the input.
+func TestSplitCalls(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for iter := range 500 {
+		bs := int64(1) << (4 + rng.IntN(9))
+		length := bs*int64(rng.IntN(300)+1) - int64(rng.IntN(int(bs)))
+		blocks := (length + bs - 1) / bs
+		// Random maximal missing ranges.
+		var missing []Range
+		for i := int64(0); i < blocks; {
+			k := int64(rng.IntN(20) + 1)
+			if rng.IntN(2) == 0 {
+				missing = append(missing, Range{i * bs, min((i+k)*bs, length)})
+			}
+			i += k + 1
+		}
+		perCall := rng.IntN(5)
+		callBytes := int64(rng.IntN(int(20 * bs)))
+		calls := splitCalls(missing, bs, perCall, callBytes)
+
+		wantPer, wantBytes := perCall, callBytes
+		if wantPer <= 0 {
+			wantPer = 64
+		}
+		if wantBytes <= 0 {
+			wantBytes = 4 << 20
+		}
+		wantBytes = max(wantBytes/bs*bs, bs)
+		var pieces []Range
+		for _, c := range calls {
+			if len(c) == 0 || len(c) > wantPer {
+				t.Fatalf("iter %d: call of %d ranges, limit %d", iter, len(c), wantPer)
+			}
+			var n int64
+			for _, r := range c {
+				n += r.Len()
+				if r.Start%bs != 0 || (r.End%bs != 0 && r.End != length) || r.Len() <= 0 {
+					t.Fatalf("iter %d: piece %v not a run of blocks (bs %d, length %d)", iter, r, bs, length)
+				}
+			}
+			if n > wantBytes {
+				t.Fatalf("iter %d: call of %d bytes, limit %d (bs %d, asked %d)", iter, n, wantBytes, bs, callBytes)
+			}
+			pieces = append(pieces, c...)
+		}
+		// Merge touching pieces back: the input ranges.
+		var merged []Range
+		for _, p := range pieces {
+			if k := len(merged) - 1; k >= 0 && merged[k].End == p.Start {
+				merged[k].End = p.End
+			} else {
+				merged = append(merged, p)
+			}
+		}
+		if fmt.Sprint(merged) != fmt.Sprint(missing) {
+			t.Fatalf("iter %d: pieces %v do not make up %v", iter, pieces, missing)
+		}
+	}
+}
