@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+)
+
+// maxBlocksize bounds -b: larger blocks make no sense for zsync and would
+// not fit the int of every platform.
+const maxBlocksize = 1 << 30
+
+// blocksizeFlag is a -b value: a power of two given in any form that
+// humanize.ParseBytes accepts ("2048", "4KiB", "4k"). Zero means the
+// default.
+type blocksizeFlag int
+
+func (b *blocksizeFlag) String() string {
+	if b == nil || *b == 0 {
+		return ""
+	}
+	return fmt.Sprint(int(*b))
+}
+
+func (b *blocksizeFlag) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return fmt.Errorf("not a size: %q", s)
+	}
+	if n == 0 || n > maxBlocksize || bits.OnesCount64(n) != 1 {
+		return fmt.Errorf("block size %d is not a power of two between 1 and %d", n, maxBlocksize)
+	}
+	*b = blocksizeFlag(n)
+	return nil
+}
+
+// sizeFlag is a byte count given in any form that humanize.ParseBytes
+// accepts.
+type sizeFlag int64
+
+func (s *sizeFlag) String() string {
+	if s == nil || *s == 0 {
+		return "0"
+	}
+	return humanize.IBytes(uint64(*s))
+}
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := humanize.ParseBytes(v)
+	if err != nil {
+		return fmt.Errorf("not a size: %q", v)
+	}
+	if n > 1<<62 {
+		return errors.New("size too large")
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+// listFlag collects the values of a flag that may be repeated.
+type listFlag []string
+
+func (l *listFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ", ")
+}
+
+func (l *listFlag) Set(s string) error {
+	if s == "" {
+		return errors.New("empty value")
+	}
+	*l = append(*l, s)
+	return nil
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// TestSyncControlByURL syncs from a control file given by URL on a loopback
+// server: its relative URL resolves against the control file's URL, and -k
+// keeps a copy that a second run reuses after a 304 Not Modified.
+func TestSyncControlByURL(t *testing.T) {
+	f := newFixture(t, 2<<20)
+	var notModified, rangeRequests atomic.Int64
+	files := http.FileServer(http.Dir(filepath.Dir(f.target)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") != "" {
+			rangeRequests.Add(1)
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		files.ServeHTTP(rec, r)
+		if rec.status == http.StatusNotModified {
+			notModified.Add(1)
+		}
+	}))
+	defer srv.Close()
+
+	out := filepath.Join(f.dir, "out.bin")
+	keep := filepath.Join(f.dir, "kept.zsync")
+	url := srv.URL + "/data.bin.zsync"
+	r := mustRun(t, "sync", "-i", f.old, "-o", out, "-k", keep, url)
+	sameBytes(t, "output", readFile(t, out), f.newData)
+	sameBytes(t, "kept control file", readFile(t, keep), readFile(t, f.control))
+	if rangeRequests.Load() == 0 {
+		t.Error("no range request reached the server: nothing was fetched over HTTP")
+	}
+	if !strings.Contains(r.stdout, "fetched") {
+		t.Errorf("summary %q lacks the fetched bytes", r.stdout)
+	}
+
+	// Again, with the copy kept: the server answers 304 and the copy is
+	// used; the output is already complete, so nothing is fetched.
+	before := rangeRequests.Load()
+	mustRun(t, "sync", "-q", "-o", out, "-k", keep, url)
+	if notModified.Load() != 1 {
+		t.Errorf("server sent %d Not Modified answers, want 1", notModified.Load())
+	}
+	if rangeRequests.Load() != before {
+		t.Errorf("a sync of an up-to-date file made %d range requests", rangeRequests.Load()-before)
+	}
+	sameBytes(t, "output after the second sync", readFile(t, out), f.newData)
+
+	// A control URL that does not exist: a fetch failure, exit 3.
+	res := runZ(t, "sync", "--retries", "0", "-o", filepath.Join(f.dir, "x"), srv.URL+"/missing.zsync")
+	if res.code != 3 || !strings.Contains(res.stderr, "404") {
+		t.Errorf("missing control URL: exit %d, stderr %q; want 3 mentioning 404", res.code, res.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "x")); err == nil {
+		t.Error("a failed sync created its output")
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/zsyncpipe/zsyncpipe"
+	"github.com/zsyncpipe/zsyncpipe/control"
+)
+
+// Exit codes, as zsync(1) uses them.
+const (
+	exitOK         = 0
+	exitBadControl = 1 // the control file is malformed or unusable
+	exitIO         = 2 // I/O error or checksum mismatch
+	exitUsage      = 3 // bad usage or a failed download
+)
+
+// env is what a command may use besides its arguments.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+// command is one sub-command of zsyncpipe.
+type command struct {
+	name    string
+	args    string // synopsis after the command name
+	summary string // one line for the command list
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// commands lists the sub-commands in the order "help" shows them.
+var commands []*command
+
+func init() {
+	// Assigned here rather than in the declaration because cmdHelp refers
+	// to commands.
+	commands = []*command{
+		{"make", "[-b blocksize] [-o out.zsync] [-u url]... [-f filename] [--legacy] [-q] FILE",
+			"make the control file (.zsync) of FILE", cmdMake},
+		{"sync", "[-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-q] CONTROL",
+			"rebuild the file described by CONTROL from local data and downloads", cmdSync},
+		{"demo", "[-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]",
+			"make and sync generated data end to end, and verify the result", cmdDemo},
+		{"version", "", "print the version", cmdVersion},
+		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
+	}
+}
+
+// lookup returns the command called name, or nil.
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// run runs zsyncpipe with the given arguments (without the program name)
+// and returns the process exit code. Errors are printed to stderr as
+// "zsyncpipe: <message>".
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		writeUsage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		writeUsage(stdout)
+		return exitOK
+	case "-V", "--version":
+		args = []string{"version"}
+	}
+	c := lookup(args[0])
+	if c == nil {
+		fmt.Fprintf(stderr, "zsyncpipe: unknown command %q\nRun 'zsyncpipe help' for usage.\n", args[0])
+		return exitUsage
+	}
+	err := c.run(ctx, e, args[1:])
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "zsyncpipe: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "Run 'zsyncpipe %s -h' for usage.\n", ue.cmd)
+	}
+	return exitCode(err)
+}
+
+// exitCode maps an error to the exit code zsync would use for it.
+func exitCode(err error) int {
+	var fe *control.FormatError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &fe), errors.Is(err, errBadControl):
+		return exitBadControl
+	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrFetch):
+		return exitUsage
+	}
+	// zsyncpipe.ErrVerify and everything else: I/O error or mismatch.
+	return exitIO
+}
+
+// errBadControl is wrapped by errors about control files that parse but
+// cannot be used (exit code 1).
+var errBadControl = errors.New("bad control file")
+
+// usageError reports wrong arguments to a command. It matches
+// zsyncpipe.ErrUsage with errors.Is, so it maps to exit code 3.
+type usageError struct {
+	cmd string
+	msg string
+}
+
+func (e *usageError) Error() string        { return e.cmd + ": " + e.msg }
+func (e *usageError) Is(target error) bool { return target == zsyncpipe.ErrUsage }
+
+// usagef returns a *usageError for command cmd.
+func usagef(cmd, format string, args ...any) error {
+	return &usageError{cmd: cmd, msg: fmt.Sprintf(format, args...)}
+}
+
+// writeUsage prints the general help.
+func writeUsage(w io.Writer) {
+	fmt.Fprint(w, `zsyncpipe makes zsync control files and rebuilds files from them, reusing
+local data and downloading only the blocks that are missing.
+
+Usage:
+	zsyncpipe <command> [flags] [arguments]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "\t%-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Synopsis:
+`)
+	for _, c := range commands {
+		fmt.Fprintln(w, "\t"+strings.TrimSpace("zsyncpipe "+c.name+" "+c.args))
+	}
+	fmt.Fprint(w, `
+make writes FILE.zsync in the current directory (zsyncmake's default). Its
+flags follow zsyncmake(1); --legacy writes the zsync 0.6.2 format (MD4 block
+hashes, SHA-1) that Debian's zsync client needs, the default is the spec 0.8
+format (MD5 block hashes, SHA-256), which is faster to make.
+
+sync reads a local control file, scans the seeds given with -i, the existing
+output file and its .part file, fetches the missing blocks from the control
+file's URLs, checks the whole-file hash and only then replaces the output.
+Its flags follow zsync(1).
+
+Exit codes (as zsync):
+	0  success
+	1  bad control file
+	2  I/O error or checksum mismatch
+	3  usage error or failed download
+
+Run 'zsyncpipe help <command>' or 'zsyncpipe <command> -h' for the flags of a
+command.
+`)
+}
+
+// cmdHelp prints the general help or that of one command.
+func cmdHelp(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		writeUsage(e.stdout)
+		return nil
+	}
+	if len(args) > 1 {
+		return usagef("help", "too many arguments")
+	}
+	c := lookup(args[0])
+	if c == nil {
+		return usagef("help", "unknown command %q", args[0])
+	}
+	// Every command answers -h with its flags.
+	return c.run(ctx, e, []string{"-h"})
+}
+
+// flagSet is a flag.FlagSet with the help text of its command.
+type flagSet struct {
+	*flag.FlagSet
+	// help prints the usage of the command to stdout, for -h.
+	help func()
+}
+
+// newFlagSet returns the flag set of command c; intro explains the command
+// in -h output, which goes to e.stdout. Parse errors are not printed: they
+// are returned.
+func newFlagSet(e *env, c string, intro string) *flagSet {
+	fs := flag.NewFlagSet(c, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {} // the flag package calls it on every error
+	help := func() {
+		synopsis := ""
+		if cmd := lookup(c); cmd != nil {
+			synopsis = cmd.args
+		}
+		fmt.Fprintln(e.stdout, strings.TrimSpace("Usage: zsyncpipe "+c+" "+synopsis))
+		if intro = strings.TrimSpace(intro); intro != "" {
+			fmt.Fprintf(e.stdout, "\n%s\n", intro)
+		}
+		if hasFlags(fs) {
+			fmt.Fprint(e.stdout, "\nFlags:\n")
+			fs.SetOutput(e.stdout)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
+		}
+	}
+	return &flagSet{FlagSet: fs, help: help}
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// parseFlags parses args with fs and returns the positional arguments.
+// Flags may follow positional arguments, as with zsync's getopt; "--" ends
+// the flags. For -h it prints the usage and returns flag.ErrHelp; other
+// errors are returned as a *usageError.
+func parseFlags(fs *flagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.help()
+			return nil, flag.ErrHelp
+		}
+		if err != nil {
+			return nil, usagef(fs.Name(), "%v", err)
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
