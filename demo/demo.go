@@ -3,10 +3,11 @@
 //
 // Run generates an old and a new version of a sample data set in a temporary
 // directory, makes the control file of the new version with
-// zsyncpipe.MakeFile, syncs the old version to the new one with
-// zsyncpipe.Sync (reading the missing blocks from the new file through a
-// file:// URL), verifies that the result is byte-identical to the new version
-// and reports each step.
+// zsyncpipe.MakeFile, serves the new version and its control file from a
+// loopback HTTP server inside the process, syncs the old version to the new
+// one over HTTP with zsyncpipe.Sync (downloading the control file, then only
+// the missing ranges), verifies that the result is byte-identical to the new
+// version and reports each step.
 package demo
 
 import (
@@ -15,7 +16,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net/url"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 )
 
@@ -123,17 +126,31 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 		hl.SeqMatches, hl.RsumBytes, hl.StrongBytes, humanize.IBytes(uint64(buf.Len())),
 		seconds(d), rate(int64(len(newData)), d))
 
-	// Sync, from the control file as written.
-	ctl, err := control.Read(bytes.NewReader(buf.Bytes()))
+	// Serve the server directory on loopback, as a web server would.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("read back control file: %w", err)
+		return fmt.Errorf("serve: %w", err)
 	}
-	base := (&url.URL{Scheme: "file", Path: filepath.ToSlash(ctlPath)}).String()
+	srv := &http.Server{Handler: http.FileServer(http.Dir(server)), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	ctlURL := "http://" + ln.Addr().String() + "/" + filepath.Base(ctlPath)
+	fmt.Fprintf(w, "serve     %s\n", ctlURL)
+
+	// Sync over HTTP: the control file first, then the missing ranges.
 	start = time.Now()
+	dl, err := httpsource.Download(ctx, ctlURL, httpsource.Options{}, time.Time{})
+	if err != nil {
+		return fmt.Errorf("download control file: %w", err)
+	}
+	ctl, err := control.Read(bytes.NewReader(dl.Body))
+	if err != nil {
+		return fmt.Errorf("read control file: %w", err)
+	}
 	sum, err := zsyncpipe.Sync(ctx, zsyncpipe.SyncOptions{
 		Control: ctl,
 		Output:  output,
-		BaseURL: base,
+		BaseURL: dl.FinalURL.String(),
 	})
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
@@ -143,7 +160,7 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	}
 	ranges := ""
 	if sum.Ranges > 0 {
-		ranges = fmt.Sprintf(" in %d ranges", sum.Ranges)
+		ranges = fmt.Sprintf(" in %d ranges, %d requests, %s protocol overhead", sum.Ranges, sum.Requests, humanize.IBytes(uint64(sum.Overhead)))
 	}
 	fmt.Fprintf(w, "sync      %s: %s (%s reused from local data, %s fetched%s) in %s, %s\n",
 		name, humanize.IBytes(uint64(sum.Length)), humanize.IBytes(uint64(sum.Reused)),
