@@ -29,6 +29,20 @@ func TestBlockMatchesDefinition(t *testing.T) {
 	}
 }
 
+// TestBlockLaneLimits uses bytes of 255, which drive every SWAR lane to its
+// largest value: an overflow would show here first.
+func TestBlockLaneLimits(t *testing.T) {
+	for _, n := range []int{127, 128, 129, 256, 4096, 65536} {
+		d := make([]byte, n)
+		for i := range d {
+			d[i] = 0xff
+		}
+		if got, want := Block(d), naive(d); got != want {
+			t.Errorf("Block(%d bytes of 0xff) = %+v, want %+v", n, got, want)
+		}
+	}
+}
+
 func TestRollMatchesRecomputation(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	data := make([]byte, 1<<17)
