@@ -344,13 +344,20 @@ func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 		if !bytes.Equal(sc.digest[:ix.sb], ix.strongOf(int(i))) {
 			continue
 		}
+		// As zsync: the second block of the pair must match too, unless it
+		// is known already (its rolling checksum matched all the same);
+		// then only block i is taken from here.
+		count := ix.seq
 		if ix.seq == 2 && !bytes.Equal(sc.digest[ix.sb:2*ix.sb], ix.strongOf(int(i)+1)) {
-			continue
+			if !m.Has(i + 1) {
+				continue
+			}
+			count = 1
 		}
-		if err := sc.found(i, p, ix.seq); err != nil {
+		if err := sc.found(i, p, count); err != nil {
 			return p, err
 		}
-		return sc.follow(i+int64(ix.seq), p+ix.seq*bs)
+		return sc.follow(i+int64(count), p+count*bs)
 	}
 	return p, nil
 }
@@ -376,18 +383,24 @@ func (sc *scanner) tryLast(p int) error {
 // checked with the weak checksum (a cheap way to notice that the run has
 // ended); the batch then goes to the SIMD lanes whole, and the longest
 // confirmed prefix is taken.
+//
+// Like zsync, a run is followed only through blocks not found yet: data
+// that holds known blocks may still hold unknown ones at other offsets
+// (the same records at another alignment), which rolling finds and
+// following would jump over.
 func (sc *scanner) follow(i int64, p int) (int, error) {
 	ix := sc.ix
 	bs := ix.bs
+	m := sc.d.matches
 	for {
-		if i >= int64(ix.n) || p+bs > len(sc.buf) ||
+		if i >= int64(ix.n) || p+bs > len(sc.buf) || m.Has(i) ||
 			rollsum.Block(sc.buf[p:p+bs]).Packed()&ix.mask != ix.rsum[i] {
 			return p, nil
 		}
 		sc.blocks = sc.blocks[:0]
 		for j := 0; j < lanes; j++ {
 			q := p + j*bs
-			if i+int64(j) >= int64(ix.n) || q+bs > len(sc.buf) {
+			if i+int64(j) >= int64(ix.n) || q+bs > len(sc.buf) || j > 0 && m.Has(i+int64(j)) {
 				break
 			}
 			sc.blocks = append(sc.blocks, sc.buf[q:q+bs])
