@@ -118,6 +118,7 @@ func BenchmarkDelta(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				b.SetBytes(int64(len(tc.seed)))
 				var found int64
+				cpu0 := processCPU()
 				for b.Loop() {
 					m, err := Delta(context.Background(), f, []Seed{seedOf("seed", tc.seed)}, DeltaOptions{Workers: workers, Hasher: h})
 					if err != nil {
@@ -126,6 +127,11 @@ func BenchmarkDelta(b *testing.B) {
 					found = m.Found()
 				}
 				b.ReportMetric(100*float64(found)/float64(f.Blocks()), "%found")
+				// Throughput per CPU second: on a shared machine this is
+				// closer to the per-core speed than MB/s of wall time.
+				if cpu := (processCPU() - cpu0).Seconds(); cpu > 0 {
+					b.ReportMetric(float64(b.N)*float64(len(tc.seed))/1e6/cpu, "MB/cpu-s")
+				}
 			})
 		}
 	}

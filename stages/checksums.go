@@ -130,8 +130,8 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 	if chunkSize < 256<<10 {
 		chunkSize = (256 << 10) / bs * bs
 	}
-	if chunkSize > 4<<20 && bs <= 4<<20 {
-		chunkSize = 4 << 20 / bs * bs
+	if chunkSize > 4<<20 {
+		chunkSize = 4 << 20 / bs * bs // 0 above 4 MiB blocks: one block, below
 	}
 	if chunkSize < bs {
 		chunkSize = bs

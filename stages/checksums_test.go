@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
@@ -185,5 +186,29 @@ func TestBlockChecksumsProgress(t *testing.T) {
 	}
 	if last != int64(len(data)) {
 		t.Errorf("final progress %d, want %d", last, len(data))
+	}
+}
+
+// TestBlockChecksumsLargeBlockMemory checks that a large block size does not
+// make the reader allocate chunks of 64 blocks regardless of the input.
+func TestBlockChecksumsLargeBlockMemory(t *testing.T) {
+	const bs = 16 << 20
+	data := randData(9, 3*bs/2)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f, err := BlockChecksums(context.Background(), bytes.NewReader(data), ChecksumOptions{Blocksize: bs, Workers: 1})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Blocks() != 2 {
+		t.Fatalf("%d blocks", f.Blocks())
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16*bs {
+		t.Errorf("allocated %d MiB to checksum %d MiB", alloc>>20, len(data)>>20)
+	}
+	rs, strong := naiveChecksums(data, bs, simd.MD5, f.Checksums.RsumBytes, f.Checksums.StrongBytes)
+	if fmt.Sprint(rs) != fmt.Sprint(f.Checksums.Rsum) || !bytes.Equal(strong, f.Checksums.Strong) {
+		t.Errorf("records differ from the naive computation")
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 )
 
@@ -489,5 +491,70 @@ func TestDeltaMD4(t *testing.T) {
 	md5h := newHasher(t, simd.MD5, simd.Options{})
 	if _, err := Delta(context.Background(), f, nil, DeltaOptions{Hasher: md5h}); err == nil {
 		t.Errorf("MD5 hasher accepted for MD4 records")
+	}
+}
+
+// weakTwin returns a copy of block with the same rolling checksum but other
+// content: adding 1, -2, +1 at three consecutive bytes keeps both a and b.
+func weakTwin(block []byte) []byte {
+	d := bytes.Clone(block)
+	for j := 0; j+2 < len(d); j++ {
+		if d[j] < 255 && d[j+1] >= 2 && d[j+2] < 255 {
+			d[j]++
+			d[j+1] -= 2
+			d[j+2]++
+			return d
+		}
+	}
+	panic("no room for a twin")
+}
+
+// TestDeltaWeakCollision checks that the strong hash, not the rolling
+// checksum, decides: a seed block with the target block's rolling checksum
+// but other data is never taken, neither as the second block of a pair
+// (which would let the first, lone block in) nor when following a run.
+func TestDeltaWeakCollision(t *testing.T) {
+	const bs = 512
+	target := randData(401, 20*bs)
+	twin := weakTwin(target[7*bs : 8*bs])
+	if rollsumOf(twin) != rollsumOf(target[7*bs:8*bs]) || bytes.Equal(twin, target[7*bs:8*bs]) {
+		t.Fatal("weakTwin is not a twin")
+	}
+	seed := bytes.Clone(target)
+	copy(seed[5*bs:], randData(402, bs)) // block 5 changed
+	copy(seed[7*bs:], twin)              // block 7 a weak twin
+	hl := control.HashLengths{SeqMatches: 2, RsumBytes: 4, StrongBytes: 16}
+	f := makeControl(t, target, bs, hl)
+	m := runDelta(t, f, DeltaOptions{}, seed)
+	// 6 is alone between 5 and 7's twin.
+	if got := missingBlocks(m); !equalInts(got, []int64{5, 6, 7}) {
+		t.Errorf("seq 2: missing %v, want [5 6 7]", got)
+	}
+	// Following a run from block 0 must stop at the twin too.
+	seed = bytes.Clone(target)
+	copy(seed[3*bs:], weakTwin(target[3*bs:4*bs]))
+	for _, hl := range []control.HashLengths{hl, seq1} {
+		f := makeControl(t, target, bs, hl)
+		m = runDelta(t, f, DeltaOptions{}, seed)
+		if got := missingBlocks(m); !equalInts(got, []int64{3}) {
+			t.Errorf("seq %d, twin of block 3: missing %v, want [3]", hl.SeqMatches, got)
+		}
+		checkLocations(t, m, target, bs, seed)
+	}
+}
+
+func rollsumOf(b []byte) uint32 { return rollsum.Block(b).Packed() }
+
+// TestDeltaProgress checks that Progress adds up to the seed bytes scanned
+// when the scan cannot end early.
+func TestDeltaProgress(t *testing.T) {
+	const bs = 512
+	target := randData(501, 50*bs)
+	f := makeControl(t, target, bs, seq2)
+	s0, s1 := randData(502, 33*bs+5), mutateSeed(target, bs, 503)
+	var total atomic.Int64
+	runDelta(t, f, DeltaOptions{SegmentSize: 4 * bs, Progress: func(n int64) { total.Add(n) }}, s0, s1)
+	if want := int64(len(s0) + len(s1)); total.Load() != want {
+		t.Errorf("progress %d, want %d", total.Load(), want)
 	}
 }

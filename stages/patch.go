@@ -134,7 +134,7 @@ func (pt *Patcher) Missing() []Range {
 // seeds; it is easy_patch's "seed file" input.
 func (pt *Patcher) CopyFromSeeds(ctx context.Context, plan *Plan, seeds []Seed) error {
 	const maxRun = 1 << 20
-	buf := make([]byte, 0, maxRun)
+	buf := make([]byte, 0, max(maxRun, pt.bs))
 	for _, c := range plan.Copies {
 		if c.Seed < 0 || c.Seed >= len(seeds) {
 			return fmt.Errorf("patch: plan names seed %d of %d", c.Seed, len(seeds))

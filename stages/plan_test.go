@@ -281,3 +281,26 @@ func TestVerify(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, fmt.Errorf("disk on fire") }
+
+// TestCopyFromSeedsLargeBlocks checks copies with blocks larger than the
+// copy buffer (1 MiB).
+func TestCopyFromSeedsLargeBlocks(t *testing.T) {
+	const bs = 2 << 20
+	target := randData(141, 2*bs+1000)
+	h := &control.Header{Blocksize: bs, Length: int64(len(target))}
+	m := NewMatches(h.Blocks())
+	for i := range m.Blocks() {
+		m.Set(i, 0, i*bs)
+	}
+	out := &memFile{}
+	pt := NewPatcher(out, h)
+	if err := pt.CopyFromSeeds(context.Background(), Blueprint(h, m), []Seed{seedOf("t", target)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pt.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), target) {
+		t.Errorf("output differs")
+	}
+}

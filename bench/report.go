@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// WriteTable writes the report as an aligned table for people: a heading
+// with the corpus, the machine and the floor, one row per tool and block
+// size, and the block size that minimises the bytes downloaded.
+func (rep *Report) WriteTable(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "corpus %s: old %s, new %s\n", rep.Corpus.Name, humanize.IBytes(uint64(rep.OldSize)), humanize.IBytes(uint64(rep.NewSize)))
+	fmt.Fprintf(bw, "machine: %s, %d CPUs, %s; load %.2f before, %.2f after; best of %d run(s); page-cached data\n",
+		rep.Platform, rep.CPUs, rep.GoVersion, rep.LoadBefore[0], rep.LoadAfter[0], rep.Runs)
+	if rep.ZsyncVersion != "" {
+		fmt.Fprintf(bw, "zsync: %s\n", rep.ZsyncVersion)
+	}
+	fmt.Fprintf(bw, "floor: sha256 %s (%.0f MB/s); copy+sha256 %s (%.0f MB/s)\n\n",
+		seconds(rep.Floor.Hash), rep.Floor.HashMBps, seconds(rep.Floor.CopyHash), rep.Floor.CopyHashMBps)
+
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "block\ttool\tcontrol\tmake\tmake MB/s\tmake/floor\tmake RSS\tsync\tsync MB/s\tsync/floor\tsync RSS\treused\tfetched\tranges\treqs\tdownloaded\t")
+	for _, r := range rep.Results {
+		if r.Err != "" {
+			fmt.Fprintf(tw, "%s\t%s\tfailed: %s\t\n", humanize.IBytes(uint64(r.BlockSize)), r.Tool, oneLine(r.Err))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.1f×\t%s\t%s\t%.0f\t%.1f×\t%s\t%.1f%%\t%s\t%d\t%d\t%s\t\n",
+			humanize.IBytes(uint64(r.BlockSize)), r.Tool, humanize.IBytes(uint64(r.ControlSize)),
+			seconds(r.Make), r.MakeMBps, r.MakeVsFloor, humanize.IBytes(uint64(r.MakeMaxRSS)),
+			seconds(r.Sync), r.SyncMBps, r.SyncVsFloor, humanize.IBytes(uint64(r.SyncMaxRSS)),
+			100*r.ReusedShare, humanize.IBytes(uint64(r.Fetched)), r.Ranges, r.Requests,
+			humanize.IBytes(uint64(r.Downloaded)))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("bench: write table: %w", err)
+	}
+	for _, tool := range []string{ToolZsyncpipe, ToolZsync} {
+		bs, ok := rep.Best[tool]
+		if !ok {
+			continue
+		}
+		for _, r := range rep.Results {
+			if r.Tool == tool && r.BlockSize == bs {
+				fmt.Fprintf(bw, "\nleast downloaded by %s: %s at %s blocks (%.1f%% of the new file)",
+					tool, humanize.IBytes(uint64(r.Downloaded)), humanize.IBytes(uint64(bs)),
+					100*float64(r.Downloaded)/float64(rep.NewSize))
+			}
+		}
+	}
+	fmt.Fprintln(bw)
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("bench: write table: %w", err)
+	}
+	return nil
+}
+
+// WriteJSON writes the report as indented JSON. Durations are nanoseconds.
+func (rep *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		return fmt.Errorf("bench: write JSON: %w", err)
+	}
+	return nil
+}
+
+// WritePlot writes a PNG of two charts against the block size (log2 axis),
+// one line per tool: the bytes a client downloads, and sync throughput.
+func (rep *Report) WritePlot(path string) error {
+	down := plot.New()
+	down.Title.Text = "Bytes downloaded (control file + HTTP) — " + rep.Corpus.Name
+	down.Y.Label.Text = "MiB"
+	speed := plot.New()
+	speed.Title.Text = "Sync throughput (MB/s of the target)"
+	speed.Y.Label.Text = "MB/s"
+
+	var ticks []plot.Tick
+	seen := map[int]bool{}
+	for i, tool := range []string{ToolZsyncpipe, ToolZsync} {
+		var dl, sp plotter.XYs
+		for _, r := range rep.Results {
+			if r.Tool != tool || r.Err != "" {
+				continue
+			}
+			x := math.Log2(float64(r.BlockSize))
+			dl = append(dl, plotter.XY{X: x, Y: float64(r.Downloaded) / (1 << 20)})
+			sp = append(sp, plotter.XY{X: x, Y: r.SyncMBps})
+			if !seen[r.BlockSize] {
+				seen[r.BlockSize] = true
+				ticks = append(ticks, plot.Tick{Value: x, Label: strings.ReplaceAll(humanize.IBytes(uint64(r.BlockSize)), " ", "")})
+			}
+		}
+		if len(dl) == 0 {
+			continue
+		}
+		for _, c := range []struct {
+			p   *plot.Plot
+			xys plotter.XYs
+		}{{down, dl}, {speed, sp}} {
+			l, s, err := plotter.NewLinePoints(c.xys)
+			if err != nil {
+				return fmt.Errorf("bench: plot: %w", err)
+			}
+			l.Color, s.Color = toolColor(i), toolColor(i)
+			s.Shape = draw.CircleGlyph{}
+			c.p.Add(l, s)
+			c.p.Legend.Add(tool, l, s)
+		}
+	}
+	for _, p := range []*plot.Plot{down, speed} {
+		p.X.Label.Text = "block size"
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
+		p.Add(plotter.NewGrid())
+		p.Legend.Top = true
+	}
+	// Downloads span orders of magnitude over a sweep: a log axis keeps the
+	// minimum readable.
+	down.Y.Scale = plot.LogScale{}
+	down.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	down.Y.Label.Text = "MiB (log scale)"
+	down.Legend.Left = true
+	speed.Y.Min = 0
+
+	img := vgimg.New(10*vg.Inch, 8*vg.Inch)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter, PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
+	canvases := plot.Align([][]*plot.Plot{{down}, {speed}}, tiles, dc)
+	down.Draw(canvases[0][0])
+	speed.Draw(canvases[1][0])
+
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: plot: %w", err)
+	}
+	_, err = vgimg.PngCanvas{Canvas: img}.WriteTo(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("bench: plot %s: %w", path, err)
+	}
+	return nil
+}
+
+// toolColor returns the line colour of the i-th tool: blue for zsyncpipe,
+// red for zsync.
+func toolColor(i int) color.Color {
+	if i == 0 {
+		return color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
+	}
+	return color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+}
+
+// seconds formats d in seconds with three decimals.
+func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+// oneLine keeps the first line of s.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
