@@ -236,74 +236,68 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 // scan rolls through the segment. At each offset it checks the bit table,
 // then the hash chain, then the strong hashes; after a match it checks the
 // following blocks directly, in batches that fill the SIMD lanes, and rolls
-// byte by byte again only where that fails.
+// byte by byte again only where that fails. The rolling runs in two passes
+// per chunk of positions (see roll.go).
 func (sc *scanner) scan(ctx context.Context) error {
 	ix := sc.ix
-	buf := sc.buf
 	bs := ix.bs
-	mask := ix.mask
 	seq2 := ix.seq == 2
-	bs16 := uint16(bs)
-	p := 0
-	var a0, b0, a1, b1 uint16
-	recompute := true
-	checkLast := ix.last >= 0
-	var lastRsum uint32
-	if checkLast {
-		lastRsum = ix.rsum[ix.last]
+	last := uint64(1) << 32 // none
+	if ix.last >= 0 {
+		last = uint64(ix.rsum[ix.last])
 	}
-	for steps := 0; p < sc.end; {
-		if recompute {
-			if steps&0xff == 0 && (ctx.Err() != nil || sc.d.matches.Complete()) {
-				return ctx.Err()
-			}
-			steps++
-			s := rollsum.Block(buf[p : p+bs])
-			a0, b0 = s.A, s.B
-			if seq2 {
-				s = rollsum.Block(buf[p+bs : p+2*bs])
-				a1, b1 = s.A, s.B
-			}
-			recompute = false
-		}
-		r0 := (uint32(a0)<<16 | uint32(b0)) & mask
-		key := uint64(r0)
-		if seq2 {
-			key = key<<32 | uint64((uint32(a1)<<16|uint32(b1))&mask)
-		}
-		if (!sc.haveKnown || key != sc.known) && ix.maybe(key) {
-			next, err := sc.tryChain(p, key)
-			if err != nil {
-				return err
-			}
-			if next > p {
-				p = next
-				recompute = true
-				continue
-			}
-		}
-		if checkLast && r0 == lastRsum {
-			if sc.d.matches.Has(int64(ix.last)) {
-				checkLast = false
-			} else if err := sc.tryLast(p); err != nil {
-				return err
-			}
-		}
-		if p+1 >= sc.end {
-			break
-		}
-		out, in := buf[p], buf[p+bs]
-		a0 += uint16(in) - uint16(out)
-		b0 += a0 - bs16*uint16(out)
-		if seq2 {
-			in2 := buf[p+2*bs]
-			a1 += uint16(in2) - uint16(in)
-			b1 += a1 - bs16*uint16(in)
-		}
-		p++
-		if p&0xfffff == 0 && ctx.Err() != nil {
+	r := newRoller(sc.buf, bs, ix.seq)
+	r.reset(0)
+	p := 0 // the next position to examine; r.base <= p
+outer:
+	for p < sc.end {
+		if ctx.Err() != nil || sc.d.matches.Complete() {
 			return ctx.Err()
 		}
+		n := min(r.chunk, sc.end-r.base)
+		look := 0
+		if seq2 {
+			look = bs
+		}
+		r.fill(n + look)
+		for i := p - r.base; i < n; i++ {
+			if seq2 {
+				i += probe2(r.sums[i:n], r.sums[i+bs:n+bs], ix.bitTable, ix.bitShift, ix.mask, last)
+			} else {
+				i += probe1(r.sums[i:n], ix.bitTable, ix.bitShift, ix.mask)
+			}
+			if i >= n {
+				break
+			}
+			q := r.base + i
+			r0 := r.sums[i] & ix.mask
+			key := uint64(r0)
+			if seq2 {
+				key = key<<32 | uint64(r.sums[i+bs]&ix.mask)
+			}
+			if (!sc.haveKnown || key != sc.known) && ix.maybe(key) {
+				next, err := sc.tryChain(q, key)
+				if err != nil {
+					return err
+				}
+				if next > q {
+					p = next
+					if p < sc.end {
+						r.reset(p)
+					}
+					continue outer
+				}
+			}
+			if uint64(r0) == last {
+				if sc.d.matches.Has(int64(ix.last)) {
+					last = 1 << 32
+				} else if err := sc.tryLast(q); err != nil {
+					return err
+				}
+			}
+		}
+		r.advance(n)
+		p = r.base
 	}
 	return nil
 }

@@ -1,0 +1,105 @@
+package stages
+
+import "github.com/zsyncpipe/zsyncpipe/rollsum"
+
+// The rolling scan runs in two passes over chunks of positions, because a
+// single loop that rolls two checksums and probes the bit table needs more
+// registers than the compiler has, and its spills put a store and a load on
+// the checksums' dependency chain at every byte. Pass one (roller.fill)
+// rolls one checksum and stores it per position; pass two (probe) reads the
+// checksums of a position and of the position one block later (the next
+// block, for seq_matches 2) and tests the bit table. Each loop stays in
+// registers; together they run about twice as fast.
+
+// rollChunk is how many positions a pass covers at a time, at least: the
+// chunk is never shorter than a block, so that carrying the next block's
+// checksums over to the next chunk costs at most one copy per position.
+const rollChunk = 16 << 10
+
+// roller keeps the packed rolling checksums (a<<16 | b, unmasked) of the
+// windows starting at base, base+1, …, base+have-1 of buf.
+type roller struct {
+	buf   []byte
+	bs    int
+	chunk int // positions per pass
+	sums  []uint32
+	base  int
+	have  int
+	a, b  uint32 // the sums of the window at base+have
+}
+
+func newRoller(buf []byte, bs, seq int) *roller {
+	chunk := max(rollChunk, bs)
+	return &roller{buf: buf, bs: bs, chunk: chunk, sums: make([]uint32, chunk+(seq-1)*bs)}
+}
+
+// reset starts the sums at window p.
+func (r *roller) reset(p int) {
+	s := rollsum.Block(r.buf[p : p+r.bs])
+	r.base, r.have = p, 0
+	r.a, r.b = uint32(s.A), uint32(s.B)
+}
+
+// fill makes sums of the first m windows from base available, m no more
+// than len(r.sums); windows must fit in buf.
+func (r *roller) fill(m int) {
+	if r.have >= m {
+		return
+	}
+	q0 := r.base + r.have
+	q1 := r.base + m
+	r.a, r.b = rollSums(r.buf[q0:q1], r.buf[q0+r.bs:q1+r.bs], r.sums[r.have:m], r.a, r.b, uint32(r.bs))
+	r.have = m
+}
+
+// advance drops the first n windows.
+func (r *roller) advance(n int) {
+	copy(r.sums, r.sums[n:r.have])
+	r.base += n
+	r.have -= n
+}
+
+// rollSums stores the checksum of each window starting at out[i], then rolls
+// it on by a byte: out[i] leaves, in[i] enters. a and b are the sums of the
+// first window; the sums of the window after the last are returned.
+//go:noinline
+func rollSums(out, in []byte, sums []uint32, a, b, bs uint32) (uint32, uint32) {
+	in = in[:len(out)]
+	sums = sums[:len(out)]
+	for i, o := range out {
+		sums[i] = a<<16 | b&0xffff
+		a += uint32(in[i]) - uint32(o)
+		b += a - bs*uint32(o)
+	}
+	return a, b
+}
+
+// probe2 returns the first i at which the pair key of s0[i] and s1[i] passes
+// the bit table, or s0[i] equals last (a masked checksum; pass 1<<32 for
+// none); len(s0) if there is none.
+//go:noinline
+func probe2(s0, s1 []uint32, table []uint64, shift uint, mask uint32, last uint64) int {
+	s1 = s1[:len(s0)]
+	for i, x := range s0 {
+		r0 := x & mask
+		key := uint64(r0)<<32 | uint64(s1[i]&mask)
+		bt := (key * hashMul) >> (shift & 63)
+		if table[bt>>6]&(1<<(bt&63)) != 0 || uint64(r0) == last {
+			return i
+		}
+	}
+	return len(s0)
+}
+
+// probe1 is probe2 for keys of one block (seq_matches 1).
+//go:noinline
+func probe1(s0 []uint32, table []uint64, shift uint, mask uint32) int {
+	for i, x := range s0 {
+		key := uint64(x & mask)
+		bt := (key * hashMul) >> (shift & 63)
+		if table[bt>>6]&(1<<(bt&63)) != 0 {
+			return i
+		}
+	}
+	return len(s0)
+}
