@@ -62,6 +62,7 @@ func (r *roller) advance(n int) {
 // rollSums stores the checksum of each window starting at out[i], then rolls
 // it on by a byte: out[i] leaves, in[i] enters. a and b are the sums of the
 // first window; the sums of the window after the last are returned.
+//
 //go:noinline
 func rollSums(out, in []byte, sums []uint32, a, b, bs uint32) (uint32, uint32) {
 	in = in[:len(out)]
@@ -77,6 +78,7 @@ func rollSums(out, in []byte, sums []uint32, a, b, bs uint32) (uint32, uint32) {
 // probe2 returns the first i at which the pair key of s0[i] and s1[i] passes
 // the bit table, or s0[i] equals last (a masked checksum; pass 1<<32 for
 // none); len(s0) if there is none.
+//
 //go:noinline
 func probe2(s0, s1 []uint32, table []uint64, shift uint, mask uint32, last uint64) int {
 	s1 = s1[:len(s0)]
@@ -92,6 +94,7 @@ func probe2(s0, s1 []uint32, table []uint64, shift uint, mask uint32, last uint6
 }
 
 // probe1 is probe2 for keys of one block (seq_matches 1).
+//
 //go:noinline
 func probe1(s0 []uint32, table []uint64, shift uint, mask uint32) int {
 	for i, x := range s0 {
