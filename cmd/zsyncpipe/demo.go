@@ -11,9 +11,10 @@ const demoIntro = `
 demo shows zsyncpipe at work without any setup: it generates an old and a new
 version of a sample data set (deterministic for a given -seed; the new version
 has inserts, deletes, overwrites and moves of the old), makes the control file
-of the new version, syncs the old version to the new one (the missing blocks
-are read from the new file through a file URL), verifies that the result is
-byte-identical and removes its working directory.`
+of the new version, serves both from a loopback HTTP server inside the process,
+syncs the old version to the new one over HTTP (the control file, then only the
+missing ranges), verifies that the result is byte-identical, prints the
+per-stage statistics and removes its working directory.`
 
 // cmdDemo implements "zsyncpipe demo".
 func cmdDemo(ctx context.Context, e *env, args []string) error {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/zsyncpipe/zsyncpipe"
+	"github.com/zsyncpipe/zsyncpipe/bench"
 	"github.com/zsyncpipe/zsyncpipe/control"
 )
 
@@ -46,6 +47,8 @@ func init() {
 			"rebuild the file described by CONTROL from local data and downloads", cmdSync},
 		{"demo", "[-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]",
 			"make and sync generated data end to end, and verify the result", cmdDemo},
+		{"bench", "[--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file] [--no-zsync]",
+			"measure make and sync over a sweep of block sizes, beside zsync", cmdBench},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
 	}
@@ -76,6 +79,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "-V", "--version":
 		args = []string{"version"}
+	}
+	if args[0] == bench.ChildCommand {
+		// Not a command for people: a measured step of "zsyncpipe bench".
+		if err := cmdBenchChild(ctx, e, args[1:]); err != nil {
+			fmt.Fprintf(stderr, "zsyncpipe: %v\n", err)
+			return exitCode(err)
+		}
+		return exitOK
 	}
 	c := lookup(args[0])
 	if c == nil {
