@@ -105,7 +105,7 @@ type syncJob struct {
 	hasher   *simd.Hasher
 	matches  *stages.Matches
 	pt       *stages.Patcher
-	plan     *stages.Plan
+	plan     atomic.Pointer[stages.Plan] // set by the fetch stage, read by the state saver
 	verifier *stages.PrefixVerifier
 	verified chan error // the verifier's Run result
 	src      stages.RangeSource
@@ -171,6 +171,7 @@ func (j *syncJob) prepare() error {
 	if j.state == nil {
 		os.Remove(statePath(j.part))
 	}
+	os.Remove(statePath(j.part) + ".tmp") // left by a sync killed while saving
 	if j.setAside != "" {
 		paths = append(paths, j.setAside)
 	}
@@ -250,16 +251,14 @@ func (j *syncJob) openSeeds(paths []string) error {
 // run scans the seeds and fetches what they lack, writing both into the
 // partial result as it goes:
 //
-//	delta ──────────────┐ (writes its finds itself)
-//	                    ├─ merge ─ patch
-//	fetch (after scan) ─┘
+//	delta (writes what it finds) ─▶ fetch (what is missing) ─▶ patch
 func (j *syncJob) run(ctx context.Context) error {
 	f := j.f
 	var seedBytes int64
 	for _, s := range j.seeds {
 		seedBytes += s.Size
 	}
-	var scanned, fetched atomic.Int64
+	var scannedBytes, fetched atomic.Int64
 	progress := func(phase string, done, total int64) {
 		if j.opts.Progress != nil {
 			j.opts.Progress(Progress{Phase: phase, Done: done, Total: total})
@@ -268,27 +267,18 @@ func (j *syncJob) run(ctx context.Context) error {
 	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
 	// The scan writes what it finds straight into the partial result (no
 	// copy, no hand-off): positioned writes from each scanning worker.
-	scanDone := make(chan struct{})
-	deltaOut := pipeline.Source(p, "delta", func(ctx context.Context, emit func(stages.Batch) error) error {
-		defer close(scanDone)
-		_, err := stages.Delta(ctx, f, j.seeds, stages.DeltaOptions{
-			Workers:  j.opts.Workers,
-			Hasher:   j.hasher,
-			Matches:  j.matches,
-			OnBlocks: j.pt.WriteBlock,
-			Progress: func(n int64) { progress("scan", scanned.Add(n), seedBytes) },
-		})
-		return err
+	scanned := stages.DeltaStage(p, f, j.seeds, stages.DeltaOptions{
+		Workers:  j.opts.Workers,
+		Hasher:   j.hasher,
+		Matches:  j.matches,
+		OnBlocks: j.pt.WriteBlock,
+		Progress: func(n int64) { progress("scan", scannedBytes.Add(n), seedBytes) },
 	})
 	fo := j.opts.Fetch
 	fo.Hasher = j.hasher
-	fo.Progress = func(n int64) { progress("fetch", fetched.Add(n), j.plan.MissingBytes) }
-	fetchOut := stages.FetchStage(p, f, j.source, scanDone,
-		func() []stages.Range {
-			j.plan = stages.Blueprint(&f.Header, j.matches)
-			return j.plan.Missing
-		}, fo)
-	stages.PatchStage(p, pipeline.Merge(p, "merge", deltaOut, fetchOut), j.pt)
+	fo.Progress = func(n int64) { progress("fetch", fetched.Add(n), j.plan.Load().MissingBytes) }
+	fetchedBlocks := stages.FetchStage(p, f, scanned, j.source, fo, func(plan *stages.Plan) { j.plan.Store(plan) })
+	stages.PatchStage(p, fetchedBlocks, j.pt)
 
 	// Hash the output's prefix as it grows, beside everything else.
 	vctx, vcancel := context.WithCancel(ctx)
@@ -320,8 +310,8 @@ func (j *syncJob) run(ctx context.Context) error {
 	<-saved
 
 	j.sum.Stages = p.Stats()
-	if j.plan != nil {
-		j.sum.Reused = j.plan.Reused
+	if plan := j.plan.Load(); plan != nil {
+		j.sum.Reused = plan.Reused
 	}
 	j.sum.Fetched = fetched.Load()
 	if st, ok := j.src.(interface{ Stats() SourceStats }); ok {
@@ -377,7 +367,7 @@ func (j *syncJob) seedsWritten() bool {
 	if j.written.Load() {
 		return true
 	}
-	plan := j.plan
+	plan := j.plan.Load()
 	if plan == nil {
 		return false
 	}

@@ -63,32 +63,19 @@ func Delta(ctx context.Context, f *control.File, seeds []Seed, opts DeltaOptions
 	return d.matches, d.run(ctx)
 }
 
-// DeltaStage adds the delta scan to a pipeline as a source stage: it emits
-// batches of confirmed blocks (copies of the seed data) as they are found.
-// The returned Matches is complete once the stage has finished; done is
-// closed at that moment, so a later stage (fetch) can wait for it.
-func DeltaStage(p *pipeline.Pipeline, f *control.File, seeds []Seed, opts DeltaOptions) (out *pipeline.Stream[Batch], matches *Matches, done <-chan struct{}, err error) {
-	if opts.OnBlocks != nil {
-		return nil, nil, nil, errors.New("delta stage: OnBlocks is set by the stage")
-	}
-	if opts.Matches == nil {
-		opts.Matches = NewMatches(f.Blocks())
-	}
-	finished := make(chan struct{})
-	out = pipeline.Source(p, "delta", func(ctx context.Context, emit func(Batch) error) error {
-		defer close(finished)
-		var mu sync.Mutex
-		o := opts
-		o.OnBlocks = func(b Block) error {
-			data := append([]byte(nil), b.Data...)
-			mu.Lock()
-			defer mu.Unlock()
-			return emit(Batch{{Index: b.Index, Data: data}})
+// DeltaStage adds the delta scan to a pipeline as a source stage. Blocks
+// go to opts.OnBlocks as they are found (typically a Patcher's WriteBlock,
+// so the scanning workers write them straight into the output); when the
+// scan is done the stage emits its Matches, for a fetch stage to work out
+// what is missing.
+func DeltaStage(p *pipeline.Pipeline, f *control.File, seeds []Seed, opts DeltaOptions) *pipeline.Stream[*Matches] {
+	return pipeline.Source(p, "delta", func(ctx context.Context, emit func(*Matches) error) error {
+		m, err := Delta(ctx, f, seeds, opts)
+		if err != nil {
+			return err
 		}
-		_, err := Delta(ctx, f, seeds, o)
-		return err
+		return emit(m)
 	})
-	return out, opts.Matches, finished, nil
 }
 
 type delta struct {

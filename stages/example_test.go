@@ -29,8 +29,9 @@ func (m *memOutput) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // Example_customPipeline assembles a sync from the stages by hand: the
-// delta scan and the fetch of what it did not find both feed one patcher,
-// which writes into an in-memory output. Swap ReaderAtSource for an HTTP
+// delta scan writes what it finds into an in-memory output through a
+// Patcher, then the fetch stage gets what it did not find and the patch
+// stage writes that too. Swap ReaderAtSource for an HTTP
 // source, or memOutput for a file, to get a real client.
 func Example_customPipeline() {
 	ctx := context.Background()
@@ -55,27 +56,19 @@ func Example_customPipeline() {
 		log.Fatal(err)
 	}
 
-	// delta → ┐
-	//         merge → patch
-	// fetch → ┘   (fetch waits for the scan to finish)
+	// delta (writes what it finds) → fetch (what is missing) → patch
 	p := pipeline.New(pipeline.Config{})
 	out := &memOutput{}
 	pt := stages.NewPatcher(out, &f.Header)
 	seeds := []stages.Seed{{Name: "old", R: bytes.NewReader(old), Size: int64(len(old))}}
-	found, matches, scanned, err := stages.DeltaStage(p, f, seeds, stages.DeltaOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
+	scanned := stages.DeltaStage(p, f, seeds, stages.DeltaOptions{OnBlocks: pt.WriteBlock})
 	var plan *stages.Plan
-	fetched := stages.FetchStage(p, f,
+	var matches int64
+	fetched := stages.FetchStage(p, f, scanned,
 		func() (stages.RangeSource, error) { return stages.ReaderAtSource{R: bytes.NewReader(target)}, nil },
-		scanned,
-		func() []stages.Range {
-			plan = stages.Blueprint(&f.Header, matches)
-			return plan.Missing
-		},
-		stages.FetchOptions{})
-	stages.PatchStage(p, pipeline.Merge(p, "merge", found, fetched), pt)
+		stages.FetchOptions{},
+		func(pl *stages.Plan) { plan = pl; matches = pl.Reused / bs })
+	stages.PatchStage(p, fetched, pt)
 	if err := p.Run(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -83,7 +76,7 @@ func Example_customPipeline() {
 		log.Fatal(err)
 	}
 
-	fmt.Printf("blocks found locally: %d of %d\n", matches.Found(), matches.Blocks())
+	fmt.Printf("blocks found locally: %d of %d\n", matches, f.Blocks())
 	fmt.Printf("fetched: %v (%d bytes)\n", plan.Missing, plan.MissingBytes)
 	err = stages.Verify(ctx, bytes.NewReader(out.buf), &f.Header)
 	fmt.Println("verify:", err, "equal:", bytes.Equal(out.buf, target))

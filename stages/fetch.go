@@ -120,6 +120,9 @@ func splitCalls(missing []Range, bs int64, perCall int, callBytes int64) [][]Ran
 	return calls
 }
 
+// verifyBytes bounds the data one verifier holds.
+const verifyBytes = 1 << 20
+
 // verifier checks the blocks of delivered ranges, lanes at a time.
 type verifier struct {
 	f        *control.File
@@ -138,12 +141,15 @@ func (v *verifier) deliver(r Range, data io.Reader) error {
 		return fmt.Errorf("fetch: range %d-%d is not a run of blocks of the target", r.Start, r.End)
 	}
 	sb := v.f.Checksums.StrongBytes
+	// Verify a lane-full of blocks at a time, but hold at most about
+	// verifyBytes: large blocks go one or a few at a time.
+	batch := max(1, min(lanes, verifyBytes/bs))
 	if v.buf == nil {
-		v.buf = make([]byte, lanes*bs)
-		v.digest = make([]byte, lanes*sb)
+		v.buf = make([]byte, batch*bs)
+		v.digest = make([]byte, batch*int64(sb))
 	}
 	for off := r.Start; off < r.End; {
-		n := min(r.End-off, lanes*bs)
+		n := min(r.End-off, batch*bs)
 		buf := v.buf[:n]
 		if _, err := io.ReadFull(data, buf); err != nil {
 			return fmt.Errorf("read range %d-%d: %w", r.Start, r.End, err)
@@ -175,26 +181,25 @@ func (v *verifier) deliver(r Range, data io.Reader) error {
 	return nil
 }
 
-// FetchStage adds fetch to a pipeline as a source stage. It waits until
-// ready is closed (the scan is done), then asks missing for the ranges to
-// fetch and emits verified batches. src may be nil when nothing turns out
-// to be missing; a nil src with missing ranges is an error.
-func FetchStage(p *pipeline.Pipeline, f *control.File, src func() (RangeSource, error), ready <-chan struct{}, missing func() []Range, opts FetchOptions) *pipeline.Stream[Batch] {
-	return pipeline.Source(p, "fetch", func(ctx context.Context, emit func(Batch) error) error {
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return ctx.Err()
+// FetchStage adds fetch to a pipeline. For each Matches it receives — the
+// result of a finished scan, from DeltaStage — it makes the Blueprint,
+// hands it to onPlan if that is set, and fetches the missing ranges,
+// emitting verified batches. src is asked for a source only when something
+// is missing.
+func FetchStage(p *pipeline.Pipeline, f *control.File, in *pipeline.Stream[*Matches], src func() (RangeSource, error), opts FetchOptions, onPlan func(*Plan)) *pipeline.Stream[Batch] {
+	return pipeline.Transform(p, "fetch", in, func(ctx context.Context, m *Matches, emit func(Batch) error) error {
+		plan := Blueprint(&f.Header, m)
+		if onPlan != nil {
+			onPlan(plan)
 		}
-		ranges := missing()
-		if len(ranges) == 0 {
+		if len(plan.Missing) == 0 {
 			return nil
 		}
 		s, err := src()
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrFetch, err)
 		}
-		return Fetch(ctx, f, s, ranges, opts, emit)
+		return Fetch(ctx, f, s, plan.Missing, opts, emit)
 	})
 }
 

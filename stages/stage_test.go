@@ -4,54 +4,57 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 )
 
-// TestDeltaStage checks the pipeline adapter: batches carry the target's
-// data (copies that outlive the scan's buffers), done is closed when the
-// stage ends, and OnBlocks is refused.
+// TestDeltaStage checks the pipeline adapter: blocks reach OnBlocks with
+// the target's data while the scan runs, and the stage emits its Matches
+// once, at the end.
 func TestDeltaStage(t *testing.T) {
 	const bs = 512
 	target := randData(301, 200*bs+50)
 	seed := mutateSeed(target, bs, 302)
 	f := makeControl(t, target, bs, seq2)
 	p := pipeline.New(pipeline.Config{})
-	out, m, done, err := DeltaStage(p, f, []Seed{seedOf("s", seed)}, DeltaOptions{SegmentSize: 8 * bs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []Block
-	pipeline.Sink(p, "collect", out, func(ctx context.Context, b Batch) error {
-		got = append(got, b...)
+	var mu sync.Mutex
+	seen := make(map[int64]bool)
+	var bad []int64
+	out := DeltaStage(p, f, []Seed{seedOf("s", seed)}, DeltaOptions{
+		SegmentSize: 8 * bs,
+		OnBlocks: func(b Block) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for j := 0; j*bs < len(b.Data); j++ {
+				i := b.Index + int64(j)
+				d := b.Data[j*bs : min((j+1)*bs, len(b.Data))]
+				if !bytes.Equal(d, blockOf(target, bs, i)[:len(d)]) {
+					bad = append(bad, i)
+				}
+				seen[i] = true
+			}
+			return nil
+		},
+	})
+	var got []*Matches
+	pipeline.Sink(p, "collect", out, func(ctx context.Context, m *Matches) error {
+		got = append(got, m)
 		return nil
 	})
 	if err := p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-done:
-	default:
-		t.Errorf("done not closed after the run")
+	if len(bad) > 0 {
+		t.Errorf("blocks with wrong data: %v", bad)
 	}
-	seen := make(map[int64]bool)
-	for _, b := range got {
-		for j := 0; j*bs < len(b.Data); j++ {
-			i := b.Index + int64(j)
-			d := b.Data[j*bs : min((j+1)*bs, len(b.Data))]
-			if !bytes.Equal(d, blockOf(target, bs, i)[:len(d)]) {
-				t.Errorf("block %d: data differs", i)
-			}
-			seen[i] = true
-		}
+	if len(got) != 1 {
+		t.Fatalf("stage emitted %d Matches, want 1", len(got))
 	}
+	m := got[0]
 	if m.Found() < f.Blocks()/2 || int64(len(seen)) != m.Found() {
 		t.Errorf("found %d of %d, delivered %d", m.Found(), f.Blocks(), len(seen))
-	}
-
-	if _, _, _, err := DeltaStage(pipeline.New(pipeline.Config{}), f, nil, DeltaOptions{OnBlocks: func(Block) error { return nil }}); err == nil {
-		t.Errorf("OnBlocks accepted")
 	}
 }
 
@@ -61,20 +64,30 @@ func TestFetchStageNoSource(t *testing.T) {
 	const bs = 512
 	target := randData(311, 10*bs)
 	f := makeControl(t, target, bs, seq2)
-	ready := make(chan struct{})
-	close(ready)
-	for _, missing := range [][]Range{nil, {{0, bs}}} {
+	for _, missing := range []bool{false, true} {
 		p := pipeline.New(pipeline.Config{})
+		// All blocks found, or all but the first.
+		m := NewMatches(f.Blocks())
+		for i := int64(0); i < f.Blocks(); i++ {
+			if i > 0 || !missing {
+				m.Set(i, 0, i*bs)
+			}
+		}
+		in := pipeline.Source(p, "scan", func(ctx context.Context, emit func(*Matches) error) error { return emit(m) })
 		asked := false
-		out := FetchStage(p, f, func() (RangeSource, error) { asked = true; return nil, errors.New("offline") }, ready,
-			func() []Range { return missing }, FetchOptions{})
+		var plan *Plan
+		out := FetchStage(p, f, in, func() (RangeSource, error) { asked = true; return nil, errors.New("offline") },
+			FetchOptions{}, func(pl *Plan) { plan = pl })
 		pipeline.Sink(p, "drop", out, func(context.Context, Batch) error { return nil })
 		err := p.Run(context.Background())
-		if len(missing) == 0 && (err != nil || asked) {
+		if !missing && (err != nil || asked) {
 			t.Errorf("nothing missing: err %v, source asked %v", err, asked)
 		}
-		if len(missing) > 0 && !errors.Is(err, ErrFetch) {
+		if missing && !errors.Is(err, ErrFetch) {
 			t.Errorf("missing without source: %v", err)
+		}
+		if plan == nil || (len(plan.Missing) > 0) != missing {
+			t.Errorf("missing=%v: onPlan got %+v", missing, plan)
 		}
 	}
 }
