@@ -193,3 +193,37 @@ func Sink[T any](p *Pipeline, name string, in *Stream[T], fn func(ctx context.Co
 		}
 	}
 }
+
+// Tee adds a stage that sends every item of in to both returned streams, in
+// order: two consumers see the same items, each at its own pace within the
+// streams' buffers. A slow consumer holds the other back once its stream is
+// full. Items are shared, not copied.
+func Tee[T any](p *Pipeline, name string, in *Stream[T]) (*Stream[T], *Stream[T]) {
+	a := newStream[T](p, name)
+	b := newStream[T](p, name)
+	st := p.register(name, 1, false, a, in)
+	if st == nil {
+		return a, b
+	}
+	p.mu.Lock()
+	p.outputs = append(p.outputs, b)
+	p.mu.Unlock()
+	st.run = func(ctx context.Context, _ *runState) error {
+		defer b.close(st)
+		defer a.close(st)
+		emitA, emitB := emitter(ctx, st, a), emitter(ctx, st, b)
+		for {
+			v, ok, err := recv(ctx, st, in, 1)
+			if err != nil || !ok {
+				return err
+			}
+			if err := emitA(v); err != nil {
+				return err
+			}
+			if err := emitB(v); err != nil {
+				return err
+			}
+		}
+	}
+	return a, b
+}

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
@@ -46,9 +47,11 @@ const chunkBlocks = 64
 
 // chunk is a piece of the input: whole blocks, the last one zero-padded.
 type chunk struct {
-	first int64  // index of the first block
-	data  []byte // len is a multiple of the block size
-	n     int    // bytes of real input in data
+	first int64        // index of the first block
+	data  []byte       // len is a multiple of the block size
+	n     int          // bytes of real input in data
+	buf   *[]byte      // the pooled buffer behind data
+	users atomic.Int32 // consumers done with data
 	sums  []uint32
 	hash  []byte
 }
@@ -83,8 +86,9 @@ func BlockChecksums(ctx context.Context, r io.Reader, opts ChecksumOptions) (*co
 	return result(), nil
 }
 
-// ChecksumStage adds block_checksums to a pipeline as three stages — read,
-// whole-file hash, block sums — and a collecting sink. After the pipeline
+// ChecksumStage adds block_checksums to a pipeline: read, then a tee to the
+// whole-file hash (serial, on its own) and to the block sums (parallel,
+// order kept), which a sink collects. After the pipeline
 // has run without error, the returned function gives the control file (the
 // same one on every call).
 // opts.Hasher is required here: the caller owns its lifetime.
@@ -140,18 +144,28 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 	var length int64
 	var rsums []uint32
 	var strong []byte
+	if opts.Length > 0 && opts.Length/int64(bs) < 1<<28 {
+		// Size the records once when the length is known (it is only a
+		// hint: the slices still grow if more data comes).
+		n := (opts.Length + int64(bs) - 1) / int64(bs)
+		rsums = make([]uint32, 0, n)
+		strong = make([]byte, 0, n*int64(full))
+	}
 
+	// Chunk buffers go round: read takes one, collect gives it back once
+	// the whole-file hash has seen it.
+	bufs := sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 	read := pipeline.Source(p, "read", func(ctx context.Context, emit func(*chunk) error) error {
 		var first int64
 		for {
-			buf := make([]byte, chunkSize)
+			bp := bufs.Get().(*[]byte)
+			buf := *bp
 			n, err := io.ReadFull(r, buf)
 			if n > 0 {
-				// Zero the padding of a short last block (fresh buffers are
-				// zeroed already; keep the invariant explicit).
+				// Zero the padding of a short last block.
 				used := (n + bs - 1) / bs * bs
 				clear(buf[n:used])
-				c := &chunk{first: first, data: buf[:used], n: n}
+				c := &chunk{first: first, data: buf[:used], n: n, buf: bp}
 				first += int64(used / bs)
 				length += int64(n)
 				if opts.Progress != nil {
@@ -160,6 +174,8 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 				if err := emit(c); err != nil {
 					return err
 				}
+			} else {
+				bufs.Put(bp)
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil
@@ -169,19 +185,20 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 			}
 		}
 	})
-	hashed := read
+	// The whole-file hash is serial: it gets its own copy of the stream, so
+	// one core can hash while the block sums run beside it.
+	toSums, toHash := read, (*pipeline.Stream[*chunk])(nil)
+	users := int32(1)
 	if sha1h != nil || sha256h != nil {
-		hashed = pipeline.Transform(p, "file-hash", read, func(ctx context.Context, c *chunk, emit func(*chunk) error) error {
-			if sha1h != nil {
-				sha1h.Write(c.data[:c.n])
-			}
-			if sha256h != nil {
-				sha256h.Write(c.data[:c.n])
-			}
-			return emit(c)
-		})
+		toSums, toHash = pipeline.Tee(p, "tee", read)
+		users = 2
 	}
-	summed := pipeline.Map(p, "block-sums", hashed, opts.Workers, func(ctx context.Context, c *chunk) (*chunk, error) {
+	release := func(c *chunk) {
+		if c.users.Add(1) == users {
+			bufs.Put(c.buf)
+		}
+	}
+	summed := pipeline.Map(p, "block-sums", toSums, opts.Workers, func(ctx context.Context, c *chunk) (*chunk, error) {
 		nb := len(c.data) / bs
 		c.sums = make([]uint32, nb)
 		blocks := make([][]byte, nb)
@@ -192,9 +209,21 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 		}
 		c.hash = make([]byte, nb*full)
 		hasher.SumBlocks(c.hash, full, blocks)
-		c.data = nil
+		release(c)
 		return c, nil
 	})
+	if toHash != nil {
+		pipeline.Sink(p, "file-hash", toHash, func(ctx context.Context, c *chunk) error {
+			if sha1h != nil {
+				sha1h.Write(c.data[:c.n])
+			}
+			if sha256h != nil {
+				sha256h.Write(c.data[:c.n])
+			}
+			release(c)
+			return nil
+		})
+	}
 	pipeline.Sink(p, "collect", summed, func(ctx context.Context, c *chunk) error {
 		rsums = append(rsums, c.sums...)
 		strong = append(strong, c.hash...)
