@@ -56,6 +56,9 @@ func Verify(ctx context.Context, r io.Reader, h *control.Header) error {
 	return nil
 }
 
+// verifyWindow is the most a PrefixVerifier reads at once.
+const verifyWindow = 4 << 20
+
 // PrefixVerifier computes the whole-file hashes of an output while it is
 // being written: it follows the contiguous prefix of blocks the Patcher has
 // written and hashes each piece as soon as it is complete, so that the
@@ -77,7 +80,7 @@ type PrefixVerifier struct {
 // NewPrefixVerifier returns a verifier reading the output through r as pt
 // writes it.
 func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVerifier {
-	v := &PrefixVerifier{r: r, h: h, pt: pt, buf: make([]byte, 1<<20)}
+	v := &PrefixVerifier{r: r, h: h, pt: pt, buf: make([]byte, verifyWindow)}
 	if h.SHA256 != nil {
 		v.hashes, v.want, v.names = append(v.hashes, sha256.New()), append(v.want, h.SHA256), append(v.names, "SHA-256")
 	}
@@ -97,7 +100,7 @@ func (v *PrefixVerifier) Run(ctx context.Context) error {
 	for v.pos < v.h.Length {
 		// The end of the written prefix, in whole blocks, at most a buffer.
 		end := v.pos
-		for end < v.h.Length && end-v.pos < int64(len(v.buf)) && v.pt.Done(end/bs) {
+		for end < v.h.Length && end-v.pos < verifyWindow && v.pt.Done(end/bs) {
 			end = min(end+bs, v.h.Length)
 		}
 		if end == v.pos {
@@ -111,19 +114,30 @@ func (v *PrefixVerifier) Run(ctx context.Context) error {
 			continue
 		}
 		t := time.Now()
-		chunk := v.buf[:end-v.pos]
-		if _, err := v.r.ReadAt(chunk, v.pos); err != nil && !(errors.Is(err, io.EOF) && end == v.h.Length) {
-			return fmt.Errorf("verify: read output at %d: %w", v.pos, err)
-		}
 		if len(v.hashes) == 0 {
 			v.pos = v.h.Length // nothing to hash
 			break
 		}
-		for _, hh := range v.hashes {
-			hh.Write(chunk)
+		if err := v.hash(v.pos, end); err != nil {
+			return err
 		}
 		v.pos = end
 		v.busy += time.Since(t)
+	}
+	return nil
+}
+
+// hash feeds bytes [from, to) of the output to the hashes.
+func (v *PrefixVerifier) hash(from, to int64) error {
+	for from < to {
+		chunk := v.buf[:min(to-from, int64(len(v.buf)))]
+		if _, err := v.r.ReadAt(chunk, from); err != nil && !(errors.Is(err, io.EOF) && from+int64(len(chunk)) == v.h.Length) {
+			return fmt.Errorf("verify: read output at %d: %w", from, err)
+		}
+		for _, hh := range v.hashes {
+			hh.Write(chunk)
+		}
+		from += int64(len(chunk))
 	}
 	return nil
 }
