@@ -57,7 +57,7 @@ func Verify(ctx context.Context, r io.Reader, h *control.Header) error {
 }
 
 // verifyWindow is the most a PrefixVerifier reads at once.
-const verifyWindow = 4 << 20
+const verifyWindow = 1 << 20
 
 // PrefixVerifier computes the whole-file hashes of an output while it is
 // being written: it follows the contiguous prefix of blocks the Patcher has

@@ -55,6 +55,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	maxRanges := fs.Int("max-ranges", 20, "ranges per HTTP request to start with (halved while a server refuses)")
 	retries := fs.Int("retries", 5, "retries of a failed request, with exponential backoff")
 	verbose := fs.Bool("v", false, "print per-stage statistics and notes")
+	noFsync := fs.Bool("no-fsync", false, "do not flush the result to disk before renaming it into place (faster; a crash right after may leave a damaged file)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -116,6 +117,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		Seeds:      seeds,
 		BaseURL:    ctl.base,
 		MirrorURLs: mirrors,
+		NoFsync:    *noFsync,
 		HTTP:       httpOpts,
 		Fetch:      stages.FetchOptions{Concurrency: *parallel},
 		Progress:   prog.callback(),
