@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
@@ -38,6 +39,8 @@ type MakeOptions struct {
 	NoSIMD bool
 	// Progress, if set, is called from time to time with bytes read.
 	Progress func(Progress)
+	// Stats, if set, receives the per-stage statistics of the run.
+	Stats func([]pipeline.StageStats)
 }
 
 // Make reads the target from r and returns its control file.
@@ -65,6 +68,7 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 		SHA256:    !opts.Legacy,
 		Hasher:    h,
 		Workers:   opts.Workers,
+		Stats:     opts.Stats,
 	}
 	if opts.Progress != nil {
 		co.Progress = func(n int64) { opts.Progress(Progress{Phase: "checksum", Done: n, Total: opts.Length}) }

@@ -39,6 +39,9 @@ type ChecksumOptions struct {
 	Workers int
 	// Progress, if set, is called with the number of bytes read so far.
 	Progress func(read int64)
+	// Stats, if set, receives the per-stage statistics of BlockChecksums'
+	// pipeline when it has run.
+	Stats func([]pipeline.StageStats)
 }
 
 // chunkBlocks is how many blocks one unit of work carries: enough to fill
@@ -80,7 +83,11 @@ func BlockChecksums(ctx context.Context, r io.Reader, opts ChecksumOptions) (*co
 	if err != nil {
 		return nil, err
 	}
-	if err := p.Run(ctx); err != nil {
+	err = p.Run(ctx)
+	if opts.Stats != nil {
+		opts.Stats(p.Stats())
+	}
+	if err != nil {
 		return nil, err
 	}
 	return result(), nil

@@ -8,7 +8,6 @@ import (
 	"io"
 	"sync"
 
-	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
@@ -60,22 +59,30 @@ func Delta(ctx context.Context, f *control.File, seeds []Seed, opts DeltaOptions
 		return nil, err
 	}
 	defer d.close()
-	return d.matches, d.run(ctx)
+	p := pipeline.New(pipeline.Config{Workers: d.opts.Workers})
+	pipeline.Sink(p, "matches", d.stages(p), func(context.Context, *Matches) error { return nil })
+	if err := p.Run(ctx); err != nil {
+		return d.matches, err
+	}
+	return d.matches, nil
 }
 
-// DeltaStage adds the delta scan to a pipeline as a source stage. Blocks
-// go to opts.OnBlocks as they are found (typically a Patcher's WriteBlock,
-// so the scanning workers write them straight into the output); when the
-// scan is done the stage emits its Matches, for a fetch stage to work out
-// what is missing.
+// DeltaStage adds the delta scan to a pipeline, as three stages: segments
+// (cuts the seeds into overlapping pieces), scan (one worker per core, so
+// the statistics show how busy they are) and delta, which emits the Matches
+// once every segment is scanned, for a fetch stage to work out what is
+// missing. Blocks go to opts.OnBlocks as they are found (typically a
+// Patcher's WriteBlock, so the scanning workers write them straight into
+// the output). opts.Hasher is required: the caller owns its lifetime.
 func DeltaStage(p *pipeline.Pipeline, f *control.File, seeds []Seed, opts DeltaOptions) *pipeline.Stream[*Matches] {
-	return pipeline.Source(p, "delta", func(ctx context.Context, emit func(*Matches) error) error {
-		m, err := Delta(ctx, f, seeds, opts)
-		if err != nil {
-			return err
-		}
-		return emit(m)
-	})
+	d, err := newDelta(f, seeds, opts)
+	if err == nil && opts.Hasher == nil {
+		err = errors.New("delta stage: DeltaOptions.Hasher is required")
+	}
+	if err != nil {
+		return pipeline.Source(p, "delta", func(context.Context, func(*Matches) error) error { return err })
+	}
+	return d.stages(p)
 }
 
 type delta struct {
@@ -135,36 +142,34 @@ type segment struct {
 	start, end int64 // offsets where a match may start
 }
 
-func (d *delta) run(ctx context.Context) error {
-	if d.ix.n == 0 || d.matches.Complete() {
-		return nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	p := pool.New().WithContext(ctx).WithCancelOnError().WithFirstError().WithMaxGoroutines(d.opts.Workers)
-	for si, s := range d.seeds {
-		for start := int64(0); start < s.Size; start += d.opts.SegmentSize {
-			seg := segment{seed: si, start: start, end: min(start+d.opts.SegmentSize, s.Size)}
-			if ctx.Err() != nil || d.matches.Complete() {
-				break
-			}
-			p.Go(func(ctx context.Context) error {
-				if d.matches.Complete() {
-					return nil
-				}
-				return d.scan(ctx, seg)
-			})
+// stages adds the scan of every seed to p and returns the stream on which
+// its Matches come out when it is done.
+func (d *delta) stages(p *pipeline.Pipeline) *pipeline.Stream[*Matches] {
+	segments := pipeline.Source(p, "segments", func(ctx context.Context, emit func(segment) error) error {
+		if d.ix.n == 0 {
+			return nil
 		}
-	}
-	if err := p.Wait(); err != nil {
-		return err
-	}
-	// The loop above stops scheduling once ctx is done; report it unless
-	// the scan had nothing left to find.
-	if !d.matches.Complete() {
-		return ctx.Err()
-	}
-	return nil
+		for si, s := range d.seeds {
+			for start := int64(0); start < s.Size; start += d.opts.SegmentSize {
+				if d.matches.Complete() {
+					return nil // nothing left to find: stop reading
+				}
+				if err := emit(segment{seed: si, start: start, end: min(start+d.opts.SegmentSize, s.Size)}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	scanned := pipeline.MapUnordered(p, "scan", segments, d.opts.Workers, func(ctx context.Context, seg segment) (int64, error) {
+		if d.matches.Complete() {
+			return 0, nil
+		}
+		return seg.end - seg.start, d.scan(ctx, seg)
+	})
+	return pipeline.Fold(p, "delta", scanned,
+		func(context.Context, int64) error { return nil },
+		func(ctx context.Context, emit func(*Matches) error) error { return emit(d.matches) })
 }
 
 // scanner is one worker's state while it scans a segment.

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -61,12 +62,17 @@ func Example_customPipeline() {
 	out := &memOutput{}
 	pt := stages.NewPatcher(out, &f.Header)
 	seeds := []stages.Seed{{Name: "old", R: bytes.NewReader(old), Size: int64(len(old))}}
-	scanned := stages.DeltaStage(p, f, seeds, stages.DeltaOptions{OnBlocks: pt.WriteBlock})
+	hasher, err := simd.NewHasher(f.StrongAlgorithm, simd.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hasher.Close()
+	scanned := stages.DeltaStage(p, f, seeds, stages.DeltaOptions{Hasher: hasher, OnBlocks: pt.WriteBlock})
 	var plan *stages.Plan
 	var matches int64
 	fetched := stages.FetchStage(p, f, scanned,
 		func() (stages.RangeSource, error) { return stages.ReaderAtSource{R: bytes.NewReader(target)}, nil },
-		stages.FetchOptions{},
+		stages.FetchOptions{Hasher: hasher},
 		func(pl *stages.Plan) { plan = pl; matches = pl.Reused / bs })
 	stages.PatchStage(p, fetched, pt)
 	if err := p.Run(ctx); err != nil {

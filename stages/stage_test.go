@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/simd"
 )
 
 // TestDeltaStage checks the pipeline adapter: blocks reach OnBlocks with
@@ -24,6 +26,7 @@ func TestDeltaStage(t *testing.T) {
 	var bad []int64
 	out := DeltaStage(p, f, []Seed{seedOf("s", seed)}, DeltaOptions{
 		SegmentSize: 8 * bs,
+		Hasher:      newHasher(t, f.StrongAlgorithm, simd.Options{}),
 		OnBlocks: func(b Block) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -55,6 +58,24 @@ func TestDeltaStage(t *testing.T) {
 	m := got[0]
 	if m.Found() < f.Blocks()/2 || int64(len(seen)) != m.Found() {
 		t.Errorf("found %d of %d, delivered %d", m.Found(), f.Blocks(), len(seen))
+	}
+	// The scan runs as its own stage, with a worker per core.
+	var scan *pipeline.StageStats
+	for _, st := range p.Stats() {
+		if st.Name == "scan" {
+			scan = &st
+		}
+	}
+	if scan == nil || scan.Workers != pipeline.DefaultWorkers() || scan.In == 0 || scan.Busy <= 0 {
+		t.Errorf("scan stage statistics: %+v", scan)
+	}
+
+	// Without a hasher the stage fails rather than leak one it made.
+	p = pipeline.New(pipeline.Config{})
+	out = DeltaStage(p, f, nil, DeltaOptions{})
+	pipeline.Sink(p, "drop", out, func(context.Context, *Matches) error { return nil })
+	if err := p.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "Hasher is required") {
+		t.Errorf("DeltaStage without a hasher: %v", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/pipeline"
 )
 
 const makeIntro = `
@@ -40,6 +41,7 @@ func cmdMake(ctx context.Context, e *env, args []string) error {
 	filename := fs.String("f", "", "`name` for the Filename header, the name clients save the file as (default: FILE's base name)")
 	legacy := fs.Bool("legacy", false, "write the zsync 0.6.2 format (MD4, SHA-1) for zsync 0.6.2 clients")
 	quiet := fs.Bool("q", false, "print nothing but errors")
+	verbose := fs.Bool("v", false, "print per-stage statistics")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -66,6 +68,12 @@ func cmdMake(ctx context.Context, e *env, args []string) error {
 		Filename:  *filename,
 		URLs:      urls,
 		Progress:  prog.callback(),
+		Stats: func(st []pipeline.StageStats) {
+			if *verbose {
+				prog.clear()
+				pipeline.FormatStats(e.stderr, st)
+			}
+		},
 	})
 	prog.clear()
 	if err != nil {

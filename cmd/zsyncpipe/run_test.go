@@ -225,15 +225,16 @@ func TestFormatSummary(t *testing.T) {
 		Fetched:  10400000,
 		Ranges:   12,
 		Requests: 1,
+		Overhead: 5200,
 		Duration: 310 * time.Millisecond,
 	}
 	got := formatSummary("go1.26.8.tar", s)
-	want := "go1.26.8.tar: 214 MiB (204 MiB reused from local data, 9.9 MiB fetched in 12 ranges, 1 request) in 0.31s, 725 MB/s"
+	want := "go1.26.8.tar: 214 MiB (204 MiB reused from local data, 9.9 MiB fetched in 12 ranges, 1 request, 5.1 KiB protocol overhead) in 0.31s, 725 MB/s"
 	if got != want {
 		t.Errorf("formatSummary:\n got %q\nwant %q", got, want)
 	}
 	// A source that does not count ranges, and a single range.
-	s.Ranges, s.Requests = 0, 0
+	s.Ranges, s.Requests, s.Overhead = 0, 0, 0
 	if got := formatSummary("f", s); !strings.Contains(got, "9.9 MiB fetched) in") {
 		t.Errorf("without ranges: %q", got)
 	}

@@ -176,7 +176,7 @@ func remoteControl(ctx context.Context, arg, keep string, opts httpsource.Option
 
 // formatSummary returns the one-line report of a sync, e.g.
 // "go1.26.8.tar: 214 MiB (205 MiB reused from local data, 9.4 MiB fetched in
-// 12 ranges) in 0.31s, 725 MB/s".
+// 12 ranges, 3 requests, 5.1 KiB protocol overhead) in 0.31s, 725 MB/s".
 func formatSummary(name string, s *zsyncpipe.Summary) string {
 	fetched := humanize.IBytes(uint64(s.Fetched)) + " fetched"
 	if s.Ranges > 0 {
@@ -184,6 +184,9 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 	}
 	if s.Requests > 0 && s.Requests != s.Ranges {
 		fetched += ", " + plural(s.Requests, "request")
+	}
+	if s.Overhead > 0 {
+		fetched += ", " + humanize.IBytes(uint64(s.Overhead)) + " protocol overhead"
 	}
 	return fmt.Sprintf("%s: %s (%s reused from local data, %s) in %s, %s",
 		name, humanize.IBytes(uint64(s.Length)), humanize.IBytes(uint64(s.Reused)),
