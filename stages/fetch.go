@@ -18,9 +18,14 @@ import (
 type FetchOptions struct {
 	// Hasher checks fetched blocks; nil creates one for the call.
 	Hasher *simd.Hasher
-	// Concurrency is how many ReadRanges calls run at once; 0 means 4.
+	// Concurrency is how many ReadRanges calls run at once; 0 means 8.
+	// Measured against nginx through an added round-trip time of 80 ms,
+	// fetching 886 ranges: 3.7 s at 1, 0.98 s at 4, 0.50 s at 8, 0.26 s at
+	// 16 (docs/network.md); 8 fills a long link without crowding a server.
 	Concurrency int
-	// RangesPerCall bounds the ranges of one ReadRanges call; 0 means 64.
+	// RangesPerCall bounds the ranges of one ReadRanges call; 0 means 20,
+	// what one HTTP request carries by default, so each call is one
+	// request and Concurrency is the number of requests in flight.
 	RangesPerCall int
 	// CallBytes bounds the bytes of one ReadRanges call; longer ranges are
 	// split at block boundaries. 0 means 4 MiB.
@@ -29,6 +34,12 @@ type FetchOptions struct {
 	// piece. It may be called from several goroutines.
 	Progress func(fetched int64)
 }
+
+// Defaults of FetchOptions.
+const (
+	DefaultConcurrency   = 8
+	DefaultRangesPerCall = 20
+)
 
 // ErrFetch is wrapped by Fetch's errors that come from the source: the
 // missing blocks could not be read, or failed their checksums.
@@ -57,7 +68,7 @@ func Fetch(ctx context.Context, f *control.File, src RangeSource, missing []Rang
 	}
 	conc := opts.Concurrency
 	if conc <= 0 {
-		conc = 4
+		conc = DefaultConcurrency
 	}
 	calls := splitCalls(missing, int64(f.Blocksize), opts.RangesPerCall, opts.CallBytes)
 	var mu sync.Mutex
@@ -89,7 +100,7 @@ func Fetch(ctx context.Context, f *control.File, src RangeSource, missing []Rang
 // block boundaries so that calls stay bounded and can run in parallel.
 func splitCalls(missing []Range, bs int64, perCall int, callBytes int64) [][]Range {
 	if perCall <= 0 {
-		perCall = 64
+		perCall = DefaultRangesPerCall
 	}
 	if callBytes <= 0 {
 		callBytes = 4 << 20

@@ -51,7 +51,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	var auth, mirrors listFlag
 	fs.Var(&auth, "A", "`host=user:pass` credentials for HTTP Basic auth on that host; may be repeated")
 	fs.Var(&mirrors, "url", "further `URL` of the target to fetch from, beside the control file's; may be repeated")
-	parallel := fs.Int("parallel", 4, "range requests in flight at once")
+	parallel := fs.Int("parallel", stages.DefaultConcurrency, "range requests in flight at once")
 	maxRanges := fs.Int("max-ranges", 20, "ranges per HTTP request to start with (halved while a server refuses)")
 	retries := fs.Int("retries", 5, "retries of a failed request, with exponential backoff")
 	verbose := fs.Bool("v", false, "print per-stage statistics and notes")
