@@ -54,6 +54,9 @@
 // the file changed, or a 206 from a server that ignores If-Range — fails
 // with an error wrapping ErrChanged before any of its bytes is delivered,
 // so two versions are never mixed.
+// The first request of a Source goes alone, and calls started beside it
+// wait for its response headers, so that every later request carries
+// If-Range.
 //
 // # Retry policy
 //

@@ -48,6 +48,13 @@ type Source struct {
 	maxRanges atomic.Int64 // current ranges per request
 	noRanges  atomic.Bool  // the server answered 200 to a single range
 
+	// The first request goes alone: the others wait until its response
+	// has given the validators for If-Range (or until it failed), so that
+	// every later request can detect a file changed on the server.
+	leader    atomic.Bool
+	firstOnce sync.Once
+	first     chan struct{} // closed once the first response is in
+
 	mu       sync.Mutex
 	known    bool   // the validators below come from a response
 	etag     string // ETag of the first response, as sent
@@ -71,7 +78,7 @@ func New(rawURL string, opts Options) (*Source, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("httpsource: %s: no host", u.Redacted())
 	}
-	s := &Source{url: u, size: -1}
+	s := &Source{url: u, size: -1, first: make(chan struct{})}
 	s.st = opts.settings(u)
 	s.maxRanges.Store(int64(s.st.maxRanges))
 	return s, nil
@@ -221,6 +228,19 @@ func rangeHeader(spans []stages.Range) string {
 // attempt sends one request for the next ranges of c and delivers what the
 // response holds.
 func (s *Source) attempt(ctx context.Context, c *call) error {
+	select {
+	case <-s.first:
+	default:
+		if s.leader.CompareAndSwap(false, true) {
+			defer s.openGate() // also when this request fails
+		} else {
+			select {
+			case <-s.first:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 	noRanges := s.noRanges.Load()
 	spans, batchEnd := s.plan(c, noRanges)
 
@@ -473,9 +493,13 @@ func (s *Source) checkValidators(resp *http.Response, total int64) error {
 		case lastMod != "":
 			s.lastSeen = lastMod
 		}
+		defer s.openGate()
 	}
 	return s.checkSizeLocked(total)
 }
+
+// openGate lets the requests waiting for the first response go.
+func (s *Source) openGate() { s.firstOnce.Do(func() { close(s.first) }) }
 
 func (s *Source) checkSize(total int64) error {
 	s.mu.Lock()

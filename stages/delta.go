@@ -238,7 +238,7 @@ func (sc *scanner) scan(ctx context.Context) error {
 	if ix.last >= 0 {
 		last = uint64(ix.rsum[ix.last])
 	}
-	r := newRoller(sc.buf, bs, ix.seq)
+	r := newRoller(sc.buf, bs, ix.seq, ix.mask)
 	r.reset(0)
 	p := 0 // the next position to examine; r.base <= p
 outer:
@@ -254,18 +254,18 @@ outer:
 		r.fill(n + look)
 		for i := p - r.base; i < n; i++ {
 			if seq2 {
-				i += probe2(r.sums[i:n], r.sums[i+bs:n+bs], ix.bitTable, ix.bitShift, ix.mask, last)
+				i += probe2(r.sums[i:n], r.sums[i+bs:n+bs], ix.bitTable, ix.bitShift, last)
 			} else {
-				i += probe1(r.sums[i:n], ix.bitTable, ix.bitShift, ix.mask)
+				i += probe1(r.sums[i:n], ix.bitTable, ix.bitShift)
 			}
 			if i >= n {
 				break
 			}
 			q := r.base + i
-			r0 := r.sums[i] & ix.mask
+			r0 := r.sums[i]
 			key := uint64(r0)
 			if seq2 {
-				key = key<<32 | uint64(r.sums[i+bs]&ix.mask)
+				key = key<<32 | uint64(r.sums[i+bs])
 			}
 			if (!sc.haveKnown || key != sc.known) && ix.maybe(key) {
 				next, err := sc.tryChain(q, key)

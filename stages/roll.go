@@ -16,11 +16,13 @@ import "github.com/zsyncpipe/zsyncpipe/rollsum"
 // checksums over to the next chunk costs at most one copy per position.
 const rollChunk = 16 << 10
 
-// roller keeps the packed rolling checksums (a<<16 | b, unmasked) of the
-// windows starting at base, base+1, …, base+have-1 of buf.
+// roller keeps the packed rolling checksums (a<<16 | b, masked as the
+// control file's records are) of the windows starting at base, base+1, …,
+// base+have-1 of buf.
 type roller struct {
 	buf   []byte
 	bs    int
+	mask  uint32
 	chunk int // positions per pass
 	sums  []uint32
 	base  int
@@ -28,9 +30,9 @@ type roller struct {
 	a, b  uint32 // the sums of the window at base+have
 }
 
-func newRoller(buf []byte, bs, seq int) *roller {
+func newRoller(buf []byte, bs, seq int, mask uint32) *roller {
 	chunk := max(rollChunk, bs)
-	return &roller{buf: buf, bs: bs, chunk: chunk, sums: make([]uint32, chunk+(seq-1)*bs)}
+	return &roller{buf: buf, bs: bs, mask: mask, chunk: chunk, sums: make([]uint32, chunk+(seq-1)*bs)}
 }
 
 // reset starts the sums at window p.
@@ -48,7 +50,7 @@ func (r *roller) fill(m int) {
 	}
 	q0 := r.base + r.have
 	q1 := r.base + m
-	r.a, r.b = rollSums(r.buf[q0:q1], r.buf[q0+r.bs:q1+r.bs], r.sums[r.have:m], r.a, r.b, uint32(r.bs))
+	r.a, r.b = rollSums(r.buf[q0:q1], r.buf[q0+r.bs:q1+r.bs], r.sums[r.have:m], r.a, r.b, uint32(r.bs), r.mask)
 	r.have = m
 }
 
@@ -59,16 +61,17 @@ func (r *roller) advance(n int) {
 	r.have -= n
 }
 
-// rollSums stores the checksum of each window starting at out[i], then rolls
+// rollSums stores the checksum of each window starting at out[i], masked,
+// then rolls
 // it on by a byte: out[i] leaves, in[i] enters. a and b are the sums of the
 // first window; the sums of the window after the last are returned.
 //
 //go:noinline
-func rollSums(out, in []byte, sums []uint32, a, b, bs uint32) (uint32, uint32) {
+func rollSums(out, in []byte, sums []uint32, a, b, bs, mask uint32) (uint32, uint32) {
 	in = in[:len(out)]
 	sums = sums[:len(out)]
 	for i, o := range out {
-		sums[i] = a<<16 | b&0xffff
+		sums[i] = (a<<16 | b&0xffff) & mask
 		a += uint32(in[i]) - uint32(o)
 		b += a - bs*uint32(o)
 	}
@@ -77,16 +80,17 @@ func rollSums(out, in []byte, sums []uint32, a, b, bs uint32) (uint32, uint32) {
 
 // probe2 returns the first i at which the pair key of s0[i] and s1[i] passes
 // the bit table, or s0[i] equals last (a masked checksum; pass 1<<32 for
-// none); len(s0) if there is none.
+// none); len(s0) if there is none. The checksums are masked already, and
+// the table's length is a power of two.
 //
 //go:noinline
-func probe2(s0, s1 []uint32, table []uint64, shift uint, mask uint32, last uint64) int {
+func probe2(s0, s1 []uint32, table []uint64, shift uint, last uint64) int {
 	s1 = s1[:len(s0)]
+	words := uint64(len(table) - 1)
 	for i, x := range s0 {
-		r0 := x & mask
-		key := uint64(r0)<<32 | uint64(s1[i]&mask)
+		key := uint64(x)<<32 | uint64(s1[i])
 		bt := (key * hashMul) >> (shift & 63)
-		if table[bt>>6]&(1<<(bt&63)) != 0 || uint64(r0) == last {
+		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 || uint64(x) == last {
 			return i
 		}
 	}
@@ -96,11 +100,11 @@ func probe2(s0, s1 []uint32, table []uint64, shift uint, mask uint32, last uint6
 // probe1 is probe2 for keys of one block (seq_matches 1).
 //
 //go:noinline
-func probe1(s0 []uint32, table []uint64, shift uint, mask uint32) int {
+func probe1(s0 []uint32, table []uint64, shift uint) int {
+	words := uint64(len(table) - 1)
 	for i, x := range s0 {
-		key := uint64(x & mask)
-		bt := (key * hashMul) >> (shift & 63)
-		if table[bt>>6]&(1<<(bt&63)) != 0 {
+		bt := (uint64(x) * hashMul) >> (shift & 63)
+		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 {
 			return i
 		}
 	}
