@@ -191,6 +191,11 @@ func (j *syncJob) prepare() error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	j.pt = stages.NewPatcher(w, &j.f.Header)
+	if j.state == nil {
+		// A new partial file, truncated to length: it reads as zeros, so
+		// blocks of zeros need no writing (they stay holes).
+		j.pt.AssumeZeroed()
+	}
 	j.matches = stages.NewMatches(j.f.Blocks())
 	if j.state != nil {
 		// Verified blocks of the earlier run are in place: the partial

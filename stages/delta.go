@@ -3,10 +3,12 @@ package stages
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
@@ -94,6 +96,9 @@ type delta struct {
 	hasher    *simd.Hasher
 	ownHasher bool
 	bufs      sync.Pool
+	// grouped[l] is set once every block of the duplicate group led by
+	// block l has a location.
+	grouped []atomic.Bool
 }
 
 func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) {
@@ -104,7 +109,8 @@ func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) 
 	if len(seeds) > MaxSeeds {
 		return nil, fmt.Errorf("delta: %d seeds; at most %d are supported", len(seeds), MaxSeeds)
 	}
-	d := &delta{ix: ix, f: f, seeds: seeds, opts: opts, matches: opts.Matches, hasher: opts.Hasher}
+	d := &delta{ix: ix, f: f, seeds: seeds, opts: opts, matches: opts.Matches, hasher: opts.Hasher,
+		grouped: make([]atomic.Bool, ix.n)}
 	if d.matches == nil {
 		d.matches = NewMatches(f.Blocks())
 	} else if d.matches.Blocks() != f.Blocks() {
@@ -267,7 +273,24 @@ outer:
 			if seq2 {
 				key = key<<32 | uint64(r.sums[i+bs])
 			}
-			if (!sc.haveKnown || key != sc.known) && ix.maybe(key) {
+			if sc.haveKnown && key == sc.known {
+				// Every candidate here is found already. In a run of zeros
+				// (the key of zero windows is 0) every offset looks like
+				// this: jump to the end of the run instead of rolling
+				// through it, unless the last block (zeros too, perhaps)
+				// is still looked for.
+				if key == 0 && last != 0 {
+					if next := sc.skipZeros(q); next > q+1 {
+						p = next
+						if p < sc.end {
+							r.reset(p)
+						}
+						continue outer
+					}
+				}
+				continue
+			}
+			if ix.maybe(key) {
 				next, err := sc.tryChain(q, key)
 				if err != nil {
 					return err
@@ -292,6 +315,35 @@ outer:
 		p = r.base
 	}
 	return nil
+}
+
+// skipZeros returns the first position after q whose window (with the
+// next one, for seq_matches 2) is not all zeros, when the windows at q are;
+// otherwise q.
+func (sc *scanner) skipZeros(q int) int {
+	span := sc.ix.seq * sc.ix.bs
+	z := firstNonZero(sc.buf, q)
+	if z < q+span {
+		return q // not a run of zeros after all: the checksum collided
+	}
+	return z - span + 1
+}
+
+// firstNonZero returns the index of the first non-zero byte of b at or after
+// from, or len(b).
+func firstNonZero(b []byte, from int) int {
+	i := from
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:]) != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] != 0 {
+			return i
+		}
+	}
+	return len(b)
 }
 
 // tryChain checks the hash chain of key at position p. On a confirmed match
@@ -421,7 +473,11 @@ func (sc *scanner) found(i int64, p int, count int) error {
 	for j := range count {
 		blk := i + int64(j)
 		off := sc.base + int64(p+j*bs)
-		for g := ix.dupFirst[blk]; g >= 0; g = ix.dupNext[g] {
+		leader := ix.dupFirst[blk]
+		if sc.d.grouped[leader].Load() {
+			continue // every block of the group has a location already
+		}
+		for g := leader; g >= 0; g = ix.dupNext[g] {
 			if !m.Set(int64(g), sc.seed, off) {
 				continue
 			}
@@ -434,6 +490,12 @@ func (sc *scanner) found(i int64, p int, count int) error {
 					return err
 				}
 			}
+		}
+		if ix.dupNext[leader] >= 0 {
+			// Walked once, the group need not be walked again: without
+			// this, a target of many identical blocks (runs of zeros)
+			// costs the group's size at every one of them.
+			sc.d.grouped[leader].Store(true)
 		}
 	}
 	if newRun && on != nil {

@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ type Patcher struct {
 	count   atomic.Int64
 	written atomic.Int64
 	changed chan struct{} // a token after each change, for watchers
+	zeroed  bool          // the output reads as zeros where nothing was written
 }
 
 // NewPatcher returns a Patcher writing the target described by h to w.
@@ -38,6 +40,14 @@ func NewPatcher(w io.WriterAt, h *control.Header) *Patcher {
 		changed: make(chan struct{}, 1),
 	}
 }
+
+// AssumeZeroed tells the patcher that the output reads as zeros wherever
+// nothing has been written to it yet — a new file truncated to the target's
+// length, say. Blocks of zeros are then marked written without being
+// written: they stay holes of a sparse file, and a target made mostly of
+// zeros (a disk image) costs no writes for them. Never use it on an output
+// that may hold other data.
+func (pt *Patcher) AssumeZeroed() { pt.zeroed = true }
 
 // Changed returns a channel that receives a token after blocks have been
 // written or marked done: a way to wait for progress without polling.
@@ -71,8 +81,10 @@ func (pt *Patcher) WriteBlock(blk Block) error {
 	if int64(len(data))%pt.bs != 0 && off+int64(len(data)) != pt.length {
 		return fmt.Errorf("patch: run at block %d has %d bytes, not whole blocks", blk.Index, len(data))
 	}
-	if _, err := pt.w.WriteAt(data, off); err != nil {
-		return fmt.Errorf("patch: write block %d: %w", blk.Index, err)
+	if !pt.zeroed || !allZero(data) {
+		if _, err := pt.w.WriteAt(data, off); err != nil {
+			return fmt.Errorf("patch: write block %d: %w", blk.Index, err)
+		}
 	}
 	pt.written.Add(int64(len(data)))
 	for i := blk.Index; i < blk.Index+count; i++ {
@@ -80,6 +92,22 @@ func (pt *Patcher) WriteBlock(blk Block) error {
 	}
 	pt.signal()
 	return nil
+}
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:]) != 0 {
+			return false
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // MarkDone records that block i is in place without writing it, e.g. when

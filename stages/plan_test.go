@@ -304,3 +304,41 @@ func TestCopyFromSeedsLargeBlocks(t *testing.T) {
 		t.Errorf("output differs")
 	}
 }
+
+// TestPatcherAssumeZeroed checks that blocks of zeros are not written to an
+// output that reads as zeros, and are still counted as in place.
+func TestPatcherAssumeZeroed(t *testing.T) {
+	const bs = 64
+	f := makeControl(t, make([]byte, 4*bs), bs, seq2)
+	out := &countingWriter{}
+	pt := NewPatcher(out, &f.Header)
+	pt.AssumeZeroed()
+	data := make([]byte, 4*bs)
+	data[3*bs] = 1 // the last block is not zeros
+	if err := pt.Write(Batch{{Index: 0, Data: data[:3*bs]}, {Index: 3, Data: data[3*bs:]}}); err != nil {
+		t.Fatal(err)
+	}
+	if !pt.Complete() {
+		t.Fatal("zero blocks not counted as written")
+	}
+	if out.writes != 1 || out.bytes != bs {
+		t.Errorf("%d writes of %d bytes; want one write of the non-zero block", out.writes, out.bytes)
+	}
+	// Without AssumeZeroed every block is written.
+	out2 := &countingWriter{}
+	pt2 := NewPatcher(out2, &f.Header)
+	if err := pt2.Write(Batch{{Index: 0, Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	if out2.bytes != 4*bs {
+		t.Errorf("wrote %d bytes, want %d", out2.bytes, 4*bs)
+	}
+}
+
+type countingWriter struct{ writes, bytes int }
+
+func (c *countingWriter) WriteAt(p []byte, off int64) (int, error) {
+	c.writes++
+	c.bytes += len(p)
+	return len(p), nil
+}
