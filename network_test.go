@@ -38,17 +38,10 @@ var netFresh = stages.Range{Start: 100_000, End: 116_384}
 // netFresh.
 func netData(seed uint64) (old, target []byte) {
 	rng := rand.New(rand.NewPCG(seed, 99))
-	randBytes := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
-	old = randBytes(512 << 10)
+	old = randomBytes(rng, 512<<10)
 	t := mutate(rng, old, netBlocksize, 24)
 	pos := netFresh.Start
-	target = slices.Concat(t[:pos], randBytes(int(netFresh.Len())), t[pos:])
+	target = slices.Concat(t[:pos], randomBytes(rng, int(netFresh.Len())), t[pos:])
 	return old, target
 }
 
@@ -62,15 +55,7 @@ func netControl(t testing.TB, target []byte, legacy bool, urls ...string) *contr
 	if err != nil {
 		t.Fatalf("Make: %v", err)
 	}
-	var buf bytes.Buffer
-	if err := control.Write(&buf, f); err != nil {
-		t.Fatalf("control.Write: %v", err)
-	}
-	f2, err := control.Read(&buf)
-	if err != nil {
-		t.Fatalf("control.Read: %v", err)
-	}
-	return f2
+	return travel(t, f)
 }
 
 // netHTTP are HTTP options that keep failing cases short.

@@ -28,15 +28,8 @@ import (
 // target must be fetched.
 func resumeData(seed uint64) (old, target []byte) {
 	rng := rand.New(rand.NewPCG(seed, 5))
-	randBytes := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
-	old = randBytes(2 << 20)
-	return old, slices.Concat(mutate(rng, old, netBlocksize, 40), randBytes(1<<20))
+	old = randomBytes(rng, 2<<20)
+	return old, slices.Concat(mutate(rng, old, netBlocksize, 40), randomBytes(rng, 1<<20))
 }
 
 // resumeFetch makes many calls, so that a sync stopped half way has some of

@@ -15,32 +15,49 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
+// randomBytes returns n bytes from rng.
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// travel passes a control file through control.Write and control.Read, as a
+// file would travel from a server to a client.
+func travel(t testing.TB, f *control.File) *control.File {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := control.Write(&buf, f); err != nil {
+		t.Fatalf("control.Write: %v", err)
+	}
+	f2, err := control.Read(&buf)
+	if err != nil {
+		t.Fatalf("control.Read: %v", err)
+	}
+	return f2
+}
+
 // mutate derives a new version from old with random edits of the kinds that
 // real data sees.
 func mutate(rng *rand.Rand, old []byte, bs, edits int) []byte {
 	d := bytes.Clone(old)
-	randBytes := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
 	for range edits {
 		if len(d) == 0 {
-			d = randBytes(rng.IntN(3 * bs))
+			d = randomBytes(rng, rng.IntN(3*bs))
 			continue
 		}
 		pos := rng.IntN(len(d) + 1)
 		switch rng.IntN(6) {
 		case 0: // insert
-			d = append(d[:pos:pos], append(randBytes(rng.IntN(2*bs)+1), d[pos:]...)...)
+			d = append(d[:pos:pos], append(randomBytes(rng, rng.IntN(2*bs)+1), d[pos:]...)...)
 		case 1: // delete
 			end := min(len(d), pos+rng.IntN(2*bs)+1)
 			d = append(d[:pos:pos], d[end:]...)
 		case 2: // overwrite
 			end := min(len(d), pos+rng.IntN(bs)+1)
-			copy(d[pos:end], randBytes(end-pos))
+			copy(d[pos:end], randomBytes(rng, end-pos))
 		case 3: // move a piece
 			end := min(len(d), pos+rng.IntN(4*bs)+1)
 			piece := bytes.Clone(d[pos:end])
@@ -71,14 +88,7 @@ func syncBytes(t *testing.T, seed, target []byte, mo MakeOptions) ([]byte, *Summ
 	if err != nil {
 		t.Fatalf("Make: %v", err)
 	}
-	var cf bytes.Buffer
-	if err := control.Write(&cf, f); err != nil {
-		t.Fatalf("control.Write: %v", err)
-	}
-	f2, err := control.Read(&cf)
-	if err != nil {
-		t.Fatalf("control.Read: %v", err)
-	}
+	f2 := travel(t, f)
 	seedPath := filepath.Join(dir, "seed.bin")
 	if err := os.WriteFile(seedPath, seed, 0o644); err != nil {
 		t.Fatal(err)
