@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,5 +208,50 @@ func TestSyncFailureLeavesOutputUntouched(t *testing.T) {
 		if e.Name() != "t" && e.Name() != "t.part" {
 			t.Errorf("unexpected file left behind: %s", e.Name())
 		}
+	}
+}
+
+// TestSyncProgress checks that a progress callback sees every phase of a
+// sync, in bounds, while the stages run beside each other (under -race this
+// also checks that reporting progress is race-free).
+func TestSyncProgress(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	old := randomBytes(rng, 1<<20)
+	target := mutate(rng, old, 1024, 6)
+	ctx := context.Background()
+	dir := t.TempDir()
+	f, err := Make(ctx, bytes.NewReader(target), MakeOptions{Filename: "t", Blocksize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(dir, "old")
+	if err := os.WriteFile(seed, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	phases := map[string]int{}
+	var bad []Progress
+	_, err = Sync(ctx, SyncOptions{
+		Control: f, Output: filepath.Join(dir, "t"), Seeds: []string{seed},
+		Source: stages.ReaderAtSource{R: bytes.NewReader(target)},
+		Progress: func(p Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			phases[p.Phase]++
+			if p.Done < 0 || p.Total > 0 && p.Done > p.Total {
+				bad = append(bad, p)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ph := range []string{"scan", "fetch", "verify"} {
+		if phases[ph] == 0 {
+			t.Errorf("no progress reported for %q (got %v)", ph, phases)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("progress out of bounds: %+v", bad)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
@@ -71,7 +72,8 @@ type PrefixVerifier struct {
 	hashes []hash.Hash
 	want   [][]byte
 	names  []string
-	pos    int64
+	pos    int64 // owned by Run
+	hashed atomic.Int64
 	buf    []byte
 	busy   time.Duration
 	wait   time.Duration
@@ -90,8 +92,9 @@ func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVer
 	return v
 }
 
-// Hashed returns how many leading bytes of the output have been hashed.
-func (v *PrefixVerifier) Hashed() int64 { return v.pos }
+// Hashed returns how many leading bytes of the output have been hashed. It
+// may be called while Run runs.
+func (v *PrefixVerifier) Hashed() int64 { return v.hashed.Load() }
 
 // Run hashes the output's prefix as it grows, until all of it is hashed or
 // ctx is done.
@@ -116,12 +119,14 @@ func (v *PrefixVerifier) Run(ctx context.Context) error {
 		t := time.Now()
 		if len(v.hashes) == 0 {
 			v.pos = v.h.Length // nothing to hash
+			v.hashed.Store(v.pos)
 			break
 		}
 		if err := v.hash(v.pos, end); err != nil {
 			return err
 		}
 		v.pos = end
+		v.hashed.Store(end)
 		v.busy += time.Since(t)
 	}
 	return nil
