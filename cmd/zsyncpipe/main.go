@@ -2,9 +2,11 @@
 //
 // Usage:
 //
-//	zsyncpipe make [-b blocksize] [-o out.zsync] [-u url]... [-f filename] [--legacy] [-q] FILE
-//	zsyncpipe sync [-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-q] CONTROL
+//	zsyncpipe make [-b blocksize] [-o out.zsync] [-u url]... [-f filename] [--legacy] [-v] [-q] FILE
+//	zsyncpipe sync [-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]...
+//	               [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL
 //	zsyncpipe demo [-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]
+//	zsyncpipe bench [--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file]
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //

@@ -49,7 +49,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	fs.BoolVar(quiet, "s", false, "same as -q (zsync's deprecated synonym)")
 	var auth, mirrors listFlag
-	fs.Var(&auth, "A", "`host=user:pass` credentials for HTTP Basic auth on that host; may be repeated")
+	fs.Var(&auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
 	fs.Var(&mirrors, "url", "further `URL` of the target to fetch from, beside the control file's; may be repeated")
 	parallel := fs.Int("parallel", stages.DefaultConcurrency, "range requests in flight at once")
 	maxRanges := fs.Int("max-ranges", 20, "ranges per HTTP request to start with (halved while a server refuses)")
