@@ -179,14 +179,7 @@ func TestSyncResumeIgnoresForeignState(t *testing.T) {
 		dir, out := netDir(t, old)
 		resumeCancelled(t, fOther, srvOther, out, old)
 		f.URLs = []string{srv.URL()}
-		var notes []string
-		sum, err := Sync(context.Background(), SyncOptions{
-			Control: f, Output: out, HTTP: netHTTP(), NoFsync: true,
-			Logf: func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		sum, notes := syncNoting(t, f, out)
 		netCheckResult(t, out, target)
 		netCheckDir(t, dir, netName)
 		if !slices.ContainsFunc(notes, func(s string) bool { return strings.Contains(s, "belongs to another control file") }) {
@@ -206,14 +199,7 @@ func TestSyncResumeIgnoresForeignState(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.URLs = []string{srv.URL()}
-		var notes []string
-		sum, err := Sync(context.Background(), SyncOptions{
-			Control: f, Output: out, HTTP: netHTTP(), NoFsync: true,
-			Logf: func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		sum, notes := syncNoting(t, f, out)
 		netCheckResult(t, out, target)
 		netCheckDir(t, dir, netName)
 		if !slices.ContainsFunc(notes, func(s string) bool { return strings.Contains(s, "unreadable") }) {
@@ -364,4 +350,19 @@ func TestSyncResumeChild(t *testing.T) {
 	defer cancel()
 	_, err = Sync(ctx, SyncOptions{Control: f, Output: out, HTTP: httpsource.Options{IdleTimeout: 10 * time.Second}, Fetch: resumeFetch(), NoFsync: true})
 	t.Logf("sync ended: %v", err)
+}
+
+// syncNoting runs a Sync of f into out and returns its summary and the
+// notes it logged; it fails t if the sync fails.
+func syncNoting(t *testing.T, f *control.File, out string) (*Summary, []string) {
+	t.Helper()
+	var notes []string
+	sum, err := Sync(context.Background(), SyncOptions{
+		Control: f, Output: out, HTTP: netHTTP(), NoFsync: true,
+		Logf: func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum, notes
 }
