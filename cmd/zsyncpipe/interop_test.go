@@ -32,12 +32,7 @@ const interopSize = 3 << 20
 // syncs from it with the old version as seed.
 func TestInteropSyncFromZsyncmake(t *testing.T) {
 	lookTool(t, "zsyncmake")
-	oldData, newData, _ := demo.Versions(3, interopSize)
-	dir := t.TempDir()
-	srv := filepath.Join(dir, "srv")
-	writeFile(t, filepath.Join(srv, "target.bin"), newData)
-	old := filepath.Join(dir, "old.bin")
-	writeFile(t, old, oldData)
+	dir, srv, old, newData := interopFiles(t, 3)
 	// Run in srv: the .zsync lands next to the target with the relative
 	// URL "target.bin".
 	tool(t, srv, "zsyncmake", "target.bin")
@@ -118,12 +113,7 @@ func TestInteropRecordsMatchZsyncmake(t *testing.T) {
 // HTTP server.
 func TestInteropZsyncClient(t *testing.T) {
 	lookTool(t, "zsync")
-	oldData, newData, _ := demo.Versions(9, interopSize)
-	dir := t.TempDir()
-	srv := filepath.Join(dir, "srv")
-	writeFile(t, filepath.Join(srv, "target.bin"), newData)
-	old := filepath.Join(dir, "old.bin")
-	writeFile(t, old, oldData)
+	dir, srv, old, newData := interopFiles(t, 9)
 	mustRun(t, "make", "-q", "--legacy", "-o", filepath.Join(srv, "target.bin.zsync"), filepath.Join(srv, "target.bin"))
 
 	var ranged, whole atomic.Int64
@@ -204,4 +194,17 @@ func TestInteropZsyncRejectsSpec08(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "out.bin")); !os.IsNotExist(err) {
 		t.Errorf("zsync wrote output: %v", err)
 	}
+}
+
+// interopFiles writes an old and a new version generated from seed: the new
+// one as dir/srv/target.bin, the old one as dir/old.bin.
+func interopFiles(t *testing.T, seed uint64) (dir, srv, old string, newData []byte) {
+	t.Helper()
+	oldData, newData, _ := demo.Versions(seed, interopSize)
+	dir = t.TempDir()
+	srv = filepath.Join(dir, "srv")
+	writeFile(t, filepath.Join(srv, "target.bin"), newData)
+	old = filepath.Join(dir, "old.bin")
+	writeFile(t, old, oldData)
+	return dir, srv, old, newData
 }
