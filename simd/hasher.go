@@ -21,10 +21,6 @@ import (
 // read by NewHasher, not at package initialisation.
 const EnvNoSIMD = "ZSYNCPIPE_NOSIMD"
 
-// lanesPerSet is the number of md5-simd hashers kept per server: one per
-// AVX-512 lane, so that a full batch fills every lane.
-const lanesPerSet = md5simd.Lanes
-
 // maxServers bounds Options.Servers. Each server holds about 1.5 MiB of
 // buffers and one goroutine.
 const maxServers = 256
