@@ -1,0 +1,232 @@
+// Package osfile holds the file operations whose right form differs per
+// operating system: an exclusive lock on a file, durable flushes, early
+// writeback, replacing a file by a rename, sparse files, and opening a file
+// that must be a regular one without blocking on a FIFO or a device.
+//
+// Each operation is a small function here with its system calls in a per-OS
+// file (osfile_linux.go, osfile_darwin.go, osfile_windows.go, and the
+// _unix/_other files for the rest), so that callers never test runtime.GOOS.
+// What differs per OS:
+//
+//	operation  Linux                     macOS               Windows                        other
+//	Lock       flock(LOCK_EX|LOCK_NB)    flock               LockFileEx (1 byte at 2^62)    flock on BSDs; none elsewhere
+//	Sync       fdatasync                 fcntl(F_FULLFSYNC)  FlushFileBuffers               fsync
+//	Writeback  sync_file_range(WRITE)    no-op               no-op                          no-op
+//	Replace    rename                    rename              MoveFileEx, retried on         rename
+//	                                                         sharing violations
+//	SyncDir    fsync of the directory    same                no-op                          same as Linux
+//	Sparse     no-op (holes are free)    no-op               FSCTL_SET_SPARSE               no-op
+//	OpenFile   open(2)                   open(2)             CreateFile with                open(2)
+//	                                                         FILE_SHARE_DELETE
+//
+// Locks are taken per open file, not per process: two opens of the same
+// file in one process exclude each other, and the kernel drops the lock
+// when the file is closed or the process dies (kill -9 leaves no stale lock).
+package osfile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// ErrLocked is returned (wrapped) by Lock and OpenLocked when another open
+// file, in this process or another, holds the lock.
+var ErrLocked = errors.New("locked by another process")
+
+// ErrNotRegular is returned (wrapped) by OpenRegular for a path that names
+// a FIFO, a device, a socket, a directory or anything else that is not a
+// regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// Lock takes an exclusive lock on f without waiting: it returns an error
+// wrapping ErrLocked at once when another open file holds it. The lock is
+// released when f is closed or the process ends. On systems without file
+// locks (neither Unix nor Windows) it does nothing.
+func Lock(f *os.File) error {
+	if err := lock(f); err != nil {
+		if errors.Is(err, ErrLocked) {
+			return fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		return &fs.PathError{Op: "lock", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// OpenLocked opens the file at path for reading and writing, creating it
+// with perm when it does not exist (never truncating it), and locks it with
+// Lock. It then checks that path still names the locked file — another
+// process may have renamed or removed it in between — and tries again when
+// it does not. An error wrapping ErrLocked means another process holds it.
+func OpenLocked(path string, perm os.FileMode) (*os.File, error) {
+	for range 8 {
+		f, err := OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
+		if err != nil {
+			return nil, err
+		}
+		if err := Lock(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if ok, err := Names(path, f); err != nil {
+			f.Close()
+			return nil, err
+		} else if ok {
+			return f, nil
+		}
+		f.Close() // the path moved on to another file while we locked this one
+	}
+	return nil, fmt.Errorf("lock %s: the file keeps being replaced: %w", path, ErrLocked)
+}
+
+// Names reports whether path names the open file f. A path that no longer
+// exists is not an error: it names nothing.
+func Names(path string, f *os.File) (bool, error) {
+	held, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	now, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(held, now), nil
+}
+
+// OpenFile is os.OpenFile, except that on Windows the file is opened with
+// FILE_SHARE_DELETE so that it can be renamed (Replace) while it is open and
+// locked. Use it for files that are renamed into place.
+func OpenFile(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return openFile(name, flag, perm)
+}
+
+// Sync flushes f's data to stable storage: fdatasync on Linux (the file's
+// size is data, its times are not), F_FULLFSYNC on macOS (a plain fsync
+// leaves the data in the drive's cache there), FlushFileBuffers on Windows.
+func Sync(f *os.File) error {
+	if err := syncData(f); err != nil {
+		return &fs.PathError{Op: "sync", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// Writeback asks the OS to start writing the n bytes of f at off to disk
+// now, without waiting for it, so that a final Sync has little left to do
+// and dirty pages do not pile up: sync_file_range(SYNC_FILE_RANGE_WRITE) on
+// Linux. Elsewhere it does nothing. It is only a hint: errors other than a
+// closed file are ignored.
+func Writeback(f *os.File, off, n int64) error {
+	return writeback(f, off, n)
+}
+
+// SyncDir flushes the directory dir, so that a rename or a new file in it
+// survives a crash. It does nothing on Windows, whose file systems journal
+// their metadata and cannot open a directory as a file.
+func SyncDir(dir string) error {
+	return syncDir(dir)
+}
+
+// Replace renames src to dst, replacing dst atomically when it exists: at
+// every moment dst names either the old or the new file, never neither. On
+// Windows, where a file open without FILE_SHARE_DELETE (by a virus scanner,
+// an indexer, an editor) cannot be replaced, it retries for a few seconds on
+// sharing and access violations before giving up with both files in place;
+// ctx ends the waiting early.
+func Replace(ctx context.Context, src, dst string) error {
+	return replace(ctx, src, dst)
+}
+
+// Sparse marks f as a sparse file where the file system needs to be told
+// (NTFS on Windows), so that growing it with Truncate allocates no blocks.
+// Unix file systems that have holes make them without being asked, and
+// Sparse does nothing there. Failure is not an error: the file is then
+// simply not sparse.
+func Sparse(f *os.File) {
+	sparse(f)
+}
+
+// OpenRegular opens path for reading only if it is a regular file (after
+// symlinks), and fails at once otherwise with an error wrapping
+// ErrNotRegular: it checks the type before opening, opens non-blocking on
+// Unix (a FIFO swapped in after the check does not block the open either),
+// and checks the opened file again. A hung file system cannot hold it past
+// ctx: the open then goes on in the background and its file is closed.
+func OpenRegular(ctx context.Context, path string) (*os.File, os.FileInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	type opened struct {
+		f   *os.File
+		fi  os.FileInfo
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		f, fi, err := openRegular(path)
+		ch <- opened{f, fi, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.f, o.fi, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-ch; o.f != nil {
+				o.f.Close()
+			}
+		}()
+		return nil, nil, fmt.Errorf("open %s: %w", path, ctx.Err())
+	}
+}
+
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	before, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !before.Mode().IsRegular() {
+		return nil, nil, notRegular(path, before.Mode())
+	}
+	return openAfterCheck(path)
+}
+
+// openAfterCheck opens path without blocking and checks what it opened:
+// the path may have been replaced since it was looked at.
+func openAfterCheck(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, notRegular(path, fi.Mode())
+	}
+	return f, fi, nil
+}
+
+// notRegular describes what path is instead of a regular file.
+func notRegular(path string, m os.FileMode) error {
+	kind := "special file"
+	switch {
+	case m.IsDir():
+		kind = "directory"
+	case m&os.ModeNamedPipe != 0:
+		kind = "FIFO (named pipe)"
+	case m&os.ModeSocket != 0:
+		kind = "socket"
+	case m&os.ModeCharDevice != 0:
+		kind = "character device"
+	case m&os.ModeDevice != 0:
+		kind = "block device"
+	}
+	return fmt.Errorf("%s is a %s: %w", path, kind, ErrNotRegular)
+}

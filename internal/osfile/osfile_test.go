@@ -1,0 +1,202 @@
+package osfile
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestLockExcludesSecondOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f.part")
+	a, err := OpenLocked(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenLocked(path, 0o644); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second OpenLocked = %v, want ErrLocked", err)
+	}
+	b, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := Lock(b); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Lock of another open file = %v, want ErrLocked", err)
+	}
+	a.Close()
+	if err := Lock(b); err != nil {
+		t.Fatalf("Lock after the holder closed: %v", err)
+	}
+}
+
+func TestOpenLockedDoesNotTruncate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenLocked(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if data, _ := os.ReadFile(path); string(data) != "keep" {
+		t.Fatalf("content after OpenLocked = %q", data)
+	}
+}
+
+func TestNamesFollowsRename(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.part")
+	f, err := OpenLocked(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if ok, err := Names(path, f); !ok || err != nil {
+		t.Fatalf("Names before rename = %v, %v", ok, err)
+	}
+	if err := Replace(context.Background(), path, filepath.Join(dir, "f")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := Names(path, f); ok || err != nil {
+		t.Fatalf("Names after rename = %v, %v; want false, nil", ok, err)
+	}
+	if ok, _ := Names(filepath.Join(dir, "f"), f); !ok {
+		t.Fatal("the new name does not name the file")
+	}
+	// The lock went with the file: a new file at the old path is free.
+	g, err := OpenLocked(path, 0o644)
+	if err != nil {
+		t.Fatalf("OpenLocked of a new file at the old path: %v", err)
+	}
+	g.Close()
+}
+
+// TestLockReleasedOnKill holds the lock in a child process, kills it with
+// SIGKILL, and takes the lock at once: no stale lock survives a crash.
+func TestLockReleasedOnKill(t *testing.T) {
+	if path := os.Getenv("OSFILE_TEST_HOLD"); path != "" {
+		f, err := OpenLocked(path, 0o644)
+		if err != nil {
+			os.Stdout.WriteString("error " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Stdout.WriteString("locked\n")
+		time.Sleep(time.Minute)
+		f.Close()
+		os.Exit(0)
+	}
+	path := filepath.Join(t.TempDir(), "f.part")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockReleasedOnKill$")
+	cmd.Env = append(os.Environ(), "OSFILE_TEST_HOLD="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if line != "locked\n" {
+		t.Fatalf("child: %q, %v", line, err)
+	}
+	if _, err := OpenLocked(path, 0o644); !errors.Is(err, ErrLocked) {
+		t.Fatalf("OpenLocked while the child holds it = %v, want ErrLocked", err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	f, err := OpenLocked(path, 0o644)
+	if err != nil {
+		t.Fatalf("OpenLocked after the holder was killed: %v", err)
+	}
+	f.Close()
+}
+
+func TestOpenRegular(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "seed")
+	if err := os.WriteFile(path, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f, fi, err := OpenRegular(ctx, path)
+	if err != nil || fi.Size() != 4 {
+		t.Fatalf("OpenRegular(regular) = %v, %v", fi, err)
+	}
+	f.Close()
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(path, link); err == nil {
+		f, _, err := OpenRegular(ctx, link)
+		if err != nil {
+			t.Fatalf("OpenRegular(symlink to a regular file) = %v", err)
+		}
+		f.Close()
+	}
+	if _, _, err := OpenRegular(ctx, dir); !errors.Is(err, ErrNotRegular) {
+		t.Fatalf("OpenRegular(directory) = %v, want ErrNotRegular", err)
+	}
+	if _, _, err := OpenRegular(ctx, os.DevNull); !errors.Is(err, ErrNotRegular) {
+		t.Fatalf("OpenRegular(%s) = %v, want ErrNotRegular", os.DevNull, err)
+	}
+	if _, _, err := OpenRegular(ctx, filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("OpenRegular(missing) = %v, want ErrNotExist", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := OpenRegular(cctx, path); !errors.Is(err, context.Canceled) {
+		t.Fatalf("OpenRegular(canceled) = %v, want context.Canceled", err)
+	}
+}
+
+func TestSyncWritebackReplace(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "new"), filepath.Join(dir, "out")
+	if err := os.WriteFile(dst, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenFile(src, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	Sparse(f)
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("new"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := Writeback(f, 0, 3); err != nil {
+		t.Fatalf("Writeback: %v", err)
+	}
+	if err := Sync(f); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	// Renamed while open (and so while locked): Windows needs the
+	// FILE_SHARE_DELETE of OpenFile for this.
+	if err := Replace(context.Background(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncDir(dir); err != nil {
+		t.Fatalf("SyncDir: %v", err)
+	}
+	data, err := os.ReadFile(dst)
+	if err != nil || len(data) != 1<<20 || string(data[:3]) != "new" {
+		t.Fatalf("dst after Replace: %d bytes %q, %v", len(data), data[:min(3, len(data))], err)
+	}
+	if _, err := os.Stat(src); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("src after Replace: %v", err)
+	}
+	f.Close()
+	if err := Writeback(f, 0, 3); !errors.Is(err, os.ErrClosed) && err != nil {
+		t.Fatalf("Writeback of a closed file = %v", err)
+	}
+}

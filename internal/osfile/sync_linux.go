@@ -1,0 +1,43 @@
+package osfile
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// syncData is fdatasync: the data and the size, not the times.
+func syncData(f *os.File) error {
+	return control(f, func(fd int) error { return unix.Fdatasync(fd) })
+}
+
+// writeback starts writing the range without waiting for it.
+func writeback(f *os.File, off, n int64) error {
+	err := control(f, func(fd int) error {
+		return unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
+	})
+	if errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// control runs fn on f's descriptor, again on EINTR.
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if ferr = fn(int(fd)); !errors.Is(ferr, unix.EINTR) {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return ferr
+}
