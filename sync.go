@@ -13,6 +13,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/source"
@@ -42,6 +43,9 @@ type SyncOptions struct {
 	MirrorURLs []string
 	// HTTP configures the HTTP sources built from the URLs.
 	HTTP httpsource.Options
+	// Transports opens URLs of further schemes (sftp://, for instance)
+	// and may replace the built-in http, https and file transports.
+	Transports Transports
 	// Workers bounds scanning and hashing goroutines; 0 means one per
 	// physical core.
 	Workers int
@@ -173,7 +177,7 @@ func (j *syncJob) prepare() error {
 	if j.state == nil {
 		os.Remove(statePath(j.part))
 	}
-	os.Remove(statePath(j.part) + ".tmp") // left by a sync killed while saving
+	atomicfile.RemoveStale(statePath(j.part)) // left by a sync killed while saving
 	if j.setAside != "" {
 		paths = append(paths, j.setAside)
 	}
@@ -508,28 +512,18 @@ func (j *syncJob) openURL(raw string) (source.RangeSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch u.Scheme {
-	case "http", "https":
-		s, err := httpsource.New(u.String(), j.opts.HTTP)
-		if err != nil {
-			return nil, err
-		}
-		j.cleanups = append(j.cleanups, s.CloseIdleConnections)
-		return s, nil
-	case "file", "":
-		fh, err := os.Open(u.Path)
-		if err != nil {
-			return nil, err
-		}
-		fi, err := fh.Stat()
-		if err != nil || fi.Size() != j.f.Length {
-			fh.Close()
-			return nil, fmt.Errorf("%s does not have the target's length %d", u.Path, j.f.Length)
-		}
-		j.cleanups = append(j.cleanups, func() { fh.Close() })
-		return source.ReaderAt{R: fh}, nil
+	t := transport(j.opts.Transports, j.opts.HTTP, u.Scheme)
+	if t == nil {
+		return nil, fmt.Errorf("URL %q: scheme %q is not supported", raw, u.Scheme)
 	}
-	return nil, fmt.Errorf("URL %q: scheme %q is not supported", raw, u.Scheme)
+	s, err := t.OpenRanges(context.Background(), u, j.f.Length)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := s.(io.Closer); ok {
+		j.cleanups = append(j.cleanups, func() { c.Close() })
+	}
+	return s, nil
 }
 
 // resolveURL resolves a URL of the control file against the base: the URL
@@ -546,7 +540,7 @@ func resolveURL(raw, base string) (*url.URL, error) {
 	if filepath.IsAbs(raw) {
 		return &url.URL{Scheme: "file", Path: raw}, nil
 	}
-	if b, err := url.Parse(base); err == nil && (b.Scheme == "http" || b.Scheme == "https" || b.Scheme == "file") {
+	if b, err := url.Parse(base); err == nil && len(b.Scheme) > 1 { // not a drive letter
 		return b.ResolveReference(ref), nil
 	}
 	// A local base: the control file's path, or a directory.
