@@ -14,6 +14,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/source"
@@ -80,7 +81,7 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 		return nil, err
 	}
 	defer j.close()
-	if err := j.prepare(); err != nil {
+	if err := j.prepare(ctx); err != nil {
 		return nil, err
 	}
 	if err := j.run(ctx); err != nil {
@@ -146,7 +147,7 @@ func (j *syncJob) logf(format string, args ...any) {
 // matches — and the seeds: those asked for, the existing output, and an
 // earlier partial result without state, set aside so that the new one can
 // be written.
-func (j *syncJob) prepare() error {
+func (j *syncJob) prepare(ctx context.Context) error {
 	paths := append([]string(nil), j.opts.Seeds...)
 	mode := os.FileMode(0o644)
 	if fi, err := os.Stat(j.out); err == nil {
@@ -156,23 +157,8 @@ func (j *syncJob) prepare() error {
 		mode = fi.Mode().Perm()
 		paths = append(paths, j.out)
 	}
-	flags := os.O_RDWR | os.O_CREATE | os.O_TRUNC
-	if _, err := os.Stat(j.part); err == nil {
-		st, why := loadState(j.part, j.f, j.id)
-		if st != nil {
-			j.state = st
-			flags &^= os.O_TRUNC
-		} else {
-			if why != "" {
-				j.logf("ignoring %s: %s", statePath(j.part), why)
-			}
-			j.setAside = j.part + ".seed"
-			if err := os.Rename(j.part, j.setAside); err != nil {
-				return fmt.Errorf("sync: set aside %s: %w", j.part, err)
-			}
-		}
-	} else if _, err := os.Stat(j.part + ".seed"); err == nil {
-		j.setAside = j.part + ".seed"
+	if err := j.lock(mode); err != nil {
+		return err
 	}
 	if j.state == nil {
 		os.Remove(statePath(j.part))
@@ -181,17 +167,20 @@ func (j *syncJob) prepare() error {
 	if j.setAside != "" {
 		paths = append(paths, j.setAside)
 	}
-	if err := j.openSeeds(paths); err != nil {
+	if err := j.openSeeds(ctx, paths); err != nil {
 		return err
 	}
-	w, err := os.OpenFile(j.part, flags, mode)
-	if err != nil {
-		return fmt.Errorf("sync: create %s: %w", j.part, err)
+	w := j.w
+	if j.state == nil {
+		if err := w.Truncate(0); err != nil {
+			return fmt.Errorf("sync: empty %s: %w", j.part, err)
+		}
+		osfile.Sparse(w)
 	}
-	j.w = w
 	if err := w.Truncate(j.f.Length); err != nil {
 		return fmt.Errorf("sync: size %s: %w", j.part, err)
 	}
+	var err error
 	j.hasher, err = simd.NewHasher(j.f.StrongAlgorithm, simd.Options{Fallback: j.opts.NoSIMD})
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
@@ -220,27 +209,82 @@ func (j *syncJob) prepare() error {
 	return nil
 }
 
+// lock opens the partial result, locked for the whole sync (see
+// osfile.Lock: the kernel drops the lock when the process dies), and
+// decides what to do with what it holds: resume it when its state matches
+// the control file, or else set it aside as a seed and start a new one.
+// Nothing is removed, renamed or truncated before the lock is held, so a
+// second sync of the same output fails with ErrBusy and leaves the first
+// one's files alone.
+func (j *syncJob) lock(mode os.FileMode) error {
+	busy := func(err error) error {
+		if errors.Is(err, osfile.ErrLocked) {
+			return fmt.Errorf("sync: another sync is writing %s (it holds %s); wait for it to end: %w", j.out, j.part, ErrBusy)
+		}
+		return fmt.Errorf("sync: open %s: %w", j.part, err)
+	}
+	w, err := osfile.OpenLocked(j.part, mode)
+	if err != nil {
+		return busy(err)
+	}
+	j.w = w
+	fi, err := w.Stat()
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	st, why := loadState(j.part, j.f, j.id)
+	switch {
+	case st != nil:
+		j.state = st
+	case fi.Size() > 0:
+		// An earlier partial result without a usable state: keep it as
+		// a seed and write a new one. The old one stays locked until the
+		// new one is, so no other sync can take either in between.
+		if why != "" {
+			j.logf("ignoring %s: %s", statePath(j.part), why)
+		}
+		j.setAside = j.part + ".seed"
+		if err := osfile.Replace(context.Background(), j.part, j.setAside); err != nil {
+			return fmt.Errorf("sync: set aside %s: %w", j.part, err)
+		}
+		nw, err := osfile.OpenFile(j.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode)
+		if err == nil {
+			if err = osfile.Lock(nw); err != nil {
+				nw.Close()
+			}
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrExist) {
+				err = osfile.ErrLocked // another sync created it first
+			}
+			return busy(err)
+		}
+		w.Close()
+		j.w = nw
+	default:
+		if _, err := os.Stat(j.part + ".seed"); err == nil {
+			j.setAside = j.part + ".seed"
+		}
+	}
+	return nil
+}
+
 // openSeeds opens the seed files, skipping repeats of the same file and
 // seeds the earlier run scanned completely. Files named in SyncOptions.Seeds
 // must exist; the others are skipped when they do not.
-func (j *syncJob) openSeeds(paths []string) error {
+func (j *syncJob) openSeeds(ctx context.Context, paths []string) error {
 	var infos []os.FileInfo
 	for i, path := range paths {
-		fh, err := os.Open(path)
+		// Never open(2) a FIFO or a device: it may block for ever.
+		fh, fi, err := osfile.OpenRegular(ctx, path)
 		if err != nil {
 			if i >= len(j.opts.Seeds) && errors.Is(err, os.ErrNotExist) {
 				continue
 			}
+			if errors.Is(err, osfile.ErrNotRegular) {
+				return fmt.Errorf("sync: seed %w: %w", err, ErrUsage)
+			}
 			return fmt.Errorf("sync: open seed: %w", err)
-		}
-		fi, err := fh.Stat()
-		if err != nil {
-			fh.Close()
-			return fmt.Errorf("sync: seed %s: %w", path, err)
-		}
-		if !fi.Mode().IsRegular() {
-			fh.Close()
-			return fmt.Errorf("sync: seed %s is not a regular file: %w", path, ErrUsage)
 		}
 		dup := false
 		for _, o := range infos {
@@ -420,11 +464,14 @@ func (j *syncJob) keepProgress() {
 		j.saveState()
 		return
 	}
+	// Put the earlier one back in one step, still holding the lock of the
+	// new one, so that no other sync sees the path between the two.
+	os.Remove(statePath(j.part))
+	if err := osfile.Replace(context.Background(), j.setAside, j.part); err != nil {
+		j.logf("keeping %s: %v", j.setAside, err)
+	}
 	j.w.Close()
 	j.w = nil
-	os.Remove(j.part)
-	os.Remove(statePath(j.part))
-	os.Rename(j.setAside, j.part)
 }
 
 // finish checks the whole-file hash of the partial result and renames it
@@ -447,23 +494,37 @@ func (j *syncJob) finish() error {
 		return fmt.Errorf("sync %s: %w", j.out, err)
 	}
 	if !j.opts.NoFsync {
-		if err := w.Sync(); err != nil {
+		if err := osfile.Sync(w); err != nil {
 			return fmt.Errorf("sync: flush %s: %w", j.part, err)
 		}
 	}
-	j.w = nil
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("sync: close %s: %w", j.part, err)
-	}
 	if !f.MTime.IsZero() {
-		if err := os.Chtimes(j.part, f.MTime, f.MTime); err != nil {
+		if err := osfile.SetTimes(w, f.MTime, f.MTime); err != nil {
 			return fmt.Errorf("sync: set mtime of %s: %w", j.part, err)
 		}
 	}
-	if err := os.Rename(j.part, j.out); err != nil {
+	// Rename the very file that was verified: it is still open and
+	// locked, so no other sync can have replaced it, and the path is
+	// checked to name it still.
+	if ok, err := osfile.Names(j.part, w); err != nil || !ok {
+		return fmt.Errorf("sync: %s is no longer the file that was verified (%v); %s is unchanged: %w", j.part, err, j.out, ErrBusy)
+	}
+	// The state goes first: once renamed, the file no longer holds the
+	// lock of the .part path, and a next sync must not take a state that
+	// describes it for a new, empty .part.
+	os.Remove(statePath(j.part))
+	if err := osfile.Replace(context.Background(), j.part, j.out); err != nil {
 		return fmt.Errorf("sync: rename %s to %s: %w", j.part, j.out, err)
 	}
-	os.Remove(statePath(j.part))
+	j.w = nil
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("sync: close %s: %w", j.out, err)
+	}
+	if !j.opts.NoFsync {
+		if err := osfile.SyncDir(filepath.Dir(j.out)); err != nil {
+			return fmt.Errorf("sync: flush the directory of %s: %w", j.out, err)
+		}
+	}
 	return nil
 }
 

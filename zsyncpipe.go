@@ -25,6 +25,9 @@ var (
 	ErrFetch = stages.ErrFetch
 	// ErrUsage reports options that make no sense together.
 	ErrUsage = errors.New("invalid options")
+	// ErrBusy reports that another sync, in this process or another, is
+	// writing the same output: it holds the lock on Output+".part".
+	ErrBusy = errors.New("output is being synced by another process")
 )
 
 // Progress is a snapshot of a running Sync or Make, passed to a progress

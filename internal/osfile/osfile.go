@@ -14,6 +14,7 @@
 //	Writeback  sync_file_range(WRITE)    no-op               no-op                          no-op
 //	Replace    rename                    rename              MoveFileEx, retried on         rename
 //	                                                         sharing violations
+//	SetTimes   futimes                   futimes             SetFileTime                    chtimes by name
 //	SyncDir    fsync of the directory    same                no-op                          same as Linux
 //	Sparse     no-op (holes are free)    no-op               FSCTL_SET_SPARSE               no-op
 //	OpenFile   open(2)                   open(2)             CreateFile with                open(2)
@@ -30,6 +31,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 )
 
 // ErrLocked is returned (wrapped) by Lock and OpenLocked when another open
@@ -139,6 +141,17 @@ func SyncDir(dir string) error {
 // ctx ends the waiting early.
 func Replace(ctx context.Context, src, dst string) error {
 	return replace(ctx, src, dst)
+}
+
+// SetTimes sets the access and modification times of the open file f,
+// through its descriptor: the file may have been renamed since it was
+// opened, and on Windows a second open (os.Chtimes) would conflict with the
+// open handle.
+func SetTimes(f *os.File, atime, mtime time.Time) error {
+	if err := setTimes(f, atime, mtime); err != nil {
+		return &fs.PathError{Op: "chtimes", Path: f.Name(), Err: err}
+	}
+	return nil
 }
 
 // Sparse marks f as a sparse file where the file system needs to be told

@@ -200,3 +200,20 @@ func TestSyncWritebackReplace(t *testing.T) {
 		t.Fatalf("Writeback of a closed file = %v", err)
 	}
 }
+
+func TestSetTimes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	f, err := OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mtime := time.Date(2020, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := SetTimes(f, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || !fi.ModTime().Equal(mtime) {
+		t.Fatalf("mtime = %v, %v; want %v", fi.ModTime(), err, mtime)
+	}
+}
