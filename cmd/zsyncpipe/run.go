@@ -19,6 +19,10 @@ const (
 	exitBadControl = 1 // the control file is malformed or unusable
 	exitIO         = 2 // I/O error or checksum mismatch
 	exitUsage      = 3 // bad usage or a failed download
+
+	// exitBusy is EX_TEMPFAIL of sysexits.h: another sync is writing the
+	// same output; try again once it has ended.
+	exitBusy = 75
 )
 
 // env is what a command may use besides its arguments.
@@ -114,6 +118,8 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, zsyncpipe.ErrBusy):
+		return exitBusy
 	case errors.As(err, &fe), errors.Is(err, errBadControl):
 		return exitBadControl
 	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrFetch):
@@ -177,6 +183,7 @@ Exit codes (as zsync):
 	1  bad control file
 	2  I/O error or checksum mismatch
 	3  usage error or failed download
+	75  another sync is writing the same output (try again later)
 
 Run 'zsyncpipe help <command>' or 'zsyncpipe <command> -h' for the flags of a
 command.

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
+)
+
+// TestSyncBusy: a sync of an output whose .part another sync holds exits
+// 75 at once with a message saying so, and touches nothing.
+func TestSyncBusy(t *testing.T) {
+	fx := newFixture(t, 300000, "--legacy")
+	out := filepath.Join(fx.dir, "out.bin")
+	held, err := osfile.OpenLocked(out+".part", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	r := runZ(t, "sync", "-i", fx.old, "-o", out, fx.control)
+	if r.code != exitBusy || !strings.Contains(r.stderr, "another sync is writing") {
+		t.Fatalf("exit %d, want %d\nstderr: %s", r.code, exitBusy, r.stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("output created: %v", err)
+	}
+	held.Close()
+	mustRun(t, "sync", "-q", "-i", fx.old, "-o", out, fx.control)
+	sameBytes(t, "output", readFile(t, out), fx.newData)
+}
