@@ -5,7 +5,10 @@
 // A path received from a server or a message is untrusted. Check refuses every
 // form that could name a file outside the directory it is resolved in, or a
 // file other than the one intended, and Join resolves a checked path below a
-// root. The rules are plain functions so that they can be tested on any OS.
+// root. CheckWindows (or CheckFor with the target's GOOS) adds the names
+// Windows cannot hold, and Collisions finds the names that would land in one
+// file on a case-insensitive file system (Windows, macOS by default). The
+// rules are plain functions so that they can be tested on any OS.
 package relpath
 
 import (
