@@ -12,8 +12,8 @@
 //
 // The flags of make and sync follow zsyncmake(1) and zsync(1), and so do the
 // exit codes: 1 for a bad control file, 2 for an I/O error or a checksum
-// mismatch, 3 for a usage error or a failed download. Run "zsyncpipe help"
-// for details.
+// mismatch, 3 for a usage error or a failed download; and 75 when another
+// sync is writing the same output. Run "zsyncpipe help" for details.
 package main
 
 import (
