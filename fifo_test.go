@@ -6,11 +6,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/source"
 )
@@ -36,4 +38,67 @@ func TestSyncFIFOSeed(t *testing.T) {
 		t.Errorf("refusing the FIFO took %v", d)
 	}
 	netCheckResult(t, out, old)
+}
+
+// TestLoadControlFIFO: a control file may come through a FIFO (or a pipe,
+// as with <(curl …)); while no writer comes, LoadControl waits only as long
+// as its context lasts.
+func TestLoadControlFIFO(t *testing.T) {
+	_, target := netData(14)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "ctl.zsync")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := LoadControl(ctx, fifo, LoadOptions{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("LoadControl(FIFO without writer) = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("LoadControl took %v after its context ended", d)
+	}
+
+	// A writer that opens the FIFO but never writes: the read ends with
+	// the context too.
+	fifo2 := filepath.Join(dir, "ctl2.zsync")
+	if err := syscall.Mkfifo(fifo2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		if w, err := os.OpenFile(fifo2, os.O_WRONLY, 0); err == nil {
+			<-done
+			w.Close()
+		}
+	}()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	if _, err := LoadControl(ctx2, fifo2, LoadOptions{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("LoadControl(FIFO with a silent writer) = %v, want DeadlineExceeded", err)
+	}
+
+	// With a writer that writes a control file, it is read as from a file.
+	fifo3 := filepath.Join(dir, "ctl3.zsync")
+	if err := syscall.Mkfifo(fifo3, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := control.Write(&buf, netControl(t, target, false)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		if w, err := os.OpenFile(fifo3, os.O_WRONLY, 0); err == nil {
+			w.Write(buf.Bytes())
+			w.Close()
+		}
+	}()
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel3()
+	c, err := LoadControl(ctx3, fifo3, LoadOptions{})
+	if err != nil || c.File.Length != int64(len(target)) {
+		t.Fatalf("LoadControl(FIFO with a control file) = %v", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
@@ -111,12 +112,11 @@ func (s httpRanges) Close() error {
 type fileTransport struct{}
 
 func (fileTransport) OpenRanges(ctx context.Context, u *url.URL, size int64) (source.RangeSource, error) {
-	fh, err := os.Open(filepath.FromSlash(u.Path))
+	fh, fi, err := osfile.OpenRegular(ctx, filepath.FromSlash(u.Path))
 	if err != nil {
 		return nil, err
 	}
-	fi, err := fh.Stat()
-	if err != nil || fi.Size() != size {
+	if fi.Size() != size {
 		fh.Close()
 		return nil, fmt.Errorf("%s does not have the target's length %d", u.Path, size)
 	}
@@ -126,17 +126,23 @@ func (fileTransport) OpenRanges(ctx context.Context, u *url.URL, size int64) (so
 // Get reads the file; it ignores IfModifiedSince.
 func (fileTransport) Get(ctx context.Context, u *url.URL, opts GetOptions) (*Fetched, error) {
 	path := filepath.FromSlash(u.Path)
-	fh, err := os.Open(path)
+	// The control file may come from a pipe (<(curl …)) or a FIFO: open
+	// and read it only as long as ctx lasts.
+	fh, err := osfile.Open(ctx, path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
+	defer context.AfterFunc(ctx, func() { fh.SetReadDeadline(time.Now()) })()
 	fi, err := fh.Stat()
 	if err != nil {
 		return nil, err
 	}
 	body, err := io.ReadAll(io.LimitReader(fh, opts.MaxSize+1))
 	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if int64(len(body)) > opts.MaxSize {

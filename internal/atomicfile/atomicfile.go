@@ -6,10 +6,13 @@ package atomicfile
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 )
 
 // Write writes the file at path through write and returns the number of
@@ -42,13 +45,15 @@ func Write(path string, perm os.FileMode, write func(io.Writer) error) (n int64,
 	if err := f.Chmod(perm); err != nil {
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := osfile.Sync(f); err != nil {
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Windows refuses to replace a file another program holds open for
+	// a moment (a virus scanner, an indexer): osfile.Replace retries.
+	if err := osfile.Replace(context.Background(), tmp, path); err != nil {
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
 	return cw.n, nil

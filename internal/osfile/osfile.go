@@ -170,6 +170,25 @@ func Sparse(f *os.File) {
 // and checks the opened file again. A hung file system cannot hold it past
 // ctx: the open then goes on in the background and its file is closed.
 func OpenRegular(ctx context.Context, path string) (*os.File, os.FileInfo, error) {
+	return openCtx(ctx, path, openRegular)
+}
+
+// Open opens path for reading as os.Open does, whatever its type, but gives
+// up when ctx ends: opening a FIFO waits for a writer, and a hung network
+// file system for ever. The open then goes on in the background and its
+// file is closed. Reads of a FIFO or a pipe can be ended with
+// (*os.File).SetReadDeadline.
+func Open(ctx context.Context, path string) (*os.File, error) {
+	f, _, err := openCtx(ctx, path, func(path string) (*os.File, os.FileInfo, error) {
+		f, err := os.Open(path)
+		return f, nil, err
+	})
+	return f, err
+}
+
+// openCtx runs open in a goroutine and returns its result, or ctx's error
+// when ctx ends first.
+func openCtx(ctx context.Context, path string, open func(string) (*os.File, os.FileInfo, error)) (*os.File, os.FileInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -180,7 +199,7 @@ func OpenRegular(ctx context.Context, path string) (*os.File, os.FileInfo, error
 	}
 	ch := make(chan opened, 1)
 	go func() {
-		f, fi, err := openRegular(path)
+		f, fi, err := open(path)
 		ch <- opened{f, fi, err}
 	}()
 	select {
