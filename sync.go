@@ -84,6 +84,9 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 		return nil, err
 	}
 	verified := j.run(ctx)
+	// Let go of the seeds (the output is one) and the sources before the
+	// output is replaced: Windows cannot replace an open file.
+	j.closeInputs()
 	if verified == nil || errors.Is(verified, ErrVerify) || errors.Is(verified, stages.ErrNoFileHash) {
 		if err := j.part.commit(verified, opts.NoFsync); err != nil {
 			return j.sum, err
@@ -387,14 +390,20 @@ func (j *syncJob) source(ctx context.Context) (source.RangeSource, error) {
 	return s, nil
 }
 
+// closeInputs closes the seeds and the sources.
+func (j *syncJob) closeInputs() {
+	for _, c := range j.closers {
+		c()
+	}
+	j.closers = nil
+}
+
 // close releases what the job holds.
 func (j *syncJob) close() {
 	if j.part != nil {
 		j.part.close()
 	}
-	for _, c := range j.closers {
-		c()
-	}
+	j.closeInputs()
 	if j.hasher != nil {
 		j.hasher.Close()
 	}

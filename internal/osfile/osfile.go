@@ -167,7 +167,8 @@ func Sparse(f *os.File) {
 // symlinks), and fails at once otherwise with an error wrapping
 // ErrNotRegular: it checks the type before opening, opens non-blocking on
 // Unix (a FIFO swapped in after the check does not block the open either),
-// and checks the opened file again. A hung file system cannot hold it past
+// and checks the opened file again. On Windows the file is opened as
+// OpenFile does, so that it can still be replaced. A hung file system cannot hold it past
 // ctx: the open then goes on in the background and its file is closed.
 func OpenRegular(ctx context.Context, path string) (*os.File, os.FileInfo, error) {
 	return openCtx(ctx, path, openRegular)
@@ -229,7 +230,7 @@ func openRegular(path string) (*os.File, os.FileInfo, error) {
 // openAfterCheck opens path without blocking and checks what it opened:
 // the path may have been replaced since it was looked at.
 func openAfterCheck(path string) (*os.File, os.FileInfo, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
+	f, err := openFile(path, os.O_RDONLY|openNonblock, 0)
 	if err != nil {
 		return nil, nil, err
 	}
