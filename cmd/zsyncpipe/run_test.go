@@ -244,3 +244,21 @@ func TestFormatSummary(t *testing.T) {
 		t.Errorf("one range: %q", got)
 	}
 }
+
+// TestSynopsesDocumented checks that README.md and the command's doc
+// comment show the synopses the command makes from its flags, so that the
+// three cannot drift apart.
+func TestSynopsesDocumented(t *testing.T) {
+	normalize := func(s string) string {
+		s = strings.ReplaceAll(s, "//", " ")
+		return strings.Join(strings.Fields(s), " ")
+	}
+	for _, doc := range []string{"../../README.md", "main.go"} {
+		text := normalize(string(readFile(t, doc)))
+		for _, c := range commands {
+			if syn := synopsis(c); !strings.Contains(text, normalize(syn)) {
+				t.Errorf("%s lacks the synopsis %q", doc, syn)
+			}
+		}
+	}
+}
