@@ -102,3 +102,16 @@ func TestLoadControlFIFO(t *testing.T) {
 		t.Fatalf("LoadControl(FIFO with a control file) = %v", err)
 	}
 }
+
+// TestMakeFileFIFO: make of a FIFO is refused at once (its open blocked).
+func TestMakeFileFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := MakeFile(ctx, fifo, MakeOptions{}); !errors.Is(err, ErrUsage) || !errors.Is(err, osfile.ErrNotRegular) {
+		t.Fatalf("MakeFile(FIFO) = %v, want ErrUsage and ErrNotRegular", err)
+	}
+}

@@ -2,14 +2,15 @@ package zsyncpipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -98,18 +99,15 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 // the file's base name, MTime to its modification time and Length to its
 // size.
 func MakeFile(ctx context.Context, path string, opts MakeOptions) (*control.File, error) {
-	in, err := os.Open(path)
+	// Checked before opening: open(2) of a FIFO blocks for ever.
+	in, fi, err := osfile.OpenRegular(ctx, path)
+	if errors.Is(err, osfile.ErrNotRegular) {
+		return nil, fmt.Errorf("make: %w: %w", err, ErrUsage)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("make: %w", err)
 	}
 	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("make: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("make: %s is not a regular file: %w", path, ErrUsage)
-	}
 	if opts.Filename == "" {
 		opts.Filename = filepath.Base(path)
 	}
