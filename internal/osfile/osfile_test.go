@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,4 +217,25 @@ func TestSetTimes(t *testing.T) {
 	if err != nil || !fi.ModTime().Equal(mtime) {
 		t.Fatalf("mtime = %v, %v; want %v", fi.ModTime(), err, mtime)
 	}
+}
+
+// A second open of a locked file, in this process or another, fails at
+// once with ErrLocked; the lock ends with the file (or the process).
+func ExampleOpenLocked() {
+	dir, _ := os.MkdirTemp("", "osfile")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "out.part")
+	held, err := OpenLocked(path, 0o644)
+	if err != nil {
+		panic(err)
+	}
+	_, err = OpenLocked(path, 0o644)
+	fmt.Println(errors.Is(err, ErrLocked))
+	held.Close()
+	again, err := OpenLocked(path, 0o644)
+	fmt.Println(err)
+	again.Close()
+	// Output:
+	// true
+	// <nil>
 }
