@@ -296,6 +296,13 @@ func TestSyncResumeAfterKill(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Two processes, one output: while the child holds it, a sync here is
+	// refused at once and touches nothing (it used to set the child's
+	// .part aside and write its own). After the kill below, the lock is
+	// gone with the child and the next run resumes.
+	if _, err := Sync(ctx, SyncOptions{Control: f, Output: out, HTTP: netHTTP(), NoFsync: true}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("sync beside the child = %v, want ErrBusy", err)
+	}
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
