@@ -106,3 +106,32 @@ func TestSyncBusyLeavesFilesAlone(t *testing.T) {
 	netCheckResult(t, out, target)
 	netCheckDir(t, dir, netName)
 }
+
+// TestSyncReadOnlyOutput: the partial file of a read-only output is
+// writable by its owner, so that a later run (not root) can reopen it to
+// resume; the result gets the output's mode back.
+func TestSyncReadOnlyOutput(t *testing.T) {
+	old, target := netData(15)
+	_, out := netDir(t, old)
+	if err := os.Chmod(out, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	f := netControl(t, target, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	gate := &gatedSource{ReaderAt: source.ReaderAt{R: bytes.NewReader(target)}, arrived: make(chan struct{}), open: make(chan struct{})}
+	go func() { <-gate.arrived; cancel() }()
+	if _, err := Sync(ctx, SyncOptions{Control: f, Output: out, Source: gate}); err == nil {
+		t.Fatal("cancelled sync succeeded")
+	}
+	fi, err := os.Stat(out + ".part")
+	if err != nil || fi.Mode().Perm()&0o200 == 0 {
+		t.Fatalf(".part after an interrupted sync of a read-only output: %v, %v; want owner-writable", fi.Mode(), err)
+	}
+	if _, err := Sync(context.Background(), SyncOptions{Control: f, Output: out, Source: source.ReaderAt{R: bytes.NewReader(target)}}); err != nil {
+		t.Fatal(err)
+	}
+	netCheckResult(t, out, target)
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("result mode %v, %v; want 0444", fi.Mode(), err)
+	}
+}

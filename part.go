@@ -24,6 +24,7 @@ type partFile struct {
 	f         *os.File
 	pt        *stages.Patcher
 	logf      func(format string, args ...any)
+	perm      os.FileMode // of the result
 
 	// earlier is the state of an earlier run, or nil.
 	earlier *resumeState
@@ -40,17 +41,20 @@ type partFile struct {
 // openPart opens OUT.part for the target of ctl, locked for the whole sync
 // (see osfile.Lock: the kernel drops the lock when the process dies):
 // resuming an earlier one when its state belongs to ctl, setting it aside
-// as a seed otherwise. perm is the mode of a new file. Nothing is removed,
+// as a seed otherwise. perm is the mode of the result (that of the output it
+// replaces); the partial file itself is always writable by its owner, so
+// that a later run can reopen it, and gets perm when it is committed.
+// Nothing is removed,
 // renamed or truncated before the lock is held, so a second sync of the
 // same output fails with ErrBusy and leaves the first one's files alone.
 func openPart(out string, ctl *control.File, perm os.FileMode, logf func(string, ...any)) (_ *partFile, err error) {
-	p := &partFile{out: out, path: out + ".part", ctl: ctl, id: controlID(ctl), logf: logf}
+	p := &partFile{out: out, path: out + ".part", ctl: ctl, id: controlID(ctl), logf: logf, perm: perm}
 	defer func() {
 		if err != nil {
 			p.close()
 		}
 	}()
-	if err := p.lock(perm); err != nil {
+	if err := p.lock(perm | 0o200); err != nil {
 		return nil, err
 	}
 	if p.earlier == nil {
@@ -216,6 +220,17 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	if !noFsync {
 		if err := osfile.Sync(f); err != nil {
 			return fmt.Errorf("sync: flush %s: %w", p.path, err)
+		}
+	}
+	if p.perm&0o200 == 0 {
+		// The output was not writable by its owner: neither is the
+		// result (the write bit was only lent to the partial file).
+		fi, err := f.Stat()
+		if err == nil {
+			err = f.Chmod(fi.Mode().Perm() &^ 0o200)
+		}
+		if err != nil {
+			return fmt.Errorf("sync: set mode of %s: %w", p.path, err)
 		}
 	}
 	if mt := p.ctl.MTime; !mt.IsZero() {

@@ -67,21 +67,48 @@ const replaceWait = 5 * time.Second
 // replaces dst in one step or not at all. It fails while another program
 // has dst (or src) open without FILE_SHARE_DELETE — virus scanners and
 // indexers do so for a moment — so it retries for up to replaceWait.
+//
+// A read-only dst is replaced as rename(2) replaces it on Unix: its
+// read-only attribute, which MoveFileEx refuses to replace, is cleared
+// first, and put back if the rename fails.
 func replace(ctx context.Context, src, dst string) error {
+	restore := clearReadOnly(dst)
 	deadline := time.Now().Add(replaceWait)
 	wait := 10 * time.Millisecond
 	for {
 		err := os.Rename(src, dst)
-		if err == nil || !retryable(err) || time.Now().After(deadline) {
+		if err == nil {
+			return nil
+		}
+		if !retryable(err) || time.Now().After(deadline) {
+			restore()
 			return err
 		}
 		select {
 		case <-ctx.Done():
+			restore()
 			return err
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
+}
+
+// clearReadOnly clears the read-only attribute of path, if it has one, and
+// returns the function that puts it back.
+func clearReadOnly(path string) (restore func()) {
+	p, err := windows.UTF16PtrFromString(path)
+	if err != nil {
+		return func() {}
+	}
+	attrs, err := windows.GetFileAttributes(p)
+	if err != nil || attrs&windows.FILE_ATTRIBUTE_READONLY == 0 {
+		return func() {}
+	}
+	if windows.SetFileAttributes(p, attrs&^windows.FILE_ATTRIBUTE_READONLY) != nil {
+		return func() {}
+	}
+	return func() { windows.SetFileAttributes(p, attrs) }
 }
 
 // retryable reports whether a failed rename may succeed once another
