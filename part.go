@@ -189,6 +189,11 @@ func (p *partFile) keep() error {
 	p.f.Close()
 	p.f = nil
 	if err != nil {
+		// Windows may refuse to replace a file open here; closed, it
+		// cannot refuse.
+		err = osfile.Replace(context.Background(), p.setAside, p.path)
+	}
+	if err != nil {
 		return fmt.Errorf("keep the earlier %s for the next run: %w", p.path, err)
 	}
 	return nil
