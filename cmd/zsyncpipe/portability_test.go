@@ -30,3 +30,23 @@ func TestSyncBusy(t *testing.T) {
 	mustRun(t, "sync", "-q", "-i", fx.old, "-o", out, fx.control)
 	sameBytes(t, "output", readFile(t, out), fx.newData)
 }
+
+// TestCheckFilenameWindows: on Windows, a Filename naming a device or a
+// name Windows would alter is refused as a bad control file, not written to
+// another file than it says; elsewhere the same names are plain names.
+func TestCheckFilenameWindows(t *testing.T) {
+	for _, name := range []string{"NUL", "con.txt", "data.", "data ", "a:b", `a\b`, "COM1.iso"} {
+		err := checkFilenameFor("windows", name)
+		if exitCode(err) != exitBadControl || !strings.Contains(err.Error(), "Filename") {
+			t.Errorf("checkFilenameFor(windows, %q) = %v, want a bad-control error", name, err)
+		}
+	}
+	for _, name := range []string{"NUL", "data.", "a:b"} {
+		if err := checkFilenameFor("linux", name); err != nil {
+			t.Errorf("checkFilenameFor(linux, %q) = %v", name, err)
+		}
+	}
+	if err := checkFilenameFor("windows", "go1.26.8.tar"); err != nil {
+		t.Errorf("checkFilenameFor(windows, a plain name) = %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -146,12 +147,24 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 }
 
 // checkFilename checks that name, a control file's Filename, is a plain file
-// name that cannot write outside the current directory.
+// name that cannot write outside the current directory, nor to another file
+// than it says on this system.
 func checkFilename(name string) error {
+	return checkFilenameFor(runtime.GOOS, name)
+}
+
+// checkFilenameFor is checkFilename with the naming rules of goos: on
+// Windows no device name (NUL, CON…), trailing dot or space, ':' or '\'
+// (relpath.CheckFor).
+func checkFilenameFor(goos, name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: no Filename", errBadControl)
 	}
-	if err := relpath.CheckName(name); err != nil {
+	err := relpath.CheckName(name)
+	if err == nil {
+		err = relpath.CheckFor(goos, name)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: Filename %w", errBadControl, err)
 	}
 	return nil
