@@ -41,6 +41,11 @@ type SyncOptions struct {
 	MirrorURLs []string
 	// HTTP configures the HTTP sources built from the URLs.
 	HTTP httpsource.Options
+	// OpenURL, if set, opens a source for a URL whose scheme Sync does not
+	// serve itself (sftp:// through package sftpsource); it gets the URL
+	// resolved against BaseURL. A source it returns that implements
+	// io.Closer is closed after the run.
+	OpenURL func(u *url.URL) (stages.RangeSource, error)
 	// Workers bounds scanning and hashing goroutines; 0 means one per
 	// physical core.
 	Workers int
@@ -532,6 +537,9 @@ func (j *syncJob) openURL(raw string) (stages.RangeSource, error) {
 		}
 		return &fileSource{ReaderAtSource: stages.ReaderAtSource{R: fh}, f: fh}, nil
 	}
+	if j.opts.OpenURL != nil {
+		return j.opts.OpenURL(u)
+	}
 	return nil, fmt.Errorf("URL %q: scheme %q is not supported", raw, u.Scheme)
 }
 
@@ -549,7 +557,7 @@ func resolveURL(raw, base string) (*url.URL, error) {
 	if filepath.IsAbs(raw) {
 		return &url.URL{Scheme: "file", Path: raw}, nil
 	}
-	if b, err := url.Parse(base); err == nil && (b.Scheme == "http" || b.Scheme == "https" || b.Scheme == "file") {
+	if b, err := url.Parse(base); err == nil && (b.Scheme == "http" || b.Scheme == "https" || b.Scheme == "file" || b.Scheme == "sftp") {
 		return b.ResolveReference(ref), nil
 	}
 	// A local base: the control file's path, or a directory.

@@ -162,19 +162,20 @@ func (ep *endpoint) pick() int {
 	return i
 }
 
-// session returns the live session of slot i, connecting if there is none.
-func (ep *endpoint) session(ctx context.Context, i int) (*session, error) {
+// session returns the live session of slot i, connecting if there is none;
+// dialed reports a new connection.
+func (ep *endpoint) session(ctx context.Context, i int) (s *session, dialed bool, err error) {
 	ep.mu.Lock()
 	if ep.dialMu == nil {
 		ep.dialMu = make([]sync.Mutex, len(ep.slots))
 	}
 	if ep.closed {
 		ep.mu.Unlock()
-		return nil, errors.New("sftpsource: pool closed")
+		return nil, false, errors.New("sftpsource: pool closed")
 	}
 	if s := ep.slots[i]; s != nil && s.alive() {
 		ep.mu.Unlock()
-		return s, nil
+		return s, false, nil
 	}
 	ep.mu.Unlock()
 
@@ -184,22 +185,22 @@ func (ep *endpoint) session(ctx context.Context, i int) (*session, error) {
 	ep.mu.Lock()
 	if s := ep.slots[i]; s != nil && s.alive() {
 		ep.mu.Unlock()
-		return s, nil
+		return s, false, nil
 	}
 	ep.mu.Unlock()
-	s, err := ep.dial(ctx)
+	s, err = ep.dial(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s.slot = i
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	if ep.closed {
 		s.close(errors.New("pool closed"))
-		return nil, errors.New("sftpsource: pool closed")
+		return nil, false, errors.New("sftpsource: pool closed")
 	}
 	ep.slots[i] = s
-	return s, nil
+	return s, true, nil
 }
 
 // dial opens an SSH connection and an SFTP session on it.

@@ -30,6 +30,7 @@ type Stats struct {
 	Bytes      int64 // payload bytes delivered
 	Retries    int64 // attempts made after a failed one
 	Reconnects int64 // connection failures seen, each followed by a new connection
+	Connects   int64 // SSH connections opened for this source's calls
 }
 
 // Source reads byte ranges of one remote file over SFTP. It implements
@@ -46,7 +47,7 @@ type Source struct {
 	size    int64     // size of the file at the first stat
 	mtime   time.Time // modification time at the first stat
 
-	calls, requests, ranges, bytes, retries, reconnects atomic.Int64
+	calls, requests, ranges, bytes, retries, reconnects, connects atomic.Int64
 }
 
 // handle is the open file on one session, with its window of outstanding
@@ -96,6 +97,7 @@ func (s *Source) Stats() Stats {
 		Bytes:      s.bytes.Load(),
 		Retries:    s.retries.Load(),
 		Reconnects: s.reconnects.Load(),
+		Connects:   s.connects.Load(),
 	}
 }
 
@@ -214,9 +216,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // open returns a live session of slot i and the file's handle on it.
 func (s *Source) open(ctx context.Context, i int) (*session, *handle, error) {
-	sess, err := s.ep.session(ctx, i)
+	sess, dialed, err := s.ep.session(ctx, i)
 	if err != nil {
 		return nil, nil, err
+	}
+	if dialed {
+		s.connects.Add(1)
 	}
 	s.mu.Lock()
 	h := s.handles[sess]

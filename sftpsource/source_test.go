@@ -89,7 +89,7 @@ func TestReadRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ranges := []stages.Range{{0, 1}, {5, 4096}, {4096, 200 << 10}, {1 << 20, 1<<20 + 32<<10}, {2 << 20, int64(len(data))}}
+	ranges := []stages.Range{{Start: 0, End: 1}, {Start: 5, End: 4096}, {Start: 4096, End: 200 << 10}, {Start: 1 << 20, End: 1<<20 + 32<<10}, {Start: 2 << 20, End: int64(len(data))}}
 	var wg sync.WaitGroup
 	for range 4 { // concurrent calls share the file's handle
 		wg.Go(func() {
@@ -124,7 +124,7 @@ func TestReadRanges(t *testing.T) {
 	if err := s.ReadRanges(context.Background(), ranges, func(stages.Range, io.Reader) error { return boom }); err != boom {
 		t.Fatalf("callback error: %v", err)
 	}
-	if err := s.ReadRanges(context.Background(), []stages.Range{{10, 5}}, nil); err == nil {
+	if err := s.ReadRanges(context.Background(), []stages.Range{{Start: 10, End: 5}}, nil); err == nil {
 		t.Fatal("empty range accepted")
 	}
 }
@@ -137,7 +137,7 @@ func TestPoolSharesConnection(t *testing.T) {
 	defer p.Close()
 	sa, _ := p.Source(srv.URL("a"))
 	sb, _ := p.Source(srv.URL("b"))
-	r := []stages.Range{{0, 100 << 10}}
+	r := []stages.Range{{Start: 0, End: 100 << 10}}
 	for _, c := range []struct {
 		s    *Source
 		data []byte
@@ -218,7 +218,7 @@ func TestHostKeyRefused(t *testing.T) {
 			opts.Retries = -1
 			s, _ := New(srv.URL("f"), opts)
 			defer s.Close()
-			_, err := collect(t, s, []stages.Range{{0, 10}}, nil)
+			_, err := collect(t, s, []stages.Range{{Start: 0, End: 10}}, nil)
 			var hk *HostKeyError
 			if !errors.Is(err, ErrHostKey) || !errors.As(err, &hk) {
 				t.Fatalf("want a host key error, got %v", err)
@@ -241,7 +241,7 @@ func TestAuthRefused(t *testing.T) {
 	sshtest.WriteKey(t, opts.IdentityFiles[0])
 	s, _ := New(srv.URL("f"), opts)
 	defer s.Close()
-	_, err := collect(t, s, []stages.Range{{0, 10}}, nil)
+	_, err := collect(t, s, []stages.Range{{Start: 0, End: 10}}, nil)
 	if !errors.Is(err, ErrAuth) {
 		t.Fatalf("want ErrAuth, got %v", err)
 	}
@@ -252,7 +252,7 @@ func TestAuthRefused(t *testing.T) {
 	opts.IdentityFiles = []string{filepath.Join(t.TempDir(), "missing")}
 	s2, _ := New(srv.URL("f"), opts)
 	defer s2.Close()
-	if _, err := collect(t, s2, []stages.Range{{0, 10}}, nil); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := collect(t, s2, []stages.Range{{Start: 0, End: 10}}, nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing identity file: %v", err)
 	}
 }
@@ -261,7 +261,7 @@ func TestRemoteErrors(t *testing.T) {
 	srv := sshtest.Start(t)
 	s, _ := New(srv.URL("missing"), testOptions(srv))
 	defer s.Close()
-	_, err := collect(t, s, []stages.Range{{0, 10}}, nil)
+	_, err := collect(t, s, []stages.Range{{Start: 0, End: 10}}, nil)
 	if !errors.Is(err, fs.ErrNotExist) || s.Stats().Retries != 0 {
 		t.Fatalf("want ErrNotExist without retries, got %v", err)
 	}
@@ -270,7 +270,7 @@ func TestRemoteErrors(t *testing.T) {
 	randomFile(t, filepath.Join(denied.Root, "f"), 10, 7)
 	s2, _ := New(denied.URL("f"), testOptions(denied))
 	defer s2.Close()
-	if _, err := collect(t, s2, []stages.Range{{0, 10}}, nil); !errors.Is(err, fs.ErrPermission) {
+	if _, err := collect(t, s2, []stages.Range{{Start: 0, End: 10}}, nil); !errors.Is(err, fs.ErrPermission) {
 		t.Fatalf("want ErrPermission, got %v", err)
 	}
 }
@@ -281,7 +281,7 @@ func TestChangedFileDetected(t *testing.T) {
 	data := randomFile(t, path, 1<<20, 8)
 	s, _ := New(srv.URL("f"), testOptions(srv))
 	defer s.Close()
-	r := []stages.Range{{0, 1000}}
+	r := []stages.Range{{Start: 0, End: 1000}}
 	if got, err := collect(t, s, r, nil); err != nil || !bytes.Equal(got, data[:1000]) {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/sftpsource"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -26,10 +27,13 @@ for blocks of the target, fetches the missing blocks from the URLs of the
 control file, checks the whole-file hash and only then renames the result into
 place: a failed sync leaves an existing output file unchanged.
 
-CONTROL is a local .zsync file or an http(s) URL of one (redirects are
-followed; with -k, a saved copy is reused when the server says it has not
+CONTROL is a local .zsync file or an http(s) or sftp:// URL of one (redirects
+are followed; with -k, a saved copy is reused when the server says it has not
 changed). Relative URLs in it are resolved against the -u base URL, or else
-against the control file's own location. Missing blocks are fetched from every
+against the control file's own location. sftp:// URLs log in as ssh(1) does
+(the agent, then ~/.ssh/id_* or --identity; a password only with
+--ssh-password) and trust only host keys in ~/.ssh/known_hosts or
+--known-hosts. Missing blocks are fetched from every
 URL of the control file and every --url at once, several requests in flight,
 several ranges per request; a mirror that fails or serves bad blocks is
 dropped. An interrupted sync leaves OUTPUT.part and OUTPUT.part.state: running
@@ -56,6 +60,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	retries := fs.Int("retries", httpsource.DefaultRetries, "retries of a failed request, with exponential backoff")
 	verbose := fs.Bool("v", false, "print per-stage statistics and notes")
 	noFsync := fs.Bool("no-fsync", false, "do not flush the result to disk before renaming it into place (faster; a crash right after may leave a damaged file)")
+	sshOpts := addSSHFlags(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -82,7 +87,12 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return usagef("sync", "--parallel and --max-ranges must be at least 1, --retries at least 0")
 	}
 
-	ctl, err := loadControl(ctx, pos[0], *base, *keep, httpOpts)
+	pool, err := sshOpts.pool(httpOpts.Retries, *verbose, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	ctl, err := loadControl(ctx, pos[0], *base, *keep, httpOpts, pool)
 	if err != nil {
 		return err
 	}
@@ -119,6 +129,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		MirrorURLs: mirrors,
 		NoFsync:    *noFsync,
 		HTTP:       httpOpts,
+		OpenURL:    openSFTP(pool),
 		Fetch:      stages.FetchOptions{Concurrency: *parallel},
 		Progress:   prog.callback(),
 		Logf:       logf,
@@ -142,14 +153,14 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 // remoteControl downloads a control file. With a saved copy at keep, it
 // asks only for a newer one (If-Modified-Since) and reuses the copy when
 // the server says it has not changed.
-func remoteControl(ctx context.Context, arg, keep string, opts httpsource.Options) (raw []byte, final string, kept bool, err error) {
+func remoteControl(ctx context.Context, arg, keep string, opts httpsource.Options, pool *sftpsource.Pool) (raw []byte, final string, kept bool, err error) {
 	var since time.Time
 	if keep != "" {
 		if fi, err := os.Stat(keep); err == nil {
 			since = fi.ModTime()
 		}
 	}
-	d, err := httpsource.Download(ctx, arg, opts, since)
+	d, err := download(ctx, arg, opts, pool, since)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("download control file: %w: %w", zsyncpipe.ErrFetch, err)
 	}
@@ -209,19 +220,19 @@ type loadedControl struct {
 // local path.
 func isRemote(arg string) bool {
 	u, err := url.Parse(arg)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https")
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "sftp")
 }
 
 // loadControl reads and parses the control file named by arg, a path or an
 // http(s) URL. base, if not empty, overrides the URL that relative URLs
 // resolve against; keep is the -k path.
-func loadControl(ctx context.Context, arg, base, keep string, opts httpsource.Options) (*loadedControl, error) {
+func loadControl(ctx context.Context, arg, base, keep string, opts httpsource.Options, pool *sftpsource.Pool) (*loadedControl, error) {
 	var raw []byte
 	var kept bool
 	if isRemote(arg) {
 		var final string
 		var err error
-		raw, final, kept, err = remoteControl(ctx, arg, keep, opts)
+		raw, final, kept, err = remoteControl(ctx, arg, keep, opts, pool)
 		if err != nil {
 			return nil, err
 		}
