@@ -165,6 +165,7 @@ func TestDroppedConnectionRecovers(t *testing.T) {
 	srv := sshtest.Start(t)
 	data := randomFile(t, filepath.Join(srv.Root, "f"), 8<<20, 4)
 	opts := testOptions(srv)
+	opts.Requests = 8 // a small window: each kill finds reads outstanding
 	var notes []string
 	var mu sync.Mutex
 	opts.Logf = func(f string, a ...any) { mu.Lock(); notes = append(notes, f); mu.Unlock() }
