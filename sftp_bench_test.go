@@ -24,13 +24,14 @@ import (
 )
 
 // BenchmarkSyncSFTPvsHTTP syncs one pair over loopback HTTP (Go's file
-// server) and over SFTP (a real sshd), side by side in one run, so that
-// their ratio holds whatever else loads the machine. The pair is
-// ZSYNCPIPE_BENCH_PAIR=old,new (a ~200 MB tar and a modified copy in
-// docs/network.md), or generated 512 KiB data. ZSYNCPIPE_BENCH_DELAY=10ms
-// puts a proxy holding data that long each way in front of both servers. ZSYNCPIPE_BENCH_REQUESTS=1,8,64
-// adds SFTP runs with those Options.Requests; ZSYNCPIPE_BENCH_CONNS=2 runs
-// with that many connections.
+// server) and over SFTP (a real sshd), alternating, so that their ratio
+// holds whatever else loads the machine; the metrics are the mean time of
+// each and their ratio. The pair is ZSYNCPIPE_BENCH_PAIR=old,new (a ~200 MB
+// tar and a modified copy in docs/network.md), or generated 512 KiB data.
+// ZSYNCPIPE_BENCH_NGINX=1 serves HTTP with nginx rather than Go's file
+// server; ZSYNCPIPE_BENCH_DELAY=10ms puts a proxy holding data that long
+// each way in front of both servers; ZSYNCPIPE_BENCH_REQUESTS and
+// ZSYNCPIPE_BENCH_CONNS set the SFTP Options.Requests and Connections.
 func BenchmarkSyncSFTPvsHTTP(b *testing.B) {
 	dir := b.TempDir()
 	oldPath, newPath := filepath.Join(dir, "old"), filepath.Join(dir, netName)
@@ -59,54 +60,55 @@ func BenchmarkSyncSFTPvsHTTP(b *testing.B) {
 	srv := sshtest.Start(b)
 	link(b, newPath, filepath.Join(srv.Root, netName))
 
-	run := func(b *testing.B, base string, open func() *sftpsource.Pool) {
-		b.SetBytes(f.Length)
-		var sum *Summary
-		for b.Loop() {
-			out := filepath.Join(b.TempDir(), netName)
-			opts := SyncOptions{Control: f, Output: out, Seeds: []string{oldPath}, BaseURL: base, NoFsync: true}
-			if open != nil {
-				pool := open()
-				opts.OpenURL = func(u *url.URL) (stages.RangeSource, error) { return pool.Source(u.String()) }
-				defer pool.Close()
-			}
-			sum, err = Sync(context.Background(), opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			os.Remove(out)
-		}
-		b.ReportMetric(float64(sum.Fetched)/(1<<20), "MiB-fetched")
-	}
-	sftpOpts := func(requests, conns int) func() *sftpsource.Pool {
-		return func() *sftpsource.Pool {
-			return sftpsource.NewPool(sftpsource.Options{
-				IdentityFiles: []string{srv.IdentityFile}, HostKeyCallback: ssh.FixedHostKey(srv.HostKey), NoAgent: true,
-				Requests: requests, Connections: conns,
-			})
-		}
-	}
 	webURL, sftpBase := web.URL+"/", strings.TrimSuffix(srv.URL(netName), netName)
+	if os.Getenv("ZSYNCPIPE_BENCH_NGINX") != "" {
+		webURL = nginxStart(b, dir).base + "/"
+	}
 	if d := os.Getenv("ZSYNCPIPE_BENCH_DELAY"); d != "" {
 		delay, err := time.ParseDuration(d)
 		if err != nil {
 			b.Fatal(err)
 		}
-		webURL = "http://" + delayProxy(b, web.Listener.Addr().String(), delay) + "/"
+		u, _ := url.Parse(webURL)
+		webURL = "http://" + delayProxy(b, u.Host, delay) + "/"
 		sftpBase = strings.Replace(sftpBase, srv.Addr, delayProxy(b, srv.Addr, delay), 1)
 	}
-	conns, _ := strconv.Atoi(os.Getenv("ZSYNCPIPE_BENCH_CONNS"))
-	b.Run("http", func(b *testing.B) { run(b, webURL, nil) })
-	b.Run("sftp", func(b *testing.B) { run(b, sftpBase, sftpOpts(0, conns)) })
-	if rs := os.Getenv("ZSYNCPIPE_BENCH_REQUESTS"); rs != "" {
-		for _, r := range strings.Split(rs, ",") {
-			n, err := strconv.Atoi(r)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Run(fmt.Sprintf("sftp-requests-%d", n), func(b *testing.B) { run(b, sftpBase, sftpOpts(n, conns)) })
+	sync := func(b *testing.B, base string, pool *sftpsource.Pool) (time.Duration, *Summary) {
+		out := filepath.Join(b.TempDir(), netName)
+		defer os.Remove(out)
+		opts := SyncOptions{Control: f, Output: out, Seeds: []string{oldPath}, BaseURL: base, NoFsync: true}
+		if pool != nil {
+			defer pool.Close()
+			opts.OpenURL = func(u *url.URL) (stages.RangeSource, error) { return pool.Source(u.String()) }
 		}
+		start := time.Now()
+		sum, err := Sync(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start), sum
 	}
+	newPool := func() *sftpsource.Pool {
+		return sftpsource.NewPool(sftpsource.Options{
+			IdentityFiles: []string{srv.IdentityFile}, HostKeyCallback: ssh.FixedHostKey(srv.HostKey), NoAgent: true,
+			Requests: envInt(b, "ZSYNCPIPE_BENCH_REQUESTS"), Connections: envInt(b, "ZSYNCPIPE_BENCH_CONNS"),
+		})
+	}
+	// The two alternate, so that both see the same load.
+	var th, ts time.Duration
+	var sum *Summary
+	n := 0
+	for b.Loop() {
+		d, _ := sync(b, webURL, nil)
+		th += d
+		d, sum = sync(b, sftpBase, newPool())
+		ts += d
+		n++
+	}
+	b.ReportMetric(th.Seconds()/float64(n), "http-s/op")
+	b.ReportMetric(ts.Seconds()/float64(n), "sftp-s/op")
+	b.ReportMetric(ts.Seconds()/th.Seconds(), "sftp/http")
+	b.ReportMetric(float64(sum.Fetched)/(1<<20), "MiB-fetched")
 }
 
 // delayProxy forwards loopback connections to target, holding every piece
@@ -239,7 +241,7 @@ func BenchmarkFetchSFTPRequests(b *testing.B) {
 		b.Run(fmt.Sprintf("sftp-requests-%d", req), func(b *testing.B) {
 			pool := sftpsource.NewPool(sftpsource.Options{
 				IdentityFiles: []string{srv.IdentityFile}, HostKeyCallback: ssh.FixedHostKey(srv.HostKey), NoAgent: true,
-				Requests: req,
+				Requests: req, Connections: envInt(b, "ZSYNCPIPE_BENCH_CONNS"), PacketSize: envInt(b, "ZSYNCPIPE_BENCH_PACKET"),
 			})
 			defer pool.Close()
 			s, err := pool.Source("sftp://" + srv.User + "@" + sshAddr + filepath.Join(srv.Root, netName))
@@ -252,4 +254,17 @@ func BenchmarkFetchSFTPRequests(b *testing.B) {
 			fetch(b, s)
 		})
 	}
+}
+
+// envInt returns the integer in the environment variable name, 0 if unset.
+func envInt(b *testing.B, name string) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	return n
 }
