@@ -19,6 +19,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/internal/sshtest"
 	"github.com/zsyncpipe/zsyncpipe/sftpsource"
+	"github.com/zsyncpipe/zsyncpipe/source"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 	"golang.org/x/crypto/ssh"
 )
@@ -79,7 +80,7 @@ func BenchmarkSyncSFTPvsHTTP(b *testing.B) {
 		opts := SyncOptions{Control: f, Output: out, Seeds: []string{oldPath}, BaseURL: base, NoFsync: true}
 		if pool != nil {
 			defer pool.Close()
-			opts.OpenURL = func(u *url.URL) (stages.RangeSource, error) { return pool.Source(u.String()) }
+			opts.Transports = Transports{"sftp": SFTPTransport(pool)}
 		}
 		start := time.Now()
 		sum, err := Sync(context.Background(), opts)
@@ -191,10 +192,10 @@ func BenchmarkFetchSFTPRequests(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var missing []stages.Range
+	var missing []source.Range
 	for i := range int64(n) {
 		off := i * (size / n) / int64(f.Blocksize) * int64(f.Blocksize)
-		missing = append(missing, stages.Range{Start: off, End: off + piece})
+		missing = append(missing, source.Range{Start: off, End: off + piece})
 	}
 	dir := b.TempDir()
 	os.WriteFile(filepath.Join(dir, netName), target, 0o644)
@@ -210,7 +211,7 @@ func BenchmarkFetchSFTPRequests(b *testing.B) {
 	}
 	webAddr, sshAddr := delayProxy(b, web.Listener.Addr().String(), delay), delayProxy(b, srv.Addr, delay)
 
-	fetch := func(b *testing.B, src stages.RangeSource) {
+	fetch := func(b *testing.B, src source.RangeSource) {
 		b.SetBytes(n * piece)
 		for b.Loop() {
 			err := stages.Fetch(context.Background(), f, src, missing, stages.FetchOptions{}, func(stages.Batch) error { return nil })

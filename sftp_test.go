@@ -14,7 +14,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
 	"github.com/zsyncpipe/zsyncpipe/internal/sshtest"
 	"github.com/zsyncpipe/zsyncpipe/sftpsource"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // sftpServe starts sshd serving target and returns its URL and a pool that
@@ -35,16 +35,36 @@ func sftpServe(t *testing.T, target []byte) (*sshtest.Server, string, *sftpsourc
 	return srv, srv.URL(netName), pool
 }
 
-// sftpCounting is an sftp source that counts the ranges it delivers and
-// may act after each.
+// sftpCounting is the sftp transport with the sources it opens counting
+// the ranges they deliver, and acting after each.
 type sftpCounting struct {
-	*sftpsource.Source
+	Transport
+	after func(n int64)
+
+	mu     sync.Mutex
+	opened []*countingSource
+}
+
+type countingSource struct {
+	source.StatsReporter
 	ranges atomic.Int64
 	after  func(n int64)
 }
 
-func (s *sftpCounting) ReadRanges(ctx context.Context, rs []stages.Range, fn func(stages.Range, io.Reader) error) error {
-	return s.Source.ReadRanges(ctx, rs, func(r stages.Range, data io.Reader) error {
+func (t *sftpCounting) OpenRanges(ctx context.Context, u *url.URL, size int64) (source.RangeSource, error) {
+	s, err := t.Transport.OpenRanges(ctx, u, size)
+	if err != nil {
+		return nil, err
+	}
+	c := &countingSource{StatsReporter: s.(source.StatsReporter), after: t.after}
+	t.mu.Lock()
+	t.opened = append(t.opened, c)
+	t.mu.Unlock()
+	return c, nil
+}
+
+func (s *countingSource) ReadRanges(ctx context.Context, rs []source.Range, fn func(source.Range, io.Reader) error) error {
+	return s.StatsReporter.ReadRanges(ctx, rs, func(r source.Range, data io.Reader) error {
 		if err := fn(r, data); err != nil {
 			return err
 		}
@@ -56,22 +76,6 @@ func (s *sftpCounting) ReadRanges(ctx context.Context, rs []stages.Range, fn fun
 	})
 }
 
-func sftpOpener(t *testing.T, pool *sftpsource.Pool, after func(int64)) (func(*url.URL) (stages.RangeSource, error), *[]*sftpCounting) {
-	var mu sync.Mutex
-	var opened []*sftpCounting
-	return func(u *url.URL) (stages.RangeSource, error) {
-		s, err := pool.Source(u.String())
-		if err != nil {
-			return nil, err
-		}
-		c := &sftpCounting{Source: s, after: after}
-		mu.Lock()
-		opened = append(opened, c)
-		mu.Unlock()
-		return c, nil
-	}, &opened
-}
-
 // TestSyncSFTPMixedMirrors syncs from an HTTP URL in the control file and an
 // SFTP mirror together: both serve blocks, and the result is exact.
 func TestSyncSFTPMixedMirrors(t *testing.T) {
@@ -81,21 +85,24 @@ func TestSyncSFTPMixedMirrors(t *testing.T) {
 	t.Cleanup(web.Close)
 	f := netControl(t, target, false, web.URL())
 	dir, out := netDir(t, old)
-	open, opened := sftpOpener(t, pool, nil)
-	_, err := Sync(context.Background(), SyncOptions{
+	tr := &sftpCounting{Transport: SFTPTransport(pool)}
+	sum, err := Sync(context.Background(), SyncOptions{
 		Control: f, Output: out, MirrorURLs: []string{sftpURL}, HTTP: netHTTP(),
-		Fetch: netFetch(), NoFsync: true, OpenURL: open,
+		Fetch: netFetch(), NoFsync: true, Transports: Transports{"sftp": tr},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	netCheckResult(t, out, target)
 	netCheckDir(t, dir, netName)
-	if len(*opened) != 1 || (*opened)[0].ranges.Load() == 0 {
-		t.Error("the sftp mirror served nothing")
+	if len(tr.opened) != 1 || tr.opened[0].ranges.Load() == 0 {
+		t.Fatal("the sftp mirror served nothing")
 	}
 	if web.Requests() == 0 {
 		t.Error("the http mirror served nothing")
+	}
+	if st := tr.opened[0].TransferStats(); sum.Requests < web.Requests()+st.Requests || st.Requests == 0 {
+		t.Errorf("summary counts %d requests; http %d, sftp %d", sum.Requests, web.Requests(), st.Requests)
 	}
 }
 
@@ -108,14 +115,14 @@ func TestSyncSFTPDroppedConnection(t *testing.T) {
 	f := netControl(t, target, false, sftpURL)
 	_, out := netDir(t, old)
 	var killed atomic.Int64
-	open, opened := sftpOpener(t, pool, func(n int64) {
+	tr := &sftpCounting{Transport: SFTPTransport(pool), after: func(n int64) {
 		if n == 2 {
 			killed.Add(int64(srv.KillConnections()))
 		}
-	})
+	}}
 	fo := netFetch()
 	fo.Concurrency = 1 // one call at a time: the kill lands mid-call
-	sum, err := Sync(context.Background(), SyncOptions{Control: f, Output: out, Fetch: fo, NoFsync: true, OpenURL: open})
+	sum, err := Sync(context.Background(), SyncOptions{Control: f, Output: out, Fetch: fo, NoFsync: true, Transports: Transports{"sftp": tr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +130,7 @@ func TestSyncSFTPDroppedConnection(t *testing.T) {
 	if killed.Load() == 0 {
 		t.Fatal("no sshd process was killed: the test proves nothing")
 	}
-	if st := (*opened)[0].Stats(); st.Connects < 2 {
+	if st := tr.opened[0].StatsReporter.(sftpRanges).Stats(); st.Connects < 2 {
 		t.Fatalf("did not connect again: %+v", st)
 	}
 	if sum.Fetched == 0 {

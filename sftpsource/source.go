@@ -6,21 +6,20 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
-	"github.com/zsyncpipe/zsyncpipe/httpsource"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/internal/backoff"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // ErrChanged is wrapped by errors that report that the remote file's size
 // or modification time is not what it was at the first read: the file was
-// replaced or changed during the sync. It is the same error as
-// httpsource.ErrChanged.
-var ErrChanged = httpsource.ErrChanged
+// replaced or changed during the sync. It is source.ErrChanged, the error
+// every transport uses.
+var ErrChanged = source.ErrChanged
 
 // Stats counts the traffic of a Source.
 type Stats struct {
@@ -34,7 +33,7 @@ type Stats struct {
 }
 
 // Source reads byte ranges of one remote file over SFTP. It implements
-// stages.RangeSource and is safe for concurrent use.
+// source.RangeSource and is safe for concurrent use.
 type Source struct {
 	pool    *Pool
 	private bool // the pool belongs to the source
@@ -141,8 +140,8 @@ func (s *Source) Close() error {
 // against the first ones seen. A dropped or stalled connection is opened
 // again and the undelivered ranges read again, after a backoff. It returns
 // fn's first error as is.
-func (s *Source) ReadRanges(ctx context.Context, ranges []stages.Range, fn func(stages.Range, io.Reader) error) error {
-	if err := checkRanges(ranges); err != nil {
+func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(source.Range, io.Reader) error) error {
+	if err := source.CheckRanges(ranges); err != nil {
 		return fmt.Errorf("sftpsource: %s: %w", s, err)
 	}
 	next := 0
@@ -184,33 +183,9 @@ func (s *Source) retry(ctx context.Context, attempt func() (progress bool, err e
 		}
 		s.retries.Add(1)
 		s.pool.opts.logf("%s: %v; retrying", s, err)
-		if err := sleep(ctx, backoff(s.pool.opts.Backoff, failures)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Delay(s.pool.opts.Backoff, MaxBackoff, failures)); err != nil {
 			return fmt.Errorf("sftpsource: %s: %w", s, err)
 		}
-	}
-}
-
-// backoff returns the pause before retry number failures (from 1): base
-// doubled per retry up to MaxBackoff, with jitter between half and all of
-// it so that parallel callers spread out.
-func backoff(base time.Duration, failures int) time.Duration {
-	d := base
-	for i := 1; i < failures && d < MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, MaxBackoff)
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
 	}
 }
 
@@ -313,7 +288,7 @@ var bufPool sync.Pool // *[]byte of Options.PacketSize
 
 // attempt reads ranges[*next:] on one connection and delivers them, moving
 // *next past each range delivered.
-func (s *Source) attempt(ctx context.Context, ranges []stages.Range, next *int, fn func(stages.Range, io.Reader) error) error {
+func (s *Source) attempt(ctx context.Context, ranges []source.Range, next *int, fn func(source.Range, io.Reader) error) error {
 	sess, h, err := s.open(ctx, s.ep.pick())
 	if err != nil {
 		return err
@@ -472,21 +447,6 @@ func (r *pieceReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// checkRanges reports ranges that are not sorted, empty or overlapping.
-func checkRanges(ranges []stages.Range) error {
-	var end int64
-	for i, r := range ranges {
-		if r.Start < 0 || r.End <= r.Start {
-			return fmt.Errorf("range %d [%d, %d) is empty or negative", i, r.Start, r.End)
-		}
-		if i > 0 && r.Start < end {
-			return fmt.Errorf("range %d [%d, %d) overlaps or precedes the one before", i, r.Start, r.End)
-		}
-		end = r.End
-	}
-	return nil
-}
-
 // File is a whole file fetched by Download.
 type File struct {
 	// Body is the content; nil when NotModified.
@@ -551,4 +511,4 @@ func (p *Pool) Download(ctx context.Context, rawURL string, ifModifiedSince time
 }
 
 // Compile-time check.
-var _ stages.RangeSource = (*Source)(nil)
+var _ source.RangeSource = (*Source)(nil)

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/sshtest"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -45,11 +45,11 @@ func randomFile(t *testing.T, path string, n int, seed uint64) []byte {
 
 // collect reads ranges and returns their bytes, concatenated. A range
 // delivered again (after a failure) replaces what came before.
-func collect(t *testing.T, s *Source, ranges []stages.Range, each func(i int)) ([]byte, error) {
+func collect(t *testing.T, s *Source, ranges []source.Range, each func(i int)) ([]byte, error) {
 	t.Helper()
-	got := map[stages.Range][]byte{}
+	got := map[source.Range][]byte{}
 	i := 0
-	err := s.ReadRanges(context.Background(), ranges, func(r stages.Range, data io.Reader) error {
+	err := s.ReadRanges(context.Background(), ranges, func(r source.Range, data io.Reader) error {
 		b, err := io.ReadAll(data)
 		if err != nil {
 			return err
@@ -71,7 +71,7 @@ func collect(t *testing.T, s *Source, ranges []stages.Range, each func(i int)) (
 	return all, err
 }
 
-func want(data []byte, ranges []stages.Range) []byte {
+func want(data []byte, ranges []source.Range) []byte {
 	var b []byte
 	for _, r := range ranges {
 		b = append(b, data[r.Start:r.End]...)
@@ -89,7 +89,7 @@ func TestReadRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ranges := []stages.Range{{Start: 0, End: 1}, {Start: 5, End: 4096}, {Start: 4096, End: 200 << 10}, {Start: 1 << 20, End: 1<<20 + 32<<10}, {Start: 2 << 20, End: int64(len(data))}}
+	ranges := []source.Range{{Start: 0, End: 1}, {Start: 5, End: 4096}, {Start: 4096, End: 200 << 10}, {Start: 1 << 20, End: 1<<20 + 32<<10}, {Start: 2 << 20, End: int64(len(data))}}
 	var wg sync.WaitGroup
 	for range 4 { // concurrent calls share the file's handle
 		wg.Go(func() {
@@ -110,7 +110,7 @@ func TestReadRanges(t *testing.T) {
 	}
 	// A callback that reads nothing still gets the next range right.
 	var second []byte
-	err = s.ReadRanges(context.Background(), ranges[:2], func(r stages.Range, data io.Reader) error {
+	err = s.ReadRanges(context.Background(), ranges[:2], func(r source.Range, data io.Reader) error {
 		if r == ranges[1] {
 			second, _ = io.ReadAll(data)
 		}
@@ -121,10 +121,10 @@ func TestReadRanges(t *testing.T) {
 	}
 	// The callback's error comes back as is.
 	boom := errors.New("boom")
-	if err := s.ReadRanges(context.Background(), ranges, func(stages.Range, io.Reader) error { return boom }); err != boom {
+	if err := s.ReadRanges(context.Background(), ranges, func(source.Range, io.Reader) error { return boom }); err != boom {
 		t.Fatalf("callback error: %v", err)
 	}
-	if err := s.ReadRanges(context.Background(), []stages.Range{{Start: 10, End: 5}}, nil); err == nil {
+	if err := s.ReadRanges(context.Background(), []source.Range{{Start: 10, End: 5}}, nil); err == nil {
 		t.Fatal("empty range accepted")
 	}
 }
@@ -137,7 +137,7 @@ func TestPoolSharesConnection(t *testing.T) {
 	defer p.Close()
 	sa, _ := p.Source(srv.URL("a"))
 	sb, _ := p.Source(srv.URL("b"))
-	r := []stages.Range{{Start: 0, End: 100 << 10}}
+	r := []source.Range{{Start: 0, End: 100 << 10}}
 	for _, c := range []struct {
 		s    *Source
 		data []byte
@@ -174,9 +174,9 @@ func TestDroppedConnectionRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var ranges []stages.Range
+	var ranges []source.Range
 	for off := int64(0); off < int64(len(data)); off += 256 << 10 {
-		ranges = append(ranges, stages.Range{Start: off, End: off + 200<<10})
+		ranges = append(ranges, source.Range{Start: off, End: off + 200<<10})
 	}
 	killed := 0
 	got, err := collect(t, s, ranges, func(i int) {
@@ -219,7 +219,7 @@ func TestHostKeyRefused(t *testing.T) {
 			opts.Retries = -1
 			s, _ := New(srv.URL("f"), opts)
 			defer s.Close()
-			_, err := collect(t, s, []stages.Range{{Start: 0, End: 10}}, nil)
+			_, err := collect(t, s, []source.Range{{Start: 0, End: 10}}, nil)
 			var hk *HostKeyError
 			if !errors.Is(err, ErrHostKey) || !errors.As(err, &hk) {
 				t.Fatalf("want a host key error, got %v", err)
@@ -242,7 +242,7 @@ func TestAuthRefused(t *testing.T) {
 	sshtest.WriteKey(t, opts.IdentityFiles[0])
 	s, _ := New(srv.URL("f"), opts)
 	defer s.Close()
-	_, err := collect(t, s, []stages.Range{{Start: 0, End: 10}}, nil)
+	_, err := collect(t, s, []source.Range{{Start: 0, End: 10}}, nil)
 	if !errors.Is(err, ErrAuth) {
 		t.Fatalf("want ErrAuth, got %v", err)
 	}
@@ -253,7 +253,7 @@ func TestAuthRefused(t *testing.T) {
 	opts.IdentityFiles = []string{filepath.Join(t.TempDir(), "missing")}
 	s2, _ := New(srv.URL("f"), opts)
 	defer s2.Close()
-	if _, err := collect(t, s2, []stages.Range{{Start: 0, End: 10}}, nil); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := collect(t, s2, []source.Range{{Start: 0, End: 10}}, nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing identity file: %v", err)
 	}
 }
@@ -262,7 +262,7 @@ func TestRemoteErrors(t *testing.T) {
 	srv := sshtest.Start(t)
 	s, _ := New(srv.URL("missing"), testOptions(srv))
 	defer s.Close()
-	_, err := collect(t, s, []stages.Range{{Start: 0, End: 10}}, nil)
+	_, err := collect(t, s, []source.Range{{Start: 0, End: 10}}, nil)
 	if !errors.Is(err, fs.ErrNotExist) || s.Stats().Retries != 0 {
 		t.Fatalf("want ErrNotExist without retries, got %v", err)
 	}
@@ -271,7 +271,7 @@ func TestRemoteErrors(t *testing.T) {
 	randomFile(t, filepath.Join(denied.Root, "f"), 10, 7)
 	s2, _ := New(denied.URL("f"), testOptions(denied))
 	defer s2.Close()
-	if _, err := collect(t, s2, []stages.Range{{Start: 0, End: 10}}, nil); !errors.Is(err, fs.ErrPermission) {
+	if _, err := collect(t, s2, []source.Range{{Start: 0, End: 10}}, nil); !errors.Is(err, fs.ErrPermission) {
 		t.Fatalf("want ErrPermission, got %v", err)
 	}
 }
@@ -282,7 +282,7 @@ func TestChangedFileDetected(t *testing.T) {
 	data := randomFile(t, path, 1<<20, 8)
 	s, _ := New(srv.URL("f"), testOptions(srv))
 	defer s.Close()
-	r := []stages.Range{{Start: 0, End: 1000}}
+	r := []source.Range{{Start: 0, End: 1000}}
 	if got, err := collect(t, s, r, nil); err != nil || !bytes.Equal(got, data[:1000]) {
 		t.Fatal(err)
 	}

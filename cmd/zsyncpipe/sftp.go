@@ -1,17 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"time"
 
-	"github.com/zsyncpipe/zsyncpipe"
-	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/sftpsource"
-	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
 // sshFlags are the flags of the sftp:// transport.
@@ -55,41 +49,4 @@ func (f *sshFlags) pool(retries int, verbose bool, stderr io.Writer) (*sftpsourc
 		o.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "zsyncpipe: "+format+"\n", args...) }
 	}
 	return sftpsource.NewPool(o), nil
-}
-
-// openSFTP returns the SyncOptions.OpenURL that serves sftp:// URLs from
-// pool.
-func openSFTP(pool *sftpsource.Pool) func(u *url.URL) (stages.RangeSource, error) {
-	return func(u *url.URL) (stages.RangeSource, error) {
-		if u.Scheme != "sftp" {
-			return nil, fmt.Errorf("URL %s: scheme %q is not supported", u.Redacted(), u.Scheme)
-		}
-		s, err := pool.Source(u.String())
-		if err != nil {
-			return nil, err
-		}
-		return sftpStats{s}, nil
-	}
-}
-
-// sftpStats reports an sftp source's traffic in the summary.
-type sftpStats struct{ *sftpsource.Source }
-
-// Stats implements the statistics interface of zsyncpipe.Sync.
-func (s sftpStats) Stats() zsyncpipe.SourceStats {
-	st := s.Source.Stats()
-	return zsyncpipe.SourceStats{Requests: st.Requests, Ranges: st.Ranges}
-}
-
-// download fetches a whole control file over http(s) or sftp.
-func download(ctx context.Context, arg string, opts httpsource.Options, pool *sftpsource.Pool, since time.Time) (*httpsource.File, error) {
-	u, err := url.Parse(arg)
-	if err != nil || u.Scheme != "sftp" {
-		return httpsource.Download(ctx, arg, opts, since)
-	}
-	f, err := pool.Download(ctx, arg, since)
-	if err != nil {
-		return nil, err
-	}
-	return &httpsource.File{Body: f.Body, FinalURL: u, LastModified: f.ModTime, NotModified: f.NotModified}, nil
 }
