@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/internal/sshtest"
 	"github.com/zsyncpipe/zsyncpipe/source"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
@@ -347,4 +349,74 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%s accepted", bad)
 		}
 	}
+}
+
+// TestDefaults logs in as ssh(1) would without options: with the agent at
+// SSH_AUTH_SOCK, or with ~/.ssh/id_ed25519, and the host key from
+// ~/.ssh/known_hosts.
+func TestDefaults(t *testing.T) {
+	srv := sshtest.Start(t)
+	data := randomFile(t, filepath.Join(srv.Root, "f"), 1000, 10)
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	os.Mkdir(filepath.Join(home, ".ssh"), 0o700)
+	kh, err := os.ReadFile(srv.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(home, ".ssh", "known_hosts"), kh, 0o600)
+	key, err := os.ReadFile(srv.IdentityFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(t *testing.T, opts Options) error {
+		s, _ := New(srv.URL("f"), opts)
+		defer s.Close()
+		got, err := collect(t, s, []source.Range{{Start: 0, End: 1000}}, nil)
+		if err == nil && !bytes.Equal(got, data) {
+			t.Fatal("data differs")
+		}
+		return err
+	}
+
+	t.Run("agent", func(t *testing.T) {
+		raw, err := ssh.ParseRawPrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyring := agent.NewKeyring()
+		if err := keyring.Add(agent.AddedKey{PrivateKey: raw}); err != nil {
+			t.Fatal(err)
+		}
+		sock := filepath.Join(t.TempDir(), "agent.sock")
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { agent.ServeAgent(keyring, c); c.Close() }()
+			}
+		}()
+		t.Setenv("SSH_AUTH_SOCK", sock)
+		if err := read(t, Options{Retries: -1}); err != nil {
+			t.Fatalf("with the agent: %v", err)
+		}
+		if err := read(t, Options{Retries: -1, NoAgent: true}); !errors.Is(err, ErrAuth) {
+			t.Fatalf("NoAgent and no key file: want ErrAuth, got %v", err)
+		}
+	})
+	t.Run("default key file", func(t *testing.T) {
+		t.Setenv("SSH_AUTH_SOCK", "")
+		os.WriteFile(filepath.Join(home, ".ssh", "id_ed25519"), key, 0o600)
+		defer os.Remove(filepath.Join(home, ".ssh", "id_ed25519"))
+		if err := read(t, Options{Retries: -1}); err != nil {
+			t.Fatalf("with ~/.ssh/id_ed25519: %v", err)
+		}
+	})
 }
