@@ -298,8 +298,10 @@ func (s *session) close(err error) {
 		s.err = err
 		s.errMu.Unlock()
 		close(s.done)
-		s.sftp.Close()
+		// The connection first: closing the SFTP session writes to it,
+		// which blocks for good when the server has stopped reading.
 		s.ssh.Close()
+		s.sftp.Close()
 	})
 }
 

@@ -116,15 +116,34 @@ func (s *Source) Stat(ctx context.Context) (size int64, mtime time.Time, err err
 }
 
 // Close closes the file's handles, and the pool when the Source has its
-// own (New).
+// own (New). A server that does not answer the close within a few seconds
+// has its connection closed.
 func (s *Source) Close() error {
 	s.mu.Lock()
 	hs := s.handles
 	s.handles = make(map[*session]*handle)
 	s.mu.Unlock()
-	for _, h := range hs {
-		h.f.Close()
+	var wg sync.WaitGroup
+	for sess, h := range hs {
+		if !sess.alive() {
+			continue
+		}
+		done := make(chan struct{})
+		wg.Go(func() {
+			h.f.Close()
+			close(done)
+		})
+		wg.Go(func() {
+			t := time.NewTimer(abandonAfter)
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C:
+				s.ep.drop(sess, fmt.Errorf("sftpsource: %s: close not answered", s))
+			}
+		})
 	}
+	wg.Wait()
 	if s.private {
 		return s.pool.Close()
 	}
@@ -340,7 +359,7 @@ func (s *Source) attempt(ctx context.Context, ranges []source.Range, next *int, 
 		bufPool.Put(&b)
 		<-h.sem
 	}
-	rd := &pieceReader{ctx: ctx, pieces: pieces, release: release}
+	rd := &pieceReader{ctx: ctx, pieces: pieces, release: release, await: func(ctx context.Context, p *piece) { s.await(ctx, sess, p) }}
 	defer func() {
 		close(stop)
 		<-issued
@@ -348,7 +367,7 @@ func (s *Source) attempt(ctx context.Context, ranges []source.Range, next *int, 
 			release(rd.cur)
 		}
 		for p := range pieces { // drain: wait for the requests still out
-			<-p.done
+			s.await(ctx, sess, p)
 			release(p)
 		}
 	}()
@@ -384,6 +403,30 @@ func (s *Source) attempt(ctx context.Context, ranges []source.Range, next *int, 
 	return nil
 }
 
+// abandonAfter is how long a cancelled call waits for its outstanding
+// requests before it closes their connection.
+const abandonAfter = 2 * time.Second
+
+// await waits for the answer to p. When ctx is done and the server keeps
+// it waiting, the connection is closed (which answers every request on it
+// with an error), so that a cancelled call returns soon even from a server
+// that stalls.
+func (s *Source) await(ctx context.Context, sess *session, p *piece) {
+	select {
+	case <-p.done:
+		return
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(abandonAfter)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		s.ep.drop(sess, fmt.Errorf("sftpsource: %s: requests abandoned after cancellation", s))
+		<-p.done
+	}
+}
+
 // readError classifies the failure of a read request.
 func (s *Source) readError(sess *session, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -400,6 +443,7 @@ type pieceReader struct {
 	ctx     context.Context
 	pieces  <-chan *piece
 	release func(*piece)
+	await   func(context.Context, *piece)
 	cur     *piece
 	pos     int
 	left    int64
@@ -422,11 +466,7 @@ func (r *pieceReader) Read(b []byte) (int, error) {
 			}
 			return 0, r.err
 		}
-		select {
-		case <-p.done:
-		case <-r.ctx.Done():
-			<-p.done // the request ends when the server answers or the connection closes
-		}
+		r.await(r.ctx, p)
 		if p.err == nil && p.n < len(p.buf) {
 			p.err = io.ErrUnexpectedEOF
 		}

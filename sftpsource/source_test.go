@@ -420,3 +420,49 @@ func TestDefaults(t *testing.T) {
 		}
 	})
 }
+
+// TestStalledConnection stops sshd's connection processes mid-transfer:
+// the watchdog closes the silent connection after IdleTimeout and the reads
+// go on over a new one; and a cancelled call returns soon even while its
+// requests go unanswered.
+func TestStalledConnection(t *testing.T) {
+	srv := sshtest.Start(t)
+	data := randomFile(t, filepath.Join(srv.Root, "f"), 4<<20, 11)
+	ranges := []source.Range{{Start: 0, End: 1 << 20}, {Start: 2 << 20, End: 4 << 20}}
+
+	opts := testOptions(srv)
+	opts.Requests = 4
+	opts.IdleTimeout = 300 * time.Millisecond
+	s, _ := New(srv.URL("f"), opts)
+	defer s.Close()
+	stalled := 0
+	got, err := collect(t, s, ranges, func(i int) {
+		if i == 0 {
+			stalled = srv.StallConnections()
+		}
+	})
+	if err != nil || !bytes.Equal(got, want(data, ranges)) {
+		t.Fatalf("after a stall: %v", err)
+	}
+	if stalled == 0 || s.Stats().Connects < 2 {
+		t.Fatalf("stalled %d processes; stats %+v", stalled, s.Stats())
+	}
+
+	opts.IdleTimeout = -1 // no watchdog: only the cancellation ends it
+	s2, _ := New(srv.URL("f"), opts)
+	defer s2.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	err = s2.ReadRanges(ctx, ranges, func(r source.Range, data io.Reader) error {
+		srv.StallConnections()
+		time.AfterFunc(100*time.Millisecond, cancel)
+		_, err := io.Copy(io.Discard, data)
+		return err
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	if d := time.Since(start); d > abandonAfter+5*time.Second {
+		t.Fatalf("a cancelled call took %v", d)
+	}
+}
