@@ -18,11 +18,11 @@ type sshFlags struct {
 // addSSHFlags adds the sftp flags to fs.
 func addSSHFlags(fs *flagSet) *sshFlags {
 	f := &sshFlags{}
-	fs.Var(&f.identities, "identity", "sftp: private key `file` to log in with, as ssh -i (default: the ssh agent, then ~/.ssh/id_*); may be repeated")
+	fs.Var(&f.identities, "identity", "sftp: private `key` file to log in with, as ssh -i (default: the ssh agent, then ~/.ssh/id_*); may be repeated")
 	fs.Var(&f.knownHosts, "known-hosts", "sftp: known_hosts `file` of trusted host keys (default ~/.ssh/known_hosts); may be repeated")
 	f.password = fs.Bool("ssh-password", false, "sftp: also log in with the password in $SSHPASS (never otherwise)")
-	f.requests = fs.Int("sftp-requests", sftpsource.DefaultRequests, "sftp: read requests in flight per file and connection")
-	f.connections = fs.Int("ssh-connections", sftpsource.DefaultConnections, "sftp: SSH connections per server")
+	f.requests = fs.Int("sftp-requests", sftpsource.DefaultRequests, "`n` sftp read requests in flight per file and connection")
+	f.connections = fs.Int("ssh-connections", sftpsource.DefaultConnections, "`n` SSH connections per sftp server")
 	return f
 }
 

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -43,25 +44,6 @@ type Server struct {
 	log *bytes.Buffer
 }
 
-// Look returns the path of sshd. When it is missing the test is skipped,
-// or fails when CI is set in the environment (CI installs openssh-server).
-func Look(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{"/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("sshd"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("sshd not installed (apt-get install openssh-server)")
-	}
-	t.Skip("sshd not installed (apt-get install openssh-server)")
-	return ""
-}
-
 // Config changes the server's configuration.
 type Config struct {
 	// SFTP is the sftp subsystem's command; "internal-sftp" when empty.
@@ -82,7 +64,7 @@ func StartConfig(t testing.TB, cfg Config) *Server {
 	if cfg.SFTP == "" {
 		cfg.SFTP = "internal-sftp"
 	}
-	bin := Look(t)
+	bin := testtool.Look(t, "sshd", "openssh-server")
 	dir := t.TempDir()
 	s := &Server{Root: filepath.Join(dir, "root")}
 	must(t, os.Mkdir(s.Root, 0o755))
