@@ -137,3 +137,46 @@ func TestSyncSFTPDroppedConnection(t *testing.T) {
 		t.Fatal("nothing fetched")
 	}
 }
+
+// TestSyncSFTPResume interrupts a sync over SFTP part way through the
+// fetch and runs it again: the second run fetches less than a whole sync
+// does, and the result is exact.
+func TestSyncSFTPResume(t *testing.T) {
+	old, target := netData(13)
+	_, sftpURL, pool := sftpServe(t, target)
+	f := netControl(t, target, false, sftpURL)
+	fo := netFetch()
+	fo.Concurrency = 1
+	run := func(ctx context.Context, out string, tr Transport) (*Summary, error) {
+		return Sync(ctx, SyncOptions{Control: f, Output: out, Fetch: fo, NoFsync: true, Transports: Transports{"sftp": tr}})
+	}
+
+	_, fresh := netDir(t, old)
+	whole, err := run(context.Background(), fresh, SFTPTransport(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir, out := netDir(t, old)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	interrupted := &sftpCounting{Transport: SFTPTransport(pool), after: func(n int64) {
+		if n == 8 {
+			cancel()
+		}
+	}}
+	if _, err := run(ctx, out, interrupted); err == nil {
+		t.Fatal("the interrupted sync succeeded")
+	}
+	netCheckResult(t, out, old)
+	netCheckDir(t, dir, netName, netName+".part", netName+".part.state")
+
+	second, err := run(context.Background(), out, SFTPTransport(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	netCheckResult(t, out, target)
+	if second.Fetched >= whole.Fetched {
+		t.Fatalf("the resumed sync fetched %d bytes, a whole one %d", second.Fetched, whole.Fetched)
+	}
+}
