@@ -38,12 +38,23 @@
 // # Adaptive rules
 //
 // Some servers refuse many ranges. When a request for n > 1 ranges is
-// answered with 416, 400, 413, 414, 431 or 501, or with 200, the Source
-// halves its ranges per request (to n/2, at least 1) for the rest of its
-// life and carries on; a 200 body is used at once, so nothing is fetched
-// twice. When even a single range is answered with 200 the server ignores
-// ranges: from then on each ReadRanges call sends one request without a
-// Range header and picks all its ranges out of the body.
+// answered with 416, 400, 413, 414, 431 or 501, the Source halves its
+// ranges per request (to n/2, at least 1) for the rest of its life and
+// carries on. A 200 (the whole file) to n > 1 ranges steps down to one
+// range per request at once, as nginx with max_ranges 1 answers single
+// ranges; that body is dropped unread.
+//
+// When even a single range is answered with 200 the server ignores ranges
+// (python's http.server): that body becomes a stream shared by every
+// ReadRanges call of the Source. The calls register the ranges they wait
+// for; the stream reads the body front to back and hands each range to its
+// call as it passes it, then stops reading when no call waits for anything
+// further (after a pause of 250 ms for the next call). Range requests still
+// in flight when the stream starts are waited for (up to 1 s), so that
+// their calls join before the stream passes their ranges. The file is thus
+// read once; only a range asked for after the stream went past it makes the
+// stream start again from the beginning. A failure of the stream is a
+// transient failure of every call waiting on it.
 //
 // # Consistency
 //

@@ -139,7 +139,11 @@ func (s *Source) do(ctx context.Context, req *http.Request) (resp *http.Response
 	cb := &countingBody{rc: resp.Body, s: s, timer: timer, idle: idle, ctx: reqCtx}
 	resp.Body = cb
 	finish = func() {
-		_, _ = io.CopyN(io.Discard, cb, 64<<10)
+		// A whole-file answer left unread is not drained: a new
+		// connection is cheaper than the rest of the file.
+		if resp.StatusCode != http.StatusOK || resp.ContentLength >= 0 && resp.ContentLength-cb.n <= 64<<10 {
+			_, _ = io.CopyN(io.Discard, cb, 64<<10)
+		}
 		_ = cb.Close()
 		stop()
 	}
@@ -179,11 +183,13 @@ type countingBody struct {
 	timer *time.Timer
 	idle  time.Duration
 	ctx   context.Context
+	n     int64 // bytes read
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
+		b.n += int64(n)
 		b.s.bodyBytes.Add(int64(n))
 		if b.timer != nil {
 			b.timer.Reset(b.idle)

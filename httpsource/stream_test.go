@@ -1,0 +1,134 @@
+package httpsource
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
+	"github.com/zsyncpipe/zsyncpipe/stages"
+)
+
+// fetchLikeStage reads the calls from src the way the fetch stage does: in
+// order, conc at a time, each call starting when a slot frees. It checks
+// every byte delivered.
+func fetchLikeStage(t *testing.T, src stages.RangeSource, data []byte, calls [][]stages.Range, conc int) {
+	t.Helper()
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	errs := make([]error, len(calls))
+	for i, call := range calls {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := fetch(src, data, call)
+			if err == nil && len(c.delivered) != len(call) {
+				err = errors.New("not every range delivered")
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+}
+
+// scattered returns calls of perCall ranges of bs bytes, one every step
+// bytes, across size bytes.
+func scattered(size, bs, step int64, perCall int) [][]stages.Range {
+	var calls [][]stages.Range
+	var cur []stages.Range
+	for off := int64(0); off+bs <= size; off += step {
+		cur = append(cur, stages.Range{Start: off, End: off + bs})
+		if len(cur) == perCall {
+			calls = append(calls, cur)
+			cur = nil
+		}
+	}
+	if len(cur) > 0 {
+		calls = append(calls, cur)
+	}
+	return calls
+}
+
+// A server that ignores ranges (python's http.server) is read at most once,
+// however many calls run at once.
+func TestIgnoreRangesReadOnce(t *testing.T) {
+	const size = 4 << 20
+	data := testData(size)
+	srv := newServer(t, data, faultserver.Options{IgnoreRanges: true})
+	src := newSource(t, srv.URL(), Options{})
+	calls := scattered(size, 2048, 40000, 20)
+	fetchLikeStage(t, src, data, calls, 8)
+	st := src.Stats()
+	if st.BodyBytes > size {
+		t.Errorf("read %d body bytes of a %d-byte file: more than once", st.BodyBytes, size)
+	}
+	// The first request (20 ranges) gets 200 and steps down, the second
+	// (one range) gets 200 and becomes the stream; the other calls' first
+	// requests were sent before that was known.
+	if n := srv.Requests(); n > 2+8 {
+		t.Errorf("%d requests", n)
+	}
+	var want int64
+	for _, c := range calls {
+		for _, r := range c {
+			want += r.Len()
+		}
+	}
+	if st.PayloadBytes != want {
+		t.Errorf("payload %d, want %d", st.PayloadBytes, want)
+	}
+}
+
+// A server that answers several ranges with the whole file but single ones
+// with 206 (nginx with max_ranges 1) gets single ranges at once.
+func TestMultiRange200StepsDownToOne(t *testing.T) {
+	const size = 4 << 20
+	data := testData(size)
+	srv := newServer(t, data, faultserver.Options{MaxRanges: 1, RejectStatus: http.StatusOK})
+	src := newSource(t, srv.URL(), Options{})
+	calls := scattered(size, 2048, 40000, 20)
+	fetchLikeStage(t, src, data, calls, 8)
+	if src.MaxRanges() != 1 {
+		t.Errorf("MaxRanges = %d, want 1", src.MaxRanges())
+	}
+	st := src.Stats()
+	if st.BodyBytes > 3*st.PayloadBytes {
+		t.Errorf("read %d body bytes for %d bytes of payload", st.BodyBytes, st.PayloadBytes)
+	}
+	n200 := 0
+	for _, r := range srv.Log() {
+		if r.Status == http.StatusOK {
+			n200++
+		}
+	}
+	if n200 > 8 {
+		t.Errorf("%d answers of 200: the step down to one range was not at once", n200)
+	}
+}
+
+// The stream survives a callback error of one call, and a dropped
+// connection: the calls retry and still get their ranges from one body
+// each time.
+func TestIgnoreRangesStreamFailures(t *testing.T) {
+	const size = 1 << 20
+	data := testData(size)
+	srv := newServer(t, data, faultserver.Options{IgnoreRanges: true, DropAfter: size / 2, Faults: 2})
+	src := newSource(t, srv.URL(), Options{})
+	calls := scattered(size, 1000, 9000, 10)
+	fetchLikeStage(t, src, data, calls, 4)
+
+	boom := errors.New("boom")
+	err := src.ReadRanges(context.Background(), calls[0], func(r stages.Range, d io.Reader) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("callback error: got %v", err)
+	}
+	fetchLikeStage(t, src, data, calls[len(calls)/2:], 4)
+}
