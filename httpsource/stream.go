@@ -34,12 +34,12 @@ type bodyStream struct {
 
 // ticket is one call's claim on the stream: its undelivered ranges.
 type ticket struct {
-	c     *call
-	next  int              // first range of c.ranges not yet delivered; guarded by bodyStream.mu
-	give  chan *handoff // the stream hands over the next range
-	fail  chan error    // the stream failed before delivering everything
-	gone  chan struct{} // closed when the call stops waiting
-	once  sync.Once
+	c    *call
+	next int           // first range of c.ranges not yet delivered; guarded by bodyStream.mu
+	give chan *handoff // the stream hands over the next range
+	fail chan error    // the stream failed before delivering everything
+	gone chan struct{} // closed when the call stops waiting
+	once sync.Once
 }
 
 // handoff lends the body, positioned at r.Start, to the call for one range;
