@@ -34,7 +34,10 @@ type SyncOptions struct {
 	// file:// URLs directly.
 	Source stages.RangeSource
 	// BaseURL resolves relative URLs of the control file: the URL or path
-	// the control file came from, or a directory.
+	// the control file came from, or a directory. When it is an http(s)
+	// URL the control file's own URLs never lead to local files: an
+	// absolute path ("/pub/f") is a path on that host, as a browser
+	// resolves it, and file: URLs are refused.
 	BaseURL string
 	// MirrorURLs are further places that serve the target, used beside
 	// the control file's URLs.
@@ -490,8 +493,10 @@ func (j *syncJob) urlSource() (stages.RangeSource, error) {
 	}
 	var srcs []stages.RangeSource
 	var errs []error
-	for _, raw := range urls {
-		s, err := j.openURL(raw)
+	for i, raw := range urls {
+		// The control file's own URLs may not lead a remote control
+		// file to local files; the caller's mirrors may.
+		s, err := j.openURL(raw, i < len(j.f.URLs) && isRemoteBase(j.opts.BaseURL))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -507,11 +512,15 @@ func (j *syncJob) urlSource() (stages.RangeSource, error) {
 	return &mirrorSet{Mirrors: httpsource.NewMirrors(srcs...), srcs: srcs}, nil
 }
 
-// openURL turns one URL of the control file into a source.
-func (j *syncJob) openURL(raw string) (stages.RangeSource, error) {
+// openURL turns one URL of the control file into a source. With remoteOnly,
+// only http(s) URLs are accepted.
+func (j *syncJob) openURL(raw string, remoteOnly bool) (stages.RangeSource, error) {
 	u, err := resolveURL(raw, j.opts.BaseURL)
 	if err != nil {
 		return nil, err
+	}
+	if remoteOnly && u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("URL %q: a control file from %s may not point at local files", raw, j.opts.BaseURL)
 	}
 	switch u.Scheme {
 	case "http", "https":
@@ -546,10 +555,15 @@ func resolveURL(raw, base string) (*url.URL, error) {
 	if ref.IsAbs() {
 		return ref, nil
 	}
+	if isRemoteBase(base) {
+		// As a browser would: "/abs/path" is a path on the same host.
+		b, _ := url.Parse(base)
+		return b.ResolveReference(ref), nil
+	}
 	if filepath.IsAbs(raw) {
 		return &url.URL{Scheme: "file", Path: raw}, nil
 	}
-	if b, err := url.Parse(base); err == nil && (b.Scheme == "http" || b.Scheme == "https" || b.Scheme == "file") {
+	if b, err := url.Parse(base); err == nil && b.Scheme == "file" {
 		return b.ResolveReference(ref), nil
 	}
 	// A local base: the control file's path, or a directory.
@@ -562,6 +576,13 @@ func resolveURL(raw, base string) (*url.URL, error) {
 		return nil, fmt.Errorf("URL %q: %w", raw, err)
 	}
 	return &url.URL{Scheme: "file", Path: p}, nil
+}
+
+// isRemoteBase reports whether base, where a control file came from, is an
+// http(s) URL.
+func isRemoteBase(base string) bool {
+	b, err := url.Parse(base)
+	return err == nil && (b.Scheme == "http" || b.Scheme == "https") && b.Host != ""
 }
 
 // fileSource is a local file serving as the source of missing blocks.
