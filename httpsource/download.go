@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// MaxDownloadSize is the largest body Download accepts.
+// MaxDownloadSize is the largest body Download accepts: 256 MiB, the
+// control.MaxSize of a control file.
 const MaxDownloadSize = 256 << 20
 
 // File is a whole file fetched by Download.

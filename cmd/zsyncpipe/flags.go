@@ -7,11 +7,11 @@ import (
 	"strings"
 
 	"github.com/dustin/go-humanize"
+	"github.com/zsyncpipe/zsyncpipe/control"
 )
 
-// maxBlocksize bounds -b: larger blocks make no sense for zsync and would
-// not fit the int of every platform.
-const maxBlocksize = 1 << 30
+// maxBlocksize bounds -b: the largest block size a control file may have.
+const maxBlocksize = control.MaxBlocksize
 
 // blocksizeFlag is a -b value: a power of two given in any form that
 // humanize.ParseBytes accepts ("2048", "4KiB", "4k"). Zero means the

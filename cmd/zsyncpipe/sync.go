@@ -95,8 +95,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	}
 	if *keep != "" && !ctl.kept {
 		if _, err := writeFileAtomic(*keep, func(w io.Writer) error {
-			_, err := w.Write(ctl.raw)
-			return err
+			return ctl.save(w)
 		}); err != nil {
 			return fmt.Errorf("save control file: %w", err)
 		}
@@ -196,8 +195,8 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 // loadedControl is a parsed control file and where it came from.
 type loadedControl struct {
 	file *control.File
-	// raw holds the control file's bytes as read, for -k.
-	raw []byte
+	// save writes the control file's bytes as read, for -k.
+	save func(io.Writer) error
 	// base is the URL that the control file's relative URLs resolve
 	// against.
 	base string
@@ -216,22 +215,43 @@ func isRemote(arg string) bool {
 // http(s) URL. base, if not empty, overrides the URL that relative URLs
 // resolve against; keep is the -k path.
 func loadControl(ctx context.Context, arg, base, keep string, opts httpsource.Options) (*loadedControl, error) {
-	var raw []byte
+	var f *control.File
+	var save func(io.Writer) error
 	var kept bool
 	if isRemote(arg) {
-		var final string
-		var err error
-		raw, final, kept, err = remoteControl(ctx, arg, keep, opts)
+		raw, final, k, err := remoteControl(ctx, arg, keep, opts)
 		if err != nil {
 			return nil, err
 		}
 		if base == "" {
 			base = final
 		}
+		if f, err = control.Read(bytes.NewReader(raw)); err != nil {
+			// err says "control file: ..." already.
+			return nil, fmt.Errorf("%s: %w", arg, err)
+		}
+		kept = k
+		save = func(w io.Writer) error { _, err := w.Write(raw); return err }
 	} else {
-		var err error
-		if raw, err = os.ReadFile(arg); err != nil {
+		// Parsed as a stream: a huge or hostile file is refused after
+		// its first bytes, never held whole in memory.
+		fh, err := os.Open(arg)
+		if err != nil {
 			return nil, fmt.Errorf("read control file: %w", err)
+		}
+		f, err = control.Read(fh)
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", arg, err)
+		}
+		save = func(w io.Writer) error {
+			fh, err := os.Open(arg)
+			if err != nil {
+				return err
+			}
+			defer fh.Close()
+			_, err = io.Copy(w, fh)
+			return err
 		}
 		if base == "" {
 			abs, err := filepath.Abs(arg)
@@ -241,12 +261,7 @@ func loadControl(ctx context.Context, arg, base, keep string, opts httpsource.Op
 			base = abs
 		}
 	}
-	f, err := control.Read(bytes.NewReader(raw))
-	if err != nil {
-		// err says "control file: ..." already.
-		return nil, fmt.Errorf("%s: %w", arg, err)
-	}
-	return &loadedControl{file: f, raw: raw, base: baseDir(base), kept: kept}, nil
+	return &loadedControl{file: f, save: save, base: baseDir(base), kept: kept}, nil
 }
 
 // baseDir turns the URL or path that a control file came from (zsync's -u)
