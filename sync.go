@@ -67,6 +67,10 @@ type SyncOptions struct {
 // the source, verifies it against the control file's whole-file hash, and
 // only then renames it into place.
 //
+// When the output already has the target's length and whole-file hash,
+// Sync writes nothing and reports Summary.UpToDate: the length is checked
+// first, then the hash, which costs one read of the file.
+//
 // On failure the existing output is left as it was. The partial result
 // stays in Output+".part" with a small state file, Output+".part.state",
 // listing its verified blocks and the seeds already scanned: the next Sync
@@ -76,6 +80,9 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	j, err := newSyncJob(opts)
 	if err != nil {
 		return nil, err
+	}
+	if upToDate(ctx, j.out, j.f) {
+		return upToDateSummary(j.out, j.f, start), nil
 	}
 	defer j.close()
 	if err := j.prepare(); err != nil {
@@ -322,9 +329,14 @@ func (j *syncJob) run(ctx context.Context) error {
 		j.sum.Reused = plan.Reused
 	}
 	j.sum.Fetched = fetched.Load()
+	if plan := j.plan.Load(); plan != nil {
+		// A block received twice (a retry, another mirror) is fetched
+		// once; the second copy counts as downloaded only.
+		j.sum.Fetched = min(j.sum.Fetched, plan.MissingBytes)
+	}
 	if st, ok := j.src.(interface{ Stats() SourceStats }); ok {
 		s := st.Stats()
-		j.sum.Requests, j.sum.Ranges, j.sum.Overhead = s.Requests, s.Ranges, s.Overhead
+		j.sum.Requests, j.sum.Ranges, j.sum.Overhead, j.sum.Downloaded = s.Requests, s.Ranges, s.Overhead, s.Downloaded
 	}
 	if c, ok := j.src.(io.Closer); ok && j.opts.Source == nil {
 		c.Close()
@@ -480,6 +492,8 @@ func (j *syncJob) close() {
 // a Stats() SourceStats method, for the summary.
 type SourceStats struct {
 	Requests, Ranges, Overhead int64
+	// Downloaded is every byte received: bodies and headers.
+	Downloaded int64
 }
 
 // openSeeds opens the seed files, skipping repeats of the same file. Files
@@ -600,7 +614,7 @@ type httpSource struct{ *httpsource.Source }
 // Stats reports the source's traffic.
 func (s *httpSource) Stats() SourceStats {
 	st := s.Source.Stats()
-	return SourceStats{Requests: st.Requests, Ranges: st.Ranges, Overhead: st.BodyBytes - st.PayloadBytes + st.HeaderBytes}
+	return SourceStats{Requests: st.Requests, Ranges: st.Ranges, Overhead: st.BodyBytes - st.PayloadBytes + st.HeaderBytes, Downloaded: st.BodyBytes + st.HeaderBytes}
 }
 
 // Close drops idle connections.
@@ -624,6 +638,7 @@ func (m *mirrorSet) Stats() SourceStats {
 			sum.Requests += x.Requests
 			sum.Ranges += x.Ranges
 			sum.Overhead += x.Overhead
+			sum.Downloaded += x.Downloaded
 		}
 	}
 	return sum

@@ -42,11 +42,19 @@ type Summary struct {
 	// Length is the target's length.
 	Length int64
 	// Reused counts target bytes taken from local data, Fetched those
-	// downloaded (payload only).
+	// that came from the network, each block once however often it was
+	// received: Reused+Fetched is at most Length.
 	Reused, Fetched int64
 	// Requests, Ranges and Overhead describe the downloads: requests made,
-	// ranges fetched, and protocol bytes beyond the payload.
+	// ranges fetched, and bytes received beyond the payload.
 	Requests, Ranges, Overhead int64
+	// Downloaded counts every byte received for the missing blocks: bodies
+	// (gaps, multipart framing, whole-file answers and retries included)
+	// and headers.
+	Downloaded int64
+	// UpToDate reports that the output was the target already: nothing
+	// was scanned, fetched or written.
+	UpToDate bool
 	// Seeds lists the local files that were scanned.
 	Seeds []string
 	// Duration is the wall time of the whole sync.

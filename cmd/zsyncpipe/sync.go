@@ -175,8 +175,15 @@ func remoteControl(ctx context.Context, arg, keep string, opts httpsource.Option
 
 // formatSummary returns the one-line report of a sync, e.g.
 // "go1.26.8.tar: 214 MiB (205 MiB reused from local data, 9.4 MiB fetched in
-// 12 ranges, 3 requests, 5.1 KiB protocol overhead) in 0.31s, 725 MB/s".
+// 12 ranges, 3 requests, 9.5 MiB downloaded) in 0.31s, 725 MB/s of output".
+// Fetched counts the target's bytes that came from the network, each once;
+// downloaded counts every byte received (bodies and headers, retries, gaps
+// and whole-file answers included); the rate is the target's size over the
+// wall time, not a network speed.
 func formatSummary(name string, s *zsyncpipe.Summary) string {
+	if s.UpToDate {
+		return fmt.Sprintf("%s: %s already up to date, nothing written (checked in %s)", name, humanize.IBytes(uint64(s.Length)), seconds(s.Duration))
+	}
 	fetched := humanize.IBytes(uint64(s.Fetched)) + " fetched"
 	if s.Ranges > 0 {
 		fetched += " in " + plural(s.Ranges, "range")
@@ -184,10 +191,10 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 	if s.Requests > 0 && s.Requests != s.Ranges {
 		fetched += ", " + plural(s.Requests, "request")
 	}
-	if s.Overhead > 0 {
-		fetched += ", " + humanize.IBytes(uint64(s.Overhead)) + " protocol overhead"
+	if s.Downloaded > 0 {
+		fetched += ", " + humanize.IBytes(uint64(s.Downloaded)) + " downloaded"
 	}
-	return fmt.Sprintf("%s: %s (%s reused from local data, %s) in %s, %s",
+	return fmt.Sprintf("%s: %s (%s reused from local data, %s) in %s, %s of output",
 		name, humanize.IBytes(uint64(s.Length)), humanize.IBytes(uint64(s.Reused)),
 		fetched, seconds(s.Duration), rate(s.Length, s.Duration))
 }
