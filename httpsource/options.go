@@ -80,11 +80,34 @@ type Options struct {
 	// Credentials maps a host ("example.com") or host and port
 	// ("example.com:8080") to Basic authentication credentials, as zsync's
 	// -A option. They are sent only to that host, including after
-	// redirects. Credentials in the URL itself are treated the same way.
+	// redirects. Credentials in the URL itself are treated the same way;
+	// WithURLCredentials carries those of a control file's URL over to the
+	// Sources of its data.
 	Credentials map[string]Credentials
 
 	// UserAgent is the User-Agent header; DefaultUserAgent when empty.
 	UserAgent string
+}
+
+// WithURLCredentials returns a copy of o whose Credentials also hold the
+// user and password of rawURL (an http(s) URL such as
+// "https://user:pass@host/f.zsync"), keyed by its host and port: the data
+// requests to that host get them too, and requests to any other host —
+// after a redirect as well — do not. o is returned unchanged when rawURL
+// carries no credentials.
+func (o Options) WithURLCredentials(rawURL string) Options {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil || u.Host == "" {
+		return o
+	}
+	creds := make(map[string]Credentials, len(o.Credentials)+1)
+	for k, c := range o.Credentials {
+		creds[k] = c
+	}
+	pass, _ := u.User.Password()
+	creds[hostKey(u)] = Credentials{User: u.User.Username(), Password: pass}
+	o.Credentials = creds
+	return o
 }
 
 // Credentials are a user name and password for Basic authentication.

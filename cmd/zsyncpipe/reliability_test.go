@@ -1,10 +1,13 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -31,5 +34,59 @@ func TestHugeLocalControlFile(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
 		t.Errorf("refusing a 2 GiB control file allocated %d bytes", n)
+	}
+}
+
+// authServer serves dir with Basic authentication (user "u", password
+// "p") and records the Authorization header of every request.
+func authServer(t *testing.T, dir string) (*httptest.Server, *[]string, *sync.Mutex) {
+	var mu sync.Mutex
+	var auths []string
+	files := http.FileServer(http.Dir(dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auths = append(auths, r.Header.Get("Authorization"))
+		mu.Unlock()
+		if u, p, ok := r.BasicAuth(); !ok || u != "u" || p != "p" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &auths, &mu
+}
+
+// Credentials in the control file's URL are sent with the data requests to
+// the same host, and never to another host.
+func TestURLCredentialsSameHostOnly(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	srv, _, _ := authServer(t, filepath.Dir(f.target))
+	u := strings.Replace(srv.URL, "http://", "http://u:p@", 1) + "/data.bin.zsync"
+	out := filepath.Join(f.dir, "out.bin")
+	r := runZ(t, "sync", "--retries", "0", "-i", f.old, "-o", out, u)
+	if r.code != 0 {
+		t.Fatalf("same host: exit %d: %s", r.code, r.stderr)
+	}
+	sameBytes(t, "output", readFile(t, out), f.newData)
+
+	// The data on another host (another port): no credentials go there.
+	other, otherAuths, mu := authServer(t, filepath.Dir(f.target))
+	ctl := filepath.Join(filepath.Dir(f.target), "other.zsync")
+	mustRun(t, "make", "-q", "-u", other.URL+"/data.bin", "-o", ctl, f.target)
+	out2 := filepath.Join(f.dir, "out2.bin")
+	r = runZ(t, "sync", "--retries", "0", "-i", f.old, "-o", out2, strings.Replace(srv.URL, "http://", "http://u:p@", 1)+"/other.zsync")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "401") {
+		t.Errorf("other host: exit %d, stderr %q; want %d and 401", r.code, r.stderr, exitUsage)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(*otherAuths) == 0 {
+		t.Fatal("the other host got no request")
+	}
+	for _, a := range *otherAuths {
+		if a != "" {
+			t.Errorf("the other host got credentials %q", a)
+		}
 	}
 }

@@ -78,6 +78,9 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		}
 		httpOpts.Credentials[host] = c
 	}
+	// Credentials in the control file's URL serve its data on the same
+	// host too, and no other host.
+	httpOpts = httpOpts.WithURLCredentials(pos[0])
 	if *parallel < 1 || *maxRanges < 1 || *retries < 0 {
 		return usagef("sync", "--parallel and --max-ranges must be at least 1, --retries at least 0")
 	}
