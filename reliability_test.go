@@ -3,6 +3,7 @@ package zsyncpipe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,5 +130,37 @@ func TestSyncIgnoredRangesSummary(t *testing.T) {
 		if opts.IgnoreRanges && sum.Downloaded > sum.Length+64<<10 {
 			t.Errorf("%+v: downloaded %d for a %d-byte file", opts, sum.Downloaded, sum.Length)
 		}
+	}
+}
+
+// A sync stopped by its context (Ctrl-C) says so, says how to resume and
+// how much is kept, and keeps its partial result for the next run.
+func TestSyncInterrupted(t *testing.T) {
+	old, target := netData(14)
+	srv := faultserver.New(target, faultserver.Options{Stall: time.Minute})
+	t.Cleanup(srv.Close)
+	f := netControl(t, target, false, srv.URL())
+	dir, out := netDir(t, old)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	ho := netHTTP()
+	ho.IdleTimeout = time.Minute
+	_, err := Sync(ctx, SyncOptions{Control: f, Output: out, HTTP: ho, Fetch: netFetch()})
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "run the same command again to resume") ||
+		!strings.Contains(err.Error(), fmt.Sprintf("of %d blocks kept", f.Blocks())) {
+		t.Fatalf("err = %v, want ErrInterrupted with a resume hint", err)
+	}
+	netCheckResult(t, out, old)
+	netCheckDir(t, dir, netName, netName+".part", netName+".part.state")
+	srv2 := faultserver.New(target, faultserver.Options{})
+	t.Cleanup(srv2.Close)
+	var notes []string
+	if _, err := Sync(context.Background(), SyncOptions{Control: netControl(t, target, false, srv2.URL()), Output: out, HTTP: netHTTP(), Fetch: netFetch(),
+		Logf: func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }}); err != nil {
+		t.Fatal(err)
+	}
+	netCheckResult(t, out, target)
+	if !strings.Contains(strings.Join(notes, "\n"), "resuming") {
+		t.Errorf("second run did not resume: %q", notes)
 	}
 }

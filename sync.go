@@ -89,7 +89,7 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 		return nil, err
 	}
 	if err := j.run(ctx); err != nil {
-		return j.sum, err
+		return j.sum, j.interrupted(ctx, err)
 	}
 	if err := j.finish(); err != nil {
 		return j.sum, err

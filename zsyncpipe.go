@@ -25,6 +25,9 @@ var (
 	ErrFetch = stages.ErrFetch
 	// ErrUsage reports options that make no sense together.
 	ErrUsage = errors.New("invalid options")
+	// ErrInterrupted reports a sync stopped by its context (Ctrl-C): the
+	// partial result and its state are kept for the next run.
+	ErrInterrupted = errors.New("interrupted")
 )
 
 // Progress is a snapshot of a running Sync or Make, passed to a progress

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // A huge local control file is refused after its first bytes: it is parsed
@@ -88,5 +91,32 @@ func TestURLCredentialsSameHostOnly(t *testing.T) {
 		if a != "" {
 			t.Errorf("the other host got credentials %q", a)
 		}
+	}
+}
+
+// Ctrl-C (the context cancelled by main's signal handler) exits with 130
+// and says how to resume.
+func TestInterruptExitCode(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	files := http.FileServer(http.Dir(filepath.Dir(f.target)))
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") != "" {
+			<-release // stall every range request
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	var stdout, stderr bytes.Buffer
+	out := filepath.Join(f.dir, "out.bin")
+	code := run(ctx, []string{"sync", "-i", f.old, "-o", out, srv.URL + "/data.bin.zsync"}, &stdout, &stderr)
+	if code != exitInterrupted || !strings.Contains(stderr.String(), "interrupted; run the same command again to resume (") {
+		t.Fatalf("exit %d, stderr %q; want %d and a resume hint", code, stderr.String(), exitInterrupted)
+	}
+	if _, err := os.Stat(out + ".part.state"); err != nil {
+		t.Errorf("no resume state kept: %v", err)
 	}
 }
