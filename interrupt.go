@@ -6,9 +6,9 @@ import (
 )
 
 // interrupted turns err, the failure of a sync whose context was cancelled,
-// into one wrapping ErrInterrupted that says how to go on and how many
-// verified blocks the partial result keeps; other errors are returned as
-// they are.
+// into one wrapping ErrInterrupted and the context's cause that says how to
+// go on and how many verified blocks the partial result keeps; other errors
+// are returned as they are.
 func (j *syncJob) interrupted(ctx context.Context, err error) error {
 	if ctx.Err() == nil {
 		return err
@@ -21,5 +21,18 @@ func (j *syncJob) interrupted(ctx context.Context, err error) error {
 			}
 		}
 	}
-	return fmt.Errorf("sync %s: %w; run the same command again to resume (%d of %d blocks kept)", j.out, ErrInterrupted, kept, j.f.Blocks())
+	return &interruptedError{
+		msg:   fmt.Sprintf("sync %s: %v; run the same command again to resume (%d of %d blocks kept)", j.out, ErrInterrupted, kept, j.f.Blocks()),
+		cause: context.Cause(ctx),
+	}
 }
+
+// interruptedError is ErrInterrupted with its message and the context's
+// cause (context.Canceled, or the caller's own).
+type interruptedError struct {
+	msg   string
+	cause error
+}
+
+func (e *interruptedError) Error() string   { return e.msg }
+func (e *interruptedError) Unwrap() []error { return []error{ErrInterrupted, e.cause} }

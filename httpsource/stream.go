@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // streamLinger is how long the whole-file stream stays open, paused, when
@@ -45,7 +45,7 @@ type ticket struct {
 // handoff lends the body, positioned at r.Start, to the call for one range;
 // the call answers on done when it has consumed it.
 type handoff struct {
-	r    stages.Range
+	r    source.Range
 	body io.Reader
 	done chan error // nil: delivered; a *fnError or a body error otherwise
 }

@@ -9,13 +9,13 @@ import (
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // fetchLikeStage reads the calls from src the way the fetch stage does: in
 // order, conc at a time, each call starting when a slot frees. It checks
 // every byte delivered.
-func fetchLikeStage(t *testing.T, src stages.RangeSource, data []byte, calls [][]stages.Range, conc int) {
+func fetchLikeStage(t *testing.T, src source.RangeSource, data []byte, calls [][]source.Range, conc int) {
 	t.Helper()
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
@@ -41,11 +41,11 @@ func fetchLikeStage(t *testing.T, src stages.RangeSource, data []byte, calls [][
 
 // scattered returns calls of perCall ranges of bs bytes, one every step
 // bytes, across size bytes.
-func scattered(size, bs, step int64, perCall int) [][]stages.Range {
-	var calls [][]stages.Range
-	var cur []stages.Range
+func scattered(size, bs, step int64, perCall int) [][]source.Range {
+	var calls [][]source.Range
+	var cur []source.Range
 	for off := int64(0); off+bs <= size; off += step {
-		cur = append(cur, stages.Range{Start: off, End: off + bs})
+		cur = append(cur, source.Range{Start: off, End: off + bs})
 		if len(cur) == perCall {
 			calls = append(calls, cur)
 			cur = nil
@@ -126,7 +126,7 @@ func TestIgnoreRangesStreamFailures(t *testing.T) {
 	fetchLikeStage(t, src, data, calls, 4)
 
 	boom := errors.New("boom")
-	err := src.ReadRanges(context.Background(), calls[0], func(r stages.Range, d io.Reader) error { return boom })
+	err := src.ReadRanges(context.Background(), calls[0], func(r source.Range, d io.Reader) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("callback error: got %v", err)
 	}
