@@ -161,7 +161,7 @@ func (j *syncJob) prepare() error {
 	mode := os.FileMode(0o644)
 	if fi, err := os.Stat(j.out); err == nil {
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("sync: %s exists and is not a regular file: %w", j.out, ErrUsage)
+			return fmt.Errorf("sync: output %s exists and is %w", j.out, ErrNotRegular)
 		}
 		mode = fi.Mode().Perm()
 		paths = append(paths, j.out)
@@ -250,7 +250,7 @@ func (j *syncJob) openSeeds(paths []string) error {
 		}
 		if !fi.Mode().IsRegular() {
 			fh.Close()
-			return fmt.Errorf("sync: seed %s is not a regular file: %w", path, ErrUsage)
+			return fmt.Errorf("sync: seed %s: %w", path, ErrNotRegular)
 		}
 		dup := false
 		for _, o := range infos {

@@ -25,6 +25,9 @@ var (
 	ErrFetch = stages.ErrFetch
 	// ErrUsage reports options that make no sense together.
 	ErrUsage = errors.New("invalid options")
+	// ErrNotRegular reports a seed, input or output path that is not a
+	// regular file (a directory, FIFO or device).
+	ErrNotRegular = errors.New("not a regular file")
 	// ErrInterrupted reports a sync stopped by its context (Ctrl-C): the
 	// partial result and its state are kept for the next run.
 	ErrInterrupted = errors.New("interrupted")

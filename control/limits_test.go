@@ -60,3 +60,18 @@ func TestReadLimits(t *testing.T) {
 		})
 	}
 }
+
+// A header whose Safe names File-Hash promises one: without it the file is
+// refused, not accepted with a warning.
+func TestSafeFileHashWithoutFileHash(t *testing.T) {
+	in := "zsync: 0.8.0\nSafe: File-Hash\nBlocksize: 1024\nLength: 0\nStrong-Hash-Algorithm: MD5\nHash-Lengths: 1,4,16\n\n"
+	_, err := Read(strings.NewReader(in))
+	var fe *FormatError
+	if !errors.As(err, &fe) || fe.Name != "Safe" || !strings.Contains(err.Error(), "File-Hash, but there is none") {
+		t.Fatalf("err = %v, want a Safe error", err)
+	}
+	withHash := strings.Replace(in, "Safe: File-Hash\n", "Safe: File-Hash\nFile-Hash: SHA-256:"+strings.Repeat("ab", 32)+"\n", 1)
+	if _, err := Read(strings.NewReader(withHash)); err != nil {
+		t.Fatalf("with the File-Hash: %v", err)
+	}
+}

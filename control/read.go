@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -380,6 +381,11 @@ func (p *headerParser) finish() error {
 	}
 	if err := checkSafe(safe, h.StrongAlgorithm); err != nil {
 		return &FormatError{Line: p.safeLn, Name: hdrSafe, Err: err}
+	}
+	if slices.Contains(h.Safe, hdrFileHash) && h.SHA256 == nil && !slices.ContainsFunc(h.Extra, func(f Field) bool { return f.Name == hdrFileHash }) {
+		// The header says the file carries a whole-file hash: without
+		// it the result could not be verified as promised.
+		return &FormatError{Line: p.safeLn, Name: hdrSafe, Err: fmt.Errorf("lists %s, but there is none", hdrFileHash)}
 	}
 	// Belt and braces: whatever Read accepts, Write must accept.
 	if err := h.Validate(); err != nil {

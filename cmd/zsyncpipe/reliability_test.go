@@ -120,3 +120,18 @@ func TestInterruptExitCode(t *testing.T) {
 		t.Errorf("no resume state kept: %v", err)
 	}
 }
+
+// Small slips of the messages: help for an unknown command points at the
+// command list, and "not a regular file" is not followed by "invalid
+// options".
+func TestMessageSlips(t *testing.T) {
+	r := runZ(t, "help", "nosuch")
+	if r.code != exitUsage || strings.Contains(r.stderr, "help -h") || !strings.Contains(r.stderr, "Run 'zsyncpipe help' for the list of commands.") {
+		t.Errorf("help nosuch: exit %d, stderr %q", r.code, r.stderr)
+	}
+	f := newFixture(t, 64<<10)
+	r = runZ(t, "sync", "-i", f.dir, "-o", filepath.Join(f.dir, "out"), f.control)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "not a regular file") || strings.Contains(r.stderr, "invalid options") {
+		t.Errorf("directory seed: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -107,7 +107,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "zsyncpipe: %v\n", err)
 	var ue *usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "Run 'zsyncpipe %s -h' for usage.\n", ue.cmd)
+		if ue.cmd == "help" {
+			fmt.Fprintln(stderr, "Run 'zsyncpipe help' for the list of commands.")
+		} else {
+			fmt.Fprintf(stderr, "Run 'zsyncpipe %s -h' for usage.\n", ue.cmd)
+		}
 	}
 	return exitCode(err)
 }
@@ -122,7 +126,7 @@ func exitCode(err error) int {
 		return exitInterrupted
 	case errors.As(err, &fe), errors.Is(err, errBadControl):
 		return exitBadControl
-	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrFetch):
+	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrNotRegular), errors.Is(err, zsyncpipe.ErrFetch):
 		return exitUsage
 	}
 	// zsyncpipe.ErrVerify and everything else: I/O error or mismatch.
