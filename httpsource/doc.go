@@ -79,11 +79,22 @@
 // Retry-After header (seconds or HTTP date, capped at 60 s) replaces the
 // backoff. Up to Retries (5) retries follow a failure; the count starts
 // again whenever an attempt delivered a range, so a long transfer over a
-// flaky link still ends. Then ReadRanges returns the last error, which
-// names the URL and status, with the number of attempts. Other 4xx
+// flaky link still ends. The waits without progress are bounded in total
+// by MaxWait (60 s): stalled requests, backoff and Retry-After pauses
+// together, so a server that always stalls costs a minute, not Retries
+// times IdleTimeout. Then ReadRanges returns the last error, which names
+// the URL and status, with the number of attempts and the time waited. Other 4xx
 // answers, certificate errors and redirect loops fail at once. A network
 // error while the callback reads is told apart from the callback's own
 // error: the reader given to the callback remembers it.
+//
+// # TLS
+//
+// Certificates are always verified; there is no option to turn that off.
+// The built client trusts the system's roots — Go reads them from the
+// files named by SSL_CERT_FILE and SSL_CERT_DIR when those are set — and
+// the certificates of Options.CAFile, for private servers. Certificate
+// errors are not retried.
 //
 // # Credentials and redirects
 //

@@ -75,7 +75,7 @@ func (s *Source) download(ctx context.Context, ifModifiedSince time.Time) (*File
 	if !ifModifiedSince.IsZero() {
 		req.Header.Set("If-Modified-Since", ifModifiedSince.UTC().Format(http.TimeFormat))
 	}
-	resp, finish, err := s.do(ctx, req)
+	resp, finish, err := s.do(ctx, req, s.st.idleTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,14 @@
 package httpsource
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -35,6 +38,10 @@ const (
 	// DefaultIdleTimeout is how long a request may go without a byte
 	// arriving (response headers or body) before it is abandoned as stalled.
 	DefaultIdleTimeout = 30 * time.Second
+	// DefaultMaxWait bounds the time a ReadRanges call spends without
+	// delivering a range — stalled requests, backoff and Retry-After
+	// waits together — before it gives up.
+	DefaultMaxWait = 60 * time.Second
 	// DefaultUserAgent is sent when Options.UserAgent is empty.
 	DefaultUserAgent = "zsyncpipe"
 )
@@ -68,6 +75,13 @@ type Options struct {
 	// negative.
 	Backoff time.Duration
 
+	// CAFile names a PEM file of further certificate authorities that the
+	// built client trusts for https, beside the system's roots (which Go
+	// reads from the files named by SSL_CERT_FILE and SSL_CERT_DIR when
+	// they are set). Ignored when Client is set. Certificate verification
+	// is never turned off.
+	CAFile string
+
 	// ConnectTimeout bounds dialing and the TLS handshake of the built
 	// client; DefaultConnectTimeout when zero. Ignored when Client is set.
 	ConnectTimeout time.Duration
@@ -76,6 +90,14 @@ type Options struct {
 	// or for the next body bytes before it is abandoned and retried;
 	// DefaultIdleTimeout when zero; negative disables the check.
 	IdleTimeout time.Duration
+
+	// MaxWait bounds the total time a ReadRanges call waits without
+	// delivering a range, over all its attempts: stalled requests (each
+	// abandoned after IdleTimeout, or sooner when MaxWait is nearly used
+	// up), backoff and Retry-After pauses. When the next pause would pass
+	// it, the call gives up, saying how long it waited. DefaultMaxWait
+	// when zero; negative disables the bound (Retries still applies).
+	MaxWait time.Duration
 
 	// Credentials maps a host ("example.com") or host and port
 	// ("example.com:8080") to Basic authentication credentials, as zsync's
@@ -138,11 +160,12 @@ type settings struct {
 	retries     int
 	backoff     time.Duration
 	idleTimeout time.Duration // 0: none
+	maxWait     time.Duration // 0: none
 	creds       map[string]Credentials
 	userAgent   string
 }
 
-func (o *Options) settings(u *url.URL) settings {
+func (o *Options) settings(u *url.URL) (settings, error) {
 	st := settings{
 		maxRanges:   o.MaxRanges,
 		mergeGap:    o.MergeGap,
@@ -173,6 +196,12 @@ func (o *Options) settings(u *url.URL) settings {
 	case st.idleTimeout < 0:
 		st.idleTimeout = 0
 	}
+	switch {
+	case o.MaxWait == 0:
+		st.maxWait = DefaultMaxWait
+	case o.MaxWait > 0:
+		st.maxWait = o.MaxWait
+	}
 	if st.userAgent == "" {
 		st.userAgent = DefaultUserAgent
 	}
@@ -190,17 +219,46 @@ func (o *Options) settings(u *url.URL) settings {
 		if ct <= 0 {
 			ct = DefaultConnectTimeout
 		}
-		base = newClient(ct)
+		roots, err := loadRoots(o.CAFile)
+		if err != nil {
+			return settings{}, err
+		}
+		base = newClient(ct, roots)
 	}
 	c := *base // shallow copy: shares the Transport, gets our CheckRedirect
 	c.CheckRedirect = st.checkRedirect(base.CheckRedirect)
 	st.client = &c
-	return st
+	return st, nil
 }
 
-func newClient(connectTimeout time.Duration) *http.Client {
+// loadRoots returns the system's certificate pool with the certificates of
+// the PEM file caFile added; nil (the system's pool) when caFile is empty.
+func loadRoots(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("httpsource: CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("httpsource: CA file %s: no PEM certificate in it", caFile)
+	}
+	return pool, nil
+}
+
+func newClient(connectTimeout time.Duration, roots *x509.CertPool) *http.Client {
 	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	var tlsConfig *tls.Config
+	if roots != nil {
+		tlsConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:       tlsConfig,
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,

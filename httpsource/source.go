@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/source"
 )
@@ -83,7 +84,9 @@ func New(rawURL string, opts Options) (*Source, error) {
 	}
 	s := &Source{url: u, size: -1, first: make(chan struct{})}
 	s.stream = newBodyStream(s)
-	s.st = opts.settings(u)
+	if s.st, err = opts.settings(u); err != nil {
+		return nil, err
+	}
 	s.maxRanges.Store(int64(s.st.maxRanges))
 	return s, nil
 }
@@ -117,7 +120,8 @@ func (s *Source) CloseIdleConnections() {
 // call is the state of one ReadRanges call.
 type call struct {
 	ranges []source.Range
-	next   int // first range not yet delivered
+	next   int       // first range not yet delivered
+	since  time.Time // start of the current wait without progress
 	fn     func(source.Range, io.Reader) error
 }
 
@@ -133,11 +137,14 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 	if fn == nil {
 		return fmt.Errorf("httpsource: %s: nil callback", s)
 	}
-	c := &call{ranges: ranges, fn: fn}
+	c := &call{ranges: ranges, fn: fn, since: time.Now()}
 	failures := 0
 	for c.next < len(c.ranges) {
 		before := c.next
 		err := s.attempt(ctx, c)
+		if c.next > before {
+			c.since = time.Now() // progress: the wait starts again
+		}
 		if err == nil {
 			continue
 		}
@@ -162,14 +169,36 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 		}
 		failures++
 		if failures > s.st.retries {
-			return fmt.Errorf("%w (gave up after %d attempts)", te.err, failures)
+			return fmt.Errorf("%w (gave up after %d attempts, %v without progress)", te.err, failures, waited(c.since))
+		}
+		wait := s.st.wait(failures, te.retryAfter)
+		if s.st.maxWait > 0 && time.Since(c.since)+wait > s.st.maxWait {
+			return fmt.Errorf("%w (gave up after %d attempts: %v without progress, and the limit is %v)", te.err, failures, waited(c.since), s.st.maxWait)
 		}
 		s.retries.Add(1)
-		if err := sleep(ctx, s.st.wait(failures, te.retryAfter)); err != nil {
+		if err := sleep(ctx, wait); err != nil {
 			return fmt.Errorf("GET %s: %w", s, err)
 		}
 	}
 	return nil
+}
+
+// waited returns the time since t, rounded for a message.
+func waited(t time.Time) time.Duration {
+	return time.Since(t).Round(100 * time.Millisecond)
+}
+
+// idleFor returns the stall timeout of the next request of c: the
+// IdleTimeout, or less when the MaxWait of c is nearly used up.
+func (s *Source) idleFor(c *call) time.Duration {
+	idle := s.st.idleTimeout
+	if s.st.maxWait > 0 {
+		left := max(s.st.maxWait-time.Since(c.since), time.Millisecond)
+		if idle <= 0 || left < idle {
+			idle = left
+		}
+	}
+	return idle
 }
 
 // checkRanges reports ranges that are not sorted, empty or overlapping.
@@ -273,7 +302,7 @@ func (s *Source) attempt(ctx context.Context, c *call) error {
 	var sentOnce sync.Once
 	answered := func() { sentOnce.Do(func() { s.sending.Add(-1) }) }
 	defer answered()
-	resp, finish, err := s.do(ctx, req)
+	resp, finish, err := s.do(ctx, req, s.idleFor(c))
 	if err != nil {
 		return err
 	}

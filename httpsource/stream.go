@@ -278,7 +278,7 @@ func (s *Source) wholeFile(ctx context.Context) (*http.Response, func(), error) 
 		return nil, nil, fmt.Errorf("GET %s: %w", s, err)
 	}
 	req.Header.Set("Accept-Encoding", "identity")
-	resp, finish, err := s.do(ctx, req)
+	resp, finish, err := s.do(ctx, req, s.st.idleTimeout)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
 	"github.com/zsyncpipe/zsyncpipe/source"
@@ -131,4 +135,50 @@ func TestIgnoreRangesStreamFailures(t *testing.T) {
 		t.Fatalf("callback error: got %v", err)
 	}
 	fetchLikeStage(t, src, data, calls[len(calls)/2:], 4)
+}
+
+// A server that always stalls costs at most MaxWait in all, however many
+// retries are allowed and however long IdleTimeout is, and the error says
+// how long it waited. (One range: the stall, half-way through the body,
+// comes before any range is delivered, so no attempt makes progress.)
+func TestMaxWaitBoundsStalls(t *testing.T) {
+	data := testData(fileSize)
+	srv := newServer(t, data, faultserver.Options{Stall: time.Minute})
+	src := newSource(t, srv.URL(), Options{Retries: 100, MaxWait: 1500 * time.Millisecond, Backoff: 100 * time.Millisecond})
+	start := time.Now()
+	_, err := fetch(src, data, spaced(0, 1000, 1000, 1))
+	d := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "stalled") || !strings.Contains(err.Error(), "without progress, and the limit is 1.5s") {
+		t.Fatalf("err = %v", err)
+	}
+	if d > 3*time.Second {
+		t.Errorf("gave up after %v, want about 1.5s", d)
+	}
+}
+
+// A private server's certificate is trusted through CAFile, and only then.
+func TestCAFile(t *testing.T) {
+	data := testData(fileSize)
+	srv := newServer(t, data, faultserver.Options{TLS: true})
+	ranges := spaced(0, 1000, 1000, 5)
+	untrusted := newSource(t, srv.URL(), Options{Retries: -1})
+	if _, err := fetch(untrusted, data, ranges); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("without CAFile: err = %v, want a certificate error", err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, srv.CertificatePEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trusted := newSource(t, srv.URL(), Options{CAFile: ca})
+	c, err := fetch(trusted, data, ranges)
+	if err != nil {
+		t.Fatalf("with CAFile: %v", err)
+	}
+	c.verify(t, ranges)
+	if err := os.WriteFile(ca, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(srv.URL(), Options{CAFile: ca}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("bad CA file: err = %v", err)
+	}
 }

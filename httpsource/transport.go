@@ -107,13 +107,13 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// do sends req with the Source's headers, credentials and stall watchdog.
+// do sends req with the Source's headers, credentials and stall watchdog,
+// which abandons the request after idle without a byte (none when 0).
 // The watchdog runs until finish is called; finish drains a little of the
 // body, so that the connection can be reused, and closes it.
-func (s *Source) do(ctx context.Context, req *http.Request) (resp *http.Response, finish func(), err error) {
+func (s *Source) do(ctx context.Context, req *http.Request, idle time.Duration) (resp *http.Response, finish func(), err error) {
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	var timer *time.Timer
-	idle := s.st.idleTimeout
 	if idle > 0 {
 		stallErr := fmt.Errorf("%w: nothing received for %v", errStalled, idle)
 		timer = time.AfterFunc(idle, func() { cancel(stallErr) })

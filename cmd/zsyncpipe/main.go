@@ -4,7 +4,7 @@
 //
 //	zsyncpipe make [-b blocksize] [-o out.zsync] [-u url]... [-f filename] [--legacy] [-v] [-q] FILE
 //	zsyncpipe sync [-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]...
-//	               [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL
+//	               [--url mirror]... [--parallel n] [--max-wait d] [--ca-file pem] [--no-fsync] [-v] [-q] CONTROL
 //	zsyncpipe demo [-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]
 //	zsyncpipe bench [--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file]
 //	zsyncpipe version
@@ -12,8 +12,8 @@
 //
 // The flags of make and sync follow zsyncmake(1) and zsync(1), and so do the
 // exit codes: 1 for a bad control file, 2 for an I/O error or a checksum
-// mismatch, 3 for a usage error or a failed download. Run "zsyncpipe help"
-// for details.
+// mismatch, 3 for a usage error or a failed download; 130 when interrupted
+// (SIGINT or SIGTERM). Run "zsyncpipe help" for details.
 package main
 
 import (

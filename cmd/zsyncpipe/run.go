@@ -47,7 +47,7 @@ func init() {
 	commands = []*command{
 		{"make", "[-b blocksize] [-o out.zsync] [-u url]... [-f filename] [--legacy] [-v] [-q] FILE",
 			"make the control file (.zsync) of FILE", cmdMake},
-		{"sync", "[-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]... [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL",
+		{"sync", "[-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]... [--url mirror]... [--parallel n] [--max-wait d] [--ca-file pem] [--no-fsync] [-v] [-q] CONTROL",
 			"rebuild the file described by CONTROL from local data and downloads", cmdSync},
 		{"demo", "[-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]",
 			"make and sync generated data end to end, and verify the result", cmdDemo},

@@ -49,6 +49,8 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	parallel := fs.Int("parallel", stages.DefaultConcurrency, "range requests in flight at once")
 	maxRanges := fs.Int("max-ranges", httpsource.DefaultMaxRanges, "ranges per HTTP request to start with (halved while a server refuses)")
 	retries := fs.Int("retries", httpsource.DefaultRetries, "retries of a failed request, with exponential backoff")
+	maxWait := fs.Duration("max-wait", httpsource.DefaultMaxWait, "give up after waiting this long in all without receiving a block (stalls, backoff, Retry-After)")
+	caFile := fs.String("ca-file", "", "PEM `file` of further certificate authorities to trust for https (beside the system's, and SSL_CERT_FILE/SSL_CERT_DIR)")
 	verbose := fs.Bool("v", false, "print per-stage statistics and notes")
 	noFsync := fs.Bool("no-fsync", false, "do not flush the result to disk before renaming it into place (faster; a crash right after may leave a damaged file)")
 	pos, err := parseFlags(fs, args)
@@ -59,7 +61,10 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return usagef("sync", "want exactly one CONTROL file, got %d arguments", len(pos))
 	}
 
-	httpOpts := httpsource.Options{MaxRanges: *maxRanges, Retries: *retries}
+	httpOpts := httpsource.Options{MaxRanges: *maxRanges, Retries: *retries, MaxWait: *maxWait, CAFile: *caFile}
+	if *maxWait <= 0 {
+		return usagef("sync", "--max-wait must be positive")
+	}
 	if *retries == 0 {
 		httpOpts.Retries = -1
 	}
