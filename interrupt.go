@@ -2,17 +2,17 @@ package zsyncpipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"syscall"
+
+	"github.com/dustin/go-humanize"
 )
 
-// interrupted turns err, the failure of a sync whose context was cancelled,
-// into one wrapping ErrInterrupted and the context's cause that says how to
-// go on and how many verified blocks the partial result keeps; other errors
-// are returned as they are.
-func (j *syncJob) interrupted(ctx context.Context, err error) error {
-	if ctx.Err() == nil {
-		return err
-	}
+// keptBlocks returns the number of verified blocks that the partial result
+// keeps for the next run.
+func (j *syncJob) keptBlocks() int64 {
 	var kept int64
 	if j.w != nil && j.pt != nil { // the new partial result was kept
 		for i := int64(0); i < j.f.Blocks(); i++ {
@@ -21,18 +21,41 @@ func (j *syncJob) interrupted(ctx context.Context, err error) error {
 			}
 		}
 	}
-	return &interruptedError{
-		msg:   fmt.Sprintf("sync %s: %v; run the same command again to resume (%d of %d blocks kept)", j.out, ErrInterrupted, kept, j.f.Blocks()),
-		cause: context.Cause(ctx),
+	return kept
+}
+
+// failed turns the error of a failed run into one that tells the user what
+// to do: an interrupted sync (its context cancelled, as by Ctrl-C) wraps
+// ErrInterrupted and the context's cause, a full disk wraps ErrNoSpace and
+// the error; both say how much the partial result keeps and that running
+// the same command again resumes. Other errors are returned as they are.
+func (j *syncJob) failed(ctx context.Context, err error) error {
+	resume := fmt.Sprintf("run the same command again to resume (%d of %d blocks kept)", j.keptBlocks(), j.f.Blocks())
+	switch {
+	case ctx.Err() != nil:
+		return &hintError{
+			msg:   fmt.Sprintf("sync %s: %v; %s", j.out, ErrInterrupted, resume),
+			wraps: []error{ErrInterrupted, context.Cause(ctx)},
+		}
+	case errors.Is(err, syscall.ENOSPC):
+		need := "more space is needed"
+		if used, free, ok := diskUsage(j.part); ok {
+			need = fmt.Sprintf("%s more is needed in %s, %s is free", humanize.IBytes(uint64(max(j.f.Length-used, 0))), filepath.Dir(j.part), humanize.IBytes(uint64(free)))
+		}
+		return &hintError{
+			msg:   fmt.Sprintf("sync %s: %v: %s; free some and %s (%v)", j.out, ErrNoSpace, need, resume, err),
+			wraps: []error{ErrNoSpace, err},
+		}
 	}
+	return err
 }
 
-// interruptedError is ErrInterrupted with its message and the context's
-// cause (context.Canceled, or the caller's own).
-type interruptedError struct {
+// hintError is an error with a message of its own that matches the errors
+// it wraps.
+type hintError struct {
 	msg   string
-	cause error
+	wraps []error
 }
 
-func (e *interruptedError) Error() string   { return e.msg }
-func (e *interruptedError) Unwrap() []error { return []error{ErrInterrupted, e.cause} }
+func (e *hintError) Error() string   { return e.msg }
+func (e *hintError) Unwrap() []error { return e.wraps }

@@ -1,12 +1,15 @@
 package zsyncpipe
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
@@ -105,10 +108,46 @@ func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seed
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteBytes(statePath(part), 0o644, data); err != nil {
+	// Padded with spaces (which JSON ignores) to a round size with room
+	// to spare: when the disk is full, the next state is written over
+	// this one in place, needing no new space.
+	data = append(data, bytes.Repeat([]byte{' '}, stateReserve(len(data))-len(data))...)
+	err = atomicfile.WriteBytes(statePath(part), 0o644, data)
+	if errors.Is(err, syscall.ENOSPC) {
+		err = overwriteState(statePath(part), bytes.TrimRight(data, " "))
+	}
+	if err != nil {
 		return fmt.Errorf("save resume state: %w", err)
 	}
 	return nil
+}
+
+// stateReserve is the size a state file of n bytes is padded to: the next
+// 4 KiB boundary after n plus 1 KiB.
+func stateReserve(n int) int { return (n + 1024 + 4095) / 4096 * 4096 }
+
+// overwriteState writes data over the state file at path in place, padded
+// with spaces to its size, when it fits: on a full disk that needs no new
+// blocks. A crash in the middle leaves a state that does not parse, which
+// the next run ignores (the partial result then serves as a seed).
+func overwriteState(path string, data []byte) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() < int64(len(data)) {
+		return fmt.Errorf("%w (and the state no longer fits in place)", syscall.ENOSPC)
+	}
+	data = append(data, bytes.Repeat([]byte{' '}, int(fi.Size())-len(data))...)
+	if _, err := fh.WriteAt(data, 0); err != nil {
+		return err
+	}
+	return fh.Sync()
 }
 
 // identify returns the seedID of a seed file.

@@ -94,7 +94,7 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 		return nil, err
 	}
 	if err := j.run(ctx); err != nil {
-		return j.sum, j.interrupted(ctx, err)
+		return j.sum, j.failed(ctx, err)
 	}
 	if err := j.finish(); err != nil {
 		return j.sum, err
@@ -227,6 +227,9 @@ func (j *syncJob) prepare() error {
 		}
 		j.logf("resuming %s: %d of %d blocks already verified", j.part, resumed, j.f.Blocks())
 	}
+	// A first state now, while there is room: if the disk fills up, the
+	// later ones are written over it in place.
+	j.saveState()
 	return nil
 }
 

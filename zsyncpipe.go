@@ -28,6 +28,9 @@ var (
 	// ErrNotRegular reports a seed, input or output path that is not a
 	// regular file (a directory, FIFO or device).
 	ErrNotRegular = errors.New("not a regular file")
+	// ErrNoSpace reports a sync stopped by a full disk: the partial
+	// result and its state are kept for the next run.
+	ErrNoSpace = errors.New("no space left on device")
 	// ErrInterrupted reports a sync stopped by its context (Ctrl-C): the
 	// partial result and its state are kept for the next run.
 	ErrInterrupted = errors.New("interrupted")
