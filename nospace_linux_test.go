@@ -75,4 +75,3 @@ func TestSyncDiskFull(t *testing.T) {
 		t.Errorf("did not resume: %q", notes)
 	}
 }
-
