@@ -306,6 +306,9 @@ func (s *Source) attempt(ctx context.Context, c *call) error {
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode != http.StatusOK {
+		answered() // only a 200 may join the stream
+	}
 	handed := false // the body went to the whole-file stream
 	defer func() {
 		if !handed {
