@@ -169,22 +169,19 @@ func (st *bodyStream) failAll(err error) {
 func (st *bodyStream) idle() bool {
 	timer := time.NewTimer(streamLinger)
 	defer timer.Stop()
-	for {
-		select {
-		case <-st.added:
-			return true
-		case <-timer.C:
-		case <-st.stop:
-		}
-		st.mu.Lock()
-		if len(st.tickets) > 0 {
-			st.mu.Unlock()
-			return true
-		}
-		st.running = false
-		st.mu.Unlock()
-		return false
+	select {
+	case <-st.added:
+		return true
+	case <-timer.C:
+	case <-st.stop:
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.tickets) > 0 {
+		return true
+	}
+	st.running = false
+	return false
 }
 
 // run reads whole-file bodies and hands each waiting range to its call, in
