@@ -14,9 +14,9 @@ import (
 // keeps for the next run.
 func (j *syncJob) keptBlocks() int64 {
 	var kept int64
-	if j.w != nil && j.pt != nil { // the new partial result was kept
+	if j.part != nil && j.part.f != nil { // the new partial result was kept
 		for i := int64(0); i < j.f.Blocks(); i++ {
-			if j.pt.Done(i) {
+			if j.part.pt.Done(i) {
 				kept++
 			}
 		}
@@ -39,8 +39,8 @@ func (j *syncJob) failed(ctx context.Context, err error) error {
 		}
 	case errors.Is(err, syscall.ENOSPC):
 		need := "more space is needed"
-		if used, free, ok := diskUsage(j.part); ok {
-			need = fmt.Sprintf("%s more is needed in %s, %s is free", humanize.IBytes(uint64(max(j.f.Length-used, 0))), filepath.Dir(j.part), humanize.IBytes(uint64(free)))
+		if used, free, ok := diskUsage(j.out + ".part"); ok {
+			need = fmt.Sprintf("%s more is needed in %s, %s is free", humanize.IBytes(uint64(max(j.f.Length-used, 0))), filepath.Dir(j.out), humanize.IBytes(uint64(free)))
 		}
 		return &hintError{
 			msg:   fmt.Sprintf("sync %s: %v: %s; free some and %s (%v)", j.out, ErrNoSpace, need, resume, err),
