@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -134,4 +136,67 @@ func TestMessageSlips(t *testing.T) {
 	if r.code != exitUsage || !strings.Contains(r.stderr, "not a regular file") || strings.Contains(r.stderr, "invalid options") {
 		t.Errorf("directory seed: exit %d, stderr %q", r.code, r.stderr)
 	}
+}
+
+// TestSIGINT sends a real SIGINT to zsyncpipe running in a child process
+// (this test binary, re-run as the command by TestMainChild) while it waits
+// on a stalled server: it exits with 130 and says how to resume.
+func TestSIGINT(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	files := http.FileServer(http.Dir(filepath.Dir(f.target)))
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") != "" {
+			select { // stall every range request
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	out := filepath.Join(f.dir, "out.bin")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMainChild$")
+	cmd.Env = append(os.Environ(), "ZSYNCPIPE_MAIN_CHILD=sync\n-i\n"+f.old+"\n-o\n"+out+"\n"+srv.URL+"/data.bin.zsync")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the sync is under way: its state file exists.
+	for i := 0; ; i++ {
+		if _, err := os.Stat(out + ".part.state"); err == nil {
+			break
+		}
+		if i == 500 {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the child never started its sync: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted || !strings.Contains(stderr.String(), "run the same command again to resume") {
+		t.Fatalf("child: %v, stderr %q; want exit %d and a resume hint", err, stderr.String(), exitInterrupted)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("an interrupted sync created its output")
+	}
+}
+
+// TestMainChild runs main() with the arguments of ZSYNCPIPE_MAIN_CHILD
+// (one per line), as the child process of TestSIGINT.
+func TestMainChild(t *testing.T) {
+	args := os.Getenv("ZSYNCPIPE_MAIN_CHILD")
+	if args == "" {
+		t.Skip("only run as the child of TestSIGINT")
+	}
+	os.Args = append([]string{"zsyncpipe"}, strings.Split(args, "\n")...)
+	main() // exits
 }
