@@ -29,15 +29,15 @@ const MaxHeaderSize = 1 << 20
 // reads it into a C int.
 const maxZMapEntries = math.MaxInt32
 
-// minBlocksize bounds the Blocksize header from below.
-const minBlocksize = 1
-
-// MaxBlocksize is the largest Blocksize that Read accepts and Write
-// produces, 1 MiB. zsyncmake chooses 2048 or 4096; larger blocks only make
-// the client fetch more than it needs, and each scanning worker holds a few
-// blocks at a time, so a hostile control file could otherwise make it hold
-// gigabytes.
-const MaxBlocksize = 1 << 20
+// minBlocksize and maxBlocksize bound the Blocksize header (see
+// CheckBlocksize). The largest is 1 MiB: zsyncmake chooses 2048 or 4096;
+// larger blocks only make the client fetch more than it needs, and each
+// scanning worker holds a few blocks at a time, so a hostile control file
+// could otherwise make it hold gigabytes.
+const (
+	minBlocksize = 1
+	maxBlocksize = 1 << 20
+)
 
 // MaxSize is the largest control file Read accepts, header, Z-Map2 and
 // block records together: 256 MiB, the records of a file of about 64 GiB
@@ -432,9 +432,11 @@ func checkFilename(v string) error {
 }
 
 // checkBlocksize checks the Blocksize header.
-func checkBlocksize(n int64) error {
-	if n < minBlocksize || n > MaxBlocksize {
-		return fmt.Errorf("out of range %d..%d: %d", minBlocksize, MaxBlocksize, n)
+func checkBlocksize(n int64) error { return checkBlocksizeFrom(n, minBlocksize) }
+
+func checkBlocksizeFrom(n, lo int64) error {
+	if n < lo || n > maxBlocksize {
+		return fmt.Errorf("out of range %d..%d: %d", lo, maxBlocksize, n)
 	}
 	if n&(n-1) != 0 {
 		return fmt.Errorf("not a power of two: %d", n)
