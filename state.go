@@ -98,20 +98,10 @@ func (st *resumeState) scanned(path string, fi os.FileInfo) bool {
 
 // saveState writes the state of the partial result atomically.
 func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seedID) error {
-	st := resumeState{Version: stateVersion, Control: id, Blocks: blocks, Done: make([]byte, (blocks+7)/8), Scanned: scanned}
-	for i := int64(0); i < blocks; i++ {
-		if pt.Done(i) {
-			st.Done[i/8] |= 1 << (i % 8)
-		}
-	}
-	data, err := json.Marshal(&st)
+	data, err := stateBytes(id, pt, blocks, scanned)
 	if err != nil {
 		return err
 	}
-	// Padded with spaces (which JSON ignores) to a round size with room
-	// to spare: when the disk is full, the next state is written over
-	// this one in place, needing no new space.
-	data = append(data, bytes.Repeat([]byte{' '}, stateReserve(len(data))-len(data))...)
 	err = atomicfile.WriteBytes(statePath(part), 0o644, data)
 	if errors.Is(err, syscall.ENOSPC) {
 		err = overwriteState(statePath(part), bytes.TrimRight(data, " "))
@@ -120,6 +110,24 @@ func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seed
 		return fmt.Errorf("save resume state: %w", err)
 	}
 	return nil
+}
+
+// stateBytes returns the state file's content: the JSON of the state,
+// padded with spaces (which JSON ignores) to a round size with room to
+// spare, so that when the disk is full the next state can be written over
+// this one in place, needing no new space.
+func stateBytes(id string, pt *stages.Patcher, blocks int64, scanned []seedID) ([]byte, error) {
+	st := resumeState{Version: stateVersion, Control: id, Blocks: blocks, Done: make([]byte, (blocks+7)/8), Scanned: scanned}
+	for i := int64(0); i < blocks; i++ {
+		if pt.Done(i) {
+			st.Done[i/8] |= 1 << (i % 8)
+		}
+	}
+	data, err := json.Marshal(&st)
+	if err != nil {
+		return nil, err
+	}
+	return append(data, bytes.Repeat([]byte{' '}, stateReserve(len(data))-len(data))...), nil
 }
 
 // stateReserve is the size a state file of n bytes is padded to: the next

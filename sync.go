@@ -183,7 +183,7 @@ func (j *syncJob) prepare() error {
 	}
 	// A first state now, while there is room: if the disk fills up, the
 	// later ones are written over it in place.
-	if err := j.part.save(); err != nil {
+	if err := j.part.reserve(); err != nil {
 		j.logf("%v", err)
 	}
 	return nil
