@@ -814,6 +814,25 @@ func BenchmarkTransform(b *testing.B) {
 	}
 }
 
+// TestWait checks that time a stage spends in Wait counts as waiting for
+// input, not as busy.
+func TestWait(t *testing.T) {
+	p := pipeline.New(pipeline.Config{})
+	src := pipeline.Source(p, "src", func(ctx context.Context, emit func(int) error) error {
+		pipeline.Wait(ctx, func() { time.Sleep(50 * time.Millisecond) })
+		return emit(1)
+	})
+	pipeline.Sink(p, "sink", src, func(context.Context, int) error { return nil })
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()[0]
+	if st.WaitIn < 50*time.Millisecond || st.Busy >= 25*time.Millisecond {
+		t.Errorf("src: busy %v, waiting for input %v; want the 50 ms sleep as waiting", st.Busy, st.WaitIn)
+	}
+	pipeline.Wait(context.Background(), func() {}) // outside a stage: just calls
+}
+
 // TestFirstErrorBeforeClose checks that a stage's error is recorded, and
 // the run cancelled, before the stage's output stream closes: a consumer
 // that sees the stream end must not be able to finish, or fail with an
