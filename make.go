@@ -2,7 +2,6 @@ package zsyncpipe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -101,9 +100,6 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 func MakeFile(ctx context.Context, path string, opts MakeOptions) (*control.File, error) {
 	// Checked before opening: open(2) of a FIFO blocks for ever.
 	in, fi, err := osfile.OpenRegular(ctx, path)
-	if errors.Is(err, osfile.ErrNotRegular) {
-		return nil, fmt.Errorf("make: %w: %w", err, ErrUsage)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("make: %w", err)
 	}

@@ -23,6 +23,9 @@ const (
 	// exitBusy is EX_TEMPFAIL of sysexits.h: another sync is writing the
 	// same output; try again once it has ended.
 	exitBusy = 75
+	// exitInterrupted is the shells' code for SIGINT (128+2), used for
+	// SIGTERM too: the command was stopped and can be run again.
+	exitInterrupted = 130
 )
 
 // env is what a command may use besides its arguments.
@@ -104,7 +107,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "zsyncpipe: %v\n", err)
 	var ue *usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "Run 'zsyncpipe %s -h' for usage.\n", ue.cmd)
+		if ue.cmd == "help" {
+			fmt.Fprintln(stderr, "Run 'zsyncpipe help' for the list of commands.")
+		} else {
+			fmt.Fprintf(stderr, "Run 'zsyncpipe %s -h' for usage.\n", ue.cmd)
+		}
 	}
 	return exitCode(err)
 }
@@ -117,9 +124,11 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, zsyncpipe.ErrBusy):
 		return exitBusy
+	case errors.Is(err, zsyncpipe.ErrInterrupted), errors.Is(err, context.Canceled):
+		return exitInterrupted
 	case errors.As(err, &fe), errors.Is(err, errBadControl):
 		return exitBadControl
-	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrFetch):
+	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrNotRegular), errors.Is(err, zsyncpipe.ErrFetch):
 		return exitUsage
 	}
 	// zsyncpipe.ErrVerify and everything else: I/O error or mismatch.
@@ -181,6 +190,7 @@ Exit codes (as zsync):
 	2  I/O error or checksum mismatch
 	3  usage error or failed download
 	75  another sync is writing the same output (try again later)
+	130  interrupted (SIGINT or SIGTERM); run the same command to resume
 
 Run 'zsyncpipe help <command>' or 'zsyncpipe <command> -h' for the flags of a
 command.
