@@ -13,6 +13,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -88,6 +89,10 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	return j.sum, nil
 }
 
+// writebackEvery is how many bytes written to the partial result start
+// its writeback to disk (when the result is flushed at the end).
+const writebackEvery = 8 << 20
+
 // syncJob is the state of one Sync.
 type syncJob struct {
 	opts      SyncOptions
@@ -108,6 +113,7 @@ type syncJob struct {
 	plan     atomic.Pointer[stages.Plan] // set by the fetch stage, read by the state saver
 	verifier *stages.PrefixVerifier
 	verified chan error // the verifier's Run result
+	flushed  chan error // the flush of the complete partial result, when asked for
 	src      stages.RangeSource
 	written  atomic.Bool // every block found in a seed is in the partial result
 }
@@ -191,6 +197,11 @@ func (j *syncJob) prepare() error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	j.pt = stages.NewPatcher(w, &j.f.Header)
+	if !j.opts.NoFsync {
+		// Start writing the result to disk while it is built, so that the
+		// flush before the rename has little left to wait for.
+		j.pt.OnWrite(writeback.NewEvery(w, writebackEvery).Wrote)
+	}
 	if j.state == nil {
 		// A new partial file, truncated to length: it reads as zeros, so
 		// blocks of zeros need no writing (they stay holes).
@@ -337,6 +348,14 @@ func (j *syncJob) run(ctx context.Context) error {
 		<-j.verified
 		return fmt.Errorf("sync %s: %w", j.out, err)
 	}
+	if !j.opts.NoFsync {
+		// Every block is written: flush the partial result while the
+		// verifier hashes the rest of it. The flush waits on the disk, the
+		// hash on a core; a result that fails verification is not renamed
+		// into place, flushed or not.
+		j.flushed = make(chan error, 1)
+		go func() { j.flushed <- j.w.Sync() }()
+	}
 	if j.opts.Progress != nil {
 		j.opts.Progress(Progress{Phase: "verify", Done: j.verifier.Hashed(), Total: f.Length})
 	}
@@ -428,6 +447,10 @@ func (j *syncJob) finish() error {
 	if j.setAside != "" {
 		os.Remove(j.setAside)
 	}
+	var flushErr error
+	if j.flushed != nil {
+		flushErr = <-j.flushed
+	}
 	if err := j.verifier.Verify(); errors.Is(err, stages.ErrNoFileHash) {
 		j.logf("warning: %v; only the block checksums vouch for %s", err, j.out)
 	} else if errors.Is(err, stages.ErrMismatch) {
@@ -439,10 +462,8 @@ func (j *syncJob) finish() error {
 		j.saveState()
 		return fmt.Errorf("sync %s: %w", j.out, err)
 	}
-	if !j.opts.NoFsync {
-		if err := w.Sync(); err != nil {
-			return fmt.Errorf("sync: flush %s: %w", j.part, err)
-		}
+	if flushErr != nil {
+		return fmt.Errorf("sync: flush %s: %w", j.part, flushErr)
 	}
 	j.w = nil
 	if err := w.Close(); err != nil {
