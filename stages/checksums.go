@@ -31,7 +31,10 @@ type ChecksumOptions struct {
 	// Algorithm is the strong block hash; 0 means MD5.
 	Algorithm simd.Algorithm
 	// SHA1 and SHA256 select the whole-file hashes to compute. Legacy
-	// control files carry SHA-1, spec 0.8 files SHA-256.
+	// control files carry SHA-1, spec 0.8 files SHA-256. With SHA256 and a
+	// known Length, the SHA-256 hash chain (control.HashChain) is recorded
+	// too, at no extra hashing cost, when control.ChainSpan says the file
+	// is large enough.
 	SHA1, SHA256 bool
 	// Hasher computes strong hashes; nil creates one for the call.
 	Hasher *simd.Hasher
@@ -137,6 +140,34 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 		sha256h = sha256.New()
 	}
 
+	// The hash chain: the SHA-256 state at every multiple of span.
+	var chain *control.HashChain
+	var span, sha256n int64
+	if sha256h != nil && opts.Length > 0 {
+		if sp, ok := control.ChainSpan(opts.Length, bs); ok {
+			span, chain = sp, &control.HashChain{Span: sp}
+		}
+	}
+	writeSHA256 := func(p []byte) {
+		for len(p) > 0 {
+			n := int64(len(p))
+			if span > 0 {
+				n = min(n, span-sha256n%span)
+			}
+			sha256h.Write(p[:n])
+			sha256n += n
+			p = p[n:]
+			if span > 0 && sha256n%span == 0 && len(chain.States) <= control.MaxChainStates {
+				st, err := SHA256State(sha256h)
+				if err != nil {
+					span = 0 // no chain then; the File-Hash does not need it
+					continue
+				}
+				chain.States = append(chain.States, st)
+			}
+		}
+	}
+
 	chunkSize := bs * chunkBlocks
 	if chunkSize < 256<<10 {
 		chunkSize = (256 << 10) / bs * bs
@@ -225,7 +256,7 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 				sha1h.Write(c.data[:c.n])
 			}
 			if sha256h != nil {
-				sha256h.Write(c.data[:c.n])
+				writeSHA256(c.data[:c.n])
 			}
 			release(c)
 			return nil
@@ -255,6 +286,14 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 		}
 		if sha256h != nil {
 			f.SHA256 = sha256h.Sum(nil)
+			if chain != nil && span > 0 {
+				// States after each span but the last one (the file may
+				// end on a span boundary: its state there is the last).
+				chain.States = chain.States[:min(len(chain.States), max(0, int(chain.Spans(length)-1)))]
+				if chain.Spans(length) >= 2 && int64(len(chain.States)) == chain.Spans(length)-1 {
+					f.SHA256Chain = chain
+				}
+			}
 		}
 		mask := control.RsumMask(hl.RsumBytes)
 		for i := range rsums {

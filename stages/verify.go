@@ -5,14 +5,18 @@ import (
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/pipeline"
 )
 
 // ErrMismatch is wrapped by Verify's error when the data does not match the
@@ -57,7 +61,7 @@ func Verify(ctx context.Context, r io.Reader, h *control.Header) error {
 	return nil
 }
 
-// verifyWindow is the most a PrefixVerifier reads at once.
+// verifyWindow is the most a PrefixVerifier reads at once, per worker.
 const verifyWindow = 1 << 20
 
 // PrefixVerifier computes the whole-file hashes of an output while it is
@@ -65,102 +69,263 @@ const verifyWindow = 1 << 20
 // written and hashes each piece as soon as it is complete, so that the
 // serial whole-file hash overlaps the scan and the downloads instead of
 // following them.
+//
+// When the control file carries a SHA-256 hash chain (Header.SHA256Chain)
+// and no SHA-1, the output is checked as independent spans instead, each
+// from its own chain state, each following its own written prefix, several
+// at once: the hash no longer waits, serially, for the first missing block
+// and everything after it.
 type PrefixVerifier struct {
-	r      io.ReaderAt
-	h      *control.Header
-	pt     *Patcher
-	hashes []hash.Hash
-	want   [][]byte
-	names  []string
-	pos    int64 // owned by Run
-	hashed atomic.Int64
-	buf    []byte
-	busy   time.Duration
-	wait   time.Duration
+	r       io.ReaderAt
+	h       *control.Header
+	pt      *Patcher
+	spans   []*vspan
+	chained bool
+	want    [][]byte
+	names   []string
+	workers int
+	hashed  atomic.Int64
+	busy    atomic.Int64 // nanoseconds spent reading and hashing
+	wait    time.Duration
+	failed  error // a span whose chain state did not match; owned by Run
+}
+
+// vspan is a piece of the output hashed from its own starting state.
+type vspan struct {
+	index      int
+	start, end int64
+	pos        int64 // the next byte to hash; owned by the worker while working
+	to         int64 // the end of the piece handed to the worker
+	hashes     []hash.Hash
+	working    bool
+	err        error // the worker's result
 }
 
 // NewPrefixVerifier returns a verifier reading the output through r as pt
 // writes it.
 func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVerifier {
-	v := &PrefixVerifier{r: r, h: h, pt: pt, buf: make([]byte, verifyWindow)}
+	v := &PrefixVerifier{r: r, h: h, pt: pt, workers: pipeline.DefaultWorkers()}
+	if c := h.SHA256Chain; c != nil && h.SHA256 != nil && h.SHA1 == nil && c.Spans(h.Length) == int64(len(c.States))+1 {
+		v.chained = true
+		v.want, v.names = append(v.want, h.SHA256), append(v.names, "SHA-256")
+		for i := range c.Spans(h.Length) {
+			sp := &vspan{index: int(i), start: i * c.Span, end: min((i+1)*c.Span, h.Length)}
+			sp.pos = sp.start
+			hh := sha256.New()
+			if i > 0 {
+				if err := setSHA256State(hh, c.States[i-1], sp.start); err != nil {
+					v.chained = false // cannot happen with crypto/sha256
+					break
+				}
+			}
+			sp.hashes = []hash.Hash{hh}
+			v.spans = append(v.spans, sp)
+		}
+		if v.chained {
+			return v
+		}
+		v.spans, v.want, v.names = nil, nil, nil
+	}
+	sp := &vspan{end: h.Length}
 	if h.SHA256 != nil {
-		v.hashes, v.want, v.names = append(v.hashes, sha256.New()), append(v.want, h.SHA256), append(v.names, "SHA-256")
+		sp.hashes, v.want, v.names = append(sp.hashes, sha256.New()), append(v.want, h.SHA256), append(v.names, "SHA-256")
 	}
 	if h.SHA1 != nil {
-		v.hashes, v.want, v.names = append(v.hashes, sha1.New()), append(v.want, h.SHA1), append(v.names, "SHA-1")
+		sp.hashes, v.want, v.names = append(sp.hashes, sha1.New()), append(v.want, h.SHA1), append(v.names, "SHA-1")
 	}
+	v.spans = []*vspan{sp}
 	return v
 }
 
-// Hashed returns how many leading bytes of the output have been hashed. It
-// may be called while Run runs.
+// setSHA256State makes a crypto/sha256 hash continue from a chain state
+// taken after offset bytes (a multiple of 64).
+func setSHA256State(hh hash.Hash, state [32]byte, offset int64) error {
+	b := make([]byte, 0, 4+32+64+8)
+	b = append(b, "sha\x03"...)
+	b = append(b, state[:]...)
+	b = append(b, make([]byte, 64)...)
+	b = binary.BigEndian.AppendUint64(b, uint64(offset))
+	u, ok := hh.(encoding.BinaryUnmarshaler)
+	if !ok {
+		return errors.New("sha256 state cannot be restored")
+	}
+	return u.UnmarshalBinary(b)
+}
+
+// SHA256State returns the chaining state of a crypto/sha256 hash that has
+// consumed a multiple of 64 bytes: what a control.HashChain records.
+func SHA256State(hh hash.Hash) ([32]byte, error) {
+	var s [32]byte
+	m, ok := hh.(encoding.BinaryAppender)
+	if !ok {
+		return s, errors.New("sha256 state cannot be read")
+	}
+	b, err := m.AppendBinary(make([]byte, 0, 4+32+64+8))
+	if err != nil || len(b) < 36 {
+		return s, fmt.Errorf("sha256 state: %w", err)
+	}
+	copy(s[:], b[4:36])
+	return s, nil
+}
+
+// Hashed returns how many bytes of the output have been hashed. It may be
+// called while Run runs.
 func (v *PrefixVerifier) Hashed() int64 { return v.hashed.Load() }
 
-// Run hashes the output's prefix as it grows, until all of it is hashed or
-// ctx is done.
+// Run hashes the output as it is written, until all of it is hashed or ctx
+// is done.
 func (v *PrefixVerifier) Run(ctx context.Context) error {
-	bs := int64(v.h.Blocksize)
-	for v.pos < v.h.Length {
-		// The end of the written prefix, in whole blocks, at most a buffer.
-		end := v.pos
-		for end < v.h.Length && end-v.pos < verifyWindow && v.pt.Done(end/bs) {
-			end = min(end+bs, v.h.Length)
+	if len(v.want) == 0 {
+		for _, sp := range v.spans {
+			sp.pos = sp.end // nothing to hash
 		}
-		if end == v.pos {
-			t := time.Now()
-			select {
-			case <-v.pt.Changed():
-			case <-ctx.Done():
-				return ctx.Err()
+		v.hashed.Store(v.h.Length)
+		return nil
+	}
+	workers := max(1, min(v.workers, len(v.spans)))
+	jobs := make(chan *vspan)
+	done := make(chan *vspan)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			buf := make([]byte, verifyWindow)
+			for sp := range jobs {
+				t := time.Now()
+				sp.err = v.hash(sp, buf)
+				v.busy.Add(int64(time.Since(t)))
+				done <- sp
 			}
-			v.wait += time.Since(t)
-			continue
+		})
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+	running := 0
+	left := len(v.spans)
+	for left > 0 {
+		// Hand every idle worker the span with the most to hash.
+		for running < workers {
+			sp := v.next()
+			if sp == nil {
+				break
+			}
+			sp.working = true
+			running++
+			jobs <- sp
 		}
 		t := time.Now()
-		if len(v.hashes) == 0 {
-			v.pos = v.h.Length // nothing to hash
-			v.hashed.Store(v.pos)
-			break
+		select {
+		case sp := <-done:
+			running--
+			sp.working = false
+			if sp.err != nil {
+				v.drain(done, running)
+				return sp.err
+			}
+			if sp.pos == sp.end {
+				left--
+				if err := v.finishSpan(sp); err != nil && v.failed == nil {
+					v.failed = err
+				}
+			}
+		case <-v.pt.Changed():
+			if running == 0 {
+				v.wait += time.Since(t)
+			}
+		case <-ctx.Done():
+			v.drain(done, running)
+			return ctx.Err()
 		}
-		if err := v.hash(v.pos, end); err != nil {
-			return err
-		}
-		v.pos = end
-		v.hashed.Store(end)
-		v.busy += time.Since(t)
 	}
 	return nil
 }
 
-// hash feeds bytes [from, to) of the output to the hashes.
-func (v *PrefixVerifier) hash(from, to int64) error {
-	for from < to {
-		chunk := v.buf[:min(to-from, int64(len(v.buf)))]
-		if _, err := v.r.ReadAt(chunk, from); err != nil && !(errors.Is(err, io.EOF) && from+int64(len(chunk)) == v.h.Length) {
-			return fmt.Errorf("verify: read output at %d: %w", from, err)
+// drain waits for the running workers.
+func (v *PrefixVerifier) drain(done chan *vspan, running int) {
+	for ; running > 0; running-- {
+		<-done
+	}
+}
+
+// next returns the idle span with the longest written stretch to hash,
+// with its end set, or nil.
+func (v *PrefixVerifier) next() *vspan {
+	bs := int64(v.h.Blocksize)
+	var best *vspan
+	var bestLen int64
+	for _, sp := range v.spans {
+		if sp.working || sp.pos == sp.end {
+			continue
 		}
-		for _, hh := range v.hashes {
+		end := sp.pos
+		for end < sp.end && end-sp.pos < verifyWindow && v.pt.Done(end/bs) {
+			end = min(end+bs, sp.end)
+		}
+		if end-sp.pos > bestLen {
+			best, bestLen = sp, end-sp.pos
+			best.to = end
+		}
+	}
+	return best
+}
+
+// hash feeds bytes [sp.pos, sp.to) of the output to the span's hashes.
+func (v *PrefixVerifier) hash(sp *vspan, buf []byte) error {
+	for sp.pos < sp.to {
+		chunk := buf[:min(sp.to-sp.pos, int64(len(buf)))]
+		if _, err := v.r.ReadAt(chunk, sp.pos); err != nil && !(errors.Is(err, io.EOF) && sp.pos+int64(len(chunk)) == v.h.Length) {
+			return fmt.Errorf("verify: read output at %d: %w", sp.pos, err)
+		}
+		for _, hh := range sp.hashes {
 			hh.Write(chunk)
 		}
-		from += int64(len(chunk))
+		sp.pos += int64(len(chunk))
+		v.hashed.Add(int64(len(chunk)))
 	}
 	return nil
 }
 
-// Times returns how long Run spent reading and hashing, and how long it
-// waited for blocks to be written. Call it after Run has returned.
-func (v *PrefixVerifier) Times() (busy, waiting time.Duration) { return v.busy, v.wait }
+// finishSpan checks a fully hashed span of a chain against the chain's
+// state at its end; the last span (and a serial hash) is checked by Verify.
+func (v *PrefixVerifier) finishSpan(sp *vspan) error {
+	if !v.chained || sp.index == len(v.spans)-1 {
+		return nil
+	}
+	got, err := SHA256State(sp.hashes[0])
+	if err != nil {
+		return err
+	}
+	if want := v.h.SHA256Chain.States[sp.index]; got != want {
+		return fmt.Errorf("verify: SHA-256 of bytes %d to %d ends in state %x, the hash chain says %x: %w",
+			sp.start, sp.end, got, want, ErrMismatch)
+	}
+	return nil
+}
+
+// Times returns how long Run's workers spent reading and hashing, together,
+// and how long Run waited for blocks to be written with none of them
+// working. Call it after Run has returned.
+func (v *PrefixVerifier) Times() (busy, waiting time.Duration) {
+	return time.Duration(v.busy.Load()), v.wait
+}
 
 // Verify compares the hashes once Run has hashed the whole output. It
 // returns ErrNoFileHash when the control file has no whole-file hash.
 func (v *PrefixVerifier) Verify() error {
-	if v.pos != v.h.Length {
-		return fmt.Errorf("verify: only %d of %d bytes hashed", v.pos, v.h.Length)
+	for _, sp := range v.spans {
+		if sp.pos != sp.end {
+			return fmt.Errorf("verify: only %d of %d bytes hashed", v.hashed.Load(), v.h.Length)
+		}
 	}
-	if len(v.hashes) == 0 {
+	if len(v.want) == 0 {
 		return ErrNoFileHash
 	}
-	for i, hh := range v.hashes {
+	if v.failed != nil {
+		return v.failed
+	}
+	last := v.spans[len(v.spans)-1]
+	for i, hh := range last.hashes {
 		if got := hh.Sum(nil); !bytes.Equal(got, v.want[i]) {
 			return fmt.Errorf("verify: %s is %x, want %x: %w", v.names[i], got, v.want[i], ErrMismatch)
 		}
