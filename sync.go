@@ -362,7 +362,7 @@ func (j *syncJob) run(ctx context.Context) error {
 	err := <-j.verified
 	busy, waiting := j.verifier.Times()
 	j.sum.Stages = append(j.sum.Stages, pipeline.StageStats{
-		Name: "verify", Workers: 1, Bytes: j.verifier.Hashed(),
+		Name: "verify", Workers: j.verifier.Workers(), Bytes: j.verifier.Hashed(),
 		Busy: busy, WaitIn: waiting, Wall: time.Since(runStart),
 	})
 	if err != nil {

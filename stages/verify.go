@@ -62,7 +62,7 @@ func Verify(ctx context.Context, r io.Reader, h *control.Header) error {
 }
 
 // verifyWindow is the most a PrefixVerifier reads at once, per worker.
-const verifyWindow = 1 << 20
+const verifyWindow = 256 << 10
 
 // PrefixVerifier computes the whole-file hashes of an output while it is
 // being written: it follows the contiguous prefix of blocks the Patcher has
@@ -168,6 +168,10 @@ func SHA256State(hh hash.Hash) ([32]byte, error) {
 	return s, nil
 }
 
+// Workers returns how many goroutines Run hashes with: one for a serial
+// hash, up to one per core for a hash chain.
+func (v *PrefixVerifier) Workers() int { return max(1, min(v.workers, len(v.spans))) }
+
 // Hashed returns how many bytes of the output have been hashed. It may be
 // called while Run runs.
 func (v *PrefixVerifier) Hashed() int64 { return v.hashed.Load() }
@@ -182,7 +186,7 @@ func (v *PrefixVerifier) Run(ctx context.Context) error {
 		v.hashed.Store(v.h.Length)
 		return nil
 	}
-	workers := max(1, min(v.workers, len(v.spans)))
+	workers := v.Workers()
 	jobs := make(chan *vspan)
 	done := make(chan *vspan)
 	var wg sync.WaitGroup
