@@ -95,7 +95,8 @@ type delta struct {
 	matches   *Matches
 	hasher    *simd.Hasher
 	ownHasher bool
-	bufs      sync.Pool
+	bufs      sync.Pool // segment buffers
+	sums      sync.Pool // rolling checksum buffers of scanners
 	// grouped[l] is set once every block of the duplicate group led by
 	// block l has a location.
 	grouped []atomic.Bool
@@ -244,7 +245,15 @@ func (sc *scanner) scan(ctx context.Context) error {
 	if ix.last >= 0 {
 		last = uint64(ix.rsum[ix.last])
 	}
-	r := newRoller(sc.buf, bs, ix.seq, ix.mask)
+	sp, _ := sc.d.sums.Get().(*[]uint32)
+	if sp == nil {
+		sp = new([]uint32)
+	}
+	r := newRoller(sc.buf, bs, ix.seq, ix.mask, *sp)
+	defer func() {
+		*sp = r.sums
+		sc.d.sums.Put(sp)
+	}()
 	r.reset(0)
 	p := 0 // the next position to examine; r.base <= p
 outer:
