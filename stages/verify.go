@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
@@ -64,6 +64,10 @@ func Verify(ctx context.Context, r io.Reader, h *control.Header) error {
 // verifyWindow is the most a PrefixVerifier reads at once, per worker.
 const verifyWindow = 256 << 10
 
+// verifyPiece is the most one worker hashes of a span before it looks for
+// the span with the most to do again.
+const verifyPiece = 4 << 20
+
 // PrefixVerifier computes the whole-file hashes of an output while it is
 // being written: it follows the contiguous prefix of blocks the Patcher has
 // written and hashes each piece as soon as it is complete, so that the
@@ -72,9 +76,9 @@ const verifyWindow = 256 << 10
 //
 // When the control file carries a SHA-256 hash chain (Header.SHA256Chain)
 // and no SHA-1, the output is checked as independent spans instead, each
-// from its own chain state, each following its own written prefix, several
+// from its own chain state and following its own written prefix, several
 // at once: the hash no longer waits, serially, for the first missing block
-// and everything after it.
+// and then everything after it.
 type PrefixVerifier struct {
 	r       io.ReaderAt
 	h       *control.Header
@@ -84,21 +88,19 @@ type PrefixVerifier struct {
 	want    [][]byte
 	names   []string
 	workers int
+	bufs    [][]byte // a read buffer per worker
 	hashed  atomic.Int64
-	busy    atomic.Int64 // nanoseconds spent reading and hashing
-	wait    time.Duration
-	failed  error // a span whose chain state did not match; owned by Run
+	failMu  sync.Mutex
+	failed  error // a span of the chain that did not arrive at its state
 }
 
 // vspan is a piece of the output hashed from its own starting state.
 type vspan struct {
 	index      int
 	start, end int64
-	pos        int64 // the next byte to hash; owned by the worker while working
-	to         int64 // the end of the piece handed to the worker
+	pos        int64 // the next byte to hash
 	hashes     []hash.Hash
-	working    bool
-	err        error // the worker's result
+	working    bool // a worker holds it (Step's lock)
 }
 
 // NewPrefixVerifier returns a verifier reading the output through r as pt
@@ -107,24 +109,21 @@ func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVer
 	v := &PrefixVerifier{r: r, h: h, pt: pt, workers: pipeline.DefaultWorkers()}
 	if c := h.SHA256Chain; c != nil && h.SHA256 != nil && h.SHA1 == nil && c.Spans(h.Length) == int64(len(c.States))+1 {
 		v.chained = true
-		v.want, v.names = append(v.want, h.SHA256), append(v.names, "SHA-256")
 		for i := range c.Spans(h.Length) {
-			sp := &vspan{index: int(i), start: i * c.Span, end: min((i+1)*c.Span, h.Length)}
-			sp.pos = sp.start
+			sp := &vspan{index: int(i), start: i * c.Span, pos: i * c.Span, end: min((i+1)*c.Span, h.Length)}
 			hh := sha256.New()
-			if i > 0 {
-				if err := setSHA256State(hh, c.States[i-1], sp.start); err != nil {
-					v.chained = false // cannot happen with crypto/sha256
-					break
-				}
+			if i > 0 && setSHA256State(hh, c.States[i-1], sp.start) != nil {
+				v.chained = false // cannot happen with crypto/sha256
+				break
 			}
 			sp.hashes = []hash.Hash{hh}
 			v.spans = append(v.spans, sp)
 		}
 		if v.chained {
+			v.want, v.names = [][]byte{h.SHA256}, []string{"SHA-256"}
 			return v
 		}
-		v.spans, v.want, v.names = nil, nil, nil
+		v.spans = nil
 	}
 	sp := &vspan{end: h.Length}
 	if h.SHA256 != nil {
@@ -168,116 +167,138 @@ func SHA256State(hh hash.Hash) ([32]byte, error) {
 	return s, nil
 }
 
-// Workers returns how many goroutines Run hashes with: one for a serial
+// Workers returns how many goroutines Step hashes with: one for a serial
 // hash, up to one per core for a hash chain.
 func (v *PrefixVerifier) Workers() int { return max(1, min(v.workers, len(v.spans))) }
 
-// Hashed returns how many bytes of the output have been hashed. It may be
-// called while Run runs.
+// Hashed returns how many bytes of the output have been hashed (with a
+// hash chain, not all of them leading bytes). It may be called while Run
+// runs.
 func (v *PrefixVerifier) Hashed() int64 { return v.hashed.Load() }
 
-// Run hashes the output as it is written, until all of it is hashed or ctx
-// is done.
+// done reports whether every span is hashed.
+func (v *PrefixVerifier) done() bool {
+	for _, sp := range v.spans {
+		if sp.pos != sp.end {
+			return false
+		}
+	}
+	return true
+}
+
+// Run hashes the output as it is written, until all of it is hashed or
+// ctx is done.
 func (v *PrefixVerifier) Run(ctx context.Context) error {
-	if len(v.want) == 0 {
-		for _, sp := range v.spans {
-			sp.pos = sp.end // nothing to hash
+	for !v.done() {
+		before := v.hashed.Load()
+		if err := v.Step(0); err != nil {
+			return err
 		}
-		v.hashed.Store(v.h.Length)
-		return nil
-	}
-	workers := v.Workers()
-	jobs := make(chan *vspan)
-	done := make(chan *vspan)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			buf := make([]byte, verifyWindow)
-			for sp := range jobs {
-				t := time.Now()
-				sp.err = v.hash(sp, buf)
-				v.busy.Add(int64(time.Since(t)))
-				done <- sp
+		if v.hashed.Load() == before && !v.done() {
+			select {
+			case <-v.pt.Changed():
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-		})
-	}
-	defer func() {
-		close(jobs)
-		wg.Wait()
-	}()
-	running := 0
-	left := len(v.spans)
-	for left > 0 {
-		// Hand every idle worker the span with the most to hash.
-		for running < workers {
-			sp := v.next()
-			if sp == nil {
-				break
-			}
-			sp.working = true
-			running++
-			jobs <- sp
-		}
-		t := time.Now()
-		select {
-		case sp := <-done:
-			running--
-			sp.working = false
-			if sp.err != nil {
-				v.drain(done, running)
-				return sp.err
-			}
-			if sp.pos == sp.end {
-				left--
-				if err := v.finishSpan(sp); err != nil && v.failed == nil {
-					v.failed = err
-				}
-			}
-		case <-v.pt.Changed():
-			if running == 0 {
-				v.wait += time.Since(t)
-			}
-		case <-ctx.Done():
-			v.drain(done, running)
-			return ctx.Err()
 		}
 	}
 	return nil
 }
 
-// drain waits for the running workers.
-func (v *PrefixVerifier) drain(done chan *vspan, running int) {
-	for ; running > 0; running-- {
-		<-done
-	}
-}
-
-// next returns the idle span with the longest written stretch to hash,
-// with its end set, or nil.
-func (v *PrefixVerifier) next() *vspan {
+// Step hashes the written parts of the output not hashed yet, at most about
+// limit bytes of them when limit is positive, and returns without waiting
+// for more. A pipeline stage that learns of written blocks from its input
+// calls it for each item (with a limit, so that it never holds up the
+// stages before it for long); Run calls it whenever the Patcher reports a
+// change. With a hash chain several spans are hashed at once, on up to
+// Workers goroutines that Step waits for. Step must not be called
+// concurrently with itself or Run.
+func (v *PrefixVerifier) Step(limit int64) error {
 	bs := int64(v.h.Blocksize)
-	var best *vspan
-	var bestLen int64
-	for _, sp := range v.spans {
-		if sp.working || sp.pos == sp.end {
-			continue
+	if len(v.want) == 0 {
+		// Nothing to hash: the verifier only follows the writes.
+		sp := v.spans[0]
+		for sp.pos < sp.end && v.pt.Done(sp.pos/bs) {
+			sp.pos = min(sp.pos+bs, sp.end)
 		}
-		end := sp.pos
-		for end < sp.end && end-sp.pos < verifyWindow && v.pt.Done(end/bs) {
-			end = min(end+bs, sp.end)
+		v.hashed.Store(sp.pos)
+		return nil
+	}
+	budget := limit
+	if budget <= 0 {
+		budget = math.MaxInt64
+	}
+	var mu sync.Mutex
+	next := 0
+	// take reserves the next piece to hash: of the spans no worker holds,
+	// the first from next on with written bytes after its position.
+	take := func() (*vspan, int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		for k := range v.spans {
+			i := (next + k) % len(v.spans)
+			sp := v.spans[i]
+			if sp.working || sp.pos == sp.end || budget <= 0 {
+				continue
+			}
+			stop := sp.pos + min(sp.end-sp.pos, verifyPiece, budget)
+			end := sp.pos
+			for end < stop && v.pt.Done(end/bs) {
+				end = min(end+bs, sp.end)
+			}
+			if end > sp.pos {
+				sp.working = true
+				next = i + 1
+				budget -= end - sp.pos
+				return sp, end
+			}
 		}
-		if end-sp.pos > bestLen {
-			best, bestLen = sp, end-sp.pos
-			best.to = end
+		return nil, 0
+	}
+	release := func(sp *vspan) {
+		mu.Lock()
+		sp.working = false
+		mu.Unlock()
+	}
+	work := func(w int) error {
+		if v.bufs[w] == nil {
+			v.bufs[w] = make([]byte, verifyWindow)
+		}
+		for {
+			sp, end := take()
+			if sp == nil {
+				return nil
+			}
+			err := v.hash(sp, end, v.bufs[w])
+			if err == nil && sp.pos == sp.end {
+				err = v.finishSpan(sp)
+			}
+			release(sp)
+			if err != nil {
+				return err
+			}
 		}
 	}
-	return best
+	workers := v.Workers()
+	if len(v.bufs) < workers {
+		v.bufs = make([][]byte, workers)
+	}
+	if workers == 1 {
+		return work(0)
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() { errs[w] = work(w) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
-// hash feeds bytes [sp.pos, sp.to) of the output to the span's hashes.
-func (v *PrefixVerifier) hash(sp *vspan, buf []byte) error {
-	for sp.pos < sp.to {
-		chunk := buf[:min(sp.to-sp.pos, int64(len(buf)))]
+// hash feeds bytes [sp.pos, to) of the output to the span's hashes.
+func (v *PrefixVerifier) hash(sp *vspan, to int64, buf []byte) error {
+	for sp.pos < to {
+		chunk := buf[:min(to-sp.pos, int64(len(buf)))]
 		if _, err := v.r.ReadAt(chunk, sp.pos); err != nil && !(errors.Is(err, io.EOF) && sp.pos+int64(len(chunk)) == v.h.Length) {
 			return fmt.Errorf("verify: read output at %d: %w", sp.pos, err)
 		}
@@ -291,7 +312,8 @@ func (v *PrefixVerifier) hash(sp *vspan, buf []byte) error {
 }
 
 // finishSpan checks a fully hashed span of a chain against the chain's
-// state at its end; the last span (and a serial hash) is checked by Verify.
+// state at its end, and records a mismatch for Verify; the last span (and
+// a serial hash) is checked by Verify.
 func (v *PrefixVerifier) finishSpan(sp *vspan) error {
 	if !v.chained || sp.index == len(v.spans)-1 {
 		return nil
@@ -301,26 +323,28 @@ func (v *PrefixVerifier) finishSpan(sp *vspan) error {
 		return err
 	}
 	if want := v.h.SHA256Chain.States[sp.index]; got != want {
-		return fmt.Errorf("verify: SHA-256 of bytes %d to %d ends in state %x, the hash chain says %x: %w",
+		// Spans finish on different workers: keep one mismatch.
+		err := fmt.Errorf("verify: SHA-256 of bytes %d to %d ends in state %x, the hash chain says %x: %w",
 			sp.start, sp.end, got, want, ErrMismatch)
+		v.failedOnce(err)
 	}
 	return nil
 }
 
-// Times returns how long Run's workers spent reading and hashing, together,
-// and how long Run waited for blocks to be written with none of them
-// working. Call it after Run has returned.
-func (v *PrefixVerifier) Times() (busy, waiting time.Duration) {
-	return time.Duration(v.busy.Load()), v.wait
+// failedOnce records the first mismatch of a chain.
+func (v *PrefixVerifier) failedOnce(err error) {
+	v.failMu.Lock()
+	defer v.failMu.Unlock()
+	if v.failed == nil {
+		v.failed = err
+	}
 }
 
-// Verify compares the hashes once Run has hashed the whole output. It
-// returns ErrNoFileHash when the control file has no whole-file hash.
+// Verify compares the hashes once the whole output is hashed. It returns
+// ErrNoFileHash when the control file has no whole-file hash.
 func (v *PrefixVerifier) Verify() error {
-	for _, sp := range v.spans {
-		if sp.pos != sp.end {
-			return fmt.Errorf("verify: only %d of %d bytes hashed", v.hashed.Load(), v.h.Length)
-		}
+	if !v.done() {
+		return fmt.Errorf("verify: only %d of %d bytes hashed", v.hashed.Load(), v.h.Length)
 	}
 	if len(v.want) == 0 {
 		return ErrNoFileHash

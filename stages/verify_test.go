@@ -69,8 +69,8 @@ func TestHashChainStates(t *testing.T) {
 }
 
 // runVerifier writes target into a fresh output through a Patcher in a
-// random block order while a PrefixVerifier follows, and returns its
-// verdict.
+// random block order while a PrefixVerifier follows (with 3 workers: after
+// it, in bounded Steps), and returns its verdict.
 func runVerifier(t *testing.T, f *control.File, target []byte, workers int) error {
 	t.Helper()
 	out := &memOutput{b: make([]byte, len(target))}
@@ -80,7 +80,12 @@ func runVerifier(t *testing.T, f *control.File, target []byte, workers int) erro
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- v.Run(ctx) }()
+	steps := workers == 3
+	if steps {
+		done <- nil
+	} else {
+		go func() { done <- v.Run(ctx) }()
+	}
 	bs := int64(f.Blocksize)
 	order := rand.New(rand.NewChaCha8([32]byte{3})).Perm(int(f.Blocks()))
 	for _, i := range order {
@@ -90,6 +95,14 @@ func runVerifier(t *testing.T, f *control.File, target []byte, workers int) erro
 	}
 	if err := <-done; err != nil {
 		return err
+	}
+	if steps {
+		// As the sync's verify stage does: a bounded Step per update.
+		for range 1000 {
+			if err := v.Step(1 << 20); err != nil {
+				return err
+			}
+		}
 	}
 	if v.Hashed() != int64(len(target)) {
 		t.Errorf("hashed %d bytes of %d", v.Hashed(), len(target))
