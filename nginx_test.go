@@ -19,6 +19,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
 // Interoperability with real software: Debian's nginx-light serving the
@@ -26,22 +27,11 @@ import (
 // ours. CI installs them (apt-get install nginx-light zsync); elsewhere the
 // tests are skipped when they are missing.
 
-// nginxLook returns the path of a program the tests need.
+// nginxLook returns the path of a program the tests need, as
+// testtool.Look.
 func nginxLook(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if _, e := os.Stat(filepath.Join(dir, name)); e == nil {
-				return filepath.Join(dir, name)
-			}
-		}
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (apt-get install %s): %v", name, pkg, err)
-		}
-		t.Skipf("%s not installed (apt-get install %s): %v", name, pkg, err)
-	}
-	return p
+	return testtool.Look(t, name, pkg)
 }
 
 // nginxServer is an nginx started by a test.

@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
-	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/internal/cpus"
 )
 
 // ErrMismatch is wrapped by Verify's error when the data does not match the
@@ -30,33 +30,53 @@ var ErrNoFileHash = errors.New("control file has no whole-file hash")
 // Verify reads the rebuilt target from r and checks its length and the
 // control file's whole-file hashes (SHA-1 and/or SHA-256).
 func Verify(ctx context.Context, r io.Reader, h *control.Header) error {
-	var hashes []hash.Hash
-	var want [][]byte
-	var names []string
-	if h.SHA256 != nil {
-		hashes, want, names = append(hashes, sha256.New()), append(want, h.SHA256), append(names, "SHA-256")
-	}
-	if h.SHA1 != nil {
-		hashes, want, names = append(hashes, sha1.New()), append(want, h.SHA1), append(names, "SHA-1")
-	}
-	ws := make([]io.Writer, len(hashes))
-	for i, hh := range hashes {
-		ws[i] = hh
-	}
-	n, err := io.Copy(io.MultiWriter(ws...), &ctxReader{ctx: ctx, r: r})
+	fh := newFileHashes(h)
+	n, err := io.Copy(fh, &ctxReader{ctx: ctx, r: r})
 	if err != nil {
 		return fmt.Errorf("verify: read output: %w", err)
 	}
 	if n != h.Length {
 		return fmt.Errorf("verify: output has %d bytes, want %d: %w", n, h.Length, ErrMismatch)
 	}
-	for i, hh := range hashes {
-		if got := hh.Sum(nil); !bytes.Equal(got, want[i]) {
-			return fmt.Errorf("verify: %s is %x, want %x: %w", names[i], got, want[i], ErrMismatch)
-		}
+	return fh.check()
+}
+
+// fileHashes computes the whole-file hashes a control file carries.
+type fileHashes struct {
+	hashes []hash.Hash
+	want   [][]byte
+	names  []string
+}
+
+func newFileHashes(h *control.Header) *fileHashes {
+	fh := &fileHashes{}
+	if h.SHA256 != nil {
+		fh.hashes, fh.want, fh.names = append(fh.hashes, sha256.New()), append(fh.want, h.SHA256), append(fh.names, "SHA-256")
 	}
-	if len(hashes) == 0 {
+	if h.SHA1 != nil {
+		fh.hashes, fh.want, fh.names = append(fh.hashes, sha1.New()), append(fh.want, h.SHA1), append(fh.names, "SHA-1")
+	}
+	return fh
+}
+
+// Write feeds p to every hash.
+func (fh *fileHashes) Write(p []byte) (int, error) {
+	for _, hh := range fh.hashes {
+		hh.Write(p)
+	}
+	return len(p), nil
+}
+
+// check compares the hashes with the control file's. It returns
+// ErrNoFileHash when the control file has none.
+func (fh *fileHashes) check() error {
+	if len(fh.hashes) == 0 {
 		return ErrNoFileHash
+	}
+	for i, hh := range fh.hashes {
+		if got := hh.Sum(nil); !bytes.Equal(got, fh.want[i]) {
+			return fmt.Errorf("verify: %s is %x, want %x: %w", fh.names[i], got, fh.want[i], ErrMismatch)
+		}
 	}
 	return nil
 }
@@ -85,8 +105,6 @@ type PrefixVerifier struct {
 	pt      *Patcher
 	spans   []*vspan
 	chained bool
-	want    [][]byte
-	names   []string
 	workers int
 	bufs    [][]byte // a read buffer per worker
 	hashed  atomic.Int64
@@ -98,15 +116,15 @@ type PrefixVerifier struct {
 type vspan struct {
 	index      int
 	start, end int64
-	pos        int64 // the next byte to hash
-	hashes     []hash.Hash
-	working    bool // a worker holds it (Step's lock)
+	pos        int64       // the next byte to hash
+	fh         *fileHashes // its hashes; the last span's are checked against the control file
+	working    bool        // a worker holds it (Step's lock)
 }
 
 // NewPrefixVerifier returns a verifier reading the output through r as pt
 // writes it.
 func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVerifier {
-	v := &PrefixVerifier{r: r, h: h, pt: pt, workers: pipeline.DefaultWorkers()}
+	v := &PrefixVerifier{r: r, h: h, pt: pt, workers: cpus.Cores()}
 	if c := h.SHA256Chain; c != nil && h.SHA256 != nil && h.SHA1 == nil && c.Spans(h.Length) == int64(len(c.States))+1 {
 		v.chained = true
 		for i := range c.Spans(h.Length) {
@@ -116,23 +134,14 @@ func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVer
 				v.chained = false // cannot happen with crypto/sha256
 				break
 			}
-			sp.hashes = []hash.Hash{hh}
+			sp.fh = &fileHashes{hashes: []hash.Hash{hh}, want: [][]byte{h.SHA256}, names: []string{"SHA-256"}}
 			v.spans = append(v.spans, sp)
 		}
 		if v.chained {
-			v.want, v.names = [][]byte{h.SHA256}, []string{"SHA-256"}
 			return v
 		}
-		v.spans = nil
 	}
-	sp := &vspan{end: h.Length}
-	if h.SHA256 != nil {
-		sp.hashes, v.want, v.names = append(sp.hashes, sha256.New()), append(v.want, h.SHA256), append(v.names, "SHA-256")
-	}
-	if h.SHA1 != nil {
-		sp.hashes, v.want, v.names = append(sp.hashes, sha1.New()), append(v.want, h.SHA1), append(v.names, "SHA-1")
-	}
-	v.spans = []*vspan{sp}
+	v.spans = []*vspan{{end: h.Length, fh: newFileHashes(h)}}
 	return v
 }
 
@@ -215,7 +224,7 @@ func (v *PrefixVerifier) Run(ctx context.Context) error {
 // concurrently with itself or Run.
 func (v *PrefixVerifier) Step(limit int64) error {
 	bs := int64(v.h.Blocksize)
-	if len(v.want) == 0 {
+	if len(v.spans[0].fh.hashes) == 0 {
 		// Nothing to hash: the verifier only follows the writes.
 		sp := v.spans[0]
 		for sp.pos < sp.end && v.pt.Done(sp.pos/bs) {
@@ -302,9 +311,7 @@ func (v *PrefixVerifier) hash(sp *vspan, to int64, buf []byte) error {
 		if _, err := v.r.ReadAt(chunk, sp.pos); err != nil && !(errors.Is(err, io.EOF) && sp.pos+int64(len(chunk)) == v.h.Length) {
 			return fmt.Errorf("verify: read output at %d: %w", sp.pos, err)
 		}
-		for _, hh := range sp.hashes {
-			hh.Write(chunk)
-		}
+		sp.fh.Write(chunk)
 		sp.pos += int64(len(chunk))
 		v.hashed.Add(int64(len(chunk)))
 	}
@@ -318,7 +325,7 @@ func (v *PrefixVerifier) finishSpan(sp *vspan) error {
 	if !v.chained || sp.index == len(v.spans)-1 {
 		return nil
 	}
-	got, err := SHA256State(sp.hashes[0])
+	got, err := SHA256State(sp.fh.hashes[0])
 	if err != nil {
 		return err
 	}
@@ -346,19 +353,10 @@ func (v *PrefixVerifier) Verify() error {
 	if !v.done() {
 		return fmt.Errorf("verify: only %d of %d bytes hashed", v.hashed.Load(), v.h.Length)
 	}
-	if len(v.want) == 0 {
-		return ErrNoFileHash
-	}
 	if v.failed != nil {
 		return v.failed
 	}
-	last := v.spans[len(v.spans)-1]
-	for i, hh := range last.hashes {
-		if got := hh.Sum(nil); !bytes.Equal(got, v.want[i]) {
-			return fmt.Errorf("verify: %s is %x, want %x: %w", v.names[i], got, v.want[i], ErrMismatch)
-		}
-	}
-	return nil
+	return v.spans[len(v.spans)-1].fh.check()
 }
 
 // ctxReader stops a long read when its context is cancelled.

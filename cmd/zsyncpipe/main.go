@@ -2,11 +2,14 @@
 //
 // Usage:
 //
-//	zsyncpipe make [-b blocksize] [-o out.zsync] [-u url]... [-f filename] [--legacy] [-v] [-q] FILE
-//	zsyncpipe sync [-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]...
-//	               [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL
-//	zsyncpipe demo [-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]
-//	zsyncpipe bench [--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file]
+//	zsyncpipe make [-b blocksize] [-f name] [--legacy] [-o path] [-q] [-u URL]... [-v] FILE
+//	zsyncpipe sync [-A host=user:pass]... [-i seed]... [-k path] [--max-ranges n] [--no-fsync]
+//	               [-o path] [--parallel n] [-q] [--retries n] [-s] [-u URL] [--url URL]... [-v]
+//	               CONTROL
+//	zsyncpipe demo [-b blocksize] [--dir dir] [--keep] [--legacy] [--seed seed] [--size size]
+//	zsyncpipe bench [--binary binary] [--block-sizes list] [--corpus kind] [--json] [--legacy]
+//	                [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed] [--size size]
+//	                [--zsync]
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //
