@@ -27,8 +27,12 @@ type DeltaOptions struct {
 	// algorithm must be the control file's.
 	Hasher *simd.Hasher
 	// SegmentSize is the length of seed data one worker scans as a unit;
-	// 0 means 2 MiB. Segments overlap by seq_matches blocks so that no
-	// match is lost at a boundary.
+	// 0 means 8 MiB. Segments overlap by seq_matches blocks so that no
+	// match is lost at a boundary. Since a scanner decides by what it found
+	// in its own segment, smaller segments find fewer blocks: 2 MiB
+	// segments cut peak memory by about 24 MB on a 244 MB target but
+	// downloaded 155 KB more of the consecutive Go release pair (4 MiB:
+	// 131 KB more).
 	SegmentSize int64
 	// Matches, if set, receives the matches and may already hold some
 	// (blocks known from elsewhere are not looked for again); nil starts
@@ -170,7 +174,7 @@ func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) 
 		return nil, fmt.Errorf("delta: hasher computes %v, control file uses %v", d.hasher.Algorithm(), f.StrongAlgorithm)
 	}
 	if d.opts.SegmentSize <= 0 {
-		d.opts.SegmentSize = 2 << 20
+		d.opts.SegmentSize = 8 << 20
 	}
 	// Whole blocks per segment, and at least a few blocks.
 	bs := int64(f.Blocksize)
