@@ -295,8 +295,8 @@ func TestReadAccepts(t *testing.T) {
 			}
 			return nil
 		}},
-		{"safe comma-separated (zsync 0.7.x)", "zsync: 0.7.2\nSafe: File-Hash,X-Foo\nBlocksize: 1024\nLength: 0\nX-Foo: bar\n\n", func(f *File) error {
-			if len(f.Safe) != 2 || f.Safe[0] != "File-Hash" || f.Safe[1] != "X-Foo" || len(f.Extra) != 1 {
+		{"safe comma-separated (zsync 0.7.x)", "zsync: 0.7.2\nSafe: X-Bar,X-Foo\nBlocksize: 1024\nLength: 0\nX-Foo: bar\nX-Bar: baz\n\n", func(f *File) error {
+			if len(f.Safe) != 2 || f.Safe[0] != "X-Bar" || f.Safe[1] != "X-Foo" || len(f.Extra) != 2 {
 				return fmt.Errorf("bad header %+v", f.Header)
 			}
 			return nil
