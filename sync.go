@@ -241,6 +241,7 @@ func (u update) Size() int64 { return u.batch.Size() + u.fetched }
 // — which reads the response bodies as it emits — is never held up long
 // enough for a server connection to look stalled.
 const (
+	syncBuffer      = 16
 	verifyStepScan  = 16 << 20
 	verifyStepFetch = 1 << 20
 )
@@ -261,7 +262,9 @@ const (
 // Run owns every goroutine.
 func (j *syncJob) run(ctx context.Context) error {
 	f := j.f
-	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
+	// Streams of 16: fetched batches (at most 1 MiB each) queue there
+	// rather than hold up the fetch while verify hashes.
+	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers, Buffer: syncBuffer})
 	scanned, err := stages.ScanStage(p, f, j.seeds, stages.DeltaOptions{
 		Workers:  j.opts.Workers,
 		Hasher:   j.hasher,
