@@ -29,7 +29,7 @@ import (
 
 // nginxLook returns the path of a program the tests need, as
 // testtool.Look.
-func nginxLook(t *testing.T, name, pkg string) string {
+func nginxLook(t testing.TB, name, pkg string) string {
 	t.Helper()
 	return testtool.Look(t, name, pkg)
 }
@@ -43,7 +43,7 @@ type nginxServer struct {
 // nginxStart starts nginx on a free loopback port serving root, with every
 // file it writes under a temporary directory, and stops it when the test
 // ends.
-func nginxStart(t *testing.T, root string) *nginxServer {
+func nginxStart(t testing.TB, root string) *nginxServer {
 	t.Helper()
 	bin := nginxLook(t, "nginx", "nginx-light")
 	var lastErr error
@@ -58,7 +58,7 @@ func nginxStart(t *testing.T, root string) *nginxServer {
 	return nil
 }
 
-func nginxTry(t *testing.T, bin, root string) (*nginxServer, error) {
+func nginxTry(t testing.TB, bin, root string) (*nginxServer, error) {
 	dir := t.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -100,6 +100,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	r := &runState{parent: ctx, cancel: cancel}
 	var wg sync.WaitGroup
 	for _, st := range stages {
+		st.fail = func(err error) { r.fail(st.name, err) }
+	}
+	for _, st := range stages {
 		wg.Go(func() {
 			st.start.Store(int64(time.Since(epoch)) + 1)
 			err := st.run(context.WithValue(runCtx, stageKey{}, st), r)
@@ -226,6 +229,11 @@ type stage struct {
 	name    string
 	workers int
 	run     func(ctx context.Context, r *runState) error
+	// fail records an error of the stage in the run as soon as its
+	// function returns it: before the stage's outputs close, so that a
+	// consumer that finishes early on the closed stream cannot report an
+	// error of its own first.
+	fail func(error)
 
 	in, out, bytes        atomic.Int64
 	busy, waitIn, waitOut atomic.Int64 // nanoseconds
@@ -245,6 +253,9 @@ func (st *stage) call(f func() error, excludeEmit bool) error {
 	waited := st.waited.Load()
 	t0 := time.Now()
 	err := protect(f)
+	if err != nil && st.fail != nil {
+		st.fail(err)
+	}
 	d := int64(time.Since(t0)) - (st.waited.Load() - waited)
 	if excludeEmit {
 		d -= st.waitOut.Load() - w0

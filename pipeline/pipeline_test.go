@@ -832,3 +832,32 @@ func TestWait(t *testing.T) {
 	}
 	pipeline.Wait(context.Background(), func() {}) // outside a stage: just calls
 }
+
+// TestFirstErrorBeforeClose checks that a stage's error is recorded, and
+// the run cancelled, before the stage's output stream closes: a consumer
+// that sees the stream end must not be able to finish, or fail with an
+// error of its own, as if its input were complete.
+func TestFirstErrorBeforeClose(t *testing.T) {
+	boom := errors.New("boom")
+	for range 50 {
+		p := pipeline.New(pipeline.Config{})
+		src := pipeline.Source(p, "src", func(ctx context.Context, emit func(int) error) error { return emit(1) })
+		mid := pipeline.Transform(p, "fails", src, func(ctx context.Context, v int, emit func(int) error) error { return boom })
+		var uncancelled atomic.Bool
+		end := pipeline.Fold(p, "incomplete", mid, func(ctx context.Context, v int, emit func(int) error) error { return nil },
+			func(ctx context.Context, emit func(int) error) error {
+				if ctx.Err() == nil {
+					uncancelled.Store(true)
+				}
+				return errors.New("input ended early")
+			})
+		pipeline.Sink(p, "sink", end, func(ctx context.Context, v int) error { return nil })
+		err := p.Run(context.Background())
+		if uncancelled.Load() {
+			t.Fatal("the consumer saw its input end before the run was cancelled")
+		}
+		if !errors.Is(err, boom) {
+			t.Fatalf("Run = %v, want the failing stage's error", err)
+		}
+	}
+}
