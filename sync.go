@@ -256,7 +256,6 @@ func (u update) Size() int64 { return u.batch.Size() + u.fetched }
 // — which reads the response bodies as it emits — is never held up long
 // enough for a server connection to look stalled.
 const (
-	syncBuffer      = 16
 	verifyStepScan  = 16 << 20
 	verifyStepFetch = 1 << 20
 )
@@ -277,9 +276,7 @@ const (
 // Run owns every goroutine.
 func (j *syncJob) run(ctx context.Context) error {
 	f := j.f
-	// Streams of 16: fetched batches (at most 1 MiB each) queue there
-	// rather than hold up the fetch while verify hashes.
-	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers, Buffer: syncBuffer})
+	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
 	scanned, err := stages.ScanStage(p, f, j.seeds, stages.DeltaOptions{
 		Workers:  j.opts.Workers,
 		Hasher:   j.hasher,
