@@ -14,6 +14,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 )
 
 // DefaultMaxControlSize is the largest control file LoadControl accepts
@@ -77,7 +78,7 @@ func LoadControl(ctx context.Context, location string, opts LoadOptions) (*Contr
 	var f *control.File
 	if !remote {
 		var err error
-		got, f, err = readLocalControl(u, maxSize)
+		got, f, err = readLocalControl(ctx, u, maxSize)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", location, err)
 		}
@@ -124,13 +125,16 @@ func LoadControl(ctx context.Context, location string, opts LoadOptions) (*Contr
 // readLocalControl parses the local control file at u as a stream, keeping
 // the bytes read: a file that is not a control file, or a huge one, is
 // refused after the bytes that show it, never read whole.
-func readLocalControl(u *url.URL, maxSize int64) (*Fetched, *control.File, error) {
+func readLocalControl(ctx context.Context, u *url.URL, maxSize int64) (*Fetched, *control.File, error) {
 	path := filepath.FromSlash(u.Path)
-	fh, err := os.Open(path)
+	// The control file may come from a pipe (<(curl …)) or a FIFO: open
+	// and read it only as long as ctx lasts.
+	fh, err := osfile.Open(ctx, path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read control file: %w", err)
 	}
 	defer fh.Close()
+	defer context.AfterFunc(ctx, func() { fh.SetReadDeadline(time.Now()) })()
 	fi, err := fh.Stat()
 	if err != nil {
 		return nil, nil, fmt.Errorf("read control file: %w", err)
@@ -140,6 +144,8 @@ func readLocalControl(u *url.URL, maxSize int64) (*Fetched, *control.File, error
 	switch {
 	case err != nil && int64(raw.Len()) > maxSize:
 		return nil, nil, &control.FormatError{Err: fmt.Errorf("%w: larger than the limit of %d bytes", control.ErrTooLarge, maxSize)}
+	case err != nil && ctx.Err() != nil:
+		return nil, nil, fmt.Errorf("read control file: %w", ctx.Err())
 	case err != nil:
 		return nil, nil, err // "control file: ..." or an I/O error
 	}
