@@ -120,8 +120,8 @@ func Sync(f *os.File) error {
 // Writeback asks the OS to start writing the n bytes of f at off to disk
 // now, without waiting for it, so that a final Sync has little left to do
 // and dirty pages do not pile up: sync_file_range(SYNC_FILE_RANGE_WRITE) on
-// Linux. Elsewhere it does nothing. It is only a hint: errors other than a
-// closed file are ignored.
+// Linux. Elsewhere it does nothing. It is only a hint: the only error is
+// that of a file that cannot be used (closed); a failing hint is ignored.
 func Writeback(f *os.File, off, n int64) error {
 	return writeback(f, off, n)
 }

@@ -2,6 +2,7 @@ package osfile
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -13,12 +14,17 @@ func syncData(f *os.File) error {
 }
 
 // writeback starts writing the range without waiting for it.
+// Only a file that cannot be used (closed) is an error: a failing hint
+// (EINVAL on some file systems) is not.
 func writeback(f *os.File, off, n int64) error {
-	err := control(f, func(fd int) error {
-		return unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
-	})
-	if errors.Is(err, os.ErrClosed) {
+	rc, err := f.SyscallConn()
+	if err != nil {
 		return err
+	}
+	if err := rc.Control(func(fd uintptr) {
+		unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	}); err != nil {
+		return &fs.PathError{Op: "writeback", Path: f.Name(), Err: err}
 	}
 	return nil
 }
