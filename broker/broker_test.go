@@ -47,28 +47,6 @@ func dial(t *testing.T, url string, opts Options) Conn {
 	return c
 }
 
-// collect reads deliveries until want distinct bodies arrived, acking each,
-// and returns how many times each body arrived.
-func collect(t *testing.T, ctx context.Context, in <-chan *Delivery, want int) map[string]int {
-	t.Helper()
-	got := map[string]int{}
-	for len(got) < want {
-		select {
-		case d, ok := <-in:
-			if !ok {
-				t.Fatalf("subscription closed after %d of %d", len(got), want)
-			}
-			got[string(d.Body)]++
-			if err := d.Ack(); err != nil {
-				t.Logf("ack: %v", err)
-			}
-		case <-ctx.Done():
-			t.Fatalf("received %d of %d messages: %v", len(got), want, ctx.Err())
-		}
-	}
-	return got
-}
-
 func collectSome(ctx context.Context, in <-chan *Delivery, want int) map[string]int {
 	got := map[string]int{}
 	for len(got) < want {
