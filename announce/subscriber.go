@@ -89,6 +89,11 @@ type SubscriberOptions struct {
 	// Attempts is how often a failed transfer is tried before the message
 	// is rejected; default 3.
 	Attempts int
+	// ProbeMin: for an announcement without a zsync field of a file of at
+	// least ProbeMin bytes of which an older version is at hand, a control
+	// file is looked for beside the file and in the tree's .zsyncpipe
+	// directory; default DefaultProbeMin, negative never.
+	ProbeMin int64
 	// NoFsync skips flushing files to disk before they are renamed into
 	// place.
 	NoFsync bool
@@ -135,6 +140,9 @@ func NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 	}
 	if opts.Attempts <= 0 {
 		opts.Attempts = 3
+	}
+	if opts.ProbeMin == 0 {
+		opts.ProbeMin = DefaultProbeMin
 	}
 	client := opts.HTTP.Client
 	if client == nil {
@@ -317,6 +325,8 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 	case m.Content != nil:
 		r, err = s.writeInline(m, target)
 	case m.Zsync != nil:
+		r, err = s.sync(ctx, m, rel, target, old)
+	case s.worthProbing(m, rel, target, old) && s.probe(ctx, m, rel):
 		r, err = s.sync(ctx, m, rel, target, old)
 	default:
 		r, err = s.download(ctx, m, target)
@@ -716,6 +726,50 @@ func (s *Subscriber) sync(ctx context.Context, m *v03.Message, rel, target, old 
 		return Result{}, err
 	}
 	return Result{Action: Synced, Fetched: sum.Fetched + fetched, Reused: sum.Reused}, nil
+}
+
+// DefaultProbeMin is the default of SubscriberOptions.ProbeMin.
+const DefaultProbeMin = 64 << 10
+
+// worthProbing reports whether a message without a zsync field announces
+// a file large enough, with local data to reuse, for a control file to
+// be looked for.
+func (s *Subscriber) worthProbing(m *v03.Message, rel, target, old string) bool {
+	if s.opts.ProbeMin < 0 || m.Size < max(s.opts.ProbeMin, 1) {
+		return false
+	}
+	for _, p := range append([]string{target, old}, s.seedPaths(rel)...) {
+		if fi, err := os.Stat(p); p != "" && err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
+// probe looks for a control file of an announced file that came without a
+// zsync field (posted by sr3, say) where zsyncpipe's publishers put them:
+// beside the file (<file URL>.zsync), then in the tree's control
+// directory (<baseUrl>/.zsyncpipe/<relPath>.zsync). When one is found
+// whose length is the announced size, it is set as the message's zsync
+// field.
+func (s *Subscriber) probe(ctx context.Context, m *v03.Message, rel string) bool {
+	fu, err := m.FileURL()
+	if err != nil {
+		return false
+	}
+	for _, ref := range []string{fu.String() + ".zsync", escapePath(ControlPath(rel))} {
+		m.Zsync = &v03.Zsync{URL: ref}
+		cf, _, err := s.controlFile(ctx, m)
+		if err == nil && cf.Length == m.Size {
+			raw := new(bytes.Buffer)
+			if control.Write(raw, cf) == nil {
+				m.Zsync.Control = raw.Bytes()
+			}
+			return true
+		}
+	}
+	m.Zsync = nil
+	return false
 }
 
 // seedPaths returns rel below each seed directory.

@@ -34,9 +34,13 @@ func dialAMQP(ctx context.Context, u *url.URL, opts Options) (*amqpConn, error) 
 	c := &amqpConn{url: u.String(), name: redact(u), opts: opts, done: make(chan struct{})}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := c.connectLocked(ctx, false); err != nil {
+	conn, err := c.connectLocked(ctx, false)
+	if err != nil {
 		return nil, err
 	}
+	// Declared now so that subscribers (sr3's do not declare exchanges)
+	// can bind to it before the first message.
+	c.declareExchange(conn)
 	return c, nil
 }
 

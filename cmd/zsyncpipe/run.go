@@ -49,6 +49,10 @@ func init() {
 			"make and sync generated data end to end, and verify the result", cmdDemo},
 		{"bench", "[--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file] [--no-zsync]",
 			"measure make and sync over a sweep of block sizes, beside zsync", cmdBench},
+		{"subscribe", "[--topic pattern]... [--seeds dir]... [--queue name] [--exchange x] [--dead-letter x] [--workers n] [--max-messages n] [-v] [-q] BROKER-URL DIR",
+			"keep DIR up to date from Sarracenia v03 announcements, delta-syncing each file", cmdSubscribe},
+		{"announce", "--base-url URL [--exchange x] [--inline-max size] [--remove] [-v] [-q] BROKER-URL DIR FILE...",
+			"post Sarracenia v03 announcements of files of DIR (control files made first)", cmdAnnounce},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
 	}
