@@ -47,7 +47,7 @@ type Action string
 // Actions of a Result.
 const (
 	Unchanged  Action = "unchanged"  // the local file already has that identity
-	Older      Action = "older"      // the local file is newer than the message
+	Older      Action = "older"      // a newer announcement of the file was applied
 	Synced     Action = "synced"     // rebuilt with the delta pipeline
 	Downloaded Action = "downloaded" // fetched whole (no control file)
 	Inlined    Action = "inline"     // written from the message's content
@@ -110,8 +110,9 @@ type Subscriber struct {
 
 	locks sync.Map // relPath -> *sync.Mutex: one message per file at a time
 
-	mu    sync.Mutex
-	cache map[string]cachedIdentity // absolute path -> identity of a version
+	mu     sync.Mutex
+	cache  map[string]cachedIdentity // absolute path -> identity of a version
+	stamps map[string]time.Time      // absolute path -> stamp of the newest announcement applied
 }
 
 // cachedIdentity remembers an identity computed for one version of a file.
@@ -148,7 +149,7 @@ func NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 0, Transport: http.DefaultTransport}
 	}
-	return &Subscriber{opts: opts, client: client, cache: map[string]cachedIdentity{}}, nil
+	return &Subscriber{opts: opts, client: client, cache: map[string]cachedIdentity{}, stamps: map[string]time.Time{}}, nil
 }
 
 func (s *Subscriber) logf(format string, args ...any) {
@@ -257,14 +258,11 @@ func (s *Subscriber) lock(rel string) func() {
 	return mu.Unlock
 }
 
-// stamp is the time that orders versions of a file: the message's mtime,
-// else its pubTime.
-func stamp(m *v03.Message) time.Time {
-	if !m.MTime.IsZero() {
-		return m.MTime
-	}
-	return m.PubTime
-}
+// stamp is the time that orders the announcements of a file: pubTime, set
+// once by the first publisher and kept by every pump. (File mtimes would
+// compare clocks of different machines, and a file restored with an old
+// mtime is still a newer version.)
+func stamp(m *v03.Message) time.Time { return m.PubTime }
 
 func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Result, error) {
 	target := filepath.Join(s.opts.Dir, filepath.FromSlash(rel))
@@ -273,14 +271,13 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 	}
 	fi, statErr := os.Lstat(target)
 	exists := statErr == nil
-	if exists && fi.Mode().IsRegular() {
-		if m.FileOp == nil && s.matches(target, fi, m) {
-			return Result{Action: Unchanged}, nil
-		}
-		if fi.ModTime().After(stamp(m)) {
-			// Never let an older announcement replace a newer file.
-			return Result{Action: Older}, nil
-		}
+	if exists && fi.Mode().IsRegular() && m.FileOp == nil && s.matches(target, fi, m) {
+		s.applied(target, m)
+		return Result{Action: Unchanged}, nil
+	}
+	if s.older(target, m) {
+		// Never let an older announcement replace a newer file.
+		return Result{Action: Older}, nil
 	}
 	if op := m.FileOp; op != nil {
 		switch {
@@ -296,6 +293,7 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 				return Result{}, err
 			}
 			s.forget(target)
+			s.applied(target, m)
 			return Result{Action: Removed}, nil
 		case op.Link != "" || op.HLink != "":
 			return s.link(m, rel, target)
@@ -334,8 +332,26 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 	if err != nil {
 		return r, err
 	}
+	s.applied(target, m)
 	s.finishRename(old, target)
 	return r, nil
+}
+
+// older reports whether a newer announcement of path was applied already.
+func (s *Subscriber) older(path string, m *v03.Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last, ok := s.stamps[path]
+	return ok && stamp(m).Before(last)
+}
+
+// applied records the stamp of the announcement of path just applied.
+func (s *Subscriber) applied(path string, m *v03.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := stamp(m); t.After(s.stamps[path]) {
+		s.stamps[path] = t
+	}
 }
 
 // checkParents refuses a path whose parent directories inside Dir include
@@ -526,8 +542,8 @@ func (s *Subscriber) place(m *v03.Message, tmp, target string) error {
 			_ = os.Chmod(tmp, fs.FileMode(mode)&0o777)
 		}
 	}
-	if t := stamp(m); !t.IsZero() {
-		if err := os.Chtimes(tmp, time.Time{}, t); err != nil {
+	if !m.MTime.IsZero() {
+		if err := os.Chtimes(tmp, time.Time{}, m.MTime); err != nil {
 			return err
 		}
 	}

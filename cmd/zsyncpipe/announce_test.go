@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/broker"
+)
+
+// TestAnnounceSubscribe runs "zsyncpipe subscribe" and "zsyncpipe
+// announce" against a broker: the subscriber's old copy of a changed file is
+// delta-synced, with the defaults of both commands agreeing.
+func TestAnnounceSubscribe(t *testing.T) {
+	e, err := broker.StartEmbedded("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	pubDir, subDir := t.TempDir(), t.TempDir()
+	srv := httptest.NewServer(http.FileServer(http.Dir(pubDir)))
+	defer srv.Close()
+
+	r := rand.New(rand.NewPCG(1, 2))
+	old := make([]byte, 1<<20)
+	for i := range old {
+		old[i] = byte(r.Uint32())
+	}
+	changed := bytes.Clone(old)
+	copy(changed[5000:], "a change in the middle of the file")
+	writeFile(t, filepath.Join(pubDir, "dir/data.bin"), changed)
+	writeFile(t, filepath.Join(subDir, "dir/data.bin"), old)
+
+	done := make(chan result, 1)
+	go func() { done <- runZ(t, "subscribe", "--max-messages", "1", e.URL(), subDir) }()
+	// The subscription may not exist yet when the first announcement goes
+	// out: announce again until the subscriber is done (a duplicate is
+	// harmless).
+	var sub result
+	for i := 0; ; i++ {
+		mustRun(t, "announce", "-q", "--base-url", srv.URL+"/", e.URL(), pubDir, "dir/data.bin")
+		select {
+		case sub = <-done:
+		case <-time.After(2 * time.Second):
+			if i < 30 {
+				continue
+			}
+			t.Fatal("subscriber did not finish")
+		}
+		break
+	}
+	if sub.code != 0 {
+		t.Fatalf("subscribe: exit %d\n%s\n%s", sub.code, sub.stdout, sub.stderr)
+	}
+	if !strings.Contains(sub.stdout, "synced") || !strings.Contains(sub.stdout, "dir/data.bin") {
+		t.Errorf("subscribe printed %q", sub.stdout)
+	}
+	sameBytes(t, "synced file", readFile(t, filepath.Join(subDir, "dir/data.bin")), changed)
+	if _, err := filepath.Glob(filepath.Join(pubDir, ".zsyncpipe", "dir", "data.bin.zsync")); err != nil {
+		t.Error(err)
+	}
+	readFile(t, filepath.Join(pubDir, ".zsyncpipe", "dir", "data.bin.zsync"))
+}
+
+func TestAnnounceSubscribeUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"subscribe"},
+		{"subscribe", "mqtt://127.0.0.1:1"},
+		{"subscribe", "http://host/", t.TempDir()},
+		{"announce", "mqtt://127.0.0.1:1", t.TempDir(), "f"},
+		{"announce", "--base-url", "http://h/", "ftp://h/", t.TempDir(), "f"},
+	} {
+		if r := runZ(t, args...); r.code != exitUsage {
+			t.Errorf("zsyncpipe %s: exit %d, want %d\n%s", strings.Join(args, " "), r.code, exitUsage, r.stderr)
+		}
+	}
+}
