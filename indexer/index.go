@@ -173,13 +173,19 @@ func Index(ctx context.Context, dir string, opts Options) (*Result, error) {
 	if opts.OnChange != nil {
 		for _, c := range changes {
 			if err := opts.OnChange(ctx, c); err != nil {
-				return res, fmt.Errorf("index: change of %s: %w", c.Path, err)
+				return res, fmt.Errorf("index: change of %s: %w", c.Path, &changeError{err})
 			}
 		}
 	}
 	res.Duration = time.Since(start)
 	return res, nil
 }
+
+// changeError marks an error returned by OnChange.
+type changeError struct{ err error }
+
+func (e *changeError) Error() string { return e.err.Error() }
+func (e *changeError) Unwrap() error { return e.err }
 
 // differs reports whether the entry changed in a way worth a Change: any
 // change of a file or symlink, but for a directory only its mode or type
@@ -231,11 +237,7 @@ func pairRenames(changes, removed []Change) []Change {
 	return changes
 }
 
-func (px *pass) warn(err error) {
-	if px.opts.Warn != nil {
-		px.opts.Warn(err)
-	}
-}
+func (px *pass) warn(err error) { px.opts.warn(err) }
 
 // entry makes the index entry of one item: from the previous index when
 // the file is unchanged, else by reading it (and making its control file).

@@ -17,6 +17,10 @@ const (
 	DefaultSmall = 16 << 10
 	// DefaultInline is the largest file whose content is inlined.
 	DefaultInline = 256
+	// DefaultSettle is the settle time of Watch.
+	DefaultSettle = time.Second
+	// DefaultRescan is the period of Watch's full rescan.
+	DefaultRescan = 5 * time.Minute
 )
 
 // ErrName reports a name in the tree that cannot be published safely. It is
@@ -105,8 +109,16 @@ type Options struct {
 	// OnChange, if set, is called for every change once the control file
 	// and the index describing it are in place. Its error stops Index.
 	OnChange func(context.Context, Change) error
-	// Warn, if set, receives warnings (skipped special files).
+	// Warn, if set, receives warnings (skipped special files, lost
+	// events, passes of Watch that failed).
 	Warn func(error)
+
+	// Rescan is how often Watch walks the whole tree even without events;
+	// 0 means DefaultRescan.
+	Rescan time.Duration
+	// OnPass, if set, is called by Watch after every pass, with its result
+	// (nil on failure) and error.
+	OnPass func(*Result, error)
 }
 
 func (o *Options) small() int64 {
