@@ -94,7 +94,7 @@ func Index(ctx context.Context, dir string, opts Options) (*Result, error) {
 		seen    = map[string]*treeindex.Entry{}
 		sum     []byte
 	)
-	_, err = atomicfile.Write(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)),
+	_, err = atomicfile.WriteOptions(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)),
 		atomicfile.Options{Suffix: tmpSuffix, NoSync: opts.NoSync},
 		func(w io.Writer) error {
 			iw, err := treeindex.NewWriter(w, treeindex.Header{
@@ -396,7 +396,7 @@ func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want 
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			return false, fmt.Errorf("index: %w", err)
 		}
-		if _, err := atomicfile.Write(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: px.opts.NoSync},
+		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: px.opts.NoSync},
 			func(w io.Writer) error { return control.Write(w, cf) }); err != nil {
 			return false, fmt.Errorf("index: control file of %s: %w", e.Path, err)
 		}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
-	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 )
 
 // isTerminal reports whether w is a character device such as a terminal.
@@ -123,12 +122,4 @@ func rate(n int64, d time.Duration) string {
 // seconds formats d as seconds with two decimals, e.g. "0.31s".
 func seconds(d time.Duration) string {
 	return fmt.Sprintf("%.2fs", d.Seconds())
-}
-
-// writeFileAtomic writes a file at path through write: into a temporary
-// file in the same directory, which is renamed to path only when write and
-// the close succeed. It returns the number of bytes written. The file gets
-// mode 0644.
-func writeFileAtomic(path string, write func(io.Writer) error) (n int64, err error) {
-	return atomicfile.Write(path, atomicfile.Options{}, write)
 }
