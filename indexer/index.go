@@ -2,6 +2,7 @@ package indexer
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -21,11 +22,10 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
-
-// errUnchanged aborts the write of an index equal to the previous one.
-var errUnchanged = errors.New("index unchanged")
 
 // ReadIndex reads the index of the tree at dir; it returns nil and an
 // error wrapping fs.ErrNotExist when there is none.
@@ -47,6 +47,10 @@ type pass struct {
 	dir  string
 	opts Options
 	prev map[string]*treeindex.Entry // read-only during the pipeline
+	// reuse allows taking unchanged files' entries from prev.
+	reuse bool
+	// hasher computes the block hashes of every control file of the pass.
+	hasher *simd.Hasher
 
 	hashed, controls, unsettled atomic.Int64
 	hashedBytes                 atomic.Int64
@@ -62,99 +66,114 @@ type slot struct {
 // date in one incremental pass and returns what it did. It is safe to run
 // again after any failure or a kill: what a client can see is always a
 // complete index and the complete control files it names.
+//
+// Memory: Index holds the previous and the new entries (a few hundred
+// bytes per entry, see docs/trees.md), never file contents beyond the
+// buffers of the files being read.
 func Index(ctx context.Context, dir string, opts Options) (*Result, error) {
+	res, _, err := index(ctx, dir, opts, nil)
+	return res, err
+}
+
+// index is Index with the previous index already in memory (Watch keeps
+// it); nil reads it from dir. It returns the index now in place.
+func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index) (*Result, *treeindex.Index, error) {
 	start := time.Now()
 	if opts.Walk == nil {
 		opts.Walk = WalkDir
 	}
 	px := &pass{dir: dir, opts: opts, prev: map[string]*treeindex.Entry{}}
-	prev, err := ReadIndex(dir)
-	switch {
-	case err == nil:
-		for i := range prev.Entries {
-			px.prev[prev.Entries[i].Path] = &prev.Entries[i]
+	if prev == nil {
+		var err error
+		prev, err = ReadIndex(dir)
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist):
+			prev = &treeindex.Index{}
+		case errors.Is(err, treeindex.ErrFormat) || errors.Is(err, treeindex.ErrVersion):
+			px.warn(fmt.Errorf("index: ignoring the previous index: %w", err))
+			prev = &treeindex.Index{}
+		default:
+			return nil, nil, fmt.Errorf("index: %w", err)
 		}
-	case errors.Is(err, fs.ErrNotExist):
-		prev = &treeindex.Index{}
-	case errors.Is(err, treeindex.ErrFormat) || errors.Is(err, treeindex.ErrVersion):
-		px.warn(fmt.Errorf("index: ignoring the previous index: %w", err))
-		prev = &treeindex.Index{}
-	default:
-		return nil, fmt.Errorf("index: %w", err)
 	}
+	for i := range prev.Entries {
+		px.prev[prev.Entries[i].Path] = &prev.Entries[i]
+	}
+	hdr := treeindex.Header{Generation: prev.Header.Generation + 1, Small: opts.small(), Legacy: opts.Legacy}
+	// Control files of another format or threshold are all remade.
+	px.reuse = prev.Header.Small == hdr.Small && prev.Header.Legacy == hdr.Legacy
+	alg := strong.MD5
+	if opts.Legacy {
+		alg = strong.MD4
+	}
+	h, err := simd.NewHasher(alg, simd.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("index: %w", err)
+	}
+	defer h.Close()
+	px.hasher = h
 	pubDir := filepath.Join(dir, treeindex.Dir)
 	if err := os.MkdirAll(pubDir, 0o755); err != nil {
-		return nil, fmt.Errorf("index: %w", err)
+		return nil, nil, fmt.Errorf("index: %w", err)
 	}
 	removeTemps(pubDir)
 
 	res := &Result{Generation: prev.Header.Generation, Sum: prev.Sum}
 	var (
 		changes []Change
-		seen    = map[string]*treeindex.Entry{}
-		sum     []byte
+		cur     []treeindex.Entry
+		same    = px.reuse
 	)
-	_, err = atomicfile.WriteOptions(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)),
-		atomicfile.Options{Suffix: tmpSuffix, NoSync: opts.NoSync},
-		func(w io.Writer) error {
-			iw, err := treeindex.NewWriter(w, treeindex.Header{
-				Generation: prev.Header.Generation + 1,
-				Small:      opts.small(),
-				Legacy:     opts.Legacy,
-			}, treeindex.WriterOptions{})
-			if err != nil {
-				return err
-			}
-			p := pipeline.New(pipeline.Config{})
-			items := pipeline.Source(p, "walk", func(ctx context.Context, emit func(Item) error) error {
-				return opts.Walk(ctx, dir, emit)
-			})
-			slots := pipeline.Map(p, "hash", items, opts.Workers, px.entry)
-			pipeline.Sink(p, "index", slots, func(ctx context.Context, s slot) error {
-				if s.skip {
-					return nil
-				}
-				if err := iw.Add(s.e); err != nil {
-					return fmt.Errorf("index: %w", err)
-				}
-				e := s.e
-				seen[e.Path] = &e
-				res.Entries++
-				if e.Type == treeindex.File {
-					res.Files++
-					res.Bytes += e.Size
-				}
-				if old, ok := px.prev[e.Path]; !ok {
-					changes = append(changes, Change{Op: Created, Path: e.Path, Entry: e})
-				} else if differs(old, &e) {
-					changes = append(changes, Change{Op: Changed, Path: e.Path, Entry: e})
-				}
-				return nil
-			})
-			if err := p.Run(ctx); err != nil {
-				return err
-			}
-			if err := iw.Close(); err != nil {
-				return err
-			}
-			sum = iw.Sum()
-			if bytes.Equal(sum, prev.Sum) {
-				return errUnchanged
-			}
+	p := pipeline.New(pipeline.Config{})
+	items := pipeline.Source(p, "walk", func(ctx context.Context, emit func(Item) error) error {
+		return opts.Walk(ctx, dir, emit)
+	})
+	slots := pipeline.Map(p, "hash", items, opts.Workers, px.entry)
+	pipeline.Sink(p, "index", slots, func(ctx context.Context, s slot) error {
+		if s.skip {
 			return nil
-		})
+		}
+		e := s.e
+		same = same && len(cur) < len(prev.Entries) && equal(&prev.Entries[len(cur)], &e)
+		cur = append(cur, e)
+		res.Entries++
+		if e.Type == treeindex.File {
+			res.Files++
+			res.Bytes += e.Size
+		}
+		if old, ok := px.prev[e.Path]; !ok {
+			changes = append(changes, Change{Op: Created, Path: e.Path, Entry: e})
+		} else if differs(old, &e) {
+			changes = append(changes, Change{Op: Changed, Path: e.Path, Entry: e})
+		}
+		return nil
+	})
+	err = p.Run(ctx)
 	res.Hashed = int(px.hashed.Load())
 	res.HashedBytes = px.hashedBytes.Load()
 	res.Controls = int(px.controls.Load())
 	res.Unsettled = int(px.unsettled.Load())
 	res.Duration = time.Since(start)
-	switch {
-	case errors.Is(err, errUnchanged):
-		return res, nil
-	case err != nil:
-		return nil, fmt.Errorf("index %s: %w", dir, err)
+	if err != nil {
+		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
 	}
-	res.Written, res.Generation, res.Sum = true, prev.Header.Generation+1, sum
+	if same && len(cur) == len(prev.Entries) && prev.Sum != nil {
+		return res, prev, nil // nothing to write
+	}
+	next := &treeindex.Index{Header: hdr, Entries: cur}
+	if _, err := atomicfile.WriteOptions(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)),
+		atomicfile.Options{Suffix: tmpSuffix, NoSync: opts.NoSync},
+		func(w io.Writer) error {
+			return next.Write(w, treeindex.WriterOptions{Level: gzip.BestSpeed})
+		}); err != nil {
+		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
+	}
+	res.Written, res.Generation, res.Sum = true, next.Header.Generation, next.Sum
+	seen := make(map[string]*treeindex.Entry, len(cur))
+	for i := range cur {
+		seen[cur[i].Path] = &cur[i]
+	}
 
 	// The new index is in place: now drop what only the old one named.
 	var removed []Change
@@ -173,12 +192,19 @@ func Index(ctx context.Context, dir string, opts Options) (*Result, error) {
 	if opts.OnChange != nil {
 		for _, c := range changes {
 			if err := opts.OnChange(ctx, c); err != nil {
-				return res, fmt.Errorf("index: change of %s: %w", c.Path, &changeError{err})
+				return res, next, fmt.Errorf("index: change of %s: %w", c.Path, &changeError{err})
 			}
 		}
 	}
 	res.Duration = time.Since(start)
-	return res, nil
+	return res, next, nil
+}
+
+// equal reports whether two entries are identical.
+func equal(a, b *treeindex.Entry) bool {
+	return a.Path == b.Path && a.Type == b.Type && a.Size == b.Size && a.Mode == b.Mode && a.MTime.Equal(b.MTime) &&
+		bytes.Equal(a.SHA256, b.SHA256) && a.Control == b.Control && bytes.Equal(a.Data, b.Data) &&
+		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target
 }
 
 // changeError marks an error returned by OnChange.
@@ -277,7 +303,7 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		want = treeindex.ControlPath(it.Path, px.opts.Beside)
 	}
 	inline := e.Size <= px.opts.inline()
-	if old, ok := px.prev[it.Path]; ok && old.Type == treeindex.File && old.Size == e.Size &&
+	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Control == want && (old.Data != nil) == inline && px.controlExists(want) {
 		e.SHA256, e.Data, e.Control = old.SHA256, old.Data, old.Control
 		return slot{e: e}, nil
@@ -309,7 +335,7 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 // leaves the file out while it has none.
 func (px *pass) keepPrev(p string) (slot, error) {
 	px.unsettled.Add(1)
-	if old, ok := px.prev[p]; ok && px.controlExists(old.Control) {
+	if old, ok := px.prev[p]; ok && px.reuse && px.controlExists(old.Control) {
 		return slot{e: *old}, nil
 	}
 	return slot{skip: true}, nil
@@ -371,6 +397,7 @@ func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want 
 			Filename:  path.Base(e.Path),
 			URLs:      []string{controlURL(e.Path, px.opts.Beside)},
 			MTime:     e.MTime,
+			Hasher:    px.hasher,
 		})
 		if err != nil {
 			return false, fmt.Errorf("index: %s: %w", e.Path, err)

@@ -74,6 +74,7 @@ func Watch(ctx context.Context, dir string, opts Options) error {
 		return err
 	}
 
+	var prev *treeindex.Index // the index in place, after the first pass
 	next := time.NewTimer(0)
 	defer next.Stop()
 	rescan := time.NewTicker(opts.Rescan)
@@ -99,7 +100,8 @@ func Watch(ctx context.Context, dir string, opts Options) error {
 		case <-rescan.C:
 			next.Reset(0)
 		case <-next.C:
-			res, err := Index(ctx, root, opts)
+			res, x, err := index(ctx, root, opts, prev)
+			prev = x // nil after a failure: the next pass reads the file
 			if opts.OnPass != nil {
 				opts.OnPass(res, err)
 			}
