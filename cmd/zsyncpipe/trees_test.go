@@ -39,7 +39,7 @@ func (l *lockedBuffer) String() string {
 // startServe runs "zsyncpipe serve" in the test's process on a free
 // loopback port and returns its base URL (with a trailing slash) and a
 // function that stops it as SIGTERM does and returns its exit code.
-func startServe(t *testing.T, dir string, args ...string) (string, func() int) {
+func startServe(t testing.TB, dir string, args ...string) (string, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
