@@ -174,7 +174,7 @@ func (d *delta) stages(p *pipeline.Pipeline) *pipeline.Stream[*Matches] {
 		return seg.end - seg.start, d.scan(ctx, seg)
 	})
 	return pipeline.Fold(p, "delta", scanned,
-		func(context.Context, int64) error { return nil },
+		func(context.Context, int64, func(*Matches) error) error { return nil },
 		func(ctx context.Context, emit func(*Matches) error) error { return emit(d.matches) })
 }
 
