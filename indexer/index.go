@@ -150,6 +150,9 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 		return nil
 	})
 	err = p.Run(ctx)
+	if se := (*pipeline.StageError)(nil); errors.As(err, &se) {
+		err = se.Err // a stage's name means nothing to people
+	}
 	res.Hashed = int(px.hashed.Load())
 	res.HashedBytes = px.hashedBytes.Load()
 	res.Controls = int(px.controls.Load())
@@ -357,7 +360,7 @@ func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want 
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
-		return false, fmt.Errorf("index: %w", err)
+		return false, err
 	}
 	defer f.Close()
 	px.hashed.Add(1)
@@ -374,7 +377,7 @@ func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want 
 		}
 		n, err := io.Copy(w, f)
 		if err != nil {
-			return false, fmt.Errorf("index: %w", err)
+			return false, err
 		}
 		if n != e.Size {
 			return false, nil
@@ -400,7 +403,7 @@ func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want 
 			Hasher:    px.hasher,
 		})
 		if err != nil {
-			return false, fmt.Errorf("index: %s: %w", e.Path, err)
+			return false, fmt.Errorf("%s: %w", e.Path, err)
 		}
 		if cf.Length != e.Size {
 			return false, nil
@@ -408,7 +411,7 @@ func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want 
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return false, fmt.Errorf("index: %w", err)
+		return false, err
 	}
 	if fi.Size() != e.Size || !fi.ModTime().Equal(e.MTime) {
 		return false, nil
@@ -421,11 +424,11 @@ func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want 
 	if cf != nil {
 		target := filepath.Join(px.dir, filepath.FromSlash(want))
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return false, fmt.Errorf("index: %w", err)
+			return false, err
 		}
 		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: px.opts.NoSync},
 			func(w io.Writer) error { return control.Write(w, cf) }); err != nil {
-			return false, fmt.Errorf("index: control file of %s: %w", e.Path, err)
+			return false, fmt.Errorf("control file of %s: %w", e.Path, err)
 		}
 		px.controls.Add(1)
 		e.Control = want

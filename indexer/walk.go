@@ -3,7 +3,6 @@ package indexer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -38,7 +37,7 @@ func walk(ctx context.Context, root, rel string, emit func(Item) error) error {
 		if rel != "" && errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("index: %w", err)
+		return err
 	}
 	for _, de := range ents {
 		if err := ctx.Err(); err != nil {
@@ -60,7 +59,7 @@ func walk(ctx context.Context, root, rel string, emit func(Item) error) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("index: %w", err)
+			return err
 		}
 		it := Item{Path: p, Info: info}
 		if info.Mode()&fs.ModeSymlink != 0 {
@@ -68,7 +67,7 @@ func walk(ctx context.Context, root, rel string, emit func(Item) error) error {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
-				return fmt.Errorf("index: %w", err)
+				return err
 			}
 		}
 		if err := emit(it); err != nil {
@@ -83,8 +82,11 @@ func walk(ctx context.Context, root, rel string, emit func(Item) error) error {
 	return nil
 }
 
-// nameError wraps err as a refused name: ErrName and zsyncpipe.ErrUsage,
-// which the command maps to its usage exit code.
-func nameError(err error) error {
-	return fmt.Errorf("index: %w: %w (%w)", ErrName, err, zsyncpipe.ErrUsage)
-}
+// nameError wraps err as a refused name: it matches ErrName, err and
+// zsyncpipe.ErrUsage (which the command maps to its usage exit code).
+func nameError(err error) error { return &refusedName{err} }
+
+type refusedName struct{ err error }
+
+func (e *refusedName) Error() string   { return ErrName.Error() + ": " + e.err.Error() }
+func (e *refusedName) Unwrap() []error { return []error{ErrName, e.err, zsyncpipe.ErrUsage} }
