@@ -101,12 +101,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			mu.Unlock()
 			return nil
 		}
+		first := true
 		opts.OnPass = func(res *indexer.Result, err error) {
-			if err != nil || *quiet || !res.Written {
-				return
-			}
 			mu.Lock()
 			defer mu.Unlock()
+			if err != nil || *quiet || (!res.Written && !first) {
+				return
+			}
+			first = false
 			fmt.Fprintf(e.stdout, "%s; last change: %s; %d requests served\n", passText(dir, res), last, requests.Load())
 		}
 		go func() { watched <- indexer.Watch(wctx, dir, opts) }()
