@@ -207,7 +207,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 func equal(a, b *treeindex.Entry) bool {
 	return a.Path == b.Path && a.Type == b.Type && a.Size == b.Size && a.Mode == b.Mode && a.MTime.Equal(b.MTime) &&
 		bytes.Equal(a.SHA256, b.SHA256) && a.Control == b.Control && bytes.Equal(a.Data, b.Data) &&
-		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target
+		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target && a.Inode == b.Inode
 }
 
 // changeError marks an error returned by OnChange.
@@ -295,7 +295,7 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		px.warn(fmt.Errorf("index: skipping %s: not a regular file, directory or symlink (%v)", it.Path, mode.Type()))
 		return slot{skip: true}, nil
 	}
-	e.Type, e.Size = treeindex.File, it.Info.Size()
+	e.Type, e.Size, e.Inode = treeindex.File, it.Info.Size(), inodeOf(it.Info)
 	if px.opts.Beside && strings.HasSuffix(it.Path, treeindex.ControlSuffix) {
 		if fi, err := os.Lstat(strings.TrimSuffix(full, treeindex.ControlSuffix)); err == nil && fi.Mode().IsRegular() && fi.Size() >= px.opts.small() {
 			return slot{skip: true}, nil // the control file of its neighbour
@@ -307,7 +307,7 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 	}
 	inline := e.Size <= px.opts.inline()
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
-		old.MTime.Equal(e.MTime) && old.Control == want && (old.Data != nil) == inline && px.controlExists(want) {
+		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline && px.controlExists(want) {
 		e.SHA256, e.Data, e.Control = old.SHA256, old.Data, old.Control
 		return slot{e: e}, nil
 	}
@@ -330,7 +330,7 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		if err != nil || !fi.Mode().IsRegular() {
 			return slot{skip: true}, nil // gone or replaced: the next pass sees it
 		}
-		e.Size, e.MTime, e.Mode = fi.Size(), fi.ModTime(), treeindex.ModeOf(fi.Mode())
+		e.Size, e.MTime, e.Mode, e.Inode = fi.Size(), fi.ModTime(), treeindex.ModeOf(fi.Mode()), inodeOf(fi)
 	}
 }
 
@@ -413,7 +413,7 @@ func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want 
 	if err != nil {
 		return false, err
 	}
-	if fi.Size() != e.Size || !fi.ModTime().Equal(e.MTime) {
+	if fi.Size() != e.Size || !fi.ModTime().Equal(e.MTime) || inodeOf(fi) != e.Inode {
 		return false, nil
 	}
 	if cf != nil && !px.opts.Legacy {

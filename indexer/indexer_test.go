@@ -228,6 +228,29 @@ func TestIndexIncremental(t *testing.T) {
 	}
 }
 
+// TestIndexReplaced: a file replaced by another of the same size and mtime
+// (rename over it) is noticed through its inode.
+func TestIndexReplaced(t *testing.T) {
+	dir := tree(t)
+	if _, err := Index(context.Background(), dir, Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "a", "b", "mid.bin")
+	fi, _ := os.Stat(p)
+	put(t, dir, "a/b/mid.new", randBytes(99, int(fi.Size())))
+	os.Chtimes(filepath.Join(dir, "a", "b", "mid.new"), fi.ModTime(), fi.ModTime())
+	if err := os.Rename(filepath.Join(dir, "a", "b", "mid.new"), p); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Index(context.Background(), dir, Options{NoSync: true})
+	if err != nil || res.Hashed != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if m := mismatch(t, dir); m != "" {
+		t.Fatal(m)
+	}
+}
+
 func TestIndexBeside(t *testing.T) {
 	dir := tree(t)
 	opts := Options{NoSync: true, Beside: true, Legacy: true}

@@ -30,6 +30,7 @@ func sample() []Entry {
 	big := file("a/big.bin", "pretend this is large")
 	big.Size = 1 << 30
 	big.Control = ControlPath("a/big.bin", false)
+	big.Inode = 1234567
 	tiny := file("a/tiny", "hi\n")
 	tiny.Data = []byte("hi\n")
 	exe := file("a b/run", "#!/bin/sh\n")
@@ -75,7 +76,7 @@ func TestRoundTrip(t *testing.T) {
 			g, w := x.Entries[i], es[i]
 			if g.Path != w.Path || g.Type != w.Type || g.Size != w.Size || g.Mode != w.Mode || !g.MTime.Equal(w.MTime) ||
 				!bytes.Equal(g.SHA256, w.SHA256) || g.Control != w.Control || !bytes.Equal(g.Data, w.Data) ||
-				(g.Data == nil) != (w.Data == nil) || g.Target != w.Target {
+				(g.Data == nil) != (w.Data == nil) || g.Target != w.Target || g.Inode != w.Inode {
 				t.Errorf("entry %d: got %+v, want %+v", i, g, w)
 			}
 		}
