@@ -14,6 +14,8 @@ import (
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/announce"
 	"github.com/zsyncpipe/zsyncpipe/broker"
+	"github.com/zsyncpipe/zsyncpipe/indexer"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
 const subscribeIntro = `
@@ -231,4 +233,77 @@ func relativeTo(dir, f string) (string, error) {
 		return "", fmt.Errorf("%s is not inside %s", f, dir)
 	}
 	return filepath.ToSlash(rel), nil
+}
+
+// announceFlags are the flags of index and serve that announce changes.
+type announceFlags struct {
+	brokerFlags
+	url     string
+	baseURL string
+}
+
+func addAnnounceFlags(fs *flagSet) *announceFlags {
+	a := &announceFlags{}
+	fs.StringVar(&a.url, "announce", "", "announce every change as a Sarracenia v03 message on the broker at `URL` (amqp://, mqtt://, embedded)")
+	fs.StringVar(&a.baseURL, "base-url", "", "with --announce: the `URL` DIR is served at, for the messages' baseUrl (serve: its own URL)")
+	a.brokerFlags.register(fs)
+	return a
+}
+
+// hook connects to the broker and returns an OnChange for the indexer that
+// calls next (when not nil) and then announces the change; close
+// disconnects. Without --announce it returns next.
+func (a *announceFlags) hook(ctx context.Context, e *env, cmd, dir, defaultBase string, verbose bool,
+	next func(context.Context, indexer.Change) error) (func(context.Context, indexer.Change) error, func(), error) {
+	if a.url == "" {
+		return next, func() {}, nil
+	}
+	base := a.baseURL
+	if base == "" {
+		base = defaultBase
+	}
+	if base == "" {
+		return nil, nil, usagef(cmd, "--announce needs --base-url, the URL at which DIR is served")
+	}
+	conn, err := dialBroker(ctx, a.url, a.options(e, verbose))
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := announce.NewPublisher(announce.PublisherOptions{Dir: dir, BaseURL: base, Conn: conn})
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	on := func(ctx context.Context, c indexer.Change) error {
+		if next != nil {
+			if err := next(ctx, c); err != nil {
+				return err
+			}
+		}
+		ac, ok := announceChange(c)
+		if !ok {
+			return nil
+		}
+		return p.Announce(ctx, ac)
+	}
+	return on, func() { conn.Close() }, nil
+}
+
+// announceChange turns an indexer change into the change a Publisher
+// announces; symbolic links are not announced.
+func announceChange(c indexer.Change) (announce.Change, bool) {
+	ac := announce.Change{Path: c.Path, OldPath: c.OldPath, Control: c.Entry.Control}
+	switch {
+	case c.Op == indexer.Removed:
+		ac.Op = announce.Remove
+	case c.Entry.Type == treeindex.Directory:
+		ac.Op = announce.Mkdir
+	case c.Entry.Type != treeindex.File:
+		return ac, false
+	case c.Op == indexer.Renamed:
+		ac.Op = announce.Rename
+	default:
+		ac.Op = announce.Write
+	}
+	return ac, true
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsyncpipe/zsyncpipe/announce"
 	"github.com/zsyncpipe/zsyncpipe/broker"
 )
 
@@ -74,9 +76,88 @@ func TestAnnounceSubscribeUsage(t *testing.T) {
 		{"subscribe", "http://host/", t.TempDir()},
 		{"announce", "mqtt://127.0.0.1:1", t.TempDir(), "f"},
 		{"announce", "--base-url", "http://h/", "ftp://h/", t.TempDir(), "f"},
+		{"index", "--announce", "mqtt://127.0.0.1:1", t.TempDir()}, // no --base-url
 	} {
 		if r := runZ(t, args...); r.code != exitUsage {
 			t.Errorf("zsyncpipe %s: exit %d, want %d\n%s", strings.Join(args, " "), r.code, exitUsage, r.stderr)
 		}
+	}
+}
+
+// TestServeAnnounce: "zsyncpipe serve DIR --announce URL" announces the
+// tree's files once their control files are in place, and later changes
+// found by its watcher; a subscriber delta-syncs them from serve itself.
+func TestServeAnnounce(t *testing.T) {
+	e, err := broker.StartEmbedded("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	pubDir, subDir := t.TempDir(), t.TempDir()
+	r := rand.New(rand.NewPCG(3, 4))
+	old := make([]byte, 2<<20)
+	for i := range old {
+		old[i] = byte(r.Uint32())
+	}
+	changed := bytes.Clone(old)
+	copy(changed[1<<20:], "changed")
+	writeFile(t, filepath.Join(pubDir, "d/data.bin"), changed)
+	writeFile(t, filepath.Join(subDir, "d/data.bin"), old)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := broker.Dial(ctx, e.URL(), broker.Options{Queue: "q_anonymous.subscribe.zsyncpipe.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	in, err := conn.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan announce.Result, 100)
+	sub, err := announce.NewSubscriber(announce.SubscriberOptions{Dir: subDir, OnResult: func(r announce.Result) { results <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sub.Serve(ctx, in)
+
+	serveCtx, stopServe := context.WithCancel(ctx)
+	served := make(chan int, 1)
+	var out, errb bytes.Buffer
+	go func() {
+		served <- run(serveCtx, []string{"serve", "-q", "--listen", "127.0.0.1:0", "--settle", "50ms", "--announce", e.URL(), pubDir}, &out, &errb)
+	}()
+	want := map[string]announce.Action{"d/data.bin": announce.Synced}
+	wait := func() {
+		t.Helper()
+		for len(want) > 0 {
+			select {
+			case r := <-results:
+				if a, ok := want[r.Path]; ok {
+					if r.Action != a {
+						t.Fatalf("%s: %+v, want %s", r.Path, r, a)
+					}
+					if r.Action == announce.Synced && r.Fetched > 100<<10 {
+						t.Errorf("%s: fetched %d bytes", r.Path, r.Fetched)
+					}
+					delete(want, r.Path)
+				}
+			case <-ctx.Done():
+				t.Fatalf("still waiting for %v", want)
+			}
+		}
+	}
+	wait()
+	sameBytes(t, "synced file", readFile(t, filepath.Join(subDir, "d/data.bin")), changed)
+
+	// A file added while serve runs.
+	writeFile(t, filepath.Join(pubDir, "d/new.txt"), []byte("new file\n"))
+	want["d/new.txt"] = announce.Inlined
+	wait()
+	sameBytes(t, "new file", readFile(t, filepath.Join(subDir, "d/new.txt")), []byte("new file\n"))
+	stopServe()
+	if code := <-served; code != 0 {
+		t.Fatalf("serve: exit %d\n%s", code, errb.String())
 	}
 }
