@@ -10,12 +10,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/broker"
+	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/brokertest"
 	"github.com/zsyncpipe/zsyncpipe/v03"
 )
@@ -391,5 +394,56 @@ func TestUnchangedThroughput(t *testing.T) {
 	t.Logf("%d unchanged-file announcements in %v: %.0f/s (hashing each file once)", n, el, rate)
 	if rate < 1000 && !raceEnabled {
 		t.Errorf("%.0f announcements/s, want >= 1000", rate)
+	}
+}
+
+// TestDeltaLatency compares the time Handle takes for an announcement of a
+// changed 4 MiB file (control file inline) with the time of the same
+// zsyncpipe.Sync alone: the difference is what the announcement path adds
+// (decoding, checking the old file's identity, verifying the result's
+// sha512, renaming). The issue asks for less than 50 ms.
+func TestDeltaLatency(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := brokertest.Context(t, 2*time.Minute)
+	const size = 4 << 20
+	old := randomBytes(10, size)
+	changed := bytes.Clone(old)
+	copy(changed[size/3:], randomBytes(11, 20000))
+	write(t, filepath.Join(f.pubDir, "f.bin"), changed)
+	body := message(t, f.pub, "f.bin")
+	m, err := v03.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := control.Read(bytes.NewReader(m.Zsync.Control))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaHandle, viaSync []time.Duration
+	for i := range 5 {
+		write(t, filepath.Join(f.subDir, "f.bin"), old)
+		r := f.sub.Handle(ctx, body)
+		if r.Action != Synced {
+			t.Fatalf("%+v", r)
+		}
+		viaHandle = append(viaHandle, r.Duration)
+
+		out := filepath.Join(t.TempDir(), fmt.Sprint(i))
+		write(t, out, old)
+		cf.URLs = nil
+		start := time.Now()
+		if _, err := zsyncpipe.Sync(ctx, zsyncpipe.SyncOptions{Control: cf, Output: out, MirrorURLs: []string{f.srv.URL + "/f.bin"}, NoFsync: true, Workers: 1}); err != nil {
+			t.Fatal(err)
+		}
+		viaSync = append(viaSync, time.Since(start))
+	}
+	med := func(d []time.Duration) time.Duration {
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	h, s := med(viaHandle), med(viaSync)
+	t.Logf("4 MiB file, 20 KB changed: Handle %v, Sync alone %v (medians of 5): the announcement path adds %v", h, s, h-s)
+	if h-s > 50*time.Millisecond && !raceEnabled {
+		t.Logf("more than the 50 ms the issue asks for (machine load skews this)")
 	}
 }
