@@ -447,3 +447,159 @@ func TestDeltaLatency(t *testing.T) {
 		t.Logf("more than the 50 ms the issue asks for (machine load skews this)")
 	}
 }
+
+// dialPair connects a subscriber (with queue) and a publisher to url on a
+// fresh exchange.
+func dialPair(t *testing.T, ctx context.Context, url string, subscribers int) (subs []broker.Conn, pub broker.Conn) {
+	t.Helper()
+	opts := broker.Options{
+		Exchange:   fmt.Sprintf("xt_%d", rand.Uint32()),
+		Queue:      broker.QueueName("guest", "subscribe", "test", fmt.Sprint(rand.Uint32())),
+		MaxBackoff: 500 * time.Millisecond,
+	}
+	for i := range subscribers {
+		o := opts
+		o.ClientID = fmt.Sprintf("%s_i%02d", opts.Queue, i+1)
+		c, err := broker.Dial(ctx, url, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		subs = append(subs, c)
+	}
+	opts.Queue = ""
+	pub, err := broker.Dial(ctx, url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	return subs, pub
+}
+
+// TestCompetingSubscribers: three subscribers on one queue, writing one
+// directory, split the announcements of many files between them, and every
+// file arrives.
+func TestCompetingSubscribers(t *testing.T) {
+	url := brokertest.AMQP(t)
+	ctx := brokertest.Context(t, 2*time.Minute)
+	conns, pubConn := dialPair(t, ctx, url, 3)
+	f := newFixture(t, pubConn)
+	const n = 60
+	var mu sync.Mutex
+	per := map[int]int{}
+	done := make(chan Result, n*2)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		in, err := c.Subscribe(runCtx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSubscriber(SubscriberOptions{Dir: f.subDir, NoFsync: true, OnResult: func(r Result) {
+			mu.Lock()
+			per[i]++
+			mu.Unlock()
+			done <- r
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Serve(runCtx, in) }()
+	}
+	for i := range n {
+		rel := fmt.Sprintf("d%d/f%03d.bin", i%5, i)
+		write(t, filepath.Join(f.pubDir, rel), randomBytes(uint64(100+i), 5000+i*100))
+		f.announce(t, ctx, rel)
+	}
+	for range n {
+		select {
+		case r := <-done:
+			if r.Action != Synced && r.Action != Downloaded {
+				t.Errorf("%+v", r)
+			}
+		case <-ctx.Done():
+			t.Fatal("not all files arrived")
+		}
+	}
+	stop()
+	wg.Wait()
+	for i := range n {
+		f.same(t, fmt.Sprintf("d%d/f%03d.bin", i%5, i))
+	}
+	t.Logf("files handled per subscriber: %v", per)
+	for i := range conns {
+		if per[i] == 0 {
+			t.Errorf("subscriber %d handled nothing: %v", i, per)
+		}
+	}
+}
+
+// TestBrokerThroughput: one subscriber consumes announcements of files it
+// already has from RabbitMQ, acknowledging each: the rate from the first to
+// the last message.
+func TestBrokerThroughput(t *testing.T) {
+	url := brokertest.AMQP(t)
+	ctx := brokertest.Context(t, 2*time.Minute)
+	conns, pubConn := dialPair(t, ctx, url, 1)
+	f := newFixture(t, pubConn)
+	const files, n = 200, 3000
+	bodies := make([][]byte, files)
+	for i := range files {
+		rel := fmt.Sprintf("d/f%d", i)
+		data := randomBytes(uint64(i), 5000)
+		write(t, filepath.Join(f.pubDir, rel), data)
+		write(t, filepath.Join(f.subDir, rel), data)
+		m, err := f.pub.Message(Change{Op: Write, Path: rel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[i], _ = m.Encode()
+	}
+	// Queue them all first, from 8 publishers at once.
+	in, err := conns[0].Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pw sync.WaitGroup
+	for w := range 8 {
+		pw.Add(1)
+		go func() {
+			defer pw.Done()
+			for i := w; i < n; i += 8 {
+				if err := pubConn.Publish(ctx, "d/f", bodies[i%files]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var count atomic.Int64
+	var first time.Time
+	var once sync.Once
+	finished := make(chan struct{})
+	sub, err := NewSubscriber(SubscriberOptions{Dir: f.subDir, Workers: 8, OnResult: func(r Result) {
+		once.Do(func() { first = time.Now() })
+		if r.Action != Unchanged {
+			t.Errorf("%+v", r)
+		}
+		if count.Add(1) == n {
+			close(finished)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.Wait()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go sub.Serve(runCtx, in)
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		t.Fatalf("handled %d of %d", count.Load(), n)
+	}
+	el := time.Since(first)
+	t.Logf("RabbitMQ: %d announcements of unchanged files consumed, handled and acknowledged in %v: %.0f/s", n, el, float64(n)/el.Seconds())
+}
