@@ -603,3 +603,110 @@ func TestBrokerThroughput(t *testing.T) {
 	el := time.Since(first)
 	t.Logf("RabbitMQ: %d announcements of unchanged files consumed, handled and acknowledged in %v: %.0f/s", n, el, float64(n)/el.Seconds())
 }
+
+// slowWriter slows a response down: a pause after every 64 KiB.
+type slowWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (s slowWriter) Write(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		k := min(len(p), 64<<10)
+		n, err := s.ResponseWriter.Write(p[:k])
+		total += n
+		s.n.Add(int64(n))
+		if err != nil {
+			return total, err
+		}
+		p = p[k:]
+		time.Sleep(20 * time.Millisecond)
+	}
+	return total, nil
+}
+
+// TestSubscriberKilledMidFile: a subscriber stopped in the middle of a
+// file has not acknowledged its message; the broker delivers it again to
+// the next subscriber of the queue, which resumes from the verified blocks
+// of the .part file instead of starting over.
+func TestSubscriberKilledMidFile(t *testing.T) {
+	url := brokertest.AMQP(t)
+	ctx := brokertest.Context(t, 2*time.Minute)
+	conns, pubConn := dialPair(t, ctx, url, 2)
+	pubDir, subDir := t.TempDir(), t.TempDir()
+	var sent atomic.Int64
+	fsrv := http.FileServer(http.Dir(pubDir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fsrv.ServeHTTP(slowWriter{w, &sent}, r)
+	}))
+	defer srv.Close()
+	pub, err := NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", Conn: pubConn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 6 << 20
+	data := randomBytes(20, size)
+	write(t, filepath.Join(pubDir, "big.bin"), data)
+	write(t, filepath.Join(subDir, "big.bin"), randomBytes(21, size)) // nothing in common
+
+	in1, err := conns[0].Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan Result, 10)
+	newSub := func() *Subscriber {
+		s, err := NewSubscriber(SubscriberOptions{Dir: subDir, NoFsync: true, Logf: t.Logf, OnResult: func(r Result) { results <- r }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	ctx1, kill := context.WithCancel(ctx)
+	served1 := make(chan struct{})
+	go func() { newSub().Serve(ctx1, in1); close(served1) }()
+	c, err := pub.Prepare(ctx, "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Announce(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for sent.Load() < size/2 {
+		select {
+		case r := <-results:
+			t.Fatalf("finished before it was stopped: %+v", r)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	kill() // the first subscriber dies half-way, its message not acknowledged
+	<-served1
+	conns[0].Close()
+	before := sent.Load()
+	if _, err := os.Stat(filepath.Join(subDir, ".big.bin.zsyncpipe-new.part")); err != nil {
+		t.Fatalf("no .part left by the first subscriber: %v", err)
+	}
+
+	in2, err := conns[1].Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go newSub().Serve(ctx, in2)
+	select {
+	case r := <-results:
+		if r.Action != Synced {
+			t.Fatalf("%+v", r)
+		}
+		after := sent.Load() - before
+		t.Logf("first subscriber fetched %d bytes before it died; the second fetched %d of %d", before, after, size)
+		if after > size-before/2 {
+			t.Errorf("the second subscriber fetched %d bytes: no resume", after)
+		}
+	case <-ctx.Done():
+		t.Fatal("the message was not delivered again")
+	}
+	got, _ := os.ReadFile(filepath.Join(subDir, "big.bin"))
+	if !bytes.Equal(got, data) {
+		t.Fatal("wrong content after the resumed sync")
+	}
+}

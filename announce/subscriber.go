@@ -178,7 +178,16 @@ func (s *Subscriber) Serve(ctx context.Context, in <-chan *broker.Delivery) erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range in {
+			for {
+				var d *broker.Delivery
+				select {
+				case <-ctx.Done():
+					return
+				case d = <-in:
+				}
+				if d == nil {
+					return // the subscription ended
+				}
 				r := s.Handle(ctx, d.Body)
 				if r.Action == Rejected {
 					if ctx.Err() != nil {
