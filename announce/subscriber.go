@@ -147,7 +147,11 @@ func NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 	}
 	client := opts.HTTP.Client
 	if client == nil {
-		client = &http.Client{Timeout: 0, Transport: http.DefaultTransport}
+		// No overall timeout (files may be large), but a server that does
+		// not answer does not hold a worker forever.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ResponseHeaderTimeout = time.Minute
+		client = &http.Client{Transport: tr}
 	}
 	return &Subscriber{opts: opts, client: client, cache: map[string]cachedIdentity{}, stamps: map[string]time.Time{}}, nil
 }
