@@ -211,8 +211,8 @@ func flow(t *testing.T, url string) {
 		t.Fatalf("garbage: %+v", r)
 	}
 
-	// A rename: the old file is the seed, nothing is downloaded but the
-	// control file.
+	// A rename: the old file is the announced version, it is moved and
+	// nothing is downloaded.
 	if err := os.Rename(filepath.Join(f.pubDir, "data/big.bin"), filepath.Join(f.pubDir, "data/moved.bin")); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func flow(t *testing.T, url string) {
 	if err := f.pub.Announce(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if r := f.next(t, ctx); r.Action != Synced {
+	if r := f.next(t, ctx); r.Action != Renamed {
 		t.Fatalf("rename: %+v", r)
 	}
 	f.same(t, "data/moved.bin")
@@ -708,5 +708,36 @@ func TestSubscriberKilledMidFile(t *testing.T) {
 	got, _ := os.ReadFile(filepath.Join(subDir, "big.bin"))
 	if !bytes.Equal(got, data) {
 		t.Fatal("wrong content after the resumed sync")
+	}
+}
+
+// TestRenameChanged: a file renamed and changed is rebuilt from the file
+// at its old name, which is then removed.
+func TestRenameChanged(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := brokertest.Context(t, time.Minute)
+	const size = 1 << 20
+	old := randomBytes(40, size)
+	changed := bytes.Clone(old)
+	copy(changed[size/2:], "changed while renamed")
+	write(t, filepath.Join(f.subDir, "a.bin"), old)
+	write(t, filepath.Join(f.pubDir, "b.bin"), changed)
+	c, err := f.pub.Prepare(ctx, "b.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Op, c.OldPath = Rename, "a.bin"
+	m, err := f.pub.Message(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := m.Encode()
+	r := f.sub.Handle(ctx, body)
+	if r.Action != Synced || r.Fetched > size/10 {
+		t.Fatalf("%+v", r)
+	}
+	f.same(t, "b.bin")
+	if _, err := os.Stat(filepath.Join(f.subDir, "a.bin")); !os.IsNotExist(err) {
+		t.Errorf("old name still there: %v", err)
 	}
 }

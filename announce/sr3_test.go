@@ -214,3 +214,100 @@ func TestSubscribeToSR3Post(t *testing.T) {
 	}
 	t.Logf("sr3_post announcement delta-synced: fetched %d of %d bytes, reused %d", r.Fetched, size, r.Reused)
 }
+
+// TestSubscribeToSR3Watch: zsyncpipe's Subscriber mirrors what "sr3 watch"
+// announces as files are created, renamed (sr3 writes the old name as the
+// poster's absolute path) and removed.
+func TestSubscribeToSR3Watch(t *testing.T) {
+	sr3 := sr3Bin(t, "sr3")
+	amqpURL := brokertest.AMQP(t)
+	ctx := brokertest.Context(t, 3*time.Minute)
+	exchange := fmt.Sprintf("xsr3watch_%d", rand.Uint32())
+	home := t.TempDir()
+	f := newFixture(t, nil)
+	write(t, filepath.Join(f.pubDir, "d/.keep"), nil)
+
+	opts := broker.Options{Exchange: exchange, Queue: broker.QueueName("guest", "subscribe", "sr3watch", fmt.Sprint(rand.Uint32()))}
+	conn, err := broker.Dial(ctx, amqpURL, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	in, err := conn.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.sub.Serve(ctx, in)
+
+	sr3Config(t, home, "watch", "w",
+		"post_broker "+amqpURL,
+		"post_exchange "+exchange,
+		"post_baseUrl "+f.srv.URL+"/",
+		"post_baseDir "+f.pubDir,
+		"path "+f.pubDir,
+		"fileEvents create,modify,delete,link,mkdir,rmdir")
+	var log logBuffer
+	cmd := exec.Command(sr3, "foreground", "watch/w")
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}()
+	waitFor(t, "sr3 watch to start", time.Minute, &log, func() bool {
+		return strings.Contains(log.String(), "now active")
+	})
+	expect := func(path string, want Action) {
+		t.Helper()
+		for {
+			select {
+			case r := <-f.results:
+				if r.Path != path {
+					continue // the .keep file, directories
+				}
+				if r.Action != want {
+					t.Fatalf("%s: %+v, want %s\nsr3 output:\n%s", path, r, want, log.String())
+				}
+				return
+			case <-ctx.Done():
+				t.Fatalf("no announcement of %s\nsr3 output:\n%s", path, log.String())
+			}
+		}
+	}
+	data := randomBytes(30, 10000)
+	write(t, filepath.Join(f.pubDir, "d/f1"), data)
+	expect("d/f1", Downloaded)
+	f.same(t, "d/f1")
+
+	// sr3 watch batches events every few seconds; let the rename be a
+	// batch of its own.
+	time.Sleep(6 * time.Second)
+	if err := os.Rename(filepath.Join(f.pubDir, "d/f1"), filepath.Join(f.pubDir, "d/f2")); err != nil {
+		t.Fatal(err)
+	}
+	expect("d/f2", Renamed)
+	f.same(t, "d/f2")
+	if _, err := os.Stat(filepath.Join(f.subDir, "d/f1")); !os.IsNotExist(err) {
+		t.Errorf("d/f1 still there after sr3's rename: %v", err)
+	}
+
+	time.Sleep(6 * time.Second)
+	if err := os.Remove(filepath.Join(f.pubDir, "d/f2")); err != nil {
+		t.Fatal(err)
+	}
+	expect("d/f2", Removed)
+	if _, err := os.Stat(filepath.Join(f.subDir, "d/f2")); !os.IsNotExist(err) {
+		t.Errorf("d/f2 not removed: %v", err)
+	}
+}

@@ -51,6 +51,7 @@ const (
 	Synced     Action = "synced"     // rebuilt with the delta pipeline
 	Downloaded Action = "downloaded" // fetched whole (no control file)
 	Inlined    Action = "inline"     // written from the message's content
+	Renamed    Action = "renamed"    // fileOp rename of a file already at hand
 	Removed    Action = "removed"    // fileOp remove
 	Created    Action = "directory"  // fileOp directory
 	Linked     Action = "linked"     // fileOp link or hlink
@@ -326,6 +327,20 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 		return Result{}, fmt.Errorf("nothing to fetch: no identity, size, content or zsync field: %w", ErrUnsupported)
 	}
 	old := s.renamedFrom(m, rel)
+	if old != "" {
+		// A rename of a file that is the announced version: move it.
+		if ofi, err := os.Stat(old); err == nil && s.matches(old, ofi, m) {
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return Result{}, err
+			}
+			if err := os.Rename(old, target); err != nil {
+				return Result{}, err
+			}
+			s.forget(old)
+			s.applied(target, m)
+			return Result{Action: Renamed}, nil
+		}
+	}
 	if exists && fi.Mode().IsRegular() && s.matches(target, fi, m) {
 		s.finishRename(old, target)
 		return Result{Action: Unchanged}, nil
