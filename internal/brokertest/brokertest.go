@@ -77,7 +77,8 @@ func waitPort(port int, timeout time.Duration) error {
 // so that sessions and queued messages survive Restart.
 type Mosquitto struct {
 	// URL is "mqtt://127.0.0.1:<port>".
-	URL  string
+	URL string
+	// Port is the listening port.
 	Port int
 
 	t    testing.TB
@@ -173,7 +174,8 @@ func (m *Mosquitto) Restart() {
 // RabbitMQ is a rabbitmq-server node started in a directory of its own.
 type RabbitMQ struct {
 	// URL is "amqp://guest:guest@127.0.0.1:<port>/".
-	URL  string
+	URL string
+	// Port is the AMQP port.
 	Port int
 
 	dir  string
