@@ -741,3 +741,39 @@ func TestRenameChanged(t *testing.T) {
 		t.Errorf("old name still there: %v", err)
 	}
 }
+
+// TestOrderSurvivesRestart: what a subscriber applied is kept with the
+// files (extended attributes), so a new subscriber process still refuses
+// an older announcement and knows the identity without hashing.
+func TestOrderSurvivesRestart(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := brokertest.Context(t, time.Minute)
+	p := filepath.Join(f.pubDir, "f.bin")
+	write(t, p, randomBytes(50, 100000))
+	m1 := message(t, f.pub, "f.bin")
+	write(t, p, randomBytes(51, 100000))
+	m2 := message(t, f.pub, "f.bin")
+	if r := f.sub.Handle(ctx, m2); r.Action != Synced {
+		t.Fatalf("%+v", r)
+	}
+	target := filepath.Join(f.subDir, "f.bin")
+	if getAttr(target, attrStamp) == nil {
+		t.Skipf("the file system of %s keeps no user extended attributes", f.subDir)
+	}
+	fi, _ := os.Stat(target)
+	if id, ok := readIdentity(target, fi); !ok || id.Method != v03.SHA512 {
+		t.Errorf("identity not recorded: %+v %v", id, ok)
+	}
+	// A new process.
+	s2, err := NewSubscriber(SubscriberOptions{Dir: f.subDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s2.Handle(ctx, m1); r.Action != Older {
+		t.Fatalf("older announcement after a restart: %+v", r)
+	}
+	if r := s2.Handle(ctx, m2); r.Action != Unchanged {
+		t.Fatalf("duplicate after a restart: %+v", r)
+	}
+	f.same(t, "f.bin")
+}

@@ -368,18 +368,70 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 // older reports whether a newer announcement of path was applied already.
 func (s *Subscriber) older(path string, m *v03.Message) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	last, ok := s.stamps[path]
+	s.mu.Unlock()
+	if !ok {
+		last, ok = readStamp(path)
+	}
 	return ok && stamp(m).Before(last)
 }
 
 // applied records the stamp of the announcement of path just applied.
 func (s *Subscriber) applied(path string, m *v03.Message) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t := stamp(m); t.After(s.stamps[path]) {
+	t := stamp(m)
+	newer := t.After(s.stamps[path])
+	if newer {
 		s.stamps[path] = t
 	}
+	s.mu.Unlock()
+	if newer {
+		writeStamp(path, t)
+	}
+}
+
+// Extended attributes that keep, with a placed file, what the subscriber
+// knows of it across restarts: the pubTime of the announcement applied, and
+// the identity computed (with the size and mtime it belongs to).
+const (
+	attrStamp    = "user.zsyncpipe.pubtime"
+	attrIdentity = "user.zsyncpipe.identity"
+)
+
+func readStamp(path string) (time.Time, bool) {
+	b := getAttr(path, attrStamp)
+	if b == nil {
+		return time.Time{}, false
+	}
+	t, err := v03.ParseTime(string(b))
+	return t, err == nil
+}
+
+func writeStamp(path string, t time.Time) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
+		setAttr(path, attrStamp, []byte(v03.FormatTime(t)))
+	}
+}
+
+// readIdentity returns the identity recorded with the file, if it was
+// recorded for its present size and mtime.
+func readIdentity(path string, fi fs.FileInfo) (v03.Identity, bool) {
+	b := getAttr(path, attrIdentity)
+	if b == nil {
+		return v03.Identity{}, false
+	}
+	f := strings.SplitN(string(b), " ", 4)
+	if len(f) != 4 || f[0] != strconv.FormatInt(fi.Size(), 10) || f[1] != strconv.FormatInt(fi.ModTime().UnixNano(), 10) {
+		return v03.Identity{}, false
+	}
+	return v03.Identity{Method: f[2], Value: f[3]}, true
+}
+
+func writeIdentity(path string, fi fs.FileInfo, id v03.Identity) {
+	if id.Method == "" || strings.Contains(id.Method, " ") {
+		return
+	}
+	setAttr(path, attrIdentity, fmt.Appendf(nil, "%d %d %s %s", fi.Size(), fi.ModTime().UnixNano(), id.Method, id.Value))
 }
 
 // checkParents refuses a path whose parent directories inside Dir include
@@ -499,6 +551,10 @@ func (s *Subscriber) matches(path string, fi fs.FileInfo, m *v03.Message) bool {
 	if ok && c.size == fi.Size() && c.mtime.Equal(fi.ModTime()) && c.id.Method == id.Method {
 		return c.id.Value == id.Value
 	}
+	if got, ok := readIdentity(path, fi); ok && got.Method == id.Method {
+		s.remember(path, fi, got)
+		return got == *id
+	}
 	if v03.NewHash(id.Method) == nil {
 		return false
 	}
@@ -512,6 +568,7 @@ func (s *Subscriber) matches(path string, fi fs.FileInfo, m *v03.Message) bool {
 		return false
 	}
 	s.remember(path, fi, got)
+	writeIdentity(path, fi, got)
 	return got == *id
 }
 
@@ -573,6 +630,11 @@ func (s *Subscriber) place(m *v03.Message, tmp, target string) error {
 	if !m.MTime.IsZero() {
 		if err := os.Chtimes(tmp, time.Time{}, m.MTime); err != nil {
 			return err
+		}
+	}
+	if m.Identity != nil {
+		if fi, err := os.Stat(tmp); err == nil {
+			writeIdentity(tmp, fi, id)
 		}
 	}
 	if err := os.Rename(tmp, target); err != nil {
