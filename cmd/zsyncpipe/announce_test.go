@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -159,5 +160,68 @@ func TestServeAnnounce(t *testing.T) {
 	stopServe()
 	if code := <-served; code != 0 {
 		t.Fatalf("serve: exit %d\n%s", code, errb.String())
+	}
+}
+
+// TestServeAnnounceEmbedded: "serve --announce embedded://addr" runs the
+// broker inside serve; a subscriber elsewhere connects to it as to any MQTT
+// broker.
+func TestServeAnnounceEmbedded(t *testing.T) {
+	pubDir, subDir := t.TempDir(), t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	serveCtx, stopServe := context.WithCancel(ctx)
+	served := make(chan int, 1)
+	var out, errb bytes.Buffer
+	go func() {
+		served <- run(serveCtx, []string{"serve", "-q", "--listen", "127.0.0.1:0", "--settle", "50ms", "--announce", "embedded://" + addr, pubDir}, &out, &errb)
+	}()
+	var conn broker.Conn
+	for i := 0; ; i++ {
+		conn, err = broker.Dial(ctx, "mqtt://"+addr, broker.Options{Queue: "q_anonymous.subscribe.zsyncpipe.embedded", MaxBackoff: 200 * time.Millisecond})
+		if err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("embedded broker of serve: %v\n%s", err, errb.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer conn.Close()
+	in, err := conn.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan announce.Result, 10)
+	sub, err := announce.NewSubscriber(announce.SubscriberOptions{Dir: subDir, OnResult: func(r announce.Result) { results <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sub.Serve(ctx, in)
+	writeFile(t, filepath.Join(pubDir, "later.txt"), []byte("announced through the embedded broker\n"))
+	for {
+		select {
+		case r := <-results:
+			if r.Path != "later.txt" {
+				continue
+			}
+			if r.Action != announce.Inlined {
+				t.Fatalf("%+v", r)
+			}
+			sameBytes(t, "later.txt", readFile(t, filepath.Join(subDir, "later.txt")), []byte("announced through the embedded broker\n"))
+			stopServe()
+			if code := <-served; code != 0 {
+				t.Fatalf("serve: exit %d\n%s", code, errb.String())
+			}
+			return
+		case <-ctx.Done():
+			t.Fatal("nothing announced")
+		}
 	}
 }
