@@ -18,6 +18,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/broker"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/brokertest"
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
 // The interoperability tests run the real Sarracenia (metpx-sr3, which
@@ -31,7 +32,7 @@ func sr3Bin(t *testing.T, name string) string {
 	if p := filepath.Join("/opt/sr3venv/bin", name); fileExists(p) {
 		return p
 	}
-	return brokertest.Look(t, name, "python3-venv (pip install metpx-sr3 amqp paho-mqtt)")
+	return testtool.Look(t, name, "python3-venv (pip install metpx-sr3 amqp paho-mqtt)")
 }
 
 func fileExists(p string) bool {

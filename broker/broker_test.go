@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/brokertest"
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 	"github.com/zsyncpipe/zsyncpipe/v03"
 )
 
@@ -378,7 +379,7 @@ func TestNames(t *testing.T) {
 // publisher re-sends what was not confirmed, the subscriber reconnects, and
 // every message published arrives.
 func TestAMQPBrokerRestart(t *testing.T) {
-	brokertest.Look(t, "rabbitmq-server", "rabbitmq-server")
+	testtool.Look(t, "rabbitmq-server", "rabbitmq-server")
 	r, err := brokertest.StartRabbitMQ(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -79,7 +79,7 @@ func cmdSubscribe(ctx context.Context, e *env, args []string) error {
 	queue := fs.String("queue", "", "`name` of the queue (AMQP) or shared subscription (MQTT) (default: sr3's naming, see above)")
 	deadLetter := fs.String("dead-letter", "", "AMQP `exchange` rejected messages are dead-lettered to (a new queue only)")
 	clientID := fs.String("client-id", "", "MQTT client `id`, naming the persistent session (default <queue>_i01)")
-	workers := fs.Int("workers", 4, "messages worked on at once")
+	workers := fs.Int("workers", 4, "`n` messages worked on at once")
 	maxMsgs := fs.Int64("max-messages", 0, "exit after `n` messages (0: run until interrupted)")
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	verbose := fs.Bool("v", false, "also print unchanged files and broker events")

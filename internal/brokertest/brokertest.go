@@ -4,7 +4,7 @@
 // variable AMQPEnv, which .ci/run starts once for every package).
 //
 // A missing broker program skips the test, or fails it when the CI
-// environment variable is set, as the other interop tests of the module do.
+// environment variable is set (testtool.Look).
 package brokertest
 
 import (
@@ -19,32 +19,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
 // AMQPEnv names the environment variable that gives the URL of a running
 // RabbitMQ to use instead of starting one.
 const AMQPEnv = "ZSYNCPIPE_TEST_AMQP"
-
-// Look returns the path of the program name (searched in PATH, /usr/sbin
-// and /sbin). When it is missing the test is skipped, or fails when CI is
-// set, where .ci/run installs Debian package pkg.
-func Look(t testing.TB, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		if _, e := os.Stat(filepath.Join(dir, name)); e == nil {
-			return filepath.Join(dir, name)
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not installed (apt-get install %s): %v", name, pkg, err)
-	}
-	t.Skipf("%s not installed (apt-get install %s): %v", name, pkg, err)
-	return ""
-}
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
@@ -93,7 +74,7 @@ type Mosquitto struct {
 // test ends.
 func StartMosquitto(t testing.TB) *Mosquitto {
 	t.Helper()
-	m := &Mosquitto{t: t, bin: Look(t, "mosquitto", "mosquitto"), dir: t.TempDir(), Port: FreePort(t)}
+	m := &Mosquitto{t: t, bin: testtool.Look(t, "mosquitto", "mosquitto"), dir: t.TempDir(), Port: FreePort(t)}
 	m.URL = "mqtt://127.0.0.1:" + strconv.Itoa(m.Port)
 	user := ""
 	if os.Geteuid() == 0 {
@@ -331,7 +312,7 @@ func AMQP(t testing.TB) string {
 	if u := os.Getenv(AMQPEnv); u != "" {
 		return u
 	}
-	Look(t, "rabbitmq-server", "rabbitmq-server")
+	testtool.Look(t, "rabbitmq-server", "rabbitmq-server")
 	shared.once.Do(func() {
 		shared.dir, shared.err = os.MkdirTemp("", "zsyncpipe-rabbitmq-")
 		if shared.err != nil {

@@ -15,26 +15,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
-// Look returns the path of the program name (Debian package pkg), also
-// found in /usr/sbin and /sbin. When it is missing the test fails if the
-// environment variable CI is set, and is skipped otherwise.
+// Look returns the path of the program name (Debian package pkg), as
+// testtool.Look.
 func Look(t testing.TB, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if _, e := os.Stat(filepath.Join(dir, name)); e == nil {
-				return filepath.Join(dir, name)
-			}
-		}
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (apt-get install %s): %v", name, pkg, err)
-		}
-		t.Skipf("%s not installed (apt-get install %s): %v", name, pkg, err)
-	}
-	return p
+	return testtool.Look(t, name, pkg)
 }
 
 // Server is an nginx started by a test.
