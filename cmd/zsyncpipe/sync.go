@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -148,12 +148,11 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 // checkFilename checks that name, a control file's Filename, is a plain file
 // name that cannot write outside the current directory.
 func checkFilename(name string) error {
-	switch {
-	case name == "":
+	if name == "" {
 		return fmt.Errorf("%w: no Filename", errBadControl)
-	case name == "." || name == "..",
-		strings.ContainsAny(name, "/\\\x00"):
-		return fmt.Errorf("%w: Filename %q is not a plain file name", errBadControl, name)
+	}
+	if err := relpath.CheckName(name); err != nil {
+		return fmt.Errorf("%w: Filename %w", errBadControl, err)
 	}
 	return nil
 }
