@@ -52,7 +52,7 @@ type pass struct {
 	// hasher computes the block hashes of every control file of the pass.
 	hasher *simd.Hasher
 
-	hashed, controls, unsettled atomic.Int64
+	hashed, controls, unsettled, skipped atomic.Int64
 	hashedBytes                 atomic.Int64
 }
 
@@ -157,6 +157,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	res.HashedBytes = px.hashedBytes.Load()
 	res.Controls = int(px.controls.Load())
 	res.Unsettled = int(px.unsettled.Load())
+	res.Skipped = int(px.skipped.Load())
 	res.Duration = time.Since(start)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
@@ -311,11 +312,18 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		e.SHA256, e.Data, e.Control = old.SHA256, old.Data, old.Control
 		return slot{e: e}, nil
 	}
-	if px.opts.Settle > 0 && time.Since(e.MTime) < px.opts.Settle {
+	// A future mtime (clock skew, unpacked archives) cannot tell whether the
+	// file is still being written; such files are taken as they are.
+	if age := time.Since(e.MTime); px.opts.Settle > 0 && age >= 0 && age < px.opts.Settle {
 		return px.keepPrev(it.Path)
 	}
 	for try := 0; ; try++ {
 		ok, err := px.hash(ctx, full, &e, want, inline)
+		if errors.Is(err, fs.ErrPermission) {
+			px.skipped.Add(1)
+			px.warn(fmt.Errorf("skipping %s: %w", it.Path, err))
+			return slot{skip: true}, nil
+		}
 		if err != nil {
 			return slot{}, err
 		}

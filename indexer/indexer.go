@@ -156,6 +156,9 @@ type Result struct {
 	Changes int
 	// Unsettled counts files left alone because they changed too recently.
 	Unsettled int
+	// Skipped counts files left out because they cannot be read
+	// (permission denied); each is reported through Options.Warn.
+	Skipped int
 	// Generation and Sum identify the index now in place; Written reports
 	// whether this pass replaced it.
 	Generation uint64

@@ -332,3 +332,16 @@ func TestIndexSettle(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 }
+
+// TestIndexFutureMTime: a file dated in the future is indexed by a pass
+// with a settle time instead of waiting forever.
+func TestIndexFutureMTime(t *testing.T) {
+	dir := t.TempDir()
+	put(t, dir, "f", []byte("from the future"))
+	future := time.Now().Add(24 * time.Hour)
+	os.Chtimes(filepath.Join(dir, "f"), future, future)
+	res, err := Index(context.Background(), dir, Options{NoSync: true, Settle: time.Minute})
+	if err != nil || res.Files != 1 || res.Unsettled != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
