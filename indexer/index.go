@@ -53,7 +53,7 @@ type pass struct {
 	hasher *simd.Hasher
 
 	hashed, controls, unsettled, skipped atomic.Int64
-	hashedBytes                 atomic.Int64
+	hashedBytes                          atomic.Int64
 }
 
 // slot is the hash stage's result for one item.
