@@ -114,7 +114,12 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	defer h.Close()
 	px.hasher = h
 	pubDir := filepath.Join(dir, treeindex.Dir)
-	if err := os.MkdirAll(pubDir, 0o755); err != nil {
+	// Never write through a .zsyncpipe that is a symlink: whoever can write
+	// the tree could send the publisher's writes anywhere.
+	if fi, err := os.Lstat(pubDir); err == nil && !fi.IsDir() {
+		return nil, nil, nameError(fmt.Errorf("%s is not a directory (%v)", pubDir, fi.Mode().Type()))
+	}
+	if err := os.Mkdir(pubDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, nil, fmt.Errorf("index: %w", err)
 	}
 	removeTemps(pubDir)

@@ -345,3 +345,18 @@ func TestIndexFutureMTime(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 }
+
+// TestIndexPublisherDirLink: a .zsyncpipe that is a symlink is refused,
+// not written through.
+func TestIndexPublisherDirLink(t *testing.T) {
+	dir, elsewhere := tree(t), t.TempDir()
+	if err := os.Symlink(elsewhere, filepath.Join(dir, ".zsyncpipe")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Index(context.Background(), dir, Options{NoSync: true}); !errors.Is(err, ErrName) {
+		t.Fatalf("err = %v", err)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Fatalf("wrote %d files through the link", len(ents))
+	}
+}
