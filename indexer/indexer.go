@@ -110,7 +110,8 @@ type Options struct {
 	// and the index describing it are in place. Its error stops Index.
 	OnChange func(context.Context, Change) error
 	// Warn, if set, receives warnings (skipped special files, lost
-	// events, passes of Watch that failed).
+	// events, passes of Watch that failed). It may be called from several
+	// goroutines at once.
 	Warn func(error)
 
 	// Rescan is how often Watch walks the whole tree even without events;
@@ -156,8 +157,9 @@ type Result struct {
 	Changes int
 	// Unsettled counts files left alone because they changed too recently.
 	Unsettled int
-	// Skipped counts files left out because they cannot be read
-	// (permission denied); each is reported through Options.Warn.
+	// Skipped counts files left out because they cannot be opened
+	// (permission denied, or a path that now leads out of the tree through
+	// a symlink); each is reported through Options.Warn.
 	Skipped int
 	// Generation and Sum identify the index now in place; Written reports
 	// whether this pass replaced it.

@@ -360,3 +360,30 @@ func TestIndexPublisherDirLink(t *testing.T) {
 		t.Fatalf("wrote %d files through the link", len(ents))
 	}
 }
+
+// TestWalkStaysInside: the walk never leaves the tree, even through a
+// directory swapped for a symlink to outside it.
+func TestWalkStaysInside(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	put(t, outside, "secret", []byte("secret"))
+	put(t, dir, "d/x", []byte("x"))
+	var got []string
+	swapped := false
+	err := WalkDir(context.Background(), dir, func(it Item) error {
+		got = append(got, it.Path)
+		if it.Path == "d" && !swapped {
+			// Swap d for a link to outside between its Lstat and its read.
+			swapped = true
+			os.RemoveAll(filepath.Join(dir, "d"))
+			if err := os.Symlink(outside, filepath.Join(dir, "d")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return nil
+	})
+	for _, p := range got {
+		if strings.Contains(p, "secret") {
+			t.Fatalf("the walk left the tree: %q (err %v)", got, err)
+		}
+	}
+}
