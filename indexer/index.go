@@ -205,6 +205,11 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 				continue
 			}
 			e := s.e
+			if opts.OnEntry != nil {
+				if err := opts.OnEntry(ctx, e); err != nil {
+					return err
+				}
+			}
 			same = same && len(cur) < len(prev.Entries) && equal(&prev.Entries[len(cur)], &e)
 			cur = append(cur, e)
 			res.Entries++

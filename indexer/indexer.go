@@ -106,6 +106,11 @@ type Options struct {
 	Settle time.Duration
 	// Walk replaces the walk of the tree on disk; nil means WalkDir.
 	Walk Walker
+	// OnEntry, if set, is the caller's own sink: it receives every entry of
+	// the new index, in walk order, as the pipeline produces it (control
+	// files already written, the index not yet). Its error stops Index
+	// before the index is replaced.
+	OnEntry func(context.Context, treeindex.Entry) error
 	// OnChange, if set, is called for every change once the control file
 	// and the index describing it are in place. Its error stops Index.
 	OnChange func(context.Context, Change) error

@@ -296,7 +296,8 @@ func TestIndexRefusesNames(t *testing.T) {
 	}
 }
 
-// TestCustomWalker shows a caller's own walker feeding the pipeline.
+// TestCustomWalker shows a caller's own walker feeding the pipeline and
+// its own sink fed by it.
 func TestCustomWalker(t *testing.T) {
 	dir := tree(t)
 	only := func(ctx context.Context, dir string, emit func(Item) error) error {
@@ -307,7 +308,12 @@ func TestCustomWalker(t *testing.T) {
 			return nil
 		})
 	}
-	res, err := Index(context.Background(), dir, Options{NoSync: true, Walk: only})
+	var sunk []string
+	sink := func(_ context.Context, e treeindex.Entry) error {
+		sunk = append(sunk, e.Path)
+		return nil
+	}
+	res, err := Index(context.Background(), dir, Options{NoSync: true, Walk: only, OnEntry: sink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,8 +323,8 @@ func TestCustomWalker(t *testing.T) {
 		paths = append(paths, e.Path)
 	}
 	want := []string{"a", "a/b", "a/b/mid.bin", "a/empty", "a/link", "a/small.txt"}
-	if !slices.Equal(paths, want) || res.Entries != len(want) {
-		t.Fatalf("paths %q", paths)
+	if !slices.Equal(paths, want) || res.Entries != len(want) || !slices.Equal(sunk, want) {
+		t.Fatalf("paths %q, sink %q", paths, sunk)
 	}
 }
 
