@@ -395,7 +395,7 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 	if e.Size >= px.opts.small() {
 		want = treeindex.ControlPath(it.Path, px.opts.Beside)
 	}
-	inline := e.Size <= px.opts.inline()
+	inline := want == "" && e.Size <= px.opts.inline() // files with a control file are never inlined
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline && px.controlExists(want) {
 		e.SHA256, e.Data, e.Control = old.SHA256, old.Data, old.Control

@@ -393,3 +393,24 @@ func TestWalkStaysInside(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexSmallZero: with every file given a control file, tiny files are
+// not inlined, and a second pass reads nothing.
+func TestIndexSmallZero(t *testing.T) {
+	dir := tree(t)
+	opts := Options{NoSync: true, Small: -1}
+	if _, err := Index(context.Background(), dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	if m := mismatch(t, dir); m != "" {
+		t.Fatal(m)
+	}
+	x, _ := ReadIndex(dir)
+	if e, _ := x.Lookup("a/small.txt"); e.Data != nil || e.Control == "" {
+		t.Fatalf("tiny file with --small 0: %+v", e)
+	}
+	res, err := Index(context.Background(), dir, opts)
+	if err != nil || res.Hashed != 0 || res.Written {
+		t.Fatalf("second pass: %+v %v", res, err)
+	}
+}
