@@ -132,10 +132,12 @@ func cmdIndex(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	}
+	first := true // Watch calls OnPass from one goroutine
 	opts.OnPass = func(res *indexer.Result, err error) {
-		if err == nil && !*quiet && (res.Written || *verbose) {
+		if err == nil && !*quiet && (res.Written || *verbose || first) {
 			fmt.Fprintln(e.stdout, passText(dir, res))
 		}
+		first = first && err != nil
 	}
 	return indexer.Watch(ctx, dir, opts)
 }
