@@ -25,7 +25,7 @@ import (
 
 // nginxLook returns the path of a program the tests need, as
 // testtool.Look.
-func nginxLook(t *testing.T, name, pkg string) string {
+func nginxLook(t testing.TB, name, pkg string) string {
 	t.Helper()
 	return testtool.Look(t, name, pkg)
 }
@@ -37,7 +37,8 @@ type nginxServer struct {
 }
 
 // nginxStart starts nginx on a free loopback port serving root.
-func nginxStart(t *testing.T, root string) *nginxServer {
+func nginxStart(t testing.TB, root string) *nginxServer {
+	t.Helper()
 	s := nginxtest.Start(t, root)
 	return &nginxServer{base: s.Base, accessLog: s.AccessLog}
 }

@@ -90,6 +90,8 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	} else {
 		if err := j.part.keep(); err != nil {
 			j.logf("%v", err)
+		} else if ctx.Err() == nil {
+			verified = fmt.Errorf("%w; what was done stays in %s, and the same sync run again goes on from there", verified, j.part.path)
 		}
 		return j.sum, fmt.Errorf("sync %s: %w", j.out, verified)
 	}

@@ -20,7 +20,7 @@ import (
 // ErrChanged is wrapped by the errors that report that the remote file is not
 // the one earlier responses came from: its ETag, Last-Modified or size
 // changed.
-var ErrChanged = errors.New("remote file changed during sync")
+var ErrChanged = source.ErrChanged
 
 // Stats counts the traffic of a Source.
 type Stats struct {
@@ -165,19 +165,7 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 }
 
 // checkRanges reports ranges that are not sorted, empty or overlapping.
-func checkRanges(ranges []source.Range) error {
-	var end int64
-	for i, r := range ranges {
-		if r.Start < 0 || r.End <= r.Start {
-			return fmt.Errorf("range %d [%d, %d) is empty or negative", i, r.Start, r.End)
-		}
-		if i > 0 && r.Start < end {
-			return fmt.Errorf("range %d [%d, %d) overlaps or precedes the one before", i, r.Start, r.End)
-		}
-		end = r.End
-	}
-	return nil
-}
+func checkRanges(ranges []source.Range) error { return source.CheckRanges(ranges) }
 
 // halve lowers the ranges per request to half of n, the number a server
 // just refused, unless it is already lower.

@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/backoff"
 )
 
 // StatusError reports a response whose status the Source could not use.
@@ -83,29 +84,11 @@ func (st *settings) wait(failures int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
 		return min(retryAfter, MaxRetryAfter)
 	}
-	d := st.backoff
-	for i := 1; i < failures && d < MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, MaxBackoff)
-	// Jitter: somewhere in [d/2, d], so parallel callers spread out.
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(st.backoff, MaxBackoff, failures)
 }
 
 // sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
+func sleep(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }
 
 // do sends req with the Source's headers, credentials and stall watchdog.
 // The watchdog runs until finish is called; finish drains a little of the

@@ -307,10 +307,14 @@ func (d *delta) scanStages(p *pipeline.Pipeline) *pipeline.Stream[int64] {
 		if err := d.emitPass(ctx, first, whole, emit); err != nil {
 			return err
 		}
-		select {
-		case <-first.done:
-		case <-ctx.Done():
-			return ctx.Err()
+		pipeline.Wait(ctx, func() {
+			select {
+			case <-first.done:
+			case <-ctx.Done():
+			}
+		})
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		if d.matches.Complete() {
 			return nil

@@ -3,9 +3,10 @@
 // Usage:
 //
 //	zsyncpipe make [-b blocksize] [-f name] [--legacy] [-o path] [-q] [-u URL]... [-v] FILE
-//	zsyncpipe sync [-A host=user:pass]... [-i seed]... [-k path] [--max-ranges n] [--no-fsync]
-//	               [-o path] [--parallel n] [-q] [--retries n] [-s] [-u URL] [--url URL]... [-v]
-//	               CONTROL
+//	zsyncpipe sync [-A host=user:pass]... [-i seed]... [--identity key]... [-k path]
+//	               [--known-hosts file]... [--max-ranges n] [--no-fsync] [-o path] [--parallel n]
+//	               [-q] [--retries n] [-s] [--sftp-requests n] [--ssh-connections n]
+//	               [--ssh-password] [-u URL] [--url URL]... [-v] CONTROL
 //	zsyncpipe demo [-b blocksize] [--dir dir] [--keep] [--legacy] [--seed seed] [--size size]
 //	zsyncpipe bench [--binary binary] [--block-sizes list] [--corpus kind] [--json] [--legacy]
 //	                [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed] [--size size]

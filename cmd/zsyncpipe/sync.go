@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -21,10 +21,13 @@ for blocks of the target, fetches the missing blocks from the URLs of the
 control file, checks the whole-file hash and only then renames the result into
 place: a failed sync leaves an existing output file unchanged.
 
-CONTROL is a local .zsync file or an http(s) URL of one (redirects are
-followed; with -k, a saved copy is reused when the server says it has not
+CONTROL is a local .zsync file or an http(s) or sftp:// URL of one (redirects
+are followed; with -k, a saved copy is reused when the server says it has not
 changed). Relative URLs in it are resolved against the -u base URL, or else
-against the control file's own location. Missing blocks are fetched from every
+against the control file's own location. sftp:// URLs log in as ssh(1) does
+(the agent, then ~/.ssh/id_* or --identity; a password only with
+--ssh-password) and trust only host keys in ~/.ssh/known_hosts or
+--known-hosts. Missing blocks are fetched from every
 URL of the control file and every --url at once, several requests in flight,
 several ranges per request; a mirror that fails or serves bad blocks is
 dropped. An interrupted sync leaves OUTPUT.part and OUTPUT.part.state: running
@@ -51,6 +54,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	retries := fs.Int("retries", httpsource.DefaultRetries, "`n` retries of a failed request, with exponential backoff")
 	verbose := fs.Bool("v", false, "print per-stage statistics and notes")
 	noFsync := fs.Bool("no-fsync", false, "do not flush the result to disk before renaming it into place (faster; a crash right after may leave a damaged file)")
+	sshOpts := addSSHFlags(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -77,7 +81,13 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return usagef("sync", "--parallel and --max-ranges must be at least 1, --retries at least 0")
 	}
 
-	ctl, err := zsyncpipe.LoadControl(ctx, pos[0], zsyncpipe.LoadOptions{Keep: *keep, BaseURL: *base, HTTP: httpOpts})
+	sftp, err := sshOpts.pool(httpOpts.Retries, *verbose, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer sftp.Close()
+	transports := zsyncpipe.Transports{"sftp": zsyncpipe.SFTPTransport(sftp)}
+	ctl, err := zsyncpipe.LoadControl(ctx, pos[0], zsyncpipe.LoadOptions{Keep: *keep, BaseURL: *base, HTTP: httpOpts, Transports: transports})
 	if err != nil {
 		return err
 	}
@@ -106,6 +116,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		MirrorURLs: mirrors,
 		NoFsync:    *noFsync,
 		HTTP:       httpOpts,
+		Transports: transports,
 		Fetch:      stages.FetchLimits{Concurrency: *parallel},
 		Progress:   prog.callback(),
 		Logf:       logf,
@@ -148,12 +159,11 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 // checkFilename checks that name, a control file's Filename, is a plain file
 // name that cannot write outside the current directory.
 func checkFilename(name string) error {
-	switch {
-	case name == "":
+	if name == "" {
 		return fmt.Errorf("%w: no Filename", errBadControl)
-	case name == "." || name == "..",
-		strings.ContainsAny(name, "/\\\x00"):
-		return fmt.Errorf("%w: Filename %q is not a plain file name", errBadControl, name)
+	}
+	if err := relpath.CheckName(name); err != nil {
+		return fmt.Errorf("%w: Filename %w", errBadControl, err)
 	}
 	return nil
 }
