@@ -117,7 +117,7 @@ func MakeFile(ctx context.Context, path string, opts MakeOptions) (*control.File
 		return nil, fmt.Errorf("make: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("make: %s is not a regular file: %w", path, ErrUsage)
+		return nil, fmt.Errorf("make: %s: %w", path, ErrNotRegular)
 	}
 	if opts.Filename == "" {
 		opts.Filename = filepath.Base(path)

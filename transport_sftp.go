@@ -56,5 +56,5 @@ type sftpRanges struct{ *sftpsource.Source }
 // TransferStats implements source.StatsReporter.
 func (s sftpRanges) TransferStats() source.Stats {
 	st := s.Stats()
-	return source.Stats{Requests: st.Requests, Ranges: st.Ranges}
+	return source.Stats{Requests: st.Requests, Ranges: st.Ranges, Overhead: st.Overhead}
 }

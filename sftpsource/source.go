@@ -21,10 +21,17 @@ import (
 // every transport uses.
 var ErrChanged = source.ErrChanged
 
+// requestOverhead estimates the SFTP bytes of one read beyond its data:
+// the request (length 4, type 1, id 4, handle 4+4 with OpenSSH's 4-byte
+// handles, offset 8, length 4) and the header of its answer (length 4,
+// type 1, id 4, data length 4).
+const requestOverhead = 29 + 13
+
 // Stats counts the traffic of a Source.
 type Stats struct {
 	Calls      int64 // ReadRanges attempts, retries included
 	Requests   int64 // SFTP read requests sent
+	Overhead   int64 // SFTP framing of the requests and answers (estimated; SSH's own framing not counted)
 	Ranges     int64 // ranges delivered
 	Bytes      int64 // payload bytes delivered
 	Retries    int64 // attempts made after a failed one
@@ -92,6 +99,7 @@ func (s *Source) Stats() Stats {
 	return Stats{
 		Calls:      s.calls.Load(),
 		Requests:   s.requests.Load(),
+		Overhead:   s.requests.Load() * requestOverhead,
 		Ranges:     s.ranges.Load(),
 		Bytes:      s.bytes.Load(),
 		Retries:    s.retries.Load(),

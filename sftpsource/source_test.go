@@ -107,7 +107,7 @@ func TestReadRanges(t *testing.T) {
 	}
 	wg.Wait()
 	st := s.Stats()
-	if st.Ranges != 4*int64(len(ranges)) || st.Retries != 0 {
+	if st.Ranges != 4*int64(len(ranges)) || st.Retries != 0 || st.Overhead != st.Requests*requestOverhead || st.Requests < st.Ranges {
 		t.Errorf("stats %+v", st)
 	}
 	// A callback that reads nothing still gets the next range right.

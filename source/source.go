@@ -72,11 +72,14 @@ type Stats struct {
 	// Overhead counts the protocol bytes beyond the payload: headers,
 	// multipart boundaries, bytes of a reply that were not asked for.
 	Overhead int64
+	// Downloaded counts every byte received: payload, overhead, and
+	// bytes received again on retries.
+	Downloaded int64
 }
 
 // Add returns the sum of s and o.
 func (s Stats) Add(o Stats) Stats {
-	return Stats{Requests: s.Requests + o.Requests, Ranges: s.Ranges + o.Ranges, Overhead: s.Overhead + o.Overhead}
+	return Stats{Requests: s.Requests + o.Requests, Ranges: s.Ranges + o.Ranges, Overhead: s.Overhead + o.Overhead, Downloaded: s.Downloaded + o.Downloaded}
 }
 
 // A StatsReporter is a RangeSource that reports its transfers. It is
