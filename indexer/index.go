@@ -47,14 +47,22 @@ type pass struct {
 	dir  string
 	opts Options
 	prev map[string]*treeindex.Entry // read-only during the pipeline
+	// root reads the tree's files, never outside it.
+	root *os.Root
 	// reuse allows taking unchanged files' entries from prev.
 	reuse bool
 	// hasher computes the block hashes of every control file of the pass.
 	hasher *simd.Hasher
 
-	hashed, controls, unsettled atomic.Int64
-	hashedBytes                 atomic.Int64
+	hashed, controls, unsettled, skipped atomic.Int64
+	hashedBytes                          atomic.Int64
 }
+
+// Batch limits of the walk (see index).
+const (
+	batchItems = 64
+	batchBytes = 1 << 20
+)
 
 // slot is the hash stage's result for one item.
 type slot struct {
@@ -83,26 +91,49 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 		opts.Walk = WalkDir
 	}
 	px := &pass{dir: dir, opts: opts, prev: map[string]*treeindex.Entry{}}
-	if prev == nil {
-		var err error
-		prev, err = ReadIndex(dir)
-		switch {
-		case err == nil:
-		case errors.Is(err, fs.ErrNotExist):
-			prev = &treeindex.Index{}
-		case errors.Is(err, treeindex.ErrFormat) || errors.Is(err, treeindex.ErrVersion):
-			px.warn(fmt.Errorf("index: ignoring the previous index: %w", err))
-			prev = &treeindex.Index{}
-		default:
-			return nil, nil, fmt.Errorf("index: %w", err)
+	pubDir := filepath.Join(dir, treeindex.Dir)
+	// Never write through a .zsyncpipe that is a symlink: whoever can write
+	// the tree could send the publisher's writes anywhere.
+	if fi, err := os.Lstat(pubDir); err == nil && !fi.IsDir() {
+		return nil, nil, nameError(fmt.Errorf("%s is not a directory (%v)", pubDir, fi.Mode().Type()))
+	}
+	if err := os.Mkdir(pubDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, nil, fmt.Errorf("index: %w", err)
+	}
+	removeTemps(pubDir)
+
+	// The previous index is read while the walk starts; the stages that
+	// compare with it wait for ready.
+	var (
+		ready   = make(chan struct{})
+		loadErr error
+		hdr     treeindex.Header
+	)
+	go func() {
+		defer close(ready)
+		if prev == nil {
+			var err error
+			prev, err = ReadIndex(dir)
+			switch {
+			case err == nil:
+			case errors.Is(err, fs.ErrNotExist):
+				prev = &treeindex.Index{}
+			case errors.Is(err, treeindex.ErrFormat) || errors.Is(err, treeindex.ErrVersion):
+				px.warn(fmt.Errorf("index: ignoring the previous index: %w", err))
+				prev = &treeindex.Index{}
+			default:
+				loadErr = fmt.Errorf("index: %w", err)
+				prev = &treeindex.Index{}
+			}
 		}
-	}
-	for i := range prev.Entries {
-		px.prev[prev.Entries[i].Path] = &prev.Entries[i]
-	}
-	hdr := treeindex.Header{Generation: prev.Header.Generation + 1, Small: opts.small(), Legacy: opts.Legacy}
-	// Control files of another format or threshold are all remade.
-	px.reuse = prev.Header.Small == hdr.Small && prev.Header.Legacy == hdr.Legacy
+		for i := range prev.Entries {
+			px.prev[prev.Entries[i].Path] = &prev.Entries[i]
+		}
+		hdr = treeindex.Header{Generation: prev.Header.Generation + 1, Small: opts.small(), Legacy: opts.Legacy}
+		// Control files of another format or threshold are all remade.
+		px.reuse = prev.Header.Small == hdr.Small && prev.Header.Legacy == hdr.Legacy
+	}()
+	defer func() { <-ready }()
 	alg := strong.MD5
 	if opts.Legacy {
 		alg = strong.MD4
@@ -113,39 +144,84 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	}
 	defer h.Close()
 	px.hasher = h
-	pubDir := filepath.Join(dir, treeindex.Dir)
-	if err := os.MkdirAll(pubDir, 0o755); err != nil {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
 		return nil, nil, fmt.Errorf("index: %w", err)
 	}
-	removeTemps(pubDir)
+	defer root.Close()
+	px.root = root
 
-	res := &Result{Generation: prev.Header.Generation, Sum: prev.Sum}
+	res := &Result{}
 	var (
 		changes []Change
 		cur     []treeindex.Entry
-		same    = px.reuse
+		same    = true
 	)
 	p := pipeline.New(pipeline.Config{})
-	items := pipeline.Source(p, "walk", func(ctx context.Context, emit func(Item) error) error {
-		return opts.Walk(ctx, dir, emit)
+	// Items travel in batches: one hand-off between stages per batch, not
+	// per file. A batch ends at batchItems items or batchBytes of files, so
+	// large files still spread over the workers.
+	items := pipeline.Source(p, "walk", func(ctx context.Context, emit func([]Item) error) error {
+		var (
+			batch []Item
+			bytes int64
+		)
+		err := opts.Walk(ctx, dir, func(it Item) error {
+			batch = append(batch, it)
+			if it.Info.Mode().IsRegular() {
+				bytes += it.Info.Size()
+			}
+			if len(batch) < batchItems && bytes < batchBytes {
+				return nil
+			}
+			b := batch
+			batch, bytes = nil, 0
+			return emit(b)
+		})
+		if err == nil && len(batch) > 0 {
+			err = emit(batch)
+		}
+		return err
 	})
-	slots := pipeline.Map(p, "hash", items, opts.Workers, px.entry)
-	pipeline.Sink(p, "index", slots, func(ctx context.Context, s slot) error {
-		if s.skip {
-			return nil
+	slots := pipeline.Map(p, "hash", items, opts.Workers, func(ctx context.Context, b []Item) ([]slot, error) {
+		<-ready
+		if loadErr != nil {
+			return nil, loadErr
 		}
-		e := s.e
-		same = same && len(cur) < len(prev.Entries) && equal(&prev.Entries[len(cur)], &e)
-		cur = append(cur, e)
-		res.Entries++
-		if e.Type == treeindex.File {
-			res.Files++
-			res.Bytes += e.Size
+		out := make([]slot, len(b))
+		for i, it := range b {
+			var err error
+			if out[i], err = px.entry(ctx, it); err != nil {
+				return nil, err
+			}
 		}
-		if old, ok := px.prev[e.Path]; !ok {
-			changes = append(changes, Change{Op: Created, Path: e.Path, Entry: e})
-		} else if differs(old, &e) {
-			changes = append(changes, Change{Op: Changed, Path: e.Path, Entry: e})
+		return out, nil
+	})
+	pipeline.Sink(p, "index", slots, func(ctx context.Context, b []slot) error {
+		<-ready
+		same = same && px.reuse
+		for _, s := range b {
+			if s.skip {
+				continue
+			}
+			e := s.e
+			if opts.OnEntry != nil {
+				if err := opts.OnEntry(ctx, e); err != nil {
+					return err
+				}
+			}
+			same = same && len(cur) < len(prev.Entries) && equal(&prev.Entries[len(cur)], &e)
+			cur = append(cur, e)
+			res.Entries++
+			if e.Type == treeindex.File {
+				res.Files++
+				res.Bytes += e.Size
+			}
+			if old, ok := px.prev[e.Path]; !ok {
+				changes = append(changes, Change{Op: Created, Path: e.Path, Entry: e})
+			} else if differs(old, &e) {
+				changes = append(changes, Change{Op: Changed, Path: e.Path, Entry: e})
+			}
 		}
 		return nil
 	})
@@ -153,10 +229,17 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	if se := (*pipeline.StageError)(nil); errors.As(err, &se) {
 		err = se.Err // a stage's name means nothing to people
 	}
+	<-ready
+	if err == nil {
+		err = loadErr
+	}
+	res.Generation, res.Sum = prev.Header.Generation, prev.Sum
+	same = same && px.reuse
 	res.Hashed = int(px.hashed.Load())
 	res.HashedBytes = px.hashedBytes.Load()
 	res.Controls = int(px.controls.Load())
 	res.Unsettled = int(px.unsettled.Load())
+	res.Skipped = int(px.skipped.Load())
 	res.Duration = time.Since(start)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
@@ -209,6 +292,13 @@ func equal(a, b *treeindex.Entry) bool {
 		bytes.Equal(a.SHA256, b.SHA256) && a.Control == b.Control && bytes.Equal(a.Data, b.Data) &&
 		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target && a.Inode == b.Inode
 }
+
+// openError is a file of the tree that cannot be opened (permission
+// denied, or a path that now leads out of the tree): it is left out.
+type openError struct{ err error }
+
+func (e *openError) Error() string { return e.err.Error() }
+func (e *openError) Unwrap() error { return e.err }
 
 // changeError marks an error returned by OnChange.
 type changeError struct{ err error }
@@ -305,17 +395,24 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 	if e.Size >= px.opts.small() {
 		want = treeindex.ControlPath(it.Path, px.opts.Beside)
 	}
-	inline := e.Size <= px.opts.inline()
+	inline := want == "" && e.Size <= px.opts.inline() // files with a control file are never inlined
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline && px.controlExists(want) {
 		e.SHA256, e.Data, e.Control = old.SHA256, old.Data, old.Control
 		return slot{e: e}, nil
 	}
-	if px.opts.Settle > 0 && time.Since(e.MTime) < px.opts.Settle {
+	// A future mtime (clock skew, unpacked archives) cannot tell whether the
+	// file is still being written; such files are taken as they are.
+	if age := time.Since(e.MTime); px.opts.Settle > 0 && age >= 0 && age < px.opts.Settle {
 		return px.keepPrev(it.Path)
 	}
 	for try := 0; ; try++ {
-		ok, err := px.hash(ctx, full, &e, want, inline)
+		ok, err := px.hash(ctx, it.Path, &e, want, inline)
+		if oe := (*openError)(nil); errors.As(err, &oe) {
+			px.skipped.Add(1)
+			px.warn(fmt.Errorf("skipping %s: %w", it.Path, err))
+			return slot{skip: true}, nil
+		}
 		if err != nil {
 			return slot{}, err
 		}
@@ -354,13 +451,13 @@ func (px *pass) controlExists(rel string) bool {
 
 // hash reads the file at full into e (and its control file, when want
 // names one). It reports false when the file changed while it was read.
-func (px *pass) hash(ctx context.Context, full string, e *treeindex.Entry, want string, inline bool) (bool, error) {
-	f, err := os.Open(full)
+func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want string, inline bool) (bool, error) {
+	f, err := px.root.Open(rel)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
-		return false, err
+		return false, &openError{err}
 	}
 	defer f.Close()
 	px.hashed.Add(1)

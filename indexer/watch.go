@@ -51,18 +51,27 @@ func Watch(ctx context.Context, dir string, opts Options) error {
 	watched := map[string]bool{}
 	opts.Walk = func(ctx context.Context, d string, emit func(Item) error) error {
 		now := map[string]bool{}
+		var (
+			failed  int
+			lastErr error
+		)
 		err := walk(ctx, d, func(it Item) error {
 			if it.Info.IsDir() {
 				full := filepath.Join(root, filepath.FromSlash(it.Path))
-				now[full] = true
-				if !watched[full] {
-					if err := w.Add(full); err != nil {
-						opts.warn(fmt.Errorf("watch %s: %w", it.Path, err))
-					}
+				if watched[full] {
+					now[full] = true
+				} else if err := w.Add(full); err != nil {
+					failed, lastErr = failed+1, fmt.Errorf("watch %s: %w", it.Path, err)
+				} else {
+					now[full] = true
 				}
 			}
 			return emit(it)
 		})
+		if failed > 0 {
+			// Typically the inotify watch limit: one warning per pass.
+			opts.warn(fmt.Errorf("%d directories are not watched, changes there wait for the rescan (last: %w)", failed, lastErr))
+		}
 		if err == nil {
 			for d := range watched {
 				if !now[d] {

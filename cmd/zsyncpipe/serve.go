@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -53,6 +54,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if (*cert == "") != (*key == "") {
 		return usagef("serve", "--tls-cert and --tls-key go together")
 	}
+	var tlsConfig *tls.Config
+	if *cert != "" {
+		pair, err := tls.LoadX509KeyPair(*cert, *key)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -74,11 +83,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			files.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 30 * time.Second,
+		TLSConfig:         tlsConfig,
 	}
 	served := make(chan error, 1)
 	go func() {
 		if *cert != "" {
-			served <- srv.ServeTLS(ln, *cert, *key)
+			served <- srv.ServeTLS(ln, "", "")
 		} else {
 			served <- srv.Serve(ln)
 		}

@@ -202,6 +202,9 @@ func TestIndexCommand(t *testing.T) {
 	if r := runZ(t, "serve", "--tls-cert", "x", dir); r.code != exitUsage {
 		t.Errorf("--tls-cert alone: exit %d", r.code)
 	}
+	if r := runZ(t, "serve", "--tls-cert", "nothing.pem", "--tls-key", "nothing.pem", dir); r.code != exitIO || r.stdout != "" {
+		t.Errorf("missing certificate: exit %d, stdout %q", r.code, r.stdout)
+	}
 }
 
 // TestServeTLS: serve answers HTTPS with the given certificate.

@@ -19,13 +19,6 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
-// Look returns the path of the program name (Debian package pkg), as
-// testtool.Look.
-func Look(t testing.TB, name, pkg string) string {
-	t.Helper()
-	return testtool.Look(t, name, pkg)
-}
-
 // Server is an nginx started by a test.
 type Server struct {
 	// Base is "http://127.0.0.1:port".
@@ -40,7 +33,7 @@ type Server struct {
 // ends.
 func Start(t testing.TB, root string) *Server {
 	t.Helper()
-	bin := Look(t, "nginx", "nginx-light")
+	bin := testtool.Look(t, "nginx", "nginx-light")
 	var lastErr error
 	for range 3 { // the free port may be taken before nginx binds it
 		s, err := try(t, bin, root)
