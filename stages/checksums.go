@@ -195,6 +195,12 @@ func newChecksummer(r io.Reader, opts ChecksumOptions) (*checksummer, error) {
 	if c.chunkSize > 4<<20 {
 		c.chunkSize = 4 << 20 / bs * bs // 0 above 4 MiB blocks: one block, below
 	}
+	if opts.Length > 0 && int64(c.chunkSize) > opts.Length {
+		// A small input needs one chunk of its own size and a block more,
+		// so that the first read already meets the end (callers that make
+		// many control files allocate less).
+		c.chunkSize = int((opts.Length+int64(bs)-1)/int64(bs)*int64(bs)) + bs
+	}
 	c.chunkSize = max(c.chunkSize, bs)
 	if opts.Length > 0 && opts.Length/int64(bs) < 1<<28 {
 		// Size the records once when the length is known (it is only a
