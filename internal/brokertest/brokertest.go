@@ -112,7 +112,7 @@ log_type information
 func (m *Mosquitto) start() {
 	m.t.Helper()
 	cmd := exec.Command(m.bin, "-c", filepath.Join(m.dir, "mosquitto.conf"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ownGroup()
 	if err := cmd.Start(); err != nil {
 		m.t.Fatalf("start mosquitto: %v", err)
 	}
@@ -245,7 +245,7 @@ func (r *RabbitMQ) start() error {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ownGroup()
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return fmt.Errorf("start rabbitmq-server: %w", err)
@@ -279,11 +279,11 @@ func (r *RabbitMQ) Stop() {
 	if cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	_ = signalGroup(cmd.Process, syscall.SIGTERM)
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = signalGroup(cmd.Process, syscall.SIGKILL)
 		<-done
 	}
 }
