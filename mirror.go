@@ -193,10 +193,10 @@ type mirrorRun struct {
 	reused, fetched  atomic.Int64
 	scanned          atomic.Int64
 	total, scanTotal int64
-	suspect          atomic.Bool // a file from the server did not match the index
 	errs             []error
 	errMu            sync.Mutex
 	lastProgress     atomic.Int64
+	saved            time.Time // guarded by mu
 }
 
 // fileJob is a file of the index that must be written.
@@ -266,7 +266,10 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	defer func() {
 		m.sum.Reused += m.reused.Load()
 		m.sum.Fetched += m.fetched.Load()
-		if serr := m.st.save(m.meta); serr != nil && err == nil {
+		m.mu.Lock()
+		serr := m.st.save(m.meta)
+		m.mu.Unlock()
+		if serr != nil && err == nil {
 			err = serr
 		}
 	}()
@@ -274,7 +277,9 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		return false, err
 	}
 	if len(m.errs) > 0 {
-		if m.suspect.Load() && m.indexChanged(ctx) {
+		// A file that does not match the index may come from a newer
+		// generation of the tree.
+		if m.indexChanged(ctx) {
 			return true, nil
 		}
 		return false, fmt.Errorf("mirror: %d files failed: %w", len(m.errs), errors.Join(m.errs...))
@@ -499,6 +504,20 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 	return nil
 }
 
+// saveStateSometimes saves the state at most once a second, so that a run
+// that is killed leaves the files it placed known to the next one.
+func (m *mirrorRun) saveStateSometimes() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if time.Since(m.saved) < time.Second {
+		return
+	}
+	m.saved = time.Now()
+	if err := m.st.save(m.meta); err != nil {
+		m.logf("%v", err)
+	}
+}
+
 // knownHash returns the SHA-256 of a local file the state vouches for.
 func (m *mirrorRun) knownHash(rel string, fi os.FileInfo) string {
 	m.mu.Lock()
@@ -664,7 +683,6 @@ func (m *mirrorRun) control(ctx context.Context, e *treeindex.Entry) (*control.F
 		return nil, err
 	}
 	if f.Length != e.Size || f.SHA256 != nil && !bytes.Equal(f.SHA256, e.SHA256) {
-		m.suspect.Store(true)
 		return nil, fmt.Errorf("control file %s describes another file (length %d) than the index lists", e.Control, f.Length)
 	}
 	return f, nil
@@ -818,9 +836,6 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
 		}
 	}
 	if err != nil {
-		if errors.Is(err, ErrVerify) || errors.Is(err, httpsource.ErrChanged) || errors.Is(err, stages.ErrCorrupt) {
-			m.suspect.Store(true)
-		}
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
 	j.tmp = m.partPath(j)
@@ -842,9 +857,6 @@ func (m *mirrorRun) fetchWhole(ctx context.Context, j *fileJob) error {
 		err = werr
 	}
 	if err != nil {
-		if errors.Is(err, ErrVerify) || errors.Is(err, httpsource.ErrChanged) {
-			m.suspect.Store(true)
-		}
 		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
 	}
 	m.progress("fetch", false)
@@ -926,6 +938,7 @@ func (m *mirrorRun) finishJob(j *fileJob) {
 	if fi, err := os.Lstat(dst); err == nil {
 		m.record(j.e.Path, fi, j.hex)
 	}
+	m.saveStateSometimes()
 	m.filesDone.Add(1)
 	m.progress("fetch", false)
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/bench"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/relpath"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
 // Exit codes, as zsync(1) uses them.
@@ -45,6 +47,8 @@ func init() {
 			"make the control file (.zsync) of FILE", cmdMake},
 		{"sync", "[-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]... [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL",
 			"rebuild the file described by CONTROL from local data and downloads", cmdSync},
+		{"mirror", "[--delete] [-c] [-n] [--allow-outside-links] [--parallel n] [-A host=user:pass]... [--retries n] [--no-fsync] [-v] [-q] URL DIR",
+			"make DIR match the tree published at URL, downloading only what no local file holds", cmdMirror},
 		{"demo", "[-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]",
 			"make and sync generated data end to end, and verify the result", cmdDemo},
 		{"bench", "[--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file] [--no-zsync]",
@@ -114,7 +118,8 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &fe), errors.Is(err, errBadControl):
+	case errors.As(err, &fe), errors.Is(err, errBadControl),
+		errors.Is(err, treeindex.ErrFormat), errors.Is(err, relpath.ErrUnsafe): // a bad or unsafe tree index
 		return exitBadControl
 	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrFetch):
 		return exitUsage
