@@ -197,6 +197,7 @@ type mirrorRun struct {
 	errMu            sync.Mutex
 	lastProgress     atomic.Int64
 	saved            time.Time // guarded by mu
+	dirty            bool      // the state changed; guarded by mu
 }
 
 // fileJob is a file of the index that must be written.
@@ -266,8 +267,11 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	defer func() {
 		m.sum.Reused += m.reused.Load()
 		m.sum.Fetched += m.fetched.Load()
+		var serr error
 		m.mu.Lock()
-		serr := m.st.save(m.meta)
+		if m.dirty {
+			serr = m.st.save(m.meta)
+		}
 		m.mu.Unlock()
 		if serr != nil && err == nil {
 			err = serr
@@ -336,6 +340,7 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 			return fmt.Errorf("mirror: cache the index: %w", err)
 		}
 		m.st.IndexModified, m.st.Generation = f.LastModified, idx.Header.Generation
+		m.dirty = true
 	}
 	return nil
 }
@@ -529,6 +534,7 @@ func (m *mirrorRun) knownHash(rel string, fi os.FileInfo) string {
 func (m *mirrorRun) record(rel string, fi os.FileInfo, hx string) {
 	m.mu.Lock()
 	m.st.Files[rel] = fileState{Size: fi.Size(), MTime: fi.ModTime().UnixNano(), SHA256: hx}
+	m.dirty = true
 	m.mu.Unlock()
 }
 
@@ -1036,6 +1042,7 @@ func (m *mirrorRun) deleteExtra() error {
 		}
 		m.mu.Lock()
 		delete(m.st.Files, rel)
+		m.dirty = true
 		m.mu.Unlock()
 	}
 	return nil
@@ -1057,6 +1064,7 @@ func (m *mirrorRun) dirAttrs() error {
 		if _, ok := m.idx.Lookup(rel); !ok {
 			if _, err := os.Lstat(filepath.Join(m.dir, filepath.FromSlash(rel))); err != nil {
 				delete(m.st.Files, rel)
+				m.dirty = true
 			}
 		}
 	}
