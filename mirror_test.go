@@ -143,7 +143,9 @@ func treeFile(t testing.TB, root, rel string, data []byte, mode fs.FileMode) {
 	if err := os.Chmod(p, mode); err != nil {
 		t.Fatal(err)
 	}
-	mt := time.Date(2026, 1, 2, 3, 4, 5, int(len(data)%1000)*1000, time.UTC)
+	// The mtime follows the content, as a release's would.
+	h := sha256.Sum256(data)
+	mt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(int(h[0])<<16|int(h[1])<<8|int(h[2]))*time.Second + time.Duration(h[3]))
 	if err := os.Chtimes(p, mt, mt); err != nil {
 		t.Fatal(err)
 	}
