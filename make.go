@@ -13,6 +13,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // MakeOptions configures Make.
@@ -51,9 +52,9 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 	if bs := opts.Blocksize; bs != 0 && (bs < 16 || bs&(bs-1) != 0 || bs > 1<<30) {
 		return nil, fmt.Errorf("make: block size %d is not a power of two from 16 to 1 GiB: %w", bs, ErrUsage)
 	}
-	alg := simd.MD5
+	alg := strong.MD5
 	if opts.Legacy {
-		alg = simd.MD4
+		alg = strong.MD4
 	}
 	h, err := simd.NewHasher(alg, simd.Options{Fallback: opts.NoSIMD})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
+	"github.com/zsyncpipe/zsyncpipe/source"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -31,7 +32,7 @@ const (
 
 // netFresh is a region of the target that is new random data: every block
 // wholly inside it has to be fetched.
-var netFresh = stages.Range{Start: 100_000, End: 116_384}
+var netFresh = source.Range{Start: 100_000, End: 116_384}
 
 // netData returns an old version (the existing output, 512 KiB) and a new
 // version (the target) derived from it by a few edits and a fresh region at
@@ -112,7 +113,7 @@ func netCheckResult(t testing.TB, path string, want []byte) {
 }
 
 // netRanges parses a "bytes=a-b,c-d" header as sent by httpsource.
-func netRanges(t testing.TB, h string) []stages.Range {
+func netRanges(t testing.TB, h string) []source.Range {
 	t.Helper()
 	if h == "" {
 		return nil
@@ -121,7 +122,7 @@ func netRanges(t testing.TB, h string) []stages.Range {
 	if !ok {
 		t.Fatalf("bad Range header %q", h)
 	}
-	var rs []stages.Range
+	var rs []source.Range
 	for _, p := range strings.Split(spec, ",") {
 		a, b, _ := strings.Cut(p, "-")
 		s, err1 := strconv.ParseInt(a, 10, 64)
@@ -129,7 +130,7 @@ func netRanges(t testing.TB, h string) []stages.Range {
 		if err1 != nil || err2 != nil {
 			t.Fatalf("bad Range header %q", h)
 		}
-		rs = append(rs, stages.Range{Start: s, End: e + 1})
+		rs = append(rs, source.Range{Start: s, End: e + 1})
 	}
 	return rs
 }
@@ -198,8 +199,8 @@ func TestSyncFaults(t *testing.T) {
 		{name: "multi-range-refused-501", opts: faultserver.Options{MaxRanges: 2, RejectStatus: 501}, extra: 1, status: 501},
 		{name: "multi-range-answered-200", opts: faultserver.Options{MaxRanges: 1, RejectStatus: 200}, status: 200},
 		{name: "ranges-coalesced", opts: faultserver.Options{Coalesce: true}},
-		{name: "wrong-bytes", opts: faultserver.Options{CorruptRange: stages.Range{Start: netFresh.Start + 5000, End: netFresh.Start + 5010}},
-			wantErr: []error{ErrFetch, stages.ErrCorrupt}, msg: "failed its checksum"},
+		{name: "wrong-bytes", opts: faultserver.Options{CorruptRange: source.Range{Start: netFresh.Start + 5000, End: netFresh.Start + 5010}},
+			wantErr: []error{ErrFetch, source.ErrCorrupt}, msg: "failed its checksum"},
 		{name: "503-retry-after-twice", opts: faultserver.Options{Status503: true, RetryAfter: "1", Faults: 2}, extra: 2, status: 503,
 			check: func(t *testing.T, srv *faultserver.Server, sum *Summary) {
 				if sum.Duration < 900*time.Millisecond {
@@ -286,7 +287,7 @@ func TestSyncFaults(t *testing.T) {
 			}
 			// A block failing its hash is reported by the fetch stage,
 			// which names the block; the others name the URL.
-			if !errors.Is(err, stages.ErrCorrupt) && !strings.Contains(err.Error(), srv.URL()) {
+			if !errors.Is(err, source.ErrCorrupt) && !strings.Contains(err.Error(), srv.URL()) {
 				t.Errorf("error should name the URL %s", srv.URL())
 			}
 			netCheckResult(t, out, old)
@@ -335,7 +336,7 @@ func netCheckSingleRanges(t *testing.T, srv *faultserver.Server, sum *Summary) {
 
 func TestSyncMirrors(t *testing.T) {
 	old, target := netData(2)
-	whole := stages.Range{Start: 0, End: int64(len(target))}
+	whole := source.Range{Start: 0, End: int64(len(target))}
 	runWith := func(t *testing.T, fo stages.FetchOptions, opts ...faultserver.Options) ([]*faultserver.Server, *Summary, error) {
 		var srvs []*faultserver.Server
 		var urls []string
@@ -419,7 +420,7 @@ func TestSyncMirrors(t *testing.T) {
 	t.Run("corrupt-part-mirror", func(t *testing.T) {
 		fo := netFetch()
 		fo.Concurrency = 1
-		bad := stages.Range{Start: netFresh.Start + 8192, End: netFresh.End}
+		bad := source.Range{Start: netFresh.Start + 8192, End: netFresh.End}
 		srvs, _, err := runWith(t, fo, faultserver.Options{CorruptRange: bad}, faultserver.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -470,7 +471,7 @@ func TestSyncMirrors(t *testing.T) {
 
 	t.Run("all-mirrors-fail", func(t *testing.T) {
 		_, _, err := run(t, faultserver.Options{Status503: true}, faultserver.Options{CorruptRange: whole})
-		if !errors.Is(err, ErrFetch) || !errors.Is(err, stages.ErrCorrupt) {
+		if !errors.Is(err, ErrFetch) || !errors.Is(err, source.ErrCorrupt) {
 			t.Fatalf("err = %v, want ErrFetch and ErrCorrupt", err)
 		}
 		if !strings.Contains(err.Error(), "all 2 mirrors failed") || !strings.Contains(err.Error(), "503") {

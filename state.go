@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -104,12 +105,7 @@ func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seed
 	if err != nil {
 		return err
 	}
-	tmp := statePath(part) + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("save resume state: %w", err)
-	}
-	if err := os.Rename(tmp, statePath(part)); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteBytes(statePath(part), 0o644, data); err != nil {
 		return fmt.Errorf("save resume state: %w", err)
 	}
 	return nil

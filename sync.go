@@ -13,8 +13,10 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/source"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -32,7 +34,7 @@ type SyncOptions struct {
 	// file's URLs and MirrorURLs are resolved against BaseURL and used
 	// together: http(s) URLs through package httpsource, local paths and
 	// file:// URLs directly.
-	Source stages.RangeSource
+	Source source.RangeSource
 	// BaseURL resolves relative URLs of the control file: the URL or path
 	// the control file came from, or a directory.
 	BaseURL string
@@ -41,6 +43,9 @@ type SyncOptions struct {
 	MirrorURLs []string
 	// HTTP configures the HTTP sources built from the URLs.
 	HTTP httpsource.Options
+	// Transports opens URLs of further schemes (sftp://, for instance)
+	// and may replace the built-in http, https and file transports.
+	Transports Transports
 	// Workers bounds scanning and hashing goroutines; 0 means one per
 	// physical core.
 	Workers int
@@ -102,13 +107,14 @@ type syncJob struct {
 	seeds    []stages.Seed
 	seedIDs  []seedID
 	closers  []io.Closer
+	cleanups []func() // release the sources built from URLs
 	hasher   *simd.Hasher
 	matches  *stages.Matches
 	pt       *stages.Patcher
 	plan     atomic.Pointer[stages.Plan] // set by the fetch stage, read by the state saver
 	verifier *stages.PrefixVerifier
 	verified chan error // the verifier's Run result
-	src      stages.RangeSource
+	src      source.RangeSource
 	written  atomic.Bool // every block found in a seed is in the partial result
 }
 
@@ -171,7 +177,7 @@ func (j *syncJob) prepare() error {
 	if j.state == nil {
 		os.Remove(statePath(j.part))
 	}
-	os.Remove(statePath(j.part) + ".tmp") // left by a sync killed while saving
+	atomicfile.RemoveStale(statePath(j.part)) // left by a sync killed while saving
 	if j.setAside != "" {
 		paths = append(paths, j.setAside)
 	}
@@ -319,13 +325,14 @@ func (j *syncJob) run(ctx context.Context) error {
 		j.sum.Reused = plan.Reused
 	}
 	j.sum.Fetched = fetched.Load()
-	if st, ok := j.src.(interface{ Stats() SourceStats }); ok {
-		s := st.Stats()
+	if st, ok := j.src.(source.StatsReporter); ok {
+		s := st.TransferStats()
 		j.sum.Requests, j.sum.Ranges, j.sum.Overhead = s.Requests, s.Ranges, s.Overhead
 	}
-	if c, ok := j.src.(io.Closer); ok && j.opts.Source == nil {
-		c.Close()
+	for _, c := range j.cleanups {
+		c()
 	}
+	j.cleanups = nil
 	if runErr != nil {
 		vcancel()
 		<-j.verified
@@ -353,7 +360,7 @@ func (j *syncJob) run(ctx context.Context) error {
 }
 
 // source returns the RangeSource for the missing blocks.
-func (j *syncJob) source() (stages.RangeSource, error) {
+func (j *syncJob) source() (source.RangeSource, error) {
 	if j.opts.Source != nil {
 		j.src = j.opts.Source
 		return j.src, nil
@@ -473,22 +480,14 @@ func (j *syncJob) close() {
 	}
 }
 
-// SourceStats is what a RangeSource may report about its downloads, through
-// a Stats() SourceStats method, for the summary.
-type SourceStats struct {
-	Requests, Ranges, Overhead int64
-}
-
-// openSeeds opens the seed files, skipping repeats of the same file. Files
-// named in explicit must exist; the others are skipped when they do not.
 // urlSource resolves the control file's URLs and the mirrors against the
 // base and returns a source reading from all of them that can be used.
-func (j *syncJob) urlSource() (stages.RangeSource, error) {
+func (j *syncJob) urlSource() (source.RangeSource, error) {
 	urls := append(append([]string(nil), j.f.URLs...), j.opts.MirrorURLs...)
 	if len(urls) == 0 {
 		return nil, errors.New("control file lists no URL for the missing blocks")
 	}
-	var srcs []stages.RangeSource
+	var srcs []source.RangeSource
 	var errs []error
 	for _, raw := range urls {
 		s, err := j.openURL(raw)
@@ -504,35 +503,27 @@ func (j *syncJob) urlSource() (stages.RangeSource, error) {
 	case 1:
 		return srcs[0], nil
 	}
-	return &mirrorSet{Mirrors: httpsource.NewMirrors(srcs...), srcs: srcs}, nil
+	return httpsource.NewMirrors(srcs...), nil
 }
 
 // openURL turns one URL of the control file into a source.
-func (j *syncJob) openURL(raw string) (stages.RangeSource, error) {
+func (j *syncJob) openURL(raw string) (source.RangeSource, error) {
 	u, err := resolveURL(raw, j.opts.BaseURL)
 	if err != nil {
 		return nil, err
 	}
-	switch u.Scheme {
-	case "http", "https":
-		s, err := httpsource.New(u.String(), j.opts.HTTP)
-		if err != nil {
-			return nil, err
-		}
-		return &httpSource{s}, nil
-	case "file", "":
-		fh, err := os.Open(u.Path)
-		if err != nil {
-			return nil, err
-		}
-		fi, err := fh.Stat()
-		if err != nil || fi.Size() != j.f.Length {
-			fh.Close()
-			return nil, fmt.Errorf("%s does not have the target's length %d", u.Path, j.f.Length)
-		}
-		return &fileSource{ReaderAtSource: stages.ReaderAtSource{R: fh}, f: fh}, nil
+	t := transport(j.opts.Transports, j.opts.HTTP, u.Scheme)
+	if t == nil {
+		return nil, fmt.Errorf("URL %q: scheme %q is not supported", raw, u.Scheme)
 	}
-	return nil, fmt.Errorf("URL %q: scheme %q is not supported", raw, u.Scheme)
+	s, err := t.OpenRanges(context.Background(), u, j.f.Length)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := s.(io.Closer); ok {
+		j.cleanups = append(j.cleanups, func() { c.Close() })
+	}
+	return s, nil
 }
 
 // resolveURL resolves a URL of the control file against the base: the URL
@@ -549,7 +540,7 @@ func resolveURL(raw, base string) (*url.URL, error) {
 	if filepath.IsAbs(raw) {
 		return &url.URL{Scheme: "file", Path: raw}, nil
 	}
-	if b, err := url.Parse(base); err == nil && (b.Scheme == "http" || b.Scheme == "https" || b.Scheme == "file") {
+	if b, err := url.Parse(base); err == nil && len(b.Scheme) > 1 { // not a drive letter
 		return b.ResolveReference(ref), nil
 	}
 	// A local base: the control file's path, or a directory.
@@ -562,58 +553,4 @@ func resolveURL(raw, base string) (*url.URL, error) {
 		return nil, fmt.Errorf("URL %q: %w", raw, err)
 	}
 	return &url.URL{Scheme: "file", Path: p}, nil
-}
-
-// fileSource is a local file serving as the source of missing blocks.
-type fileSource struct {
-	stages.ReaderAtSource
-	f *os.File
-}
-
-// Close closes the file.
-func (s *fileSource) Close() error { return s.f.Close() }
-
-// httpSource adapts an httpsource.Source to the summary's statistics.
-type httpSource struct{ *httpsource.Source }
-
-// Stats reports the source's traffic.
-func (s *httpSource) Stats() SourceStats {
-	st := s.Source.Stats()
-	return SourceStats{Requests: st.Requests, Ranges: st.Ranges, Overhead: st.BodyBytes - st.PayloadBytes + st.HeaderBytes}
-}
-
-// Close drops idle connections.
-func (s *httpSource) Close() error {
-	s.CloseIdleConnections()
-	return nil
-}
-
-// mirrorSet is several sources used together.
-type mirrorSet struct {
-	*httpsource.Mirrors
-	srcs []stages.RangeSource
-}
-
-// Stats sums the statistics of the sources.
-func (m *mirrorSet) Stats() SourceStats {
-	var sum SourceStats
-	for _, s := range m.srcs {
-		if st, ok := s.(interface{ Stats() SourceStats }); ok {
-			x := st.Stats()
-			sum.Requests += x.Requests
-			sum.Ranges += x.Ranges
-			sum.Overhead += x.Overhead
-		}
-	}
-	return sum
-}
-
-// Close closes every source.
-func (m *mirrorSet) Close() error {
-	for _, s := range m.srcs {
-		if c, ok := s.(io.Closer); ok {
-			c.Close()
-		}
-	}
-	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // randomBytes returns n bytes from rng.
@@ -99,7 +99,7 @@ func syncBytes(t *testing.T, seed, target []byte, mo MakeOptions) ([]byte, *Summ
 		Control: f2,
 		Output:  out,
 		Seeds:   []string{seedPath},
-		Source:  stages.ReaderAtSource{R: bytes.NewReader(target)},
+		Source:  source.ReaderAt{R: bytes.NewReader(target)},
 	})
 	if err != nil {
 		t.Fatalf("Sync: %v", err)
@@ -187,8 +187,8 @@ func TestSyncFailureLeavesOutputUntouched(t *testing.T) {
 	}
 	// A source serving other bytes: every fetched block fails its hash.
 	bad := bytes.Repeat([]byte("BAD DATA "), 10000)
-	_, err = Sync(ctx, SyncOptions{Control: f, Output: out, Source: stages.ReaderAtSource{R: bytes.NewReader(bad)}})
-	if !errors.Is(err, ErrFetch) || !errors.Is(err, stages.ErrCorrupt) {
+	_, err = Sync(ctx, SyncOptions{Control: f, Output: out, Source: source.ReaderAt{R: bytes.NewReader(bad)}})
+	if !errors.Is(err, ErrFetch) || !errors.Is(err, source.ErrCorrupt) {
 		t.Fatalf("Sync with a corrupt source: err = %v, want ErrFetch and ErrCorrupt", err)
 	}
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, old) {
@@ -196,7 +196,7 @@ func TestSyncFailureLeavesOutputUntouched(t *testing.T) {
 	}
 	// A wrong whole-file hash: blocks are fine, the file is not accepted.
 	f.SHA256[0] ^= 1
-	_, err = Sync(ctx, SyncOptions{Control: f, Output: out, Source: stages.ReaderAtSource{R: bytes.NewReader(target)}})
+	_, err = Sync(ctx, SyncOptions{Control: f, Output: out, Source: source.ReaderAt{R: bytes.NewReader(target)}})
 	if !errors.Is(err, ErrVerify) {
 		t.Fatalf("Sync with a wrong SHA-256: err = %v, want ErrVerify", err)
 	}
@@ -233,7 +233,7 @@ func TestSyncProgress(t *testing.T) {
 	var bad []Progress
 	_, err = Sync(ctx, SyncOptions{
 		Control: f, Output: filepath.Join(dir, "t"), Seeds: []string{seed},
-		Source: stages.ReaderAtSource{R: bytes.NewReader(target)},
+		Source: source.ReaderAt{R: bytes.NewReader(target)},
 		Progress: func(p Progress) {
 			mu.Lock()
 			defer mu.Unlock()

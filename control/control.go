@@ -3,7 +3,7 @@ package control
 import (
 	"time"
 
-	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // HashLengths is the value of the Hash-Lengths header.
@@ -40,7 +40,7 @@ type Header struct {
 	URLs []string
 	// StrongAlgorithm is the strong block hash; MD4 when the file has no
 	// Strong-Hash-Algorithm header.
-	StrongAlgorithm simd.Algorithm
+	StrongAlgorithm strong.Algorithm
 	// SHA1 is the whole-file SHA-1 (legacy "SHA-1:" header), nil if absent.
 	SHA1 []byte
 	// SHA256 is the whole-file SHA-256 (spec 0.8 "File-Hash: SHA-256:"),

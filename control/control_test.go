@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // testFile returns a File with pseudo-random records for the given header.
@@ -86,26 +86,26 @@ func TestRoundTrip(t *testing.T) {
 	}{
 		{"legacy-2-2-4", Header{Version: "0.6.2", Filename: "rand1m.bin", MTime: mtime, Blocksize: 2048, Length: 1 << 20,
 			HashLengths: HashLengths{2, 2, 4}, URLs: []string{"http://127.0.0.1:8000/rand1m.bin"},
-			StrongAlgorithm: simd.MD4, SHA1: sha(20, 0xab)}, true},
+			StrongAlgorithm: strong.MD4, SHA1: sha(20, 0xab)}, true},
 		{"legacy-defaults-1-4-16-short-last-block", Header{Version: "0.6.2", Blocksize: 1024, Length: 5000,
-			HashLengths: HashLengths{1, 4, 16}, StrongAlgorithm: simd.MD4, SHA1: sha(20, 1)}, true},
+			HashLengths: HashLengths{1, 4, 16}, StrongAlgorithm: strong.MD4, SHA1: sha(20, 1)}, true},
 		{"legacy-1-3-3-multi-url-extra", Header{Version: "0.6.2", Filename: "x.tar", Blocksize: 4096, Length: 4096*3 + 1,
-			HashLengths: HashLengths{1, 3, 3}, URLs: []string{"a", "http://b/c d"}, StrongAlgorithm: simd.MD4,
+			HashLengths: HashLengths{1, 3, 3}, URLs: []string{"a", "http://b/c d"}, StrongAlgorithm: strong.MD4,
 			SHA1: sha(20, 2), Safe: []string{"X-Custom"},
 			Extra: []Field{{"Z-URL", "x.tar.gz"}, {"X-Custom", "hello: world"}}}, true},
 		{"legacy-rsum1", Header{Version: "0.6.2", Blocksize: 512, Length: 10000,
-			HashLengths: HashLengths{2, 1, 8}, StrongAlgorithm: simd.MD4}, true},
+			HashLengths: HashLengths{2, 1, 8}, StrongAlgorithm: strong.MD4}, true},
 		{"legacy-empty", Header{Version: "0.6.2", Filename: "empty", Blocksize: 2048, Length: 0,
-			HashLengths: HashLengths{1, 2, 3}, URLs: []string{"empty"}, StrongAlgorithm: simd.MD4, SHA1: sha(20, 3)}, true},
+			HashLengths: HashLengths{1, 2, 3}, URLs: []string{"empty"}, StrongAlgorithm: strong.MD4, SHA1: sha(20, 3)}, true},
 		{"spec-md5-2-3-6", Header{Version: "0.7.2", Filename: "f", MTime: mtime.Add(90 * time.Minute), Blocksize: 2048,
-			Length: 100000, HashLengths: HashLengths{2, 3, 6}, URLs: []string{"f"}, StrongAlgorithm: simd.MD5,
+			Length: 100000, HashLengths: HashLengths{2, 3, 6}, URLs: []string{"f"}, StrongAlgorithm: strong.MD5,
 			SHA1: sha(20, 4), SHA256: sha(32, 5)}, false},
 		{"spec-sha224-1-4-28", Header{Blocksize: 8192, Length: 8192 * 7, HashLengths: HashLengths{1, 4, 28},
-			StrongAlgorithm: simd.SHA224, SHA256: sha(32, 6), Safe: []string{"File-Hash"}}, false},
+			StrongAlgorithm: strong.SHA224, SHA256: sha(32, 6), Safe: []string{"File-Hash"}}, false},
 		{"spec-md4-with-sha256", Header{Version: "0.7.2", MinVersion: "0.7.0", Blocksize: 1 << 20, Length: 3 << 20,
-			HashLengths: HashLengths{2, 2, 16}, StrongAlgorithm: simd.MD4, SHA1: sha(20, 7), SHA256: sha(32, 8),
+			HashLengths: HashLengths{2, 2, 16}, StrongAlgorithm: strong.MD4, SHA1: sha(20, 7), SHA256: sha(32, 8),
 			Extra: []Field{{"File-Hash", "SHA-512:abcd"}}}, false},
-		{"no-version-legacy", Header{Blocksize: 1, Length: 17, HashLengths: HashLengths{2, 4, 3}, StrongAlgorithm: simd.MD4}, true},
+		{"no-version-legacy", Header{Blocksize: 1, Length: 17, HashLengths: HashLengths{2, 4, 3}, StrongAlgorithm: strong.MD4}, true},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,7 +132,7 @@ func TestRoundTrip(t *testing.T) {
 			if tc.legacy && strings.Contains(hdr, "Strong-Hash-Algorithm") {
 				t.Errorf("legacy file has Strong-Hash-Algorithm:\n%s", hdr)
 			}
-			if tc.h.StrongAlgorithm != simd.MD4 && !strings.Contains(hdr, "\nStrong-Hash-Algorithm: "+tc.h.StrongAlgorithm.String()+"\n") {
+			if tc.h.StrongAlgorithm != strong.MD4 && !strings.Contains(hdr, "\nStrong-Hash-Algorithm: "+tc.h.StrongAlgorithm.String()+"\n") {
 				t.Errorf("no Strong-Hash-Algorithm line:\n%s", hdr)
 			}
 			if tc.h.SHA256 != nil {
@@ -163,7 +163,7 @@ func TestWriteLegacyExactBytes(t *testing.T) {
 	f := testFile(t, Header{Version: "0.6.2", Filename: "rand1m.bin",
 		MTime: time.Date(2024, 1, 1, 0, 0, 0, 0, time.FixedZone("X", 3600)), Blocksize: 2048, Length: 1 << 20,
 		HashLengths: HashLengths{2, 2, 4}, URLs: []string{"http://127.0.0.1:8000/rand1m.bin"},
-		StrongAlgorithm: simd.MD4, SHA1: sha(20, 0xe5)}, 1)
+		StrongAlgorithm: strong.MD4, SHA1: sha(20, 0xe5)}, 1)
 	f.Checksums.Rsum[0] = 0x14de
 	copy(f.Checksums.Strong, []byte{0x2d, 0x06, 0x7d, 0xd5})
 	data := mustWrite(t, f)
@@ -181,7 +181,7 @@ func TestWriteLegacyExactBytes(t *testing.T) {
 func TestRsumRecordBytes(t *testing.T) {
 	// The record keeps the trailing bytes of big-endian a, b.
 	for rb, want := range map[int][]byte{1: {0xde}, 2: {0x14, 0xde}, 3: {0x03, 0x14, 0xde}, 4: {0xf0, 0x03, 0x14, 0xde}} {
-		h := Header{Version: "0.6.2", Blocksize: 16, Length: 16, HashLengths: HashLengths{1, rb, 3}, StrongAlgorithm: simd.MD4}
+		h := Header{Version: "0.6.2", Blocksize: 16, Length: 16, HashLengths: HashLengths{1, rb, 3}, StrongAlgorithm: strong.MD4}
 		f := &File{Header: h, Checksums: Checksums{RsumBytes: rb, StrongBytes: 3,
 			Rsum: []uint32{0xf00314de & RsumMask(rb)}, Strong: []byte{1, 2, 3}}}
 		data := mustWrite(t, f)
@@ -294,7 +294,7 @@ func TestReadAccepts(t *testing.T) {
 			if f.Blocksize != 1024 || f.Length != 0 || f.Version != "0.6.2" {
 				return fmt.Errorf("bad header %+v", f.Header)
 			}
-			if f.HashLengths != (HashLengths{1, 4, 16}) || f.StrongAlgorithm != simd.MD4 {
+			if f.HashLengths != (HashLengths{1, 4, 16}) || f.StrongAlgorithm != strong.MD4 {
 				return fmt.Errorf("defaults not applied: %+v", f.Header)
 			}
 			return nil
@@ -309,7 +309,7 @@ func TestReadAccepts(t *testing.T) {
 		}},
 		{"spec 0.8", "zsync: 0.7.2\nSafe: File-Hash\nBlocksize: 1024\nLength: 0\nHash-Lengths: 2,2,20\n" +
 			"Strong-Hash-Algorithm: sha224\nFile-Hash: SHA-256:" + strings.Repeat("Ab", 32) + "\nFile-Hash: BLAKE3:00\n\n", func(f *File) error {
-			if f.StrongAlgorithm != simd.SHA224 || f.SHA256[31] != 0xab || f.Legacy() ||
+			if f.StrongAlgorithm != strong.SHA224 || f.SHA256[31] != 0xab || f.Legacy() ||
 				!reflect.DeepEqual(f.Extra, []Field{{"File-Hash", "BLAKE3:00"}}) {
 				return fmt.Errorf("bad header %+v", f.Header)
 			}
@@ -405,7 +405,7 @@ func TestDefaultHashLengths(t *testing.T) {
 	for _, l := range []int64{-1, 1<<63 - 1} {
 		for _, bs := range []int{-5, 0, 1, 1 << 30} {
 			hl := DefaultHashLengths(l, bs)
-			if err := checkHashLengths(hl, simd.MD4); err != nil {
+			if err := checkHashLengths(hl, strong.MD4); err != nil {
 				t.Errorf("DefaultHashLengths(%d, %d) = %v: %v", l, bs, hl, err)
 			}
 		}
@@ -418,7 +418,7 @@ func TestDefaultHashLengths(t *testing.T) {
 func TestWriteRejects(t *testing.T) {
 	base := func() *File {
 		return testFile(t, Header{Version: "0.6.2", Blocksize: 1024, Length: 3000,
-			HashLengths: HashLengths{2, 2, 4}, StrongAlgorithm: simd.MD4}, 9)
+			HashLengths: HashLengths{2, 2, 4}, StrongAlgorithm: strong.MD4}, 9)
 	}
 	cases := []struct {
 		name  string
@@ -441,7 +441,7 @@ func TestWriteRejects(t *testing.T) {
 		{"extra colon", func(f *File) { f.Extra = []Field{{"X:Foo", "5"}} }, "X:Foo", "contains ':'"},
 		{"extra sha256", func(f *File) { f.Extra = []Field{{"File-Hash", "SHA-256:00"}} }, "File-Hash", "belongs in Header.SHA256"},
 		{"safe strong", func(f *File) {
-			f.StrongAlgorithm = simd.MD5
+			f.StrongAlgorithm = strong.MD5
 			f.Safe = []string{"Strong-Hash-Algorithm"}
 		}, "Safe", "would read the records as MD4"},
 		{"safe space", func(f *File) { f.Safe = []string{"a b"} }, "Safe", "not a single header name"},
@@ -476,7 +476,7 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestWriteError(t *testing.T) {
-	f := testFile(t, Header{Blocksize: 1024, Length: 3000, HashLengths: HashLengths{2, 2, 4}, StrongAlgorithm: simd.MD4}, 1)
+	f := testFile(t, Header{Blocksize: 1024, Length: 3000, HashLengths: HashLengths{2, 2, 4}, StrongAlgorithm: strong.MD4}, 1)
 	if err := Write(failWriter{}, f); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("err = %v", err)
 	}

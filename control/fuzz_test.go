@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 func FuzzRead(f *testing.F) {
 	legacy := mustWrite(f, testFile(f, Header{Version: "0.6.2", Filename: "a.iso",
 		MTime: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Blocksize: 16, Length: 100,
 		HashLengths: HashLengths{2, 2, 4}, URLs: []string{"a.iso", "http://x/a.iso"},
-		StrongAlgorithm: simd.MD4, SHA1: sha(20, 9)}, 1))
+		StrongAlgorithm: strong.MD4, SHA1: sha(20, 9)}, 1))
 	spec := mustWrite(f, testFile(f, Header{Version: "0.7.2", Blocksize: 8, Length: 20,
-		HashLengths: HashLengths{1, 3, 20}, StrongAlgorithm: simd.SHA224, SHA256: sha(32, 3),
+		HashLengths: HashLengths{1, 3, 20}, StrongAlgorithm: strong.SHA224, SHA256: sha(32, 3),
 		Safe: []string{"X-Note"}, Extra: []Field{{"X-Note", "hi"}, {"Z-URL", "z"}}}, 2))
 	f.Add(legacy)
 	f.Add(spec)

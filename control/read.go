@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // MaxLineLength is the longest header line, in bytes without its LF, that
@@ -160,7 +160,7 @@ func ReadHeader(br *bufio.Reader) (*Header, error) {
 		br:   br,
 		seen: make(map[string]int),
 		h: Header{
-			StrongAlgorithm: simd.MD4,
+			StrongAlgorithm: strong.MD4,
 			HashLengths:     HashLengths{SeqMatches: 1, RsumBytes: 4, StrongBytes: 16},
 		},
 	}
@@ -289,7 +289,7 @@ func (p *headerParser) field(line []byte) error {
 			p.safeLn = p.line
 		}
 	case hdrStrongAlg:
-		h.StrongAlgorithm, err = simd.ParseAlgorithm(value)
+		h.StrongAlgorithm, err = strong.ParseAlgorithm(value)
 	case hdrFileHash:
 		if !isSHA256FileHash(value) {
 			h.Extra = append(h.Extra, Field{Name: name, Value: value})
@@ -414,7 +414,7 @@ func checkBlocksize(n int64) error {
 }
 
 // checkHashLengths checks Hash-Lengths against the strong hash.
-func checkHashLengths(hl HashLengths, alg simd.Algorithm) error {
+func checkHashLengths(hl HashLengths, alg strong.Algorithm) error {
 	if hl.SeqMatches < 1 || hl.SeqMatches > 2 {
 		return fmt.Errorf("seq_matches %d out of range 1..2", hl.SeqMatches)
 	}
@@ -433,8 +433,8 @@ func checkHashLengths(hl HashLengths, alg simd.Algorithm) error {
 
 // checkSafe refuses to let zsync 0.6.2 ignore a strong hash it would
 // misread as MD4.
-func checkSafe(safe string, alg simd.Algorithm) error {
-	if alg != simd.MD4 && strings.Contains(safe, hdrStrongAlg) {
+func checkSafe(safe string, alg strong.Algorithm) error {
+	if alg != strong.MD4 && strings.Contains(safe, hdrStrongAlg) {
 		return fmt.Errorf("lists %s although the algorithm is %v: zsync 0.6.2 would read the records as MD4", hdrStrongAlg, alg)
 	}
 	return nil

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // Versions written in the "zsync" header when Header.Version is empty.
@@ -24,7 +24,7 @@ const (
 // Legacy reports whether the header describes a file that zsync 0.6.2 fully
 // understands: MD4 block hashes and no SHA-256 whole-file hash.
 func (h *Header) Legacy() bool {
-	return h.StrongAlgorithm == simd.MD4 && h.SHA256 == nil
+	return h.StrongAlgorithm == strong.MD4 && h.SHA256 == nil
 }
 
 // Validate checks the header against the rules Read applies, so that a
@@ -213,7 +213,7 @@ func Write(w io.Writer, f *File) error {
 	line(hdrLength, strconv.FormatInt(h.Length, 10))
 	hl := h.HashLengths
 	line(hdrHashLen, fmt.Sprintf("%d,%d,%d", hl.SeqMatches, hl.RsumBytes, hl.StrongBytes))
-	if h.StrongAlgorithm != simd.MD4 {
+	if h.StrongAlgorithm != strong.MD4 {
 		line(hdrStrongAlg, h.StrongAlgorithm.String())
 	}
 	for _, u := range h.URLs {

@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/md4"
-
-	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata with the real zsyncmake")
@@ -114,7 +112,7 @@ func checkRecords(t *testing.T, f *File, data []byte) {
 		if got, want := f.Checksums.Rsum[i], rsum(block)&mask; got != want {
 			t.Fatalf("block %d: rsum %#x, want %#x", i, got, want)
 		}
-		h := md4.New()
+		h := strong.MD4.New()
 		h.Write(block)
 		if got, want := f.Checksums.StrongOf(i), h.Sum(nil)[:f.HashLengths.StrongBytes]; !bytes.Equal(got, want) {
 			t.Fatalf("block %d: strong % x, want % x", i, got, want)
@@ -149,7 +147,7 @@ func TestZsyncmakeInterop(t *testing.T) {
 				sum := sha1.Sum(data)
 				if f.Blocksize != wantBS || f.Length != int64(sz.n) || f.Filename != name ||
 					!f.MTime.Equal(testMTime) || len(f.URLs) != 1 || f.URLs[0] != "http://example.test/"+name ||
-					!bytes.Equal(f.SHA1, sum[:]) || f.StrongAlgorithm != simd.MD4 || !f.Legacy() || f.Version != "0.6.2" {
+					!bytes.Equal(f.SHA1, sum[:]) || f.StrongAlgorithm != strong.MD4 || !f.Legacy() || f.Version != "0.6.2" {
 					t.Errorf("header %+v", f.Header)
 				}
 				if int64(f.Checksums.Len()) != f.Blocks() {
@@ -191,14 +189,14 @@ func TestZsyncmakeWorkedExample(t *testing.T) {
 	// Rebuild the file from scratch, not from Read's result.
 	g := &File{Header: Header{Version: "0.6.2", Filename: "rand1m.bin", MTime: testMTime, Blocksize: 2048,
 		Length: 1 << 20, HashLengths: DefaultHashLengths(1<<20, 2048),
-		URLs: []string{"http://127.0.0.1:8000/rand1m.bin"}, StrongAlgorithm: simd.MD4}}
+		URLs: []string{"http://127.0.0.1:8000/rand1m.bin"}, StrongAlgorithm: strong.MD4}}
 	sum := sha1.Sum(data)
 	g.SHA1 = sum[:]
 	g.Checksums = Checksums{RsumBytes: 2, StrongBytes: 4}
 	for i := 0; i < 512; i++ {
 		block := data[i*2048 : (i+1)*2048]
 		g.Checksums.Rsum = append(g.Checksums.Rsum, rsum(block)&RsumMask(2))
-		h := md4.New()
+		h := strong.MD4.New()
 		h.Write(block)
 		g.Checksums.Strong = append(g.Checksums.Strong, h.Sum(nil)[:4]...)
 	}
@@ -261,7 +259,7 @@ func TestZsync062ReadsSpecFiles(t *testing.T) {
 	}
 	s := sha256.Sum256(data)
 	f.SHA256, f.Version = s[:], ""
-	for _, alg := range []simd.Algorithm{simd.MD4, simd.MD5} {
+	for _, alg := range []strong.Algorithm{strong.MD4, strong.MD5} {
 		f.StrongAlgorithm = alg
 		var b bytes.Buffer
 		if err := Write(&b, f); err != nil {
@@ -275,7 +273,7 @@ func TestZsync062ReadsSpecFiles(t *testing.T) {
 		cmd := exec.Command(client, "-q", "-i", "seed.bin", "-o", out, zpath)
 		cmd.Dir = dir
 		msg, err := cmd.CombinedOutput()
-		if alg == simd.MD4 {
+		if alg == strong.MD4 {
 			got, rerr := os.ReadFile(filepath.Join(dir, out))
 			if err != nil || rerr != nil || !bytes.Equal(got, data) {
 				t.Errorf("zsync 0.6.2 on an MD4 + File-Hash file: %v %v\n%s", err, rerr, msg)

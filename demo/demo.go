@@ -25,7 +25,6 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
-	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 )
 
@@ -139,18 +138,14 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 
 	// Sync over HTTP: the control file first, then the missing ranges.
 	start = time.Now()
-	dl, err := httpsource.Download(ctx, ctlURL, httpsource.Options{}, time.Time{})
+	ctl, err := zsyncpipe.LoadControl(ctx, ctlURL, zsyncpipe.LoadOptions{})
 	if err != nil {
-		return fmt.Errorf("download control file: %w", err)
-	}
-	ctl, err := control.Read(bytes.NewReader(dl.Body))
-	if err != nil {
-		return fmt.Errorf("read control file: %w", err)
+		return err
 	}
 	sum, err := zsyncpipe.Sync(ctx, zsyncpipe.SyncOptions{
-		Control: ctl,
+		Control: ctl.File,
 		Output:  output,
-		BaseURL: dl.FinalURL.String(),
+		BaseURL: ctl.BaseURL,
 	})
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)

@@ -4,7 +4,7 @@
 //
 // # Request strategy
 //
-// A Source serves one URL and implements stages.RangeSource. The fetch
+// A Source serves one URL and implements [source.RangeSource]. The fetch
 // stage runs several ReadRanges calls at once, which gives parallel
 // requests (over HTTP/2 they share one connection). Each call sends one or
 // more GET requests with "Range: bytes=a-b,c-d,…" carrying at most
@@ -84,6 +84,6 @@
 // # Mirrors
 //
 // Mirrors spreads ReadRanges calls over several sources and drops a source
-// that fails or delivers data the callback rejects with stages.ErrCorrupt;
+// that fails or delivers data the callback rejects with [source.ErrCorrupt];
 // the rest of the call is read from another source.
 package httpsource

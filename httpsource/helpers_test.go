@@ -12,7 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 func TestMain(m *testing.M) {
@@ -31,24 +31,24 @@ func testData(n int) []byte {
 
 // everyOther returns count ranges of size bs, each followed by a gap of gap
 // bytes, starting at offset start.
-func spaced(start, bs, gap int64, count int) []stages.Range {
-	var rs []stages.Range
+func spaced(start, bs, gap int64, count int) []source.Range {
+	var rs []source.Range
 	for i := range count {
 		s := start + int64(i)*(bs+gap)
-		rs = append(rs, stages.Range{Start: s, End: s + bs})
+		rs = append(rs, source.Range{Start: s, End: s + bs})
 	}
 	return rs
 }
 
 // checker is a ReadRanges callback that compares each range with want,
-// returns read errors wrapped, and reports bad data with stages.ErrCorrupt.
+// returns read errors wrapped, and reports bad data with source.ErrCorrupt.
 type checker struct {
 	want      []byte
-	delivered []stages.Range // every call that returned nil, in order
+	delivered []source.Range // every call that returned nil, in order
 	calls     int
 }
 
-func (c *checker) fn(r stages.Range, data io.Reader) error {
+func (c *checker) fn(r source.Range, data io.Reader) error {
 	c.calls++
 	got, err := io.ReadAll(data)
 	if err != nil {
@@ -58,14 +58,14 @@ func (c *checker) fn(r stages.Range, data io.Reader) error {
 		return fmt.Errorf("range %d-%d: got %d bytes", r.Start, r.End, len(got))
 	}
 	if !bytes.Equal(got, c.want[r.Start:r.End]) {
-		return fmt.Errorf("range %d-%d: %w", r.Start, r.End, stages.ErrCorrupt)
+		return fmt.Errorf("range %d-%d: %w", r.Start, r.End, source.ErrCorrupt)
 	}
 	c.delivered = append(c.delivered, r)
 	return nil
 }
 
 // verify fails t unless every range was delivered once, in order.
-func (c *checker) verify(t *testing.T, ranges []stages.Range) {
+func (c *checker) verify(t *testing.T, ranges []source.Range) {
 	t.Helper()
 	if len(c.delivered) != len(ranges) {
 		t.Fatalf("delivered %d ranges, want %d", len(c.delivered), len(ranges))
@@ -100,7 +100,7 @@ func newServer(t *testing.T, data []byte, opts faultserver.Options) *faultserver
 }
 
 // fetch reads ranges from src with a fresh checker.
-func fetch(src stages.RangeSource, data []byte, ranges []stages.Range) (*checker, error) {
+func fetch(src source.RangeSource, data []byte, ranges []source.Range) (*checker, error) {
 	c := &checker{want: data}
 	err := src.ReadRanges(context.Background(), ranges, c.fn)
 	return c, err

@@ -8,18 +8,18 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // Mirrors reads ranges from several copies of the same file. Each
 // ReadRanges call goes to the healthy source with the fewest calls in
 // flight (in turn when tied), so concurrent calls spread over all of them.
 // A source that fails (after its own retries), or whose data the callback
-// rejects with an error wrapping stages.ErrCorrupt, is dropped for good, and
+// rejects with an error wrapping source.ErrCorrupt, is dropped for good, and
 // the ranges of the call not yet delivered are read from another source.
 // Mirrors is safe for concurrent use.
 type Mirrors struct {
-	srcs []stages.RangeSource
+	srcs []source.RangeSource
 
 	mu       sync.Mutex
 	inflight []int
@@ -28,7 +28,7 @@ type Mirrors struct {
 }
 
 // NewMirrors returns a Mirrors reading from srcs; nil sources are ignored.
-func NewMirrors(srcs ...stages.RangeSource) *Mirrors {
+func NewMirrors(srcs ...source.RangeSource) *Mirrors {
 	m := &Mirrors{}
 	for _, s := range srcs {
 		if s != nil {
@@ -53,10 +53,10 @@ func (m *Mirrors) Healthy() int {
 	return n
 }
 
-// ReadRanges implements stages.RangeSource. When every source has been
+// ReadRanges implements source.RangeSource. When every source has been
 // dropped it returns an error naming each source's failure; errors.Is
 // looks through all of them.
-func (m *Mirrors) ReadRanges(ctx context.Context, ranges []stages.Range, fn func(stages.Range, io.Reader) error) error {
+func (m *Mirrors) ReadRanges(ctx context.Context, ranges []source.Range, fn func(source.Range, io.Reader) error) error {
 	delivered := 0
 	for delivered < len(ranges) {
 		i, ok := m.pick()
@@ -64,7 +64,7 @@ func (m *Mirrors) ReadRanges(ctx context.Context, ranges []stages.Range, fn func
 			return m.allFailed()
 		}
 		var fnErr error
-		err := m.srcs[i].ReadRanges(ctx, ranges[delivered:], func(r stages.Range, data io.Reader) error {
+		err := m.srcs[i].ReadRanges(ctx, ranges[delivered:], func(r source.Range, data io.Reader) error {
 			if err := fn(r, data); err != nil {
 				fnErr = err
 				return err
@@ -76,7 +76,7 @@ func (m *Mirrors) ReadRanges(ctx context.Context, ranges []stages.Range, fn func
 		switch {
 		case err == nil:
 			return nil
-		case fnErr != nil && !errors.Is(fnErr, stages.ErrCorrupt):
+		case fnErr != nil && !errors.Is(fnErr, source.ErrCorrupt):
 			return err
 		case ctx.Err() != nil:
 			return err

@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 func TestMirrorsDropsCorruptMirror(t *testing.T) {
 	data := testData(fileSize)
-	bad := newServer(t, data, faultserver.Options{CorruptRange: stages.Range{Start: 4000, End: 4010}})
+	bad := newServer(t, data, faultserver.Options{CorruptRange: source.Range{Start: 4000, End: 4010}})
 	good := newServer(t, data, faultserver.Options{})
 	badSrc := newSource(t, bad.URL(), Options{})
 	m := NewMirrors(badSrc, newSource(t, good.URL(), Options{}))
@@ -43,7 +43,7 @@ func TestMirrorsDropsCorruptMirror(t *testing.T) {
 
 func TestMirrorsAllFail(t *testing.T) {
 	data := testData(fileSize)
-	a := newServer(t, data, faultserver.Options{CorruptRange: stages.Range{Start: 0, End: 1}})
+	a := newServer(t, data, faultserver.Options{CorruptRange: source.Range{Start: 0, End: 1}})
 	b := newServer(t, data, faultserver.Options{Status503: true})
 	m := NewMirrors(newSource(t, a.URL(), Options{}), newSource(t, b.URL(), Options{Retries: 1}))
 	_, err := fetch(m, data, spaced(0, 1000, 1000, 3))
@@ -51,7 +51,7 @@ func TestMirrorsAllFail(t *testing.T) {
 		t.Fatal("no error")
 	}
 	var se *StatusError
-	if !errors.Is(err, stages.ErrCorrupt) || !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable {
+	if !errors.Is(err, source.ErrCorrupt) || !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("err = %v, want both failures", err)
 	}
 	for _, u := range []string{a.URL(), b.URL()} {
@@ -98,7 +98,7 @@ func TestMirrorsCallbackErrorNotFailover(t *testing.T) {
 	a := newServer(t, data, faultserver.Options{})
 	m := NewMirrors(newSource(t, a.URL(), Options{}))
 	mine := errors.New("disk full")
-	err := m.ReadRanges(context.Background(), spaced(0, 10, 10, 2), func(stages.Range, io.Reader) error { return mine })
+	err := m.ReadRanges(context.Background(), spaced(0, 10, 10, 2), func(source.Range, io.Reader) error { return mine })
 	if err != mine || m.Healthy() != 1 {
 		t.Errorf("err = %v, healthy %d; want the callback's error and no drop", err, m.Healthy())
 	}

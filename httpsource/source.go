@@ -14,7 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // ErrChanged is wrapped by the errors that report that the remote file is not
@@ -40,7 +40,7 @@ type Stats struct {
 }
 
 // Source reads byte ranges of one remote file with HTTP Range requests. It
-// implements stages.RangeSource and is safe for concurrent use.
+// implements source.RangeSource and is safe for concurrent use.
 type Source struct {
 	url *url.URL
 	st  settings
@@ -108,9 +108,9 @@ func (s *Source) CloseIdleConnections() { s.st.client.CloseIdleConnections() }
 
 // call is the state of one ReadRanges call.
 type call struct {
-	ranges []stages.Range
+	ranges []source.Range
 	next   int // first range not yet delivered
-	fn     func(stages.Range, io.Reader) error
+	fn     func(source.Range, io.Reader) error
 }
 
 // ReadRanges fetches ranges, which must be sorted, non-empty and
@@ -118,7 +118,7 @@ type call struct {
 // exactly r.Len() bytes. It returns fn's first error as is. Transient
 // failures are retried with only the ranges not yet delivered; see the
 // package documentation for the policy.
-func (s *Source) ReadRanges(ctx context.Context, ranges []stages.Range, fn func(stages.Range, io.Reader) error) error {
+func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(source.Range, io.Reader) error) error {
 	if err := checkRanges(ranges); err != nil {
 		return fmt.Errorf("httpsource: %s: %w", s, err)
 	}
@@ -165,7 +165,7 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []stages.Range, fn func(
 }
 
 // checkRanges reports ranges that are not sorted, empty or overlapping.
-func checkRanges(ranges []stages.Range) error {
+func checkRanges(ranges []source.Range) error {
 	var end int64
 	for i, r := range ranges {
 		if r.Start < 0 || r.End <= r.Start {
@@ -194,7 +194,7 @@ func (s *Source) halve(n int) {
 // plan merges the undelivered ranges of c into at most MaxRanges spans
 // (all of them when all is set) and returns the spans and the index after
 // the last range they cover.
-func (s *Source) plan(c *call, all bool) (spans []stages.Range, end int) {
+func (s *Source) plan(c *call, all bool) (spans []source.Range, end int) {
 	limit := int(s.maxRanges.Load())
 	i := c.next
 	for ; i < len(c.ranges); i++ {
@@ -211,7 +211,7 @@ func (s *Source) plan(c *call, all bool) (spans []stages.Range, end int) {
 	return spans, i
 }
 
-func rangeHeader(spans []stages.Range) string {
+func rangeHeader(spans []source.Range) string {
 	var b strings.Builder
 	b.WriteString("bytes=")
 	for i, r := range spans {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 const fileSize = 200_000
@@ -55,7 +55,7 @@ func TestReadRangesSingleAndEdges(t *testing.T) {
 	data := testData(fileSize)
 	srv := newServer(t, data, faultserver.Options{})
 	src := newSource(t, srv.URL(), Options{})
-	for _, ranges := range [][]stages.Range{
+	for _, ranges := range [][]source.Range{
 		{{Start: 0, End: 1}},
 		{{Start: fileSize - 7, End: fileSize}}, // last partial block
 		{{Start: 0, End: fileSize}},
@@ -84,7 +84,7 @@ func TestMergeGap(t *testing.T) {
 	} {
 		srv := newServer(t, data, faultserver.Options{})
 		src := newSource(t, srv.URL(), Options{MergeGap: tc.gap})
-		ranges := []stages.Range{{Start: 100, End: 140}, {Start: 196, End: 200}, {Start: 5000, End: 5100}}
+		ranges := []source.Range{{Start: 100, End: 140}, {Start: 196, End: 200}, {Start: 5000, End: 5100}}
 		c, err := fetch(src, data, ranges)
 		if err != nil {
 			t.Fatal(err)
@@ -117,7 +117,7 @@ func TestIgnoreRangesFallback(t *testing.T) {
 	data := testData(fileSize)
 	srv := newServer(t, data, faultserver.Options{IgnoreRanges: true})
 	src := newSource(t, srv.URL(), Options{})
-	single := []stages.Range{{Start: 1000, End: 2000}}
+	single := []source.Range{{Start: 1000, End: 2000}}
 	c, err := fetch(src, data, single)
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func Test404IsNotRetried(t *testing.T) {
 	data := testData(100)
 	srv := newServer(t, data, faultserver.Options{})
 	src := newSource(t, srv.BaseURL()+"/missing", Options{})
-	_, err := fetch(src, data, []stages.Range{{Start: 0, End: 10}})
+	_, err := fetch(src, data, []source.Range{{Start: 0, End: 10}})
 	var se *StatusError
 	if !errors.As(err, &se) || se.StatusCode != 404 {
 		t.Fatalf("err = %v, want 404", err)
@@ -334,11 +334,11 @@ func TestStall(t *testing.T) {
 
 func TestCallbackErrorsReturnedAsIs(t *testing.T) {
 	data := testData(fileSize)
-	srv := newServer(t, data, faultserver.Options{CorruptRange: stages.Range{Start: 2500, End: 2501}})
+	srv := newServer(t, data, faultserver.Options{CorruptRange: source.Range{Start: 2500, End: 2501}})
 	src := newSource(t, srv.URL(), Options{})
 	ranges := spaced(0, 1000, 1000, 5)
 	c, err := fetch(src, data, ranges)
-	if !errors.Is(err, stages.ErrCorrupt) {
+	if !errors.Is(err, source.ErrCorrupt) {
 		t.Fatalf("err = %v, want ErrCorrupt", err)
 	}
 	if len(c.delivered) != 1 || srv.Requests() != 1 {
@@ -346,7 +346,7 @@ func TestCallbackErrorsReturnedAsIs(t *testing.T) {
 	}
 
 	mine := errors.New("stop")
-	err = src.ReadRanges(context.Background(), ranges, func(stages.Range, io.Reader) error { return mine })
+	err = src.ReadRanges(context.Background(), ranges, func(source.Range, io.Reader) error { return mine })
 	if err != mine {
 		t.Errorf("err = %v, want the callback's own error", err)
 	}
@@ -429,7 +429,7 @@ func TestHTTPSDefaultClientRejectsUnknownCA(t *testing.T) {
 	data := testData(1000)
 	srv := newServer(t, data, faultserver.Options{TLS: true})
 	src := newSource(t, srv.URL(), Options{})
-	_, err := fetch(src, data, []stages.Range{{Start: 0, End: 10}})
+	_, err := fetch(src, data, []source.Range{{Start: 0, End: 10}})
 	if err == nil || src.Stats().Requests != 1 {
 		t.Errorf("err = %v after %d requests; want a certificate error, not retried", err, src.Stats().Requests)
 	}
@@ -455,7 +455,7 @@ func TestRedirectReadRanges(t *testing.T) {
 
 func TestBasicAuth(t *testing.T) {
 	data := testData(fileSize)
-	ranges := []stages.Range{{Start: 0, End: 100}}
+	ranges := []source.Range{{Start: 0, End: 100}}
 	auth := newServer(t, data, faultserver.Options{User: "u", Password: "p:w"})
 	other := newServer(t, data, faultserver.Options{})
 	authHost := strings.TrimPrefix(auth.BaseURL(), "http://")
@@ -520,7 +520,7 @@ func TestBadInput(t *testing.T) {
 	data := testData(1000)
 	srv := newServer(t, data, faultserver.Options{})
 	src := newSource(t, srv.URL(), Options{})
-	for _, rs := range [][]stages.Range{
+	for _, rs := range [][]source.Range{
 		{{Start: 5, End: 5}},
 		{{Start: -1, End: 5}},
 		{{Start: 10, End: 20}, {Start: 15, End: 30}},
@@ -531,7 +531,7 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	// Beyond the end of the file: a clear error, not a retry loop.
-	_, err := fetch(src, data, []stages.Range{{Start: 2000, End: 3000}})
+	_, err := fetch(src, data, []source.Range{{Start: 2000, End: 3000}})
 	var se *StatusError
 	if !errors.As(err, &se) || se.StatusCode != http.StatusRequestedRangeNotSatisfiable {
 		t.Errorf("err = %v, want 416", err)

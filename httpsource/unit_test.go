@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 func TestParseContentRange(t *testing.T) {
@@ -63,9 +63,9 @@ func TestParseRetryAfter(t *testing.T) {
 func TestPlan(t *testing.T) {
 	s := &Source{st: settings{mergeGap: 10}}
 	s.maxRanges.Store(2)
-	c := &call{ranges: []stages.Range{{Start: 0, End: 5}, {Start: 15, End: 20}, {Start: 40, End: 50}, {Start: 100, End: 110}, {Start: 200, End: 201}}}
+	c := &call{ranges: []source.Range{{Start: 0, End: 5}, {Start: 15, End: 20}, {Start: 40, End: 50}, {Start: 100, End: 110}, {Start: 200, End: 201}}}
 	spans, end := s.plan(c, false)
-	if end != 3 || len(spans) != 2 || spans[0] != (stages.Range{Start: 0, End: 20}) || rangeHeader(spans) != "bytes=0-19,40-49" {
+	if end != 3 || len(spans) != 2 || spans[0] != (source.Range{Start: 0, End: 20}) || rangeHeader(spans) != "bytes=0-19,40-49" {
 		t.Errorf("plan = %v, %d", spans, end)
 	}
 	c.next = 3

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 const benchBatch = 64 // blocks per SumBlocks call
@@ -43,7 +45,7 @@ func runBench(b *testing.B, h *Hasher, goroutines int, sets [][][]byte) {
 	wg.Wait()
 }
 
-func newBenchHasher(b *testing.B, alg Algorithm, opts Options) *Hasher {
+func newBenchHasher(b *testing.B, alg strong.Algorithm, opts Options) *Hasher {
 	h, err := NewHasher(alg, opts)
 	if err != nil {
 		b.Fatal(err)
@@ -58,12 +60,12 @@ func newBenchHasher(b *testing.B, alg Algorithm, opts Options) *Hasher {
 func BenchmarkSumBlocks(b *testing.B) {
 	impls := []struct {
 		name string
-		alg  Algorithm
+		alg  strong.Algorithm
 		opts Options
 	}{
-		{"lanes", MD5, Options{}},
-		{"md5", MD5, Options{Fallback: true}},
-		{"md4", MD4, Options{}},
+		{"lanes", strong.MD5, Options{}},
+		{"md5", strong.MD5, Options{Fallback: true}},
+		{"md4", strong.MD4, Options{}},
 	}
 	for _, im := range impls {
 		for _, n := range []int{2 << 10, 4 << 10, 64 << 10} {
@@ -94,7 +96,7 @@ func BenchmarkStrategy(b *testing.B) {
 		for _, n := range []int{2 << 10, 4 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20} {
 			for _, g := range []int{1, 2} {
 				b.Run(fmt.Sprintf("%s/%dKiB/g%d", st.name, n>>10, g), func(b *testing.B) {
-					h := newBenchHasher(b, MD5, Options{Servers: g})
+					h := newBenchHasher(b, strong.MD5, Options{Servers: g})
 					h.strat = st.s
 					count := benchBatch
 					if n > 64<<10 {
@@ -117,7 +119,7 @@ func BenchmarkSmallBatch(b *testing.B) {
 		for _, k := range []int{1, 2, 3, 4, 6, 8, 12, 16} {
 			for _, name := range []string{"lanes", "md5"} {
 				b.Run(fmt.Sprintf("%dB/k%d/%s", n, k, name), func(b *testing.B) {
-					h := newBenchHasher(b, MD5, Options{Servers: 1, Fallback: name == "md5"})
+					h := newBenchHasher(b, strong.MD5, Options{Servers: 1, Fallback: name == "md5"})
 					h.minLaneBlocks, h.minLaneMean = 1, 0
 					runBench(b, h, 1, benchData(1, k, n))
 				})

@@ -13,6 +13,8 @@ import (
 
 	"github.com/klauspost/cpuid/v2"
 	md5simd "github.com/minio/md5-simd"
+
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // EnvNoSIMD names the environment variable that disables the vector lanes:
@@ -127,7 +129,7 @@ type pooledHash struct {
 // fallback are hashed serially in the calling goroutine. A Hasher is safe for
 // concurrent use; it must be closed with Close to stop the md5-simd servers.
 type Hasher struct {
-	alg Algorithm
+	alg strong.Algorithm
 
 	// sets is the pool of lane sets (nil without lanes). nsets is its
 	// capacity.
@@ -156,7 +158,7 @@ type Hasher struct {
 // opts.Fallback is set, the environment variable EnvNoSIMD is true, or the
 // CPU lacks AVX2 (see Available); then it uses crypto/md5. It returns an error
 // for an unknown algorithm or a negative or excessive opts.Servers.
-func NewHasher(alg Algorithm, opts Options) (*Hasher, error) {
+func NewHasher(alg strong.Algorithm, opts Options) (*Hasher, error) {
 	if alg.Size() == 0 {
 		return nil, fmt.Errorf("simd: new hasher: unknown algorithm %v", alg)
 	}
@@ -170,7 +172,7 @@ func NewHasher(alg Algorithm, opts Options) (*Hasher, error) {
 		spawnAbove:    defaultSpawnAbove,
 	}
 	h.pool.New = func() any { return &pooledHash{h: alg.New()} }
-	if alg != MD5 || opts.Fallback || noSIMDFromEnv() || !Available() {
+	if alg != strong.MD5 || opts.Fallback || noSIMDFromEnv() || !Available() {
 		return h, nil
 	}
 	n := opts.Servers
@@ -190,7 +192,7 @@ func NewHasher(alg Algorithm, opts Options) (*Hasher, error) {
 }
 
 // Algorithm returns the algorithm the Hasher computes.
-func (h *Hasher) Algorithm() Algorithm { return h.alg }
+func (h *Hasher) Algorithm() strong.Algorithm { return h.alg }
 
 // Lanes reports whether MD5 goes through md5-simd's vector lanes. It is
 // false for other algorithms, for the fallback, and after Close.
@@ -299,12 +301,12 @@ func (h *Hasher) sumGroup(ls *laneSet, out []byte, size int, blocks [][]byte) {
 // sumSerial hashes blocks one after another in the calling goroutine.
 func (h *Hasher) sumSerial(out []byte, size int, blocks [][]byte) {
 	switch h.alg {
-	case MD5:
+	case strong.MD5:
 		for i, b := range blocks {
 			d := md5.Sum(b)
 			copy(out[i*size:(i+1)*size], d[:size])
 		}
-	case SHA224:
+	case strong.SHA224:
 		for i, b := range blocks {
 			d := sha256.Sum224(b)
 			copy(out[i*size:(i+1)*size], d[:size])

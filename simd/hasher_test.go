@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-	"golang.org/x/crypto/md4"
+
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 func TestMain(m *testing.M) {
@@ -25,17 +26,17 @@ func TestMain(m *testing.M) {
 var testLengths = []int{0, 1, 63, 64, 65, 127, 128, 2048, 4096, 4097, 65536, 1 << 20}
 
 // reference computes the full digest of b with the standard implementation.
-func reference(t testing.TB, alg Algorithm, b []byte) []byte {
+func reference(t testing.TB, alg strong.Algorithm, b []byte) []byte {
 	t.Helper()
 	switch alg {
-	case MD4:
-		h := md4.New()
+	case strong.MD4:
+		h := strong.MD4.New()
 		h.Write(b)
 		return h.Sum(nil)
-	case MD5:
+	case strong.MD5:
 		d := md5.Sum(b)
 		return d[:]
-	case SHA224:
+	case strong.SHA224:
 		d := sha256.Sum224(b)
 		return d[:]
 	}
@@ -82,7 +83,7 @@ func checkSums(t *testing.T, h *Hasher, size int, blocks [][]byte) {
 // hasherConfig names a way to build a Hasher for the tests.
 type hasherConfig struct {
 	name  string
-	alg   Algorithm
+	alg   strong.Algorithm
 	opts  Options
 	lanes bool // whether Lanes must be true (when the CPU has them)
 	force bool // send every group, however small, through the lanes
@@ -90,12 +91,12 @@ type hasherConfig struct {
 
 func configs() []hasherConfig {
 	return []hasherConfig{
-		{name: "MD5-lanes", alg: MD5, lanes: true},
-		{name: "MD5-lanes-1server", alg: MD5, opts: Options{Servers: 1}, lanes: true},
-		{name: "MD5-lanes-forced", alg: MD5, opts: Options{Servers: 2}, lanes: true, force: true},
-		{name: "MD5-fallback", alg: MD5, opts: Options{Fallback: true}},
-		{name: "MD4", alg: MD4},
-		{name: "SHA224", alg: SHA224},
+		{name: "MD5-lanes", alg: strong.MD5, lanes: true},
+		{name: "MD5-lanes-1server", alg: strong.MD5, opts: Options{Servers: 1}, lanes: true},
+		{name: "MD5-lanes-forced", alg: strong.MD5, opts: Options{Servers: 2}, lanes: true, force: true},
+		{name: "MD5-fallback", alg: strong.MD5, opts: Options{Fallback: true}},
+		{name: "MD4", alg: strong.MD4},
+		{name: "SHA224", alg: strong.SHA224},
 	}
 }
 
@@ -189,7 +190,7 @@ func TestSumBlocksStrategies(t *testing.T) {
 	for _, st := range []strategy{strategyAuto, strategyWriter, strategySpawn} {
 		for _, minLane := range []int{1, 2, 3, 16} {
 			t.Run(fmt.Sprintf("strategy=%d/min=%d", st, minLane), func(t *testing.T) {
-				h := newTestHasher(t, hasherConfig{alg: MD5, opts: Options{Servers: 1}, lanes: true})
+				h := newTestHasher(t, hasherConfig{alg: strong.MD5, opts: Options{Servers: 1}, lanes: true})
 				h.strat, h.minLaneBlocks, h.minLaneMean = st, minLane, 0
 				for n := 1; n <= len(blocks); n += 4 {
 					checkSums(t, h, 16, blocks[:n])
@@ -206,7 +207,7 @@ func TestLanesUsed(t *testing.T) {
 		t.Skip("CPU has no md5-simd lanes")
 	}
 	r := rand.New(rand.NewPCG(14, 15))
-	h := newTestHasher(t, hasherConfig{alg: MD5, lanes: true})
+	h := newTestHasher(t, hasherConfig{alg: strong.MD5, lanes: true})
 	for _, tc := range []struct {
 		count, n int
 		lanes    bool
@@ -232,14 +233,14 @@ func TestNoSIMDEnv(t *testing.T) {
 	for _, v := range []string{"1", "true", "TRUE", "yes", " Yes "} {
 		t.Run("on="+v, func(t *testing.T) {
 			t.Setenv(EnvNoSIMD, v)
-			h := newTestHasher(t, hasherConfig{alg: MD5})
+			h := newTestHasher(t, hasherConfig{alg: strong.MD5})
 			checkSums(t, h, 16, blocks)
 		})
 	}
 	for _, v := range []string{"", "0", "false", "no", "junk"} {
 		t.Run("off="+v, func(t *testing.T) {
 			t.Setenv(EnvNoSIMD, v)
-			h := newTestHasher(t, hasherConfig{alg: MD5, lanes: true})
+			h := newTestHasher(t, hasherConfig{alg: strong.MD5, lanes: true})
 			checkSums(t, h, 16, blocks)
 		})
 	}
@@ -255,7 +256,7 @@ func TestMD4Vectors(t *testing.T) {
 		{"abcdefghijklmnopqrstuvwxyz", "d79e1c308aa5bbcdeea8ed63df412da9"},
 		{"12345678901234567890123456789012345678901234567890123456789012345678901234567890", "e33b4ddc9c38f2199c3e7b164fcc0536"},
 	}
-	h := newTestHasher(t, hasherConfig{alg: MD4})
+	h := newTestHasher(t, hasherConfig{alg: strong.MD4})
 	blocks := make([][]byte, len(vectors))
 	for i, v := range vectors {
 		blocks[i] = []byte(v.in)
@@ -298,7 +299,7 @@ func TestConcurrent(t *testing.T) {
 // TestCloseWhileBusy closes a Hasher while other goroutines are in
 // SumBlocks: Close must wait for them, and every result must be correct.
 func TestCloseWhileBusy(t *testing.T) {
-	h, err := NewHasher(MD5, Options{})
+	h, err := NewHasher(strong.MD5, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +307,7 @@ func TestCloseWhileBusy(t *testing.T) {
 	blocks := randomBlocks(r, 32, []int{4096})
 	want := make([]byte, 32*16)
 	for i, b := range blocks {
-		copy(want[i*16:], reference(t, MD5, b))
+		copy(want[i*16:], reference(t, strong.MD5, b))
 	}
 	started := make(chan struct{})
 	var once sync.Once
@@ -346,14 +347,14 @@ func TestCloseUnused(t *testing.T) {
 }
 
 func TestNewHasherErrors(t *testing.T) {
-	for _, alg := range []Algorithm{0, SHA224 + 1, 255} {
+	for _, alg := range []strong.Algorithm{0, strong.SHA224 + 1, 255} {
 		if h, err := NewHasher(alg, Options{}); err == nil {
 			h.Close()
 			t.Errorf("NewHasher(%v) succeeded, want error", alg)
 		}
 	}
 	for _, n := range []int{-1, maxServers + 1} {
-		if h, err := NewHasher(MD5, Options{Servers: n}); err == nil {
+		if h, err := NewHasher(strong.MD5, Options{Servers: n}); err == nil {
 			h.Close()
 			t.Errorf("NewHasher(MD5, Servers: %d) succeeded, want error", n)
 		}
@@ -361,7 +362,7 @@ func TestNewHasherErrors(t *testing.T) {
 }
 
 func TestSumBlocksBadArguments(t *testing.T) {
-	h := newTestHasher(t, hasherConfig{alg: MD5, lanes: true})
+	h := newTestHasher(t, hasherConfig{alg: strong.MD5, lanes: true})
 	blocks := [][]byte{{1}, {2}}
 	for _, tc := range []struct {
 		name string
@@ -383,35 +384,4 @@ func TestSumBlocksBadArguments(t *testing.T) {
 	}
 	// The Hasher still works after a rejected call.
 	checkSums(t, h, 16, randomBlocks(rand.New(rand.NewPCG(1, 1)), 16, []int{64}))
-}
-
-func TestAlgorithm(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want Algorithm
-		name string
-		size int
-	}{
-		{"MD4", MD4, "MD4", 16},
-		{"md5", MD5, "MD5", 16},
-		{" SHA-224 ", SHA224, "SHA-224", 28},
-		{"sha224", SHA224, "SHA-224", 28},
-	} {
-		a, err := ParseAlgorithm(tc.in)
-		if err != nil || a != tc.want {
-			t.Errorf("ParseAlgorithm(%q) = %v, %v; want %v", tc.in, a, err, tc.want)
-			continue
-		}
-		if a.String() != tc.name || a.Size() != tc.size || a.New().Size() != tc.size {
-			t.Errorf("%v: String %q Size %d New().Size %d", a, a.String(), a.Size(), a.New().Size())
-		}
-	}
-	for _, s := range []string{"", "SHA-1", "MD6"} {
-		if _, err := ParseAlgorithm(s); err == nil {
-			t.Errorf("ParseAlgorithm(%q) succeeded", s)
-		}
-	}
-	if Algorithm(0).Size() != 0 || Algorithm(0).New() != nil {
-		t.Error("Algorithm(0) has a size or a hash")
-	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/source"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // Benchmarks of each stage on 64 MiB at 4 KiB blocks. Data is generated
@@ -73,12 +75,12 @@ func BenchmarkBlockChecksums(b *testing.B) {
 	target, _, _ := benchData()
 	for _, tc := range []struct {
 		name string
-		alg  simd.Algorithm
+		alg  strong.Algorithm
 		opts simd.Options
 	}{
-		{"MD5-lanes", simd.MD5, simd.Options{}},
-		{"MD5-fallback", simd.MD5, simd.Options{Fallback: true}},
-		{"MD4", simd.MD4, simd.Options{}},
+		{"MD5-lanes", strong.MD5, simd.Options{}},
+		{"MD5-fallback", strong.MD5, simd.Options{Fallback: true}},
+		{"MD4", strong.MD4, simd.Options{}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			h := newHasher(b, tc.alg, tc.opts)
@@ -101,7 +103,7 @@ func BenchmarkBlockChecksums(b *testing.B) {
 func BenchmarkDelta(b *testing.B) {
 	target, shared95, unrelated := benchData()
 	f := benchControl()
-	h := newHasher(b, simd.MD5, simd.Options{})
+	h := newHasher(b, strong.MD5, simd.Options{})
 	for _, tc := range []struct {
 		name string
 		seed []byte
@@ -140,11 +142,11 @@ func BenchmarkDelta(b *testing.B) {
 func BenchmarkFetch(b *testing.B) {
 	target, _, _ := benchData()
 	f := benchControl()
-	h := newHasher(b, simd.MD5, simd.Options{})
-	src := ReaderAtSource{R: bytes.NewReader(target)}
+	h := newHasher(b, strong.MD5, simd.Options{})
+	src := source.ReaderAt{R: bytes.NewReader(target)}
 	b.SetBytes(benchSize)
 	for b.Loop() {
-		err := Fetch(context.Background(), f, src, []Range{{0, f.Length}}, FetchOptions{Hasher: h}, func(Batch) error { return nil })
+		err := Fetch(context.Background(), f, src, []source.Range{{Start: 0, End: f.Length}}, FetchOptions{Hasher: h}, func(Batch) error { return nil })
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,10 @@
 package stages
 
-import "github.com/zsyncpipe/zsyncpipe/control"
+import (
+	"github.com/zsyncpipe/zsyncpipe/control"
+
+	"github.com/zsyncpipe/zsyncpipe/source"
+)
 
 // Plan is the blueprint of a rebuild: which target blocks come from which
 // seed, and which byte ranges must be fetched.
@@ -10,7 +14,7 @@ type Plan struct {
 	// Missing lists the byte ranges of the target with no local source:
 	// maximal runs of missing blocks, the last clipped to the target's
 	// length.
-	Missing []Range
+	Missing []source.Range
 	// Reused and MissingBytes count target bytes found and missing.
 	Reused, MissingBytes int64
 }
@@ -37,7 +41,7 @@ func Blueprint(h *control.Header, m *Matches) *Plan {
 			if k := len(plan.Missing) - 1; k >= 0 && plan.Missing[k].End == i*bs {
 				plan.Missing[k].End += size
 			} else {
-				plan.Missing = append(plan.Missing, Range{Start: i * bs, End: i*bs + size})
+				plan.Missing = append(plan.Missing, source.Range{Start: i * bs, End: i*bs + size})
 			}
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // ChecksumOptions configures BlockChecksums.
@@ -29,7 +30,7 @@ type ChecksumOptions struct {
 	// chosen from the length read, as zsyncmake does.
 	HashLengths control.HashLengths
 	// Algorithm is the strong block hash; 0 means MD5.
-	Algorithm simd.Algorithm
+	Algorithm strong.Algorithm
 	// SHA1 and SHA256 select the whole-file hashes to compute. Legacy
 	// control files carry SHA-1, spec 0.8 files SHA-256.
 	SHA1, SHA256 bool
@@ -69,7 +70,7 @@ func BlockChecksums(ctx context.Context, r io.Reader, opts ChecksumOptions) (*co
 	if opts.Hasher == nil {
 		alg := opts.Algorithm
 		if alg == 0 {
-			alg = simd.MD5
+			alg = strong.MD5
 		}
 		h, err := simd.NewHasher(alg, simd.Options{})
 		if err != nil {
@@ -102,7 +103,7 @@ func BlockChecksums(ctx context.Context, r io.Reader, opts ChecksumOptions) (*co
 func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (func() *control.File, error) {
 	alg := opts.Algorithm
 	if alg == 0 {
-		alg = simd.MD5
+		alg = strong.MD5
 	}
 	if alg.Size() == 0 {
 		return nil, fmt.Errorf("block checksums: unknown strong hash %v", alg)

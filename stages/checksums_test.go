@@ -13,12 +13,13 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // naiveChecksums computes the records of data the obvious way: each block
 // zero-padded to bs, rollsum.Block masked to rsumBytes, the strong digest
 // truncated to strongBytes.
-func naiveChecksums(data []byte, bs int, alg simd.Algorithm, rsumBytes, strongBytes int) ([]uint32, []byte) {
+func naiveChecksums(data []byte, bs int, alg strong.Algorithm, rsumBytes, strongBytes int) ([]uint32, []byte) {
 	var rs []uint32
 	var strong []byte
 	for off := 0; off < len(data); off += bs {
@@ -38,16 +39,16 @@ func naiveChecksums(data []byte, bs int, alg simd.Algorithm, rsumBytes, strongBy
 // that spans several read chunks.
 func TestBlockChecksumsMatchesNaive(t *testing.T) {
 	type layout struct {
-		alg  simd.Algorithm
+		alg  strong.Algorithm
 		opts simd.Options
 		hl   control.HashLengths // zero: defaults
 	}
 	layouts := []layout{
-		{alg: simd.MD5},
-		{alg: simd.MD5, opts: simd.Options{Fallback: true}, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 3, StrongBytes: 5}},
-		{alg: simd.MD4, hl: control.HashLengths{SeqMatches: 1, RsumBytes: 4, StrongBytes: 16}},
-		{alg: simd.MD4, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 1, StrongBytes: 3}},
-		{alg: simd.SHA224, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 2, StrongBytes: 28}},
+		{alg: strong.MD5},
+		{alg: strong.MD5, opts: simd.Options{Fallback: true}, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 3, StrongBytes: 5}},
+		{alg: strong.MD4, hl: control.HashLengths{SeqMatches: 1, RsumBytes: 4, StrongBytes: 16}},
+		{alg: strong.MD4, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 1, StrongBytes: 3}},
+		{alg: strong.SHA224, hl: control.HashLengths{SeqMatches: 2, RsumBytes: 2, StrongBytes: 28}},
 	}
 	for _, bs := range []int{16, 512, 2048, 4096} {
 		sizes := []int{0, 1, bs - 1, bs, bs + 1, 3 * bs, 7*bs + 5, 100 * bs}
@@ -116,7 +117,7 @@ func TestBlockChecksumsFileHashSelection(t *testing.T) {
 		if (f.SHA1 != nil) != tc.sha1 || (f.SHA256 != nil) != tc.sha256 {
 			t.Errorf("SHA1 %v SHA256 %v: got SHA1 %x SHA256 %x", tc.sha1, tc.sha256, f.SHA1, f.SHA256)
 		}
-		if f.Blocksize != 2048 || f.StrongAlgorithm != simd.MD5 {
+		if f.Blocksize != 2048 || f.StrongAlgorithm != strong.MD5 {
 			t.Errorf("defaults: bs %d alg %v, want 2048 MD5", f.Blocksize, f.StrongAlgorithm)
 		}
 	}
@@ -131,14 +132,14 @@ func TestBlockChecksumsFileHashSelection(t *testing.T) {
 
 // TestBlockChecksumsRejects checks option validation.
 func TestBlockChecksumsRejects(t *testing.T) {
-	md4 := newHasher(t, simd.MD4, simd.Options{})
+	md4 := newHasher(t, strong.MD4, simd.Options{})
 	for name, opts := range map[string]ChecksumOptions{
 		"bs not a power of two": {Blocksize: 3000},
 		"negative bs":           {Blocksize: -2048},
-		"hasher mismatch":       {Algorithm: simd.MD5, Hasher: md4},
+		"hasher mismatch":       {Algorithm: strong.MD5, Hasher: md4},
 		"strong too long":       {HashLengths: control.HashLengths{SeqMatches: 1, RsumBytes: 4, StrongBytes: 17}},
 		"rsum too long":         {HashLengths: control.HashLengths{SeqMatches: 1, RsumBytes: 5, StrongBytes: 16}},
-		"unknown algorithm":     {Algorithm: simd.Algorithm(99)},
+		"unknown algorithm":     {Algorithm: strong.Algorithm(99)},
 	} {
 		if _, err := BlockChecksums(context.Background(), bytes.NewReader([]byte("x")), opts); err == nil {
 			t.Errorf("%s: no error", name)
@@ -150,7 +151,7 @@ func TestBlockChecksumsRejects(t *testing.T) {
 // ChecksumStage can be called more than once and gives the same records.
 func TestChecksumStageResultTwice(t *testing.T) {
 	data := randData(7, 10*1024+3)
-	h := newHasher(t, simd.MD5, simd.Options{})
+	h := newHasher(t, strong.MD5, simd.Options{})
 	p := pipeline.New(pipeline.Config{})
 	result, err := ChecksumStage(p, bytes.NewReader(data), ChecksumOptions{Blocksize: 1024, Hasher: h})
 	if err != nil {
@@ -162,7 +163,7 @@ func TestChecksumStageResultTwice(t *testing.T) {
 	a := result()
 	sa := bytes.Clone(a.Checksums.Strong)
 	b := result()
-	_, want := naiveChecksums(data, 1024, simd.MD5, a.Checksums.RsumBytes, a.Checksums.StrongBytes)
+	_, want := naiveChecksums(data, 1024, strong.MD5, a.Checksums.RsumBytes, a.Checksums.StrongBytes)
 	if !bytes.Equal(sa, want) || !bytes.Equal(b.Checksums.Strong, want) || !bytes.Equal(a.Checksums.Strong, want) {
 		t.Errorf("strong hashes differ between calls of the result function")
 	}
@@ -207,7 +208,7 @@ func TestBlockChecksumsLargeBlockMemory(t *testing.T) {
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16*bs {
 		t.Errorf("allocated %d MiB to checksum %d MiB", alloc>>20, len(data)>>20)
 	}
-	rs, strong := naiveChecksums(data, bs, simd.MD5, f.Checksums.RsumBytes, f.Checksums.StrongBytes)
+	rs, strong := naiveChecksums(data, bs, strong.MD5, f.Checksums.RsumBytes, f.Checksums.StrongBytes)
 	if fmt.Sprint(rs) != fmt.Sprint(f.Checksums.Rsum) || !bytes.Equal(strong, f.Checksums.Strong) {
 		t.Errorf("records differ from the naive computation")
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 var (
@@ -475,11 +476,11 @@ func TestDeltaMD4(t *testing.T) {
 	const bs = 1024
 	target := randData(91, 64*bs+5)
 	seed := mutateSeed(target, bs, 92)
-	f, err := BlockChecksums(context.Background(), bytes.NewReader(target), ChecksumOptions{Blocksize: bs, Algorithm: simd.MD4})
+	f, err := BlockChecksums(context.Background(), bytes.NewReader(target), ChecksumOptions{Blocksize: bs, Algorithm: strong.MD4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHasher(t, simd.MD4, simd.Options{})
+	h := newHasher(t, strong.MD4, simd.Options{})
 	m, err := Delta(context.Background(), f, []Seed{seedOf("s", seed)}, DeltaOptions{Hasher: h})
 	if err != nil {
 		t.Fatal(err)
@@ -488,7 +489,7 @@ func TestDeltaMD4(t *testing.T) {
 		t.Errorf("found %d of %d", m.Found(), f.Blocks())
 	}
 	checkLocations(t, m, target, bs, seed)
-	md5h := newHasher(t, simd.MD5, simd.Options{})
+	md5h := newHasher(t, strong.MD5, simd.Options{})
 	if _, err := Delta(context.Background(), f, nil, DeltaOptions{Hasher: md5h}); err == nil {
 		t.Errorf("MD5 hasher accepted for MD4 records")
 	}

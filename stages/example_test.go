@@ -10,6 +10,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/source"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -71,7 +72,7 @@ func Example_customPipeline() {
 	var plan *stages.Plan
 	var matches int64
 	fetched := stages.FetchStage(p, f, scanned,
-		func() (stages.RangeSource, error) { return stages.ReaderAtSource{R: bytes.NewReader(target)}, nil },
+		func() (source.RangeSource, error) { return source.ReaderAt{R: bytes.NewReader(target)}, nil },
 		stages.FetchOptions{Hasher: hasher},
 		func(pl *stages.Plan) { plan = pl; matches = pl.Reused / bs })
 	stages.PatchStage(p, fetched, pt)

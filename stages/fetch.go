@@ -12,6 +12,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // FetchOptions configures Fetch.
@@ -50,7 +51,7 @@ var ErrFetch = errors.New("fetch failed")
 // not overlap; a range may be delivered more than once when a source
 // retries it elsewhere. A block failing its hash is reported to the source
 // through an error wrapping ErrCorrupt.
-func Fetch(ctx context.Context, f *control.File, src RangeSource, missing []Range, opts FetchOptions, fn func(Batch) error) error {
+func Fetch(ctx context.Context, f *control.File, src source.RangeSource, missing []source.Range, opts FetchOptions, fn func(Batch) error) error {
 	if len(missing) == 0 {
 		return nil
 	}
@@ -98,7 +99,7 @@ func Fetch(ctx context.Context, f *control.File, src RangeSource, missing []Rang
 
 // splitCalls groups ranges into ReadRanges calls, splitting long ranges at
 // block boundaries so that calls stay bounded and can run in parallel.
-func splitCalls(missing []Range, bs int64, perCall int, callBytes int64) [][]Range {
+func splitCalls(missing []source.Range, bs int64, perCall int, callBytes int64) [][]source.Range {
 	if perCall <= 0 {
 		perCall = DefaultRangesPerCall
 	}
@@ -106,8 +107,8 @@ func splitCalls(missing []Range, bs int64, perCall int, callBytes int64) [][]Ran
 		callBytes = 4 << 20
 	}
 	callBytes = max(callBytes/bs*bs, bs)
-	var calls [][]Range
-	var cur []Range
+	var calls [][]source.Range
+	var cur []source.Range
 	var curBytes int64
 	for _, r := range missing {
 		for r.Start < r.End {
@@ -146,7 +147,7 @@ type verifier struct {
 	digest   []byte
 }
 
-func (v *verifier) deliver(r Range, data io.Reader) error {
+func (v *verifier) deliver(r source.Range, data io.Reader) error {
 	bs := int64(v.f.Blocksize)
 	if r.Start%bs != 0 || r.Start < 0 || r.End > v.f.Length || r.Len() <= 0 {
 		return fmt.Errorf("fetch: range %d-%d is not a run of blocks of the target", r.Start, r.End)
@@ -177,7 +178,7 @@ func (v *verifier) deliver(r Range, data io.Reader) error {
 		first := off / bs
 		for j := range k {
 			if !bytes.Equal(v.digest[j*sb:(j+1)*sb], v.f.Checksums.StrongOf(int(first)+j)) {
-				return fmt.Errorf("block %d (bytes %d-%d): %w", first+int64(j), (first+int64(j))*bs, min((first+int64(j)+1)*bs, v.f.Length), ErrCorrupt)
+				return fmt.Errorf("block %d (bytes %d-%d): %w", first+int64(j), (first+int64(j))*bs, min((first+int64(j)+1)*bs, v.f.Length), source.ErrCorrupt)
 			}
 		}
 		if err := v.emit(Batch{{Index: first, Data: bytes.Clone(buf)}}); err != nil {
@@ -197,7 +198,7 @@ func (v *verifier) deliver(r Range, data io.Reader) error {
 // hands it to onPlan if that is set, and fetches the missing ranges,
 // emitting verified batches. src is asked for a source only when something
 // is missing.
-func FetchStage(p *pipeline.Pipeline, f *control.File, in *pipeline.Stream[*Matches], src func() (RangeSource, error), opts FetchOptions, onPlan func(*Plan)) *pipeline.Stream[Batch] {
+func FetchStage(p *pipeline.Pipeline, f *control.File, in *pipeline.Stream[*Matches], src func() (source.RangeSource, error), opts FetchOptions, onPlan func(*Plan)) *pipeline.Stream[Batch] {
 	return pipeline.Transform(p, "fetch", in, func(ctx context.Context, m *Matches, emit func(Batch) error) error {
 		plan := Blueprint(&f.Header, m)
 		if onPlan != nil {
@@ -212,22 +213,4 @@ func FetchStage(p *pipeline.Pipeline, f *control.File, in *pipeline.Stream[*Matc
 		}
 		return Fetch(ctx, f, s, plan.Missing, opts, emit)
 	})
-}
-
-// ReaderAtSource is a RangeSource reading from a local copy of the target.
-type ReaderAtSource struct {
-	R io.ReaderAt
-}
-
-// ReadRanges implements RangeSource.
-func (s ReaderAtSource) ReadRanges(ctx context.Context, ranges []Range, fn func(Range, io.Reader) error) error {
-	for _, r := range ranges {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(r, io.NewSectionReader(s.R, r.Start, r.Len())); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -12,10 +12,11 @@ import (
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // fetchInto fetches missing from src into a Patcher over a fresh memFile.
-func fetchInto(t *testing.T, f *control.File, src RangeSource, missing []Range, opts FetchOptions) (*Patcher, *memFile, error) {
+func fetchInto(t *testing.T, f *control.File, src source.RangeSource, missing []source.Range, opts FetchOptions) (*Patcher, *memFile, error) {
 	t.Helper()
 	out := &memFile{}
 	pt := NewPatcher(out, &f.Header)
@@ -36,7 +37,7 @@ func TestFetchCorrectSource(t *testing.T) {
 	} {
 		var progress atomic.Int64
 		opts.Progress = func(n int64) { progress.Add(n) }
-		pt, out, err := fetchInto(t, f, ReaderAtSource{R: bytes.NewReader(target)}, []Range{{0, f.Length}}, opts)
+		pt, out, err := fetchInto(t, f, source.ReaderAt{R: bytes.NewReader(target)}, []source.Range{{Start: 0, End: f.Length}}, opts)
 		if err != nil {
 			t.Fatalf("%+v: %v", opts, err)
 		}
@@ -60,7 +61,7 @@ func TestFetchCorrectSource(t *testing.T) {
 	var fetched atomic.Int64
 	out := &memFile{}
 	pt := NewPatcher(out, &f.Header)
-	err := Fetch(context.Background(), f, ReaderAtSource{R: bytes.NewReader(target)}, plan.Missing, FetchOptions{CallBytes: 8 * bs},
+	err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(target)}, plan.Missing, FetchOptions{CallBytes: 8 * bs},
 		func(b Batch) error { fetched.Add(b.Size()); return pt.Write(b) })
 	if err != nil {
 		t.Fatal(err)
@@ -97,9 +98,9 @@ func TestFetchCorrupt(t *testing.T) {
 		bad := bytes.Clone(target)
 		bad[at] ^= 0x40
 		var got []Block
-		err := Fetch(context.Background(), f, ReaderAtSource{R: bytes.NewReader(bad)}, []Range{{0, f.Length}}, FetchOptions{Concurrency: 1},
+		err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(bad)}, []source.Range{{Start: 0, End: f.Length}}, FetchOptions{Concurrency: 1},
 			func(b Batch) error { got = append(got, b...); return nil })
-		if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrFetch) {
+		if !errors.Is(err, source.ErrCorrupt) || !errors.Is(err, ErrFetch) {
 			t.Errorf("corrupt byte %d: err %v", at, err)
 		}
 		for _, b := range got {
@@ -121,7 +122,7 @@ type mirrorSource struct {
 	drops  int
 }
 
-func (s *mirrorSource) ReadRanges(ctx context.Context, ranges []Range, fn func(Range, io.Reader) error) error {
+func (s *mirrorSource) ReadRanges(ctx context.Context, ranges []source.Range, fn func(source.Range, io.Reader) error) error {
 	for _, r := range ranges {
 		for {
 			s.mu.Lock()
@@ -132,7 +133,7 @@ func (s *mirrorSource) ReadRanges(ctx context.Context, ranges []Range, fn func(R
 			c := s.copies[0]
 			s.mu.Unlock()
 			err := fn(r, bytes.NewReader(c[r.Start:r.End]))
-			if errors.Is(err, ErrCorrupt) {
+			if errors.Is(err, source.ErrCorrupt) {
 				s.mu.Lock()
 				if len(s.copies) > 0 && &s.copies[0][0] == &c[0] {
 					s.copies = s.copies[1:]
@@ -167,7 +168,7 @@ func TestFetchRedelivery(t *testing.T) {
 	}
 	for _, twice := range []bool{false, true} {
 		src := &mirrorSource{copies: [][]byte{bad, target}, twice: twice}
-		pt, out, err := fetchInto(t, f, src, []Range{{0, 10 * bs}, {20 * bs, f.Length}}, FetchOptions{CallBytes: 16 * bs})
+		pt, out, err := fetchInto(t, f, src, []source.Range{{Start: 0, End: 10 * bs}, {Start: 20 * bs, End: f.Length}}, FetchOptions{CallBytes: 16 * bs})
 		if err != nil {
 			t.Fatalf("twice %v: %v", twice, err)
 		}
@@ -191,13 +192,13 @@ func TestFetchConsumerError(t *testing.T) {
 	target := randData(231, 40*bs)
 	f := makeControl(t, target, bs, control.HashLengths{})
 	stop := errors.New("disk full")
-	err := Fetch(context.Background(), f, ReaderAtSource{R: bytes.NewReader(target)}, []Range{{0, f.Length}}, FetchOptions{},
+	err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(target)}, []source.Range{{Start: 0, End: f.Length}}, FetchOptions{},
 		func(Batch) error { return stop })
 	if !errors.Is(err, stop) || errors.Is(err, ErrFetch) {
 		t.Errorf("consumer error: %v", err)
 	}
 	// A range that is not a run of blocks is refused.
-	err = Fetch(context.Background(), f, ReaderAtSource{R: bytes.NewReader(target)}, []Range{{7, 2 * bs}}, FetchOptions{},
+	err = Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(target)}, []source.Range{{Start: 7, End: 2 * bs}}, FetchOptions{},
 		func(Batch) error { return nil })
 	if !errors.Is(err, ErrFetch) {
 		t.Errorf("unaligned range: %v", err)
@@ -214,11 +215,11 @@ func TestSplitCalls(t *testing.T) {
 		length := bs*int64(rng.IntN(300)+1) - int64(rng.IntN(int(bs)))
 		blocks := (length + bs - 1) / bs
 		// Random maximal missing ranges.
-		var missing []Range
+		var missing []source.Range
 		for i := int64(0); i < blocks; {
 			k := int64(rng.IntN(20) + 1)
 			if rng.IntN(2) == 0 {
-				missing = append(missing, Range{i * bs, min((i+k)*bs, length)})
+				missing = append(missing, source.Range{Start: i * bs, End: min((i+k)*bs, length)})
 			}
 			i += k + 1
 		}
@@ -234,7 +235,7 @@ func TestSplitCalls(t *testing.T) {
 			wantBytes = 4 << 20
 		}
 		wantBytes = max(wantBytes/bs*bs, bs)
-		var pieces []Range
+		var pieces []source.Range
 		for _, c := range calls {
 			if len(c) == 0 || len(c) > wantPer {
 				t.Fatalf("iter %d: call of %d ranges, limit %d", iter, len(c), wantPer)
@@ -252,7 +253,7 @@ func TestSplitCalls(t *testing.T) {
 			pieces = append(pieces, c...)
 		}
 		// Merge touching pieces back: the input ranges.
-		var merged []Range
+		var merged []source.Range
 		for _, p := range pieces {
 			if k := len(merged) - 1; k >= 0 && merged[k].End == p.Start {
 				merged[k].End = p.End

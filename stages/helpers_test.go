@@ -9,6 +9,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // randData returns n deterministic pseudo-random bytes for the given seed.
@@ -116,7 +117,7 @@ func (m *memFile) Bytes() []byte {
 }
 
 // newHasher returns a hasher closed at the end of the test.
-func newHasher(t testing.TB, alg simd.Algorithm, opts simd.Options) *simd.Hasher {
+func newHasher(t testing.TB, alg strong.Algorithm, opts simd.Options) *simd.Hasher {
 	t.Helper()
 	h, err := simd.NewHasher(alg, opts)
 	if err != nil {

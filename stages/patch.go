@@ -10,6 +10,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // Patcher writes blocks of the target into an output with positioned
@@ -142,8 +143,8 @@ func (pt *Patcher) Written() int64 { return pt.written.Load() }
 
 // Missing returns the byte ranges of blocks not yet written, as maximal
 // ranges clipped to the target's length.
-func (pt *Patcher) Missing() []Range {
-	var out []Range
+func (pt *Patcher) Missing() []source.Range {
+	var out []source.Range
 	for i := int64(0); i < pt.blocks; i++ {
 		if pt.Done(i) {
 			continue
@@ -152,7 +153,7 @@ func (pt *Patcher) Missing() []Range {
 		if k := len(out) - 1; k >= 0 && out[k].End == start {
 			out[k].End = end
 		} else {
-			out = append(out, Range{Start: start, End: end})
+			out = append(out, source.Range{Start: start, End: end})
 		}
 	}
 	return out

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // TestBlueprint checks that copies are merged into runs only when block,
@@ -37,7 +38,7 @@ func TestBlueprint(t *testing.T) {
 		{Index: 4, Count: 1, Seed: 1, Offset: 6024},
 		{Index: 7, Count: 1, Seed: 1, Offset: 0},
 	}
-	wantMissing := []Range{{5 * bs, 7 * bs}, {8 * bs, 10*bs + 100}}
+	wantMissing := []source.Range{{Start: 5 * bs, End: 7 * bs}, {Start: 8 * bs, End: 10*bs + 100}}
 	if !reflect.DeepEqual(plan.Copies, wantCopies) {
 		t.Errorf("copies %+v, want %+v", plan.Copies, wantCopies)
 	}
@@ -51,7 +52,7 @@ func TestBlueprint(t *testing.T) {
 	// The last (short) block found: Reused counts its real length.
 	m.Set(10, 0, 3*bs)
 	plan = Blueprint(h, m)
-	if want := []Range{{5 * bs, 7 * bs}, {8 * bs, 10 * bs}}; !reflect.DeepEqual(plan.Missing, want) {
+	if want := []source.Range{{Start: 5 * bs, End: 7 * bs}, {Start: 8 * bs, End: 10 * bs}}; !reflect.DeepEqual(plan.Missing, want) {
 		t.Errorf("missing %+v, want %+v", plan.Missing, want)
 	}
 	if plan.Reused+plan.MissingBytes != h.Length {
@@ -60,7 +61,7 @@ func TestBlueprint(t *testing.T) {
 
 	// Nothing found: one range; everything found: none.
 	plan = Blueprint(h, NewMatches(h.Blocks()))
-	if want := []Range{{0, h.Length}}; !reflect.DeepEqual(plan.Missing, want) || len(plan.Copies) != 0 {
+	if want := []source.Range{{Start: 0, End: h.Length}}; !reflect.DeepEqual(plan.Missing, want) || len(plan.Copies) != 0 {
 		t.Errorf("nothing found: missing %+v copies %+v", plan.Missing, plan.Copies)
 	}
 	all := NewMatches(h.Blocks())
@@ -104,7 +105,7 @@ func TestPatcher(t *testing.T) {
 	if err := pt.Finish(); err == nil {
 		t.Errorf("Finish before any write: no error")
 	}
-	if want := []Range{{0, h.Length}}; !reflect.DeepEqual(pt.Missing(), want) {
+	if want := []source.Range{{Start: 0, End: h.Length}}; !reflect.DeepEqual(pt.Missing(), want) {
 		t.Errorf("Missing before writes: %v", pt.Missing())
 	}
 	// First half, then a batch with a repeated run, then the rest.

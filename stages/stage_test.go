@@ -10,6 +10,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // TestDeltaStage checks the pipeline adapter: blocks reach OnBlocks with
@@ -97,7 +98,7 @@ func TestFetchStageNoSource(t *testing.T) {
 		in := pipeline.Source(p, "scan", func(ctx context.Context, emit func(*Matches) error) error { return emit(m) })
 		asked := false
 		var plan *Plan
-		out := FetchStage(p, f, in, func() (RangeSource, error) { asked = true; return nil, errors.New("offline") },
+		out := FetchStage(p, f, in, func() (source.RangeSource, error) { asked = true; return nil, errors.New("offline") },
 			FetchOptions{}, func(pl *Plan) { plan = pl })
 		pipeline.Sink(p, "drop", out, func(context.Context, Batch) error { return nil })
 		err := p.Run(context.Background())

@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 )
 
@@ -79,7 +80,7 @@ func cmdMake(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err // "make: ..."
 	}
-	size, err := writeFileAtomic(*out, func(w io.Writer) error { return control.Write(w, f) })
+	size, err := atomicfile.Write(*out, 0o644, func(w io.Writer) error { return control.Write(w, f) })
 	if err != nil {
 		return fmt.Errorf("write control file: %w", err)
 	}

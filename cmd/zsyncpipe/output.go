@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -124,59 +122,4 @@ func rate(n int64, d time.Duration) string {
 // seconds formats d as seconds with two decimals, e.g. "0.31s".
 func seconds(d time.Duration) string {
 	return fmt.Sprintf("%.2fs", d.Seconds())
-}
-
-// writeFileAtomic writes a file at path through write: into a temporary
-// file in the same directory, which is renamed to path only when write and
-// the close succeed. It returns the number of bytes written. The file gets
-// mode 0644.
-func writeFileAtomic(path string, write func(io.Writer) error) (n int64, err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
-	if err != nil {
-		return 0, err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	cw := &countWriter{w: f}
-	bw := bufio.NewWriterSize(cw, 64<<10)
-	if err := write(bw); err != nil {
-		return 0, err
-	}
-	if err := bw.Flush(); err != nil {
-		return 0, fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return 0, err
-	}
-	if err := f.Sync(); err != nil {
-		return 0, err
-	}
-	if err := f.Close(); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return 0, err
-	}
-	return cw.n, nil
-}
-
-// countWriter counts the bytes written through it.
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

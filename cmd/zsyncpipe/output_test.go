@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,40 +50,6 @@ func TestProgressText(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("progressText = %q, lacks %q", got, want)
 		}
-	}
-}
-
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "x")
-	writeFile(t, path, []byte("old"))
-	// A failing writer leaves the old file and no temporary file.
-	boom := errors.New("boom")
-	if _, err := writeFileAtomic(path, func(w io.Writer) error {
-		w.Write([]byte("partial"))
-		return boom
-	}); !errors.Is(err, boom) {
-		t.Errorf("err = %v, want boom", err)
-	}
-	if got := readFile(t, path); string(got) != "old" {
-		t.Errorf("file changed to %q", got)
-	}
-	if names := dirNames(t, dir); len(names) != 1 {
-		t.Errorf("files left: %q", names)
-	}
-	n, err := writeFileAtomic(path, func(w io.Writer) error {
-		_, err := w.Write([]byte("new content"))
-		return err
-	})
-	if err != nil || n != 11 || string(readFile(t, path)) != "new content" {
-		t.Errorf("n=%d err=%v content %q", n, err, readFile(t, path))
-	}
-	if names := dirNames(t, dir); len(names) != 1 {
-		t.Errorf("files left: %q", names)
-	}
-	// A missing directory is an error.
-	if _, err := writeFileAtomic(filepath.Join(dir, "no", "x"), func(io.Writer) error { return nil }); err == nil {
-		t.Error("no error for a missing directory")
 	}
 }
 

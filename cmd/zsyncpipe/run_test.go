@@ -243,20 +243,3 @@ func TestFormatSummary(t *testing.T) {
 		t.Errorf("one range: %q", got)
 	}
 }
-
-func TestBaseDir(t *testing.T) {
-	tests := []struct{ from, want string }{
-		{"srv/x.zsync", "srv"},
-		{"x.zsync", "."},
-		{"/a/b/x.zsync", "/a/b"},
-		{"/a/b/", "/a/b/"},
-		{"file:///a/b/x.zsync", "file:///a/b/"},
-		{"file:///a/b/", "file:///a/b/"},
-		{"http://h.example/d/x.zsync?q=1", "http://h.example/d/"},
-	}
-	for _, tt := range tests {
-		if got := baseDir(tt.from); got != tt.want {
-			t.Errorf("baseDir(%q) = %q, want %q", tt.from, got, tt.want)
-		}
-	}
-}

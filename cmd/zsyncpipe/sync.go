@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
-	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -82,24 +77,16 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return usagef("sync", "--parallel and --max-ranges must be at least 1, --retries at least 0")
 	}
 
-	ctl, err := loadControl(ctx, pos[0], *base, *keep, httpOpts)
+	ctl, err := zsyncpipe.LoadControl(ctx, pos[0], zsyncpipe.LoadOptions{Keep: *keep, BaseURL: *base, HTTP: httpOpts})
 	if err != nil {
 		return err
 	}
 	output := *out
 	if output == "" {
-		if err := checkFilename(ctl.file.Filename); err != nil {
+		if err := checkFilename(ctl.File.Filename); err != nil {
 			return fmt.Errorf("%s: %w; use -o to name the output", pos[0], err)
 		}
-		output = ctl.file.Filename
-	}
-	if *keep != "" && !ctl.kept {
-		if _, err := writeFileAtomic(*keep, func(w io.Writer) error {
-			_, err := w.Write(ctl.raw)
-			return err
-		}); err != nil {
-			return fmt.Errorf("save control file: %w", err)
-		}
+		output = ctl.File.Filename
 	}
 
 	prog := newProgress(e.stderr, *quiet)
@@ -112,10 +99,10 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		logf = nil
 	}
 	sum, err := zsyncpipe.Sync(ctx, zsyncpipe.SyncOptions{
-		Control:    ctl.file,
+		Control:    ctl.File,
 		Output:     output,
 		Seeds:      seeds,
-		BaseURL:    ctl.base,
+		BaseURL:    ctl.BaseURL,
 		MirrorURLs: mirrors,
 		NoFsync:    *noFsync,
 		HTTP:       httpOpts,
@@ -139,41 +126,6 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// remoteControl downloads a control file. With a saved copy at keep, it
-// asks only for a newer one (If-Modified-Since) and reuses the copy when
-// the server says it has not changed.
-func remoteControl(ctx context.Context, arg, keep string, opts httpsource.Options) (raw []byte, final string, kept bool, err error) {
-	var since time.Time
-	if keep != "" {
-		if fi, err := os.Stat(keep); err == nil {
-			since = fi.ModTime()
-		}
-	}
-	d, err := httpsource.Download(ctx, arg, opts, since)
-	if err != nil {
-		return nil, "", false, fmt.Errorf("download control file: %w: %w", zsyncpipe.ErrFetch, err)
-	}
-	if d.NotModified {
-		raw, err := os.ReadFile(keep)
-		if err != nil {
-			return nil, "", false, fmt.Errorf("read saved control file: %w", err)
-		}
-		return raw, d.FinalURL.String(), true, nil
-	}
-	if keep != "" {
-		if _, err := writeFileAtomic(keep, func(w io.Writer) error {
-			_, err := w.Write(d.Body)
-			return err
-		}); err != nil {
-			return nil, "", false, fmt.Errorf("save control file: %w", err)
-		}
-		if !d.LastModified.IsZero() {
-			os.Chtimes(keep, d.LastModified, d.LastModified)
-		}
-	}
-	return d.Body, d.FinalURL.String(), true, nil
-}
-
 // formatSummary returns the one-line report of a sync, e.g.
 // "go1.26.8.tar: 214 MiB (205 MiB reused from local data, 9.4 MiB fetched in
 // 12 ranges, 3 requests, 5.1 KiB protocol overhead) in 0.31s, 725 MB/s".
@@ -191,77 +143,6 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 	return fmt.Sprintf("%s: %s (%s reused from local data, %s) in %s, %s",
 		name, humanize.IBytes(uint64(s.Length)), humanize.IBytes(uint64(s.Reused)),
 		fetched, seconds(s.Duration), rate(s.Length, s.Duration))
-}
-
-// loadedControl is a parsed control file and where it came from.
-type loadedControl struct {
-	file *control.File
-	// raw holds the control file's bytes as read, for -k.
-	raw []byte
-	// base is the URL that the control file's relative URLs resolve
-	// against.
-	base string
-	// kept reports that the -k copy is already up to date.
-	kept bool
-}
-
-// isRemote reports whether a CONTROL argument names a URL rather than a
-// local path.
-func isRemote(arg string) bool {
-	u, err := url.Parse(arg)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https")
-}
-
-// loadControl reads and parses the control file named by arg, a path or an
-// http(s) URL. base, if not empty, overrides the URL that relative URLs
-// resolve against; keep is the -k path.
-func loadControl(ctx context.Context, arg, base, keep string, opts httpsource.Options) (*loadedControl, error) {
-	var raw []byte
-	var kept bool
-	if isRemote(arg) {
-		var final string
-		var err error
-		raw, final, kept, err = remoteControl(ctx, arg, keep, opts)
-		if err != nil {
-			return nil, err
-		}
-		if base == "" {
-			base = final
-		}
-	} else {
-		var err error
-		if raw, err = os.ReadFile(arg); err != nil {
-			return nil, fmt.Errorf("read control file: %w", err)
-		}
-		if base == "" {
-			abs, err := filepath.Abs(arg)
-			if err != nil {
-				return nil, fmt.Errorf("control file %s: %w", arg, err)
-			}
-			base = abs
-		}
-	}
-	f, err := control.Read(bytes.NewReader(raw))
-	if err != nil {
-		// err says "control file: ..." already.
-		return nil, fmt.Errorf("%s: %w", arg, err)
-	}
-	return &loadedControl{file: f, raw: raw, base: baseDir(base), kept: kept}, nil
-}
-
-// baseDir turns the URL or path that a control file came from (zsync's -u)
-// into the base that zsyncpipe.SyncOptions.BaseURL wants: the directory that
-// relative URLs resolve against. "srv/x.zsync" gives "srv",
-// "file:///srv/x.zsync" gives "file:///srv/", and a path or URL ending in
-// '/' is a directory already.
-func baseDir(from string) string {
-	if u, err := url.Parse(from); err == nil && len(u.Scheme) > 1 {
-		return u.ResolveReference(&url.URL{Path: "./"}).String()
-	}
-	if strings.HasSuffix(from, "/") || strings.HasSuffix(from, string(filepath.Separator)) {
-		return from
-	}
-	return filepath.Dir(from)
 }
 
 // checkFilename checks that name, a control file's Filename, is a plain file

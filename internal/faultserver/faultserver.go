@@ -35,7 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 // DefaultPath is the path the file is served at when Options.Path is empty.
@@ -81,7 +81,7 @@ type Options struct {
 
 	// CorruptRange, when not empty, names bytes of the file that are
 	// inverted in every response that carries them.
-	CorruptRange stages.Range
+	CorruptRange source.Range
 
 	// ChangeAfter, when positive, replaces the file by different content
 	// with a different ETag and Last-Modified after this many requests for
@@ -317,7 +317,7 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		ranges = nil
 	}
 	if o.Coalesce && len(ranges) > 1 {
-		ranges = []stages.Range{{Start: ranges[0].Start, End: ranges[len(ranges)-1].End}}
+		ranges = []source.Range{{Start: ranges[0].Start, End: ranges[len(ranges)-1].End}}
 	}
 
 	fw := &faultWriter{w: w, s: s, done: s.done, ctx: r.Context().Done()}
@@ -451,7 +451,7 @@ var _ io.Writer = (*faultWriter)(nil)
 // parseRange parses a Range header against a file of the given size. It
 // returns nil ranges when the header is absent or malformed (serve the whole
 // file) and ok false when no range is satisfiable.
-func parseRange(h string, size int64) (ranges []stages.Range, ok bool) {
+func parseRange(h string, size int64) (ranges []source.Range, ok bool) {
 	spec, found := strings.CutPrefix(h, "bytes=")
 	if h == "" || !found {
 		return nil, true
@@ -466,7 +466,7 @@ func parseRange(h string, size int64) (ranges []stages.Range, ok bool) {
 			return nil, true
 		}
 		a, b = textproto.TrimString(a), textproto.TrimString(b)
-		var rg stages.Range
+		var rg source.Range
 		if a == "" { // suffix: the last b bytes
 			n, err := strconv.ParseInt(b, 10, 64)
 			if err != nil || n < 0 {
@@ -475,7 +475,7 @@ func parseRange(h string, size int64) (ranges []stages.Range, ok bool) {
 			if n == 0 {
 				continue
 			}
-			rg = stages.Range{Start: max(0, size-n), End: size}
+			rg = source.Range{Start: max(0, size-n), End: size}
 		} else {
 			start, err := strconv.ParseInt(a, 10, 64)
 			if err != nil || start < 0 {
@@ -491,7 +491,7 @@ func parseRange(h string, size int64) (ranges []stages.Range, ok bool) {
 			if start >= size {
 				continue // unsatisfiable; dropped
 			}
-			rg = stages.Range{Start: start, End: min(end, size-1) + 1}
+			rg = source.Range{Start: start, End: min(end, size-1) + 1}
 		}
 		ranges = append(ranges, rg)
 	}

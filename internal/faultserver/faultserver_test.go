@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -98,18 +98,18 @@ func TestRanges(t *testing.T) {
 func TestParseRange(t *testing.T) {
 	for _, tc := range []struct {
 		h    string
-		want []stages.Range
+		want []source.Range
 		ok   bool
 	}{
 		{"", nil, true},
 		{"items=1-2", nil, true},
-		{"bytes=5-", []stages.Range{{Start: 5, End: 100}}, true},
-		{"bytes=-10", []stages.Range{{Start: 90, End: 100}}, true},
-		{"bytes=90-200", []stages.Range{{Start: 90, End: 100}}, true},
+		{"bytes=5-", []source.Range{{Start: 5, End: 100}}, true},
+		{"bytes=-10", []source.Range{{Start: 90, End: 100}}, true},
+		{"bytes=90-200", []source.Range{{Start: 90, End: 100}}, true},
 		{"bytes=5-4", nil, true},
 		{"bytes=x-4", nil, true},
 		{"bytes=100-", nil, false},
-		{"bytes=100-,0-0", []stages.Range{{Start: 0, End: 1}}, true},
+		{"bytes=100-,0-0", []source.Range{{Start: 0, End: 1}}, true},
 	} {
 		got, ok := parseRange(tc.h, 100)
 		if ok != tc.ok || len(got) != len(tc.want) || (len(got) > 0 && got[0] != tc.want[0]) {
@@ -149,7 +149,7 @@ func TestFaults(t *testing.T) {
 		}
 	})
 	t.Run("ignore, corrupt", func(t *testing.T) {
-		s := New(d, Options{IgnoreRanges: true, CorruptRange: stages.Range{Start: 3, End: 5}})
+		s := New(d, Options{IgnoreRanges: true, CorruptRange: source.Range{Start: 3, End: 5}})
 		defer s.Close()
 		resp, b, _ := get(t, s, "bytes=0-1")
 		if resp.StatusCode != 200 || len(b) != len(d) || b[3] != ^d[3] || b[4] != ^d[4] || b[5] != d[5] {

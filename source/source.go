@@ -1,0 +1,86 @@
+// Package source defines how the missing parts of a target file are read
+// from wherever it is published: the Range type, the RangeSource interface
+// that every transport (HTTP, SFTP, a local file) implements, and the
+// optional statistics a source may report.
+//
+// It is a leaf package: transports import it without importing the stages
+// that consume their data, and the stages import it without importing any
+// transport.
+package source
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Range is the half-open byte range [Start, End) of the target file.
+type Range struct {
+	Start, End int64
+}
+
+// Len returns the number of bytes in the range.
+func (r Range) Len() int64 { return r.End - r.Start }
+
+// A RangeSource reads byte ranges of the target file from wherever it is
+// published: a local file, an HTTP server, a set of mirrors.
+//
+// ReadRanges fetches the given ranges, which are sorted, non-empty and do not
+// overlap, and calls fn once per range, in order, with a reader of exactly
+// r.Len() bytes of that range. fn must consume the reader before returning.
+// ReadRanges returns fn's first error, wrapped or as is.
+//
+// When fn reports that the data was wrong (its error wraps ErrCorrupt), a
+// source that knows other copies of the file may drop the copy that served it
+// and deliver the same range again from another; fn must therefore accept a
+// range it has seen before. Implementations must be safe for concurrent use.
+type RangeSource interface {
+	ReadRanges(ctx context.Context, ranges []Range, fn func(r Range, data io.Reader) error) error
+}
+
+// ErrCorrupt is wrapped by errors that report data failing its checksum.
+var ErrCorrupt = errors.New("data failed its checksum")
+
+// Stats is what a RangeSource reports about its transfers.
+type Stats struct {
+	// Requests counts the requests (or calls) made to the server.
+	Requests int64
+	// Ranges counts the ranges fetched.
+	Ranges int64
+	// Overhead counts the protocol bytes beyond the payload: headers,
+	// multipart boundaries, bytes of a reply that were not asked for.
+	Overhead int64
+}
+
+// Add returns the sum of s and o.
+func (s Stats) Add(o Stats) Stats {
+	return Stats{Requests: s.Requests + o.Requests, Ranges: s.Ranges + o.Ranges, Overhead: s.Overhead + o.Overhead}
+}
+
+// A StatsReporter is a RangeSource that reports its transfers. It is
+// optional: callers check for it with a type assertion, and a source that
+// does not implement it is reported as having made no requests.
+type StatsReporter interface {
+	RangeSource
+	// TransferStats returns the totals so far. It is safe to call while
+	// ReadRanges runs.
+	TransferStats() Stats
+}
+
+// ReaderAt is a RangeSource reading from a local copy of the target.
+type ReaderAt struct {
+	R io.ReaderAt
+}
+
+// ReadRanges implements RangeSource.
+func (s ReaderAt) ReadRanges(ctx context.Context, ranges []Range, fn func(Range, io.Reader) error) error {
+	for _, r := range ranges {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(r, io.NewSectionReader(s.R, r.Start, r.Len())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
