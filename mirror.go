@@ -21,25 +21,30 @@ import (
 	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/seedscan"
+	"github.com/zsyncpipe/zsyncpipe/source"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
 // MirrorOptions configures Mirror.
 type MirrorOptions struct {
-	// URL is the root of the published tree (the directory a browser would
-	// open); required unless Source is set, and then it only names the tree
-	// in the local state.
+	// URL is the root of the published tree: the http(s) URL of its
+	// directory (what a browser would open), a URL of a scheme of
+	// Transports (sftp://…), or a local directory or file URL. Required.
 	URL string
 	// Dir is the local directory to make match the tree; required. It is
 	// created if missing.
 	Dir string
-	// Source reads the tree; nil means NewHTTPTree(URL, HTTP).
-	Source TreeSource
-	// HTTP configures the HTTP requests when Source is nil.
+	// HTTP configures the HTTP requests. The built-in HTTP transport uses
+	// one client for every file of the tree, so connections are kept
+	// alive (or HTTP/2 streams shared) across files.
 	HTTP httpsource.Options
+	// Transports reads trees at URLs of further schemes and may replace
+	// the built-in ones, as for Sync.
+	Transports Transports
 	// Delete removes local files and directories the index does not list,
 	// once every file of the index is in place. Never anything outside Dir.
 	Delete bool
@@ -132,14 +137,11 @@ func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("mirror: no directory: %w", ErrUsage)
 	}
-	if opts.Source == nil {
-		src, err := NewHTTPTree(opts.URL, opts.HTTP)
-		if err != nil {
-			return nil, fmt.Errorf("mirror: %w", err)
-		}
-		defer src.(*httpTree).CloseIdleConnections()
-		opts.Source = src
+	tree, err := openTree(opts.URL, opts.Transports, opts.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
 	}
+	defer tree.close()
 	if opts.Parallel <= 0 {
 		opts.Parallel = 16
 	}
@@ -155,13 +157,10 @@ func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
 	sum := &MirrorSummary{}
 	defer func() {
 		sum.Duration = time.Since(start)
-		if ts, ok := opts.Source.(interface{ Traffic() TrafficStats }); ok {
-			t := ts.Traffic()
-			sum.Downloaded, sum.Requests = t.Bytes, t.Requests
-		}
+		sum.Requests, sum.Downloaded = tree.stats(sum.Fetched)
 	}()
 	for attempt := 0; ; attempt++ {
-		m := &mirrorRun{opts: opts, dir: dir, meta: filepath.Join(dir, MirrorStateDir), sum: sum}
+		m := &mirrorRun{opts: opts, dir: dir, meta: filepath.Join(dir, MirrorStateDir), sum: sum, src: tree}
 		m.parts = filepath.Join(m.meta, "parts")
 		changed, err := m.run(ctx)
 		if err != nil || !changed {
@@ -176,12 +175,15 @@ func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
 	}
 }
 
+// maxIndexSize bounds the tree index Mirror downloads.
+const maxIndexSize = 1 << 30
+
 // mirrorRun is one pass of Mirror over one index.
 type mirrorRun struct {
 	opts             MirrorOptions
 	dir, meta, parts string
 	sum              *MirrorSummary
-	src              TreeSource
+	src              *remoteTree
 	st               *mirrorState
 	mu               sync.Mutex // guards st.Files
 	idx              *treeindex.Index
@@ -244,7 +246,6 @@ func (m *mirrorRun) fail(err error) {
 // run mirrors the current index. It reports changed when the index changed
 // on the server during the run and the caller should start again.
 func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
-	m.src = m.opts.Source
 	m.st = loadMirrorState(m.meta, m.opts.URL)
 	m.progress("index", true)
 	if err := m.loadIndex(ctx); err != nil {
@@ -317,7 +318,7 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 	if _, err := os.Stat(cache); err != nil {
 		since = time.Time{}
 	}
-	f, err := m.src.Get(ctx, treeindex.IndexPath, since)
+	f, err := m.src.get(ctx, treeindex.IndexPath, since, maxIndexSize)
 	if err != nil {
 		return fmt.Errorf("mirror: fetch the tree index: %w: %w", ErrFetch, err)
 	}
@@ -332,14 +333,14 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mirror: %s: %w", treeindex.IndexPath, err)
 	}
-	m.idx, m.modified = idx, f.LastModified
+	m.idx, m.modified = idx, f.ModTime
 	if f.NotModified {
 		m.modified = m.st.IndexModified
 	} else if !m.opts.DryRun {
-		if err := writeAtomic(cache, body); err != nil {
+		if err := atomicfile.WriteBytes(cache, 0o644, body); err != nil {
 			return fmt.Errorf("mirror: cache the index: %w", err)
 		}
-		m.st.IndexModified, m.st.Generation = f.LastModified, idx.Header.Generation
+		m.st.IndexModified, m.st.Generation = f.ModTime, idx.Header.Generation
 		m.dirty = true
 	}
 	return nil
@@ -348,7 +349,7 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 // indexChanged reports whether the index on the server is no longer the one
 // this run mirrors.
 func (m *mirrorRun) indexChanged(ctx context.Context) bool {
-	f, err := m.src.Get(ctx, treeindex.IndexPath, m.modified)
+	f, err := m.src.get(ctx, treeindex.IndexPath, m.modified, maxIndexSize)
 	if err != nil {
 		return false
 	}
@@ -680,7 +681,7 @@ func (m *mirrorRun) controls(ctx context.Context, jobs []*fileJob) ([]*fileJob, 
 
 // control fetches and checks the control file of e.
 func (m *mirrorRun) control(ctx context.Context, e *treeindex.Entry) (*control.File, error) {
-	cf, err := m.src.Get(ctx, e.Control, time.Time{})
+	cf, err := m.src.get(ctx, e.Control, time.Time{}, DefaultMaxControlSize)
 	if err != nil {
 		return nil, err
 	}
@@ -816,10 +817,11 @@ func (p lazyFile) ReadAt(b []byte, off int64) (int, error) {
 // syncOne rebuilds a job's file through the sync pipeline, from its partial
 // result (what the scan found) and the missing blocks.
 func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
-	src, err := m.src.Ranges(j.e.Path)
+	src, done, err := m.src.ranges(ctx, j.e.Path, j.e.Size)
 	if err != nil {
-		return fmt.Errorf("%s: %w", j.e.Path, err)
+		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
 	}
+	defer done()
 	var last atomic.Int64
 	s, err := Sync(ctx, SyncOptions{
 		Control: j.f,
@@ -850,12 +852,13 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
 
 // fetchWhole downloads a job's file in one range, verifying it as it goes.
 func (m *mirrorRun) fetchWhole(ctx context.Context, j *fileJob) error {
-	src, err := m.src.Ranges(j.e.Path)
+	src, done, err := m.src.ranges(ctx, j.e.Path, j.e.Size)
 	if err != nil {
-		return fmt.Errorf("%s: %w", j.e.Path, err)
+		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
 	}
+	defer done()
 	var werr error
-	err = src.ReadRanges(ctx, []stages.Range{{Start: 0, End: j.e.Size}}, func(r stages.Range, data io.Reader) error {
+	err = src.ReadRanges(ctx, []source.Range{{Start: 0, End: j.e.Size}}, func(r source.Range, data io.Reader) error {
 		werr = m.writeVerified(j, &countingReader{r: data, n: &m.fetched})
 		return werr
 	})
@@ -1152,12 +1155,4 @@ func setAttrs(p string, mode fs.FileMode, mtime time.Time) error {
 		}
 	}
 	return nil
-}
-
-// writeAtomic writes data to p through a temporary file and a rename.
-func writeAtomic(p string, data []byte) error {
-	if err := os.WriteFile(p+".tmp", data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(p+".tmp", p)
 }

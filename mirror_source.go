@@ -6,107 +6,124 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
-	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
-// TreeSource is where Mirror reads a published tree from. Paths are
-// slash-separated and relative to the tree's root; Mirror checks them before
-// asking. Implementations must be safe for concurrent use.
-type TreeSource interface {
-	// Get fetches a whole small file of the tree: the tree index or a
-	// control file. When since is not zero and the file has not changed
-	// since then, it may return a File with NotModified set and no body.
-	Get(ctx context.Context, rel string, since time.Time) (*httpsource.File, error)
-	// Ranges returns a source of byte ranges of the file at rel, for the
-	// blocks missing locally and for files fetched whole.
-	Ranges(rel string) (stages.RangeSource, error)
+// remoteTree is a published tree read through a Transport: its index, its
+// control files and its files, at URLs relative to its root.
+type remoteTree struct {
+	base *url.URL
+	tr   Transport
+	// shared is set for the built-in HTTP transport, whose sources share
+	// one client: they are not closed after each file, so that its
+	// connections stay alive across files.
+	shared  bool
+	traffic *traffic // counted for the built-in HTTP transport
+	payload atomic.Int64
 }
 
-// TrafficStats is what a TreeSource may report, through a
-// Traffic() TrafficStats method, for the summary of a mirror.
-type TrafficStats struct {
-	// Requests counts the requests sent.
-	Requests int64
-	// Bytes counts everything received: response headers and bodies.
-	Bytes int64
-}
-
-// NewHTTPTree returns the TreeSource of a tree published at rawURL, the
-// http(s) URL of its root directory. The requests of every file share one
-// client, so connections are kept alive across files (and HTTP/2 is used
-// where the server offers it).
-func NewHTTPTree(rawURL string, opts httpsource.Options) (TreeSource, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("tree URL %q: want an http or https URL: %w", rawURL, ErrUsage)
+// openTree returns the tree published at raw: an http(s) URL, a file URL or
+// a local directory, or a URL of a scheme of ts.
+func openTree(raw string, ts Transports, opts httpsource.Options) (*remoteTree, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || len(u.Scheme) == 1 { // a path, perhaps C:\…
+		abs, aerr := filepath.Abs(raw)
+		if aerr != nil {
+			return nil, fmt.Errorf("tree %q: %w", raw, aerr)
+		}
+		u = &url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
 	}
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/"
 		u.RawPath = ""
 	}
-	t := &httpTree{base: u, opts: opts}
-	var inner http.RoundTripper
-	if opts.Client != nil {
-		c := *opts.Client
-		inner = c.Transport
-		if inner == nil {
-			inner = http.DefaultTransport
+	t := &remoteTree{base: u}
+	if _, custom := ts[u.Scheme]; !custom && (u.Scheme == "http" || u.Scheme == "https") {
+		// One client for every file, counting what it receives.
+		var inner http.RoundTripper
+		c := &http.Client{}
+		if opts.Client != nil {
+			*c = *opts.Client
+			inner = c.Transport
 		}
-		t.client = &c
-	} else {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.ForceAttemptHTTP2 = true
-		tr.MaxIdleConnsPerHost = 64 // many small files at once
-		inner = tr
-		t.client = &http.Client{}
+		if inner == nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.ForceAttemptHTTP2 = true
+			tr.MaxIdleConnsPerHost = 64 // many small files at once
+			inner = tr
+		}
+		t.traffic = &traffic{}
+		c.Transport = &countingTransport{inner: inner, t: t.traffic}
+		opts.Client = c
+		t.tr, t.shared = httpTransport{opts}, true
+		return t, nil
 	}
-	t.client.Transport = &countingTransport{inner: inner, t: t}
-	t.opts.Client = t.client
+	t.tr = transport(ts, opts, u.Scheme)
+	if t.tr == nil {
+		return nil, fmt.Errorf("tree URL %q: no transport for scheme %q: %w", raw, u.Scheme, ErrUsage)
+	}
 	return t, nil
 }
 
-// httpTree is a tree published on a web server.
-type httpTree struct {
-	base     *url.URL
-	opts     httpsource.Options
-	client   *http.Client
-	requests atomic.Int64
-	bytes    atomic.Int64
+// url returns the URL of the file at rel, a checked relative path.
+func (t *remoteTree) url(rel string) *url.URL {
+	return t.base.ResolveReference(&url.URL{Path: rel})
 }
 
-// url returns the URL of the file at rel.
-func (t *httpTree) url(rel string) string {
-	return t.base.ResolveReference(&url.URL{Path: rel}).String()
+// get reads a whole small file of the tree: the index or a control file.
+func (t *remoteTree) get(ctx context.Context, rel string, since time.Time, maxSize int64) (*Fetched, error) {
+	f, err := t.tr.Get(ctx, t.url(rel), GetOptions{IfModifiedSince: since, MaxSize: maxSize})
+	if err == nil {
+		t.payload.Add(int64(len(f.Body)))
+	}
+	return f, err
 }
 
-// Get implements TreeSource.
-func (t *httpTree) Get(ctx context.Context, rel string, since time.Time) (*httpsource.File, error) {
-	return httpsource.Download(ctx, t.url(rel), t.opts, since)
+// ranges opens a source of byte ranges of the file at rel; done releases it.
+func (t *remoteTree) ranges(ctx context.Context, rel string, size int64) (src source.RangeSource, done func(), err error) {
+	src, err = t.tr.OpenRanges(ctx, t.url(rel), size)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, func() {
+		if c, ok := src.(io.Closer); ok && !t.shared {
+			c.Close()
+		}
+	}, nil
 }
 
-// Ranges implements TreeSource.
-func (t *httpTree) Ranges(rel string) (stages.RangeSource, error) {
-	return httpsource.New(t.url(rel), t.opts)
+// stats returns the requests made and the bytes received: counted on the
+// wire for HTTP, the payload otherwise.
+func (t *remoteTree) stats(fetched int64) (requests, bytes int64) {
+	if t.traffic != nil {
+		return t.traffic.requests.Load(), t.traffic.bytes.Load()
+	}
+	return 0, t.payload.Load() + fetched
 }
 
-// Traffic reports the requests made and the bytes received.
-func (t *httpTree) Traffic() TrafficStats {
-	return TrafficStats{Requests: t.requests.Load(), Bytes: t.bytes.Load()}
+// close drops the idle connections of the built-in HTTP client.
+func (t *remoteTree) close() {
+	if h, ok := t.tr.(httpTransport); ok && t.shared {
+		h.opts.Client.CloseIdleConnections()
+	}
 }
 
-// CloseIdleConnections closes the kept-alive connections.
-func (t *httpTree) CloseIdleConnections() { t.client.CloseIdleConnections() }
+// traffic counts the requests and bytes of an HTTP client.
+type traffic struct {
+	requests, bytes atomic.Int64
+}
 
 // countingTransport counts the requests and the bytes received: the status
 // line and headers (as they were on the wire, near enough) and the body.
 type countingTransport struct {
 	inner http.RoundTripper
-	t     *httpTree
+	t     *traffic
 }
 
 func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 )
 
 // MirrorStateDir is the directory, at the root of a mirrored tree, where
@@ -68,11 +70,7 @@ func (st *mirrorState) save(meta string) error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(meta, "state.json")
-	if err := os.WriteFile(p+".tmp", data, 0o644); err != nil {
-		return fmt.Errorf("mirror: save state: %w", err)
-	}
-	if err := os.Rename(p+".tmp", p); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(meta, "state.json"), 0o644, data); err != nil {
 		return fmt.Errorf("mirror: save state: %w", err)
 	}
 	return nil

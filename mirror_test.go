@@ -572,3 +572,24 @@ func TestMirrorResumeChild(t *testing.T) {
 	_, err := Mirror(context.Background(), o)
 	t.Logf("mirror ended: %v", err)
 }
+
+func TestMirrorFromLocalTree(t *testing.T) {
+	// The same mirror through the file transport: a tree published in a
+	// local directory (a mounted share, say).
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	oldFiles, newFiles := trees()
+	makeTree(t, dst, oldFiles, nil)
+	makeTree(t, pub, newFiles, map[string]string{"lib/link": "moved/big.dat"})
+	publishTree(t, pub, 1)
+	o := mirrorOpts(pub, dst)
+	o.Delete = true
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if sum.Fetched > 100<<10 {
+		t.Errorf("fetched %d bytes from the local tree; most are in the old one", sum.Fetched)
+	}
+}

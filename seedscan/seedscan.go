@@ -19,6 +19,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -99,7 +100,7 @@ func Scan(ctx context.Context, targets []Target, seeds []stages.Seed, opts Optio
 // layout is what targets must share to be scanned with one index.
 type layout struct {
 	blocksize int
-	alg       simd.Algorithm
+	alg       strong.Algorithm
 	hl        control.HashLengths
 }
 
