@@ -7,6 +7,8 @@
 //	               [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL
 //	zsyncpipe demo [-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]
 //	zsyncpipe bench [--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file]
+//	zsyncpipe index [--watch] [--beside] [--legacy] [--small size] [-v] [-q] DIR
+//	zsyncpipe serve [--listen addr] [--tls-cert file --tls-key file] [index flags] DIR
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //

@@ -53,6 +53,10 @@ func init() {
 			"make and sync generated data end to end, and verify the result", cmdDemo},
 		{"bench", "[--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file] [--no-zsync]",
 			"measure make and sync over a sweep of block sizes, beside zsync", cmdBench},
+		{"index", "[--watch] [--beside] [--legacy] [--small size] [--inline size] [-b blocksize] [-j n] [--no-fsync] [--settle d] [--rescan d] [-v] [-q] DIR",
+			"publish the tree DIR: control files and a tree index, kept current with --watch", cmdIndex},
+		{"serve", "[--listen addr] [--tls-cert file --tls-key file] [--no-index] [index flags] [-q] DIR",
+			"serve the tree DIR over HTTP with Range support while keeping its index current", cmdServe},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
 	}
