@@ -19,8 +19,8 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/simd"
-	"github.com/zsyncpipe/zsyncpipe/strong"
 	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
 // Target is one file to rebuild.
