@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/nginxtest"
 )
 
 // The peer Mirror is measured against: rsync -a --delete from an rsync
@@ -20,9 +22,9 @@ import (
 
 // rsyncDaemon serves root as the module "tree" from an rsync daemon on a
 // free loopback port and returns its URL; the daemon stops with the test.
-func rsyncDaemon(t *testing.T, root string) string {
+func rsyncDaemon(t testing.TB, root string) string {
 	t.Helper()
-	bin := nginxLook(t, "rsync", "rsync")
+	bin := nginxtest.Look(t, "rsync", "rsync")
 	conf := filepath.Join(t.TempDir(), "rsyncd.conf")
 	text := fmt.Sprintf("use chroot = no\nuid = %d\ngid = %d\npid file = %s\n[tree]\npath = %s\nread only = yes\nexclude = /.zsyncpipe/\n",
 		os.Getuid(), os.Getgid(), conf+".pid", root)
@@ -66,12 +68,12 @@ var rsyncReceived = regexp.MustCompile(`Total bytes received: ([0-9,.]+)`)
 
 // rsyncMirror runs rsync -a --delete from url into dst and returns the
 // bytes it received and its wall time.
-func rsyncMirror(t *testing.T, url, dst string) (int64, time.Duration) {
+func rsyncMirror(t testing.TB, url, dst string) (int64, time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, nginxLook(t, "rsync", "rsync"), "-a", "--delete", "--stats", url, dst+"/")
+	cmd := exec.CommandContext(ctx, nginxtest.Look(t, "rsync", "rsync"), "-a", "--delete", "--stats", url, dst+"/")
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(start)
 	if err != nil {
