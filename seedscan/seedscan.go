@@ -7,8 +7,18 @@
 // data of its old version, of a file that moved or was split, of a library
 // that also lives in another directory. Scanning every local file once per
 // changed target would cost the tree's size times the number of targets;
-// seedscan costs the tree's size once per distinct block layout (block size,
-// strong hash, hash lengths) among the targets.
+// seedscan costs the tree's size once per block layout (block size, strong
+// hash algorithm, and whether matches need two consecutive blocks) among the
+// targets: typically once, twice when some files are large enough for 4 KiB
+// blocks.
+//
+// Targets of one layout may store hashes of different lengths (zsyncmake
+// chooses them by file length). The shared index uses the shortest of each
+// among them, which every record's longer hash begins with. That lets
+// through more chance matches than each control file alone would, but with
+// two consecutive blocks to match (at least 2×(2+3) bytes of hashes) the
+// odds of a false block in a scan of S bytes stay below S×2^-80, and the
+// whole-file hash checks every rebuilt file anyway.
 package seedscan
 
 import (
@@ -101,16 +111,15 @@ func Scan(ctx context.Context, targets []Target, seeds []stages.Seed, opts Optio
 type layout struct {
 	blocksize int
 	alg       strong.Algorithm
-	hl        control.HashLengths
+	seq       int
 }
 
 func layoutOf(f *control.File) layout {
-	hl := f.HashLengths
-	if hl.SeqMatches != 2 {
-		hl.SeqMatches = 1
+	seq := 1
+	if f.HashLengths.SeqMatches == 2 {
+		seq = 2
 	}
-	hl.RsumBytes, hl.StrongBytes = f.Checksums.RsumBytes, f.Checksums.StrongBytes
-	return layout{f.Blocksize, f.StrongAlgorithm, hl}
+	return layout{f.Blocksize, f.StrongAlgorithm, seq}
 }
 
 // group is targets of one layout joined into one virtual target: their
@@ -128,24 +137,29 @@ func newGroup(targets []Target, matches []*stages.Matches, members []int) *group
 	g := &group{targets: targets, matches: matches, members: members}
 	first := targets[members[0]].Control
 	var total int64
-	var rsumN, strongN int
+	rb, sb := first.Checksums.RsumBytes, first.Checksums.StrongBytes
 	for _, m := range members {
 		g.base = append(g.base, total)
-		total += targets[m].Control.Blocks()
+		c := &targets[m].Control.Checksums
+		total += int64(c.Len())
+		rb, sb = min(rb, c.RsumBytes), min(sb, c.StrongBytes)
 	}
 	g.base = append(g.base, total)
-	rsumN = int(total)
-	strongN = rsumN * first.Checksums.StrongBytes
+	// The shortest hashes of the group: a record's longer hash begins with
+	// the shorter one, a longer rolling checksum ends with the shorter.
+	mask := control.RsumMask(rb)
 	c := control.Checksums{
-		RsumBytes:   first.Checksums.RsumBytes,
-		StrongBytes: first.Checksums.StrongBytes,
-		Rsum:        make([]uint32, 0, rsumN),
-		Strong:      make([]byte, 0, strongN),
+		RsumBytes:   rb,
+		StrongBytes: sb,
+		Rsum:        make([]uint32, 0, total),
+		Strong:      make([]byte, 0, total*int64(sb)),
 	}
 	for _, m := range members {
 		tc := &targets[m].Control.Checksums
-		c.Rsum = append(c.Rsum, tc.Rsum...)
-		c.Strong = append(c.Strong, tc.Strong...)
+		for i, r := range tc.Rsum {
+			c.Rsum = append(c.Rsum, r&mask)
+			c.Strong = append(c.Strong, tc.StrongOf(i)[:sb]...)
+		}
 	}
 	// Every member but the last takes whole blocks (its last block is
 	// recorded zero-padded, as the scan hashes it); the combined length
@@ -157,7 +171,7 @@ func newGroup(targets []Target, matches []*stages.Matches, members []int) *group
 		Header: control.Header{
 			Blocksize:       first.Blocksize,
 			Length:          length,
-			HashLengths:     first.HashLengths,
+			HashLengths:     control.HashLengths{SeqMatches: first.HashLengths.SeqMatches, RsumBytes: rb, StrongBytes: sb},
 			StrongAlgorithm: first.StrongAlgorithm,
 		},
 		Checksums: c,

@@ -31,7 +31,7 @@ type roller struct {
 }
 
 func newRoller(buf []byte, bs, seq int, mask uint32) *roller {
-	chunk := max(rollChunk, bs)
+	chunk := max(min(rollChunk, len(buf)), bs) // small seeds: small tables
 	return &roller{buf: buf, bs: bs, mask: mask, chunk: chunk, sums: make([]uint32, chunk+(seq-1)*bs)}
 }
 
