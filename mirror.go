@@ -783,6 +783,10 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 			m.progress("scan", false)
 		},
 	})
+	if err == nil {
+		// Blocks between edits, which the scan's two-block rule misses.
+		_, err = seedscan.Extend(ctx, targets, ms, seeds, seedscan.Options{Workers: m.opts.Workers})
+	}
 	for i, j := range jobs {
 		if ms == nil || ms[i] == nil {
 			continue

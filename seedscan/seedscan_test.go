@@ -146,3 +146,39 @@ func TestScanKnownBlocksAndErrors(t *testing.T) {
 		t.Fatal("inconsistent control file accepted")
 	}
 }
+
+func TestExtendFindsBlocksBetweenEdits(t *testing.T) {
+	const bs = 1024
+	old := randBytes(20, 64*bs)
+	// Edit a few bytes in every other block: no two consecutive blocks
+	// match, so the scan (seq_matches 2) finds only the unedited start.
+	nw := append([]byte{}, old...)
+	for b := 8; b < 64; b += 2 {
+		nw[b*bs+100] ^= 0xff
+	}
+	f := controlOf(t, nw, bs)
+	if f.HashLengths.SeqMatches != 2 {
+		t.Fatalf("seq_matches %d", f.HashLengths.SeqMatches)
+	}
+	o := &output{data: make([]byte, len(nw)), bs: bs}
+	ts := []Target{{Control: f, Write: o.write}}
+	seeds := []stages.Seed{{Name: "old", R: bytes.NewReader(old), Size: int64(len(old))}}
+	ms, err := Scan(context.Background(), ts, seeds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := ms[0].Found()
+	n, err := Extend(context.Background(), ts, ms, seeds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Blocks 0-7 by the scan, then the 28 unedited odd blocks.
+	if scanned < 8 || ms[0].Found() != 8+28 || n != ms[0].Found()-scanned {
+		t.Fatalf("scan found %d blocks, extend %d more (now %d); want 36 in all", scanned, n, ms[0].Found())
+	}
+	for b := int64(0); b < 64; b++ {
+		if ms[0].Has(b) && !bytes.Equal(o.data[b*bs:(b+1)*bs], nw[b*bs:(b+1)*bs]) {
+			t.Fatalf("block %d written wrong", b)
+		}
+	}
+}
