@@ -507,6 +507,58 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		m.total += e.Size
 		m.jobs = append(m.jobs, j)
 	}
+	return m.findMoved(ctx)
+}
+
+// findMoved hashes the local files whose size is that of a file to fetch
+// or rebuild and whose content is not known yet: a file that moved or was
+// copied in the new tree is then copied locally instead of downloaded (the
+// scan would find a large one too, but a small one has no control file).
+func (m *mirrorRun) findMoved(ctx context.Context) error {
+	sizes := map[int64]bool{}
+	for _, j := range m.jobs {
+		if j.how == "whole" || j.how == "sync" {
+			sizes[j.e.Size] = true
+		}
+	}
+	known := map[string]bool{}
+	for _, rel := range m.byHash {
+		known[rel] = true
+	}
+	var cands []string
+	for rel, fi := range m.local {
+		if fi.Mode().IsRegular() && sizes[fi.Size()] && !known[rel] && m.knownHash(rel, fi) == "" {
+			cands = append(cands, rel)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	hashes := make([]string, len(cands))
+	p := pool.New().WithContext(ctx).WithMaxGoroutines(max(2, m.workers()))
+	for i, rel := range cands {
+		p.Go(func(ctx context.Context) error {
+			h, fi, err := hashFile(filepath.Join(m.dir, filepath.FromSlash(rel)))
+			if err == nil {
+				hashes[i] = h
+				m.record(rel, fi, h)
+			}
+			return nil
+		})
+	}
+	if err := p.Wait(); err != nil {
+		return fmt.Errorf("mirror: %w", err)
+	}
+	for i, h := range hashes {
+		if h != "" {
+			m.byHash[h] = cands[i]
+		}
+	}
+	for _, j := range m.jobs {
+		if (j.how == "whole" || j.how == "sync") && m.byHash[j.hex] != "" {
+			j.how, j.from = "copy", m.byHash[j.hex]
+		}
+	}
 	return nil
 }
 

@@ -173,6 +173,7 @@ func trees() (old, new map[string][]byte) {
 		"etc/conf":         []byte(strings.Repeat("x=1\n", 100)),
 		"empty":            {},
 		"deep/a/b/c/d.txt": treeData(8, 10<<10),
+		"misc/note.txt":    treeData(13, 5000),
 	}
 	changed := append([]byte{}, a...)
 	copy(changed[100<<10:], treeData(9, 2000))
@@ -189,6 +190,7 @@ func trees() (old, new map[string][]byte) {
 		"etc/conf":          []byte(strings.Repeat("x=2\n", 100)),
 		"empty":             {},
 		"deep/a/b/c/d.txt":  treeData(8, 10<<10),
+		"misc2/renamed.txt": treeData(13, 5000), // a small file moved: copied, not fetched
 		"new/fresh.dat":     treeData(12, 60<<10),
 		"bin/tool-cat":      append(append([]byte{}, b[:50<<10]...), lib...), // concatenated
 	}
@@ -308,6 +310,9 @@ func TestMirrorOldToNew(t *testing.T) {
 		t.Error("the dry run deleted a file")
 	}
 	t.Logf("dry run: %+v\n%s", dry, strings.Join(lines, "\n"))
+	if !strings.Contains(strings.Join(lines, "\n"), "new misc2/renamed.txt (copy)") {
+		t.Error("the moved small file is not copied from its old place")
+	}
 
 	o = mirrorOpts(url, dst)
 	o.Delete = true
@@ -328,8 +333,8 @@ func TestMirrorOldToNew(t *testing.T) {
 	if dry.Fetched != sum.Fetched {
 		t.Errorf("dry run predicted %d bytes to fetch, the run fetched %d", dry.Fetched, sum.Fetched)
 	}
-	if sum.Deleted != 4 || sum.New == 0 || sum.Updated == 0 || sum.Unchanged == 0 {
-		t.Errorf("summary %+v: want 4 deleted (gone.txt, removed.dat, big.dat, part.dat) and some new, updated, unchanged", sum)
+	if sum.Deleted != 5 || sum.New == 0 || sum.Updated == 0 || sum.Unchanged == 0 {
+		t.Errorf("summary %+v: want 5 deleted (gone.txt, removed.dat, big.dat, part.dat, note.txt) and some new, updated, unchanged", sum)
 	}
 
 	// Nothing changed: one request, nothing to do.
