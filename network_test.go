@@ -66,8 +66,8 @@ func netHTTP() httpsource.Options {
 
 // netFetch makes several small ReadRanges calls, hence several requests,
 // out of the few missing ranges of the test data.
-func netFetch() stages.FetchOptions {
-	return stages.FetchOptions{RangesPerCall: 4, CallBytes: 16 << 10}
+func netFetch() stages.FetchLimits {
+	return stages.FetchLimits{RangesPerCall: 4, CallBytes: 16 << 10}
 }
 
 // netDir returns a directory holding the old version at netName, and the
@@ -337,7 +337,7 @@ func netCheckSingleRanges(t *testing.T, srv *faultserver.Server, sum *Summary) {
 func TestSyncMirrors(t *testing.T) {
 	old, target := netData(2)
 	whole := source.Range{Start: 0, End: int64(len(target))}
-	runWith := func(t *testing.T, fo stages.FetchOptions, opts ...faultserver.Options) ([]*faultserver.Server, *Summary, error) {
+	runWith := func(t *testing.T, fo stages.FetchLimits, opts ...faultserver.Options) ([]*faultserver.Server, *Summary, error) {
 		var srvs []*faultserver.Server
 		var urls []string
 		for _, o := range opts {

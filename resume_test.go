@@ -34,8 +34,8 @@ func resumeData(seed uint64) (old, target []byte) {
 
 // resumeFetch makes many calls, so that a sync stopped half way has some of
 // them done and some not.
-func resumeFetch() stages.FetchOptions {
-	return stages.FetchOptions{RangesPerCall: 4, CallBytes: 32 << 10}
+func resumeFetch() stages.FetchLimits {
+	return stages.FetchLimits{RangesPerCall: 4, CallBytes: 32 << 10}
 }
 
 // resumeBlockBytes returns the bytes of the given blocks of a target of the

@@ -8,12 +8,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
-	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/source"
@@ -55,10 +53,11 @@ type SyncOptions struct {
 	// place. Faster, but a crash right after the rename may leave a
 	// damaged file.
 	NoFsync bool
-	// Fetch tunes the fetch stage (parallel calls, ranges per call).
-	Fetch stages.FetchOptions
-	// Progress, if set, is called from time to time, from several
-	// goroutines.
+	// Fetch bounds the calls to the source (parallel calls, ranges and
+	// bytes per call).
+	Fetch stages.FetchLimits
+	// Progress, if set, is called from time to time with the bytes done so
+	// far of the current phase, from one goroutine at a time.
 	Progress func(Progress)
 	// Logf, if set, receives warnings and notes (a resume state that does
 	// not fit, a control file without a whole-file hash).
@@ -83,39 +82,38 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	if err := j.prepare(); err != nil {
 		return nil, err
 	}
-	if err := j.run(ctx); err != nil {
-		return j.sum, err
-	}
-	if err := j.finish(); err != nil {
-		return j.sum, err
+	verified := j.run(ctx)
+	if verified == nil || errors.Is(verified, ErrVerify) || errors.Is(verified, stages.ErrNoFileHash) {
+		if err := j.part.commit(verified, opts.NoFsync); err != nil {
+			return j.sum, err
+		}
+	} else {
+		if err := j.part.keep(); err != nil {
+			j.logf("%v", err)
+		}
+		return j.sum, fmt.Errorf("sync %s: %w", j.out, verified)
 	}
 	j.sum.Duration = time.Since(start)
 	return j.sum, nil
 }
 
-// syncJob is the state of one Sync.
+// syncJob is the state of one Sync: what its stages share. Everything that
+// moves between them flows through the pipeline as updates (see run).
 type syncJob struct {
-	opts      SyncOptions
-	f         *control.File
-	out, part string
-	id        string // controlID of f
-	sum       *Summary
+	opts    SyncOptions
+	f       *control.File
+	out     string
+	sum     *Summary
+	part    *partFile
+	seeds   []stages.Seed
+	closers []func()
+	hasher  *simd.Hasher
+	matches *stages.Matches
+	src     source.RangeSource // opened by the fetch stage, when needed
 
-	state    *resumeState // from an earlier run, or nil
-	setAside string       // an earlier partial result used as a seed
-	w        *os.File     // the partial result
-	seeds    []stages.Seed
-	seedIDs  []seedID
-	closers  []io.Closer
-	cleanups []func() // release the sources built from URLs
-	hasher   *simd.Hasher
-	matches  *stages.Matches
-	pt       *stages.Patcher
-	plan     atomic.Pointer[stages.Plan] // set by the fetch stage, read by the state saver
-	verifier *stages.PrefixVerifier
-	verified chan error // the verifier's Run result
-	src      source.RangeSource
-	written  atomic.Bool // every block found in a seed is in the partial result
+	// Owned by the record stage.
+	scanned, fetched, seedBytes, missing int64
+	lastSave                             time.Time
 }
 
 func newSyncJob(opts SyncOptions) (*syncJob, error) {
@@ -130,8 +128,6 @@ func newSyncJob(opts SyncOptions) (*syncJob, error) {
 		opts: opts,
 		f:    f,
 		out:  opts.Output,
-		part: opts.Output + ".part",
-		id:   controlID(f),
 		sum:  &Summary{Output: opts.Output, Length: f.Length},
 	}, nil
 }
@@ -156,66 +152,24 @@ func (j *syncJob) prepare() error {
 		mode = fi.Mode().Perm()
 		paths = append(paths, j.out)
 	}
-	flags := os.O_RDWR | os.O_CREATE | os.O_TRUNC
-	if _, err := os.Stat(j.part); err == nil {
-		st, why := loadState(j.part, j.f, j.id)
-		if st != nil {
-			j.state = st
-			flags &^= os.O_TRUNC
-		} else {
-			if why != "" {
-				j.logf("ignoring %s: %s", statePath(j.part), why)
-			}
-			j.setAside = j.part + ".seed"
-			if err := os.Rename(j.part, j.setAside); err != nil {
-				return fmt.Errorf("sync: set aside %s: %w", j.part, err)
-			}
-		}
-	} else if _, err := os.Stat(j.part + ".seed"); err == nil {
-		j.setAside = j.part + ".seed"
+	part, err := openPart(j.out, j.f, mode, j.logf)
+	if err != nil {
+		return err
 	}
-	if j.state == nil {
-		os.Remove(statePath(j.part))
-	}
-	atomicfile.RemoveStale(statePath(j.part)) // left by a sync killed while saving
-	if j.setAside != "" {
-		paths = append(paths, j.setAside)
+	j.part = part
+	if part.setAside != "" {
+		paths = append(paths, part.setAside)
 	}
 	if err := j.openSeeds(paths); err != nil {
 		return err
-	}
-	w, err := os.OpenFile(j.part, flags, mode)
-	if err != nil {
-		return fmt.Errorf("sync: create %s: %w", j.part, err)
-	}
-	j.w = w
-	if err := w.Truncate(j.f.Length); err != nil {
-		return fmt.Errorf("sync: size %s: %w", j.part, err)
 	}
 	j.hasher, err = simd.NewHasher(j.f.StrongAlgorithm, simd.Options{Fallback: j.opts.NoSIMD})
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	j.pt = stages.NewPatcher(w, &j.f.Header)
-	if j.state == nil {
-		// A new partial file, truncated to length: it reads as zeros, so
-		// blocks of zeros need no writing (they stay holes).
-		j.pt.AssumeZeroed()
-	}
 	j.matches = stages.NewMatches(j.f.Blocks())
-	if j.state != nil {
-		// Verified blocks of the earlier run are in place: the partial
-		// result is their seed, at their own offsets.
-		bs := int64(j.f.Blocksize)
-		resumed := 0
-		for i := int64(0); i < j.f.Blocks(); i++ {
-			if j.state.done(i) {
-				j.matches.Set(i, len(j.seeds), i*bs)
-				j.pt.MarkDone(i)
-				resumed++
-			}
-		}
-		j.logf("resuming %s: %d of %d blocks already verified", j.part, resumed, j.f.Blocks())
+	if n := part.resume(j.matches, len(j.seeds)); part.earlier != nil {
+		j.logf("resuming %s: %d of %d blocks already verified", part.path, n, j.f.Blocks())
 	}
 	return nil
 }
@@ -246,126 +200,190 @@ func (j *syncJob) openSeeds(paths []string) error {
 		for _, o := range infos {
 			dup = dup || os.SameFile(o, fi)
 		}
-		if dup || j.state != nil && j.state.scanned(path, fi) {
+		if dup || j.part.skipSeed(path, fi) {
 			fh.Close()
 			continue
 		}
 		infos = append(infos, fi)
-		j.closers = append(j.closers, fh)
+		j.closers = append(j.closers, func() { fh.Close() })
 		j.seeds = append(j.seeds, stages.Seed{Name: path, R: fh, Size: fi.Size()})
-		j.seedIDs = append(j.seedIDs, identify(path, fi))
+		j.part.seeds = append(j.part.seeds, identify(path, fi))
+		j.seedBytes += fi.Size()
 		j.sum.Seeds = append(j.sum.Seeds, path)
 	}
 	return nil
 }
 
+// update is what flows through the sync pipeline after the scan. Each
+// stage acts on the kind of update it is for and passes every update on,
+// so that the stages at the end see all that happened before them, in
+// order: verify hashes what the stages before it have written, record
+// reports progress and saves the resume state.
+type update struct {
+	scanned  int64        // a segment of a seed, this many bytes, is scanned (and its finds written)
+	plan     *stages.Plan // every seed is scanned: what they hold and what is missing
+	batch    stages.Batch // fetched blocks, checked, to be written
+	fetched  int64        // a batch of this many target bytes is written
+	verified int64        // the whole-file hash covers this many leading bytes
+}
+
+// Size returns the fetched bytes the update carries or stands for
+// (pipeline.Sizer).
+func (u update) Size() int64 { return u.batch.Size() + u.fetched }
+
+// verifyStep is the most the verify stage hashes for one update (about
+// 12 ms of SHA-256), so that it never holds up the stages before it for
+// long: what it could not hash yet, it hashes with the next update or at
+// the end. Two segments' worth, so that it keeps up with the scan.
+const verifyStep = 16 << 20
+
 // run scans the seeds and fetches what they lack, writing both into the
-// partial result as it goes:
+// partial result as it goes, and hashes the result as it grows. Its result
+// is the whole-file verification's: nil, or an error wrapping ErrVerify or
+// stages.ErrNoFileHash; any other error means the run did not finish.
 //
-//	delta (writes what it finds) ─▶ fetch (what is missing) ─▶ patch
+//	segments ─▶ scan ─▶ delta ─▶ fetch ─▶ patch ─▶ verify ─▶ record
+//
+// The scan writes what it finds straight into the partial result (no copy,
+// no hand-off: positioned writes from each scanning worker) and reports
+// each segment; delta passes those reports on and, once every segment is
+// scanned, the plan; fetch reads the plan's missing ranges from the
+// source; patch writes them; verify hashes the written prefix of the file
+// after each update; record reports progress and saves the resume state.
+// Run owns every goroutine.
 func (j *syncJob) run(ctx context.Context) error {
 	f := j.f
-	var seedBytes int64
-	for _, s := range j.seeds {
-		seedBytes += s.Size
+	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
+	scanned, err := stages.ScanStage(p, f, j.seeds, stages.DeltaOptions{
+		Workers:  j.opts.Workers,
+		Hasher:   j.hasher,
+		Matches:  j.matches,
+		OnBlocks: j.part.pt.WriteBlock,
+	})
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
 	}
-	var scannedBytes, fetched atomic.Int64
+	updates := pipeline.Fold(p, "delta", scanned,
+		func(ctx context.Context, n int64, emit func(update) error) error { return emit(update{scanned: n}) },
+		func(ctx context.Context, emit func(update) error) error {
+			return emit(update{plan: stages.Blueprint(&f.Header, j.matches)})
+		})
+	updates = pipeline.Transform(p, "fetch", updates, j.fetch)
+	updates = pipeline.Transform(p, "patch", updates, j.patch)
+	verifier := stages.NewPrefixVerifier(j.part.f, &f.Header, j.part.pt)
+	updates = pipeline.Fold(p, "verify", updates,
+		func(ctx context.Context, u update, emit func(update) error) error {
+			if err := verifier.Step(verifyStep); err != nil {
+				return err
+			}
+			u.verified = verifier.Hashed()
+			return emit(u)
+		},
+		func(ctx context.Context, emit func(update) error) error {
+			// Every stage before this one is done: every block is written.
+			if err := j.part.pt.Finish(); err != nil {
+				return err
+			}
+			if err := verifier.Step(0); err != nil {
+				return err
+			}
+			return emit(update{verified: verifier.Hashed()})
+		})
+	pipeline.Sink(p, "record", updates, j.record)
+
+	runErr := p.Run(ctx)
+	j.sum.Stages = p.Stats()
+	j.sum.Fetched = j.fetched
+	if st, ok := j.src.(source.StatsReporter); ok {
+		s := st.TransferStats()
+		j.sum.Requests, j.sum.Ranges, j.sum.Overhead = s.Requests, s.Ranges, s.Overhead
+	}
+	if runErr != nil {
+		// People need the failure, not the name of the stage it hit.
+		var se *pipeline.StageError
+		if errors.As(runErr, &se) {
+			return se.Err
+		}
+		return runErr
+	}
+	return verifier.Verify()
+}
+
+// fetch passes every update on and, for the plan, fetches the missing
+// ranges from the source, emitting the checked blocks in batches.
+func (j *syncJob) fetch(ctx context.Context, u update, emit func(update) error) error {
+	if err := emit(u); err != nil || u.plan == nil || len(u.plan.Missing) == 0 {
+		return err
+	}
+	src, err := j.source(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	opts := stages.FetchOptions{FetchLimits: j.opts.Fetch, Hasher: j.hasher}
+	return stages.Fetch(ctx, j.f, src, u.plan.Missing, opts, func(b stages.Batch) error {
+		return emit(update{batch: b})
+	})
+}
+
+// patch writes fetched batches into the partial result and passes every
+// update on, a batch as the count of its bytes.
+func (j *syncJob) patch(ctx context.Context, u update, emit func(update) error) error {
+	if u.batch != nil {
+		if err := j.part.pt.Write(u.batch); err != nil {
+			return err
+		}
+		bs := int64(j.f.Blocksize)
+		var n int64
+		for _, blk := range u.batch {
+			n += min(int64(len(blk.Data)), j.f.Length-blk.Index*bs)
+		}
+		u = update{fetched: n}
+	}
+	return emit(u)
+}
+
+// record is the last stage: it reports progress (cumulative per phase),
+// keeps the plan's figures for the summary, and saves the resume state at
+// most once a second, so that even a killed sync leaves its verified blocks
+// usable.
+func (j *syncJob) record(ctx context.Context, u update) error {
 	progress := func(phase string, done, total int64) {
 		if j.opts.Progress != nil {
 			j.opts.Progress(Progress{Phase: phase, Done: done, Total: total})
 		}
 	}
-	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
-	// The scan writes what it finds straight into the partial result (no
-	// copy, no hand-off): positioned writes from each scanning worker.
-	scanned := stages.DeltaStage(p, f, j.seeds, stages.DeltaOptions{
-		Workers:  j.opts.Workers,
-		Hasher:   j.hasher,
-		Matches:  j.matches,
-		OnBlocks: j.pt.WriteBlock,
-		Progress: func(n int64) { progress("scan", scannedBytes.Add(n), seedBytes) },
-	})
-	fo := j.opts.Fetch
-	fo.Hasher = j.hasher
-	fo.Progress = func(n int64) { progress("fetch", fetched.Add(n), j.plan.Load().MissingBytes) }
-	fetchedBlocks := stages.FetchStage(p, f, scanned, j.source, fo, func(plan *stages.Plan) { j.plan.Store(plan) })
-	stages.PatchStage(p, fetchedBlocks, j.pt)
-
-	// Hash the output's prefix as it grows, beside everything else.
-	vctx, vcancel := context.WithCancel(ctx)
-	defer vcancel()
-	j.verifier = stages.NewPrefixVerifier(j.w, &f.Header, j.pt)
-	j.verified = make(chan error, 1)
-	go func() { j.verified <- j.verifier.Run(vctx) }()
-
-	// Save the resume state now and then, so that even a killed sync
-	// leaves its verified blocks usable.
-	stop := make(chan struct{})
-	saved := make(chan struct{})
-	go func() {
-		defer close(saved)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				j.saveState()
-			}
+	switch {
+	case u.scanned > 0:
+		j.scanned += u.scanned
+		progress("scan", j.scanned, j.seedBytes)
+	case u.plan != nil:
+		// The scan wrote every block it found before it reported the plan.
+		j.part.scanned = true
+		j.sum.Reused = u.plan.Reused
+		j.missing = u.plan.MissingBytes
+	case u.fetched > 0:
+		j.fetched += u.fetched
+		progress("fetch", j.fetched, j.missing)
+	}
+	if u.verified > 0 {
+		progress("verify", u.verified, j.f.Length)
+	}
+	if time.Since(j.lastSave) >= time.Second {
+		j.lastSave = time.Now()
+		if err := j.part.save(); err != nil {
+			j.logf("%v", err)
 		}
-	}()
-	runStart := time.Now()
-	runErr := p.Run(ctx)
-	close(stop)
-	<-saved
-
-	j.sum.Stages = p.Stats()
-	if plan := j.plan.Load(); plan != nil {
-		j.sum.Reused = plan.Reused
-	}
-	j.sum.Fetched = fetched.Load()
-	if st, ok := j.src.(source.StatsReporter); ok {
-		s := st.TransferStats()
-		j.sum.Requests, j.sum.Ranges, j.sum.Overhead = s.Requests, s.Ranges, s.Overhead
-	}
-	for _, c := range j.cleanups {
-		c()
-	}
-	j.cleanups = nil
-	if runErr != nil {
-		vcancel()
-		<-j.verified
-		j.keepProgress()
-		return fmt.Errorf("sync %s: %w", j.out, runErr)
-	}
-	if err := j.pt.Finish(); err != nil {
-		vcancel()
-		<-j.verified
-		return fmt.Errorf("sync %s: %w", j.out, err)
-	}
-	if j.opts.Progress != nil {
-		j.opts.Progress(Progress{Phase: "verify", Done: j.verifier.Hashed(), Total: f.Length})
-	}
-	err := <-j.verified
-	busy, waiting := j.verifier.Times()
-	j.sum.Stages = append(j.sum.Stages, pipeline.StageStats{
-		Name: "verify", Workers: 1, Bytes: j.verifier.Hashed(),
-		Busy: busy, WaitIn: waiting, Wall: time.Since(runStart),
-	})
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", j.out, err)
 	}
 	return nil
 }
 
 // source returns the RangeSource for the missing blocks.
-func (j *syncJob) source() (source.RangeSource, error) {
+func (j *syncJob) source(ctx context.Context) (source.RangeSource, error) {
 	if j.opts.Source != nil {
 		j.src = j.opts.Source
 		return j.src, nil
 	}
-	s, err := j.urlSource()
+	s, err := j.urlSource(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -373,107 +391,13 @@ func (j *syncJob) source() (source.RangeSource, error) {
 	return s, nil
 }
 
-// seedsWritten reports whether every block found in a seed is in the
-// partial result.
-func (j *syncJob) seedsWritten() bool {
-	if j.written.Load() {
-		return true
-	}
-	plan := j.plan.Load()
-	if plan == nil {
-		return false
-	}
-	for _, c := range plan.Copies {
-		for i := c.Index; i < c.Index+c.Count; i++ {
-			if !j.pt.Done(i) {
-				return false
-			}
-		}
-	}
-	j.written.Store(true)
-	return true
-}
-
-// saveState records the verified blocks of the partial result.
-func (j *syncJob) saveState() {
-	var scanned []seedID
-	if j.state != nil {
-		scanned = j.state.Scanned
-	}
-	if j.seedsWritten() {
-		scanned = append(scanned[:len(scanned):len(scanned)], j.seedIDs...)
-	}
-	if err := saveState(j.part, j.id, j.pt, j.f.Blocks(), scanned); err != nil {
-		j.logf("%v", err)
-	}
-}
-
-// keepProgress decides, after a failed run, which partial result to keep
-// for the next run: the new one, with its state, when it holds every block
-// found locally (the set-aside seed is then no longer needed); otherwise
-// the earlier one.
-func (j *syncJob) keepProgress() {
-	if j.setAside == "" || j.seedsWritten() {
-		if j.setAside != "" {
-			os.Remove(j.setAside)
-		}
-		j.saveState()
-		return
-	}
-	j.w.Close()
-	j.w = nil
-	os.Remove(j.part)
-	os.Remove(statePath(j.part))
-	os.Rename(j.setAside, j.part)
-}
-
-// finish checks the whole-file hash of the partial result and renames it
-// into place.
-func (j *syncJob) finish() error {
-	f, w := j.f, j.w
-	// Every block is in the new partial result: the old one has served.
-	if j.setAside != "" {
-		os.Remove(j.setAside)
-	}
-	if err := j.verifier.Verify(); errors.Is(err, stages.ErrNoFileHash) {
-		j.logf("warning: %v; only the block checksums vouch for %s", err, j.out)
-	} else if errors.Is(err, stages.ErrMismatch) {
-		// Every block passed its own check, yet the whole does not match:
-		// start afresh next time, using this result only as a seed.
-		os.Remove(statePath(j.part))
-		return fmt.Errorf("sync %s: %w: %w", j.out, ErrVerify, err)
-	} else if err != nil {
-		j.saveState()
-		return fmt.Errorf("sync %s: %w", j.out, err)
-	}
-	if !j.opts.NoFsync {
-		if err := w.Sync(); err != nil {
-			return fmt.Errorf("sync: flush %s: %w", j.part, err)
-		}
-	}
-	j.w = nil
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("sync: close %s: %w", j.part, err)
-	}
-	if !f.MTime.IsZero() {
-		if err := os.Chtimes(j.part, f.MTime, f.MTime); err != nil {
-			return fmt.Errorf("sync: set mtime of %s: %w", j.part, err)
-		}
-	}
-	if err := os.Rename(j.part, j.out); err != nil {
-		return fmt.Errorf("sync: rename %s to %s: %w", j.part, j.out, err)
-	}
-	os.Remove(statePath(j.part))
-	return nil
-}
-
 // close releases what the job holds.
 func (j *syncJob) close() {
-	if j.w != nil {
-		j.w.Close()
+	if j.part != nil {
+		j.part.close()
 	}
 	for _, c := range j.closers {
-		c.Close()
+		c()
 	}
 	if j.hasher != nil {
 		j.hasher.Close()
@@ -482,7 +406,7 @@ func (j *syncJob) close() {
 
 // urlSource resolves the control file's URLs and the mirrors against the
 // base and returns a source reading from all of them that can be used.
-func (j *syncJob) urlSource() (source.RangeSource, error) {
+func (j *syncJob) urlSource(ctx context.Context) (source.RangeSource, error) {
 	urls := append(append([]string(nil), j.f.URLs...), j.opts.MirrorURLs...)
 	if len(urls) == 0 {
 		return nil, errors.New("control file lists no URL for the missing blocks")
@@ -490,7 +414,7 @@ func (j *syncJob) urlSource() (source.RangeSource, error) {
 	var srcs []source.RangeSource
 	var errs []error
 	for _, raw := range urls {
-		s, err := j.openURL(raw)
+		s, err := j.openURL(ctx, raw)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -507,7 +431,7 @@ func (j *syncJob) urlSource() (source.RangeSource, error) {
 }
 
 // openURL turns one URL of the control file into a source.
-func (j *syncJob) openURL(raw string) (source.RangeSource, error) {
+func (j *syncJob) openURL(ctx context.Context, raw string) (source.RangeSource, error) {
 	u, err := resolveURL(raw, j.opts.BaseURL)
 	if err != nil {
 		return nil, err
@@ -516,12 +440,12 @@ func (j *syncJob) openURL(raw string) (source.RangeSource, error) {
 	if t == nil {
 		return nil, fmt.Errorf("URL %q: scheme %q is not supported", raw, u.Scheme)
 	}
-	s, err := t.OpenRanges(context.Background(), u, j.f.Length)
+	s, err := t.OpenRanges(ctx, u, j.f.Length)
 	if err != nil {
 		return nil, err
 	}
 	if c, ok := s.(io.Closer); ok {
-		j.cleanups = append(j.cleanups, func() { c.Close() })
+		j.closers = append(j.closers, func() { c.Close() })
 	}
 	return s, nil
 }

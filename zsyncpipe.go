@@ -19,8 +19,9 @@ import (
 // codes as zsync does. Errors returned by Make and Sync wrap at most one of
 // them; errors wrapping none are I/O errors.
 var (
-	// ErrVerify reports that the rebuilt file failed its whole-file hash.
-	ErrVerify = errors.New("checksum mismatch")
+	// ErrVerify reports that the rebuilt file failed its whole-file hash
+	// or length (the same error as stages.ErrMismatch).
+	ErrVerify = stages.ErrMismatch
 	// ErrFetch reports that missing blocks could not be fetched.
 	ErrFetch = stages.ErrFetch
 	// ErrUsage reports options that make no sense together.

@@ -20,7 +20,7 @@ func TestFold(t *testing.T) {
 	})
 	sum := 0
 	total := pipeline.Fold(p, "sum", src,
-		func(ctx context.Context, v int) error { sum += v; return nil },
+		func(ctx context.Context, v int, _ func(int) error) error { sum += v; return nil },
 		func(ctx context.Context, emit func(int) error) error { return emit(sum) })
 	var got []int
 	pipeline.Sink(p, "out", total, func(ctx context.Context, v int) error { got = append(got, v); return nil })
@@ -37,7 +37,7 @@ func TestFold(t *testing.T) {
 	boom := errors.New("boom")
 	called := false
 	out := pipeline.Fold(p, "fail", src,
-		func(ctx context.Context, v int) error { return boom },
+		func(ctx context.Context, v int, _ func(int) error) error { return boom },
 		func(ctx context.Context, emit func(int) error) error { called = true; return nil })
 	pipeline.Sink(p, "out", out, func(ctx context.Context, v int) error { return nil })
 	if err := p.Run(context.Background()); !errors.Is(err, boom) || called {

@@ -71,7 +71,7 @@ func New(cfg Config) *Pipeline {
 // Run starts every stage, each in its own goroutine, and waits until all
 // have ended. The first error — returned by a stage function, a panic in one,
 // or the cancellation of ctx — cancels the context of every stage and is
-// returned: stage errors wrapped as `stage "name": err`, the cancellation of
+// returned: stage errors as a *StageError (`stage "name": err`), the cancellation of
 // ctx as `pipeline: err`. Run returns nil when every stage ends without error.
 //
 // Run returns an error without running anything when the pipeline is
@@ -121,6 +121,20 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return r.error()
 }
 
+// StageError is the error Run returns when a stage fails: the stage's name
+// and its error. Callers that show errors to people may unwrap it, as the
+// name of a stage means little to them.
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+// Error returns `stage "name": err`.
+func (e *StageError) Error() string { return fmt.Sprintf("stage %q: %v", e.Stage, e.Err) }
+
+// Unwrap returns the stage's error.
+func (e *StageError) Unwrap() error { return e.Err }
+
 // runState records the first error of a run and cancels it.
 type runState struct {
 	parent context.Context
@@ -150,7 +164,7 @@ func (r *runState) fail(name string, err error) {
 			r.err = fmt.Errorf("pipeline: %w", perr)
 		}
 	} else {
-		r.err = fmt.Errorf("stage %q: %w", name, err)
+		r.err = &StageError{Stage: name, Err: err}
 	}
 	r.cancel(r.err)
 }

@@ -228,10 +228,12 @@ func Tee[T any](p *Pipeline, name string, in *Stream[T]) (*Stream[T], *Stream[T]
 	return a, b
 }
 
-// Fold adds a stage that consumes every item of in with fn and, once in is
-// exhausted, calls done, which may emit results: a reduction, or a stage
-// that reports when everything before it has finished. It has one worker.
-func Fold[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context.Context, v T) error, done func(ctx context.Context, emit func(U) error) error) *Stream[U] {
+// Fold adds a stage that calls fn on every item of in, one at a time, and,
+// once in is exhausted, calls done; both may emit any number of items. It is
+// Transform with a last word: a reduction (fn accumulates, done emits the
+// result), or a stage that passes items on and reports when everything
+// before it has finished. It has one worker.
+func Fold[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context.Context, v T, emit func(U) error) error, done func(ctx context.Context, emit func(U) error) error) *Stream[U] {
 	out := newStream[U](p, name)
 	st := p.register(name, 1, fn == nil || done == nil, out, in)
 	if st == nil {
@@ -239,6 +241,7 @@ func Fold[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context
 	}
 	st.run = func(ctx context.Context, _ *runState) error {
 		defer out.close(st)
+		emit := emitter(ctx, st, out)
 		for {
 			v, ok, err := recv(ctx, st, in, 1)
 			if err != nil {
@@ -247,11 +250,10 @@ func Fold[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context
 			if !ok {
 				break
 			}
-			if err := st.call(func() error { return fn(ctx, v) }, false); err != nil {
+			if err := st.call(func() error { return fn(ctx, v, emit) }, true); err != nil {
 				return err
 			}
 		}
-		emit := emitter(ctx, st, out)
 		return st.call(func() error { return done(ctx, emit) }, true)
 	}
 	return out

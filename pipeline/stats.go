@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -69,72 +70,73 @@ func (p *Pipeline) Stats() []StageStats {
 	return stats
 }
 
-// Bottleneck returns the index of the stage with the highest utilisation,
-// the likely bottleneck, or -1 when no stage has been busy.
+// Bottleneck returns the index of the stage that did the most work per
+// worker (Busy / Workers): the stage that bounds the run, since it would
+// take that long even if it never had to wait. Utilisation alone would
+// point at a stage that was busy for all of its 20 µs. Ties go to the
+// higher utilisation. It returns -1 when no stage has been busy.
 func Bottleneck(stats []StageStats) int {
-	best, bestU := -1, 0.0
+	best := -1
+	var bestW time.Duration
 	for i, s := range stats {
-		if u := s.Utilization(); u > bestU {
-			best, bestU = i, u
+		if s.Workers <= 0 || s.Busy <= 0 {
+			continue
+		}
+		w := s.Busy / time.Duration(s.Workers)
+		if best < 0 || w > bestW || w == bestW && s.Utilization() > stats[best].Utilization() {
+			best, bestW = i, w
 		}
 	}
 	return best
 }
 
-// FormatStats writes stats to w as an aligned table, one line per stage,
-// with sizes in IEC units and a "*" in the BOTTLENECK column of the stage
-// with the highest utilisation.
+// FormatStats writes stats to w as an aligned table (text/tabwriter), one
+// line per stage, with sizes in IEC units and a "*" in the BOTTLENECK
+// column of the stage Bottleneck names.
 func FormatStats(w io.Writer, stats []StageStats) error {
-	rows := [][]string{{"STAGE", "WORKERS", "IN", "OUT", "BYTES", "BUSY", "WAIT-IN", "WAIT-OUT", "WALL", "UTIL", "BOTTLENECK"}}
+	header := []string{"STAGE", "WORKERS", "IN", "OUT", "BYTES", "BUSY", "WAIT-IN", "WAIT-OUT", "WALL", "UTIL"}
 	bn := Bottleneck(stats)
+	// Stage names are left-aligned, the numbers right-aligned: tabwriter
+	// aligns every column one way, so the names are padded here.
+	nameWidth := len(header[0])
+	for _, s := range stats {
+		nameWidth = max(nameWidth, len([]rune(s.Name)))
+	}
+	pad := func(name string) string { return name + strings.Repeat(" ", nameWidth-len([]rune(name))) }
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	names := []string{pad(header[0])}
+	fmt.Fprintf(tw, "\t%s\t\n", strings.Join(header[1:], "\t"))
+	marks := make([]string, len(stats))
 	for i, s := range stats {
 		bytes := "-"
 		if s.Bytes > 0 {
 			bytes = humanize.IBytes(uint64(s.Bytes))
 		}
-		mark := ""
 		if i == bn {
-			mark = "*"
+			marks[i] = "*"
 		}
-		rows = append(rows, []string{
-			s.Name,
-			fmt.Sprint(s.Workers),
-			humanize.Comma(s.In),
-			humanize.Comma(s.Out),
-			bytes,
-			formatDuration(s.Busy),
-			formatDuration(s.WaitIn),
-			formatDuration(s.WaitOut),
-			formatDuration(s.Wall),
-			fmt.Sprintf("%.0f%%", 100*s.Utilization()),
-			mark,
-		})
+		names = append(names, pad(s.Name))
+		fmt.Fprintf(tw, "\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t\n",
+			s.Workers, humanize.Comma(s.In), humanize.Comma(s.Out), bytes,
+			formatDuration(s.Busy), formatDuration(s.WaitIn), formatDuration(s.WaitOut),
+			formatDuration(s.Wall), 100*s.Utilization())
 	}
-	widths := make([]int, len(rows[0]))
-	for _, row := range rows {
-		for j, cell := range row {
-			widths[j] = max(widths[j], len([]rune(cell)))
+	tw.Flush()
+	// The marker column goes after the aligned ones, left-aligned.
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	var out strings.Builder
+	for i, line := range lines {
+		line = names[i] + strings.TrimRight(line, " ")
+		switch {
+		case i == 0:
+			line += "  BOTTLENECK"
+		case marks[i-1] != "":
+			line += "  " + marks[i-1]
 		}
+		out.WriteString(line + "\n")
 	}
-	var b strings.Builder
-	for _, row := range rows {
-		var line strings.Builder
-		for j, cell := range row {
-			pad := strings.Repeat(" ", widths[j]-len([]rune(cell)))
-			switch {
-			case j == 0: // stage names: left-aligned
-				line.WriteString(cell + pad)
-			case j == len(row)-1: // marker: left-aligned
-				line.WriteString("  " + cell)
-			default: // numbers: right-aligned
-				line.WriteString("  " + pad + cell)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " "))
-		b.WriteString("\n")
-	}
-	out := b.String()
-	if _, err := io.WriteString(w, out); err != nil {
+	if _, err := io.WriteString(w, out.String()); err != nil {
 		return fmt.Errorf("pipeline: writing stats: %w", err)
 	}
 	return nil

@@ -37,8 +37,9 @@ type DeltaOptions struct {
 	// Data is valid only during the call. It may be called from several
 	// goroutines at once. Its error stops the scan.
 	OnBlocks func(Block) error
-	// Progress, if set, is called with the number of seed bytes scanned
-	// since its previous call. It may be called from several goroutines.
+	// Progress, if set, is called with the seed bytes scanned so far, after
+	// each segment. It may be called from several goroutines, so a call may
+	// report less than one before it.
 	Progress func(scanned int64)
 }
 
@@ -62,29 +63,52 @@ func Delta(ctx context.Context, f *control.File, seeds []Seed, opts DeltaOptions
 	}
 	defer d.close()
 	p := pipeline.New(pipeline.Config{Workers: d.opts.Workers})
-	pipeline.Sink(p, "matches", d.stages(p), func(context.Context, *Matches) error { return nil })
+	pipeline.Sink(p, "scanned", d.scanStages(p), func(context.Context, int64) error { return nil })
 	if err := p.Run(ctx); err != nil {
 		return d.matches, err
 	}
 	return d.matches, nil
 }
 
-// DeltaStage adds the delta scan to a pipeline, as three stages: segments
-// (cuts the seeds into overlapping pieces), scan (one worker per core, so
-// the statistics show how busy they are) and delta, which emits the Matches
-// once every segment is scanned, for a fetch stage to work out what is
-// missing. Blocks go to opts.OnBlocks as they are found (typically a
-// Patcher's WriteBlock, so the scanning workers write them straight into
-// the output). opts.Hasher is required: the caller owns its lifetime.
-func DeltaStage(p *pipeline.Pipeline, f *control.File, seeds []Seed, opts DeltaOptions) *pipeline.Stream[*Matches] {
-	d, err := newDelta(f, seeds, opts)
-	if err == nil && opts.Hasher == nil {
-		err = errors.New("delta stage: DeltaOptions.Hasher is required")
-	}
+// DeltaStage adds the delta scan to a pipeline: ScanStage, then a stage
+// called delta that emits the Matches once every segment is scanned, for
+// a fetch stage to work out what is missing. opts.Hasher is required: the
+// caller owns its lifetime.
+func DeltaStage(p *pipeline.Pipeline, f *control.File, seeds []Seed, opts DeltaOptions) (*pipeline.Stream[*Matches], error) {
+	d, err := newStageDelta(f, seeds, opts)
 	if err != nil {
-		return pipeline.Source(p, "delta", func(context.Context, func(*Matches) error) error { return err })
+		return nil, err
 	}
-	return d.stages(p)
+	return pipeline.Fold(p, "delta", d.scanStages(p),
+		func(context.Context, int64, func(*Matches) error) error { return nil },
+		func(ctx context.Context, emit func(*Matches) error) error { return emit(d.matches) }), nil
+}
+
+// ScanStage adds the scan of the seeds to a pipeline, as two stages:
+// segments, which cuts the seeds into overlapping pieces, and scan, which
+// scans them on opts.Workers workers (so the statistics show how busy they
+// are). It emits the length of each segment once it is scanned, and when
+// its output ends every segment is. Matches go to opts.Matches, which is
+// required, and found blocks to opts.OnBlocks as they are found (typically
+// a Patcher's WriteBlock, so that the scanning workers write them straight
+// into the output). opts.Hasher is required: the caller owns its lifetime.
+func ScanStage(p *pipeline.Pipeline, f *control.File, seeds []Seed, opts DeltaOptions) (*pipeline.Stream[int64], error) {
+	if opts.Matches == nil {
+		return nil, errors.New("scan stage: DeltaOptions.Matches is required")
+	}
+	d, err := newStageDelta(f, seeds, opts)
+	if err != nil {
+		return nil, err
+	}
+	return d.scanStages(p), nil
+}
+
+// newStageDelta checks the options of a stage adapter.
+func newStageDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) {
+	if opts.Hasher == nil {
+		return nil, errors.New("delta stage: DeltaOptions.Hasher is required")
+	}
+	return newDelta(f, seeds, opts)
 }
 
 type delta struct {
@@ -96,6 +120,7 @@ type delta struct {
 	hasher    *simd.Hasher
 	ownHasher bool
 	bufs      sync.Pool
+	scanned   atomic.Int64 // seed bytes, for Progress
 	// grouped[l] is set once every block of the duplicate group led by
 	// block l has a location.
 	grouped []atomic.Bool
@@ -148,9 +173,12 @@ type segment struct {
 	start, end int64 // offsets where a match may start
 }
 
-// stages adds the scan of every seed to p and returns the stream on which
-// its Matches come out when it is done.
-func (d *delta) stages(p *pipeline.Pipeline) *pipeline.Stream[*Matches] {
+// Size returns the length of the segment (pipeline.Sizer).
+func (s segment) Size() int64 { return s.end - s.start }
+
+// scanStages adds the scan of every seed to p and returns the stream of
+// scanned segment lengths.
+func (d *delta) scanStages(p *pipeline.Pipeline) *pipeline.Stream[int64] {
 	segments := pipeline.Source(p, "segments", func(ctx context.Context, emit func(segment) error) error {
 		if d.ix.n == 0 {
 			return nil
@@ -167,15 +195,12 @@ func (d *delta) stages(p *pipeline.Pipeline) *pipeline.Stream[*Matches] {
 		}
 		return nil
 	})
-	scanned := pipeline.MapUnordered(p, "scan", segments, d.opts.Workers, func(ctx context.Context, seg segment) (int64, error) {
+	return pipeline.MapUnordered(p, "scan", segments, d.opts.Workers, func(ctx context.Context, seg segment) (int64, error) {
 		if d.matches.Complete() {
 			return 0, nil
 		}
 		return seg.end - seg.start, d.scan(ctx, seg)
 	})
-	return pipeline.Fold(p, "delta", scanned,
-		func(context.Context, int64) error { return nil },
-		func(ctx context.Context, emit func(*Matches) error) error { return emit(d.matches) })
 }
 
 // scanner is one worker's state while it scans a segment.
@@ -226,7 +251,7 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 	}
 	err = sc.scan(ctx)
 	if d.opts.Progress != nil {
-		d.opts.Progress(seg.end - seg.start)
+		d.opts.Progress(d.scanned.Add(seg.end - seg.start))
 	}
 	return err
 }

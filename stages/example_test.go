@@ -58,7 +58,7 @@ func Example_customPipeline() {
 		log.Fatal(err)
 	}
 
-	// delta (writes what it finds) → fetch (what is missing) → patch
+	// delta (writes what it finds) → plan → fetch (what is missing) → patch
 	p := pipeline.New(pipeline.Config{})
 	out := &memOutput{}
 	pt := stages.NewPatcher(out, &f.Header)
@@ -68,13 +68,19 @@ func Example_customPipeline() {
 		log.Fatal(err)
 	}
 	defer hasher.Close()
-	scanned := stages.DeltaStage(p, f, seeds, stages.DeltaOptions{Hasher: hasher, OnBlocks: pt.WriteBlock})
+	scanned, err := stages.DeltaStage(p, f, seeds, stages.DeltaOptions{Hasher: hasher, OnBlocks: pt.WriteBlock})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The plan goes to the fetch stage and, through a tee, to us.
+	plans, toUs := pipeline.Tee(p, "plans", stages.PlanStage(p, &f.Header, scanned))
 	var plan *stages.Plan
-	var matches int64
-	fetched := stages.FetchStage(p, f, scanned,
-		func() (source.RangeSource, error) { return source.ReaderAt{R: bytes.NewReader(target)}, nil },
-		stages.FetchOptions{Hasher: hasher},
-		func(pl *stages.Plan) { plan = pl; matches = pl.Reused / bs })
+	pipeline.Sink(p, "keep", toUs, func(ctx context.Context, pl *stages.Plan) error { plan = pl; return nil })
+	fetched := stages.FetchStage(p, f, plans,
+		func(context.Context) (source.RangeSource, error) {
+			return source.ReaderAt{R: bytes.NewReader(target)}, nil
+		},
+		stages.FetchOptions{Hasher: hasher})
 	stages.PatchStage(p, fetched, pt)
 	if err := p.Run(ctx); err != nil {
 		log.Fatal(err)
@@ -83,7 +89,7 @@ func Example_customPipeline() {
 		log.Fatal(err)
 	}
 
-	fmt.Printf("blocks found locally: %d of %d\n", matches, f.Blocks())
+	fmt.Printf("blocks found locally: %d of %d\n", plan.Reused/bs, f.Blocks())
 	fmt.Printf("fetched: %v (%d bytes)\n", plan.Missing, plan.MissingBytes)
 	err = stages.Verify(ctx, bytes.NewReader(out.buf), &f.Header)
 	fmt.Println("verify:", err, "equal:", bytes.Equal(out.buf, target))

@@ -32,11 +32,14 @@ func TestFetchCorrectSource(t *testing.T) {
 	f := makeControl(t, target, bs, control.HashLengths{})
 	for _, opts := range []FetchOptions{
 		{},
-		{Concurrency: 3, RangesPerCall: 2, CallBytes: 5 * bs},
-		{Concurrency: 1, RangesPerCall: 1, CallBytes: 1},
+		{FetchLimits: FetchLimits{Concurrency: 3, RangesPerCall: 2, CallBytes: 5 * bs}},
+		{FetchLimits: FetchLimits{Concurrency: 1, RangesPerCall: 1, CallBytes: 1}},
 	} {
 		var progress atomic.Int64
-		opts.Progress = func(n int64) { progress.Add(n) }
+		opts.Progress = func(n int64) { // cumulative: keep the largest
+			for old := progress.Load(); n > old && !progress.CompareAndSwap(old, n); old = progress.Load() {
+			}
+		}
 		pt, out, err := fetchInto(t, f, source.ReaderAt{R: bytes.NewReader(target)}, []source.Range{{Start: 0, End: f.Length}}, opts)
 		if err != nil {
 			t.Fatalf("%+v: %v", opts, err)
@@ -61,7 +64,7 @@ func TestFetchCorrectSource(t *testing.T) {
 	var fetched atomic.Int64
 	out := &memFile{}
 	pt := NewPatcher(out, &f.Header)
-	err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(target)}, plan.Missing, FetchOptions{CallBytes: 8 * bs},
+	err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(target)}, plan.Missing, FetchOptions{FetchLimits: FetchLimits{CallBytes: 8 * bs}},
 		func(b Batch) error { fetched.Add(b.Size()); return pt.Write(b) })
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +101,7 @@ func TestFetchCorrupt(t *testing.T) {
 		bad := bytes.Clone(target)
 		bad[at] ^= 0x40
 		var got []Block
-		err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(bad)}, []source.Range{{Start: 0, End: f.Length}}, FetchOptions{Concurrency: 1},
+		err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(bad)}, []source.Range{{Start: 0, End: f.Length}}, FetchOptions{FetchLimits: FetchLimits{Concurrency: 1}},
 			func(b Batch) error { got = append(got, b...); return nil })
 		if !errors.Is(err, source.ErrCorrupt) || !errors.Is(err, ErrFetch) {
 			t.Errorf("corrupt byte %d: err %v", at, err)
@@ -168,7 +171,7 @@ func TestFetchRedelivery(t *testing.T) {
 	}
 	for _, twice := range []bool{false, true} {
 		src := &mirrorSource{copies: [][]byte{bad, target}, twice: twice}
-		pt, out, err := fetchInto(t, f, src, []source.Range{{Start: 0, End: 10 * bs}, {Start: 20 * bs, End: f.Length}}, FetchOptions{CallBytes: 16 * bs})
+		pt, out, err := fetchInto(t, f, src, []source.Range{{Start: 0, End: 10 * bs}, {Start: 20 * bs, End: f.Length}}, FetchOptions{FetchLimits: FetchLimits{CallBytes: 16 * bs}})
 		if err != nil {
 			t.Fatalf("twice %v: %v", twice, err)
 		}

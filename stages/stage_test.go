@@ -25,7 +25,7 @@ func TestDeltaStage(t *testing.T) {
 	var mu sync.Mutex
 	seen := make(map[int64]bool)
 	var bad []int64
-	out := DeltaStage(p, f, []Seed{seedOf("s", seed)}, DeltaOptions{
+	out, err := DeltaStage(p, f, []Seed{seedOf("s", seed)}, DeltaOptions{
 		SegmentSize: 8 * bs,
 		Hasher:      newHasher(t, f.StrongAlgorithm, simd.Options{}),
 		OnBlocks: func(b Block) error {
@@ -42,6 +42,9 @@ func TestDeltaStage(t *testing.T) {
 			return nil
 		},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got []*Matches
 	pipeline.Sink(p, "collect", out, func(ctx context.Context, m *Matches) error {
 		got = append(got, m)
@@ -71,11 +74,9 @@ func TestDeltaStage(t *testing.T) {
 		t.Errorf("scan stage statistics: %+v", scan)
 	}
 
-	// Without a hasher the stage fails rather than leak one it made.
+	// Without a hasher the builder fails rather than leak one it made.
 	p = pipeline.New(pipeline.Config{})
-	out = DeltaStage(p, f, nil, DeltaOptions{})
-	pipeline.Sink(p, "drop", out, func(context.Context, *Matches) error { return nil })
-	if err := p.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "Hasher is required") {
+	if _, err := DeltaStage(p, f, nil, DeltaOptions{}); err == nil || !strings.Contains(err.Error(), "Hasher is required") {
 		t.Errorf("DeltaStage without a hasher: %v", err)
 	}
 }
@@ -98,8 +99,10 @@ func TestFetchStageNoSource(t *testing.T) {
 		in := pipeline.Source(p, "scan", func(ctx context.Context, emit func(*Matches) error) error { return emit(m) })
 		asked := false
 		var plan *Plan
-		out := FetchStage(p, f, in, func() (source.RangeSource, error) { asked = true; return nil, errors.New("offline") },
-			FetchOptions{}, func(pl *Plan) { plan = pl })
+		toFetch, toLook := pipeline.Tee(p, "plans", PlanStage(p, &f.Header, in))
+		pipeline.Sink(p, "look", toLook, func(ctx context.Context, pl *Plan) error { plan = pl; return nil })
+		out := FetchStage(p, f, toFetch, func(context.Context) (source.RangeSource, error) { asked = true; return nil, errors.New("offline") },
+			FetchOptions{})
 		pipeline.Sink(p, "drop", out, func(context.Context, Batch) error { return nil })
 		err := p.Run(context.Background())
 		if !missing && (err != nil || asked) {
@@ -109,7 +112,7 @@ func TestFetchStageNoSource(t *testing.T) {
 			t.Errorf("missing without source: %v", err)
 		}
 		if plan == nil || (len(plan.Missing) > 0) != missing {
-			t.Errorf("missing=%v: onPlan got %+v", missing, plan)
+			t.Errorf("missing=%v: plan %+v", missing, plan)
 		}
 	}
 }

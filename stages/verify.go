@@ -10,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"sync/atomic"
-	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 )
@@ -75,8 +74,6 @@ type PrefixVerifier struct {
 	pos    int64 // owned by Run
 	hashed atomic.Int64
 	buf    []byte
-	busy   time.Duration
-	wait   time.Duration
 }
 
 // NewPrefixVerifier returns a verifier reading the output through r as pt
@@ -99,35 +96,57 @@ func (v *PrefixVerifier) Hashed() int64 { return v.hashed.Load() }
 // Run hashes the output's prefix as it grows, until all of it is hashed or
 // ctx is done.
 func (v *PrefixVerifier) Run(ctx context.Context) error {
-	bs := int64(v.h.Blocksize)
 	for v.pos < v.h.Length {
+		before := v.pos
+		if err := v.Step(0); err != nil {
+			return err
+		}
+		if v.pos == before {
+			select {
+			case <-v.pt.Changed():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
+// Step hashes the part of the output's written prefix not hashed yet, at
+// most about limit bytes of it when limit is positive, and returns without
+// waiting for more. A pipeline stage that learns of written blocks from its
+// input calls it for each item (with a limit, so that it never holds up
+// the stages before it for long); Run calls it whenever the Patcher
+// reports a change. Step must not be called concurrently with itself or
+// Run.
+func (v *PrefixVerifier) Step(limit int64) error {
+	stop := v.h.Length
+	if limit > 0 {
+		stop = min(v.pos+limit, v.h.Length)
+	}
+	if len(v.hashes) == 0 {
+		// Nothing to hash: the verifier only follows the writes.
+		for v.pos < v.h.Length && v.pt.Done(v.pos/int64(v.h.Blocksize)) {
+			v.pos = min(v.pos+int64(v.h.Blocksize), v.h.Length)
+		}
+		v.hashed.Store(v.pos)
+		return nil
+	}
+	bs := int64(v.h.Blocksize)
+	for v.pos < stop {
 		// The end of the written prefix, in whole blocks, at most a buffer.
 		end := v.pos
 		for end < v.h.Length && end-v.pos < verifyWindow && v.pt.Done(end/bs) {
 			end = min(end+bs, v.h.Length)
 		}
 		if end == v.pos {
-			t := time.Now()
-			select {
-			case <-v.pt.Changed():
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			v.wait += time.Since(t)
-			continue
-		}
-		t := time.Now()
-		if len(v.hashes) == 0 {
-			v.pos = v.h.Length // nothing to hash
-			v.hashed.Store(v.pos)
-			break
+			return nil
 		}
 		if err := v.hash(v.pos, end); err != nil {
 			return err
 		}
 		v.pos = end
 		v.hashed.Store(end)
-		v.busy += time.Since(t)
 	}
 	return nil
 }
@@ -146,10 +165,6 @@ func (v *PrefixVerifier) hash(from, to int64) error {
 	}
 	return nil
 }
-
-// Times returns how long Run spent reading and hashing, and how long it
-// waited for blocks to be written. Call it after Run has returned.
-func (v *PrefixVerifier) Times() (busy, waiting time.Duration) { return v.busy, v.wait }
 
 // Verify compares the hashes once Run has hashed the whole output. It
 // returns ErrNoFileHash when the control file has no whole-file hash.

@@ -106,7 +106,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		MirrorURLs: mirrors,
 		NoFsync:    *noFsync,
 		HTTP:       httpOpts,
-		Fetch:      stages.FetchOptions{Concurrency: *parallel},
+		Fetch:      stages.FetchLimits{Concurrency: *parallel},
 		Progress:   prog.callback(),
 		Logf:       logf,
 	})
