@@ -758,11 +758,12 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		return nil
 	}
 	targets := make([]seedscan.Target, len(jobs))
-	var files []*os.File
-	var pts []*stages.Patcher
+	parts := make([]*partFile, len(jobs))
 	defer func() {
-		for _, f := range files {
-			f.Close()
+		for _, p := range parts {
+			if p != nil {
+				p.close()
+			}
 		}
 	}()
 	for i, j := range jobs {
@@ -770,37 +771,14 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		if !write {
 			continue
 		}
-		part := m.partPath(j) + ".part"
-		id := controlID(j.f)
-		st, _ := loadState(part, j.f, id)
-		flags := os.O_RDWR | os.O_CREATE
-		if st == nil {
-			flags |= os.O_TRUNC
-			os.Remove(statePath(part))
-		}
-		w, err := os.OpenFile(part, flags, 0o644)
+		p, err := openPart(m.partPath(j), j.f, 0o644, m.logf)
 		if err != nil {
 			return fmt.Errorf("mirror: %w", err)
 		}
-		files = append(files, w)
-		if err := w.Truncate(j.f.Length); err != nil {
-			return fmt.Errorf("mirror: %w", err)
-		}
-		pt := stages.NewPatcher(w, &j.f.Header)
-		mt := stages.NewMatches(j.f.Blocks())
-		if st == nil {
-			pt.AssumeZeroed()
-		} else {
-			for b := int64(0); b < j.f.Blocks(); b++ {
-				if st.done(b) {
-					pt.MarkDone(b)
-					mt.Set(b, 0, 0)
-				}
-			}
-		}
-		pts = append(pts, pt)
-		targets[i].Matches = mt
-		targets[i].Write = pt.WriteBlock
+		parts[i] = p
+		targets[i].Matches = stages.NewMatches(j.f.Blocks())
+		p.resume(targets[i].Matches, 0)
+		targets[i].Write = p.pt.WriteBlock
 	}
 	// Seeds: the old versions of the targets first, then every other local
 	// file; the scan of a layout stops once all its blocks are found.
@@ -846,7 +824,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		reused := stages.Blueprint(&j.f.Header, ms[i]).Reused
 		m.reused.Add(reused)
 		if write {
-			if serr := saveState(m.partPath(j)+".part", controlID(j.f), pts[i], j.f.Blocks(), nil); serr != nil && err == nil {
+			if serr := parts[i].save(); serr != nil && err == nil {
 				err = serr
 			}
 		}

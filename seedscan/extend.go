@@ -86,7 +86,7 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 	mask := control.RsumMask(f.Checksums.RsumBytes)
 	var found int64
 	try := func(i int64, seed int, off int64) error {
-		if off < 0 || e.m.Has(i) {
+		if off < 0 || seed >= len(e.seeds) || e.m.Has(i) {
 			return nil
 		}
 		data, err := e.read(seed, off, bs)
