@@ -58,6 +58,15 @@ type MirrorOptions struct {
 	// DryRun reports what would change and how many bytes would be
 	// downloaded (the seed scan runs, reading only) without changing Dir.
 	DryRun bool
+	// SkipUnchanged leaves the files that are the same in the new tree out
+	// of the scan for the data of changed and new files: only the old
+	// versions of changed files and the files the new tree no longer lists
+	// are scanned (a file whose whole content is anywhere in the tree is
+	// still copied). That still finds moved, renamed and split files and
+	// data shared with files that changed, in a fraction of the time of
+	// scanning the whole tree, but not a new file made of parts of
+	// unchanged ones.
+	SkipUnchanged bool
 	// Parallel is how many files are fetched at once; 0 means 16. Files
 	// rebuilt through the sync pipeline run at most 4 at a time, each with
 	// its own requests in flight.
@@ -189,6 +198,7 @@ type mirrorRun struct {
 	idx              *treeindex.Index
 	modified         time.Time // Last-Modified of the index
 	local            map[string]os.FileInfo
+	unchanged        map[string]bool   // local files that are the same in the new tree
 	byHash           map[string]string // SHA-256 hex → local path holding that content
 	jobs             []*fileJob
 	filesDone        atomic.Int64
@@ -414,6 +424,7 @@ func (m *mirrorRun) walkLocal() error {
 // for them.
 func (m *mirrorRun) classify(ctx context.Context) error {
 	m.byHash = map[string]string{}
+	m.unchanged = map[string]bool{}
 	for rel, fi := range m.local {
 		if h := m.st.hashOf(rel, fi); h != "" {
 			m.byHash[h] = rel
@@ -473,6 +484,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		hx := e.Hex()
 		if fi != nil && fi.Mode().IsRegular() && fi.Size() == e.Size && m.knownHash(e.Path, fi) == hx {
 			m.sum.Unchanged++
+			m.unchanged[e.Path] = true
 			if !m.opts.DryRun && (treeindex.ModeOf(fi.Mode()) != e.Mode || !e.MTime.IsZero() && !fi.ModTime().Equal(e.MTime)) {
 				if err := setAttrs(dst, e.Mode, e.MTime); err != nil {
 					return fmt.Errorf("mirror: %w", err)
@@ -781,7 +793,8 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		targets[i].Write = p.pt.WriteBlock
 	}
 	// Seeds: the old versions of the targets first, then every other local
-	// file; the scan of a layout stops once all its blocks are found.
+	// file (without SkipUnchanged) or those the new tree no longer lists;
+	// the scan of a layout stops once all its blocks are found.
 	var seeds []stages.Seed
 	seen := map[string]bool{}
 	add := func(rel string) {
@@ -803,7 +816,9 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	}
 	sort.Strings(rest)
 	for _, rel := range rest {
-		add(rel)
+		if !m.opts.SkipUnchanged || !m.unchanged[rel] {
+			add(rel)
+		}
 	}
 	m.progress("scan", true)
 	ms, err := seedscan.Scan(ctx, targets, seeds, seedscan.Options{

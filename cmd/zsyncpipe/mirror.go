@@ -33,6 +33,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(checksum, "checksum", false, "same as -c")
 	dry := fs.Bool("n", false, "list what would change and the bytes to download; change nothing")
 	fs.BoolVar(dry, "dry-run", false, "same as -n")
+	skip := fs.Bool("skip-unchanged", false, "scan only changed and removed local files for data, not those the new tree keeps (faster; misses data shared with unchanged files)")
 	outside := fs.Bool("allow-outside-links", false, "accept symlinks pointing outside DIR")
 	parallel := fs.Int("parallel", 16, "files fetched at once")
 	retries := fs.Int("retries", httpsource.DefaultRetries, "retries of a failed request, with exponential backoff")
@@ -76,7 +77,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	opts := zsyncpipe.MirrorOptions{
 		URL: pos[0], Dir: pos[1], HTTP: httpOpts,
 		Delete: *del, Checksum: *checksum, DryRun: *dry, AllowOutsideLinks: *outside,
-		Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
+		SkipUnchanged: *skip, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
 	}
 	if cb := prog.callback(); cb != nil {
 		opts.Progress = func(p zsyncpipe.MirrorProgress) { cb(mirrorProgress(p)) }

@@ -47,7 +47,7 @@ func init() {
 			"make the control file (.zsync) of FILE", cmdMake},
 		{"sync", "[-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]... [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL",
 			"rebuild the file described by CONTROL from local data and downloads", cmdSync},
-		{"mirror", "[--delete] [-c] [-n] [--allow-outside-links] [--parallel n] [-A host=user:pass]... [--retries n] [--no-fsync] [-v] [-q] URL DIR",
+		{"mirror", "[--delete] [-c] [-n] [--skip-unchanged] [--allow-outside-links] [--parallel n] [-A host=user:pass]... [--retries n] [--no-fsync] [-v] [-q] URL DIR",
 			"make DIR match the tree published at URL, downloading only what no local file holds", cmdMirror},
 		{"demo", "[-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]",
 			"make and sync generated data end to end, and verify the result", cmdDemo},
