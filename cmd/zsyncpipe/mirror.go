@@ -41,7 +41,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	fs.Var(&auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
 	noFsync := fs.Bool("no-fsync", false, "do not flush files to disk before renaming them into place")
 	quiet := fs.Bool("q", false, "print nothing but errors")
-	verbose := fs.Bool("v", false, "print notes (restarts, files fetched whole after a bad control file)")
+	verbose := fs.Bool("v", false, "print notes (restarts, files fetched whole after a bad control file) and exact byte counts")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -89,6 +89,9 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	}
 	if !*quiet {
 		fmt.Fprintln(e.stdout, formatMirrorSummary(sum, *dry))
+	}
+	if *verbose {
+		fmt.Fprintf(e.stdout, "bytes: %d reused, %d fetched, %d received in %d requests\n", sum.Reused, sum.Fetched, sum.Downloaded, sum.Requests)
 	}
 	return nil
 }
