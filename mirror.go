@@ -199,6 +199,7 @@ type mirrorRun struct {
 	modified         time.Time // Last-Modified of the index
 	local            map[string]os.FileInfo
 	unchanged        map[string]bool   // local files that are the same in the new tree
+	touched          atomic.Bool       // something in Dir was created, replaced or removed
 	byHash           map[string]string // SHA-256 hex → local path holding that content
 	jobs             []*fileJob
 	filesDone        atomic.Int64
@@ -986,6 +987,7 @@ func (m *mirrorRun) finishJob(j *fileJob) {
 		err = m.clearForFile(dst)
 	}
 	if err == nil {
+		m.touched.Store(true)
 		err = os.Rename(j.tmp, dst)
 	}
 	if err != nil {
@@ -1034,6 +1036,7 @@ func (m *mirrorRun) makeDirs() error {
 				return fmt.Errorf("mirror: %w", err)
 			}
 		}
+		m.touched.Store(true)
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return fmt.Errorf("mirror: %w", err)
 		}
@@ -1053,6 +1056,7 @@ func (m *mirrorRun) links() error {
 		if t, err := os.Readlink(p); err == nil && t == e.Target {
 			continue
 		}
+		m.touched.Store(true)
 		tmp := filepath.Join(filepath.Dir(p), ".zsyncpipe-link-"+path.Base(e.Path))
 		os.Remove(tmp)
 		if err := os.Symlink(e.Target, tmp); err != nil {
@@ -1089,6 +1093,7 @@ func (m *mirrorRun) deleteExtra() error {
 			continue
 		}
 		p := filepath.Join(m.dir, filepath.FromSlash(rel))
+		m.touched.Store(true)
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("mirror: delete: %w", err)
 		}
@@ -1106,6 +1111,11 @@ func (m *mirrorRun) dirAttrs() error {
 	for i := len(m.idx.Entries) - 1; i >= 0; i-- {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.Directory {
+			continue
+		}
+		// Nothing written and nothing to change: skip the two system calls.
+		if fi := m.local[e.Path]; fi != nil && fi.IsDir() && !m.touched.Load() &&
+			treeindex.ModeOf(fi.Mode()) == e.Mode && (e.MTime.IsZero() || fi.ModTime().Equal(e.MTime)) {
 			continue
 		}
 		if err := setAttrs(filepath.Join(m.dir, filepath.FromSlash(e.Path)), e.Mode, e.MTime); err != nil {
