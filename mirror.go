@@ -68,7 +68,7 @@ type MirrorOptions struct {
 	// unchanged ones.
 	SkipUnchanged bool
 	// Parallel is how many files are fetched at once; 0 means 16. Files
-	// rebuilt through the sync pipeline run at most 4 at a time, each with
+	// rebuilt through the sync pipeline run at most 8 at a time, each with
 	// its own requests in flight.
 	Parallel int
 	// Workers bounds scanning and hashing goroutines; 0 means one per
@@ -654,7 +654,7 @@ func (m *mirrorRun) place(ctx context.Context) error {
 		}
 	}
 	small := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
-	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(4, m.opts.Parallel))
+	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
 	for _, j := range m.jobs {
 		switch {
 		case j.how == "whole" && j.tmp == "":
@@ -703,6 +703,9 @@ func (m *mirrorRun) place(ctx context.Context) error {
 // complete and verified in the parts directory, and takes it.
 func (m *mirrorRun) ready(j *fileJob) bool {
 	p := m.partPath(j)
+	if j.how != "sync" {
+		p += ".tmp"
+	}
 	fi, err := os.Stat(p)
 	if err != nil || fi.Size() != j.e.Size {
 		return false
@@ -760,8 +763,16 @@ func (m *mirrorRun) control(ctx context.Context, e *treeindex.Entry) (*control.F
 	return f, nil
 }
 
-// partPath is where the content of a job is assembled.
-func (m *mirrorRun) partPath(j *fileJob) string { return filepath.Join(m.parts, j.hex) }
+// partPath is where the content of a job is assembled: a directory of its
+// own for a rebuilt file (which has a partial file, a state and perhaps a
+// set-aside seed beside it; looking for stale ones then stays cheap), a file
+// in the parts directory for the others.
+func (m *mirrorRun) partPath(j *fileJob) string {
+	if j.how == "sync" {
+		return filepath.Join(m.parts, j.hex, "file")
+	}
+	return filepath.Join(m.parts, j.hex)
+}
 
 // scan looks for the blocks of every job to rebuild in every local file,
 // with one scan, writing what it finds into each job's partial result
@@ -783,6 +794,9 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		targets[i].Control = j.f
 		if !write {
 			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(m.partPath(j)), 0o755); err != nil {
+			return fmt.Errorf("mirror: %w", err)
 		}
 		p, err := openPart(m.partPath(j), j.f, 0o644, m.logf)
 		if err != nil {
