@@ -426,11 +426,6 @@ func (m *mirrorRun) walkLocal() error {
 func (m *mirrorRun) classify(ctx context.Context) error {
 	m.byHash = map[string]string{}
 	m.unchanged = map[string]bool{}
-	for rel, fi := range m.local {
-		if h := m.st.hashOf(rel, fi); h != "" {
-			m.byHash[h] = rel
-		}
-	}
 	// Files whose size matches but whose content the state cannot vouch
 	// for are hashed, on all cores.
 	type check struct {
@@ -451,6 +446,16 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 			continue
 		}
 		checks = append(checks, &check{e: e})
+	}
+	// What the state vouches for, except what is hashed again now.
+	checked := map[string]bool{}
+	for _, c := range checks {
+		checked[c.e.Path] = true
+	}
+	for rel, fi := range m.local {
+		if h := m.st.hashOf(rel, fi); h != "" && !checked[rel] {
+			m.byHash[h] = rel
+		}
 	}
 	if len(checks) > 0 {
 		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(max(2, m.workers()))
@@ -630,8 +635,11 @@ func (m *mirrorRun) place(ctx context.Context) error {
 				m.fail(err)
 			}
 		case "inline":
+			// Inline data came with the index: downloaded.
 			if err := m.writeVerified(j, bytes.NewReader(j.e.Data)); err != nil {
 				m.fail(err)
+			} else {
+				m.fetched.Add(j.e.Size)
 			}
 		case "sync":
 			syncs = append(syncs, j)
@@ -835,6 +843,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 			add(rel)
 		}
 	}
+	m.scanTotal *= int64(seedscan.Scans(targets))
 	m.progress("scan", true)
 	ms, err := seedscan.Scan(ctx, targets, seeds, seedscan.Options{
 		Workers: m.opts.Workers,
@@ -1181,7 +1190,7 @@ func (m *mirrorRun) dryRun(ctx context.Context) error {
 	var download, local int64
 	for _, j := range m.jobs {
 		switch j.how {
-		case "whole", "sync":
+		case "whole", "sync", "inline":
 			download += j.e.Size
 		default:
 			local += j.e.Size

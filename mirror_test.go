@@ -287,7 +287,11 @@ func TestMirrorOldToNew(t *testing.T) {
 	tmp := t.TempDir()
 	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
 	oldFiles, newFiles := trees()
-	makeTree(t, dst, oldFiles, map[string]string{"lib/link": "big.dat", "stale": "doc"})
+	// A local link to a directory outside DIR: --delete removes the link,
+	// never what it points to.
+	outside := filepath.Join(tmp, "outside")
+	treeFile(t, outside, "keep.txt", []byte("not ours"), 0o644)
+	makeTree(t, dst, oldFiles, map[string]string{"lib/link": "big.dat", "stale": "doc", "out": outside})
 	makeTree(t, pub, newFiles, map[string]string{"lib/link": "moved/big.dat", "bin/up": "../doc/readme.txt"})
 	os.Chmod(filepath.Join(pub, "doc"), 0o750)
 	os.Chtimes(filepath.Join(pub, "doc"), time.Unix(1e9, 0), time.Unix(1e9, 0))
@@ -316,9 +320,23 @@ func TestMirrorOldToNew(t *testing.T) {
 
 	o = mirrorOpts(url, dst)
 	o.Delete = true
+	var last MirrorProgress
+	var calls atomic.Int64
+	o.Progress = func(p MirrorProgress) {
+		calls.Add(1)
+		if p.Phase == "finish" {
+			last = p
+		}
+	}
 	sum, err := Mirror(context.Background(), o)
 	if err != nil {
 		t.Fatalf("Mirror: %v", err)
+	}
+	if last.FilesTotal != int64(sum.New+sum.Updated) || last.FilesDone != last.FilesTotal || last.Reused+last.Fetched < last.Total || calls.Load() < 4 {
+		t.Errorf("last progress %+v after %d calls; want every file done, for summary %+v", last, calls.Load(), sum)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep.txt")); err != nil {
+		t.Errorf("--delete reached outside DIR through a link: %v", err)
 	}
 	t.Logf("%+v", sum)
 	compareTrees(t, pub, dst, false)
@@ -345,6 +363,24 @@ func TestMirrorOldToNew(t *testing.T) {
 	}
 	if n := requests.Load() - before; n != 1 || !again.NotModified || again.Fetched != 0 || again.New+again.Updated != 0 {
 		t.Errorf("second run: %d requests, %+v; want one request and nothing to do", n, again)
+	}
+	compareTrees(t, pub, dst, false)
+
+	// A local change that keeps size and mtime goes unnoticed by the
+	// state, as with rsync; -c (Checksum) finds it.
+	p := filepath.Join(dst, "bin", "tool")
+	fi, _ := os.Stat(p)
+	f, _ := os.OpenFile(p, os.O_WRONLY, 0)
+	f.WriteAt([]byte("XXXX"), 1000)
+	f.Close()
+	os.Chtimes(p, fi.ModTime(), fi.ModTime())
+	o.Checksum = true
+	fixed, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fixed.Updated != 1 || fixed.Fetched > 4096 {
+		t.Errorf("-c after a same-size edit: %+v; want one file updated, a block fetched", fixed)
 	}
 	compareTrees(t, pub, dst, false)
 }

@@ -107,6 +107,19 @@ func Scan(ctx context.Context, targets []Target, seeds []stages.Seed, opts Optio
 	return out, nil
 }
 
+// Scans returns how many scans of the seeds Scan makes for targets at most:
+// one per layout among them. A caller showing progress multiplies the
+// seeds' size by it.
+func Scans(targets []Target) int {
+	seen := map[layout]bool{}
+	for _, t := range targets {
+		if t.Control != nil && t.Control.Blocks() > 0 {
+			seen[layoutOf(t.Control)] = true
+		}
+	}
+	return len(seen)
+}
+
 // layout is what targets must share to be scanned with one index.
 type layout struct {
 	blocksize int
