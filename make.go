@@ -49,8 +49,8 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 	if opts.Filename == "" || strings.Contains(opts.Filename, "/") {
 		return nil, fmt.Errorf("make: filename %q must be non-empty and contain no '/': %w", opts.Filename, ErrUsage)
 	}
-	if bs := opts.Blocksize; bs != 0 && (bs < 16 || bs&(bs-1) != 0 || bs > 1<<30) {
-		return nil, fmt.Errorf("make: block size %d is not a power of two from 16 to 1 GiB: %w", bs, ErrUsage)
+	if bs := opts.Blocksize; bs != 0 && control.CheckMakeBlocksize(int64(bs)) != nil {
+		return nil, fmt.Errorf("make: %w: %w", control.CheckMakeBlocksize(int64(bs)), ErrUsage)
 	}
 	alg := strong.MD5
 	if opts.Legacy {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zsyncpipe/zsyncpipe/internal/nginxtest"
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
 // The peer Mirror is measured against: rsync -a --delete from an rsync
@@ -24,7 +24,7 @@ import (
 // free loopback port and returns its URL; the daemon stops with the test.
 func rsyncDaemon(t testing.TB, root string) string {
 	t.Helper()
-	bin := nginxtest.Look(t, "rsync", "rsync")
+	bin := testtool.Look(t, "rsync", "rsync")
 	conf := filepath.Join(t.TempDir(), "rsyncd.conf")
 	text := fmt.Sprintf("use chroot = no\nuid = %d\ngid = %d\npid file = %s\n[tree]\npath = %s\nread only = yes\nexclude = /.zsyncpipe/\n",
 		os.Getuid(), os.Getgid(), conf+".pid", root)
@@ -73,7 +73,7 @@ func rsyncMirror(t testing.TB, url, dst string) (int64, time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, nginxtest.Look(t, "rsync", "rsync"), "-a", "--delete", "--stats", url, dst+"/")
+	cmd := exec.CommandContext(ctx, testtool.Look(t, "rsync", "rsync"), "-a", "--delete", "--stats", url, dst+"/")
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(start)
 	if err != nil {

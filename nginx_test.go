@@ -15,6 +15,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/internal/nginxtest"
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
 // Interoperability with real software: Debian's nginx-light serving the
@@ -22,8 +23,12 @@ import (
 // ours. CI installs them (apt-get install nginx-light zsync); elsewhere the
 // tests are skipped when they are missing.
 
-// nginxLook returns the path of a program the tests need.
-func nginxLook(t *testing.T, name, pkg string) string { return nginxtest.Look(t, name, pkg) }
+// nginxLook returns the path of a program the tests need, as
+// testtool.Look.
+func nginxLook(t *testing.T, name, pkg string) string {
+	t.Helper()
+	return testtool.Look(t, name, pkg)
+}
 
 // nginxServer is an nginx started by a test.
 type nginxServer struct {

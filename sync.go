@@ -231,11 +231,17 @@ type update struct {
 // (pipeline.Sizer).
 func (u update) Size() int64 { return u.batch.Size() + u.fetched }
 
-// verifyStep is the most the verify stage hashes for one update (about
-// 12 ms of SHA-256), so that it never holds up the stages before it for
-// long: what it could not hash yet, it hashes with the next update or at
-// the end. Two segments' worth, so that it keeps up with the scan.
-const verifyStep = 16 << 20
+// The verify stage hashes at most this much for one update, so that it
+// never holds up the stages before it for long: what it could not hash
+// yet, it hashes with the next update or at the end. After a scanned
+// segment, two segments' worth (about 12 ms of SHA-256), so that it keeps
+// up with the scan; after a fetched batch, 1 MiB, so that the fetch stage
+// — which reads the response bodies as it emits — is never held up long
+// enough for a server connection to look stalled.
+const (
+	verifyStepScan  = 16 << 20
+	verifyStepFetch = 1 << 20
+)
 
 // run scans the seeds and fetches what they lack, writing both into the
 // partial result as it goes, and hashes the result as it grows. Its result
@@ -273,7 +279,11 @@ func (j *syncJob) run(ctx context.Context) error {
 	verifier := stages.NewPrefixVerifier(j.part.f, &f.Header, j.part.pt)
 	updates = pipeline.Fold(p, "verify", updates,
 		func(ctx context.Context, u update, emit func(update) error) error {
-			if err := verifier.Step(verifyStep); err != nil {
+			limit := int64(verifyStepFetch)
+			if u.scanned > 0 {
+				limit = verifyStepScan
+			}
+			if err := verifier.Step(limit); err != nil {
 				return err
 			}
 			u.verified = verifier.Hashed()

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/zsyncpipe/zsyncpipe/control"
 )
 
 // Tool names used in results.
@@ -211,8 +212,8 @@ func parseBlockSize(s string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("block size %q: %w", s, ErrOptions)
 	}
-	if n < 16 || n > 1<<30 || bits.OnesCount64(n) != 1 {
-		return 0, fmt.Errorf("block size %q is not a power of two from 16 B to 1 GiB: %w", s, ErrOptions)
+	if n > control.MaxBlocksize || control.CheckMakeBlocksize(int64(n)) != nil {
+		return 0, fmt.Errorf("block size %q is not a power of two from %d B to 1 GiB: %w", s, control.MinMakeBlocksize, ErrOptions)
 	}
 	return int(n), nil
 }
@@ -262,8 +263,8 @@ func (r *runner) setup() error {
 		o.BlockSizes = DefaultBlockSizes()
 	}
 	for _, bs := range o.BlockSizes {
-		if bs < 16 || bs > 1<<30 || bs&(bs-1) != 0 {
-			return fmt.Errorf("block size %d is not a power of two from 16 B to 1 GiB: %w", bs, ErrOptions)
+		if err := control.CheckMakeBlocksize(int64(bs)); err != nil {
+			return fmt.Errorf("%w: %w", err, ErrOptions)
 		}
 	}
 	if o.Runs <= 0 {

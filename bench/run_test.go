@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
 // TestMain lets the test binary serve as zsyncpipe's child process, as the
@@ -34,8 +34,8 @@ func TestMain(m *testing.M) {
 // installed, or CI is set (then its absence fails the test).
 func zsyncWanted(t *testing.T) bool {
 	t.Helper()
-	_, err1 := exec.LookPath("zsync")
-	_, err2 := exec.LookPath("zsyncmake")
+	_, err1 := testtool.Find("zsync")
+	_, err2 := testtool.Find("zsyncmake")
 	if err := errors.Join(err1, err2); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("zsync is not installed, and CI is set: %v", err)

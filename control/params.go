@@ -1,8 +1,35 @@
 package control
 
 import (
+	"fmt"
 	"math"
 )
+
+// The block sizes of control files. A control file may have any power of
+// two from MinBlocksize to MaxBlocksize; zsyncpipe makes them with blocks of
+// at least MinMakeBlocksize, as smaller blocks cost more in block records
+// than they can save.
+const (
+	MinBlocksize     = minBlocksize
+	MaxBlocksize     = maxBlocksize
+	MinMakeBlocksize = 16
+)
+
+// CheckBlocksize reports, as an error saying why, whether n is not a block
+// size a control file may have: a power of two from MinBlocksize to
+// MaxBlocksize.
+func CheckBlocksize(n int64) error { return checkRange(n, MinBlocksize) }
+
+// CheckMakeBlocksize is CheckBlocksize for making control files: the
+// smallest block size is MinMakeBlocksize.
+func CheckMakeBlocksize(n int64) error { return checkRange(n, MinMakeBlocksize) }
+
+func checkRange(n, lo int64) error {
+	if checkBlocksizeFrom(n, lo) != nil {
+		return fmt.Errorf("block size %d is not a power of two from %d to %d", n, lo, MaxBlocksize)
+	}
+	return nil
+}
 
 // DefaultBlocksize returns the block size zsyncmake 0.6.2 chooses for a file
 // of the given length: 2048 below 100000000 bytes, 4096 from there on.

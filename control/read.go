@@ -28,7 +28,8 @@ const MaxHeaderSize = 1 << 20
 // reads it into a C int.
 const maxZMapEntries = math.MaxInt32
 
-// minBlocksize and maxBlocksize bound the Blocksize header.
+// minBlocksize and maxBlocksize bound the Blocksize header (see
+// CheckBlocksize).
 const (
 	minBlocksize = 1
 	maxBlocksize = 1 << 30
@@ -403,9 +404,11 @@ func checkFilename(v string) error {
 }
 
 // checkBlocksize checks the Blocksize header.
-func checkBlocksize(n int64) error {
-	if n < minBlocksize || n > maxBlocksize {
-		return fmt.Errorf("out of range %d..%d: %d", minBlocksize, maxBlocksize, n)
+func checkBlocksize(n int64) error { return checkBlocksizeFrom(n, minBlocksize) }
+
+func checkBlocksizeFrom(n, lo int64) error {
+	if n < lo || n > maxBlocksize {
+		return fmt.Errorf("out of range %d..%d: %d", lo, maxBlocksize, n)
 	}
 	if n&(n-1) != 0 {
 		return fmt.Errorf("not a power of two: %d", n)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
@@ -24,18 +25,10 @@ const testdataZsync = "testdata/zsyncmake-100000-b1024.zsync"
 
 var testMTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// lookZsyncmake returns the path of zsyncmake, skipping the test when it is
-// missing unless running under CI.
+// lookZsyncmake returns the path of zsyncmake, as testtool.Look.
 func lookZsyncmake(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("zsyncmake")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("zsyncmake not installed (apt-get install zsync): %v", err)
-		}
-		t.Skipf("zsyncmake not installed: %v", err)
-	}
-	return p
+	return testtool.Look(t, "zsyncmake", "zsync")
 }
 
 // genData returns n deterministic bytes: pseudo-random when dense, else
@@ -246,10 +239,7 @@ func TestTestdata(t *testing.T) {
 // works) and that one with MD5 blocks is refused rather than misread.
 func TestZsync062ReadsSpecFiles(t *testing.T) {
 	prog := lookZsyncmake(t)
-	client, err := exec.LookPath("zsync")
-	if err != nil {
-		t.Skipf("zsync client not installed: %v", err)
-	}
+	client := testtool.Look(t, "zsync", "zsync")
 	dir := t.TempDir()
 	data := genData(300000, 5, true)
 	z := runZsyncmake(t, prog, dir, "seed.bin", data, "-u", "http://127.0.0.1:1/seed.bin")

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/cpuid/v2"
+	"github.com/zsyncpipe/zsyncpipe/internal/cpus"
 )
 
 // DefaultBuffer is the capacity of the streams of a Pipeline whose
@@ -29,16 +28,7 @@ type Config struct {
 // DefaultWorkers returns the number of physical CPU cores reported by
 // github.com/klauspost/cpuid/v2, or runtime.NumCPU() when that is unknown,
 // capped by runtime.GOMAXPROCS(0). It is at least 1.
-func DefaultWorkers() int {
-	n := cpuid.CPU.PhysicalCores
-	if n <= 0 {
-		n = runtime.NumCPU()
-	}
-	if g := runtime.GOMAXPROCS(0); n > g {
-		n = g
-	}
-	return max(n, 1)
-}
+func DefaultWorkers() int { return cpus.Cores() }
 
 // Pipeline is a graph of stages joined by bounded streams. Build it with
 // Source, Map, MapUnordered, Transform, Merge and Sink, then call Run once.

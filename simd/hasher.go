@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"hash"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"github.com/klauspost/cpuid/v2"
 	md5simd "github.com/minio/md5-simd"
 
+	"github.com/zsyncpipe/zsyncpipe/internal/cpus"
 	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
@@ -57,7 +56,7 @@ type Options struct {
 	Fallback bool
 	// Servers is the number of md5-simd servers (lane sets), each with its
 	// own goroutine and 16 hashers. Zero means one per physical core as
-	// reported by cpuid (runtime.NumCPU when that is unknown).
+	// (internal/cpus: capped by GOMAXPROCS).
 	Servers int
 }
 
@@ -177,11 +176,7 @@ func NewHasher(alg strong.Algorithm, opts Options) (*Hasher, error) {
 	}
 	n := opts.Servers
 	if n == 0 {
-		n = cpuid.CPU.PhysicalCores
-		if n <= 0 {
-			n = runtime.NumCPU()
-		}
-		n = max(n, 1)
+		n = cpus.Cores()
 	}
 	h.nsets = n
 	h.sets = make(chan *laneSet, n)

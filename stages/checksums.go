@@ -115,8 +115,8 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 			bs = control.DefaultBlocksize(opts.Length)
 		}
 	}
-	if bs <= 0 || bs&(bs-1) != 0 || bs > 1<<30 {
-		return nil, fmt.Errorf("block checksums: block size %d is not a power of two", bs)
+	if err := control.CheckBlocksize(int64(bs)); err != nil {
+		return nil, fmt.Errorf("block checksums: %w", err)
 	}
 	hasher := opts.Hasher
 	if hasher == nil {

@@ -2,11 +2,13 @@ package stages
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -124,6 +126,22 @@ type delta struct {
 	// grouped[l] is set once every block of the duplicate group led by
 	// block l has a location.
 	grouped []atomic.Bool
+	// elsewhere[i] is set when block i was found at two places (see
+	// secondPass).
+	elsewhere []atomic.Bool
+	// runs lists the runs the first pass followed, for the second.
+	runsMu sync.Mutex
+	runs   []run
+	// masks holds the per-segment bit sets of scanners (scanner.mine).
+	masks sync.Pool
+}
+
+// run is a stretch of seed data that a scanner followed as consecutive
+// target blocks, without rolling through it.
+type run struct {
+	seed       int
+	start, end int64 // seed offsets
+	first      int64 // the first target block
 }
 
 func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) {
@@ -135,7 +153,7 @@ func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) 
 		return nil, fmt.Errorf("delta: %d seeds; at most %d are supported", len(seeds), MaxSeeds)
 	}
 	d := &delta{ix: ix, f: f, seeds: seeds, opts: opts, matches: opts.Matches, hasher: opts.Hasher,
-		grouped: make([]atomic.Bool, ix.n)}
+		grouped: make([]atomic.Bool, ix.n), elsewhere: make([]atomic.Bool, ix.n)}
 	if d.matches == nil {
 		d.matches = NewMatches(f.Blocks())
 	} else if d.matches.Blocks() != f.Blocks() {
@@ -171,6 +189,104 @@ func (d *delta) close() {
 type segment struct {
 	seed       int
 	start, end int64 // offsets where a match may start
+	pass       *pass
+}
+
+// A pass is a round of segments scanned with the same knowledge: the
+// blocks found before the pass began. A scanner decides what to do — follow
+// a run or stop, take a pair or roll on — by that knowledge and by what it
+// found itself in its segment, never by what other workers find meanwhile:
+// so a segment's scan depends on its data alone, and identical runs find
+// identical blocks whatever the scheduling. (Deciding by what other workers
+// had found made zsync's "follow only through blocks not found yet" stop at
+// different places from run to run, and find different blocks.)
+//
+// The first pass scans every seed. What other workers found would have
+// told a scanner that a run it follows is found elsewhere already, and
+// that it had better roll through the data there, which may hold other
+// blocks at other alignments (a file stored twice in a tar, at different
+// offsets). The second pass does that: it rolls through the runs the first
+// one followed whose blocks were found at another place too, knowing every
+// block the first pass found.
+type pass struct {
+	known  []uint64      // blocks found before the pass, a bit per block
+	second bool          // the second pass
+	left   atomic.Int64  // segments not done, plus one until all are emitted
+	done   chan struct{} // closed when left reaches 0
+}
+
+// newPass returns a pass that knows the blocks found so far.
+func (d *delta) newPass(second bool) *pass {
+	ps := &pass{known: make([]uint64, (d.matches.Blocks()+63)/64), second: second, done: make(chan struct{})}
+	ps.left.Store(1)
+	for i := range d.matches.Blocks() {
+		if d.matches.Has(i) {
+			ps.known[i>>6] |= 1 << (i & 63)
+		}
+	}
+	return ps
+}
+
+// finish records the end of a segment of the pass, or the end of emitting.
+func (ps *pass) finish() {
+	if ps.left.Add(-1) == 0 {
+		close(ps.done)
+	}
+}
+
+// emitPass emits the segments of one pass and waits until they are
+// scanned. It stops early when every block is found.
+func (d *delta) emitPass(ctx context.Context, ps *pass, segs []segment, emit func(segment) error) error {
+	defer ps.finish()
+	for _, sg := range segs {
+		for start := sg.start; start < sg.end; start += d.opts.SegmentSize {
+			if d.matches.Complete() {
+				return nil // nothing left to find: stop reading
+			}
+			ps.left.Add(1)
+			if err := emit(segment{seed: sg.seed, start: start, end: min(start+d.opts.SegmentSize, sg.end), pass: ps}); err != nil {
+				ps.finish() // not emitted
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// secondPass returns the regions of the seeds for the second pass: the
+// stretches of the runs followed in the first pass whose blocks were found
+// at another place too, merged where they overlap.
+func (d *delta) secondPass() []segment {
+	var segs []segment
+	bs := int64(d.ix.bs)
+	for _, r := range d.runs {
+		n := (r.end - r.start) / bs
+		for k := int64(0); k < n; k++ {
+			if !d.elsewhere[r.first+k].Load() {
+				continue
+			}
+			from := k
+			for k+1 < n && d.elsewhere[r.first+k+1].Load() {
+				k++
+			}
+			segs = append(segs, segment{seed: r.seed, start: r.start + from*bs, end: r.start + (k+1)*bs})
+		}
+	}
+	slices.SortFunc(segs, func(a, b segment) int {
+		if a.seed != b.seed {
+			return a.seed - b.seed
+		}
+		return cmp.Compare(a.start, b.start)
+	})
+	var merged []segment
+	for _, sg := range segs {
+		if k := len(merged) - 1; k >= 0 && merged[k].seed == sg.seed && sg.start <= merged[k].end {
+			merged[k].end = max(merged[k].end, sg.end)
+			continue
+		}
+		merged = append(merged, sg)
+	}
+	return merged
 }
 
 // Size returns the length of the segment (pipeline.Sizer).
@@ -183,19 +299,26 @@ func (d *delta) scanStages(p *pipeline.Pipeline) *pipeline.Stream[int64] {
 		if d.ix.n == 0 {
 			return nil
 		}
+		whole := make([]segment, len(d.seeds))
 		for si, s := range d.seeds {
-			for start := int64(0); start < s.Size; start += d.opts.SegmentSize {
-				if d.matches.Complete() {
-					return nil // nothing left to find: stop reading
-				}
-				if err := emit(segment{seed: si, start: start, end: min(start+d.opts.SegmentSize, s.Size)}); err != nil {
-					return err
-				}
-			}
+			whole[si] = segment{seed: si, start: 0, end: s.Size}
 		}
-		return nil
+		first := d.newPass(false)
+		if err := d.emitPass(ctx, first, whole, emit); err != nil {
+			return err
+		}
+		select {
+		case <-first.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if d.matches.Complete() {
+			return nil
+		}
+		return d.emitPass(ctx, d.newPass(true), d.secondPass(), emit)
 	})
 	return pipeline.MapUnordered(p, "scan", segments, d.opts.Workers, func(ctx context.Context, seg segment) (int64, error) {
+		defer seg.pass.finish()
 		if d.matches.Complete() {
 			return 0, nil
 		}
@@ -218,6 +341,23 @@ type scanner struct {
 	// found blocks stay found, so its chain need not be walked again.
 	known     uint64
 	haveKnown bool
+	// before marks the blocks found before the segment's pass.
+	before []uint64
+	// mine marks the duplicate groups (by their first block) that this
+	// scanner has found in its segment, a bit per block.
+	mine []uint64
+	// runs lists the runs followed in the first pass.
+	runs []run
+}
+
+// has reports whether block i is known to the scanner: found before its
+// pass began, or found by the scanner itself (see pass).
+func (sc *scanner) has(i int64) bool {
+	if sc.before[i>>6]&(1<<(i&63)) != 0 {
+		return true
+	}
+	g := int64(sc.ix.dupFirst[i])
+	return sc.mine[g>>6]&(1<<(g&63)) != 0
 }
 
 func (d *delta) scan(ctx context.Context, seg segment) error {
@@ -243,13 +383,27 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 		return fmt.Errorf("read seed %s at %d: %w", s.Name, seg.start, err)
 	}
 	clear(buf[avail:])
+	mp, _ := d.masks.Get().(*[]uint64)
+	if mp == nil {
+		m := make([]uint64, len(seg.pass.known))
+		mp = &m
+	}
+	defer d.masks.Put(mp)
+	clear(*mp)
 	sc := &scanner{
 		d: d, ix: ix, seed: seg.seed, base: seg.start, buf: buf,
 		end:    int(seg.end - seg.start),
 		digest: make([]byte, lanes*ix.sb),
 		blocks: make([][]byte, 0, lanes),
+		before: seg.pass.known,
+		mine:   *mp,
 	}
 	err = sc.scan(ctx)
+	if !seg.pass.second && len(sc.runs) > 0 {
+		d.runsMu.Lock()
+		d.runs = append(d.runs, sc.runs...)
+		d.runsMu.Unlock()
+	}
 	if d.opts.Progress != nil {
 		d.opts.Progress(d.scanned.Add(seg.end - seg.start))
 	}
@@ -329,7 +483,7 @@ outer:
 				}
 			}
 			if uint64(r0) == last {
-				if sc.d.matches.Has(int64(ix.last)) {
+				if sc.has(int64(ix.last)) {
 					last = 1 << 32
 				} else if err := sc.tryLast(q); err != nil {
 					return err
@@ -377,7 +531,6 @@ func firstNonZero(b []byte, from int) int {
 func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 	ix := sc.ix
 	bs := ix.bs
-	m := sc.d.matches
 	hashed := false
 	allKnown := true
 	defer func() {
@@ -392,7 +545,7 @@ func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 			continue
 		}
 		i := int64(en.blk)
-		if m.Has(i) && (ix.seq == 1 || m.Has(i+1)) {
+		if sc.has(i) && (ix.seq == 1 || sc.has(i+1)) {
 			continue // nothing to gain here
 		}
 		allKnown = false
@@ -412,7 +565,7 @@ func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 		// then only block i is taken from here.
 		count := ix.seq
 		if ix.seq == 2 && !bytes.Equal(sc.digest[ix.sb:2*ix.sb], ix.strongOf(int(i)+1)) {
-			if !m.Has(i + 1) {
+			if !sc.has(i + 1) {
 				continue
 			}
 			count = 1
@@ -420,7 +573,9 @@ func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 		if err := sc.found(i, p, count); err != nil {
 			return p, err
 		}
-		return sc.follow(i+int64(count), p+count*bs)
+		next, err := sc.follow(i+int64(count), p+count*bs)
+		sc.runs = append(sc.runs, run{seed: sc.seed, start: sc.base + int64(p), end: sc.base + int64(next), first: i})
+		return next, err
 	}
 	return p, nil
 }
@@ -454,16 +609,15 @@ func (sc *scanner) tryLast(p int) error {
 func (sc *scanner) follow(i int64, p int) (int, error) {
 	ix := sc.ix
 	bs := ix.bs
-	m := sc.d.matches
 	for {
-		if i >= int64(ix.n) || p+bs > len(sc.buf) || m.Has(i) ||
+		if i >= int64(ix.n) || p+bs > len(sc.buf) || sc.has(i) ||
 			rollsum.Block(sc.buf[p:p+bs]).Packed()&ix.mask != ix.rsum[i] {
 			return p, nil
 		}
 		sc.blocks = sc.blocks[:0]
 		for j := 0; j < lanes; j++ {
 			q := p + j*bs
-			if i+int64(j) >= int64(ix.n) || q+bs > len(sc.buf) || j > 0 && m.Has(i+int64(j)) {
+			if i+int64(j) >= int64(ix.n) || q+bs > len(sc.buf) || j > 0 && sc.has(i+int64(j)) {
 				break
 			}
 			sc.blocks = append(sc.blocks, sc.buf[q:q+bs])
@@ -499,15 +653,20 @@ func (sc *scanner) found(i int64, p int, count int) error {
 		blk := i + int64(j)
 		off := sc.base + int64(p+j*bs)
 		leader := ix.dupFirst[blk]
+		sc.mine[leader>>6] |= 1 << (leader & 63)
+		if m.Set(blk, sc.seed, off) {
+			newRun = true
+		} else if s, o, _ := m.Lookup(blk); s != sc.seed || o != off {
+			sc.d.elsewhere[blk].Store(true)
+		}
 		if sc.d.grouped[leader].Load() {
 			continue // every block of the group has a location already
 		}
 		for g := leader; g >= 0; g = ix.dupNext[g] {
-			if !m.Set(int64(g), sc.seed, off) {
-				continue
-			}
 			if int64(g) >= i && int64(g) < i+int64(count) {
-				newRun = true
+				continue // in the run: recorded above, written below
+			}
+			if !m.Set(int64(g), sc.seed, off) {
 				continue
 			}
 			if on != nil {

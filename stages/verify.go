@@ -25,33 +25,53 @@ var ErrNoFileHash = errors.New("control file has no whole-file hash")
 // Verify reads the rebuilt target from r and checks its length and the
 // control file's whole-file hashes (SHA-1 and/or SHA-256).
 func Verify(ctx context.Context, r io.Reader, h *control.Header) error {
-	var hashes []hash.Hash
-	var want [][]byte
-	var names []string
-	if h.SHA256 != nil {
-		hashes, want, names = append(hashes, sha256.New()), append(want, h.SHA256), append(names, "SHA-256")
-	}
-	if h.SHA1 != nil {
-		hashes, want, names = append(hashes, sha1.New()), append(want, h.SHA1), append(names, "SHA-1")
-	}
-	ws := make([]io.Writer, len(hashes))
-	for i, hh := range hashes {
-		ws[i] = hh
-	}
-	n, err := io.Copy(io.MultiWriter(ws...), &ctxReader{ctx: ctx, r: r})
+	fh := newFileHashes(h)
+	n, err := io.Copy(fh, &ctxReader{ctx: ctx, r: r})
 	if err != nil {
 		return fmt.Errorf("verify: read output: %w", err)
 	}
 	if n != h.Length {
 		return fmt.Errorf("verify: output has %d bytes, want %d: %w", n, h.Length, ErrMismatch)
 	}
-	for i, hh := range hashes {
-		if got := hh.Sum(nil); !bytes.Equal(got, want[i]) {
-			return fmt.Errorf("verify: %s is %x, want %x: %w", names[i], got, want[i], ErrMismatch)
-		}
+	return fh.check()
+}
+
+// fileHashes computes the whole-file hashes a control file carries.
+type fileHashes struct {
+	hashes []hash.Hash
+	want   [][]byte
+	names  []string
+}
+
+func newFileHashes(h *control.Header) *fileHashes {
+	fh := &fileHashes{}
+	if h.SHA256 != nil {
+		fh.hashes, fh.want, fh.names = append(fh.hashes, sha256.New()), append(fh.want, h.SHA256), append(fh.names, "SHA-256")
 	}
-	if len(hashes) == 0 {
+	if h.SHA1 != nil {
+		fh.hashes, fh.want, fh.names = append(fh.hashes, sha1.New()), append(fh.want, h.SHA1), append(fh.names, "SHA-1")
+	}
+	return fh
+}
+
+// Write feeds p to every hash.
+func (fh *fileHashes) Write(p []byte) (int, error) {
+	for _, hh := range fh.hashes {
+		hh.Write(p)
+	}
+	return len(p), nil
+}
+
+// check compares the hashes with the control file's. It returns
+// ErrNoFileHash when the control file has none.
+func (fh *fileHashes) check() error {
+	if len(fh.hashes) == 0 {
 		return ErrNoFileHash
+	}
+	for i, hh := range fh.hashes {
+		if got := hh.Sum(nil); !bytes.Equal(got, fh.want[i]) {
+			return fmt.Errorf("verify: %s is %x, want %x: %w", fh.names[i], got, fh.want[i], ErrMismatch)
+		}
 	}
 	return nil
 }
@@ -68,9 +88,7 @@ type PrefixVerifier struct {
 	r      io.ReaderAt
 	h      *control.Header
 	pt     *Patcher
-	hashes []hash.Hash
-	want   [][]byte
-	names  []string
+	fh     *fileHashes
 	pos    int64 // owned by Run
 	hashed atomic.Int64
 	buf    []byte
@@ -79,14 +97,7 @@ type PrefixVerifier struct {
 // NewPrefixVerifier returns a verifier reading the output through r as pt
 // writes it.
 func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVerifier {
-	v := &PrefixVerifier{r: r, h: h, pt: pt, buf: make([]byte, verifyWindow)}
-	if h.SHA256 != nil {
-		v.hashes, v.want, v.names = append(v.hashes, sha256.New()), append(v.want, h.SHA256), append(v.names, "SHA-256")
-	}
-	if h.SHA1 != nil {
-		v.hashes, v.want, v.names = append(v.hashes, sha1.New()), append(v.want, h.SHA1), append(v.names, "SHA-1")
-	}
-	return v
+	return &PrefixVerifier{r: r, h: h, pt: pt, fh: newFileHashes(h), buf: make([]byte, verifyWindow)}
 }
 
 // Hashed returns how many leading bytes of the output have been hashed. It
@@ -124,7 +135,7 @@ func (v *PrefixVerifier) Step(limit int64) error {
 	if limit > 0 {
 		stop = min(v.pos+limit, v.h.Length)
 	}
-	if len(v.hashes) == 0 {
+	if len(v.fh.hashes) == 0 {
 		// Nothing to hash: the verifier only follows the writes.
 		for v.pos < v.h.Length && v.pt.Done(v.pos/int64(v.h.Blocksize)) {
 			v.pos = min(v.pos+int64(v.h.Blocksize), v.h.Length)
@@ -158,9 +169,7 @@ func (v *PrefixVerifier) hash(from, to int64) error {
 		if _, err := v.r.ReadAt(chunk, from); err != nil && !(errors.Is(err, io.EOF) && from+int64(len(chunk)) == v.h.Length) {
 			return fmt.Errorf("verify: read output at %d: %w", from, err)
 		}
-		for _, hh := range v.hashes {
-			hh.Write(chunk)
-		}
+		v.fh.Write(chunk)
 		from += int64(len(chunk))
 	}
 	return nil
@@ -172,15 +181,7 @@ func (v *PrefixVerifier) Verify() error {
 	if v.pos != v.h.Length {
 		return fmt.Errorf("verify: only %d of %d bytes hashed", v.pos, v.h.Length)
 	}
-	if len(v.hashes) == 0 {
-		return ErrNoFileHash
-	}
-	for i, hh := range v.hashes {
-		if got := hh.Sum(nil); !bytes.Equal(got, v.want[i]) {
-			return fmt.Errorf("verify: %s is %x, want %x: %w", v.names[i], got, v.want[i], ErrMismatch)
-		}
-	}
-	return nil
+	return v.fh.check()
 }
 
 // ctxReader stops a long read when its context is cancelled.

@@ -3,15 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math/bits"
+	"math"
 	"strings"
 
 	"github.com/dustin/go-humanize"
-)
 
-// maxBlocksize bounds -b: larger blocks make no sense for zsync and would
-// not fit the int of every platform.
-const maxBlocksize = 1 << 30
+	"github.com/zsyncpipe/zsyncpipe/control"
+)
 
 // blocksizeFlag is a -b value: a power of two given in any form that
 // humanize.ParseBytes accepts ("2048", "4KiB", "4k"). Zero means the
@@ -30,8 +28,8 @@ func (b *blocksizeFlag) Set(s string) error {
 	if err != nil {
 		return fmt.Errorf("not a size: %q", s)
 	}
-	if n == 0 || n > maxBlocksize || bits.OnesCount64(n) != 1 {
-		return fmt.Errorf("block size %d is not a power of two between 1 and %d", n, maxBlocksize)
+	if err := control.CheckMakeBlocksize(int64(min(n, math.MaxInt64))); err != nil {
+		return err
 	}
 	*b = blocksizeFlag(n)
 	return nil

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
 // result is the outcome of one in-process run.
@@ -37,19 +39,11 @@ func mustRun(t *testing.T, args ...string) result {
 	return r
 }
 
-// lookTool returns the path of the external program name. When it is
-// missing the test is skipped, or fails on CI (CI set in the environment),
-// where .ci/run installs it.
+// lookTool returns the path of the external program name (package zsync),
+// as testtool.Look.
 func lookTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required on CI: %v", name, err)
-		}
-		t.Skipf("%s not installed (apt-get install zsync): %v", name, err)
-	}
-	return p
+	return testtool.Look(t, name, "zsync")
 }
 
 // tool runs an external program with a timeout in dir, with proxies removed

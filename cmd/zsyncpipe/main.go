@@ -2,13 +2,22 @@
 //
 // Usage:
 //
-//	zsyncpipe make [-b blocksize] [-o out.zsync] [-u url]... [-f filename] [--legacy] [-v] [-q] FILE
-//	zsyncpipe sync [-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]...
-//	               [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL
-//	zsyncpipe demo [-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]
-//	zsyncpipe bench [--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file]
-//	zsyncpipe index [--watch] [--beside] [--legacy] [--small size] [-v] [-q] DIR
-//	zsyncpipe serve [--listen addr] [--tls-cert file --tls-key file] [index flags] DIR
+//	zsyncpipe make [-b blocksize] [-f name] [--legacy] [-o path] [-q] [-u URL]... [-v] FILE
+//	zsyncpipe sync [-A host=user:pass]... [-i seed]... [-k path] [--max-ranges n] [--no-fsync]
+//	               [-o path] [--parallel n] [-q] [--retries n] [-s] [-u URL] [--url URL]... [-v]
+//	               CONTROL
+//	zsyncpipe demo [-b blocksize] [--dir dir] [--keep] [--legacy] [--seed seed] [--size size]
+//	zsyncpipe bench [--binary binary] [--block-sizes list] [--corpus kind] [--json] [--legacy]
+//	                [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed] [--size size]
+//	                [--zsync]
+//	zsyncpipe index [-b blocksize] [--beside] [--inline size] [-j n] [--legacy] [--no-fsync] [-q]
+//	                [--rescan duration] [--settle duration] [--small size] [-v] [--watch] DIR
+//	zsyncpipe serve [-b blocksize] [--beside] [--inline size] [-j n] [--legacy] [--listen address]
+//	                [--no-fsync] [--no-index] [-q] [--rescan duration] [--settle duration] [--small size]
+//	                [--tls-cert file] [--tls-key file] DIR
+//	zsyncpipe mirror [-A host=user:pass]... [--allow-outside-links] [-c] [--checksum] [--delete]
+//	                 [--dry-run] [-n] [--no-fsync] [--parallel n] [-q] [--retries n] [--skip-unchanged]
+//	                 [-v] URL DIR
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //

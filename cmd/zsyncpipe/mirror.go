@@ -35,8 +35,8 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(dry, "dry-run", false, "same as -n")
 	skip := fs.Bool("skip-unchanged", false, "scan only changed and removed local files for data, not those the new tree keeps (faster; misses data shared with unchanged files)")
 	outside := fs.Bool("allow-outside-links", false, "accept symlinks pointing outside DIR")
-	parallel := fs.Int("parallel", 16, "files fetched at once")
-	retries := fs.Int("retries", httpsource.DefaultRetries, "retries of a failed request, with exponential backoff")
+	parallel := fs.Int("parallel", 16, "`n` files fetched at once")
+	retries := fs.Int("retries", httpsource.DefaultRetries, "`n` retries of a failed request, with exponential backoff")
 	var auth listFlag
 	fs.Var(&auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
 	noFsync := fs.Bool("no-fsync", false, "do not flush files to disk before renaming them into place")

@@ -28,12 +28,13 @@ type env struct {
 	stdout, stderr io.Writer
 }
 
-// command is one sub-command of zsyncpipe.
+// command is one sub-command of zsyncpipe. Its synopsis is made from its
+// flag set (see synopsis), so that it cannot drift from the flags.
 type command struct {
-	name    string
-	args    string // synopsis after the command name
-	summary string // one line for the command list
-	run     func(ctx context.Context, e *env, args []string) error
+	name     string
+	operands string // the operands after the flags, e.g. "FILE"
+	summary  string // one line for the command list
+	run      func(ctx context.Context, e *env, args []string) error
 }
 
 // commands lists the sub-commands in the order "help" shows them.
@@ -43,20 +44,13 @@ func init() {
 	// Assigned here rather than in the declaration because cmdHelp refers
 	// to commands.
 	commands = []*command{
-		{"make", "[-b blocksize] [-o out.zsync] [-u url]... [-f filename] [--legacy] [-v] [-q] FILE",
-			"make the control file (.zsync) of FILE", cmdMake},
-		{"sync", "[-i seed]... [-o out] [-k saved.zsync] [-u base-url] [-A host=user:pass]... [--url mirror]... [--parallel n] [--no-fsync] [-v] [-q] CONTROL",
-			"rebuild the file described by CONTROL from local data and downloads", cmdSync},
-		{"mirror", "[--delete] [-c] [-n] [--skip-unchanged] [--allow-outside-links] [--parallel n] [-A host=user:pass]... [--retries n] [--no-fsync] [-v] [-q] URL DIR",
-			"make DIR match the tree published at URL, downloading only what no local file holds", cmdMirror},
-		{"demo", "[-size 32MiB] [-seed n] [-b blocksize] [--legacy] [-keep] [-dir dir]",
-			"make and sync generated data end to end, and verify the result", cmdDemo},
-		{"bench", "[--corpus kind|OLD,NEW] [--size n] [--block-sizes list] [--runs n] [--json] [--plot file] [--no-zsync]",
-			"measure make and sync over a sweep of block sizes, beside zsync", cmdBench},
-		{"index", "[--watch] [--beside] [--legacy] [--small size] [--inline size] [-b blocksize] [-j n] [--no-fsync] [--settle d] [--rescan d] [-v] [-q] DIR",
-			"publish the tree DIR: control files and a tree index, kept current with --watch", cmdIndex},
-		{"serve", "[--listen addr] [--tls-cert file --tls-key file] [--no-index] [index flags] [-q] DIR",
-			"serve the tree DIR over HTTP with Range support while keeping its index current", cmdServe},
+		{"make", "FILE", "make the control file (.zsync) of FILE", cmdMake},
+		{"sync", "CONTROL", "rebuild the file described by CONTROL from local data and downloads", cmdSync},
+		{"mirror", "URL DIR", "make DIR match the tree published at URL, downloading only what no local file holds", cmdMirror},
+		{"index", "DIR", "publish the tree DIR: control files and a tree index, kept current with --watch", cmdIndex},
+		{"serve", "DIR", "serve the tree DIR over HTTP with Range support while keeping its index current", cmdServe},
+		{"demo", "", "make and sync generated data end to end, and verify the result", cmdDemo},
+		{"bench", "", "measure make and sync over a sweep of block sizes, beside zsync", cmdBench},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
 	}
@@ -168,7 +162,7 @@ Commands:
 Synopsis:
 `)
 	for _, c := range commands {
-		fmt.Fprintln(w, "\t"+strings.TrimSpace("zsyncpipe "+c.name+" "+c.args))
+		fmt.Fprintln(w, "\t"+synopsis(c))
 	}
 	fmt.Fprint(w, `
 make writes FILE.zsync in the current directory (zsyncmake's default). Its
@@ -224,11 +218,11 @@ func newFlagSet(e *env, c string, intro string) *flagSet {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {} // the flag package calls it on every error
 	help := func() {
-		synopsis := ""
+		operands := ""
 		if cmd := lookup(c); cmd != nil {
-			synopsis = cmd.args
+			operands = cmd.operands
 		}
-		fmt.Fprintln(e.stdout, strings.TrimSpace("Usage: zsyncpipe "+c+" "+synopsis))
+		fmt.Fprintln(e.stdout, "Usage: "+flagSynopsis(c, fs, operands))
 		if intro = strings.TrimSpace(intro); intro != "" {
 			fmt.Fprintf(e.stdout, "\n%s\n", intro)
 		}
@@ -240,6 +234,43 @@ func newFlagSet(e *env, c string, intro string) *flagSet {
 		}
 	}
 	return &flagSet{FlagSet: fs, help: help}
+}
+
+// synopsis returns the one-line synopsis of command c, made from its flag
+// set: "zsyncpipe make [-b blocksize] … FILE".
+func synopsis(c *command) string {
+	if c.name == "help" {
+		return "zsyncpipe help [command]"
+	}
+	var out strings.Builder
+	c.run(context.Background(), &env{stdout: &out, stderr: io.Discard}, []string{"-h"})
+	line, _, _ := strings.Cut(out.String(), "\n")
+	return strings.TrimPrefix(line, "Usage: ")
+}
+
+// flagSynopsis returns the synopsis of command c with flag set fs: every
+// flag in brackets with the name of its value, "..." after flags that may
+// be repeated, then the operands.
+func flagSynopsis(c string, fs *flag.FlagSet, operands string) string {
+	parts := []string{"zsyncpipe", c}
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "-" + f.Name
+		if len(f.Name) > 1 {
+			name = "--" + f.Name
+		}
+		if v, _ := flag.UnquoteUsage(f); v != "" {
+			name += " " + v
+		}
+		part := "[" + name + "]"
+		if _, ok := f.Value.(*listFlag); ok {
+			part += "..."
+		}
+		parts = append(parts, part)
+	})
+	if operands != "" {
+		parts = append(parts, operands)
+	}
+	return strings.Join(parts, " ")
 }
 
 func hasFlags(fs *flag.FlagSet) bool {

@@ -173,14 +173,15 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestBlocksizeFlag(t *testing.T) {
-	good := map[string]int{"1": 1, "2048": 2048, "4KiB": 4096, "4 KiB": 4096, "64kib": 65536, "1MiB": 1 << 20, "1GiB": 1 << 30}
+	good := map[string]int{"16": 16, "2048": 2048, "4KiB": 4096, "4 KiB": 4096, "64kib": 65536, "1MiB": 1 << 20, "1GiB": 1 << 30}
 	for s, want := range good {
 		var b blocksizeFlag
 		if err := b.Set(s); err != nil || int(b) != want {
 			t.Errorf("Set(%q) = %d, %v; want %d", s, b, err, want)
 		}
 	}
-	for _, s := range []string{"", "0", "3", "3000", "4k", "4KB", "-2048", "2GiB", "x"} {
+	// Below control.MinMakeBlocksize too: make would refuse it later.
+	for _, s := range []string{"", "0", "1", "8", "3", "3000", "4k", "4KB", "-2048", "2GiB", "x"} {
 		var b blocksizeFlag
 		if err := b.Set(s); err == nil {
 			t.Errorf("Set(%q) = %d, want error", s, b)
@@ -241,5 +242,23 @@ func TestFormatSummary(t *testing.T) {
 	s.Ranges, s.Requests = 1, 1
 	if got := formatSummary("f", s); !strings.Contains(got, "9.9 MiB fetched in 1 range) in") {
 		t.Errorf("one range: %q", got)
+	}
+}
+
+// TestSynopsesDocumented checks that README.md and the command's doc
+// comment show the synopses the command makes from its flags, so that the
+// three cannot drift apart.
+func TestSynopsesDocumented(t *testing.T) {
+	normalize := func(s string) string {
+		s = strings.ReplaceAll(s, "//", " ")
+		return strings.Join(strings.Fields(s), " ")
+	}
+	for _, doc := range []string{"../../README.md", "main.go"} {
+		text := normalize(string(readFile(t, doc)))
+		for _, c := range commands {
+			if syn := synopsis(c); !strings.Contains(text, normalize(syn)) {
+				t.Errorf("%s lacks the synopsis %q", doc, syn)
+			}
+		}
 	}
 }

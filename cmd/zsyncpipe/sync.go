@@ -46,9 +46,9 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	var auth, mirrors listFlag
 	fs.Var(&auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
 	fs.Var(&mirrors, "url", "further `URL` of the target to fetch from, beside the control file's; may be repeated")
-	parallel := fs.Int("parallel", stages.DefaultConcurrency, "range requests in flight at once")
-	maxRanges := fs.Int("max-ranges", httpsource.DefaultMaxRanges, "ranges per HTTP request to start with (halved while a server refuses)")
-	retries := fs.Int("retries", httpsource.DefaultRetries, "retries of a failed request, with exponential backoff")
+	parallel := fs.Int("parallel", stages.DefaultConcurrency, "`n` range requests in flight at once")
+	maxRanges := fs.Int("max-ranges", httpsource.DefaultMaxRanges, "`n` ranges per HTTP request to start with (halved while a server refuses)")
+	retries := fs.Int("retries", httpsource.DefaultRetries, "`n` retries of a failed request, with exponential backoff")
 	verbose := fs.Bool("v", false, "print per-stage statistics and notes")
 	noFsync := fs.Bool("no-fsync", false, "do not flush the result to disk before renaming it into place (faster; a crash right after may leave a damaged file)")
 	pos, err := parseFlags(fs, args)
