@@ -106,11 +106,17 @@ type Options struct {
 	Settle time.Duration
 	// Walk replaces the walk of the tree on disk; nil means WalkDir.
 	Walk Walker
+	// OnEntry, if set, is the caller's own sink: it receives every entry of
+	// the new index, in walk order, as the pipeline produces it (control
+	// files already written, the index not yet). Its error stops Index
+	// before the index is replaced.
+	OnEntry func(context.Context, treeindex.Entry) error
 	// OnChange, if set, is called for every change once the control file
 	// and the index describing it are in place. Its error stops Index.
 	OnChange func(context.Context, Change) error
 	// Warn, if set, receives warnings (skipped special files, lost
-	// events, passes of Watch that failed).
+	// events, passes of Watch that failed). It may be called from several
+	// goroutines at once.
 	Warn func(error)
 
 	// Rescan is how often Watch walks the whole tree even without events;
@@ -156,6 +162,10 @@ type Result struct {
 	Changes int
 	// Unsettled counts files left alone because they changed too recently.
 	Unsettled int
+	// Skipped counts files left out because they cannot be opened
+	// (permission denied, or a path that now leads out of the tree through
+	// a symlink); each is reported through Options.Warn.
+	Skipped int
 	// Generation and Sum identify the index now in place; Written reports
 	// whether this pass replaced it.
 	Generation uint64

@@ -228,6 +228,29 @@ func TestIndexIncremental(t *testing.T) {
 	}
 }
 
+// TestIndexReplaced: a file replaced by another of the same size and mtime
+// (rename over it) is noticed through its inode.
+func TestIndexReplaced(t *testing.T) {
+	dir := tree(t)
+	if _, err := Index(context.Background(), dir, Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "a", "b", "mid.bin")
+	fi, _ := os.Stat(p)
+	put(t, dir, "a/b/mid.new", randBytes(99, int(fi.Size())))
+	os.Chtimes(filepath.Join(dir, "a", "b", "mid.new"), fi.ModTime(), fi.ModTime())
+	if err := os.Rename(filepath.Join(dir, "a", "b", "mid.new"), p); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Index(context.Background(), dir, Options{NoSync: true})
+	if err != nil || res.Hashed != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if m := mismatch(t, dir); m != "" {
+		t.Fatal(m)
+	}
+}
+
 func TestIndexBeside(t *testing.T) {
 	dir := tree(t)
 	opts := Options{NoSync: true, Beside: true, Legacy: true}
@@ -273,7 +296,8 @@ func TestIndexRefusesNames(t *testing.T) {
 	}
 }
 
-// TestCustomWalker shows a caller's own walker feeding the pipeline.
+// TestCustomWalker shows a caller's own walker feeding the pipeline and
+// its own sink fed by it.
 func TestCustomWalker(t *testing.T) {
 	dir := tree(t)
 	only := func(ctx context.Context, dir string, emit func(Item) error) error {
@@ -284,7 +308,12 @@ func TestCustomWalker(t *testing.T) {
 			return nil
 		})
 	}
-	res, err := Index(context.Background(), dir, Options{NoSync: true, Walk: only})
+	var sunk []string
+	sink := func(_ context.Context, e treeindex.Entry) error {
+		sunk = append(sunk, e.Path)
+		return nil
+	}
+	res, err := Index(context.Background(), dir, Options{NoSync: true, Walk: only, OnEntry: sink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,8 +323,8 @@ func TestCustomWalker(t *testing.T) {
 		paths = append(paths, e.Path)
 	}
 	want := []string{"a", "a/b", "a/b/mid.bin", "a/empty", "a/link", "a/small.txt"}
-	if !slices.Equal(paths, want) || res.Entries != len(want) {
-		t.Fatalf("paths %q", paths)
+	if !slices.Equal(paths, want) || res.Entries != len(want) || !slices.Equal(sunk, want) {
+		t.Fatalf("paths %q, sink %q", paths, sunk)
 	}
 }
 
@@ -307,5 +336,81 @@ func TestIndexSettle(t *testing.T) {
 	res, err := Index(context.Background(), dir, Options{NoSync: true, Settle: time.Hour})
 	if err != nil || res.Unsettled != 1 || res.Files != 0 {
 		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// TestIndexFutureMTime: a file dated in the future is indexed by a pass
+// with a settle time instead of waiting forever.
+func TestIndexFutureMTime(t *testing.T) {
+	dir := t.TempDir()
+	put(t, dir, "f", []byte("from the future"))
+	future := time.Now().Add(24 * time.Hour)
+	os.Chtimes(filepath.Join(dir, "f"), future, future)
+	res, err := Index(context.Background(), dir, Options{NoSync: true, Settle: time.Minute})
+	if err != nil || res.Files != 1 || res.Unsettled != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// TestIndexPublisherDirLink: a .zsyncpipe that is a symlink is refused,
+// not written through.
+func TestIndexPublisherDirLink(t *testing.T) {
+	dir, elsewhere := tree(t), t.TempDir()
+	if err := os.Symlink(elsewhere, filepath.Join(dir, ".zsyncpipe")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Index(context.Background(), dir, Options{NoSync: true}); !errors.Is(err, ErrName) {
+		t.Fatalf("err = %v", err)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Fatalf("wrote %d files through the link", len(ents))
+	}
+}
+
+// TestWalkStaysInside: the walk never leaves the tree, even through a
+// directory swapped for a symlink to outside it.
+func TestWalkStaysInside(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	put(t, outside, "secret", []byte("secret"))
+	put(t, dir, "d/x", []byte("x"))
+	var got []string
+	swapped := false
+	err := WalkDir(context.Background(), dir, func(it Item) error {
+		got = append(got, it.Path)
+		if it.Path == "d" && !swapped {
+			// Swap d for a link to outside between its Lstat and its read.
+			swapped = true
+			os.RemoveAll(filepath.Join(dir, "d"))
+			if err := os.Symlink(outside, filepath.Join(dir, "d")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return nil
+	})
+	for _, p := range got {
+		if strings.Contains(p, "secret") {
+			t.Fatalf("the walk left the tree: %q (err %v)", got, err)
+		}
+	}
+}
+
+// TestIndexSmallZero: with every file given a control file, tiny files are
+// not inlined, and a second pass reads nothing.
+func TestIndexSmallZero(t *testing.T) {
+	dir := tree(t)
+	opts := Options{NoSync: true, Small: -1}
+	if _, err := Index(context.Background(), dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	if m := mismatch(t, dir); m != "" {
+		t.Fatal(m)
+	}
+	x, _ := ReadIndex(dir)
+	if e, _ := x.Lookup("a/small.txt"); e.Data != nil || e.Control == "" {
+		t.Fatalf("tiny file with --small 0: %+v", e)
+	}
+	res, err := Index(context.Background(), dir, opts)
+	if err != nil || res.Hashed != 0 || res.Written {
+		t.Fatalf("second pass: %+v %v", res, err)
 	}
 }

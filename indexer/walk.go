@@ -3,10 +3,9 @@ package indexer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/zsyncpipe/zsyncpipe"
@@ -23,28 +22,38 @@ func isTemp(name string) bool {
 }
 
 // WalkDir is the default Walker: it walks the tree on disk with sorted
-// directory reads, never follows symlinks, skips treeindex.Dir at the root
-// and the indexer's temporary files, and stops with an error wrapping
-// ErrName (and relpath.ErrUnsafe) at a name that relpath.Check refuses.
-// Entries that vanish during the walk are left out.
+// directory reads, never follows symlinks (and, reading through an
+// os.Root, never leaves the tree even if a directory is swapped for a link
+// while it walks), skips treeindex.Dir at the root and the indexer's
+// temporary files, and stops with an error wrapping ErrName (and
+// relpath.ErrUnsafe) at a name that relpath.Check refuses. Entries that
+// vanish during the walk are left out.
 func WalkDir(ctx context.Context, dir string, emit func(Item) error) error {
-	return walk(ctx, dir, "", emit)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return walk(ctx, root, "", emit)
 }
 
-func walk(ctx context.Context, root, rel string, emit func(Item) error) error {
-	full := filepath.Join(root, filepath.FromSlash(rel))
-	ents, err := os.ReadDir(full)
+// walk walks the directory d (rel from the tree's root). Each directory is
+// its own os.Root, so every lookup is one step from an open directory.
+func walk(ctx context.Context, d *os.Root, rel string, emit func(Item) error) error {
+	f, err := d.Open(".")
 	if err != nil {
-		if rel != "" && errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("index: %w", err)
+		return err
 	}
-	for _, de := range ents {
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		name := de.Name()
 		if (rel == "" && name == treeindex.Dir) || isTemp(name) {
 			continue
 		}
@@ -55,27 +64,36 @@ func walk(ctx context.Context, root, rel string, emit func(Item) error) error {
 		if err := relpath.Check(p); err != nil {
 			return nameError(err)
 		}
-		info, err := de.Info()
+		info, err := d.Lstat(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("index: %w", err)
+			return err
 		}
 		it := Item{Path: p, Info: info}
 		if info.Mode()&fs.ModeSymlink != 0 {
-			if it.Target, err = os.Readlink(filepath.Join(full, name)); err != nil {
+			if it.Target, err = d.Readlink(name); err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
-				return fmt.Errorf("index: %w", err)
+				return err
 			}
 		}
 		if err := emit(it); err != nil {
 			return err
 		}
 		if info.IsDir() {
-			if err := walk(ctx, root, p, emit); err != nil {
+			sub, err := d.OpenRoot(name)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			err = walk(ctx, sub, p, emit)
+			sub.Close()
+			if err != nil {
 				return err
 			}
 		}
@@ -83,8 +101,11 @@ func walk(ctx context.Context, root, rel string, emit func(Item) error) error {
 	return nil
 }
 
-// nameError wraps err as a refused name: ErrName and zsyncpipe.ErrUsage,
-// which the command maps to its usage exit code.
-func nameError(err error) error {
-	return fmt.Errorf("index: %w: %w (%w)", ErrName, err, zsyncpipe.ErrUsage)
-}
+// nameError wraps err as a refused name: it matches ErrName, err and
+// zsyncpipe.ErrUsage (which the command maps to its usage exit code).
+func nameError(err error) error { return &refusedName{err} }
+
+type refusedName struct{ err error }
+
+func (e *refusedName) Error() string   { return ErrName.Error() + ": " + e.err.Error() }
+func (e *refusedName) Unwrap() []error { return []error{ErrName, e.err, zsyncpipe.ErrUsage} }

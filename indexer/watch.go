@@ -51,18 +51,27 @@ func Watch(ctx context.Context, dir string, opts Options) error {
 	watched := map[string]bool{}
 	opts.Walk = func(ctx context.Context, d string, emit func(Item) error) error {
 		now := map[string]bool{}
+		var (
+			failed  int
+			lastErr error
+		)
 		err := walk(ctx, d, func(it Item) error {
 			if it.Info.IsDir() {
 				full := filepath.Join(root, filepath.FromSlash(it.Path))
-				now[full] = true
-				if !watched[full] {
-					if err := w.Add(full); err != nil {
-						opts.warn(fmt.Errorf("watch %s: %w", it.Path, err))
-					}
+				if watched[full] {
+					now[full] = true
+				} else if err := w.Add(full); err != nil {
+					failed, lastErr = failed+1, fmt.Errorf("watch %s: %w", it.Path, err)
+				} else {
+					now[full] = true
 				}
 			}
 			return emit(it)
 		})
+		if failed > 0 {
+			// Typically the inotify watch limit: one warning per pass.
+			opts.warn(fmt.Errorf("%d directories are not watched, changes there wait for the rescan (last: %w)", failed, lastErr))
+		}
 		if err == nil {
 			for d := range watched {
 				if !now[d] {
@@ -74,6 +83,7 @@ func Watch(ctx context.Context, dir string, opts Options) error {
 		return err
 	}
 
+	var prev *treeindex.Index // the index in place, after the first pass
 	next := time.NewTimer(0)
 	defer next.Stop()
 	rescan := time.NewTicker(opts.Rescan)
@@ -99,7 +109,8 @@ func Watch(ctx context.Context, dir string, opts Options) error {
 		case <-rescan.C:
 			next.Reset(0)
 		case <-next.C:
-			res, err := Index(ctx, root, opts)
+			res, x, err := index(ctx, root, opts, prev)
+			prev = x // nil after a failure: the next pass reads the file
 			if opts.OnPass != nil {
 				opts.OnPass(res, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,5 +93,59 @@ func TestWatchConverges(t *testing.T) {
 	converge("delete")
 	if _, err := os.Stat(filepath.Join(dir, ".zsyncpipe", "renamed")); !os.IsNotExist(err) {
 		t.Errorf("control files of deleted files remain: %v", err)
+	}
+}
+
+// TestWatchRescan: without any event, the periodic rescan still runs
+// passes, and a change that no event reported (made through a directory
+// that is not watched: the walker hides it until then) is picked up.
+func TestWatchRescan(t *testing.T) {
+	dir := t.TempDir()
+	put(t, dir, "hidden/f", []byte("one"))
+	var (
+		mu     sync.Mutex
+		passes int
+		show   bool
+	)
+	walker := func(ctx context.Context, d string, emit func(Item) error) error {
+		return WalkDir(ctx, d, func(it Item) error {
+			mu.Lock()
+			s := show
+			mu.Unlock()
+			if !s && strings.HasPrefix(it.Path, "hidden") {
+				return nil // not walked, so not watched either
+			}
+			return emit(it)
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Watch(ctx, dir, Options{NoSync: true, Settle: 10 * time.Millisecond, Rescan: 100 * time.Millisecond, Walk: walker,
+			OnPass: func(*Result, error) { mu.Lock(); passes++; mu.Unlock() }})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	show = true
+	mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := mismatch(t, dir); m == "" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the rescan did not pick up the change: %s", m)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if passes < 3 {
+		t.Fatalf("%d passes, want several from the rescan", passes)
 	}
 }

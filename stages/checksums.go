@@ -145,6 +145,12 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 	if chunkSize > 4<<20 {
 		chunkSize = 4 << 20 / bs * bs // 0 above 4 MiB blocks: one block, below
 	}
+	if opts.Length > 0 && int64(chunkSize) > opts.Length {
+		// A small input needs one chunk of its own size and a block more,
+		// so that the first read already meets the end (callers that make
+		// many control files allocate less).
+		chunkSize = int((opts.Length+int64(bs)-1)/int64(bs)*int64(bs)) + bs
+	}
 	if chunkSize < bs {
 		chunkSize = bs
 	}

@@ -111,6 +111,10 @@ type Entry struct {
 	// Target is a symlink's target, as read by os.Readlink. It is not
 	// checked to stay inside the tree: see Entry.LinkInside.
 	Target string
+	// Inode is the publisher's inode number of a file, 0 when unknown. It
+	// only lets the publisher notice a file replaced by another of the same
+	// size and mtime; clients ignore it.
+	Inode uint64
 }
 
 // modeMask is what Mode may hold.

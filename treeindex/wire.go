@@ -49,6 +49,7 @@ type entryLine struct {
 	Control string  `json:"control,omitempty"`
 	Data    *string `json:"data,omitempty"` // standard base64
 	Target  string  `json:"target,omitempty"`
+	Inode   uint64  `json:"ino,omitempty"`
 
 	End *trailer `json:"end,omitempty"`
 }
@@ -67,6 +68,7 @@ func toLine(e *Entry) entryLine {
 		Mode:    unixMode(e.Mode),
 		Control: e.Control,
 		Target:  e.Target,
+		Inode:   e.Inode,
 	}
 	if !e.MTime.IsZero() {
 		l.MTime = e.MTime.UnixNano()
@@ -96,6 +98,7 @@ func fromLine(l *entryLine) (Entry, error) {
 		Mode:    fileMode(l.Mode),
 		Control: l.Control,
 		Target:  l.Target,
+		Inode:   l.Inode,
 	}
 	if l.MTime != 0 {
 		e.MTime = time.Unix(0, l.MTime)

@@ -127,12 +127,17 @@ func cmdIndex(ctx context.Context, e *env, args []string) error {
 		if !*quiet {
 			fmt.Fprintln(e.stdout, passText(dir, res))
 		}
+		if res.Skipped > 0 {
+			return fmt.Errorf("index: %d files could not be read and are not published (see the warnings)", res.Skipped)
+		}
 		return nil
 	}
+	first := true // Watch calls OnPass from one goroutine
 	opts.OnPass = func(res *indexer.Result, err error) {
-		if err == nil && !*quiet && (res.Written || *verbose) {
+		if err == nil && !*quiet && (res.Written || *verbose || first) {
 			fmt.Fprintln(e.stdout, passText(dir, res))
 		}
+		first = first && err != nil
 	}
 	return indexer.Watch(ctx, dir, opts)
 }
@@ -146,6 +151,9 @@ func passText(dir string, r *indexer.Result) string {
 	s := fmt.Sprintf("%s: %d entries, %d files (%s); read %d files (%s), wrote %d control files; generation %d, %s; %s",
 		dir, r.Entries, r.Files, humanize.IBytes(uint64(r.Bytes)), r.Hashed, humanize.IBytes(uint64(r.HashedBytes)),
 		r.Controls, r.Generation, state, seconds(r.Duration))
+	if r.Skipped > 0 {
+		s += fmt.Sprintf("; %d unreadable files skipped", r.Skipped)
+	}
 	if r.Unsettled > 0 {
 		s += fmt.Sprintf("; %d files still changing", r.Unsettled)
 	}

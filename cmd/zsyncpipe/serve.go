@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -52,6 +53,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if (*cert == "") != (*key == "") {
 		return usagef("serve", "--tls-cert and --tls-key go together")
 	}
+	var tlsConfig *tls.Config
+	if *cert != "" {
+		pair, err := tls.LoadX509KeyPair(*cert, *key)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -73,11 +82,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			files.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 30 * time.Second,
+		TLSConfig:         tlsConfig,
 	}
 	served := make(chan error, 1)
 	go func() {
 		if *cert != "" {
-			served <- srv.ServeTLS(ln, *cert, *key)
+			served <- srv.ServeTLS(ln, "", "")
 		} else {
 			served <- srv.Serve(ln)
 		}
@@ -101,12 +111,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			mu.Unlock()
 			return nil
 		}
+		first := true
 		opts.OnPass = func(res *indexer.Result, err error) {
-			if err != nil || *quiet || !res.Written {
-				return
-			}
 			mu.Lock()
 			defer mu.Unlock()
+			if err != nil || *quiet || (!res.Written && !first) {
+				return
+			}
+			first = false
 			fmt.Fprintf(e.stdout, "%s; last change: %s; %d requests served\n", passText(dir, res), last, requests.Load())
 		}
 		go func() { watched <- indexer.Watch(wctx, dir, opts) }()

@@ -4,7 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,7 +48,7 @@ func (l *lockedBuffer) String() string {
 // startServe runs "zsyncpipe serve" in the test's process on a free
 // loopback port and returns its base URL (with a trailing slash) and a
 // function that stops it as SIGTERM does and returns its exit code.
-func startServe(t *testing.T, dir string, args ...string) (string, func() int) {
+func startServe(t testing.TB, dir string, args ...string) (string, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -59,7 +68,7 @@ func startServe(t *testing.T, dir string, args ...string) (string, func() int) {
 	go io.Copy(io.Discard, br)
 	_, rest, _ := strings.Cut(line, " at ")
 	base, _, _ := strings.Cut(rest, " ")
-	if !strings.HasPrefix(base, "http://127.0.0.1:") {
+	if !strings.HasPrefix(base, "http://127.0.0.1:") && !strings.HasPrefix(base, "https://127.0.0.1:") {
 		cancel()
 		t.Fatalf("serve's first line: %q", line)
 	}
@@ -192,5 +201,56 @@ func TestIndexCommand(t *testing.T) {
 	}
 	if r := runZ(t, "serve", "--tls-cert", "x", dir); r.code != exitUsage {
 		t.Errorf("--tls-cert alone: exit %d", r.code)
+	}
+	if r := runZ(t, "serve", "--tls-cert", "nothing.pem", "--tls-key", "nothing.pem", dir); r.code != exitIO || r.stdout != "" {
+		t.Errorf("missing certificate: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+// TestServeTLS: serve answers HTTPS with the given certificate.
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "f"), []byte("over TLS"))
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(t.TempDir(), "cert.pem"), filepath.Join(t.TempDir(), "key.pem")
+	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
+	base, stop := startServe(t, dir, "--tls-cert", certFile, "--tls-key", keyFile, "--no-index")
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("URL %s", base)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get(base + "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "over TLS" {
+		t.Fatalf("body %q", b)
+	}
+	client.CloseIdleConnections()
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }
