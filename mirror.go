@@ -138,7 +138,8 @@ var (
 //
 // An index that is malformed or unsafe (paths escaping Dir, duplicates,
 // links out of Dir without AllowOutsideLinks) is refused before anything
-// changes; the error wraps treeindex.ErrFormat or relpath.ErrUnsafe. When
+// changes; the error wraps treeindex.ErrFormat (and relpath.ErrUnsafe for
+// paths and links that would leave Dir). When
 // the tree changes on the server during the run, Mirror starts again on the
 // new generation (at most three times, then ErrTreeChanged).
 func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
@@ -380,10 +381,10 @@ func (m *mirrorRun) checkIndex() error {
 	for i := range m.idx.Entries {
 		e := &m.idx.Entries[i]
 		if e.Path == MirrorStateDir || strings.HasPrefix(e.Path, MirrorStateDir+"/") {
-			return fmt.Errorf("mirror: index lists %q, the mirror's own directory: %w", e.Path, relpath.ErrUnsafe)
+			return fmt.Errorf("mirror: index lists %q, the mirror's own directory: %w: %w", e.Path, treeindex.ErrFormat, relpath.ErrUnsafe)
 		}
 		if e.Type == treeindex.Symlink && !m.opts.AllowOutsideLinks && !e.LinkInside() {
-			return fmt.Errorf("mirror: index entry %q is a symlink to %q, outside the tree (allow with --allow-outside-links): %w", e.Path, e.Target, relpath.ErrUnsafe)
+			return fmt.Errorf("mirror: index entry %q is a symlink to %q, outside the tree (allow with --allow-outside-links): %w: %w", e.Path, e.Target, treeindex.ErrFormat, relpath.ErrUnsafe)
 		}
 	}
 	return nil

@@ -11,7 +11,6 @@ import (
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/bench"
 	"github.com/zsyncpipe/zsyncpipe/control"
-	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
@@ -117,7 +116,7 @@ func exitCode(err error) int {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &fe), errors.Is(err, errBadControl),
-		errors.Is(err, treeindex.ErrFormat), errors.Is(err, relpath.ErrUnsafe): // a bad or unsafe tree index
+		errors.Is(err, treeindex.ErrFormat): // a bad or unsafe tree index (mirror)
 		return exitBadControl
 	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrFetch):
 		return exitUsage
