@@ -485,11 +485,11 @@ func TestMirrorGenerationChangesMidRun(t *testing.T) {
 }
 
 func TestMirrorManySmallFiles(t *testing.T) {
-	// 5000 files keep the test short on a loaded machine; the 100,000
-	// of docs/trees.md were measured with the same code.
-	n := 5000
+	// 2000 files keep the test short with -race on a loaded machine;
+	// docs/trees.md has a measurement with 100,000.
+	n := 2000
 	if testing.Short() {
-		n = 1000
+		n = 500
 	}
 	tmp := t.TempDir()
 	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
@@ -505,8 +505,8 @@ func TestMirrorManySmallFiles(t *testing.T) {
 	if sum.New != n+2 {
 		t.Errorf("%d new files, want %d", sum.New, n+2)
 	}
-	// Per file: one request, whole.
-	if r := requests.Load(); r > int64(n)+10 {
+	// Per file: one request, whole (and a few retries on a loaded machine).
+	if r := requests.Load(); r > int64(n)*101/100+10 {
 		t.Errorf("%d requests for %d files", r, n)
 	}
 	compareTrees(t, pub, dst, false)
