@@ -33,7 +33,7 @@ import (
 type MirrorOptions struct {
 	// URL is the root of the published tree: the http(s) URL of its
 	// directory (what a browser would open), a URL of a scheme of
-	// Transports (sftp://…), or a local directory or file URL. Required.
+	// Transports, or a local directory or file URL. Required.
 	URL string
 	// Dir is the local directory to make match the tree; required. It is
 	// created if missing.
