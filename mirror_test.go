@@ -506,7 +506,7 @@ func TestMirrorManySmallFiles(t *testing.T) {
 		t.Errorf("%d new files, want %d", sum.New, n+2)
 	}
 	// Per file: one request, whole (and a few retries on a loaded machine).
-	if r := requests.Load(); r > int64(n)*101/100+10 {
+	if r := requests.Load(); r > int64(n)*11/10+10 {
 		t.Errorf("%d requests for %d files", r, n)
 	}
 	compareTrees(t, pub, dst, false)
