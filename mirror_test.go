@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -280,7 +281,10 @@ func compareTrees(t testing.TB, want, got string, allowExtra bool) {
 
 // mirrorOpts returns options for a test mirror.
 func mirrorOpts(url, dir string) MirrorOptions {
-	return MirrorOptions{URL: url, Dir: dir, NoFsync: true, HTTP: netHTTP()}
+	// Quick retries, but patient with a loaded machine: a stall is not a
+	// failure here.
+	return MirrorOptions{URL: url, Dir: dir, NoFsync: true,
+		HTTP: httpsource.Options{Retries: 3, Backoff: 10 * time.Millisecond, IdleTimeout: 10 * time.Second}}
 }
 
 func TestMirrorOldToNew(t *testing.T) {
