@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -73,11 +74,12 @@ func LoadControl(ctx context.Context, location string, opts LoadOptions) (*Contr
 	}
 	u, remote := controlURL(location, opts.Transports)
 	var got *Fetched
+	var f *control.File
 	if !remote {
 		var err error
-		got, err = fileTransport{}.Get(ctx, u, GetOptions{MaxSize: maxSize})
+		got, f, err = readLocalControl(u, maxSize)
 		if err != nil {
-			return nil, fmt.Errorf("read control file: %w", err)
+			return nil, fmt.Errorf("%s: %w", location, err)
 		}
 		if opts.Keep != "" {
 			if err := atomicfile.WriteBytes(opts.Keep, 0o644, got.Body); err != nil {
@@ -101,10 +103,12 @@ func LoadControl(ctx context.Context, location string, opts LoadOptions) (*Contr
 			return nil, err
 		}
 	}
-	f, err := control.Read(bytes.NewReader(got.Body))
-	if err != nil {
-		// err says "control file: ..." already.
-		return nil, fmt.Errorf("%s: %w", location, err)
+	if f == nil {
+		var err error
+		if f, err = control.Read(bytes.NewReader(got.Body)); err != nil {
+			// err says "control file: ..." already.
+			return nil, fmt.Errorf("%s: %w", location, err)
+		}
 	}
 	loc := got.URL.String()
 	if got.URL.Scheme == "file" && !remote {
@@ -115,6 +119,35 @@ func LoadControl(ctx context.Context, location string, opts LoadOptions) (*Contr
 		base = loc
 	}
 	return &Control{File: f, Raw: got.Body, Location: loc, BaseURL: baseDir(base), NotModified: got.NotModified}, nil
+}
+
+// readLocalControl parses the local control file at u as a stream, keeping
+// the bytes read: a file that is not a control file, or a huge one, is
+// refused after the bytes that show it, never read whole.
+func readLocalControl(u *url.URL, maxSize int64) (*Fetched, *control.File, error) {
+	path := filepath.FromSlash(u.Path)
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read control file: %w", err)
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read control file: %w", err)
+	}
+	var raw bytes.Buffer
+	f, err := control.Read(io.TeeReader(io.LimitReader(fh, maxSize+1), &raw))
+	switch {
+	case err != nil && int64(raw.Len()) > maxSize:
+		return nil, nil, &control.FormatError{Err: fmt.Errorf("%w: larger than the limit of %d bytes", control.ErrTooLarge, maxSize)}
+	case err != nil:
+		return nil, nil, err // "control file: ..." or an I/O error
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Fetched{Body: raw.Bytes(), URL: &url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}, ModTime: fi.ModTime()}, f, nil
 }
 
 // keepCopy reads the saved copy at keep into got when the server said it

@@ -6,11 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/strong"
@@ -50,8 +50,8 @@ type MakeOptions struct {
 
 // Make reads the target from r and returns its control file.
 func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, error) {
-	if opts.Filename == "" || strings.Contains(opts.Filename, "/") {
-		return nil, fmt.Errorf("make: filename %q must be non-empty and contain no '/': %w", opts.Filename, ErrUsage)
+	if err := relpath.CheckName(opts.Filename); err != nil {
+		return nil, fmt.Errorf("make: filename %w: %w", err, ErrUsage)
 	}
 	if bs := opts.Blocksize; bs != 0 && control.CheckMakeBlocksize(int64(bs)) != nil {
 		return nil, fmt.Errorf("make: %w: %w", control.CheckMakeBlocksize(int64(bs)), ErrUsage)
@@ -117,7 +117,7 @@ func MakeFile(ctx context.Context, path string, opts MakeOptions) (*control.File
 		return nil, fmt.Errorf("make: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("make: %s is not a regular file: %w", path, ErrUsage)
+		return nil, fmt.Errorf("make: %s: %w", path, ErrNotRegular)
 	}
 	if opts.Filename == "" {
 		opts.Filename = filepath.Base(path)

@@ -116,6 +116,25 @@ func (p *partFile) save() error {
 	return saveState(p.path, p.id, p.pt, p.ctl.Blocks(), scanned)
 }
 
+// reserve writes a first state, unless there is one, while there is room
+// on the disk: when the disk fills up, the later states are written over it
+// in place (see saveState). It is not flushed: a state torn by a crash
+// does not parse, and the next run then uses the file only as a seed.
+func (p *partFile) reserve() error {
+	if p.earlier != nil {
+		return nil
+	}
+	data, err := stateBytes(p.id, p.pt, p.ctl.Blocks(), nil)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(statePath(p.path), data, 0o644); err != nil {
+		os.Remove(statePath(p.path))
+		return fmt.Errorf("save resume state: %w", err)
+	}
+	return nil
+}
+
 // keep decides, after a failed run, which partial result to keep for the
 // next run: the new one, with its state, when it holds every block found
 // locally (the set-aside seed is then no longer needed); otherwise the

@@ -1,12 +1,15 @@
 package zsyncpipe
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
@@ -95,6 +98,25 @@ func (st *resumeState) scanned(path string, fi os.FileInfo) bool {
 
 // saveState writes the state of the partial result atomically.
 func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seedID) error {
+	data, err := stateBytes(id, pt, blocks, scanned)
+	if err != nil {
+		return err
+	}
+	err = atomicfile.WriteBytes(statePath(part), 0o644, data)
+	if errors.Is(err, syscall.ENOSPC) {
+		err = overwriteState(statePath(part), bytes.TrimRight(data, " "))
+	}
+	if err != nil {
+		return fmt.Errorf("save resume state: %w", err)
+	}
+	return nil
+}
+
+// stateBytes returns the state file's content: the JSON of the state,
+// padded with spaces (which JSON ignores) to a round size with room to
+// spare, so that when the disk is full the next state can be written over
+// this one in place, needing no new space.
+func stateBytes(id string, pt *stages.Patcher, blocks int64, scanned []seedID) ([]byte, error) {
 	st := resumeState{Version: stateVersion, Control: id, Blocks: blocks, Done: make([]byte, (blocks+7)/8), Scanned: scanned}
 	for i := int64(0); i < blocks; i++ {
 		if pt.Done(i) {
@@ -103,12 +125,37 @@ func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seed
 	}
 	data, err := json.Marshal(&st)
 	if err != nil {
+		return nil, err
+	}
+	return append(data, bytes.Repeat([]byte{' '}, stateReserve(len(data))-len(data))...), nil
+}
+
+// stateReserve is the size a state file of n bytes is padded to: the next
+// 4 KiB boundary after n plus 1 KiB.
+func stateReserve(n int) int { return (n + 1024 + 4095) / 4096 * 4096 }
+
+// overwriteState writes data over the state file at path in place, padded
+// with spaces to its size, when it fits: on a full disk that needs no new
+// blocks. A crash in the middle leaves a state that does not parse, which
+// the next run ignores (the partial result then serves as a seed).
+func overwriteState(path string, data []byte) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteBytes(statePath(part), 0o644, data); err != nil {
-		return fmt.Errorf("save resume state: %w", err)
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return err
 	}
-	return nil
+	if fi.Size() < int64(len(data)) {
+		return fmt.Errorf("%w (and the state no longer fits in place)", syscall.ENOSPC)
+	}
+	data = append(data, bytes.Repeat([]byte{' '}, int(fi.Size())-len(data))...)
+	if _, err := fh.WriteAt(data, 0); err != nil {
+		return err
+	}
+	return fh.Sync()
 }
 
 // identify returns the seedID of a seed file.

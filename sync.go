@@ -34,7 +34,10 @@ type SyncOptions struct {
 	// file:// URLs directly.
 	Source source.RangeSource
 	// BaseURL resolves relative URLs of the control file: the URL or path
-	// the control file came from, or a directory.
+	// the control file came from, or a directory. When it is a remote URL
+	// (http, https, sftp…) the control file's own URLs never lead to local
+	// files: an absolute path ("/pub/f") is a path on that host, as a
+	// browser resolves it, and file: URLs are refused.
 	BaseURL string
 	// MirrorURLs are further places that serve the target, used beside
 	// the control file's URLs.
@@ -68,6 +71,10 @@ type SyncOptions struct {
 // the source, verifies it against the control file's whole-file hash, and
 // only then renames it into place.
 //
+// When the output already has the target's length and whole-file hash,
+// Sync writes nothing and reports Summary.UpToDate: the length is checked
+// first, then the hash, which costs one read of the file.
+//
 // On failure the existing output is left as it was. The partial result
 // stays in Output+".part" with a small state file, Output+".part.state",
 // listing its verified blocks and the seeds already scanned: the next Sync
@@ -77,6 +84,9 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	j, err := newSyncJob(opts)
 	if err != nil {
 		return nil, err
+	}
+	if upToDate(ctx, j.out, j.f) {
+		return upToDateSummary(j.out, j.f, start), nil
 	}
 	defer j.close()
 	if err := j.prepare(); err != nil {
@@ -90,8 +100,10 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	} else {
 		if err := j.part.keep(); err != nil {
 			j.logf("%v", err)
+		} else if ctx.Err() == nil {
+			verified = fmt.Errorf("%w; what was done stays in %s, and the same sync run again goes on from there", verified, j.part.path)
 		}
-		return j.sum, fmt.Errorf("sync %s: %w", j.out, verified)
+		return j.sum, j.failed(ctx, fmt.Errorf("sync %s: %w", j.out, verified))
 	}
 	j.sum.Duration = time.Since(start)
 	return j.sum, nil
@@ -147,7 +159,7 @@ func (j *syncJob) prepare() error {
 	mode := os.FileMode(0o644)
 	if fi, err := os.Stat(j.out); err == nil {
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("sync: %s exists and is not a regular file: %w", j.out, ErrUsage)
+			return fmt.Errorf("sync: output %s exists and is %w", j.out, ErrNotRegular)
 		}
 		mode = fi.Mode().Perm()
 		paths = append(paths, j.out)
@@ -170,6 +182,11 @@ func (j *syncJob) prepare() error {
 	j.matches = stages.NewMatches(j.f.Blocks())
 	if n := part.resume(j.matches, len(j.seeds)); part.earlier != nil {
 		j.logf("resuming %s: %d of %d blocks already verified", part.path, n, j.f.Blocks())
+	}
+	// A first state now, while there is room: if the disk fills up, the
+	// later ones are written over it in place.
+	if err := j.part.reserve(); err != nil {
+		j.logf("%v", err)
 	}
 	return nil
 }
@@ -194,7 +211,7 @@ func (j *syncJob) openSeeds(paths []string) error {
 		}
 		if !fi.Mode().IsRegular() {
 			fh.Close()
-			return fmt.Errorf("sync: seed %s is not a regular file: %w", path, ErrUsage)
+			return fmt.Errorf("sync: seed %s: %w", path, ErrNotRegular)
 		}
 		dup := false
 		for _, o := range infos {
@@ -303,10 +320,12 @@ func (j *syncJob) run(ctx context.Context) error {
 
 	runErr := p.Run(ctx)
 	j.sum.Stages = p.Stats()
-	j.sum.Fetched = j.fetched
+	// A block received twice (a retry, another mirror) is fetched once;
+	// the second copy counts as downloaded only.
+	j.sum.Fetched = min(j.fetched, j.missing)
 	if st, ok := j.src.(source.StatsReporter); ok {
 		s := st.TransferStats()
-		j.sum.Requests, j.sum.Ranges, j.sum.Overhead = s.Requests, s.Ranges, s.Overhead
+		j.sum.Requests, j.sum.Ranges, j.sum.Overhead, j.sum.Downloaded = s.Requests, s.Ranges, s.Overhead, s.Downloaded
 	}
 	if runErr != nil {
 		// People need the failure, not the name of the stage it hit.
@@ -423,8 +442,10 @@ func (j *syncJob) urlSource(ctx context.Context) (source.RangeSource, error) {
 	}
 	var srcs []source.RangeSource
 	var errs []error
-	for _, raw := range urls {
-		s, err := j.openURL(ctx, raw)
+	for i, raw := range urls {
+		// The control file's own URLs may not lead a remote control
+		// file to local files; the caller's mirrors may.
+		s, err := j.openURL(ctx, raw, i < len(j.f.URLs) && isRemoteBase(j.opts.BaseURL))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -440,11 +461,15 @@ func (j *syncJob) urlSource(ctx context.Context) (source.RangeSource, error) {
 	return httpsource.NewMirrors(srcs...), nil
 }
 
-// openURL turns one URL of the control file into a source.
-func (j *syncJob) openURL(ctx context.Context, raw string) (source.RangeSource, error) {
+// openURL turns one URL of the control file into a source. With remoteOnly,
+// only local paths and file: URLs are refused.
+func (j *syncJob) openURL(ctx context.Context, raw string, remoteOnly bool) (source.RangeSource, error) {
 	u, err := resolveURL(raw, j.opts.BaseURL)
 	if err != nil {
 		return nil, err
+	}
+	if remoteOnly && (u.Scheme == "file" || u.Scheme == "") {
+		return nil, fmt.Errorf("URL %q: a control file from %s may not point at local files", raw, j.opts.BaseURL)
 	}
 	t := transport(j.opts.Transports, j.opts.HTTP, u.Scheme)
 	if t == nil {
@@ -471,6 +496,11 @@ func resolveURL(raw, base string) (*url.URL, error) {
 	if ref.IsAbs() {
 		return ref, nil
 	}
+	if isRemoteBase(base) {
+		// As a browser would: "/abs/path" is a path on the same host.
+		b, _ := url.Parse(base)
+		return b.ResolveReference(ref), nil
+	}
 	if filepath.IsAbs(raw) {
 		return &url.URL{Scheme: "file", Path: raw}, nil
 	}
@@ -487,4 +517,12 @@ func resolveURL(raw, base string) (*url.URL, error) {
 		return nil, fmt.Errorf("URL %q: %w", raw, err)
 	}
 	return &url.URL{Scheme: "file", Path: p}, nil
+}
+
+// isRemoteBase reports whether base, where a control file came from, is
+// the URL of a remote scheme (http, https, sftp…): not a local path, not a
+// file: URL.
+func isRemoteBase(base string) bool {
+	b, err := url.Parse(base)
+	return err == nil && len(b.Scheme) > 1 && b.Scheme != "file" && b.Host != ""
 }

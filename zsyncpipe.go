@@ -26,6 +26,15 @@ var (
 	ErrFetch = stages.ErrFetch
 	// ErrUsage reports options that make no sense together.
 	ErrUsage = errors.New("invalid options")
+	// ErrNotRegular reports a seed, input or output path that is not a
+	// regular file (a directory, FIFO or device).
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrNoSpace reports a sync stopped by a full disk: the partial
+	// result and its state are kept for the next run.
+	ErrNoSpace = errors.New("no space left on device")
+	// ErrInterrupted reports a sync stopped by its context (Ctrl-C): the
+	// partial result and its state are kept for the next run.
+	ErrInterrupted = errors.New("interrupted")
 )
 
 // Progress is a snapshot of a running Sync or Make, passed to a progress
@@ -43,11 +52,19 @@ type Summary struct {
 	// Length is the target's length.
 	Length int64
 	// Reused counts target bytes taken from local data, Fetched those
-	// downloaded (payload only).
+	// that came from the network, each block once however often it was
+	// received: Reused+Fetched is at most Length.
 	Reused, Fetched int64
 	// Requests, Ranges and Overhead describe the downloads: requests made,
-	// ranges fetched, and protocol bytes beyond the payload.
+	// ranges fetched, and bytes received beyond the payload.
 	Requests, Ranges, Overhead int64
+	// Downloaded counts every byte received for the missing blocks: bodies
+	// (gaps, multipart framing, whole-file answers and retries included)
+	// and headers.
+	Downloaded int64
+	// UpToDate reports that the output was the target already: nothing
+	// was scanned, fetched or written.
+	UpToDate bool
 	// Seeds lists the local files that were scanned.
 	Seeds []string
 	// Duration is the wall time of the whole sync.

@@ -11,6 +11,10 @@ import (
 // block record.
 var ErrTruncated = errors.New("truncated")
 
+// ErrTooLarge is wrapped by the errors of Read when the control file is, or
+// says it is, larger than MaxSize.
+var ErrTooLarge = errors.New("control file too large")
+
 // FormatError describes a control file (or, from Write and
 // Header.Validate, a header) that breaks the format's rules.
 type FormatError struct {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,11 +30,20 @@ const MaxHeaderSize = 1 << 20
 const maxZMapEntries = math.MaxInt32
 
 // minBlocksize and maxBlocksize bound the Blocksize header (see
-// CheckBlocksize).
+// CheckBlocksize). The largest is 1 MiB: zsyncmake chooses 2048 or 4096;
+// larger blocks only make the client fetch more than it needs, and each
+// scanning worker holds a few blocks at a time, so a hostile control file
+// could otherwise make it hold gigabytes.
 const (
 	minBlocksize = 1
-	maxBlocksize = 1 << 30
+	maxBlocksize = 1 << 20
 )
+
+// MaxSize is the largest control file Read accepts, header, Z-Map2 and
+// block records together: 256 MiB, the records of a file of about 64 GiB
+// at zsyncmake's defaults. A header whose block records would not fit is
+// refused before any record is read.
+const MaxSize = 256 << 20
 
 // recordChunk is how many block records Read reads at once; the slices
 // of Checksums grow only as records actually arrive.
@@ -69,27 +79,40 @@ const (
 // sha256Prefix is the algorithm tag of a SHA-256 File-Hash value.
 const sha256Prefix = "SHA-256:"
 
-// Read reads a whole control file: the header and all block records. It is
-// an error if r ends before the last record or if anything follows it.
+// Read reads a whole control file as a stream: the header and all block
+// records. It is an error if r ends before the last record, if anything
+// follows it, or if the file is larger than MaxSize; memory grows with the
+// records actually read, never beyond what a MaxSize file needs.
 func Read(r io.Reader) (*File, error) {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReader(r)
-	}
+	lr := &io.LimitedReader{R: r, N: MaxSize + 1}
+	br := bufio.NewReader(lr)
 	h, err := ReadHeader(br)
 	if err != nil {
-		return nil, err
+		return nil, tooLarge(lr, err)
+	}
+	recLen := int64(h.HashLengths.RsumBytes + h.HashLengths.StrongBytes)
+	if h.Blocks() > (MaxSize+1)/max(recLen, 1) || h.Blocks()*recLen > lr.N+int64(br.Buffered())-1 {
+		return nil, &FormatError{Name: hdrLength, Err: fmt.Errorf("%w: %d blocks of %d-byte records make a control file larger than %d bytes", ErrTooLarge, h.Blocks(), recLen, MaxSize)}
 	}
 	c, err := ReadRecords(br, h)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := br.Peek(1); err == nil {
-		return nil, &FormatError{Err: fmt.Errorf("trailing data after the %d block records", c.Len())}
+		return nil, tooLarge(lr, &FormatError{Err: fmt.Errorf("trailing data after the %d block records", c.Len())})
 	} else if err != io.EOF {
 		return nil, fmt.Errorf("control file: reading after the block records: %w", err)
 	}
 	return &File{Header: *h, Checksums: *c}, nil
+}
+
+// tooLarge returns an error wrapping ErrTooLarge instead of err when lr
+// ran out: the input went past MaxSize.
+func tooLarge(lr *io.LimitedReader, err error) error {
+	if lr.N > 0 {
+		return err
+	}
+	return &FormatError{Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxSize)}
 }
 
 // ReadRecords reads the h.Blocks() block records that follow a header
@@ -358,6 +381,11 @@ func (p *headerParser) finish() error {
 	}
 	if err := checkSafe(safe, h.StrongAlgorithm); err != nil {
 		return &FormatError{Line: p.safeLn, Name: hdrSafe, Err: err}
+	}
+	if slices.Contains(h.Safe, hdrFileHash) && h.SHA256 == nil && !slices.ContainsFunc(h.Extra, func(f Field) bool { return f.Name == hdrFileHash }) {
+		// The header says the file carries a whole-file hash: without
+		// it the result could not be verified as promised.
+		return &FormatError{Line: p.safeLn, Name: hdrSafe, Err: fmt.Errorf("lists %s, but there is none", hdrFileHash)}
 	}
 	// Belt and braces: whatever Read accepts, Write must accept.
 	if err := h.Validate(); err != nil {

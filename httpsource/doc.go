@@ -38,12 +38,23 @@
 // # Adaptive rules
 //
 // Some servers refuse many ranges. When a request for n > 1 ranges is
-// answered with 416, 400, 413, 414, 431 or 501, or with 200, the Source
-// halves its ranges per request (to n/2, at least 1) for the rest of its
-// life and carries on; a 200 body is used at once, so nothing is fetched
-// twice. When even a single range is answered with 200 the server ignores
-// ranges: from then on each ReadRanges call sends one request without a
-// Range header and picks all its ranges out of the body.
+// answered with 416, 400, 413, 414, 431 or 501, the Source halves its
+// ranges per request (to n/2, at least 1) for the rest of its life and
+// carries on. A 200 (the whole file) to n > 1 ranges steps down to one
+// range per request at once, as nginx with max_ranges 1 answers single
+// ranges; that body is dropped unread.
+//
+// When even a single range is answered with 200 the server ignores ranges
+// (python's http.server): that body becomes a stream shared by every
+// ReadRanges call of the Source. The calls register the ranges they wait
+// for; the stream reads the body front to back and hands each range to its
+// call as it passes it, then stops reading when no call waits for anything
+// further (after a pause of 250 ms for the next call). Range requests still
+// in flight when the stream starts are waited for (up to 1 s), so that
+// their calls join before the stream passes their ranges. The file is thus
+// read once; only a range asked for after the stream went past it makes the
+// stream start again from the beginning. A failure of the stream is a
+// transient failure of every call waiting on it.
 //
 // # Consistency
 //
@@ -68,11 +79,22 @@
 // Retry-After header (seconds or HTTP date, capped at 60 s) replaces the
 // backoff. Up to Retries (5) retries follow a failure; the count starts
 // again whenever an attempt delivered a range, so a long transfer over a
-// flaky link still ends. Then ReadRanges returns the last error, which
-// names the URL and status, with the number of attempts. Other 4xx
+// flaky link still ends. The waits without progress are bounded in total
+// by MaxWait (60 s): stalled requests, backoff and Retry-After pauses
+// together, so a server that always stalls costs a minute, not Retries
+// times IdleTimeout. Then ReadRanges returns the last error, which names
+// the URL and status, with the number of attempts and the time waited. Other 4xx
 // answers, certificate errors and redirect loops fail at once. A network
 // error while the callback reads is told apart from the callback's own
 // error: the reader given to the callback remembers it.
+//
+// # TLS
+//
+// Certificates are always verified; there is no option to turn that off.
+// The built client trusts the system's roots — Go reads them from the
+// files named by SSL_CERT_FILE and SSL_CERT_DIR when those are set — and
+// the certificates of Options.CAFile, for private servers. Certificate
+// errors are not retried.
 //
 // # Credentials and redirects
 //

@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// MaxDownloadSize is the largest body Download accepts.
+// MaxDownloadSize is the largest body Download accepts: 256 MiB, the
+// control.MaxSize of a control file.
 const MaxDownloadSize = 256 << 20
 
 // File is a whole file fetched by Download.
@@ -74,7 +75,7 @@ func (s *Source) download(ctx context.Context, ifModifiedSince time.Time) (*File
 	if !ifModifiedSince.IsZero() {
 		req.Header.Set("If-Modified-Since", ifModifiedSince.UTC().Format(http.TimeFormat))
 	}
-	resp, finish, err := s.do(ctx, req)
+	resp, finish, err := s.do(ctx, req, s.st.idleTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,14 @@
 package httpsource
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -35,6 +38,10 @@ const (
 	// DefaultIdleTimeout is how long a request may go without a byte
 	// arriving (response headers or body) before it is abandoned as stalled.
 	DefaultIdleTimeout = 30 * time.Second
+	// DefaultMaxWait bounds the time a ReadRanges call spends without
+	// delivering a range — stalled requests, backoff and Retry-After
+	// waits together — before it gives up.
+	DefaultMaxWait = 60 * time.Second
 	// DefaultUserAgent is sent when Options.UserAgent is empty.
 	DefaultUserAgent = "zsyncpipe"
 )
@@ -68,6 +75,13 @@ type Options struct {
 	// negative.
 	Backoff time.Duration
 
+	// CAFile names a PEM file of further certificate authorities that the
+	// built client trusts for https, beside the system's roots (which Go
+	// reads from the files named by SSL_CERT_FILE and SSL_CERT_DIR when
+	// they are set). Ignored when Client is set. Certificate verification
+	// is never turned off.
+	CAFile string
+
 	// ConnectTimeout bounds dialing and the TLS handshake of the built
 	// client; DefaultConnectTimeout when zero. Ignored when Client is set.
 	ConnectTimeout time.Duration
@@ -77,14 +91,45 @@ type Options struct {
 	// DefaultIdleTimeout when zero; negative disables the check.
 	IdleTimeout time.Duration
 
+	// MaxWait bounds the total time a ReadRanges call waits without
+	// delivering a range, over all its attempts: stalled requests (each
+	// abandoned after IdleTimeout, or sooner when MaxWait is nearly used
+	// up), backoff and Retry-After pauses. When the next pause would pass
+	// it, the call gives up, saying how long it waited. DefaultMaxWait
+	// when zero; negative disables the bound (Retries still applies).
+	MaxWait time.Duration
+
 	// Credentials maps a host ("example.com") or host and port
 	// ("example.com:8080") to Basic authentication credentials, as zsync's
 	// -A option. They are sent only to that host, including after
-	// redirects. Credentials in the URL itself are treated the same way.
+	// redirects. Credentials in the URL itself are treated the same way;
+	// WithURLCredentials carries those of a control file's URL over to the
+	// Sources of its data.
 	Credentials map[string]Credentials
 
 	// UserAgent is the User-Agent header; DefaultUserAgent when empty.
 	UserAgent string
+}
+
+// WithURLCredentials returns a copy of o whose Credentials also hold the
+// user and password of rawURL (an http(s) URL such as
+// "https://user:pass@host/f.zsync"), keyed by its host and port: the data
+// requests to that host get them too, and requests to any other host —
+// after a redirect as well — do not. o is returned unchanged when rawURL
+// carries no credentials.
+func (o Options) WithURLCredentials(rawURL string) Options {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil || u.Host == "" {
+		return o
+	}
+	creds := make(map[string]Credentials, len(o.Credentials)+1)
+	for k, c := range o.Credentials {
+		creds[k] = c
+	}
+	pass, _ := u.User.Password()
+	creds[hostKey(u)] = Credentials{User: u.User.Username(), Password: pass}
+	o.Credentials = creds
+	return o
 }
 
 // Credentials are a user name and password for Basic authentication.
@@ -115,11 +160,12 @@ type settings struct {
 	retries     int
 	backoff     time.Duration
 	idleTimeout time.Duration // 0: none
+	maxWait     time.Duration // 0: none
 	creds       map[string]Credentials
 	userAgent   string
 }
 
-func (o *Options) settings(u *url.URL) settings {
+func (o *Options) settings(u *url.URL) (settings, error) {
 	st := settings{
 		maxRanges:   o.MaxRanges,
 		mergeGap:    o.MergeGap,
@@ -150,6 +196,12 @@ func (o *Options) settings(u *url.URL) settings {
 	case st.idleTimeout < 0:
 		st.idleTimeout = 0
 	}
+	switch {
+	case o.MaxWait == 0:
+		st.maxWait = DefaultMaxWait
+	case o.MaxWait > 0:
+		st.maxWait = o.MaxWait
+	}
 	if st.userAgent == "" {
 		st.userAgent = DefaultUserAgent
 	}
@@ -167,17 +219,46 @@ func (o *Options) settings(u *url.URL) settings {
 		if ct <= 0 {
 			ct = DefaultConnectTimeout
 		}
-		base = newClient(ct)
+		roots, err := loadRoots(o.CAFile)
+		if err != nil {
+			return settings{}, err
+		}
+		base = newClient(ct, roots)
 	}
 	c := *base // shallow copy: shares the Transport, gets our CheckRedirect
 	c.CheckRedirect = st.checkRedirect(base.CheckRedirect)
 	st.client = &c
-	return st
+	return st, nil
 }
 
-func newClient(connectTimeout time.Duration) *http.Client {
+// loadRoots returns the system's certificate pool with the certificates of
+// the PEM file caFile added; nil (the system's pool) when caFile is empty.
+func loadRoots(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("httpsource: CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("httpsource: CA file %s: no PEM certificate in it", caFile)
+	}
+	return pool, nil
+}
+
+func newClient(connectTimeout time.Duration, roots *x509.CertPool) *http.Client {
 	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	var tlsConfig *tls.Config
+	if roots != nil {
+		tlsConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:       tlsConfig,
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,

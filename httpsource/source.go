@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/source"
 )
@@ -20,7 +21,7 @@ import (
 // ErrChanged is wrapped by the errors that report that the remote file is not
 // the one earlier responses came from: its ETag, Last-Modified or size
 // changed.
-var ErrChanged = errors.New("remote file changed during sync")
+var ErrChanged = source.ErrChanged
 
 // Stats counts the traffic of a Source.
 type Stats struct {
@@ -47,6 +48,9 @@ type Source struct {
 
 	maxRanges atomic.Int64 // current ranges per request
 	noRanges  atomic.Bool  // the server answered 200 to a single range
+	stream    *bodyStream  // serves every call once noRanges is set
+	sending   atomic.Int64 // range requests waiting for their answer
+	closeOnce sync.Once
 
 	// The first request goes alone: the others wait until its response
 	// has given the validators for If-Range (or until it failed), so that
@@ -79,7 +83,10 @@ func New(rawURL string, opts Options) (*Source, error) {
 		return nil, fmt.Errorf("httpsource: %s: no host", u.Redacted())
 	}
 	s := &Source{url: u, size: -1, first: make(chan struct{})}
-	s.st = opts.settings(u)
+	s.stream = newBodyStream(s)
+	if s.st, err = opts.settings(u); err != nil {
+		return nil, err
+	}
 	s.maxRanges.Store(int64(s.st.maxRanges))
 	return s, nil
 }
@@ -103,13 +110,18 @@ func (s *Source) Stats() Stats {
 // at Options.MaxRanges and is halved each time the server refuses a request.
 func (s *Source) MaxRanges() int { return int(s.maxRanges.Load()) }
 
-// CloseIdleConnections closes the idle connections of the Source's client.
-func (s *Source) CloseIdleConnections() { s.st.client.CloseIdleConnections() }
+// CloseIdleConnections closes the idle connections of the Source's client
+// and ends a paused whole-file stream (see the package documentation).
+func (s *Source) CloseIdleConnections() {
+	s.closeOnce.Do(func() { close(s.stream.stop) })
+	s.st.client.CloseIdleConnections()
+}
 
 // call is the state of one ReadRanges call.
 type call struct {
 	ranges []source.Range
-	next   int // first range not yet delivered
+	next   int       // first range not yet delivered
+	since  time.Time // start of the current wait without progress
 	fn     func(source.Range, io.Reader) error
 }
 
@@ -125,11 +137,14 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 	if fn == nil {
 		return fmt.Errorf("httpsource: %s: nil callback", s)
 	}
-	c := &call{ranges: ranges, fn: fn}
+	c := &call{ranges: ranges, fn: fn, since: time.Now()}
 	failures := 0
 	for c.next < len(c.ranges) {
 		before := c.next
 		err := s.attempt(ctx, c)
+		if c.next > before {
+			c.since = time.Now() // progress: the wait starts again
+		}
 		if err == nil {
 			continue
 		}
@@ -154,30 +169,40 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 		}
 		failures++
 		if failures > s.st.retries {
-			return fmt.Errorf("%w (gave up after %d attempts)", te.err, failures)
+			return fmt.Errorf("%w (gave up after %d attempts, %v without progress)", te.err, failures, waited(c.since))
+		}
+		wait := s.st.wait(failures, te.retryAfter)
+		if s.st.maxWait > 0 && time.Since(c.since)+wait > s.st.maxWait {
+			return fmt.Errorf("%w (gave up after %d attempts: %v without progress, and the limit is %v)", te.err, failures, waited(c.since), s.st.maxWait)
 		}
 		s.retries.Add(1)
-		if err := sleep(ctx, s.st.wait(failures, te.retryAfter)); err != nil {
+		if err := sleep(ctx, wait); err != nil {
 			return fmt.Errorf("GET %s: %w", s, err)
 		}
 	}
 	return nil
 }
 
-// checkRanges reports ranges that are not sorted, empty or overlapping.
-func checkRanges(ranges []source.Range) error {
-	var end int64
-	for i, r := range ranges {
-		if r.Start < 0 || r.End <= r.Start {
-			return fmt.Errorf("range %d [%d, %d) is empty or negative", i, r.Start, r.End)
-		}
-		if i > 0 && r.Start < end {
-			return fmt.Errorf("range %d [%d, %d) overlaps or precedes the one before", i, r.Start, r.End)
-		}
-		end = r.End
-	}
-	return nil
+// waited returns the time since t, rounded for a message.
+func waited(t time.Time) time.Duration {
+	return time.Since(t).Round(100 * time.Millisecond)
 }
+
+// idleFor returns the stall timeout of the next request of c: the
+// IdleTimeout, or less when the MaxWait of c is nearly used up.
+func (s *Source) idleFor(c *call) time.Duration {
+	idle := s.st.idleTimeout
+	if s.st.maxWait > 0 {
+		left := max(s.st.maxWait-time.Since(c.since), time.Millisecond)
+		if idle <= 0 || left < idle {
+			idle = left
+		}
+	}
+	return idle
+}
+
+// checkRanges reports ranges that are not sorted, empty or overlapping.
+func checkRanges(ranges []source.Range) error { return source.CheckRanges(ranges) }
 
 // halve lowers the ranges per request to half of n, the number a server
 // just refused, unless it is already lower.
@@ -241,57 +266,66 @@ func (s *Source) attempt(ctx context.Context, c *call) error {
 			}
 		}
 	}
-	noRanges := s.noRanges.Load()
-	spans, batchEnd := s.plan(c, noRanges)
+	if s.noRanges.Load() {
+		return s.stream.serve(ctx, c, nil, nil, nil)
+	}
+	spans, batchEnd := s.plan(c, false)
 
 	req, err := http.NewRequest(http.MethodGet, s.url.String(), nil)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", s, err)
 	}
 	req.Header.Set("Accept-Encoding", "identity") // byte offsets must be the file's
-	if !noRanges {
-		req.Header.Set("Range", rangeHeader(spans))
-		s.ranges.Add(int64(len(spans)))
-	}
+	req.Header.Set("Range", rangeHeader(spans))
+	s.ranges.Add(int64(len(spans)))
 	s.mu.Lock()
 	if s.lastSeen != "" {
 		req.Header.Set("If-Range", s.lastSeen)
 	}
 	s.mu.Unlock()
 
-	resp, finish, err := s.do(ctx, req)
+	// While this request waits for its answer, a whole-file stream that
+	// starts does not read past the ranges it asks for (see bodyStream).
+	s.sending.Add(1)
+	var sentOnce sync.Once
+	answered := func() { sentOnce.Do(func() { s.sending.Add(-1) }) }
+	defer answered()
+	resp, finish, err := s.do(ctx, req, s.idleFor(c))
 	if err != nil {
 		return err
 	}
-	defer finish()
-	body := resp.Body
+	if resp.StatusCode != http.StatusOK {
+		answered() // only a 200 may join the stream
+	}
+	handed := false // the body went to the whole-file stream
+	defer func() {
+		if !handed {
+			finish()
+		}
+	}()
 
 	switch code := resp.StatusCode; {
 	case code == http.StatusPartialContent:
 		return s.readPartial(resp, c, batchEnd)
 
 	case code == http.StatusOK:
+		// The whole file. After several ranges, the server may still
+		// answer single ones (nginx's max_ranges): step down to one range
+		// per request at once, dropping this body. After a single range,
+		// it ignores ranges: this body becomes the stream that serves
+		// every call from now on.
+		if len(spans) > 1 {
+			s.maxRanges.Store(1)
+		}
 		if err := s.checkValidators(resp, resp.ContentLength); err != nil {
 			return err
 		}
-		if !noRanges {
-			if len(spans) > 1 {
-				s.halve(len(spans))
-			} else {
-				s.noRanges.Store(true)
-			}
+		if len(spans) > 1 {
+			return &rejectedError{1}
 		}
-		size := resp.ContentLength
-		if size < 0 {
-			size = 1<<63 - 1
-		}
-		if err := s.deliver(c, body, 0, size, true); err != nil {
-			return err
-		}
-		if c.next < len(c.ranges) {
-			return s.transient(resp, fmt.Errorf("GET %s: body of %d bytes ends before byte %d", s, resp.ContentLength, c.ranges[c.next].End))
-		}
-		return nil
+		s.noRanges.Store(true)
+		handed = true
+		return s.stream.serve(ctx, c, resp, finish, answered)
 
 	case code == http.StatusRequestedRangeNotSatisfiable:
 		if len(spans) > 1 {
@@ -331,7 +365,7 @@ func (s *Source) readPartial(resp *http.Response, c *call, batchEnd int) error {
 		if resp.ContentLength >= 0 && resp.ContentLength != end-start {
 			return s.transient(resp, fmt.Errorf("GET %s: Content-Length %d does not match Content-Range %d-%d", s, resp.ContentLength, start, end-1))
 		}
-		if err := s.deliver(c, resp.Body, start, end, false); err != nil {
+		if err := s.deliver(c, resp.Body, start, end); err != nil {
 			return err
 		}
 	} else {
@@ -357,7 +391,7 @@ func (s *Source) readPartial(resp *http.Response, c *call, batchEnd int) error {
 			if err := s.checkSize(total); err != nil {
 				return err
 			}
-			if err := s.deliver(c, part, start, end, false); err != nil {
+			if err := s.deliver(c, part, start, end); err != nil {
 				return err
 			}
 		}
@@ -371,10 +405,9 @@ func (s *Source) readPartial(resp *http.Response, c *call, batchEnd int) error {
 
 // deliver calls fn for the undelivered ranges of c that lie within the part
 // [start, end) of the file, read from r positioned at start. The part must
-// hold the next undelivered range. For a 206 part (whole false) the bytes
-// after the last range delivered are read and must number exactly what
-// Content-Range said; a 200 body (whole true) is left unread.
-func (s *Source) deliver(c *call, r io.Reader, start, end int64, whole bool) error {
+// hold the next undelivered range. The bytes after the last range delivered
+// are read and must number exactly what Content-Range said.
+func (s *Source) deliver(c *call, r io.Reader, start, end int64) error {
 	if end <= start {
 		return &transientError{err: fmt.Errorf("GET %s: part without a byte range", s)}
 	}
@@ -408,9 +441,6 @@ func (s *Source) deliver(c *call, r io.Reader, start, end int64, whole bool) err
 		s.payloadBytes.Add(rg.Len())
 		c.next++
 		pos = rg.End
-	}
-	if whole {
-		return nil // a 200: stop reading, net/http checks Content-Length
 	}
 	n, err := io.Copy(io.Discard, io.LimitReader(r, end-pos+1))
 	if err != nil {

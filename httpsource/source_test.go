@@ -158,8 +158,9 @@ func TestAdaptiveHalving(t *testing.T) {
 		{"416", 0, 2 + 12, 12},
 		{"400", http.StatusBadRequest, 2 + 12, 12},
 		{"413", http.StatusRequestEntityTooLarge, 2 + 12, 12},
-		// 20 answered by the whole file: all 60 delivered from it.
-		{"200", http.StatusOK, 1, 1},
+		// 20 answered by the whole file: one range per request at once
+		// (the body is dropped), 60 single ranges answered with 206.
+		{"200", http.StatusOK, 1 + 60, 60},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newServer(t, data, faultserver.Options{MaxRanges: 5, RejectStatus: tc.status})
@@ -185,7 +186,7 @@ func TestAdaptiveHalving(t *testing.T) {
 			}
 		})
 	}
-	t.Run("200 until 5", func(t *testing.T) {
+	t.Run("200 steps down to 1", func(t *testing.T) {
 		srv := newServer(t, data, faultserver.Options{MaxRanges: 5, RejectStatus: http.StatusOK})
 		src := newSource(t, srv.URL(), Options{})
 		for range 3 {
@@ -195,12 +196,13 @@ func TestAdaptiveHalving(t *testing.T) {
 			}
 			c.verify(t, ranges)
 		}
-		// 20 → 200 (halve to 10), 10 → 200 (halve to 5), then 12 × 206.
-		if got := srv.Requests(); got != 1+1+12 {
-			t.Errorf("requests = %d, want 14", got)
+		// 20 → 200 (down to 1 at once, not 10 then 5: a 200 costs a
+		// whole file), then 3 × 60 × 206.
+		if got := srv.Requests(); got != 1+3*60 {
+			t.Errorf("requests = %d, want 181", got)
 		}
-		if src.MaxRanges() != 5 {
-			t.Errorf("MaxRanges = %d, want 5", src.MaxRanges())
+		if src.MaxRanges() != 1 {
+			t.Errorf("MaxRanges = %d, want 1", src.MaxRanges())
 		}
 	})
 }

@@ -7,7 +7,8 @@ import "github.com/zsyncpipe/zsyncpipe/source"
 // reply that were not asked for).
 func (s *Source) TransferStats() source.Stats {
 	st := s.Stats()
-	return source.Stats{Requests: st.Requests, Ranges: st.Ranges, Overhead: st.BodyBytes - st.PayloadBytes + st.HeaderBytes}
+	return source.Stats{Requests: st.Requests, Ranges: st.Ranges, Overhead: st.BodyBytes - st.PayloadBytes + st.HeaderBytes,
+		Downloaded: st.BodyBytes + st.HeaderBytes}
 }
 
 // TransferStats implements source.StatsReporter: the sum over the sources

@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/backoff"
 )
 
 // StatusError reports a response whose status the Source could not use.
@@ -83,37 +84,19 @@ func (st *settings) wait(failures int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
 		return min(retryAfter, MaxRetryAfter)
 	}
-	d := st.backoff
-	for i := 1; i < failures && d < MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, MaxBackoff)
-	// Jitter: somewhere in [d/2, d], so parallel callers spread out.
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(st.backoff, MaxBackoff, failures)
 }
 
 // sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
+func sleep(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }
 
-// do sends req with the Source's headers, credentials and stall watchdog.
+// do sends req with the Source's headers, credentials and stall watchdog,
+// which abandons the request after idle without a byte (none when 0).
 // The watchdog runs until finish is called; finish drains a little of the
 // body, so that the connection can be reused, and closes it.
-func (s *Source) do(ctx context.Context, req *http.Request) (resp *http.Response, finish func(), err error) {
+func (s *Source) do(ctx context.Context, req *http.Request, idle time.Duration) (resp *http.Response, finish func(), err error) {
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	var timer *time.Timer
-	idle := s.st.idleTimeout
 	if idle > 0 {
 		stallErr := fmt.Errorf("%w: nothing received for %v", errStalled, idle)
 		timer = time.AfterFunc(idle, func() { cancel(stallErr) })
@@ -139,7 +122,11 @@ func (s *Source) do(ctx context.Context, req *http.Request) (resp *http.Response
 	cb := &countingBody{rc: resp.Body, s: s, timer: timer, idle: idle, ctx: reqCtx}
 	resp.Body = cb
 	finish = func() {
-		_, _ = io.CopyN(io.Discard, cb, 64<<10)
+		// A whole-file answer left unread is not drained: a new
+		// connection is cheaper than the rest of the file.
+		if resp.StatusCode != http.StatusOK || resp.ContentLength >= 0 && resp.ContentLength-cb.n <= 64<<10 {
+			_, _ = io.CopyN(io.Discard, cb, 64<<10)
+		}
 		_ = cb.Close()
 		stop()
 	}
@@ -179,11 +166,13 @@ type countingBody struct {
 	timer *time.Timer
 	idle  time.Duration
 	ctx   context.Context
+	n     int64 // bytes read
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
+		b.n += int64(n)
 		b.s.bodyBytes.Add(int64(n))
 		if b.timer != nil {
 			b.timer.Reset(b.idle)

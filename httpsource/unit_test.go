@@ -76,10 +76,13 @@ func TestPlan(t *testing.T) {
 
 func TestCredentialsMatching(t *testing.T) {
 	u, _ := url.Parse("https://User:pw@Example.COM/f")
-	st := (&Options{Credentials: map[string]Credentials{
+	st, err := (&Options{Credentials: map[string]Credentials{
 		"other.org:8080": {"a", "b"},
 		"plain.net":      {"c", "d"},
 	}}).settings(u)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if u.User != nil {
 		t.Errorf("credentials left in URL")
 	}

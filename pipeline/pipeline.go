@@ -100,9 +100,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	r := &runState{parent: ctx, cancel: cancel}
 	var wg sync.WaitGroup
 	for _, st := range stages {
+		st.fail = func(err error) { r.fail(st.name, err) }
+	}
+	for _, st := range stages {
 		wg.Go(func() {
 			st.start.Store(int64(time.Since(epoch)) + 1)
-			err := st.run(runCtx, r)
+			err := st.run(context.WithValue(runCtx, stageKey{}, st), r)
 			st.end.Store(int64(time.Since(epoch)) + 1)
 			r.fail(st.name, err)
 		})
@@ -199,15 +202,42 @@ func (p *Pipeline) register(name string, workers int, nilFn bool, out port, ins 
 	return st
 }
 
+// stageKey is the context key under which a stage function's context
+// holds its stage, for Wait.
+type stageKey struct{}
+
+// Wait calls wait, which blocks until a stage function can go on — for a
+// signal that does not come through the stage's input stream — and counts
+// the time as the stage waiting for input rather than busy. Called with a
+// context that no stage function received, it just calls wait. (In a stage
+// with several workers the busy time of the others may be counted short
+// while one waits.)
+func Wait(ctx context.Context, wait func()) {
+	st, _ := ctx.Value(stageKey{}).(*stage)
+	t0 := time.Now()
+	wait()
+	if st != nil {
+		d := int64(time.Since(t0))
+		st.waited.Add(d)
+		st.waitIn.Add(d)
+	}
+}
+
 // stage is the untyped part of a stage: its name, its run function and its
 // counters.
 type stage struct {
 	name    string
 	workers int
 	run     func(ctx context.Context, r *runState) error
+	// fail records an error of the stage in the run as soon as its
+	// function returns it: before the stage's outputs close, so that a
+	// consumer that finishes early on the closed stream cannot report an
+	// error of its own first.
+	fail func(error)
 
 	in, out, bytes        atomic.Int64
 	busy, waitIn, waitOut atomic.Int64 // nanoseconds
+	waited                atomic.Int64 // nanoseconds in Wait, also in waitIn
 	start, end            atomic.Int64 // nanoseconds since epoch, plus 1; 0 = not yet
 	closed                atomic.Bool  // output stream closed
 }
@@ -220,9 +250,13 @@ func (st *stage) call(f func() error, excludeEmit bool) error {
 	if excludeEmit {
 		w0 = st.waitOut.Load()
 	}
+	waited := st.waited.Load()
 	t0 := time.Now()
 	err := protect(f)
-	d := int64(time.Since(t0))
+	if err != nil && st.fail != nil {
+		st.fail(err)
+	}
+	d := int64(time.Since(t0)) - (st.waited.Load() - waited)
 	if excludeEmit {
 		d -= st.waitOut.Load() - w0
 	}

@@ -813,3 +813,51 @@ func BenchmarkTransform(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestWait checks that time a stage spends in Wait counts as waiting for
+// input, not as busy.
+func TestWait(t *testing.T) {
+	p := pipeline.New(pipeline.Config{})
+	src := pipeline.Source(p, "src", func(ctx context.Context, emit func(int) error) error {
+		pipeline.Wait(ctx, func() { time.Sleep(50 * time.Millisecond) })
+		return emit(1)
+	})
+	pipeline.Sink(p, "sink", src, func(context.Context, int) error { return nil })
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()[0]
+	if st.WaitIn < 50*time.Millisecond || st.Busy >= 25*time.Millisecond {
+		t.Errorf("src: busy %v, waiting for input %v; want the 50 ms sleep as waiting", st.Busy, st.WaitIn)
+	}
+	pipeline.Wait(context.Background(), func() {}) // outside a stage: just calls
+}
+
+// TestFirstErrorBeforeClose checks that a stage's error is recorded, and
+// the run cancelled, before the stage's output stream closes: a consumer
+// that sees the stream end must not be able to finish, or fail with an
+// error of its own, as if its input were complete.
+func TestFirstErrorBeforeClose(t *testing.T) {
+	boom := errors.New("boom")
+	for range 50 {
+		p := pipeline.New(pipeline.Config{})
+		src := pipeline.Source(p, "src", func(ctx context.Context, emit func(int) error) error { return emit(1) })
+		mid := pipeline.Transform(p, "fails", src, func(ctx context.Context, v int, emit func(int) error) error { return boom })
+		var uncancelled atomic.Bool
+		end := pipeline.Fold(p, "incomplete", mid, func(ctx context.Context, v int, emit func(int) error) error { return nil },
+			func(ctx context.Context, emit func(int) error) error {
+				if ctx.Err() == nil {
+					uncancelled.Store(true)
+				}
+				return errors.New("input ended early")
+			})
+		pipeline.Sink(p, "sink", end, func(ctx context.Context, v int) error { return nil })
+		err := p.Run(context.Background())
+		if uncancelled.Load() {
+			t.Fatal("the consumer saw its input end before the run was cancelled")
+		}
+		if !errors.Is(err, boom) {
+			t.Fatalf("Run = %v, want the failing stage's error", err)
+		}
+	}
+}

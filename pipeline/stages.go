@@ -118,25 +118,7 @@ func mapStage[T, U any](p *Pipeline, name string, in *Stream[T], workers int, fn
 // batching, splitting, filtering. emit blocks while the output stream is full
 // and returns ctx.Err() once the run is cancelled.
 func Transform[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context.Context, v T, emit func(U) error) error) *Stream[U] {
-	out := newStream[U](p, name)
-	st := p.register(name, 1, fn == nil, out, in)
-	if st == nil {
-		return out
-	}
-	st.run = func(ctx context.Context, _ *runState) error {
-		defer out.close(st)
-		emit := emitter(ctx, st, out)
-		for {
-			v, ok, err := recv(ctx, st, in, 1)
-			if err != nil || !ok {
-				return err
-			}
-			if err := st.call(func() error { return fn(ctx, v, emit) }, true); err != nil {
-				return err
-			}
-		}
-	}
-	return out
+	return transform(p, name, in, fn, nil, fn == nil)
 }
 
 // Merge adds a stage that forwards the items of all ins to one stream, in
@@ -234,8 +216,13 @@ func Tee[T any](p *Pipeline, name string, in *Stream[T]) (*Stream[T], *Stream[T]
 // result), or a stage that passes items on and reports when everything
 // before it has finished. It has one worker.
 func Fold[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context.Context, v T, emit func(U) error) error, done func(ctx context.Context, emit func(U) error) error) *Stream[U] {
+	return transform(p, name, in, fn, done, fn == nil || done == nil)
+}
+
+// transform is Transform, and Fold when done is not nil.
+func transform[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context.Context, v T, emit func(U) error) error, done func(ctx context.Context, emit func(U) error) error, nilFn bool) *Stream[U] {
 	out := newStream[U](p, name)
-	st := p.register(name, 1, fn == nil || done == nil, out, in)
+	st := p.register(name, 1, nilFn, out, in)
 	if st == nil {
 		return out
 	}
@@ -253,6 +240,9 @@ func Fold[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context
 			if err := st.call(func() error { return fn(ctx, v, emit) }, true); err != nil {
 				return err
 			}
+		}
+		if done == nil {
+			return nil
 		}
 		return st.call(func() error { return done(ctx, emit) }, true)
 	}

@@ -70,3 +70,13 @@ func Join(root, p string) (string, error) {
 	}
 	return filepath.Join(root, filepath.FromSlash(p)), nil
 }
+
+// CheckName reports whether name is a plain file name: one path element
+// that Check accepts, so no '/' either. The error names it and the reason
+// and wraps ErrUnsafe.
+func CheckName(name string) error {
+	if strings.ContainsRune(name, '/') {
+		return fmt.Errorf("%q: contains a slash: %w", name, ErrUnsafe)
+	}
+	return Check(name)
+}

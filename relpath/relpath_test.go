@@ -50,3 +50,16 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckName(t *testing.T) {
+	for _, name := range []string{"a.bin", "go1.26.8.tar", "..x", ".hidden", "a b"} {
+		if err := CheckName(name); err != nil {
+			t.Errorf("CheckName(%q) = %v", name, err)
+		}
+	}
+	for _, name := range []string{"", ".", "..", "a/b", "/etc/passwd", "../x", `a\b`, "a\x00b", "a/"} {
+		if err := CheckName(name); !errors.Is(err, ErrUnsafe) {
+			t.Errorf("CheckName(%q) = %v, want ErrUnsafe", name, err)
+		}
+	}
+}

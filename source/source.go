@@ -11,6 +11,7 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -41,6 +42,27 @@ type RangeSource interface {
 // ErrCorrupt is wrapped by errors that report data failing its checksum.
 var ErrCorrupt = errors.New("data failed its checksum")
 
+// ErrChanged is wrapped by errors that report that the remote file is not
+// the one earlier reads came from: its size, modification time or ETag
+// changed during the sync.
+var ErrChanged = errors.New("remote file changed during sync")
+
+// CheckRanges reports ranges that are not sorted, empty or overlapping: the
+// ranges a RangeSource must refuse.
+func CheckRanges(ranges []Range) error {
+	var end int64
+	for i, r := range ranges {
+		if r.Start < 0 || r.End <= r.Start {
+			return fmt.Errorf("range %d [%d, %d) is empty or negative", i, r.Start, r.End)
+		}
+		if i > 0 && r.Start < end {
+			return fmt.Errorf("range %d [%d, %d) overlaps or precedes the one before", i, r.Start, r.End)
+		}
+		end = r.End
+	}
+	return nil
+}
+
 // Stats is what a RangeSource reports about its transfers.
 type Stats struct {
 	// Requests counts the requests (or calls) made to the server.
@@ -50,11 +72,14 @@ type Stats struct {
 	// Overhead counts the protocol bytes beyond the payload: headers,
 	// multipart boundaries, bytes of a reply that were not asked for.
 	Overhead int64
+	// Downloaded counts every byte received: payload, overhead, and
+	// bytes received again on retries.
+	Downloaded int64
 }
 
 // Add returns the sum of s and o.
 func (s Stats) Add(o Stats) Stats {
-	return Stats{Requests: s.Requests + o.Requests, Ranges: s.Ranges + o.Ranges, Overhead: s.Overhead + o.Overhead}
+	return Stats{Requests: s.Requests + o.Requests, Ranges: s.Ranges + o.Ranges, Overhead: s.Overhead + o.Overhead, Downloaded: s.Downloaded + o.Downloaded}
 }
 
 // A StatsReporter is a RangeSource that reports its transfers. It is

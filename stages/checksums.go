@@ -101,6 +101,48 @@ func BlockChecksums(ctx context.Context, r io.Reader, opts ChecksumOptions) (*co
 // same one on every call).
 // opts.Hasher is required here: the caller owns its lifetime.
 func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (func() *control.File, error) {
+	c, err := newChecksummer(r, opts)
+	if err != nil {
+		return nil, err
+	}
+	read := pipeline.Source(p, "read", c.read)
+	// The whole-file hash is serial: it gets its own copy of the stream, so
+	// one core can hash while the block sums run beside it.
+	toSums, toHash := read, (*pipeline.Stream[*chunk])(nil)
+	c.users = 1
+	if c.sha1 != nil || c.sha256 != nil {
+		toSums, toHash = pipeline.Tee(p, "tee", read)
+		c.users = 2
+	}
+	summed := pipeline.Map(p, "block-sums", toSums, opts.Workers, c.sum)
+	if toHash != nil {
+		pipeline.Sink(p, "file-hash", toHash, c.hashFile)
+	}
+	pipeline.Sink(p, "collect", summed, c.collect)
+	// Once: the records are truncated in place, so a second pass would
+	// read digests the first one overwrote.
+	return sync.OnceValue(c.result), nil
+}
+
+// checksummer is the state of one ChecksumStage.
+type checksummer struct {
+	r         io.Reader
+	opts      ChecksumOptions
+	alg       strong.Algorithm
+	bs, full  int
+	chunkSize int
+	hasher    *simd.Hasher
+	sha1      hash.Hash
+	sha256    hash.Hash
+	bufs      sync.Pool // chunk buffers: read takes one, the last user gives it back
+	users     int32     // consumers of each chunk
+	length    int64     // owned by read
+	rsums     []uint32  // owned by collect
+	strongs   []byte    // owned by collect
+}
+
+// newChecksummer checks the options and sets the sizes.
+func newChecksummer(r io.Reader, opts ChecksumOptions) (*checksummer, error) {
 	alg := opts.Algorithm
 	if alg == 0 {
 		alg = strong.MD5
@@ -129,156 +171,151 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 	if hl := opts.HashLengths; hl != (control.HashLengths{}) && (hl.StrongBytes < 1 || hl.StrongBytes > full || hl.RsumBytes < 1 || hl.RsumBytes > 4) {
 		return nil, fmt.Errorf("block checksums: hash lengths %d,%d,%d do not fit %v", hl.SeqMatches, hl.RsumBytes, hl.StrongBytes, alg)
 	}
-
-	var sha1h, sha256h hash.Hash
+	c := &checksummer{r: r, opts: opts, alg: alg, bs: bs, full: full, hasher: hasher}
 	if opts.SHA1 {
-		sha1h = sha1.New()
+		c.sha1 = sha1.New()
 	}
 	if opts.SHA256 {
-		sha256h = sha256.New()
+		c.sha256 = sha256.New()
 	}
-
-	chunkSize := bs * chunkBlocks
-	if chunkSize < 256<<10 {
-		chunkSize = (256 << 10) / bs * bs
+	c.chunkSize = bs * chunkBlocks
+	if c.chunkSize < 256<<10 {
+		c.chunkSize = (256 << 10) / bs * bs
 	}
-	if chunkSize > 4<<20 {
-		chunkSize = 4 << 20 / bs * bs // 0 above 4 MiB blocks: one block, below
+	if c.chunkSize > 4<<20 {
+		c.chunkSize = 4 << 20 / bs * bs // 0 above 4 MiB blocks: one block, below
 	}
-	if opts.Length > 0 && int64(chunkSize) > opts.Length {
+	if opts.Length > 0 && int64(c.chunkSize) > opts.Length {
 		// A small input needs one chunk of its own size and a block more,
 		// so that the first read already meets the end (callers that make
 		// many control files allocate less).
-		chunkSize = int((opts.Length+int64(bs)-1)/int64(bs)*int64(bs)) + bs
+		c.chunkSize = int((opts.Length+int64(bs)-1)/int64(bs)*int64(bs)) + bs
 	}
-	if chunkSize < bs {
-		chunkSize = bs
-	}
-
-	var length int64
-	var rsums []uint32
-	var strong []byte
+	c.chunkSize = max(c.chunkSize, bs)
 	if opts.Length > 0 && opts.Length/int64(bs) < 1<<28 {
 		// Size the records once when the length is known (it is only a
 		// hint: the slices still grow if more data comes).
 		n := (opts.Length + int64(bs) - 1) / int64(bs)
-		rsums = make([]uint32, 0, n)
-		strong = make([]byte, 0, n*int64(full))
+		c.rsums = make([]uint32, 0, n)
+		c.strongs = make([]byte, 0, n*int64(full))
 	}
+	c.bufs.New = func() any { b := make([]byte, c.chunkSize); return &b }
+	return c, nil
+}
 
-	// Chunk buffers go round: read takes one, collect gives it back once
-	// the whole-file hash has seen it.
-	bufs := sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-	read := pipeline.Source(p, "read", func(ctx context.Context, emit func(*chunk) error) error {
-		var first int64
-		for {
-			bp := bufs.Get().(*[]byte)
-			buf := *bp
-			n, err := io.ReadFull(r, buf)
-			if n > 0 {
-				// Zero the padding of a short last block.
-				used := (n + bs - 1) / bs * bs
-				clear(buf[n:used])
-				c := &chunk{first: first, data: buf[:used], n: n, buf: bp}
-				first += int64(used / bs)
-				length += int64(n)
-				if opts.Progress != nil {
-					opts.Progress(length)
-				}
-				if err := emit(c); err != nil {
-					return err
-				}
-			} else {
-				bufs.Put(bp)
+// read cuts the input into chunks of whole blocks, the last one
+// zero-padded.
+func (c *checksummer) read(ctx context.Context, emit func(*chunk) error) error {
+	bs := c.bs
+	var first int64
+	for {
+		bp := c.bufs.Get().(*[]byte)
+		buf := *bp
+		n, err := io.ReadFull(c.r, buf)
+		if n > 0 {
+			// Zero the padding of a short last block.
+			used := (n + bs - 1) / bs * bs
+			clear(buf[n:used])
+			ch := &chunk{first: first, data: buf[:used], n: n, buf: bp}
+			first += int64(used / bs)
+			c.length += int64(n)
+			if c.opts.Progress != nil {
+				c.opts.Progress(c.length)
 			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil
+			if err := emit(ch); err != nil {
+				return err
 			}
-			if err != nil {
-				return fmt.Errorf("read input: %w", err)
-			}
+		} else {
+			c.bufs.Put(bp)
 		}
-	})
-	// The whole-file hash is serial: it gets its own copy of the stream, so
-	// one core can hash while the block sums run beside it.
-	toSums, toHash := read, (*pipeline.Stream[*chunk])(nil)
-	users := int32(1)
-	if sha1h != nil || sha256h != nil {
-		toSums, toHash = pipeline.Tee(p, "tee", read)
-		users = 2
-	}
-	release := func(c *chunk) {
-		if c.users.Add(1) == users {
-			bufs.Put(c.buf)
-		}
-	}
-	summed := pipeline.Map(p, "block-sums", toSums, opts.Workers, func(ctx context.Context, c *chunk) (*chunk, error) {
-		nb := len(c.data) / bs
-		c.sums = make([]uint32, nb)
-		blocks := make([][]byte, nb)
-		for i := range nb {
-			blk := c.data[i*bs : (i+1)*bs]
-			blocks[i] = blk
-			c.sums[i] = rollsum.Block(blk).Packed()
-		}
-		c.hash = make([]byte, nb*full)
-		hasher.SumBlocks(c.hash, full, blocks)
-		release(c)
-		return c, nil
-	})
-	if toHash != nil {
-		pipeline.Sink(p, "file-hash", toHash, func(ctx context.Context, c *chunk) error {
-			if sha1h != nil {
-				sha1h.Write(c.data[:c.n])
-			}
-			if sha256h != nil {
-				sha256h.Write(c.data[:c.n])
-			}
-			release(c)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil
-		})
+		}
+		if err != nil {
+			return fmt.Errorf("read input: %w", err)
+		}
 	}
-	pipeline.Sink(p, "collect", summed, func(ctx context.Context, c *chunk) error {
-		rsums = append(rsums, c.sums...)
-		strong = append(strong, c.hash...)
-		return nil
-	})
+}
 
-	// Once: the records are truncated in place, so a second pass would
-	// read digests the first one overwrote.
-	result := sync.OnceValue(func() *control.File {
-		hl := opts.HashLengths
-		if hl == (control.HashLengths{}) {
-			hl = control.DefaultHashLengths(length, bs)
-		}
-		f := &control.File{Header: control.Header{
-			Blocksize:       bs,
-			Length:          length,
-			HashLengths:     hl,
-			StrongAlgorithm: alg,
-		}}
-		if sha1h != nil {
-			f.SHA1 = sha1h.Sum(nil)
-		}
-		if sha256h != nil {
-			f.SHA256 = sha256h.Sum(nil)
-		}
-		mask := control.RsumMask(hl.RsumBytes)
-		for i := range rsums {
-			rsums[i] &= mask
-		}
-		// Keep the leading StrongBytes of each digest, in place.
-		sb := hl.StrongBytes
-		for i := range rsums {
-			copy(strong[i*sb:(i+1)*sb], strong[i*full:i*full+sb])
-		}
-		f.Checksums = control.Checksums{
-			RsumBytes:   hl.RsumBytes,
-			StrongBytes: sb,
-			Rsum:        rsums,
-			Strong:      strong[: len(rsums)*sb : len(rsums)*sb],
-		}
-		return f
-	})
-	return result, nil
+// release records that a consumer is done with the chunk's data, and gives
+// the buffer back after the last one.
+func (c *checksummer) release(ch *chunk) {
+	if ch.users.Add(1) == c.users {
+		c.bufs.Put(ch.buf)
+	}
+}
+
+// sum computes the rolling checksums and the strong hashes of a chunk's
+// blocks, the strong hashes together so that the SIMD lanes are full.
+func (c *checksummer) sum(ctx context.Context, ch *chunk) (*chunk, error) {
+	bs := c.bs
+	nb := len(ch.data) / bs
+	ch.sums = make([]uint32, nb)
+	blocks := make([][]byte, nb)
+	for i := range nb {
+		blk := ch.data[i*bs : (i+1)*bs]
+		blocks[i] = blk
+		ch.sums[i] = rollsum.Block(blk).Packed()
+	}
+	ch.hash = make([]byte, nb*c.full)
+	c.hasher.SumBlocks(ch.hash, c.full, blocks)
+	c.release(ch)
+	return ch, nil
+}
+
+// hashFile feeds a chunk's real bytes to the whole-file hashes.
+func (c *checksummer) hashFile(ctx context.Context, ch *chunk) error {
+	if c.sha1 != nil {
+		c.sha1.Write(ch.data[:ch.n])
+	}
+	if c.sha256 != nil {
+		c.sha256.Write(ch.data[:ch.n])
+	}
+	c.release(ch)
+	return nil
+}
+
+// collect appends a chunk's records, in order.
+func (c *checksummer) collect(ctx context.Context, ch *chunk) error {
+	c.rsums = append(c.rsums, ch.sums...)
+	c.strongs = append(c.strongs, ch.hash...)
+	return nil
+}
+
+// result makes the control file once the pipeline has run: the hash
+// lengths from the final length, the records truncated in place.
+func (c *checksummer) result() *control.File {
+	hl := c.opts.HashLengths
+	if hl == (control.HashLengths{}) {
+		hl = control.DefaultHashLengths(c.length, c.bs)
+	}
+	f := &control.File{Header: control.Header{
+		Blocksize:       c.bs,
+		Length:          c.length,
+		HashLengths:     hl,
+		StrongAlgorithm: c.alg,
+	}}
+	if c.sha1 != nil {
+		f.SHA1 = c.sha1.Sum(nil)
+	}
+	if c.sha256 != nil {
+		f.SHA256 = c.sha256.Sum(nil)
+	}
+	mask := control.RsumMask(hl.RsumBytes)
+	for i := range c.rsums {
+		c.rsums[i] &= mask
+	}
+	// Keep the leading StrongBytes of each digest, in place.
+	sb := hl.StrongBytes
+	for i := range c.rsums {
+		copy(c.strongs[i*sb:(i+1)*sb], c.strongs[i*c.full:i*c.full+sb])
+	}
+	n := len(c.rsums) * sb
+	f.Checksums = control.Checksums{
+		RsumBytes:   hl.RsumBytes,
+		StrongBytes: sb,
+		Rsum:        c.rsums,
+		Strong:      c.strongs[:n:n],
+	}
+	return f
 }

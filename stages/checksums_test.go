@@ -193,7 +193,7 @@ func TestBlockChecksumsProgress(t *testing.T) {
 // TestBlockChecksumsLargeBlockMemory checks that a large block size does not
 // make the reader allocate chunks of 64 blocks regardless of the input.
 func TestBlockChecksumsLargeBlockMemory(t *testing.T) {
-	const bs = 16 << 20
+	const bs = control.MaxBlocksize // the largest a control file may have
 	data := randData(9, 3*bs/2)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)

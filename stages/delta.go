@@ -307,10 +307,14 @@ func (d *delta) scanStages(p *pipeline.Pipeline) *pipeline.Stream[int64] {
 		if err := d.emitPass(ctx, first, whole, emit); err != nil {
 			return err
 		}
-		select {
-		case <-first.done:
-		case <-ctx.Done():
-			return ctx.Err()
+		pipeline.Wait(ctx, func() {
+			select {
+			case <-first.done:
+			case <-ctx.Done():
+			}
+		})
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		if d.matches.Complete() {
 			return nil
@@ -460,6 +464,9 @@ outer:
 				// is still looked for.
 				if key == 0 && last != 0 {
 					if next := sc.skipZeros(q); next > q+1 {
+						if err := sc.checkAligned(q+1, next); err != nil {
+							return err
+						}
 						p = next
 						if p < sc.end {
 							r.reset(p)
@@ -471,6 +478,9 @@ outer:
 			}
 			if ix.maybe(key) {
 				next, err := sc.tryChain(q, key)
+				if err == nil && next > q+1 {
+					err = sc.checkAligned(q+1, next)
+				}
 				if err != nil {
 					return err
 				}
@@ -492,6 +502,42 @@ outer:
 		}
 		r.advance(n)
 		p = r.base
+	}
+	return nil
+}
+
+// checkAligned looks for the target's own blocks at their own offsets in
+// the positions [from, to) of the buffer, which the rolling scan jumps
+// over: a run matched at another alignment (the same data elsewhere in the
+// target, as tar members at 512-byte offsets) may cover the place where a
+// block that occurs nowhere else sits. Without this, a seed identical to
+// the target could leave a few blocks to fetch. Only blocks still missing
+// are checked, the weak checksum first; with seq_matches 2 the next block
+// must match at its own offset too, as in tryChain.
+func (sc *scanner) checkAligned(from, to int) error {
+	ix := sc.ix
+	bs := int64(ix.bs)
+	m := sc.d.matches
+	to = min(to, sc.end)
+	for o := (sc.base + int64(from) + bs - 1) / bs * bs; o < sc.base+int64(to); o += bs {
+		i := o / bs
+		p := int(o - sc.base)
+		if i >= int64(ix.n) || m.Has(i) || rollsum.Block(sc.buf[p:p+ix.bs]).Packed()&ix.mask != ix.rsum[i] {
+			continue
+		}
+		sc.blocks = append(sc.blocks[:0], sc.buf[p:p+ix.bs])
+		if ix.seq == 2 && i != int64(ix.last) {
+			sc.blocks = append(sc.blocks, sc.buf[p+ix.bs:p+2*ix.bs])
+		}
+		k := len(sc.blocks)
+		sc.d.hasher.SumBlocks(sc.digest[:k*ix.sb], ix.sb, sc.blocks)
+		if !bytes.Equal(sc.digest[:ix.sb], ix.strongOf(int(i))) ||
+			k == 2 && !bytes.Equal(sc.digest[ix.sb:2*ix.sb], ix.strongOf(int(i)+1)) {
+			continue
+		}
+		if err := sc.found(i, p, 1); err != nil {
+			return err
+		}
 	}
 	return nil
 }

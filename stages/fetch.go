@@ -103,7 +103,7 @@ func Fetch(ctx context.Context, f *control.File, src source.RangeSource, missing
 			case ctx.Err() != nil:
 				return ctx.Err()
 			}
-			return fmt.Errorf("fetch %d ranges from byte %d: %w: %w", len(call), call[0].Start, ErrFetch, err)
+			return fmt.Errorf("%w: %w (%d ranges from byte %d)", ErrFetch, err, len(call), call[0].Start)
 		})
 	}
 	return p.Wait()

@@ -3,9 +3,10 @@
 // Usage:
 //
 //	zsyncpipe make [-b blocksize] [-f name] [--legacy] [-o path] [-q] [-u URL]... [-v] FILE
-//	zsyncpipe sync [-A host=user:pass]... [-i seed]... [-k path] [--max-ranges n] [--no-fsync]
-//	               [-o path] [--parallel n] [-q] [--retries n] [-s] [-u URL] [--url URL]... [-v]
-//	               CONTROL
+//	zsyncpipe sync [-A host=user:pass]... [--ca-file file] [-i seed]... [--identity key]... [-k path]
+//	               [--known-hosts file]... [--max-ranges n] [--max-wait d] [--no-fsync] [-o path]
+//	               [--parallel n] [-q] [--retries n] [-s] [--sftp-requests n] [--ssh-connections n]
+//	               [--ssh-password] [-u URL] [--url URL]... [-v] CONTROL
 //	zsyncpipe demo [-b blocksize] [--dir dir] [--keep] [--legacy] [--seed seed] [--size size]
 //	zsyncpipe bench [--binary binary] [--block-sizes list] [--corpus kind] [--json] [--legacy]
 //	                [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed] [--size size]
@@ -23,8 +24,8 @@
 //
 // The flags of make and sync follow zsyncmake(1) and zsync(1), and so do the
 // exit codes: 1 for a bad control file, 2 for an I/O error or a checksum
-// mismatch, 3 for a usage error or a failed download. Run "zsyncpipe help"
-// for details.
+// mismatch, 3 for a usage error or a failed download; 130 when interrupted
+// (SIGINT or SIGTERM). Run "zsyncpipe help" for details.
 package main
 
 import (

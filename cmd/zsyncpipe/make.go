@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -14,6 +13,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/relpath"
 )
 
 const makeIntro = `
@@ -51,8 +51,10 @@ func cmdMake(ctx context.Context, e *env, args []string) error {
 		return usagef("make", "want exactly one FILE, got %d arguments", len(pos))
 	}
 	path := pos[0]
-	if strings.ContainsRune(*filename, '/') {
-		return usagef("make", "-f %q: the file name must not contain '/'", *filename)
+	if *filename != "" {
+		if err := relpath.CheckName(*filename); err != nil {
+			return usagef("make", "-f %v: the file name must not contain '/' or be . or ..", err)
+		}
 	}
 	if *out == "" {
 		*out = filepath.Base(path) + ".zsync"

@@ -20,6 +20,10 @@ const (
 	exitBadControl = 1 // the control file is malformed or unusable
 	exitIO         = 2 // I/O error or checksum mismatch
 	exitUsage      = 3 // bad usage or a failed download
+
+	// exitInterrupted is the shells' code for SIGINT (128+2), used for
+	// SIGTERM too: the command was stopped and can be run again.
+	exitInterrupted = 130
 )
 
 // env is what a command may use besides its arguments.
@@ -104,7 +108,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "zsyncpipe: %v\n", err)
 	var ue *usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "Run 'zsyncpipe %s -h' for usage.\n", ue.cmd)
+		if ue.cmd == "help" {
+			fmt.Fprintln(stderr, "Run 'zsyncpipe help' for the list of commands.")
+		} else {
+			fmt.Fprintf(stderr, "Run 'zsyncpipe %s -h' for usage.\n", ue.cmd)
+		}
 	}
 	return exitCode(err)
 }
@@ -115,10 +123,12 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, zsyncpipe.ErrInterrupted), errors.Is(err, context.Canceled):
+		return exitInterrupted
 	case errors.As(err, &fe), errors.Is(err, errBadControl),
 		errors.Is(err, treeindex.ErrFormat): // a bad or unsafe tree index (mirror)
 		return exitBadControl
-	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrFetch):
+	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrNotRegular), errors.Is(err, zsyncpipe.ErrFetch):
 		return exitUsage
 	}
 	// zsyncpipe.ErrVerify and everything else: I/O error or mismatch.
@@ -179,6 +189,7 @@ Exit codes (as zsync):
 	1  bad control file
 	2  I/O error or checksum mismatch
 	3  usage error or failed download
+	130  interrupted (SIGINT or SIGTERM); run the same command to resume
 
 Run 'zsyncpipe help <command>' or 'zsyncpipe <command> -h' for the flags of a
 command.

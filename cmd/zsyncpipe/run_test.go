@@ -173,15 +173,16 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestBlocksizeFlag(t *testing.T) {
-	good := map[string]int{"16": 16, "2048": 2048, "4KiB": 4096, "4 KiB": 4096, "64kib": 65536, "1MiB": 1 << 20, "1GiB": 1 << 30}
+	good := map[string]int{"16": 16, "2048": 2048, "4KiB": 4096, "4 KiB": 4096, "64kib": 65536, "1MiB": 1 << 20}
 	for s, want := range good {
 		var b blocksizeFlag
 		if err := b.Set(s); err != nil || int(b) != want {
 			t.Errorf("Set(%q) = %d, %v; want %d", s, b, err, want)
 		}
 	}
-	// Below control.MinMakeBlocksize too: make would refuse it later.
-	for _, s := range []string{"", "0", "1", "8", "3", "3000", "4k", "4KB", "-2048", "2GiB", "x"} {
+	// Below control.MinMakeBlocksize too: make would refuse it later;
+	// above control.MaxBlocksize (1 MiB) no control file may go.
+	for _, s := range []string{"", "0", "1", "8", "3", "3000", "4k", "4KB", "-2048", "2MiB", "1GiB", "2GiB", "x"} {
 		var b blocksizeFlag
 		if err := b.Set(s); err == nil {
 			t.Errorf("Set(%q) = %d, want error", s, b)
@@ -221,27 +222,32 @@ func TestCheckFilename(t *testing.T) {
 
 func TestFormatSummary(t *testing.T) {
 	s := &zsyncpipe.Summary{
-		Length:   224798720,
-		Reused:   214398720,
-		Fetched:  10400000,
-		Ranges:   12,
-		Requests: 1,
-		Overhead: 5200,
-		Duration: 310 * time.Millisecond,
+		Length:     224798720,
+		Reused:     214398720,
+		Fetched:    10400000,
+		Ranges:     12,
+		Requests:   1,
+		Overhead:   5200,
+		Downloaded: 10405200,
+		Duration:   310 * time.Millisecond,
 	}
 	got := formatSummary("go1.26.8.tar", s)
-	want := "go1.26.8.tar: 214 MiB (204 MiB reused from local data, 9.9 MiB fetched in 12 ranges, 1 request, 5.1 KiB protocol overhead) in 0.31s, 725 MB/s"
+	want := "go1.26.8.tar: 214 MiB (204 MiB reused from local data, 9.9 MiB fetched in 12 ranges, 1 request, 9.9 MiB downloaded) in 0.31s, 725 MB/s of output"
 	if got != want {
 		t.Errorf("formatSummary:\n got %q\nwant %q", got, want)
 	}
 	// A source that does not count ranges, and a single range.
-	s.Ranges, s.Requests, s.Overhead = 0, 0, 0
+	s.Ranges, s.Requests, s.Overhead, s.Downloaded = 0, 0, 0, 0
 	if got := formatSummary("f", s); !strings.Contains(got, "9.9 MiB fetched) in") {
 		t.Errorf("without ranges: %q", got)
 	}
 	s.Ranges, s.Requests = 1, 1
 	if got := formatSummary("f", s); !strings.Contains(got, "9.9 MiB fetched in 1 range) in") {
 		t.Errorf("one range: %q", got)
+	}
+	s.UpToDate = true
+	if got := formatSummary("f", s); !strings.Contains(got, "f: 214 MiB already up to date, nothing written") {
+		t.Errorf("up to date: %q", got)
 	}
 }
 

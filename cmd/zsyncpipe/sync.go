@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -21,10 +21,13 @@ for blocks of the target, fetches the missing blocks from the URLs of the
 control file, checks the whole-file hash and only then renames the result into
 place: a failed sync leaves an existing output file unchanged.
 
-CONTROL is a local .zsync file or an http(s) URL of one (redirects are
-followed; with -k, a saved copy is reused when the server says it has not
+CONTROL is a local .zsync file or an http(s) or sftp:// URL of one (redirects
+are followed; with -k, a saved copy is reused when the server says it has not
 changed). Relative URLs in it are resolved against the -u base URL, or else
-against the control file's own location. Missing blocks are fetched from every
+against the control file's own location. sftp:// URLs log in as ssh(1) does
+(the agent, then ~/.ssh/id_* or --identity; a password only with
+--ssh-password) and trust only host keys in ~/.ssh/known_hosts or
+--known-hosts. Missing blocks are fetched from every
 URL of the control file and every --url at once, several requests in flight,
 several ranges per request; a mirror that fails or serves bad blocks is
 dropped. An interrupted sync leaves OUTPUT.part and OUTPUT.part.state: running
@@ -49,8 +52,11 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	parallel := fs.Int("parallel", stages.DefaultConcurrency, "`n` range requests in flight at once")
 	maxRanges := fs.Int("max-ranges", httpsource.DefaultMaxRanges, "`n` ranges per HTTP request to start with (halved while a server refuses)")
 	retries := fs.Int("retries", httpsource.DefaultRetries, "`n` retries of a failed request, with exponential backoff")
+	maxWait := fs.Duration("max-wait", httpsource.DefaultMaxWait, "give up after waiting `d` in all without receiving a block (stalls, backoff, Retry-After)")
+	caFile := fs.String("ca-file", "", "PEM `file` of further certificate authorities to trust for https (beside the system's, and SSL_CERT_FILE/SSL_CERT_DIR)")
 	verbose := fs.Bool("v", false, "print per-stage statistics and notes")
 	noFsync := fs.Bool("no-fsync", false, "do not flush the result to disk before renaming it into place (faster; a crash right after may leave a damaged file)")
+	sshOpts := addSSHFlags(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -59,7 +65,10 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return usagef("sync", "want exactly one CONTROL file, got %d arguments", len(pos))
 	}
 
-	httpOpts := httpsource.Options{MaxRanges: *maxRanges, Retries: *retries}
+	httpOpts := httpsource.Options{MaxRanges: *maxRanges, Retries: *retries, MaxWait: *maxWait, CAFile: *caFile}
+	if *maxWait <= 0 {
+		return usagef("sync", "--max-wait must be positive")
+	}
 	if *retries == 0 {
 		httpOpts.Retries = -1
 	}
@@ -73,11 +82,20 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		}
 		httpOpts.Credentials[host] = c
 	}
+	// Credentials in the control file's URL serve its data on the same
+	// host too, and no other host.
+	httpOpts = httpOpts.WithURLCredentials(pos[0])
 	if *parallel < 1 || *maxRanges < 1 || *retries < 0 {
 		return usagef("sync", "--parallel and --max-ranges must be at least 1, --retries at least 0")
 	}
 
-	ctl, err := zsyncpipe.LoadControl(ctx, pos[0], zsyncpipe.LoadOptions{Keep: *keep, BaseURL: *base, HTTP: httpOpts})
+	sftp, err := sshOpts.pool(httpOpts.Retries, *verbose, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer sftp.Close()
+	transports := zsyncpipe.Transports{"sftp": zsyncpipe.SFTPTransport(sftp)}
+	ctl, err := zsyncpipe.LoadControl(ctx, pos[0], zsyncpipe.LoadOptions{Keep: *keep, BaseURL: *base, HTTP: httpOpts, Transports: transports})
 	if err != nil {
 		return err
 	}
@@ -106,6 +124,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		MirrorURLs: mirrors,
 		NoFsync:    *noFsync,
 		HTTP:       httpOpts,
+		Transports: transports,
 		Fetch:      stages.FetchLimits{Concurrency: *parallel},
 		Progress:   prog.callback(),
 		Logf:       logf,
@@ -128,8 +147,15 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 
 // formatSummary returns the one-line report of a sync, e.g.
 // "go1.26.8.tar: 214 MiB (205 MiB reused from local data, 9.4 MiB fetched in
-// 12 ranges, 3 requests, 5.1 KiB protocol overhead) in 0.31s, 725 MB/s".
+// 12 ranges, 3 requests, 9.5 MiB downloaded) in 0.31s, 725 MB/s of output".
+// Fetched counts the target's bytes that came from the network, each once;
+// downloaded counts every byte received (bodies and headers, retries, gaps
+// and whole-file answers included); the rate is the target's size over the
+// wall time, not a network speed.
 func formatSummary(name string, s *zsyncpipe.Summary) string {
+	if s.UpToDate {
+		return fmt.Sprintf("%s: %s already up to date, nothing written (checked in %s)", name, humanize.IBytes(uint64(s.Length)), seconds(s.Duration))
+	}
 	fetched := humanize.IBytes(uint64(s.Fetched)) + " fetched"
 	if s.Ranges > 0 {
 		fetched += " in " + plural(s.Ranges, "range")
@@ -137,10 +163,10 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 	if s.Requests > 0 && s.Requests != s.Ranges {
 		fetched += ", " + plural(s.Requests, "request")
 	}
-	if s.Overhead > 0 {
-		fetched += ", " + humanize.IBytes(uint64(s.Overhead)) + " protocol overhead"
+	if s.Downloaded > 0 {
+		fetched += ", " + humanize.IBytes(uint64(s.Downloaded)) + " downloaded"
 	}
-	return fmt.Sprintf("%s: %s (%s reused from local data, %s) in %s, %s",
+	return fmt.Sprintf("%s: %s (%s reused from local data, %s) in %s, %s of output",
 		name, humanize.IBytes(uint64(s.Length)), humanize.IBytes(uint64(s.Reused)),
 		fetched, seconds(s.Duration), rate(s.Length, s.Duration))
 }
@@ -148,12 +174,11 @@ func formatSummary(name string, s *zsyncpipe.Summary) string {
 // checkFilename checks that name, a control file's Filename, is a plain file
 // name that cannot write outside the current directory.
 func checkFilename(name string) error {
-	switch {
-	case name == "":
+	if name == "" {
 		return fmt.Errorf("%w: no Filename", errBadControl)
-	case name == "." || name == "..",
-		strings.ContainsAny(name, "/\\\x00"):
-		return fmt.Errorf("%w: Filename %q is not a plain file name", errBadControl, name)
+	}
+	if err := relpath.CheckName(name); err != nil {
+		return fmt.Errorf("%w: Filename %w", errBadControl, err)
 	}
 	return nil
 }

@@ -209,7 +209,7 @@ func TestMakeSyncRoundTrip(t *testing.T) {
 			r := mustRun(t, "sync", "-i", fx.old, "-k", "saved.zsync", fx.control)
 			sameBytes(t, "output", readFile(t, "data.bin"), fx.newData)
 			sameBytes(t, "-k copy", readFile(t, "saved.zsync"), readFile(t, fx.control))
-			if !regexp.MustCompile(`^data\.bin: 1\.0 MiB \(.* reused from local data, .* fetched( in \d+ ranges?.*)?\) in [0-9.]+s, .*B/s\n$`).MatchString(r.stdout) {
+			if !regexp.MustCompile(`^data\.bin: 1\.0 MiB \(.* reused from local data, .* fetched( in \d+ ranges?.*)?\) in [0-9.]+s, .*B/s of output\n$`).MatchString(r.stdout) {
 				t.Errorf("summary: %q", r.stdout)
 			}
 			if r.stderr != "" {

@@ -22,6 +22,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -175,6 +176,16 @@ func (s *Server) RedirectURL() string { return s.srv.URL + s.opts.RedirectFrom }
 
 // BaseURL returns the server's base URL, "http://127.0.0.1:port".
 func (s *Server) BaseURL() string { return s.srv.URL }
+
+// CertificatePEM returns the PEM encoding of the server's self-signed TLS
+// certificate (with Options.TLS), for clients told to trust a CA file.
+func (s *Server) CertificatePEM() []byte {
+	c := s.srv.Certificate()
+	if c == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
 
 // Client returns a client configured for the server (it trusts the TLS
 // certificate of a TLS server).
