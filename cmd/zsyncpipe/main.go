@@ -14,8 +14,8 @@
 //	zsyncpipe index [-b blocksize] [--beside] [--inline size] [-j n] [--legacy] [--no-fsync] [-q]
 //	                [--rescan duration] [--settle duration] [--small size] [-v] [--watch] DIR
 //	zsyncpipe serve [-b blocksize] [--beside] [--inline size] [-j n] [--legacy] [--listen address]
-//	                [--no-fsync] [--no-index] [-q] [--rescan duration] [--settle duration] [--small size]
-//	                [--tls-cert file] [--tls-key file] DIR
+//	                [--no-fsync] [--no-index] [-q] [--rescan duration] [--settle duration]
+//	                [--small size] [--tls-cert file] [--tls-key file] DIR
 //	zsyncpipe mirror [-A host=user:pass]... [--allow-outside-links] [-c] [--checksum] [--delete]
 //	                 [--dry-run] [-n] [--no-fsync] [--parallel n] [-q] [--retries n] [--skip-unchanged]
 //	                 [-v] URL DIR

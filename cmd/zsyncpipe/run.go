@@ -49,11 +49,11 @@ func init() {
 	commands = []*command{
 		{"make", "FILE", "make the control file (.zsync) of FILE", cmdMake},
 		{"sync", "CONTROL", "rebuild the file described by CONTROL from local data and downloads", cmdSync},
-		{"mirror", "URL DIR", "make DIR match the tree published at URL, downloading only what no local file holds", cmdMirror},
-		{"index", "DIR", "publish the tree DIR: control files and a tree index, kept current with --watch", cmdIndex},
-		{"serve", "DIR", "serve the tree DIR over HTTP with Range support while keeping its index current", cmdServe},
 		{"demo", "", "make and sync generated data end to end, and verify the result", cmdDemo},
 		{"bench", "", "measure make and sync over a sweep of block sizes, beside zsync", cmdBench},
+		{"index", "DIR", "publish the tree DIR: control files and a tree index, kept current with --watch", cmdIndex},
+		{"serve", "DIR", "serve the tree DIR over HTTP with Range support while keeping its index current", cmdServe},
+		{"mirror", "URL DIR", "make DIR match the tree published at URL, downloading only what no local file holds", cmdMirror},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
 	}

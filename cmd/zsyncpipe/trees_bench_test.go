@@ -1,21 +1,65 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/nginxtest"
 )
 
+// TestMain runs zsyncpipe itself when asked to (mainEnv), so that a test
+// can start it as a process of its own, as nginx is.
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+const mainEnv = "ZSYNCPIPE_TEST_RUN_MAIN"
+
+// serveProcess starts "zsyncpipe serve --no-index dir" as a process of its
+// own and returns its base URL; it is stopped with SIGTERM at the end.
+func serveProcess(tb testing.TB, dir string) string {
+	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0", "--no-index", "-q", dir)
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		tb.Fatalf("serve printed no URL: %v", err)
+	}
+	_, rest, _ := strings.Cut(line, " at ")
+	base, _, _ := strings.Cut(rest, " ")
+	return base
+}
+
 // BenchmarkRangesServeVsNginx answers many parallel multi-range requests
 // (20 ranges of 2 KiB each, as a sync asks) for a 16 MiB file, from serve and
-// from nginx on the same tree, side by side:
+// from nginx on the same tree, both processes of their own, side by side:
 //
 //	go test -run '^$' -bench RangesServeVsNginx -benchtime 2000x ./cmd/zsyncpipe
 func BenchmarkRangesServeVsNginx(b *testing.B) {
@@ -28,9 +72,7 @@ func BenchmarkRangesServeVsNginx(b *testing.B) {
 		b.Fatal(err)
 	}
 	servers := map[string]string{}
-	base, stop := startServe(b, dir, "--no-index")
-	defer stop()
-	servers["serve"] = base + "f.bin"
+	servers["serve"] = serveProcess(b, dir) + "f.bin"
 	servers["nginx"] = nginxtest.Start(b, dir).Base + "/f.bin"
 	for _, name := range []string{"serve", "nginx"} {
 		url := servers[name]

@@ -15,27 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// Look returns the path of the program name (Debian package pkg), also
-// found in /usr/sbin and /sbin. When it is missing the test fails if the
-// environment variable CI is set, and is skipped otherwise.
-func Look(t testing.TB, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if _, e := os.Stat(filepath.Join(dir, name)); e == nil {
-				return filepath.Join(dir, name)
-			}
-		}
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (apt-get install %s): %v", name, pkg, err)
-		}
-		t.Skipf("%s not installed (apt-get install %s): %v", name, pkg, err)
-	}
-	return p
-}
+	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
+)
 
 // Server is an nginx started by a test.
 type Server struct {
@@ -51,7 +33,7 @@ type Server struct {
 // ends.
 func Start(t testing.TB, root string) *Server {
 	t.Helper()
-	bin := Look(t, "nginx", "nginx-light")
+	bin := testtool.Look(t, "nginx", "nginx-light")
 	var lastErr error
 	for range 3 { // the free port may be taken before nginx binds it
 		s, err := try(t, bin, root)
