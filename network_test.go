@@ -197,8 +197,11 @@ func TestSyncFaults(t *testing.T) {
 			if sum.Overhead < sum.Fetched {
 				t.Errorf("overhead %d: whole-file answers should cost more than the %d bytes needed", sum.Overhead, sum.Fetched)
 			}
-			if sum.Downloaded > sum.Length+64<<10 {
-				t.Errorf("downloaded %d for a %d-byte file: read more than once", sum.Downloaded, sum.Length)
+			// Once, normally (TestSyncIgnoredRangesSummary checks that);
+			// with this test's short IdleTimeout, a loaded machine may
+			// make the stream start again once.
+			if sum.Downloaded > 2*sum.Length+64<<10 {
+				t.Errorf("downloaded %d for a %d-byte file: read more than twice", sum.Downloaded, sum.Length)
 			}
 		}},
 		{name: "multi-range-refused-416", opts: faultserver.Options{MaxRanges: 1}, extra: 1, status: 416, check: netCheckSingleRanges},

@@ -116,7 +116,9 @@ func TestSyncIgnoredRangesSummary(t *testing.T) {
 		srv := faultserver.New(target, opts)
 		t.Cleanup(srv.Close)
 		_, out := netDir(t, old)
-		sum, err := Sync(context.Background(), SyncOptions{Control: netControl(t, target, false, srv.URL()), Output: out, HTTP: netHTTP(), Fetch: netFetch()})
+		ho := netHTTP()
+		ho.IdleTimeout = 10 * time.Second // the stream may pause 2 s between calls
+		sum, err := Sync(context.Background(), SyncOptions{Control: netControl(t, target, false, srv.URL()), Output: out, HTTP: ho, Fetch: netFetch()})
 		if err != nil {
 			t.Fatalf("%+v: %v", opts, err)
 		}

@@ -49,8 +49,8 @@
 // ReadRanges call of the Source. The calls register the ranges they wait
 // for; the stream reads the body front to back and hands each range to its
 // call as it passes it, then stops reading when no call waits for anything
-// further (after a pause of 250 ms for the next call). Range requests still
-// in flight when the stream starts are waited for (up to 1 s), so that
+// further (after a pause of up to 2 s for the next call). Range requests still
+// in flight when the stream starts are waited for (up to 2 s), so that
 // their calls join before the stream passes their ranges. The file is thus
 // read once; only a range asked for after the stream went past it makes the
 // stream start again from the beginning. A failure of the stream is a

@@ -14,8 +14,10 @@ import (
 
 // streamLinger is how long the whole-file stream stays open, paused, when
 // no call waits for a range: the fetch stage starts its next call as soon as
-// one ends, and that call's ranges lie further on in the same body.
-const streamLinger = 250 * time.Millisecond
+// one ends, and that call's ranges lie further on in the same body. It is
+// at most half the IdleTimeout, so that the pause does not look like a
+// stall.
+const streamLinger = 2 * time.Second
 
 // bodyStream serves the ranges of every concurrent ReadRanges call from one
 // whole-file body, for a server that ignores Range headers: the body is read
@@ -167,7 +169,11 @@ func (st *bodyStream) failAll(err error) {
 // idle waits up to streamLinger for a new ticket. It reports false, having
 // marked the stream as stopped, when none came.
 func (st *bodyStream) idle() bool {
-	timer := time.NewTimer(streamLinger)
+	linger := streamLinger
+	if idle := st.s.st.idleTimeout; idle > 0 {
+		linger = min(linger, idle/2)
+	}
+	timer := time.NewTimer(linger)
 	defer timer.Stop()
 	select {
 	case <-st.added:
@@ -254,7 +260,7 @@ func (st *bodyStream) run(ctx context.Context, resp *http.Response, finish func(
 
 // settleWait bounds how long the stream waits for range requests in flight
 // to be answered before it reads on.
-const settleWait = time.Second
+const settleWait = 2 * time.Second
 
 // settle waits, up to settleWait, until no range request is waiting for its
 // answer: sent before the server was known to ignore ranges, such a request
