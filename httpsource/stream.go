@@ -53,7 +53,8 @@ func (s *Source) Expect(ranges []source.Range) {
 	st.handed = make([]bool, len(ranges))
 }
 
-// markHanded records that the range r went to its call.
+// markHanded records that the range r went to its call, from the stream
+// or from a range request.
 func (st *bodyStream) markHanded(r source.Range) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -157,6 +158,7 @@ func (s *Source) handOver(c *call, h *handoff) error {
 		return &fnError{err}
 	}
 	s.payloadBytes.Add(h.r.Len())
+	s.stream.markHanded(h.r)
 	c.next++
 	return nil
 }
@@ -310,7 +312,6 @@ func (st *bodyStream) run(ctx context.Context, resp *http.Response, finish func(
 			st.mu.Lock()
 			t.next++
 			st.mu.Unlock()
-			st.markHanded(r)
 			pos = r.End
 		case errors.As(err, &fe):
 			// The caller's own failure: it leaves, and the body is at the
