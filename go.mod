@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/dustin/go-humanize v1.1.0
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/klauspost/cpuid/v2 v2.4.2
 	github.com/minio/md5-simd v1.1.2
 	github.com/pkg/sftp v1.13.12

@@ -38,6 +38,10 @@ type MakeOptions struct {
 	Workers int
 	// NoSIMD forces the portable MD5 path.
 	NoSIMD bool
+	// Hasher, if set, computes the block hashes instead of a Hasher made
+	// (and closed) by this call: callers that make many control files
+	// share one. Its algorithm must be MD4 with Legacy, else MD5.
+	Hasher *simd.Hasher
 	// Progress, if set, is called from time to time with bytes read.
 	Progress func(Progress)
 	// Stats, if set, receives the per-stage statistics of the run.
@@ -56,11 +60,16 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 	if opts.Legacy {
 		alg = strong.MD4
 	}
-	h, err := simd.NewHasher(alg, simd.Options{Fallback: opts.NoSIMD})
-	if err != nil {
-		return nil, fmt.Errorf("make: %w", err)
+	h := opts.Hasher
+	if h == nil {
+		var err error
+		if h, err = simd.NewHasher(alg, simd.Options{Fallback: opts.NoSIMD}); err != nil {
+			return nil, fmt.Errorf("make: %w", err)
+		}
+		defer h.Close()
+	} else if h.Algorithm() != alg {
+		return nil, fmt.Errorf("make: the shared hasher computes %v, the format needs %v: %w", h.Algorithm(), alg, ErrUsage)
 	}
-	defer h.Close()
 	co := stages.ChecksumOptions{
 		Blocksize: opts.Blocksize,
 		Length:    opts.Length,

@@ -32,6 +32,9 @@ type partFile struct {
 	// scanned, so that the next run skips them.
 	seeds   []seedID
 	scanned bool
+	// flushed is set once the complete file has been flushed to disk, so
+	// that commit need not flush it again.
+	flushed bool
 }
 
 // openPart opens OUT.part for the target of ctl: resuming an earlier one
@@ -182,7 +185,7 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 		return fmt.Errorf("sync %s: %w", p.out, verified)
 	}
 	f := p.f
-	if !noFsync {
+	if !noFsync && !p.flushed {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync: flush %s: %w", p.path, err)
 		}

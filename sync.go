@@ -12,6 +12,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/source"
@@ -109,6 +110,10 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	return j.sum, nil
 }
 
+// writebackEvery is how many bytes written to the partial result start
+// its writeback to disk (when the result is flushed at the end).
+const writebackEvery = 8 << 20
+
 // syncJob is the state of one Sync: what its stages share. Everything that
 // moves between them flows through the pipeline as updates (see run).
 type syncJob struct {
@@ -169,6 +174,11 @@ func (j *syncJob) prepare() error {
 		return err
 	}
 	j.part = part
+	if !j.opts.NoFsync {
+		// Start writing the result to disk while it is built, so that the
+		// flush before the rename has little left to wait for.
+		part.pt.OnWrite(writeback.NewEvery(part.f, writebackEvery).Wrote)
+	}
 	if part.setAside != "" {
 		paths = append(paths, part.setAside)
 	}
@@ -311,9 +321,26 @@ func (j *syncJob) run(ctx context.Context) error {
 			if err := j.part.pt.Finish(); err != nil {
 				return err
 			}
-			if err := verifier.Step(0); err != nil {
+			if j.opts.NoFsync {
+				if err := verifier.Step(0); err != nil {
+					return err
+				}
+				return emit(update{verified: verifier.Hashed()})
+			}
+			// Flush the file while the rest of it is hashed: the flush
+			// waits on the disk, the hash on the cores. A result that
+			// fails verification is not renamed into place, flushed or
+			// not.
+			flushed := make(chan error, 1)
+			go func() { flushed <- j.part.f.Sync() }()
+			err := verifier.Step(0)
+			if ferr := <-flushed; ferr != nil && err == nil {
+				err = fmt.Errorf("sync: flush %s: %w", j.part.path, ferr)
+			}
+			if err != nil {
 				return err
 			}
+			j.part.flushed = true
 			return emit(update{verified: verifier.Hashed()})
 		})
 	pipeline.Sink(p, "record", updates, j.record)

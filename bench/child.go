@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe"
@@ -40,9 +41,11 @@ type childResult struct {
 // RunChild runs one measured step in a child process and prints its result
 // as one JSON object to stdout. args are the arguments after ChildCommand:
 //
-//	make [-legacy] -b BLOCKSIZE -u URL -o OUT.zsync FILE
-//	sync [-fsync] -i SEED -o OUT CONTROL
+//	make [-legacy] [-cpuprofile F] [-memprofile F] -b BLOCKSIZE -u URL -o OUT.zsync FILE
+//	sync [-fsync] [-cpuprofile F] [-memprofile F] -i SEED -o OUT CONTROL
 //
+// -cpuprofile writes a CPU profile of the step, -memprofile its
+// allocations (for go tool pprof).
 // make writes the control file of FILE; sync rebuilds the target of CONTROL
 // from SEED, fetching missing blocks over HTTP from the control file's first
 // URL.
@@ -79,14 +82,37 @@ func RunChild(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		return fmt.Errorf("unknown step %q: %w", args[0], ErrChildUsage)
 	}
+	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile (allocations) to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%w: %w", ErrChildUsage, err)
+	}
+	if *profile != "" {
+		pf, err := os.Create(*profile)
+		if err != nil {
+			return fmt.Errorf("bench child: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("bench child: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	if err := run(); err != nil {
 		return err
 	}
 	res.Duration = time.Since(start)
+	if *memProfile != "" {
+		mf, err := os.Create(*memProfile)
+		if err != nil {
+			return fmt.Errorf("bench child: %w", err)
+		}
+		defer mf.Close()
+		if err := pprof.Lookup("allocs").WriteTo(mf, 0); err != nil {
+			return fmt.Errorf("bench child: %w", err)
+		}
+	}
 	if err := json.NewEncoder(stdout).Encode(res); err != nil {
 		return fmt.Errorf("bench child: %w", err)
 	}

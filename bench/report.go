@@ -31,8 +31,14 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if rep.ZsyncVersion != "" {
 		fmt.Fprintf(bw, "zsync: %s\n", rep.ZsyncVersion)
 	}
-	fmt.Fprintf(bw, "floor: sha256 %s (%.0f MB/s); copy+sha256 %s (%.0f MB/s)\n\n",
-		seconds(rep.Floor.Hash), rep.Floor.HashMBps, seconds(rep.Floor.CopyHash), rep.Floor.CopyHashMBps)
+	fmt.Fprintf(bw, "floor: sha256 %s (%.0f MB/s); copy+sha256 %s (%.0f MB/s); durable (copy+sha256+fsync) %s (%.0f MB/s)\n",
+		seconds(rep.Floor.Hash), rep.Floor.HashMBps, seconds(rep.Floor.CopyHash), rep.Floor.CopyHashMBps,
+		seconds(rep.Floor.Durable), rep.Floor.DurableMBps)
+	if rep.NoFsync {
+		fmt.Fprint(bw, "sync/floor: against copy+sha256 (zsyncpipe --no-fsync)\n\n")
+	} else {
+		fmt.Fprint(bw, "sync/floor: zsyncpipe (flushes its result) against the durable floor, zsync (does not) against copy+sha256\n\n")
+	}
 
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "block\ttool\tcontrol\tmake\tmake MB/s\tmake/floor\tmake RSS\tsync\tsync MB/s\tsync/floor\tsync RSS\treused\tfetched\tranges\treqs\tdownloaded\t")

@@ -19,6 +19,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 )
 
 // Tool names used in results.
@@ -74,10 +75,11 @@ type Options struct {
 	// Legacy makes zsyncpipe write the zsync 0.6.2 format (MD4, SHA-1)
 	// instead of spec 0.8 (MD5, SHA-256).
 	Legacy bool
-	// Fsync makes zsyncpipe flush its result to disk before renaming it,
-	// as its CLI does by default. Off by default: zsync 0.6.2 does not
-	// flush, and the floor does not either.
-	Fsync bool
+	// NoFsync makes zsyncpipe skip flushing its result to disk before
+	// renaming it (--no-fsync). By default it flushes, as its CLI does,
+	// and its sync is compared with the durable floor; zsync 0.6.2 never
+	// flushes.
+	NoFsync bool
 	// Runs repeats every timed step (and the floor) this many times and
 	// keeps the fastest; 1 when zero.
 	Runs int
@@ -92,16 +94,21 @@ type Options struct {
 }
 
 // Floor is the cost of the least work that rebuilds and verifies the target:
-// reading it once while hashing it with SHA-256 (for make), and copying it
-// once to a new file while hashing it in the same pass (for sync). Measured
-// in-process on page-cached data.
+// reading it once while hashing it with SHA-256 (for make), copying it once
+// to a new file while hashing it in the same pass (for sync), and the same
+// copy made durable: writeback started as it is written, flushed to disk
+// (fsync) at the end (for a sync that flushes, zsyncpipe's default).
+// Measured in-process on page-cached data.
 type Floor struct {
 	// Hash is the time to SHA-256 the target, CopyHash the time to copy
-	// it while hashing it; the MBps fields are their throughputs.
+	// it while hashing it, Durable the time to copy, hash and flush it;
+	// the MBps fields are their throughputs.
 	Hash         time.Duration `json:"hash_ns"`
 	HashMBps     float64       `json:"hash_mbps"`
 	CopyHash     time.Duration `json:"copy_hash_ns"`
 	CopyHashMBps float64       `json:"copy_hash_mbps"`
+	Durable      time.Duration `json:"durable_ns"`
+	DurableMBps  float64       `json:"durable_mbps"`
 }
 
 // Result holds the figures of one tool at one block size. Times are wall
@@ -126,8 +133,9 @@ type Result struct {
 	MakeMaxRSS  int64         `json:"make_max_rss_bytes"`
 
 	// Sync is the time to rebuild the target, SyncMBps its bytes per
-	// second, SyncVsFloor Sync / Floor.CopyHash, SyncMaxRSS the peak
-	// resident memory in bytes.
+	// second, SyncVsFloor Sync / Floor.CopyHash — or Sync / Floor.Durable
+	// for a zsyncpipe that flushes its result (the default) — SyncMaxRSS
+	// the peak resident memory in bytes.
 	Sync        time.Duration `json:"sync_ns"`
 	SyncMBps    float64       `json:"sync_mbps"`
 	SyncVsFloor float64       `json:"sync_vs_floor"`
@@ -174,6 +182,8 @@ type Report struct {
 	// is the floor's cost.
 	Runs  int   `json:"runs"`
 	Floor Floor `json:"floor"`
+	// NoFsync is Options.NoFsync: zsyncpipe did not flush its results.
+	NoFsync bool `json:"no_fsync"`
 	// Results holds, per block size in sweep order, zsyncpipe's result and
 	// then zsync's, when measured.
 	Results []Result `json:"results"`
@@ -339,6 +349,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		Platform:   runtime.GOOS + "/" + runtime.GOARCH,
 		CPUs:       runtime.NumCPU(),
 		Runs:       r.opts.Runs,
+		NoFsync:    r.opts.NoFsync,
 		LoadBefore: loadAvg(),
 		Best:       map[string]int{},
 	}
@@ -436,10 +447,20 @@ func (r *runner) floor(ctx context.Context) error {
 		}
 		f.CopyHash = fastest(f.CopyHash, time.Since(start))
 		os.Remove(out)
+
+		start = time.Now()
+		if _, err := hashFile(r.new, func() (io.WriteCloser, error) { return createDurable(out) }, buf); err != nil {
+			return err
+		}
+		f.Durable = fastest(f.Durable, time.Since(start))
+		os.Remove(out)
 	}
 	f.HashMBps = mbps(r.size, f.Hash)
 	f.CopyHashMBps = mbps(r.size, f.CopyHash)
-	r.logf("floor: sha256 %v (%.0f MB/s), copy+sha256 %v (%.0f MB/s)", f.Hash.Round(time.Millisecond), f.HashMBps, f.CopyHash.Round(time.Millisecond), f.CopyHashMBps)
+	f.DurableMBps = mbps(r.size, f.Durable)
+	r.logf("floor: sha256 %v (%.0f MB/s), copy+sha256 %v (%.0f MB/s), durable %v (%.0f MB/s)",
+		f.Hash.Round(time.Millisecond), f.HashMBps, f.CopyHash.Round(time.Millisecond), f.CopyHashMBps,
+		f.Durable.Round(time.Millisecond), f.DurableMBps)
 	return nil
 }
 
@@ -472,6 +493,35 @@ func hashFile(path string, create func() (io.WriteCloser, error), buf []byte) ([
 	}
 	h.Sum(d[:0])
 	return d, nil
+}
+
+// durableFile is a file whose writeback starts while it is written and
+// which is flushed to disk when closed: the durable floor's output.
+type durableFile struct {
+	*os.File
+	wb *writeback.Every
+}
+
+func createDurable(path string) (io.WriteCloser, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return &durableFile{File: f, wb: writeback.NewEvery(f, 8<<20)}, nil
+}
+
+func (d *durableFile) Write(p []byte) (int, error) {
+	n, err := d.File.Write(p)
+	d.wb.Wrote(int64(n))
+	return n, err
+}
+
+func (d *durableFile) Close() error {
+	err := d.File.Sync()
+	if cerr := d.File.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // measure makes and syncs with one tool at one block size, Runs times.
@@ -524,7 +574,7 @@ func (r *runner) measure(ctx context.Context, tool string, bs int, dir string) R
 		out := filepath.Join(syncDir, "out")
 		if tool == ToolZsyncpipe {
 			args = append(append([]string(nil), r.args...), "sync", "-i", r.old, "-o", out)
-			if r.opts.Fsync {
+			if !r.opts.NoFsync {
 				args = append(args, "-fsync")
 			}
 			args = append(args, ctl)
@@ -567,6 +617,9 @@ func (r *runner) measure(ctx context.Context, tool string, bs int, dir string) R
 	res.SyncMBps = mbps(r.size, res.Sync)
 	res.MakeVsFloor = ratio(res.Make, r.rep.Floor.Hash)
 	res.SyncVsFloor = ratio(res.Sync, r.rep.Floor.CopyHash)
+	if tool == ToolZsyncpipe && !r.opts.NoFsync {
+		res.SyncVsFloor = ratio(res.Sync, r.rep.Floor.Durable)
+	}
 	r.logf("%-9s %7s: control %s, make %v (%.0f MB/s, %s), sync %v (%.0f MB/s, %s), reused %.1f%%, downloaded %s",
 		tool, humanize.IBytes(uint64(bs)), humanize.IBytes(uint64(res.ControlSize)),
 		res.Make.Round(time.Millisecond), res.MakeMBps, humanize.IBytes(uint64(res.MakeMaxRSS)),

@@ -78,7 +78,7 @@ func TestRun(t *testing.T) {
 	if rep.NewSize != fi.Size() {
 		t.Errorf("NewSize %d, want %d", rep.NewSize, fi.Size())
 	}
-	if rep.Floor.Hash <= 0 || rep.Floor.CopyHash <= 0 || rep.Floor.CopyHashMBps <= 0 {
+	if rep.Floor.Hash <= 0 || rep.Floor.CopyHash <= 0 || rep.Floor.CopyHashMBps <= 0 || rep.Floor.Durable <= 0 || rep.Floor.DurableMBps <= 0 {
 		t.Errorf("floor not measured: %+v", rep.Floor)
 	}
 	tools := []string{ToolZsyncpipe}

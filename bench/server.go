@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/rangeserve"
 )
 
 // traffic is what the loopback server counted.
@@ -76,28 +78,7 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	http.ServeContent(&crlfPreamble{ResponseWriter: w}, r, "", s.mod, f)
-}
-
-// crlfPreamble starts a multipart/byteranges body with CRLF, as nginx and
-// Apache do. zsync 0.6.2 needs it before the first boundary (RFC 2046 makes
-// it optional and Go's mime/multipart omits it); without it zsync repeats
-// the same request forever.
-type crlfPreamble struct {
-	http.ResponseWriter
-}
-
-func (w *crlfPreamble) WriteHeader(code int) {
-	h := w.Header()
-	if code != http.StatusPartialContent || !strings.HasPrefix(h.Get("Content-Type"), "multipart/byteranges") {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil {
-		h.Set("Content-Length", strconv.FormatInt(n+2, 10))
-	}
-	w.ResponseWriter.WriteHeader(code)
-	w.ResponseWriter.Write([]byte("\r\n"))
+	rangeserve.ServeContent(w, r, "", s.mod, f)
 }
 
 // snapshot returns the counts so far.

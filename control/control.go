@@ -46,6 +46,9 @@ type Header struct {
 	// SHA256 is the whole-file SHA-256 (spec 0.8 "File-Hash: SHA-256:"),
 	// nil if absent.
 	SHA256 []byte
+	// SHA256Chain, if set, lets a client check SHA256 in parallel pieces
+	// (the "Hash-Chain" header); nil if absent.
+	SHA256Chain *HashChain
 	// Safe lists header names that older clients may ignore.
 	Safe []string
 	// Extra holds headers this package does not interpret, in file order.

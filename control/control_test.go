@@ -237,6 +237,11 @@ func TestReadMalformed(t *testing.T) {
 		{"sha256 short", "zsync: 0.7.2\nFile-Hash: SHA-256:abcd\n\n", 2, "File-Hash", "want 64 hex digits"},
 		{"dup sha256", "zsync: 0.7.2\nFile-Hash: SHA-256:" + strings.Repeat("00", 32) + "\nFile-Hash: sha-256:" + strings.Repeat("00", 32) + "\n\n", 3, "File-Hash", "duplicate"},
 		{"mtime", "zsync: 0.6.2\nMTime: 2024-01-01T00:00:00Z\n\n", 2, "MTime", "not an RFC 1123 date"},
+		{"chain form", "zsync: 0.7.2\nHash-Chain: SHA-256:4096\n\n", 2, "Hash-Chain", "want SHA-256:SPAN:STATE"},
+		{"chain hex", "zsync: 0.7.2\nHash-Chain: SHA-256:4096:abcd\n\n", 2, "Hash-Chain", "state 0: want 64 hex digits"},
+		{"chain count", "zsync: 0.7.2\nLength: 10000\nBlocksize: 2048\nFile-Hash: SHA-256:" + strings.Repeat("00", 32) + "\nHash-Chain: SHA-256:4096:" + strings.Repeat("00", 32) + "\n\n", 0, "Hash-Chain", "1 states for 3 spans"},
+		{"chain span", "zsync: 0.7.2\nLength: 10000\nBlocksize: 4096\nFile-Hash: SHA-256:" + strings.Repeat("00", 32) + "\nHash-Chain: SHA-256:6144:" + strings.Repeat("00", 32) + "\n\n", 0, "Hash-Chain", "not a multiple of the block size"},
+		{"chain no file hash", "zsync: 0.7.2\nLength: 8192\nBlocksize: 4096\nHash-Chain: SHA-256:4096:" + strings.Repeat("00", 32) + "\n\n", 0, "Hash-Chain", "needs a SHA-256 File-Hash"},
 		{"filename slash", "zsync: 0.6.2\nFilename: ../etc/passwd\n\n", 2, "Filename", "not a plain file name"},
 		{"filename dotdot", "zsync: 0.6.2\nFilename: ..\n\n", 2, "Filename", "not a plain file name"},
 		{"unknown header", "zsync: 0.6.2\nLength: 1\nBlocksize: 2048\nX-Foo: bar\n\n", 4, "X-Foo", "not listed in Safe"},
@@ -287,6 +292,12 @@ func TestReadAccepts(t *testing.T) {
 			}
 			if f.Checksums.Rsum[0] != 0x0102 || !bytes.Equal(f.Checksums.StrongOf(0), []byte{3, 4, 5}) {
 				return fmt.Errorf("bad records %+v", f.Checksums)
+			}
+			return nil
+		}},
+		{"safe comma-separated (zsync 0.7.x)", "zsync: 0.7.2\nSafe: X-Bar,X-Foo\nBlocksize: 1024\nLength: 0\nX-Foo: bar\nX-Bar: baz\n\n", func(f *File) error {
+			if len(f.Safe) != 2 || f.Safe[0] != "X-Bar" || f.Safe[1] != "X-Foo" || len(f.Extra) != 2 {
+				return fmt.Errorf("bad header %+v", f.Header)
 			}
 			return nil
 		}},
@@ -447,6 +458,8 @@ func TestWriteRejects(t *testing.T) {
 			f.Safe = []string{"Strong-Hash-Algorithm"}
 		}, "Safe", "would read the records as MD4"},
 		{"safe space", func(f *File) { f.Safe = []string{"a b"} }, "Safe", "not a single header name"},
+		{"safe comma", func(f *File) { f.Safe = []string{"a,"} }, "Safe", "not a single header name"},
+		{"extra chain", func(f *File) { f.Extra = []Field{{"Hash-Chain", "SHA-256:00"}} }, "Hash-Chain", "belongs in Header.SHA256Chain"},
 		{"mtime year", func(f *File) { f.MTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, "MTime", "year 10000"},
 		{"records count", func(f *File) { f.Checksums.Rsum = f.Checksums.Rsum[:2] }, "Checksums", "have 2 block records"},
 		{"records layout", func(f *File) { f.Checksums.RsumBytes = 3 }, "Checksums", "record layout 3,4"},

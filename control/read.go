@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/zsyncpipe/zsyncpipe/strong"
 )
@@ -74,6 +75,7 @@ const (
 	hdrZURL       = "Z-URL"
 	hdrZFilename  = "Z-Filename"
 	hdrRecompress = "Recompress"
+	hdrChain      = "Hash-Chain"
 )
 
 // sha256Prefix is the algorithm tag of a SHA-256 File-Hash value.
@@ -308,7 +310,9 @@ func (p *headerParser) field(line []byte) error {
 	case hdrSHA1:
 		h.SHA1, err = parseHex(value, 20)
 	case hdrSafe:
-		h.Safe = append(h.Safe, strings.Fields(value)...)
+		// zsync 0.6.2 looks for names in the value as substrings, zsync
+		// 0.7.x splits it on commas: accept both separators.
+		h.Safe = append(h.Safe, strings.FieldsFunc(value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })...)
 		if p.safeLn == 0 {
 			p.safeLn = p.line
 		}
@@ -324,6 +328,17 @@ func (p *headerParser) field(line []byte) error {
 		}
 		p.seen[hdrFileHash+" "+sha256Prefix] = p.line
 		h.SHA256, err = parseHex(value[len(sha256Prefix):], 32)
+	case hdrChain:
+		if !isSHA256Chain(value) {
+			h.Extra = append(h.Extra, Field{Name: name, Value: value})
+			p.unknown = append(p.unknown, unknownField{line: p.line, name: name})
+			return nil
+		}
+		if first, dup := p.seen[hdrChain]; dup {
+			return p.errorf(name, "duplicate SHA-256 hash chain (first on line %d)", first)
+		}
+		p.seen[hdrChain] = p.line
+		h.SHA256Chain, err = parseChain(value)
 	case hdrZMap2:
 		return p.skipZMap(value)
 	case hdrZURL, hdrZFilename, hdrRecompress:

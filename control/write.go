@@ -79,12 +79,17 @@ func (h *Header) Validate() error {
 	if h.SHA256 != nil && len(h.SHA256) != 32 {
 		return bad(hdrFileHash, fmt.Errorf("SHA-256: want 32 bytes, got %d", len(h.SHA256)))
 	}
+	if h.SHA256Chain != nil {
+		if err := h.SHA256Chain.check(h); err != nil {
+			return bad(hdrChain, err)
+		}
+	}
 	for _, s := range h.Safe {
-		if s == "" || strings.ContainsFunc(s, unicode.IsSpace) || strings.ContainsRune(s, 0) {
+		if s == "" || s != strings.Trim(s, ",") || strings.ContainsFunc(s, unicode.IsSpace) || strings.ContainsRune(s, 0) {
 			return bad(hdrSafe, fmt.Errorf("not a single header name: %q", s))
 		}
 	}
-	safe := strings.Join(h.safeList(), " ")
+	safe := strings.Join(h.safeList(), ",")
 	if err := checkValue(hdrSafe, safe); safe != "" && err != nil {
 		return bad(hdrSafe, err)
 	}
@@ -105,6 +110,8 @@ func (h *Header) Validate() error {
 			if isSHA256FileHash(f.Value) {
 				return bad(f.Name, errors.New("a SHA-256 File-Hash belongs in Header.SHA256, not Extra"))
 			}
+		case f.Name == hdrChain && isSHA256Chain(f.Value):
+			return bad(f.Name, errors.New("a SHA-256 Hash-Chain belongs in Header.SHA256Chain, not Extra"))
 		case f.Name == hdrZURL, f.Name == hdrZFilename, f.Name == hdrRecompress:
 		default:
 			if !strings.Contains(safe, f.Name) {
@@ -116,7 +123,8 @@ func (h *Header) Validate() error {
 }
 
 // safeList returns the names for the Safe header: h.Safe, plus File-Hash
-// when the file has a File-Hash header and h.Safe does not cover it.
+// when the file has a File-Hash header and h.Safe does not cover it, and
+// Hash-Chain likewise.
 func (h *Header) safeList() []string {
 	needFileHash := h.SHA256 != nil
 	for _, f := range h.Extra {
@@ -124,10 +132,14 @@ func (h *Header) safeList() []string {
 			needFileHash = true
 		}
 	}
-	if needFileHash && !strings.Contains(strings.Join(h.Safe, " "), hdrFileHash) {
-		return append(h.Safe[:len(h.Safe):len(h.Safe)], hdrFileHash)
+	list := h.Safe[:len(h.Safe):len(h.Safe)]
+	if needFileHash && !strings.Contains(strings.Join(h.Safe, ","), hdrFileHash) {
+		list = append(list, hdrFileHash)
 	}
-	return h.Safe
+	if h.SHA256Chain != nil && !strings.Contains(strings.Join(h.Safe, ","), hdrChain) {
+		list = append(list, hdrChain)
+	}
+	return list
 }
 
 // checkName checks the name of an Extra field.
@@ -162,9 +174,10 @@ func checkValue(name, value string) error {
 // comes out byte for byte as zsyncmake writes it for the same values:
 // zsync, [Min-Version], [Safe], [Filename], [MTime], Blocksize, Length,
 // Hash-Lengths, [Strong-Hash-Algorithm], URL..., [SHA-1], [File-Hash],
-// Extra..., empty line. Strong-Hash-Algorithm is written only when it is not
+// [Hash-Chain], Extra..., empty line. Strong-Hash-Algorithm is written only when it is not
 // MD4. When the file has a File-Hash header and Safe does not cover it,
-// "File-Hash" is appended to the written Safe list. An empty Version is
+// "File-Hash" is appended to the written Safe list, and "Hash-Chain" when
+// it has a SHA256Chain; the list is written comma-separated. An empty Version is
 // written as LegacyVersion for legacy files and SpecVersion otherwise.
 // MTime is written in UTC with whole seconds; a zero MTime is omitted.
 //
@@ -201,7 +214,9 @@ func Write(w io.Writer, f *File) error {
 		line(hdrMinVersion, h.MinVersion)
 	}
 	if safe := h.safeList(); len(safe) > 0 {
-		line(hdrSafe, strings.Join(safe, " "))
+		// Comma-separated, no spaces: zsync 0.7.x splits on commas, 0.6.2
+		// looks for substrings.
+		line(hdrSafe, strings.Join(safe, ","))
 	}
 	if h.Filename != "" {
 		line(hdrFilename, h.Filename)
@@ -224,6 +239,9 @@ func Write(w io.Writer, f *File) error {
 	}
 	if h.SHA256 != nil {
 		line(hdrFileHash, sha256Prefix+hex.EncodeToString(h.SHA256))
+	}
+	if h.SHA256Chain != nil {
+		line(hdrChain, h.SHA256Chain.value())
 	}
 	for _, e := range h.Extra {
 		line(e.Name, e.Value)

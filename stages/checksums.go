@@ -32,7 +32,10 @@ type ChecksumOptions struct {
 	// Algorithm is the strong block hash; 0 means MD5.
 	Algorithm strong.Algorithm
 	// SHA1 and SHA256 select the whole-file hashes to compute. Legacy
-	// control files carry SHA-1, spec 0.8 files SHA-256.
+	// control files carry SHA-1, spec 0.8 files SHA-256. With SHA256 and a
+	// known Length, the SHA-256 hash chain (control.HashChain) is recorded
+	// too, at no extra hashing cost, when control.ChainSpan says the file
+	// is large enough.
 	SHA1, SHA256 bool
 	// Hasher computes strong hashes; nil creates one for the call.
 	Hasher *simd.Hasher
@@ -134,11 +137,13 @@ type checksummer struct {
 	hasher    *simd.Hasher
 	sha1      hash.Hash
 	sha256    hash.Hash
-	bufs      sync.Pool // chunk buffers: read takes one, the last user gives it back
-	users     int32     // consumers of each chunk
-	length    int64     // owned by read
-	rsums     []uint32  // owned by collect
-	strongs   []byte    // owned by collect
+	chain     *control.HashChain // the SHA-256 states recorded so far, or nil
+	sha256n   int64              // bytes fed to sha256
+	bufs      sync.Pool          // chunk buffers: read takes one, the last user gives it back
+	users     int32              // consumers of each chunk
+	length    int64              // owned by read
+	rsums     []uint32           // owned by collect
+	strongs   []byte             // owned by collect
 }
 
 // newChecksummer checks the options and sets the sizes.
@@ -177,6 +182,11 @@ func newChecksummer(r io.Reader, opts ChecksumOptions) (*checksummer, error) {
 	}
 	if opts.SHA256 {
 		c.sha256 = sha256.New()
+		if opts.Length > 0 {
+			if span, ok := control.ChainSpan(opts.Length, bs); ok {
+				c.chain = &control.HashChain{Span: span}
+			}
+		}
 	}
 	c.chunkSize = bs * chunkBlocks
 	if c.chunkSize < 256<<10 {
@@ -184,6 +194,12 @@ func newChecksummer(r io.Reader, opts ChecksumOptions) (*checksummer, error) {
 	}
 	if c.chunkSize > 4<<20 {
 		c.chunkSize = 4 << 20 / bs * bs // 0 above 4 MiB blocks: one block, below
+	}
+	if opts.Length > 0 && int64(c.chunkSize) > opts.Length {
+		// A small input needs one chunk of its own size and a block more,
+		// so that the first read already meets the end (callers that make
+		// many control files allocate less).
+		c.chunkSize = int((opts.Length+int64(bs)-1)/int64(bs)*int64(bs)) + bs
 	}
 	c.chunkSize = max(c.chunkSize, bs)
 	if opts.Length > 0 && opts.Length/int64(bs) < 1<<28 {
@@ -263,10 +279,32 @@ func (c *checksummer) hashFile(ctx context.Context, ch *chunk) error {
 		c.sha1.Write(ch.data[:ch.n])
 	}
 	if c.sha256 != nil {
-		c.sha256.Write(ch.data[:ch.n])
+		c.writeSHA256(ch.data[:ch.n])
 	}
 	c.release(ch)
 	return nil
+}
+
+// writeSHA256 feeds p to the whole-file SHA-256, recording its state at
+// every multiple of the hash chain's span.
+func (c *checksummer) writeSHA256(p []byte) {
+	for len(p) > 0 {
+		n := int64(len(p))
+		if c.chain != nil {
+			n = min(n, c.chain.Span-c.sha256n%c.chain.Span)
+		}
+		c.sha256.Write(p[:n])
+		c.sha256n += n
+		p = p[n:]
+		if c.chain != nil && c.sha256n%c.chain.Span == 0 && len(c.chain.States) <= control.MaxChainStates {
+			st, err := SHA256State(c.sha256)
+			if err != nil {
+				c.chain = nil // no chain then; the File-Hash does not need it
+				continue
+			}
+			c.chain.States = append(c.chain.States, st)
+		}
+	}
 }
 
 // collect appends a chunk's records, in order.
@@ -294,6 +332,15 @@ func (c *checksummer) result() *control.File {
 	}
 	if c.sha256 != nil {
 		f.SHA256 = c.sha256.Sum(nil)
+		if ch := c.chain; ch != nil {
+			// States after each span but the last one (the file may end
+			// on a span boundary: its state there is the last).
+			spans := ch.Spans(c.length)
+			ch.States = ch.States[:min(int64(len(ch.States)), max(0, spans-1))]
+			if spans >= 2 && int64(len(ch.States)) == spans-1 {
+				f.SHA256Chain = ch
+			}
+		}
 	}
 	mask := control.RsumMask(hl.RsumBytes)
 	for i := range c.rsums {

@@ -213,3 +213,30 @@ func TestBlockChecksumsLargeBlockMemory(t *testing.T) {
 		t.Errorf("records differ from the naive computation")
 	}
 }
+
+// TestBlockChecksumsLengthHint: a Length hint that is wrong (the input grew
+// or shrank since it was measured) changes nothing but the buffer sizes.
+func TestBlockChecksumsLengthHint(t *testing.T) {
+	data := make([]byte, 10000)
+	for i := range data {
+		data[i] = byte(i * 31)
+	}
+	for _, n := range []int{0, 1, 2048, 4096, 9999, 10000} {
+		for _, hint := range []int64{0, 1, 100, 2048, 5000, 10000, 1 << 20} {
+			f, err := BlockChecksums(context.Background(), bytes.NewReader(data[:n]), ChecksumOptions{Blocksize: 2048, Length: hint, SHA256: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, _ := naiveChecksums(data[:n], 2048, strong.MD5, f.Checksums.RsumBytes, f.Checksums.StrongBytes)
+			sum := sha256.Sum256(data[:n])
+			if f.Length != int64(n) || len(f.Checksums.Rsum) != len(rs) || !bytes.Equal(f.SHA256, sum[:]) {
+				t.Fatalf("n=%d hint=%d: length %d, %d blocks (want %d)", n, hint, f.Length, len(f.Checksums.Rsum), len(rs))
+			}
+			for i := range rs {
+				if f.Checksums.Rsum[i] != rs[i] {
+					t.Fatalf("n=%d hint=%d: block %d differs", n, hint, i)
+				}
+			}
+		}
+	}
+}

@@ -28,6 +28,9 @@ type index struct {
 
 	bitShift uint
 	bitTable []uint64
+	// bit2Shift and bitTable2: the second filter (see hashMul2).
+	bit2Shift uint
+	bitTable2 []uint64
 
 	tableShift uint
 	heads      []int32 // per bucket, first entry or -1
@@ -45,6 +48,13 @@ type entry struct {
 }
 
 const hashMul = 0x9E3779B97F4A7C15
+
+// hashMul2 gives each key a bit in a second, smaller bit table (bitTable2):
+// the rolling scan (probe1, probe2) tests the first table only, and maybe
+// tests the second before a hash chain is walked, so that most offsets the
+// first lets through (≈ 1 %) cost one access to a table that stays in
+// cache instead of the two cache misses of a chain walk.
+const hashMul2 = 0xC2B2AE3D27D4EB4F
 
 func newIndex(f *control.File) (*index, error) {
 	c := &f.Checksums
@@ -91,6 +101,8 @@ func newIndex(f *control.File) (*index, error) {
 	lg := bits.Len(uint(max(entries, 1)))
 	ix.bitShift = uint(64 - min(lg+7, 27))
 	ix.bitTable = make([]uint64, max(1<<(64-ix.bitShift)/64, 1))
+	ix.bit2Shift = uint(64 - min(lg+4, 24))
+	ix.bitTable2 = make([]uint64, max(1<<(64-ix.bit2Shift)/64, 1))
 	ix.tableShift = uint(64 - min(lg+1, 30))
 	ix.heads = make([]int32, 1<<(64-ix.tableShift))
 	for i := range ix.heads {
@@ -119,6 +131,8 @@ func newIndex(f *control.File) (*index, error) {
 		ix.heads[b] = int32(len(ix.entries) - 1)
 		bt := h >> ix.bitShift
 		ix.bitTable[bt>>6] |= 1 << (bt & 63)
+		bt = (key * hashMul2) >> ix.bit2Shift
+		ix.bitTable2[bt>>6] |= 1 << (bt & 63)
 	}
 	return ix, nil
 }
@@ -166,8 +180,9 @@ func (ix *index) groupDuplicates() {
 	}
 }
 
-// maybe reports whether the bit table admits key.
+// maybe reports whether both bit tables admit key.
 func (ix *index) maybe(key uint64) bool {
 	bt := (key * hashMul) >> ix.bitShift
-	return ix.bitTable[bt>>6]&(1<<(bt&63)) != 0
+	bt2 := (key * hashMul2) >> ix.bit2Shift
+	return ix.bitTable[bt>>6]&(1<<(bt&63)) != 0 && ix.bitTable2[bt2>>6]&(1<<(bt2&63)) != 0
 }

@@ -27,6 +27,7 @@ type Patcher struct {
 	written atomic.Int64
 	changed chan struct{} // a token after each change, for watchers
 	zeroed  bool          // the output reads as zeros where nothing was written
+	onWrite func(n int64)
 }
 
 // NewPatcher returns a Patcher writing the target described by h to w.
@@ -49,6 +50,12 @@ func NewPatcher(w io.WriterAt, h *control.Header) *Patcher {
 // zeros (a disk image) costs no writes for them. Never use it on an output
 // that may hold other data.
 func (pt *Patcher) AssumeZeroed() { pt.zeroed = true }
+
+// OnWrite sets a function called with the length of every write the
+// patcher makes, from the writing goroutine, e.g. to start the writeback of
+// the output early (package internal/writeback). Set it before the first
+// write.
+func (pt *Patcher) OnWrite(fn func(n int64)) { pt.onWrite = fn }
 
 // Changed returns a channel that receives a token after blocks have been
 // written or marked done: a way to wait for progress without polling.
@@ -85,6 +92,9 @@ func (pt *Patcher) WriteBlock(blk Block) error {
 	if !pt.zeroed || !allZero(data) {
 		if _, err := pt.w.WriteAt(data, off); err != nil {
 			return fmt.Errorf("patch: write block %d: %w", blk.Index, err)
+		}
+		if pt.onWrite != nil {
+			pt.onWrite(int64(len(data)))
 		}
 	}
 	pt.written.Add(int64(len(data)))

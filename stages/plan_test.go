@@ -314,6 +314,8 @@ func TestPatcherAssumeZeroed(t *testing.T) {
 	out := &countingWriter{}
 	pt := NewPatcher(out, &f.Header)
 	pt.AssumeZeroed()
+	reported := int64(0)
+	pt.OnWrite(func(n int64) { reported += n })
 	data := make([]byte, 4*bs)
 	data[3*bs] = 1 // the last block is not zeros
 	if err := pt.Write(Batch{{Index: 0, Data: data[:3*bs]}, {Index: 3, Data: data[3*bs:]}}); err != nil {
@@ -321,6 +323,9 @@ func TestPatcherAssumeZeroed(t *testing.T) {
 	}
 	if !pt.Complete() {
 		t.Fatal("zero blocks not counted as written")
+	}
+	if reported != bs {
+		t.Errorf("OnWrite saw %d bytes, want the %d written", reported, bs)
 	}
 	if out.writes != 1 || out.bytes != bs {
 		t.Errorf("%d writes of %d bytes; want one write of the non-zero block", out.writes, out.bytes)

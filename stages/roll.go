@@ -30,9 +30,17 @@ type roller struct {
 	a, b  uint32 // the sums of the window at base+have
 }
 
-func newRoller(buf []byte, bs, seq int, mask uint32) *roller {
+// newRoller returns a roller over buf; sums, when long enough, is used for
+// the checksums instead of a new slice (scanners reuse it from segment to
+// segment).
+func newRoller(buf []byte, bs, seq int, mask uint32, sums []uint32) *roller {
 	chunk := max(rollChunk, bs)
-	return &roller{buf: buf, bs: bs, mask: mask, chunk: chunk, sums: make([]uint32, chunk+(seq-1)*bs)}
+	if n := chunk + (seq-1)*bs; cap(sums) >= n {
+		sums = sums[:n]
+	} else {
+		sums = make([]uint32, n)
+	}
+	return &roller{buf: buf, bs: bs, mask: mask, chunk: chunk, sums: sums}
 }
 
 // reset starts the sums at window p.

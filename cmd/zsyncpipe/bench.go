@@ -16,7 +16,8 @@ target reused, bytes fetched, ranges and requests, total bytes a client
 downloads (control file + transfer), and peak memory. Missing blocks are served
 by a loopback HTTP server started for the run. When zsync and zsyncmake are on
 PATH they run on the same files at the same block sizes in the same run, and the
-floor (hashing the target; copying it while hashing) is measured alongside, so
+floor (hashing the target; copying it while hashing; the same copy flushed to
+disk, the durable floor a default sync is compared with) is measured alongside, so
 every figure can be read as a ratio. It names the block size that minimises the
 bytes downloaded.
 
@@ -34,6 +35,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	sizes := fs.String("block-sizes", "256-1MiB", "block sizes: a `list` (1KiB,4KiB) or a range of powers of two (256-1MiB)")
 	runs := fs.Int("runs", 1, "repeat each step `n` times and keep the fastest")
 	legacy := fs.Bool("legacy", false, "make zsync 0.6.2 control files (MD4, SHA-1)")
+	noFsync := fs.Bool("no-fsync", false, "sync without flushing the result to disk (compared with the copy+sha256 floor instead of the durable one)")
 	noZsync := fs.Bool("no-zsync", false, "do not run zsync even if it is installed")
 	needZsync := fs.Bool("zsync", false, "fail unless zsync and zsyncmake are installed")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of a table")
@@ -71,6 +73,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 		BlockSizes:  bsList,
 		Binary:      *binary,
 		Legacy:      *legacy,
+		NoFsync:     *noFsync,
 		Runs:        *runs,
 		StepTimeout: 10 * time.Minute,
 	}

@@ -9,8 +9,13 @@
 //	               [--ssh-password] [-u URL] [--url URL]... [-v] CONTROL
 //	zsyncpipe demo [-b blocksize] [--dir dir] [--keep] [--legacy] [--seed seed] [--size size]
 //	zsyncpipe bench [--binary binary] [--block-sizes list] [--corpus kind] [--json] [--legacy]
-//	                [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed] [--size size]
-//	                [--zsync]
+//	                [--no-fsync] [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed]
+//	                [--size size] [--zsync]
+//	zsyncpipe index [-b blocksize] [--beside] [--inline size] [-j n] [--legacy] [--no-fsync] [-q]
+//	                [--rescan duration] [--settle duration] [--small size] [-v] [--watch] DIR
+//	zsyncpipe serve [-b blocksize] [--beside] [--inline size] [-j n] [--legacy] [--listen address]
+//	                [--no-fsync] [--no-index] [-q] [--rescan duration] [--settle duration]
+//	                [--small size] [--tls-cert file] [--tls-key file] DIR
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //

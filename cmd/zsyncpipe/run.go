@@ -50,6 +50,8 @@ func init() {
 		{"sync", "CONTROL", "rebuild the file described by CONTROL from local data and downloads", cmdSync},
 		{"demo", "", "make and sync generated data end to end, and verify the result", cmdDemo},
 		{"bench", "", "measure make and sync over a sweep of block sizes, beside zsync", cmdBench},
+		{"index", "DIR", "publish the tree DIR: control files and a tree index, kept current with --watch", cmdIndex},
+		{"serve", "DIR", "serve the tree DIR over HTTP with Range support while keeping its index current", cmdServe},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
 	}

@@ -46,14 +46,10 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	base := fs.String("u", "", "`URL` the control file came from, to resolve its relative URLs")
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	fs.BoolVar(quiet, "s", false, "same as -q (zsync's deprecated synonym)")
-	var auth, mirrors listFlag
-	fs.Var(&auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
+	var mirrors listFlag
 	fs.Var(&mirrors, "url", "further `URL` of the target to fetch from, beside the control file's; may be repeated")
 	parallel := fs.Int("parallel", stages.DefaultConcurrency, "`n` range requests in flight at once")
-	maxRanges := fs.Int("max-ranges", httpsource.DefaultMaxRanges, "`n` ranges per HTTP request to start with (halved while a server refuses)")
-	retries := fs.Int("retries", httpsource.DefaultRetries, "`n` retries of a failed request, with exponential backoff")
-	maxWait := fs.Duration("max-wait", httpsource.DefaultMaxWait, "give up after waiting `d` in all without receiving a block (stalls, backoff, Retry-After)")
-	caFile := fs.String("ca-file", "", "PEM `file` of further certificate authorities to trust for https (beside the system's, and SSL_CERT_FILE/SSL_CERT_DIR)")
+	hf := addHTTPFlags(fs)
 	verbose := fs.Bool("v", false, "print per-stage statistics and notes")
 	noFsync := fs.Bool("no-fsync", false, "do not flush the result to disk before renaming it into place (faster; a crash right after may leave a damaged file)")
 	sshOpts := addSSHFlags(fs)
@@ -65,28 +61,12 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return usagef("sync", "want exactly one CONTROL file, got %d arguments", len(pos))
 	}
 
-	httpOpts := httpsource.Options{MaxRanges: *maxRanges, Retries: *retries, MaxWait: *maxWait, CAFile: *caFile}
-	if *maxWait <= 0 {
-		return usagef("sync", "--max-wait must be positive")
+	if *parallel < 1 {
+		return usagef("sync", "--parallel must be at least 1")
 	}
-	if *retries == 0 {
-		httpOpts.Retries = -1
-	}
-	for _, a := range auth {
-		host, c, err := httpsource.ParseCredentials(a)
-		if err != nil {
-			return usagef("sync", "-A %s: %v", a, err)
-		}
-		if httpOpts.Credentials == nil {
-			httpOpts.Credentials = map[string]httpsource.Credentials{}
-		}
-		httpOpts.Credentials[host] = c
-	}
-	// Credentials in the control file's URL serve its data on the same
-	// host too, and no other host.
-	httpOpts = httpOpts.WithURLCredentials(pos[0])
-	if *parallel < 1 || *maxRanges < 1 || *retries < 0 {
-		return usagef("sync", "--parallel and --max-ranges must be at least 1, --retries at least 0")
+	httpOpts, err := hf.options(pos[0])
+	if err != nil {
+		return err
 	}
 
 	sftp, err := sshOpts.pool(httpOpts.Retries, *verbose, e.stderr)
@@ -189,4 +169,52 @@ func plural(n int64, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// httpFlags are the flags of sync that configure HTTP downloads.
+type httpFlags struct {
+	auth      listFlag
+	maxRanges *int
+	retries   *int
+	maxWait   *time.Duration
+	caFile    *string
+}
+
+// addHTTPFlags defines the HTTP flags in fs.
+func addHTTPFlags(fs *flagSet) *httpFlags {
+	hf := &httpFlags{}
+	fs.Var(&hf.auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
+	hf.maxRanges = fs.Int("max-ranges", httpsource.DefaultMaxRanges, "`n` ranges per HTTP request to start with (halved while a server refuses)")
+	hf.retries = fs.Int("retries", httpsource.DefaultRetries, "`n` retries of a failed request, with exponential backoff")
+	hf.maxWait = fs.Duration("max-wait", httpsource.DefaultMaxWait, "give up after waiting `d` in all without receiving a block (stalls, backoff, Retry-After)")
+	hf.caFile = fs.String("ca-file", "", "PEM `file` of further certificate authorities to trust for https (beside the system's, and SSL_CERT_FILE/SSL_CERT_DIR)")
+	return hf
+}
+
+// options checks the flags and returns the HTTP options for a sync of the
+// control file at control.
+func (hf *httpFlags) options(control string) (httpsource.Options, error) {
+	if *hf.maxRanges < 1 || *hf.retries < 0 {
+		return httpsource.Options{}, usagef("sync", "--max-ranges must be at least 1, --retries at least 0")
+	}
+	if *hf.maxWait <= 0 {
+		return httpsource.Options{}, usagef("sync", "--max-wait must be positive")
+	}
+	o := httpsource.Options{MaxRanges: *hf.maxRanges, Retries: *hf.retries, MaxWait: *hf.maxWait, CAFile: *hf.caFile}
+	if *hf.retries == 0 {
+		o.Retries = -1
+	}
+	for _, a := range hf.auth {
+		host, c, err := httpsource.ParseCredentials(a)
+		if err != nil {
+			return httpsource.Options{}, usagef("sync", "-A %s: %v", a, err)
+		}
+		if o.Credentials == nil {
+			o.Credentials = map[string]httpsource.Credentials{}
+		}
+		o.Credentials[host] = c
+	}
+	// Credentials in the control file's URL serve its data on the same
+	// host too, and no other host.
+	return o.WithURLCredentials(control), nil
 }

@@ -16,11 +16,34 @@ import (
 // bytes written. On any error the path is left as it was and the temporary
 // file is removed. The file gets mode perm.
 func Write(path string, perm os.FileMode, write func(io.Writer) error) (n int64, err error) {
+	return WriteOptions(path, Options{Perm: perm}, write)
+}
+
+// Options configures WriteOptions.
+type Options struct {
+	// Perm is the new file's mode; 0 means 0644.
+	Perm os.FileMode
+	// Suffix ends the temporary file's name, ".<base>.<random><Suffix>";
+	// "" means ".tmp" (what RemoveStale removes).
+	Suffix string
+	// NoSync skips the fsync before the rename: other processes still never
+	// see a part of the file, but it may be empty after a power failure.
+	NoSync bool
+}
+
+// WriteOptions is Write with options.
+func WriteOptions(path string, opts Options, write func(io.Writer) error) (n int64, err error) {
+	if opts.Perm == 0 {
+		opts.Perm = 0o644
+	}
+	if opts.Suffix == "" {
+		opts.Suffix = ".tmp"
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	f, err := os.CreateTemp(dir, "."+base+".*"+opts.Suffix)
 	if err != nil {
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
@@ -39,11 +62,13 @@ func Write(path string, perm os.FileMode, write func(io.Writer) error) (n int64,
 	if err := bw.Flush(); err != nil {
 		return 0, fmt.Errorf("write %s: %w", tmp, err)
 	}
-	if err := f.Chmod(perm); err != nil {
+	if err := f.Chmod(opts.Perm); err != nil {
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("write %s: %w", path, err)
+	if !opts.NoSync {
+		if err := f.Sync(); err != nil {
+			return 0, fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return 0, fmt.Errorf("write %s: %w", path, err)

@@ -86,3 +86,28 @@ func TestRemoveStale(t *testing.T) {
 		t.Fatalf("left %q", got)
 	}
 }
+
+func TestWriteOptions(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	n, err := WriteOptions(p, Options{Suffix: ".x", NoSync: true}, func(w io.Writer) error {
+		_, err := io.WriteString(w, "new!")
+		return err
+	})
+	if err != nil || n != 4 {
+		t.Fatalf("WriteOptions = %d, %v", n, err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "new!" {
+		t.Fatalf("content %q", b)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+	boom := errors.New("boom")
+	if _, err := WriteOptions(p, Options{Suffix: ".x"}, func(w io.Writer) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("left %d files", len(ents))
+	}
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# realpair.sh — zsync 0.6.2 and zsyncpipe side by side on a real pair of
+# files, every tool at its defaults (zsyncpipe flushes its result to disk),
+# control files and missing blocks served by nginx on loopback.
+#
+#   bench/realpair.sh OLD NEW [BLOCKSIZE [RUNS]]
+#
+# ZSP="bin1 bin2 …" measures several zsyncpipe binaries in the same run
+# (default: zsyncpipe on PATH); MAKE=0 skips the make rows, SYNC=0 the sync
+# rows; ZSYNC=0 leaves zsync out. Each step runs RUNS times (default 5), the
+# tools interleaved so that load changes hit them alike; every row gives the
+# minimum and the median of wall time, of CPU time (user+sys) and of peak
+# RSS, from /usr/bin/time. Outputs are compared with NEW byte for byte;
+# "down" is what nginx sent for the sync: control file, headers, bodies.
+set -euo pipefail
+old=$(realpath "$1") new=$(realpath "$2") bs=${3:-4096} runs=${4:-5}
+read -r -a bins <<<"${ZSP:-$(command -v zsyncpipe)}"
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+w=$(mktemp -d /tmp/realpair.XXXXXX)
+trap 'kill "$(cat "$w/nginx.pid" 2>/dev/null)" 2>/dev/null || true; sleep 0.2; rm -rf "$w"' EXIT
+mkdir -p "$w/www" "$w/logs"
+ln -s "$new" "$w/www/new"
+port=$((20000 + RANDOM % 20000))
+user=""; [ "$(id -u)" = 0 ] && user="user root;"
+cat >"$w/nginx.conf" <<EOF
+$user
+daemon on; worker_processes 1; pid $w/nginx.pid; error_log $w/logs/error.log;
+events { worker_connections 64; }
+http {
+  log_format b '\$bytes_sent \$request_uri';
+  access_log $w/logs/access.log b;
+  client_body_temp_path $w/logs; proxy_temp_path $w/logs; fastcgi_temp_path $w/logs;
+  uwsgi_temp_path $w/logs; scgi_temp_path $w/logs;
+  default_type application/octet-stream; sendfile on;
+  server { listen 127.0.0.1:$port; root $w/www; }
+}
+EOF
+"$nginx" -p "$w" -e "$w/logs/error.log" -c "$w/nginx.conf"
+url=http://127.0.0.1:$port
+for _ in $(seq 50); do curl -fs -o /dev/null "$url/new" -r 0-0 && break; sleep 0.1; done
+cat "$old" "$new" >/dev/null # page cache
+
+# timed NAME CMD… : one measured step; appends "wall cpu rss_kib" to $w/NAME.
+timed() {
+	local name=$1; shift
+	/usr/bin/time -f '%e %U %S %M' -o "$w/t" "$@" >/dev/null 2>"$w/err" || { cat "$w/err" >&2; return 1; }
+	awk '{printf "%.3f %.3f %d\n", $1, $2+$3, $4}' "$w/t" >>"$w/$name"
+}
+# stats NAME: min and median of each column.
+stats() {
+	local f=$w/$1 n; n=$(wc -l <"$f")
+	for c in 1 2 3; do sort -n -k$c,$c "$f" | awk -v c=$c -v n="$n" '{v[NR]=$c} END {printf "%s %s ", v[1], v[int((n+1)/2)]}'; done
+}
+names=()
+[ "${ZSYNC:-1}" = 1 ] && names+=(zsync)
+for i in "${!bins[@]}"; do names+=("zsp$i"); done
+bin_of() { local i=${1#zsp}; echo "${bins[$i]}"; }
+
+if [ "${MAKE:-1}" = 1 ]; then
+	for _ in $(seq "$runs"); do
+		for n in "${names[@]}"; do
+			if [ "$n" = zsync ]; then timed "make-$n" zsyncmake -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"
+			else timed "make-$n" "$(bin_of "$n")" make -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"; fi
+		done
+	done
+fi
+for n in "${names[@]}"; do
+	[ -e "$w/www/$n.zsync" ] && continue
+	if [ "$n" = zsync ]; then zsyncmake -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"
+	else "$(bin_of "$n")" make -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"; fi
+done
+if [ "${SYNC:-1}" = 1 ]; then
+	for _ in $(seq "$runs"); do
+		for n in "${names[@]}"; do
+			rm -rf "$w/out"; mkdir "$w/out"; : >"$w/logs/access.log"
+			if [ "$n" = zsync ]; then (cd "$w/out" && timed "sync-$n" zsync -q -i "$old" -o out "$url/$n.zsync")
+			else timed "sync-$n" "$(bin_of "$n")" sync -q -i "$old" -o "$w/out/out" "$url/$n.zsync"; fi
+			cmp -s "$w/out/out" "$new" || { echo "$n: output differs from $new" >&2; exit 1; }
+			awk '{s+=$1} END {print s}' "$w/logs/access.log" >>"$w/down-$n"
+		done
+	done
+fi
+echo "# $(basename "$old") -> $(basename "$new"), blocksize $bs, $runs runs; $(uptime | sed 's/.*load/load/')"
+printf '%-10s %-5s %15s %15s %17s %12s\n' tool step "wall min/med" "cpu min/med" "rss KiB min/med" "down bytes"
+for n in "${names[@]}"; do
+	label=$n; [ "$n" != zsync ] && label="$(basename "$(bin_of "$n")")"
+	for step in make sync; do
+		[ -s "$w/$step-$n" ] || continue
+		read -r a b c d e f <<<"$(stats "$step-$n")"
+		dn=""; [ "$step" = sync ] && dn=$(sort -n "$w/down-$n" | head -1)
+		printf '%-10s %-5s %7s %7s %7s %7s %8s %8s %12s\n' "$label" "$step" "$a" "$b" "$c" "$d" "$e" "$f" "$dn"
+	done
+done

@@ -1,0 +1,176 @@
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
+)
+
+// Defaults of Options.
+const (
+	// DefaultSmall is the small-file threshold: shorter files get no
+	// control file (clients fetch them whole).
+	DefaultSmall = 16 << 10
+	// DefaultInline is the largest file whose content is inlined.
+	DefaultInline = 256
+	// DefaultSettle is the settle time of Watch.
+	DefaultSettle = time.Second
+	// DefaultRescan is the period of Watch's full rescan.
+	DefaultRescan = 5 * time.Minute
+)
+
+// ErrName reports a name in the tree that cannot be published safely. It is
+// wrapped together with relpath.ErrUnsafe or a description of the clash.
+var ErrName = errors.New("name cannot be published")
+
+// Op is the kind of a Change.
+type Op int
+
+// Kinds of change.
+const (
+	Created Op = iota + 1 // a new entry
+	Changed               // an entry whose content, mode, mtime or type changed
+	Removed               // an entry that is gone
+	Renamed               // a file that moved from OldPath to Path unchanged
+)
+
+// String returns "created", "changed", "removed" or "renamed".
+func (o Op) String() string {
+	switch o {
+	case Created:
+		return "created"
+	case Changed:
+		return "changed"
+	case Removed:
+		return "removed"
+	case Renamed:
+		return "renamed"
+	}
+	return fmt.Sprintf("Op(%d)", int(o))
+}
+
+// Change is one change of the published tree, passed to Options.OnChange.
+type Change struct {
+	Op Op
+	// Path is the entry's path relative to the tree's root.
+	Path string
+	// OldPath is the previous path of a Renamed entry; "" otherwise.
+	OldPath string
+	// Entry is the new entry; for Removed, the entry last listed.
+	Entry treeindex.Entry
+}
+
+// Item is what a Walker reports for one entry of the tree.
+type Item struct {
+	// Path is slash-separated and relative to the tree's root.
+	Path string
+	// Info is the entry's Lstat information.
+	Info fs.FileInfo
+	// Target is a symlink's target.
+	Target string
+}
+
+// Walker walks the tree rooted at dir and calls emit for every entry, in
+// treeindex.Compare order, each directory before its contents, without the
+// root itself and without treeindex.Dir. WalkDir is the default.
+type Walker func(ctx context.Context, dir string, emit func(Item) error) error
+
+// Options configures Index and Watch.
+type Options struct {
+	// Beside writes control files beside their files (FILE.zsync) instead
+	// of below treeindex.Dir.
+	Beside bool
+	// Legacy writes control files in the zsync 0.6.2 format.
+	Legacy bool
+	// Small is the small-file threshold; 0 means DefaultSmall, a negative
+	// value gives every file a control file.
+	Small int64
+	// Inline is the size up to which file contents are inlined in the
+	// index; 0 means DefaultInline, negative inlines nothing.
+	Inline int64
+	// Blocksize is the control files' block size; 0 chooses by length.
+	Blocksize int
+	// Workers is the number of files processed at once; 0 means one per
+	// core. A large file is hashed on every core whatever this is.
+	Workers int
+	// NoSync skips the fsync of each control file and index (they are
+	// still written atomically).
+	NoSync bool
+	// Settle leaves alone files modified less than Settle ago: they keep
+	// their previous entry, or are not listed yet, and Result.Unsettled
+	// counts them. Watch sets it.
+	Settle time.Duration
+	// Walk replaces the walk of the tree on disk; nil means WalkDir.
+	Walk Walker
+	// OnEntry, if set, is the caller's own sink: it receives every entry of
+	// the new index, in walk order, as the pipeline produces it (control
+	// files already written, the index not yet). Its error stops Index
+	// before the index is replaced.
+	OnEntry func(context.Context, treeindex.Entry) error
+	// OnChange, if set, is called for every change once the control file
+	// and the index describing it are in place. Its error stops Index.
+	OnChange func(context.Context, Change) error
+	// Warn, if set, receives warnings (skipped special files, lost
+	// events, passes of Watch that failed). It may be called from several
+	// goroutines at once.
+	Warn func(error)
+
+	// Rescan is how often Watch walks the whole tree even without events;
+	// 0 means DefaultRescan.
+	Rescan time.Duration
+	// OnPass, if set, is called by Watch after every pass, with its result
+	// (nil on failure) and error.
+	OnPass func(*Result, error)
+}
+
+func (o *Options) small() int64 {
+	switch {
+	case o.Small == 0:
+		return DefaultSmall
+	case o.Small < 0:
+		return 0
+	}
+	return o.Small
+}
+
+func (o *Options) inline() int64 {
+	switch {
+	case o.Inline == 0:
+		return DefaultInline
+	case o.Inline < 0:
+		return -1
+	}
+	return min(o.Inline, treeindex.MaxInline)
+}
+
+// Result reports what one pass of Index did.
+type Result struct {
+	// Entries, Files and Bytes count the index's entries, its files and
+	// their bytes.
+	Entries, Files int
+	Bytes          int64
+	// Hashed and HashedBytes count the files read in this pass; Controls
+	// the control files written.
+	Hashed      int
+	HashedBytes int64
+	Controls    int
+	// Changes is the number of changes (as passed to OnChange).
+	Changes int
+	// Unsettled counts files left alone because they changed too recently.
+	Unsettled int
+	// Skipped counts files left out because they cannot be opened
+	// (permission denied, or a path that now leads out of the tree through
+	// a symlink); each is reported through Options.Warn.
+	Skipped int
+	// Generation and Sum identify the index now in place; Written reports
+	// whether this pass replaced it.
+	Generation uint64
+	Sum        []byte
+	Written    bool
+	// Duration is the pass's wall time.
+	Duration time.Duration
+}

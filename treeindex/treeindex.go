@@ -1,0 +1,300 @@
+package treeindex
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/relpath"
+)
+
+// Version is the format version this package writes. Readers accept
+// versions 1 to Version; a later version is refused with ErrVersion.
+const Version = 1
+
+// Locations of the publisher's files below the root of a published tree.
+const (
+	// Dir is the hidden directory at the tree's root that holds the index
+	// and the control files. It is never listed in the index.
+	Dir = ".zsyncpipe"
+	// IndexPath is the index's path relative to the tree's root.
+	IndexPath = Dir + "/index.jsonl.gz"
+	// ControlSuffix ends the name of every control file.
+	ControlSuffix = ".zsync"
+)
+
+// Limits a Reader enforces by default.
+const (
+	// DefaultMaxEntries bounds the entries of one index.
+	DefaultMaxEntries = 1 << 26
+	// MaxInline is the largest inline content an entry may carry.
+	MaxInline = 64 << 10
+	// maxLine bounds one line: a path, a link target and inline data in
+	// base64, with room for the other fields.
+	maxLine = 3*relpath.MaxLen + MaxInline*4/3 + 1024
+)
+
+// Errors of this package; every error a Reader or Writer returns for bad
+// content wraps ErrFormat, and those caused by an unsafe path wrap
+// relpath.ErrUnsafe too.
+var (
+	// ErrFormat reports an index that is malformed, inconsistent,
+	// truncated, or that breaks a rule of the format.
+	ErrFormat = errors.New("invalid tree index")
+	// ErrVersion reports an index of a later format version.
+	ErrVersion = errors.New("unsupported tree index version")
+)
+
+// Type is the type of an entry.
+type Type uint8
+
+// Entry types.
+const (
+	File      Type = 1 // a regular file
+	Directory Type = 2 // a directory
+	Symlink   Type = 3 // a symbolic link
+)
+
+// String returns the name the format uses: "file", "dir" or "symlink".
+func (t Type) String() string {
+	switch t {
+	case File:
+		return "file"
+	case Directory:
+		return "dir"
+	case Symlink:
+		return "symlink"
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+func parseType(s string) (Type, bool) {
+	switch s {
+	case "file":
+		return File, true
+	case "dir":
+		return Directory, true
+	case "symlink":
+		return Symlink, true
+	}
+	return 0, false
+}
+
+// Entry is one directory, regular file or symbolic link of the tree.
+type Entry struct {
+	// Path is the entry's slash-separated path relative to the tree's
+	// root; it passes relpath.Check.
+	Path string
+	// Type is the entry's type.
+	Type Type
+	// Size is a file's length in bytes; 0 for directories and symlinks.
+	Size int64
+	// Mode holds the permission bits and fs.ModeSetuid, fs.ModeSetgid and
+	// fs.ModeSticky; no type bits.
+	Mode fs.FileMode
+	// MTime is the modification time, to the nanosecond when known.
+	MTime time.Time
+	// SHA256 is the whole-file SHA-256 of a file (32 bytes); nil for
+	// directories and symlinks.
+	SHA256 []byte
+	// Control is the path, relative to the tree's root, of the file's zsync
+	// control file, or "" when the file has none (small files, which
+	// clients fetch whole).
+	Control string
+	// Data is a tiny file's whole content, inlined in the index; nil when
+	// not inlined. When not nil, len(Data) == Size.
+	Data []byte
+	// Target is a symlink's target, as read by os.Readlink. It is not
+	// checked to stay inside the tree: see Entry.LinkInside.
+	Target string
+	// Inode is the publisher's inode number of a file, 0 when unknown. It
+	// only lets the publisher notice a file replaced by another of the same
+	// size and mtime; clients ignore it.
+	Inode uint64
+}
+
+// modeMask is what Mode may hold.
+const modeMask = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// unixMode returns m as Unix permission bits (0o7777).
+func unixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
+}
+
+// fileMode returns the Unix permission bits u as an fs.FileMode.
+func fileMode(u uint32) fs.FileMode {
+	m := fs.FileMode(u & 0o777)
+	if u&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if u&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if u&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// ModeOf returns the part of m that an Entry keeps.
+func ModeOf(m fs.FileMode) fs.FileMode { return m & modeMask }
+
+// Check reports whether e is a valid entry on its own: a safe path, a known
+// type, fields that fit the type. The error wraps ErrFormat.
+func (e *Entry) Check() error {
+	if err := relpath.Check(e.Path); err != nil {
+		return fmt.Errorf("%w: entry: %w", ErrFormat, err)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: entry %q: %s", ErrFormat, e.Path, fmt.Sprintf(format, args...))
+	}
+	if strings.HasPrefix(e.Path+"/", Dir+"/") {
+		return bad("the publisher's directory %s is never listed", Dir)
+	}
+	if e.Mode&^modeMask != 0 {
+		return bad("mode %v has bits besides permissions, setuid, setgid and sticky", e.Mode)
+	}
+	switch e.Type {
+	case File:
+		if e.Size < 0 {
+			return bad("negative size %d", e.Size)
+		}
+		if len(e.SHA256) != 32 {
+			return bad("file without a 32-byte SHA-256")
+		}
+		if e.Data != nil && int64(len(e.Data)) != e.Size {
+			return bad("inline data of %d bytes for a file of %d", len(e.Data), e.Size)
+		}
+		if len(e.Data) > MaxInline {
+			return bad("inline data of %d bytes, more than %d", len(e.Data), MaxInline)
+		}
+		if e.Control != "" {
+			if err := relpath.Check(e.Control); err != nil {
+				return fmt.Errorf("%w: entry %q: control: %w", ErrFormat, e.Path, err)
+			}
+			if !strings.HasPrefix(e.Control, Dir+"/") && path.Dir(e.Control) != path.Dir(e.Path) {
+				return bad("control file %q is neither in %s nor beside the file", e.Control, Dir)
+			}
+			if !strings.HasSuffix(e.Control, ControlSuffix) {
+				return bad("control file %q does not end in %s", e.Control, ControlSuffix)
+			}
+		}
+		if e.Target != "" {
+			return bad("file with a link target")
+		}
+	case Directory, Symlink:
+		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil {
+			return bad("%s with a size, hash, control file or data", e.Type)
+		}
+		if e.Type == Directory && e.Target != "" {
+			return bad("directory with a link target")
+		}
+		if e.Type == Symlink {
+			if e.Target == "" || len(e.Target) > relpath.MaxLen || strings.ContainsRune(e.Target, 0) {
+				return bad("symlink target empty, longer than %d bytes or containing NUL", relpath.MaxLen)
+			}
+		}
+	default:
+		return bad("unknown type %d", e.Type)
+	}
+	return nil
+}
+
+// LinkInside reports whether a symlink entry's target, resolved lexically
+// from the entry's directory, stays inside the tree (absolute targets never
+// do). It does not follow other links of the tree; a client that creates
+// links must also refuse to write through them.
+func (e *Entry) LinkInside() bool {
+	if e.Type != Symlink || e.Target == "" || strings.HasPrefix(e.Target, "/") {
+		return false
+	}
+	p := path.Join(path.Dir(e.Path), e.Target)
+	return p != ".." && !strings.HasPrefix(p, "../") && !strings.HasPrefix(p, "/")
+}
+
+// Hex returns e.SHA256 in lower-case hex.
+func (e *Entry) Hex() string { return hex.EncodeToString(e.SHA256) }
+
+// Compare orders paths as a depth-first walk with sorted names visits them:
+// byte-wise, except that '/' sorts before every other byte, so that "a",
+// "a/b", "a-b" is the order. It returns -1, 0 or +1.
+func Compare(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		ca, cb := a[i], b[i]
+		if ca == cb {
+			continue
+		}
+		if ca == '/' {
+			return -1
+		}
+		if cb == '/' {
+			return +1
+		}
+		if ca < cb {
+			return -1
+		}
+		return +1
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return +1
+	}
+	return 0
+}
+
+// ControlPath returns the path, relative to the tree's root, of the control
+// file of the file at rel: Dir/rel.zsync, or rel.zsync beside the file when
+// beside is set.
+func ControlPath(rel string, beside bool) string {
+	if beside {
+		return rel + ControlSuffix
+	}
+	return Dir + "/" + rel + ControlSuffix
+}
+
+// order checks that entries arrive in Compare order, once each, each below
+// a directory listed before it. It keeps the stack of open directories.
+type order struct {
+	last string
+	n    int64
+	dirs []string // ancestors of the last entry that are directories
+}
+
+func (o *order) add(e *Entry) error {
+	if o.n > 0 && Compare(o.last, e.Path) >= 0 {
+		if o.last == e.Path {
+			return fmt.Errorf("%w: entry %q listed twice", ErrFormat, e.Path)
+		}
+		return fmt.Errorf("%w: entry %q listed after %q: entries must be in order", ErrFormat, e.Path, o.last)
+	}
+	parent := path.Dir(e.Path)
+	for len(o.dirs) > 0 && !strings.HasPrefix(e.Path, o.dirs[len(o.dirs)-1]+"/") {
+		o.dirs = o.dirs[:len(o.dirs)-1]
+	}
+	if parent != "." && (len(o.dirs) == 0 || o.dirs[len(o.dirs)-1] != parent) {
+		return fmt.Errorf("%w: entry %q: its directory %q is not listed before it", ErrFormat, e.Path, parent)
+	}
+	if e.Type == Directory {
+		o.dirs = append(o.dirs, e.Path)
+	}
+	o.last = e.Path
+	o.n++
+	return nil
+}

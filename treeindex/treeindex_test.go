@@ -1,0 +1,296 @@
+package treeindex
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/relpath"
+)
+
+func file(p string, data string) Entry {
+	s := sha256.Sum256([]byte(data))
+	return Entry{Path: p, Type: File, Size: int64(len(data)), Mode: 0o644, MTime: time.Unix(1700000000, 123456789), SHA256: s[:]}
+}
+
+func dir(p string) Entry {
+	return Entry{Path: p, Type: Directory, Mode: 0o755, MTime: time.Unix(1700000000, 0)}
+}
+
+func sample() []Entry {
+	big := file("a/big.bin", "pretend this is large")
+	big.Size = 1 << 30
+	big.Control = ControlPath("a/big.bin", false)
+	big.Inode = 1234567
+	tiny := file("a/tiny", "hi\n")
+	tiny.Data = []byte("hi\n")
+	exe := file("a b/run", "#!/bin/sh\n")
+	exe.Mode = 0o755 | fs.ModeSetuid
+	empty := file("a-b", "")
+	empty.Data = []byte{}
+	beside := file("c/x.iso", "iso")
+	beside.Control = ControlPath("c/x.iso", true)
+	return []Entry{
+		dir("a"), big, tiny,
+		{Path: "a/up", Type: Symlink, Mode: 0o777, MTime: time.Unix(5, 0), Target: "../c/x.iso"},
+		dir("a b"), exe, empty,
+		dir("c"), beside,
+		dir("é"), file("é/ü", "unicode"),
+	}
+}
+
+func write(t *testing.T, es []Entry, opts WriterOptions) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	x := &Index{Header: Header{Generation: 7, Small: 4096}, Entries: es}
+	if err := x.Write(&buf, opts); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, opts := range []WriterOptions{{}, {Uncompressed: true}} {
+		es := sample()
+		b := write(t, es, opts)
+		x, err := ReadAll(bytes.NewReader(b), ReaderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.Header.Generation != 7 || x.Header.Small != 4096 || x.Header.Version != Version || x.Header.Created.IsZero() {
+			t.Errorf("header %+v", x.Header)
+		}
+		if len(x.Entries) != len(es) {
+			t.Fatalf("%d entries, want %d", len(x.Entries), len(es))
+		}
+		for i := range es {
+			g, w := x.Entries[i], es[i]
+			if g.Path != w.Path || g.Type != w.Type || g.Size != w.Size || g.Mode != w.Mode || !g.MTime.Equal(w.MTime) ||
+				!bytes.Equal(g.SHA256, w.SHA256) || g.Control != w.Control || !bytes.Equal(g.Data, w.Data) ||
+				(g.Data == nil) != (w.Data == nil) || g.Target != w.Target || g.Inode != w.Inode {
+				t.Errorf("entry %d: got %+v, want %+v", i, g, w)
+			}
+		}
+		if e, ok := x.Lookup("c/x.iso"); !ok || e.Control != "c/x.iso.zsync" {
+			t.Errorf("Lookup(c/x.iso) = %v, %v", e, ok)
+		}
+		if _, ok := x.Lookup("c/y"); ok {
+			t.Error("Lookup(c/y) found an entry")
+		}
+		// The content hash depends on the entries only.
+		b2 := write(t, sample(), opts)
+		y, err := ReadAll(bytes.NewReader(b2), ReaderOptions{})
+		if err != nil || !bytes.Equal(x.Sum, y.Sum) || len(x.Sum) != 32 {
+			t.Errorf("sums %x, %x, %v", x.Sum, y.Sum, err)
+		}
+		es[1].Size++
+		z, _ := ReadAll(bytes.NewReader(write(t, es, opts)), ReaderOptions{})
+		if bytes.Equal(z.Sum, x.Sum) {
+			t.Error("content hash did not change with an entry")
+		}
+	}
+}
+
+func TestLinkInside(t *testing.T) {
+	for target, want := range map[string]bool{"../c/x": true, "x": true, "../../x": false, "/etc/passwd": false, "../..": false, "./../": true} {
+		e := Entry{Path: "a/l", Type: Symlink, Target: target}
+		if got := e.LinkInside(); got != want {
+			t.Errorf("LinkInside(%q) = %v, want %v", target, got, want)
+		}
+	}
+}
+
+// TestCompareIsWalkOrder checks that Compare is the order of comparing
+// paths element by element, on random paths.
+func TestCompareIsWalkOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alpha := []byte("ab-./ _~z")
+	rnd := func() string {
+		for {
+			b := make([]byte, 1+r.IntN(8))
+			for i := range b {
+				b[i] = alpha[r.IntN(len(alpha))]
+			}
+			if relpath.Check(string(b)) == nil {
+				return string(b)
+			}
+		}
+	}
+	for range 20000 {
+		a, b := rnd(), rnd()
+		want := slices.Compare(strings.Split(a, "/"), strings.Split(b, "/"))
+		if got := Compare(a, b); got != want {
+			t.Fatalf("Compare(%q, %q) = %d, want %d", a, b, got, want)
+		}
+	}
+}
+
+// rawIndex builds an uncompressed index by hand, with a correct trailer
+// unless trailer is given.
+func rawIndex(lines []string, trailer string) string {
+	h := sha256.New()
+	for _, l := range lines {
+		io.WriteString(h, l+"\n")
+	}
+	if trailer == "" {
+		trailer = fmt.Sprintf(`{"end":{"count":%d,"sha256":"%x"}}`, len(lines), h.Sum(nil))
+	}
+	return `{"zsyncpipe-tree":1,"generation":1}` + "\n" + strings.Join(append(lines, trailer), "\n") + "\n"
+}
+
+const hash0 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+func fileLine(p string) string {
+	return fmt.Sprintf(`{"path":%q,"type":"file","mode":420,"sha256":"%s"}`, p, hash0)
+}
+
+func TestHostile(t *testing.T) {
+	good := []string{`{"path":"d","type":"dir","mode":493}`, fileLine("d/f")}
+	if _, err := ReadAll(strings.NewReader(rawIndex(good, "")), ReaderOptions{}); err != nil {
+		t.Fatalf("the base case fails: %v", err)
+	}
+	cases := map[string]string{
+		"dotdot":         rawIndex([]string{fileLine("../etc/passwd")}, ""),
+		"dotdot inside":  rawIndex([]string{`{"path":"d","type":"dir"}`, fileLine("d/../../x")}, ""),
+		"absolute":       rawIndex([]string{fileLine("/etc/passwd")}, ""),
+		"NUL":            rawIndex([]string{fileLine("a\x00b")}, ""),
+		"control char":   rawIndex([]string{fileLine("a\nb")}, ""),
+		"backslash":      rawIndex([]string{fileLine(`..\x`)}, ""),
+		"duplicate":      rawIndex([]string{fileLine("f"), fileLine("f")}, ""),
+		"dup file dir":   rawIndex([]string{fileLine("f"), `{"path":"f","type":"dir"}`}, ""),
+		"out of order":   rawIndex([]string{fileLine("b"), fileLine("a")}, ""),
+		"no parent":      rawIndex([]string{fileLine("d/f")}, ""),
+		"under a file":   rawIndex([]string{fileLine("d"), fileLine("d/f")}, ""),
+		"under a link":   rawIndex([]string{`{"path":"d","type":"symlink","target":"/etc"}`, fileLine("d/passwd")}, ""),
+		"own dir":        rawIndex([]string{`{"path":".zsyncpipe","type":"dir"}`}, ""),
+		"unknown type":   rawIndex([]string{`{"path":"x","type":"fifo"}`}, ""),
+		"no hash":        rawIndex([]string{`{"path":"x","type":"file"}`}, ""),
+		"negative size":  rawIndex([]string{`{"path":"x","type":"file","size":-1,"sha256":"` + hash0 + `"}`}, ""),
+		"bad mode":       rawIndex([]string{`{"path":"x","type":"file","mode":99999,"sha256":"` + hash0 + `"}`}, ""),
+		"data size":      rawIndex([]string{`{"path":"x","type":"file","size":3,"data":"aGk=","sha256":"` + hash0 + `"}`}, ""),
+		"control escape": rawIndex([]string{`{"path":"x","type":"file","control":"../x.zsync","sha256":"` + hash0 + `"}`}, ""),
+		"control else":   rawIndex([]string{`{"path":"x","type":"file","control":"y/x.zsync","sha256":"` + hash0 + `"}`}, ""),
+		"empty link":     rawIndex([]string{`{"path":"x","type":"symlink"}`}, ""),
+		"truncated":      func() string { s := rawIndex(good, ""); return s[:strings.Index(s, `{"end"`)] }(),
+		"no trailer":     `{"zsyncpipe-tree":1}` + "\n" + strings.Join(good, "\n") + "\n",
+		"wrong count":    rawIndex(good, `{"end":{"count":3,"sha256":"00"}}`),
+		"wrong hash":     rawIndex(good, `{"end":{"count":2,"sha256":"`+hash0+`"}}`),
+		"after trailer":  rawIndex(good, "") + fileLine("z") + "\n",
+		"not json":       rawIndex([]string{"path=x"}, ""),
+		"no header":      strings.Join(good, "\n"),
+		"empty":          "",
+		"long line":      rawIndex([]string{fileLine(strings.Repeat("a", maxLine))}, ""),
+		"garbage gzip":   "\x1f\x8b\x08\x00garbage",
+	}
+	for name, idx := range cases {
+		_, err := ReadAll(strings.NewReader(idx), ReaderOptions{})
+		if !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: err = %v, want ErrFormat", name, err)
+		}
+	}
+	_, err := ReadAll(strings.NewReader(`{"zsyncpipe-tree":2}`+"\n"), ReaderOptions{})
+	if !errors.Is(err, ErrVersion) {
+		t.Errorf("version 2: err = %v, want ErrVersion", err)
+	}
+	_, err = ReadAll(strings.NewReader(rawIndex([]string{fileLine("../x")}, "")), ReaderOptions{})
+	if !errors.Is(err, relpath.ErrUnsafe) {
+		t.Errorf("unsafe path: err = %v, want relpath.ErrUnsafe too", err)
+	}
+}
+
+// TestHugeCount streams an index of many entries without holding them and
+// shows that MaxEntries bounds what a reader accepts.
+func TestHugeCount(t *testing.T) {
+	const n = 30000
+	pr, pw := io.Pipe()
+	go func() {
+		w, err := NewWriter(pw, Header{}, WriterOptions{})
+		if err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		e := file("", "")
+		for i := range n {
+			e.Path = fmt.Sprintf("f%07d", i)
+			if err := w.Add(e); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(w.Close())
+	}()
+	r, err := NewReader(pr, ReaderOptions{MaxEntries: n - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for {
+		_, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, ErrFormat) || count != n-1 {
+				t.Fatalf("after %d entries: %v, want ErrFormat after %d", count, err, n-1)
+			}
+			break
+		}
+		count++
+	}
+	pr.Close()
+}
+
+func TestWriterRefuses(t *testing.T) {
+	w, err := NewWriter(io.Discard, Header{}, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Add(file("b", "")); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []Entry{file("a", ""), file("b", ""), file("../x", ""), file("x/y", ""), {Path: "q", Type: Symlink}} {
+		if err := w.Add(e); !errors.Is(err, ErrFormat) {
+			t.Errorf("Add(%q) = %v, want ErrFormat", e.Path, err)
+		}
+	}
+	if err := w.Add(file("c", "")); err != nil {
+		t.Errorf("Add after refusals: %v", err)
+	}
+	if err := w.Close(); err != nil || w.Count() != 2 {
+		t.Errorf("Close = %v, count %d", err, w.Count())
+	}
+}
+
+// TestCorruptGzip shows that a flipped bit inside the compressed stream
+// never yields a different index: the read fails, or (for the few bits
+// that do not matter, such as the padding after the last deflate block)
+// gives the same entries.
+func TestCorruptGzip(t *testing.T) {
+	b := write(t, sample(), WriterOptions{Level: gzip.BestSpeed})
+	orig, err := ReadAll(bytes.NewReader(b), ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for i := 10; i < len(b); i++ {
+		c := bytes.Clone(b)
+		c[i] ^= 0x10
+		x, err := ReadAll(bytes.NewReader(c), ReaderOptions{})
+		if err != nil {
+			failed++
+			continue
+		}
+		if !bytes.Equal(x.Sum, orig.Sum) || len(x.Entries) != len(orig.Entries) {
+			t.Fatalf("flipped byte %d: read a different index without error", i)
+		}
+	}
+	if failed < (len(b)-10)*9/10 {
+		t.Fatalf("only %d of %d corruptions detected", failed, len(b)-10)
+	}
+}

@@ -1,0 +1,121 @@
+package treeindex
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// magic is the key of the header line; its value is the version.
+const magic = "zsyncpipe-tree"
+
+// Header describes the index as a whole. It is the first line.
+type Header struct {
+	// Version is the format version; the Writer writes Version.
+	Version int
+	// Generation counts the index's changes: a publisher increments it
+	// whenever it writes an index whose content hash differs from the
+	// previous one. 0 when unknown.
+	Generation uint64
+	// Created is when the index was written.
+	Created time.Time
+	// Small is the small-file threshold: files shorter than Small bytes
+	// have no control file. Informative.
+	Small int64
+	// Legacy reports that the control files are in the zsync 0.6.2 format
+	// (MD4, SHA-1) rather than spec 0.8. Informative.
+	Legacy bool
+}
+
+// headerLine is a Header on the wire.
+type headerLine struct {
+	Version    *int   `json:"zsyncpipe-tree"`
+	Generation uint64 `json:"generation"`
+	Created    string `json:"created,omitempty"`
+	Small      int64  `json:"small,omitempty"`
+	Legacy     bool   `json:"legacy,omitempty"`
+}
+
+// entryLine is an Entry, or the trailer, on the wire. Unknown keys are
+// ignored by readers of the same version.
+type entryLine struct {
+	Path    string  `json:"path,omitempty"`
+	Type    string  `json:"type,omitempty"`
+	Size    int64   `json:"size,omitempty"`
+	Mode    uint32  `json:"mode"`
+	MTime   int64   `json:"mtime,omitempty"` // Unix nanoseconds
+	SHA256  string  `json:"sha256,omitempty"`
+	Control string  `json:"control,omitempty"`
+	Data    *string `json:"data,omitempty"` // standard base64
+	Target  string  `json:"target,omitempty"`
+	Inode   uint64  `json:"ino,omitempty"`
+
+	End *trailer `json:"end,omitempty"`
+}
+
+// trailer ends the index.
+type trailer struct {
+	Count  int64  `json:"count"`
+	SHA256 string `json:"sha256"`
+}
+
+func toLine(e *Entry) entryLine {
+	l := entryLine{
+		Path:    e.Path,
+		Type:    e.Type.String(),
+		Size:    e.Size,
+		Mode:    unixMode(e.Mode),
+		Control: e.Control,
+		Target:  e.Target,
+		Inode:   e.Inode,
+	}
+	if !e.MTime.IsZero() {
+		l.MTime = e.MTime.UnixNano()
+	}
+	if e.SHA256 != nil {
+		l.SHA256 = hex.EncodeToString(e.SHA256)
+	}
+	if e.Data != nil {
+		s := base64.StdEncoding.EncodeToString(e.Data)
+		l.Data = &s
+	}
+	return l
+}
+
+func fromLine(l *entryLine) (Entry, error) {
+	t, ok := parseType(l.Type)
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: entry %q: unknown type %q", ErrFormat, l.Path, l.Type)
+	}
+	if l.Mode > 0o7777 {
+		return Entry{}, fmt.Errorf("%w: entry %q: mode %o out of range", ErrFormat, l.Path, l.Mode)
+	}
+	e := Entry{
+		Path:    l.Path,
+		Type:    t,
+		Size:    l.Size,
+		Mode:    fileMode(l.Mode),
+		Control: l.Control,
+		Target:  l.Target,
+		Inode:   l.Inode,
+	}
+	if l.MTime != 0 {
+		e.MTime = time.Unix(0, l.MTime)
+	}
+	if l.SHA256 != "" {
+		b, err := hex.DecodeString(l.SHA256)
+		if err != nil {
+			return Entry{}, fmt.Errorf("%w: entry %q: sha256: %v", ErrFormat, l.Path, err)
+		}
+		e.SHA256 = b
+	}
+	if l.Data != nil {
+		b, err := base64.StdEncoding.DecodeString(*l.Data)
+		if err != nil {
+			return Entry{}, fmt.Errorf("%w: entry %q: data: %v", ErrFormat, l.Path, err)
+		}
+		e.Data = b
+	}
+	return e, nil
+}

@@ -1,0 +1,133 @@
+package treeindex
+
+import (
+	"bufio"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+)
+
+// WriterOptions configures a Writer.
+type WriterOptions struct {
+	// Uncompressed writes plain JSON lines instead of gzip.
+	Uncompressed bool
+	// Level is the gzip level; 0 means gzip.DefaultCompression.
+	Level int
+}
+
+// Writer writes an index entry by entry. Entries must be added in Compare
+// order, each after its parent directory; Add refuses anything a Reader
+// would refuse, so a Writer never produces an index that cannot be read.
+type Writer struct {
+	bw    *bufio.Writer
+	gz    *gzip.Writer
+	sum   hash.Hash
+	ord   order
+	final []byte
+	err   error
+}
+
+// NewWriter writes the header line h to w and returns a Writer for the
+// entries. h.Version is set to Version; a zero h.Created is set to now.
+func NewWriter(w io.Writer, h Header, opts WriterOptions) (*Writer, error) {
+	iw := &Writer{sum: sha256.New()}
+	if !opts.Uncompressed {
+		level := opts.Level
+		if level == 0 {
+			level = gzip.DefaultCompression
+		}
+		gz, err := gzip.NewWriterLevel(w, level)
+		if err != nil {
+			return nil, fmt.Errorf("tree index: %w", err)
+		}
+		iw.gz = gz
+		w = gz
+	}
+	iw.bw = bufio.NewWriterSize(w, 64<<10)
+	v := Version
+	if h.Created.IsZero() {
+		h.Created = time.Now()
+	}
+	hl := headerLine{Version: &v, Generation: h.Generation, Created: h.Created.UTC().Format(time.RFC3339Nano), Small: h.Small, Legacy: h.Legacy}
+	if err := iw.writeJSON(hl, false); err != nil {
+		return nil, err
+	}
+	return iw, nil
+}
+
+func (w *Writer) writeJSON(v any, hashed bool) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("tree index: %w", err)
+	}
+	b = append(b, '\n')
+	if hashed {
+		w.sum.Write(b)
+	}
+	if _, err := w.bw.Write(b); err != nil {
+		w.err = fmt.Errorf("tree index: write: %w", err)
+		return w.err
+	}
+	return nil
+}
+
+// Add writes one entry. It returns an error wrapping ErrFormat for an
+// invalid or out-of-order entry, which is not written; the Writer remains
+// usable.
+func (w *Writer) Add(e Entry) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.final != nil {
+		return errors.New("tree index: Add after Close")
+	}
+	if err := e.Check(); err != nil {
+		return err
+	}
+	saved := w.ord
+	if err := w.ord.add(&e); err != nil {
+		w.ord = saved
+		return err
+	}
+	return w.writeJSON(toLine(&e), true)
+}
+
+// Count returns the number of entries added so far.
+func (w *Writer) Count() int64 { return w.ord.n }
+
+// Close writes the trailer and flushes the index to the underlying writer,
+// which it does not close.
+func (w *Writer) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.final != nil {
+		return nil
+	}
+	sum := w.sum.Sum(nil)
+	if err := w.writeJSON(entryLine{End: &trailer{Count: w.ord.n, SHA256: hex.EncodeToString(sum)}}, false); err != nil {
+		return err
+	}
+	if err := w.bw.Flush(); err != nil {
+		w.err = fmt.Errorf("tree index: write: %w", err)
+		return w.err
+	}
+	if w.gz != nil {
+		if err := w.gz.Close(); err != nil {
+			w.err = fmt.Errorf("tree index: write: %w", err)
+			return w.err
+		}
+	}
+	w.final = sum
+	return nil
+}
+
+// Sum returns the content hash (SHA-256 of the entry lines) after Close,
+// else nil. Two indexes with the same entries have the same Sum.
+func (w *Writer) Sum() []byte { return w.final }
