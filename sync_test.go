@@ -111,12 +111,24 @@ func syncBytes(t *testing.T, seed, target []byte, mo MakeOptions) ([]byte, *Summ
 	return got, sum
 }
 
+// reproducesSeeds are random seeds of TestSyncReproducesTarget that once
+// failed, kept as regression cases.
+var reproducesSeeds = []uint64{
+	1796169150855452720, // a run found in the zero padding past a seed's end: second-pass segment beyond the seed
+}
+
 func TestSyncReproducesTarget(t *testing.T) {
 	seedRNG := uint64(time.Now().UnixNano())
 	if s := os.Getenv("ZSYNCPIPE_TEST_SEED"); s != "" {
 		fmt.Sscan(s, &seedRNG)
 	}
 	t.Logf("random seed %d (set ZSYNCPIPE_TEST_SEED to repeat)", seedRNG)
+	for _, seed := range append(reproducesSeeds, seedRNG) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { testSyncReproducesTarget(t, seed) })
+	}
+}
+
+func testSyncReproducesTarget(t *testing.T, seedRNG uint64) {
 	rng := rand.New(rand.NewPCG(seedRNG, 7))
 	for _, bs := range []int{256, 1024, 2048} {
 		for _, legacy := range []bool{true, false} {

@@ -162,3 +162,15 @@ func TestIndent(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestRunAnnounce(t *testing.T) {
+	var out bytes.Buffer
+	if err := RunAnnounce(context.Background(), &out, Options{Size: 4 << 20, Seed: 3, Dir: t.TempDir()}); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	for _, want := range []string{"broker", "announce", "synced data/sample.bin", "sha512 verified"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

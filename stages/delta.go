@@ -383,7 +383,9 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 	}
 	defer d.bufs.Put(bp)
 	buf := (*bp)[:want]
-	avail := min(want, s.Size-seg.start)
+	// A run followed into the zero padding past the seed's end gives a
+	// second-pass segment that may start beyond it: nothing to read then.
+	avail := max(0, min(want, s.Size-seg.start))
 	n, err := s.R.ReadAt(buf[:avail], seg.start)
 	if int64(n) < avail {
 		if err == nil || errors.Is(err, io.EOF) {

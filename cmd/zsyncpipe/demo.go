@@ -14,7 +14,12 @@ has inserts, deletes, overwrites and moves of the old), makes the control file
 of the new version, serves both from a loopback HTTP server inside the process,
 syncs the old version to the new one over HTTP (the control file, then only the
 missing ranges), verifies that the result is byte-identical, prints the
-per-stage statistics and removes its working directory.`
+per-stage statistics and removes its working directory.
+
+With --announce it shows the announce/subscribe flow instead: an MQTT broker
+inside the process, a publisher and its web server, a subscriber holding the
+old version; the new version is announced as a Sarracenia v03 message (its
+control file inline) and the subscriber delta-syncs its copy.`
 
 // cmdDemo implements "zsyncpipe demo".
 func cmdDemo(ctx context.Context, e *env, args []string) error {
@@ -27,6 +32,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	legacy := fs.Bool("legacy", false, "use the zsync 0.6.2 format (MD4, SHA-1)")
 	keep := fs.Bool("keep", false, "keep the working directory and print its path")
 	dir := fs.String("dir", "", "create the working directory in `dir` (default: the system's temporary directory)")
+	ann := fs.Bool("announce", false, "demonstrate announcements instead: an embedded broker, a publisher, a subscriber with the old version")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -37,7 +43,11 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if size <= 0 {
 		return usagef("demo", "-size must be positive")
 	}
-	if err := demo.Run(ctx, e.stdout, demo.Options{
+	runDemo := demo.Run
+	if *ann {
+		runDemo = demo.RunAnnounce
+	}
+	if err := runDemo(ctx, e.stdout, demo.Options{
 		Size:      int64(size),
 		Seed:      *seed,
 		Blocksize: int(bs),

@@ -100,6 +100,7 @@ func treeDir(cmd string, pos []string) (string, error) {
 func cmdIndex(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "index", indexIntro)
 	tf := addTreeFlags(fs.FlagSet)
+	af := addAnnounceFlags(fs)
 	watch := fs.Bool("watch", false, "keep running and keep the index current")
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	verbose := fs.Bool("v", false, "print every change")
@@ -118,6 +119,12 @@ func cmdIndex(ctx context.Context, e *env, args []string) error {
 			return nil
 		}
 	}
+	onChange, closeAnnounce, err := af.hook(ctx, e, "index", dir, "", *verbose, opts.OnChange)
+	if err != nil {
+		return err
+	}
+	defer closeAnnounce()
+	opts.OnChange = onChange
 	if !*watch {
 		opts.Settle = 0 // one pass: index what is there now
 		res, err := indexer.Index(ctx, dir, opts)

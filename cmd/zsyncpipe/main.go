@@ -7,15 +7,24 @@
 //	               [--known-hosts file]... [--max-ranges n] [--max-wait d] [--no-fsync] [-o path]
 //	               [--parallel n] [-q] [--retries n] [-s] [--sftp-requests n] [--ssh-connections n]
 //	               [--ssh-password] [-u URL] [--url URL]... [-v] CONTROL
-//	zsyncpipe demo [-b blocksize] [--dir dir] [--keep] [--legacy] [--seed seed] [--size size]
+//	zsyncpipe demo [--announce] [-b blocksize] [--dir dir] [--keep] [--legacy] [--seed seed]
+//	               [--size size]
 //	zsyncpipe bench [--binary binary] [--block-sizes list] [--corpus kind] [--json] [--legacy]
 //	                [--no-fsync] [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed]
 //	                [--size size] [--zsync]
-//	zsyncpipe index [-b blocksize] [--beside] [--inline size] [-j n] [--legacy] [--no-fsync] [-q]
-//	                [--rescan duration] [--settle duration] [--small size] [-v] [--watch] DIR
-//	zsyncpipe serve [-b blocksize] [--beside] [--inline size] [-j n] [--legacy] [--listen address]
+//	zsyncpipe index [--announce URL] [-b blocksize] [--base-url URL] [--beside]
+//	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--no-fsync] [-q]
+//	                [--rescan duration] [--settle duration] [--small size] [--topic-prefix prefix]
+//	                [-v] [--watch] DIR
+//	zsyncpipe serve [--announce URL] [-b blocksize] [--base-url URL] [--beside]
+//	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--listen address]
 //	                [--no-fsync] [--no-index] [-q] [--rescan duration] [--settle duration]
-//	                [--small size] [--tls-cert file] [--tls-key file] DIR
+//	                [--small size] [--tls-cert file] [--tls-key file] [--topic-prefix prefix] DIR
+//	zsyncpipe subscribe [--client-id id] [--dead-letter exchange] [--exchange exchange]
+//	                    [--max-messages n] [-q] [--queue name] [--seeds dir]... [--topic pattern]...
+//	                    [--topic-prefix prefix] [-v] [--workers n] BROKER-URL DIR
+//	zsyncpipe announce [--base-url URL] [--exchange exchange] [--inline-max size] [-q] [--remove]
+//	                   [--topic-prefix prefix] [-v] BROKER-URL DIR FILE...
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //

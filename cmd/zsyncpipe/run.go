@@ -52,6 +52,8 @@ func init() {
 		{"bench", "", "measure make and sync over a sweep of block sizes, beside zsync", cmdBench},
 		{"index", "DIR", "publish the tree DIR: control files and a tree index, kept current with --watch", cmdIndex},
 		{"serve", "DIR", "serve the tree DIR over HTTP with Range support while keeping its index current", cmdServe},
+		{"subscribe", "BROKER-URL DIR", "keep DIR up to date from Sarracenia v03 announcements, delta-syncing each file", cmdSubscribe},
+		{"announce", "BROKER-URL DIR FILE...", "post Sarracenia v03 announcements of files of DIR (control files made first)", cmdAnnounce},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
 	}

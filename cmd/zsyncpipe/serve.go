@@ -37,6 +37,7 @@ const shutdownGrace = 10 * time.Second
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve", serveIntro)
 	tf := addTreeFlags(fs.FlagSet)
+	af := addAnnounceFlags(fs)
 	listen := fs.String("listen", "127.0.0.1:8080", "listen on `address` (host:port)")
 	cert := fs.String("tls-cert", "", "serve HTTPS with the certificate in `file` (PEM; with --tls-key)")
 	key := fs.String("tls-key", "", "private key `file` of --tls-cert (PEM)")
@@ -121,6 +122,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			first = false
 			fmt.Fprintf(e.stdout, "%s; last change: %s; %d requests served\n", passText(dir, res), last, requests.Load())
 		}
+		onChange, closeAnnounce, err := af.hook(ctx, e, "serve", dir, fmt.Sprintf("%s://%s/", scheme, ln.Addr()), false, opts.OnChange)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer closeAnnounce()
+		opts.OnChange = onChange
 		go func() { watched <- indexer.Watch(wctx, dir, opts) }()
 	}
 
