@@ -439,6 +439,7 @@ func (s *Source) deliver(c *call, r io.Reader, start, end int64) error {
 			}
 		}
 		s.payloadBytes.Add(rg.Len())
+		s.stream.markHanded(rg)
 		c.next++
 		pos = rg.End
 	}
