@@ -85,7 +85,7 @@
 // flaky link still ends. The waits without progress are bounded in total
 // by MaxWait (60 s): stalled requests, backoff and Retry-After pauses
 // together, so a server that always stalls costs a minute, not Retries
-// times IdleTimeout. Then ReadRanges returns the last error, which names
+// times IdleTimeout. Download follows the same policy. Then ReadRanges returns the last error, which names
 // the URL and status, with the number of attempts and the time waited. Other 4xx
 // answers, certificate errors and redirect loops fail at once. A network
 // error while the callback reads is told apart from the callback's own
