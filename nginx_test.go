@@ -4,17 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
-	"github.com/zsyncpipe/zsyncpipe/internal/nginxtest"
 	"github.com/zsyncpipe/zsyncpipe/internal/testtool"
 )
 
@@ -36,11 +40,107 @@ type nginxServer struct {
 	accessLog string
 }
 
-// nginxStart starts nginx on a free loopback port serving root.
+// nginxStart starts nginx on a free loopback port serving root, with every
+// file it writes under a temporary directory, and stops it when the test
+// ends.
 func nginxStart(t testing.TB, root string) *nginxServer {
 	t.Helper()
-	s := nginxtest.Start(t, root)
-	return &nginxServer{base: s.Base, accessLog: s.AccessLog}
+	bin := nginxLook(t, "nginx", "nginx-light")
+	var lastErr error
+	for range 3 { // the free port may be taken before nginx binds it
+		s, err := nginxTry(t, bin, root)
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("nginx: %v", lastErr)
+	return nil
+}
+
+func nginxTry(t testing.TB, bin, root string) (*nginxServer, error) {
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // workers must read files in private temp dirs
+	}
+	s := &nginxServer{base: "http://" + addr, accessLog: filepath.Join(dir, "access.log")}
+	conf := fmt.Sprintf(`
+%[1]s
+daemon off;
+worker_processes 1;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log notice;
+events { worker_connections 64; }
+http {
+	log_format ranges '$status $body_bytes_sent "$http_range" "$request"';
+	access_log %[2]s/access.log ranges;
+	client_body_temp_path %[2]s/body;
+	proxy_temp_path %[2]s/proxy;
+	fastcgi_temp_path %[2]s/fastcgi;
+	uwsgi_temp_path %[2]s/uwsgi;
+	scgi_temp_path %[2]s/scgi;
+	types { application/octet-stream bin zsync; }
+	default_type application/octet-stream;
+	sendfile on;
+	server {
+		listen %[3]s;
+		root %[4]s;
+	}
+}
+`, user, dir, addr, root)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", confPath)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var stopOnce sync.Once
+	stop := func() {
+		stopOnce.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM) // fast shutdown of master and worker
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+			}
+		})
+	}
+	// Wait until it answers.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			logData, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			return nil, fmt.Errorf("exited (%v): %s%s", err, stderr.String(), logData)
+		default:
+		}
+		resp, err := http.Get(s.base + "/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("does not answer on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(stop)
+	return s, nil
 }
 
 // accessLines returns the lines of the access log for requests whose

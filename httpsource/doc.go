@@ -51,9 +51,12 @@
 // call as it passes it, then stops reading when no call waits for anything
 // further (after a pause of up to 2 s for the next call). Range requests still
 // in flight when the stream starts are waited for (up to 2 s), so that
-// their calls join before the stream passes their ranges. The file is thus
-// read once; only a range asked for after the stream went past it makes the
-// stream start again from the beginning. A failure of the stream is a
+// their calls join before the stream passes their ranges. The calls of the
+// fetch stage start in file order but may reach the Source in any order:
+// the fetch stage announces their ranges with Expect, and the stream does
+// not pass an announced range until its call has joined (waiting up to
+// 2 s for it). The file is thus read once; only a range asked for after
+// the stream went past it makes the stream start again from the beginning. A failure of the stream is a
 // transient failure of every call waiting on it.
 //
 // # Consistency
@@ -82,7 +85,7 @@
 // flaky link still ends. The waits without progress are bounded in total
 // by MaxWait (60 s): stalled requests, backoff and Retry-After pauses
 // together, so a server that always stalls costs a minute, not Retries
-// times IdleTimeout. Then ReadRanges returns the last error, which names
+// times IdleTimeout. Download follows the same policy. Then ReadRanges returns the last error, which names
 // the URL and status, with the number of attempts and the time waited. Other 4xx
 // answers, certificate errors and redirect loops fail at once. A network
 // error while the callback reads is told apart from the callback's own

@@ -2,7 +2,6 @@ package httpsource
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,7 +42,7 @@ func Download(ctx context.Context, rawURL string, opts Options, ifModifiedSince 
 	if opts.Client == nil {
 		defer s.CloseIdleConnections() // nobody else will use this client
 	}
-	failures := 0
+	retry := newRetrier(s)
 	for {
 		f, err := s.download(ctx, ifModifiedSince)
 		if err == nil {
@@ -52,17 +51,8 @@ func Download(ctx context.Context, rawURL string, opts Options, ifModifiedSince 
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("GET %s: %w", s, context.Cause(ctx))
 		}
-		var te *transientError
-		if !errors.As(err, &te) {
+		if err := retry.wait(ctx, err); err != nil {
 			return nil, err
-		}
-		failures++
-		if failures > s.st.retries {
-			return nil, fmt.Errorf("%w (gave up after %d attempts)", te.err, failures)
-		}
-		s.retries.Add(1)
-		if err := sleep(ctx, s.st.wait(failures, te.retryAfter)); err != nil {
-			return nil, fmt.Errorf("GET %s: %w", s, err)
 		}
 	}
 }

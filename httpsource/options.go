@@ -92,7 +92,8 @@ type Options struct {
 	IdleTimeout time.Duration
 
 	// MaxWait bounds the total time a ReadRanges call waits without
-	// delivering a range, over all its attempts: stalled requests (each
+	// delivering a range (or a Download waits for its file), over all its
+	// attempts: stalled requests (each
 	// abandoned after IdleTimeout, or sooner when MaxWait is nearly used
 	// up), backoff and Retry-After pauses. When the next pause would pass
 	// it, the call gives up, saying how long it waited. DefaultMaxWait

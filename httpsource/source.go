@@ -120,9 +120,9 @@ func (s *Source) CloseIdleConnections() {
 // call is the state of one ReadRanges call.
 type call struct {
 	ranges []source.Range
-	next   int       // first range not yet delivered
-	since  time.Time // start of the current wait without progress
+	next   int // first range not yet delivered
 	fn     func(source.Range, io.Reader) error
+	retry  retrier
 }
 
 // ReadRanges fetches ranges, which must be sorted, non-empty and
@@ -137,13 +137,12 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 	if fn == nil {
 		return fmt.Errorf("httpsource: %s: nil callback", s)
 	}
-	c := &call{ranges: ranges, fn: fn, since: time.Now()}
-	failures := 0
+	c := &call{ranges: ranges, fn: fn, retry: newRetrier(s)}
 	for c.next < len(c.ranges) {
 		before := c.next
 		err := s.attempt(ctx, c)
 		if c.next > before {
-			c.since = time.Now() // progress: the wait starts again
+			c.retry.progress()
 		}
 		if err == nil {
 			continue
@@ -160,24 +159,8 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 			s.halve(rj.n)
 			continue
 		}
-		var te *transientError
-		if !errors.As(err, &te) {
+		if err := c.retry.wait(ctx, err); err != nil {
 			return err
-		}
-		if c.next > before {
-			failures = 0 // progress: the budget starts again
-		}
-		failures++
-		if failures > s.st.retries {
-			return fmt.Errorf("%w (gave up after %d attempts, %v without progress)", te.err, failures, waited(c.since))
-		}
-		wait := s.st.wait(failures, te.retryAfter)
-		if s.st.maxWait > 0 && time.Since(c.since)+wait > s.st.maxWait {
-			return fmt.Errorf("%w (gave up after %d attempts: %v without progress, and the limit is %v)", te.err, failures, waited(c.since), s.st.maxWait)
-		}
-		s.retries.Add(1)
-		if err := sleep(ctx, wait); err != nil {
-			return fmt.Errorf("GET %s: %w", s, err)
 		}
 	}
 	return nil
@@ -193,7 +176,7 @@ func waited(t time.Time) time.Duration {
 func (s *Source) idleFor(c *call) time.Duration {
 	idle := s.st.idleTimeout
 	if s.st.maxWait > 0 {
-		left := max(s.st.maxWait-time.Since(c.since), time.Millisecond)
+		left := max(s.st.maxWait-time.Since(c.retry.since), time.Millisecond)
 		if idle <= 0 || left < idle {
 			idle = left
 		}
@@ -439,6 +422,7 @@ func (s *Source) deliver(c *call, r io.Reader, start, end int64) error {
 			}
 		}
 		s.payloadBytes.Add(rg.Len())
+		s.stream.markHanded(rg)
 		c.next++
 		pos = rg.End
 	}

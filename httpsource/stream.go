@@ -1,11 +1,13 @@
 package httpsource
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +34,48 @@ type bodyStream struct {
 	running bool
 	added   chan struct{} // signalled (non-blocking) when a ticket is added
 	stop    chan struct{} // closed by Source.CloseIdleConnections: a lingering stream ends
+
+	// The ranges announced by Expect, sorted, and which of them the
+	// stream has handed over: the stream does not pass an expected range
+	// whose call has not registered yet.
+	expected []source.Range
+	handed   []bool
+}
+
+// Expect implements source.Expecter: the whole-file stream, if the server
+// turns out to ignore ranges, waits for the calls of these ranges rather
+// than read past them and start again for them.
+func (s *Source) Expect(ranges []source.Range) {
+	st := s.stream
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.expected = slices.Clone(ranges)
+	st.handed = make([]bool, len(ranges))
+}
+
+// markHanded records that the range r went to its call, from the stream
+// or from a range request.
+func (st *bodyStream) markHanded(r source.Range) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if i, ok := slices.BinarySearchFunc(st.expected, r.Start, func(e source.Range, start int64) int { return cmp.Compare(e.Start, start) }); ok {
+		st.handed[i] = true
+	}
+}
+
+// unclaimed reports whether an expected range that has not been handed
+// over starts in [pos, end). No registered call waits for it when no call
+// is behind pos: pick chose the first range at or after pos.
+func (st *bodyStream) unclaimed(pos, end int64) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(st.expected, pos, func(e source.Range, p int64) int { return cmp.Compare(e.Start, p) })
+	for ; i < len(st.expected) && st.expected[i].Start < end; i++ {
+		if !st.handed[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // ticket is one call's claim on the stream: its undelivered ranges.
@@ -114,6 +158,7 @@ func (s *Source) handOver(c *call, h *handoff) error {
 		return &fnError{err}
 	}
 	s.payloadBytes.Add(h.r.Len())
+	s.stream.markHanded(h.r)
 	c.next++
 	return nil
 }
@@ -166,20 +211,35 @@ func (st *bodyStream) failAll(err error) {
 	st.running = false
 }
 
-// idle waits up to streamLinger for a new ticket. It reports false, having
-// marked the stream as stopped, when none came.
-func (st *bodyStream) idle() bool {
+// linger returns how long the stream may pause: streamLinger, at most
+// half the IdleTimeout.
+func (st *bodyStream) linger() time.Duration {
 	linger := streamLinger
 	if idle := st.s.st.idleTimeout; idle > 0 {
 		linger = min(linger, idle/2)
 	}
-	timer := time.NewTimer(linger)
+	return linger
+}
+
+// await waits up to the linger time for a new ticket, and reports whether
+// one came.
+func (st *bodyStream) await() bool {
+	timer := time.NewTimer(st.linger())
 	defer timer.Stop()
 	select {
 	case <-st.added:
 		return true
 	case <-timer.C:
 	case <-st.stop:
+	}
+	return false
+}
+
+// idle waits up to the linger time for a new ticket. It reports false,
+// having marked the stream as stopped, when none came.
+func (st *bodyStream) idle() bool {
+	if st.await() {
+		return true
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -224,6 +284,13 @@ func (st *bodyStream) run(ctx context.Context, resp *http.Response, finish func(
 		st.mu.Lock()
 		r := t.c.ranges[t.next]
 		st.mu.Unlock()
+		// The call of an expected range before r has not registered yet:
+		// the calls start in file order but reach the stream in any
+		// order. Passing its range would cost a second read of the file
+		// up to it.
+		if !behind && st.unclaimed(pos, r.Start) && st.await() {
+			continue
+		}
 		if skip := r.Start - pos; skip > 0 {
 			if n, err := io.CopyN(io.Discard, resp.Body, skip); err != nil {
 				st.failAll(st.s.bodyError(fmt.Errorf("body ends after %d bytes of a %d-byte gap: %w", pos+n, skip, noEOF(err))))
@@ -250,6 +317,7 @@ func (st *bodyStream) run(ctx context.Context, resp *http.Response, finish func(
 			// The caller's own failure: it leaves, and the body is at the
 			// end of its range.
 			st.leave(t)
+			st.markHanded(r)
 			pos = r.End
 		default:
 			st.failAll(err)

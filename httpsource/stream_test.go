@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -180,5 +181,50 @@ func TestCAFile(t *testing.T) {
 	}
 	if _, err := New(srv.URL(), Options{CAFile: ca}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Errorf("bad CA file: err = %v", err)
+	}
+}
+
+// The calls of the fetch stage start in file order but may reach the
+// Source in any order. With the ranges announced by Expect, a call whose
+// ranges come later does not make the stream read past those of a call
+// that has not started yet, which would then read the file a second time
+// up to them (TestSyncIgnoredRangesSummary downloaded twice the file when
+// two calls near its end arrived swapped).
+func TestIgnoreRangesExpectedCallArrivesLate(t *testing.T) {
+	const size = 1 << 20
+	data := testData(size)
+	srv := newServer(t, data, faultserver.Options{IgnoreRanges: true})
+	src := newSource(t, srv.URL(), Options{})
+	early := spaced(100<<10, 2048, 10000, 10)
+	late := spaced(800<<10, 2048, 10000, 10)
+	src.Expect(slices.Concat(early, late))
+
+	// The late call starts first; the early one once the late one has
+	// been handed a range, or after a while: without Expect the stream
+	// hands it its ranges at once.
+	first := make(chan struct{})
+	var once sync.Once
+	lateDone := make(chan error, 1)
+	go func() {
+		c := &checker{want: data}
+		lateDone <- src.ReadRanges(context.Background(), late, func(r source.Range, data io.Reader) error {
+			once.Do(func() { close(first) })
+			return c.fn(r, data)
+		})
+	}()
+	select {
+	case <-first:
+	case <-time.After(300 * time.Millisecond):
+	}
+	c, err := fetch(src, data, early)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.verify(t, early)
+	if err := <-lateDone; err != nil {
+		t.Fatal(err)
+	}
+	if st := src.Stats(); st.BodyBytes > size {
+		t.Errorf("read %d body bytes of a %d-byte file: more than once", st.BodyBytes, size)
 	}
 }

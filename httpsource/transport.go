@@ -87,8 +87,47 @@ func (st *settings) wait(failures int, retryAfter time.Duration) time.Duration {
 	return backoff.Delay(st.backoff, MaxBackoff, failures)
 }
 
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }
+// retrier is the retry policy of one logical request (a ReadRanges call
+// or a Download): it counts the failures since the last progress and
+// decides whether, and after what pause, to try again.
+type retrier struct {
+	s        *Source
+	failures int
+	since    time.Time // start of the current wait without progress
+}
+
+func newRetrier(s *Source) retrier { return retrier{s: s, since: time.Now()} }
+
+// progress records that the request moved forward: the failure budget and
+// the wait without progress start again.
+func (r *retrier) progress() {
+	r.failures = 0
+	r.since = time.Now()
+}
+
+// wait returns err itself when it is not transient, an error saying why
+// the request gives up when the retries or MaxWait are used up, and
+// otherwise nil after the pause before the next attempt.
+func (r *retrier) wait(ctx context.Context, err error) error {
+	var te *transientError
+	if !errors.As(err, &te) {
+		return err
+	}
+	st := &r.s.st
+	r.failures++
+	if r.failures > st.retries {
+		return fmt.Errorf("%w (gave up after %d attempts, %v without progress)", te.err, r.failures, waited(r.since))
+	}
+	pause := st.wait(r.failures, te.retryAfter)
+	if st.maxWait > 0 && time.Since(r.since)+pause > st.maxWait {
+		return fmt.Errorf("%w (gave up after %d attempts: %v without progress, and the limit is %v)", te.err, r.failures, waited(r.since), st.maxWait)
+	}
+	r.s.retries.Add(1)
+	if err := backoff.Sleep(ctx, pause); err != nil {
+		return fmt.Errorf("GET %s: %w", r.s, err)
+	}
+	return nil
+}
 
 // do sends req with the Source's headers, credentials and stall watchdog,
 // which abandons the request after idle without a byte (none when 0).

@@ -211,10 +211,12 @@ func Tee[T any](p *Pipeline, name string, in *Stream[T]) (*Stream[T], *Stream[T]
 }
 
 // Fold adds a stage that calls fn on every item of in, one at a time, and,
-// once in is exhausted, calls done; both may emit any number of items. It is
-// Transform with a last word: a reduction (fn accumulates, done emits the
-// result), or a stage that passes items on and reports when everything
-// before it has finished. It has one worker.
+// once in is exhausted, calls done; both may emit any number of items.
+// done is not called when the run was cancelled (by a failing stage or by
+// the caller): in was then cut short, not exhausted. It is Transform with
+// a last word: a reduction (fn accumulates, done emits the result), or a
+// stage that passes items on and reports when everything before it has
+// finished. It has one worker.
 func Fold[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx context.Context, v T, emit func(U) error) error, done func(ctx context.Context, emit func(U) error) error) *Stream[U] {
 	return transform(p, name, in, fn, done, fn == nil || done == nil)
 }
@@ -243,6 +245,13 @@ func transform[T, U any](p *Pipeline, name string, in *Stream[T], fn func(ctx co
 		}
 		if done == nil {
 			return nil
+		}
+		// A stage before this one failed (or the run was cancelled):
+		// the run is cancelled before its output closes, and recv may
+		// still report the close rather than the cancellation. The input
+		// is cut short, not exhausted: done must not run on it.
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		return st.call(func() error { return done(ctx, emit) }, true)
 	}

@@ -92,6 +92,19 @@ type StatsReporter interface {
 	TransferStats() Stats
 }
 
+// An Expecter is a RangeSource that reads better when it knows in advance
+// every range the coming ReadRanges calls will ask for: one that serves
+// concurrent calls from a single front-to-back read (an HTTP server that
+// ignores ranges) does not read past a range whose call has not started
+// yet. It is optional: callers check for it with a type assertion.
+type Expecter interface {
+	RangeSource
+	// Expect announces the ranges, sorted and non-overlapping, of the
+	// ReadRanges calls about to start; it replaces any earlier
+	// announcement. Ranges never asked for only cost some waiting.
+	Expect(ranges []Range)
+}
+
 // ReaderAt is a RangeSource reading from a local copy of the target.
 type ReaderAt struct {
 	R io.ReaderAt

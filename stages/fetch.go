@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -84,6 +85,11 @@ func Fetch(ctx context.Context, f *control.File, src source.RangeSource, missing
 		progress = func(n int64) { opts.Progress(total.Add(n)) }
 	}
 	calls := splitCalls(missing, int64(f.Blocksize), opts.RangesPerCall, opts.CallBytes)
+	if e, ok := src.(source.Expecter); ok {
+		// The calls below start in order but may reach the source in
+		// any order; a source reading front to back waits for them.
+		e.Expect(slices.Concat(calls...))
+	}
 	var mu sync.Mutex
 	emit := func(b Batch) error {
 		mu.Lock()

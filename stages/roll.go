@@ -34,7 +34,7 @@ type roller struct {
 // the checksums instead of a new slice (scanners reuse it from segment to
 // segment).
 func newRoller(buf []byte, bs, seq int, mask uint32, sums []uint32) *roller {
-	chunk := max(rollChunk, bs)
+	chunk := max(min(rollChunk, len(buf)), bs) // small seeds: small tables
 	if n := chunk + (seq-1)*bs; cap(sums) >= n {
 		sums = sums[:n]
 	} else {

@@ -11,6 +11,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/bench"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
 // Exit codes, as zsync(1) uses them.
@@ -57,6 +58,7 @@ func init() {
 		{"serve", "DIR", "serve the tree DIR over HTTP with Range support while keeping its index current", cmdServe},
 		{"subscribe", "BROKER-URL DIR", "keep DIR up to date from Sarracenia v03 announcements, delta-syncing each file", cmdSubscribe},
 		{"announce", "BROKER-URL DIR FILE...", "post Sarracenia v03 announcements of files of DIR (control files made first)", cmdAnnounce},
+		{"mirror", "URL DIR", "make DIR match the tree published at URL, downloading only what no local file holds", cmdMirror},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[command]", "explain zsyncpipe or one of its commands", cmdHelp},
 	}
@@ -130,7 +132,8 @@ func exitCode(err error) int {
 		return exitBusy
 	case errors.Is(err, zsyncpipe.ErrInterrupted), errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &fe), errors.Is(err, errBadControl):
+	case errors.As(err, &fe), errors.Is(err, errBadControl),
+		errors.Is(err, treeindex.ErrFormat): // a bad or unsafe tree index (mirror)
 		return exitBadControl
 	case errors.Is(err, zsyncpipe.ErrUsage), errors.Is(err, zsyncpipe.ErrNotRegular), errors.Is(err, zsyncpipe.ErrFetch):
 		return exitUsage

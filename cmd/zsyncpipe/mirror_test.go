@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/nginxtest"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
+)
+
+// mirrorTrees writes an old tree into dst and a new one into pub: a changed
+// large file, a renamed one, small files, a link.
+func mirrorTrees(t *testing.T, pub, dst string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 8))
+	blob := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	big, moved := blob(400<<10), blob(300<<10)
+	changed := append([]byte{}, big...)
+	copy(changed[200<<10:], blob(3000))
+	when := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	put := func(root, rel string, data []byte, mode fs.FileMode) {
+		writeFile(t, filepath.Join(root, rel), data)
+		os.Chmod(filepath.Join(root, rel), mode)
+		os.Chtimes(filepath.Join(root, rel), when, when)
+		when = when.Add(time.Minute)
+	}
+	put(dst, "bin/tool", big, 0o755)
+	put(dst, "data/old-name.dat", moved, 0o644)
+	put(dst, "doc/a.txt", []byte("a\n"), 0o644)
+	put(dst, "stale.txt", []byte("stale\n"), 0o644)
+	put(pub, "bin/tool", changed, 0o755)
+	put(pub, "data/sub/new-name.dat", moved, 0o644)
+	put(pub, "doc/a.txt", []byte("a, changed\n"), 0o600)
+	put(pub, "doc/b.txt", blob(5000), 0o644)
+	if err := os.Symlink("../bin/tool", filepath.Join(pub, "doc", "tool")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameTree fails unless dst holds what pub does (files, modes, mtimes,
+// links), and nothing else but the mirror's state.
+func sameTree(t *testing.T, pub, dst string) {
+	t.Helper()
+	list := func(root string) map[string]string {
+		m := map[string]string{}
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || p == root {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			if rel == treeindex.Dir || rel == ".zsyncpipe-mirror" {
+				return filepath.SkipDir
+			}
+			fi, _ := os.Lstat(p)
+			desc := fi.Mode().String()
+			switch {
+			case fi.Mode()&fs.ModeSymlink != 0:
+				target, _ := os.Readlink(p)
+				desc += " -> " + target
+			case fi.Mode().IsRegular():
+				data, _ := os.ReadFile(p)
+				desc += " " + fi.ModTime().UTC().String() + " " + string(bytes.ToValidUTF8(data[:min(len(data), 64)], nil))
+			}
+			m[rel] = desc
+			return nil
+		})
+		return m
+	}
+	want, got := list(pub), list(dst)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q", k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: not in the published tree", k)
+		}
+	}
+}
+
+// TestMirrorCommand: "zsyncpipe index" publishes a tree, "serve" and nginx
+// serve it, and "zsyncpipe mirror --delete" turns an old tree into it.
+func TestMirrorCommand(t *testing.T) {
+	tmp := t.TempDir()
+	pub := filepath.Join(tmp, "pub")
+	mirrorTrees(t, pub, filepath.Join(tmp, "serve"))
+	mirrorTrees(t, filepath.Join(tmp, "unused"), filepath.Join(tmp, "nginx"))
+	mustRun(t, "index", "--no-fsync", pub)
+
+	base, stop := startServe(t, pub)
+	defer stop()
+	dry := mustRun(t, "mirror", "-n", "--delete", base, filepath.Join(tmp, "serve"))
+	if !strings.Contains(dry.stdout, "dry run") || !strings.Contains(dry.stderr, "new data/sub/new-name.dat") {
+		t.Errorf("dry run: %s%s", dry.stdout, dry.stderr)
+	}
+	out := mustRun(t, "mirror", "--delete", base, filepath.Join(tmp, "serve"))
+	if !strings.Contains(out.stdout, "2 deleted") {
+		t.Errorf("summary: %s", out.stdout)
+	}
+	sameTree(t, pub, filepath.Join(tmp, "serve"))
+
+	ng := nginxtest.Start(t, pub)
+	mustRun(t, "mirror", "--delete", ng.Base+"/", filepath.Join(tmp, "nginx"))
+	sameTree(t, pub, filepath.Join(tmp, "nginx"))
+	again := mustRun(t, "mirror", "--delete", ng.Base+"/", filepath.Join(tmp, "nginx"))
+	if !strings.Contains(again.stdout, "index not modified") || !strings.Contains(again.stdout, " 0 B downloaded") {
+		t.Errorf("unchanged tree: %s", again.stdout)
+	}
+}
+
+// TestMirrorCommandRefusesUnsafeIndex: exit code 1 for an index that would
+// write outside DIR, and nothing written.
+func TestMirrorCommandRefusesUnsafeIndex(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	if err := os.Symlink("/etc", filepath.Join(pub, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "index", "--no-fsync", pub)
+	base, stop := startServe(t, pub)
+	defer stop()
+	r := runZ(t, "mirror", base, dst)
+	if r.code != exitBadControl || !strings.Contains(r.stderr, "outside the tree") {
+		t.Fatalf("exit %d, stderr %q; want %d and a message about the link", r.code, r.stderr, exitBadControl)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "etc")); err == nil {
+		t.Error("the link was created")
+	}
+	if r := runZ(t, "mirror", base); r.code != exitUsage {
+		t.Errorf("one argument: exit %d, want %d", r.code, exitUsage)
+	}
+}

@@ -1,0 +1,1241 @@
+package zsyncpipe
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sourcegraph/conc/pool"
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+	"github.com/zsyncpipe/zsyncpipe/relpath"
+	"github.com/zsyncpipe/zsyncpipe/seedscan"
+	"github.com/zsyncpipe/zsyncpipe/source"
+	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
+)
+
+// MirrorOptions configures Mirror.
+type MirrorOptions struct {
+	// URL is the root of the published tree: the http(s) URL of its
+	// directory (what a browser would open), a URL of a scheme of
+	// Transports, or a local directory or file URL. Required.
+	URL string
+	// Dir is the local directory to make match the tree; required. It is
+	// created if missing.
+	Dir string
+	// HTTP configures the HTTP requests. The built-in HTTP transport uses
+	// one client for every file of the tree, so connections are kept
+	// alive (or HTTP/2 streams shared) across files.
+	HTTP httpsource.Options
+	// Transports reads trees at URLs of further schemes and may replace
+	// the built-in ones, as for Sync.
+	Transports Transports
+	// Delete removes local files and directories the index does not list,
+	// once every file of the index is in place. Never anything outside Dir.
+	Delete bool
+	// Checksum hashes every local file whose size matches instead of
+	// trusting the size and mtime recorded by the last run (rsync's -c).
+	Checksum bool
+	// AllowOutsideLinks accepts symlinks that point outside Dir (absolute,
+	// or with enough ".." elements); without it an index holding one is
+	// refused.
+	AllowOutsideLinks bool
+	// DryRun reports what would change and how many bytes would be
+	// downloaded (the seed scan runs, reading only) without changing Dir.
+	DryRun bool
+	// SkipUnchanged leaves the files that are the same in the new tree out
+	// of the scan for the data of changed and new files: only the old
+	// versions of changed files and the files the new tree no longer lists
+	// are scanned (a file whose whole content is anywhere in the tree is
+	// still copied). That still finds moved, renamed and split files and
+	// data shared with files that changed, in a fraction of the time of
+	// scanning the whole tree, but not a new file made of parts of
+	// unchanged ones.
+	SkipUnchanged bool
+	// Parallel is how many files are fetched at once; 0 means 16. Files
+	// rebuilt through the sync pipeline run at most 8 at a time, each with
+	// its own requests in flight.
+	Parallel int
+	// Workers bounds scanning and hashing goroutines; 0 means one per
+	// physical core.
+	Workers int
+	// NoFsync skips flushing files before they are renamed into place.
+	NoFsync bool
+	// Progress, if set, is called from time to time, from several
+	// goroutines.
+	Progress func(MirrorProgress)
+	// Logf, if set, receives notes: a restart on a new generation, files
+	// that failed, dry-run lines.
+	Logf func(format string, args ...any)
+}
+
+// MirrorProgress is a snapshot of a running Mirror.
+type MirrorProgress struct {
+	// Phase is "index", "check", "scan", "fetch" or "finish".
+	Phase string
+	// FilesDone and FilesTotal count the files to fetch or rebuild.
+	FilesDone, FilesTotal int64
+	// Reused counts bytes of those files found locally, Fetched those
+	// downloaded so far, Total their whole size.
+	Reused, Fetched, Total int64
+	// Scanned and ScanTotal count bytes of local files scanned for data.
+	Scanned, ScanTotal int64
+}
+
+// MirrorSummary reports what a Mirror did (or, for a dry run, would do).
+type MirrorSummary struct {
+	// Generation is the index generation the tree now matches.
+	Generation uint64
+	// Unchanged, Updated, New and Deleted count regular files; Links and
+	// Dirs count symlinks and directories created or changed.
+	Unchanged, Updated, New, Deleted, Links, Dirs int
+	// Reused counts bytes of updated and new files taken from local data;
+	// Fetched the bytes of their content downloaded (payload).
+	Reused, Fetched int64
+	// Downloaded counts every byte received (index, control files, file
+	// data, protocol overhead) and Requests the requests sent, when the
+	// source reports them.
+	Downloaded, Requests int64
+	// Restarts counts restarts on a new index generation.
+	Restarts int
+	// NotModified reports that the server said the index had not changed.
+	NotModified bool
+	// Duration is the wall time.
+	Duration time.Duration
+}
+
+// Errors of Mirror, beside those of the other entry points.
+var (
+	// ErrTreeChanged reports that the published tree kept changing while
+	// the mirror ran, so that it could not finish on one generation.
+	ErrTreeChanged = errors.New("published tree changed during the mirror")
+)
+
+// Mirror makes opts.Dir match the tree published at opts.URL: it fetches the
+// tree index (conditionally: an index the server reports unchanged costs
+// one request), keeps files whose size and mtime match what the last run
+// verified (or whose hash matches), rebuilds changed and new files from any
+// local data — one scan of all local files against the blocks of every
+// changed file — fetching only what is missing, fetches small files whole,
+// and sets directories, symlinks, modes and mtimes as listed. Every file is
+// verified against the index's SHA-256 before it is renamed into place; an
+// interrupted run leaves only complete files and resumes where it stopped.
+//
+// An index that is malformed or unsafe (paths escaping Dir, duplicates,
+// links out of Dir without AllowOutsideLinks) is refused before anything
+// changes; the error wraps treeindex.ErrFormat (and relpath.ErrUnsafe for
+// paths and links that would leave Dir). When
+// the tree changes on the server during the run, Mirror starts again on the
+// new generation (at most three times, then ErrTreeChanged).
+func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
+	start := time.Now()
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("mirror: no directory: %w", ErrUsage)
+	}
+	tree, err := openTree(opts.URL, opts.Transports, opts.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	defer tree.close()
+	if opts.Parallel <= 0 {
+		opts.Parallel = 16
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	if !opts.DryRun {
+		if err := os.MkdirAll(filepath.Join(dir, MirrorStateDir, "parts"), 0o755); err != nil {
+			return nil, fmt.Errorf("mirror: %w", err)
+		}
+	}
+	sum := &MirrorSummary{}
+	defer func() {
+		sum.Duration = time.Since(start)
+		sum.Requests, sum.Downloaded = tree.stats(sum.Fetched)
+	}()
+	for attempt := 0; ; attempt++ {
+		m := &mirrorRun{opts: opts, dir: dir, meta: filepath.Join(dir, MirrorStateDir), sum: sum, src: tree}
+		m.parts = filepath.Join(m.meta, "parts")
+		changed, err := m.run(ctx)
+		if err != nil || !changed {
+			return sum, err
+		}
+		if attempt == 2 {
+			return sum, fmt.Errorf("mirror: %w (gave up after %d attempts)", ErrTreeChanged, attempt+1)
+		}
+		sum.Restarts++
+		m.logf("the published tree changed during the run; starting again on the new index")
+		*sum = MirrorSummary{Restarts: sum.Restarts, Fetched: sum.Fetched, Reused: sum.Reused}
+	}
+}
+
+// maxIndexSize bounds the tree index Mirror downloads.
+const maxIndexSize = 1 << 30
+
+// mirrorRun is one pass of Mirror over one index.
+type mirrorRun struct {
+	opts             MirrorOptions
+	dir, meta, parts string
+	sum              *MirrorSummary
+	src              *remoteTree
+	st               *mirrorState
+	mu               sync.Mutex // guards st.Files
+	idx              *treeindex.Index
+	modified         time.Time // Last-Modified of the index
+	local            map[string]os.FileInfo
+	unchanged        map[string]bool   // local files that are the same in the new tree
+	touched          atomic.Bool       // something in Dir was created, replaced or removed
+	byHash           map[string]string // SHA-256 hex → local path holding that content
+	jobs             []*fileJob
+	filesDone        atomic.Int64
+	reused, fetched  atomic.Int64
+	scanned          atomic.Int64
+	total, scanTotal int64
+	errs             []error
+	errMu            sync.Mutex
+	lastProgress     atomic.Int64
+	saved            time.Time // guarded by mu
+	dirty            bool      // the state changed; guarded by mu
+}
+
+// fileJob is a file of the index that must be written.
+type fileJob struct {
+	e      *treeindex.Entry
+	hex    string
+	exists bool     // something is at the path now
+	from   string   // a local file with the same content, to copy
+	dupOf  *fileJob // an earlier job with the same content
+	f      *control.File
+	tmp    string // the verified content, ready to be renamed
+	how    string // "copy", "inline", "whole", "sync", "dup"
+	placed bool   // renamed into place
+}
+
+func (m *mirrorRun) logf(format string, args ...any) {
+	if m.opts.Logf != nil {
+		m.opts.Logf(format, args...)
+	}
+}
+
+func (m *mirrorRun) progress(phase string, force bool) {
+	if m.opts.Progress == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	if !force && now-m.lastProgress.Load() < int64(100*time.Millisecond) {
+		return
+	}
+	m.lastProgress.Store(now)
+	m.opts.Progress(MirrorProgress{
+		Phase: phase, FilesDone: m.filesDone.Load(), FilesTotal: int64(len(m.jobs)),
+		Reused: m.reused.Load(), Fetched: m.fetched.Load(), Total: m.total,
+		Scanned: m.scanned.Load(), ScanTotal: m.scanTotal,
+	})
+}
+
+func (m *mirrorRun) fail(err error) {
+	m.errMu.Lock()
+	m.errs = append(m.errs, err)
+	m.errMu.Unlock()
+}
+
+// run mirrors the current index. It reports changed when the index changed
+// on the server during the run and the caller should start again.
+func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
+	m.st = loadMirrorState(m.meta, m.opts.URL)
+	m.progress("index", true)
+	if err := m.loadIndex(ctx); err != nil {
+		return false, err
+	}
+	if err := m.checkIndex(); err != nil {
+		return false, err
+	}
+	m.sum.Generation = m.idx.Header.Generation
+	if err := m.walkLocal(); err != nil {
+		return false, err
+	}
+	m.progress("check", true)
+	if err := m.classify(ctx); err != nil {
+		return false, err
+	}
+	if m.opts.DryRun {
+		return false, m.dryRun(ctx)
+	}
+	defer func() {
+		m.sum.Reused += m.reused.Load()
+		m.sum.Fetched += m.fetched.Load()
+		var serr error
+		m.mu.Lock()
+		if m.dirty {
+			serr = m.st.save(m.meta)
+		}
+		m.mu.Unlock()
+		if serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	if err := m.place(ctx); err != nil {
+		return false, err
+	}
+	if len(m.errs) > 0 {
+		// A file that does not match the index may come from a newer
+		// generation of the tree.
+		if m.indexChanged(ctx) {
+			return true, nil
+		}
+		return false, fmt.Errorf("mirror: %d files failed: %w", len(m.errs), errors.Join(m.errs...))
+	}
+	if err := m.links(); err != nil {
+		return false, err
+	}
+	if m.opts.Delete {
+		if err := m.deleteExtra(); err != nil {
+			return false, err
+		}
+	}
+	if err := m.dirAttrs(); err != nil {
+		return false, err
+	}
+	// Anything fetched during the run may come from a later generation
+	// than the index: the index must still be the same at the end.
+	if len(m.jobs) > 0 && m.indexChanged(ctx) {
+		return true, nil
+	}
+	m.cleanParts()
+	m.progress("finish", true)
+	return false, nil
+}
+
+// loadIndex fetches the index, or reuses the cached copy when the server
+// says it has not changed.
+func (m *mirrorRun) loadIndex(ctx context.Context) error {
+	cache := filepath.Join(m.meta, "index")
+	since := m.st.IndexModified
+	if _, err := os.Stat(cache); err != nil {
+		since = time.Time{}
+	}
+	f, err := m.src.get(ctx, treeindex.IndexPath, since, maxIndexSize)
+	if err != nil {
+		return fmt.Errorf("mirror: fetch the tree index: %w: %w", ErrFetch, err)
+	}
+	body := f.Body
+	if f.NotModified {
+		m.sum.NotModified = true
+		if body, err = os.ReadFile(cache); err != nil {
+			return fmt.Errorf("mirror: read the cached index: %w", err)
+		}
+	}
+	idx, err := treeindex.ReadAll(bytes.NewReader(body), treeindex.ReaderOptions{})
+	if err != nil {
+		return fmt.Errorf("mirror: %s: %w", treeindex.IndexPath, err)
+	}
+	m.idx, m.modified = idx, f.ModTime
+	if f.NotModified {
+		m.modified = m.st.IndexModified
+	} else if !m.opts.DryRun {
+		if err := atomicfile.WriteBytes(cache, 0o644, body); err != nil {
+			return fmt.Errorf("mirror: cache the index: %w", err)
+		}
+		m.st.IndexModified, m.st.Generation = f.ModTime, idx.Header.Generation
+		m.dirty = true
+	}
+	return nil
+}
+
+// indexChanged reports whether the index on the server is no longer the one
+// this run mirrors.
+func (m *mirrorRun) indexChanged(ctx context.Context) bool {
+	f, err := m.src.get(ctx, treeindex.IndexPath, m.modified, maxIndexSize)
+	if err != nil {
+		return false
+	}
+	if f.NotModified {
+		return false
+	}
+	idx, err := treeindex.ReadAll(bytes.NewReader(f.Body), treeindex.ReaderOptions{})
+	if err != nil || bytes.Equal(idx.Sum, m.idx.Sum) {
+		return false
+	}
+	return true
+}
+
+// checkIndex refuses what the reader cannot judge alone: entries in the
+// mirror's own state directory, links leaving the tree.
+func (m *mirrorRun) checkIndex() error {
+	for i := range m.idx.Entries {
+		e := &m.idx.Entries[i]
+		if e.Path == MirrorStateDir || strings.HasPrefix(e.Path, MirrorStateDir+"/") {
+			return fmt.Errorf("mirror: index lists %q, the mirror's own directory: %w: %w", e.Path, treeindex.ErrFormat, relpath.ErrUnsafe)
+		}
+		if e.Type == treeindex.Symlink && !m.opts.AllowOutsideLinks && !e.LinkInside() {
+			return fmt.Errorf("mirror: index entry %q is a symlink to %q, outside the tree (allow with --allow-outside-links): %w: %w", e.Path, e.Target, treeindex.ErrFormat, relpath.ErrUnsafe)
+		}
+	}
+	return nil
+}
+
+// walkLocal lists what is in Dir, without following symlinks.
+func (m *mirrorRun) walkLocal() error {
+	m.local = map[string]os.FileInfo{}
+	err := filepath.WalkDir(m.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == m.dir && errors.Is(err, fs.ErrNotExist) {
+				return filepath.SkipAll
+			}
+			return err
+		}
+		if p == m.dir {
+			return nil
+		}
+		rel, _ := filepath.Rel(m.dir, p)
+		rel = filepath.ToSlash(rel)
+		if rel == MirrorStateDir {
+			return filepath.SkipDir
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil // gone meanwhile
+		}
+		m.local[rel] = fi
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mirror: list %s: %w", m.dir, err)
+	}
+	return nil
+}
+
+// classify decides, per file of the index, whether it is unchanged and how
+// to get it otherwise; it hashes local files where the state cannot vouch
+// for them.
+func (m *mirrorRun) classify(ctx context.Context) error {
+	m.byHash = map[string]string{}
+	m.unchanged = map[string]bool{}
+	// Files whose size matches but whose content the state cannot vouch
+	// for are hashed, on all cores.
+	type check struct {
+		e   *treeindex.Entry
+		got string
+	}
+	var checks []*check
+	for i := range m.idx.Entries {
+		e := &m.idx.Entries[i]
+		if e.Type != treeindex.File {
+			continue
+		}
+		fi := m.local[e.Path]
+		if fi == nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
+			continue
+		}
+		if !m.opts.Checksum && m.st.hashOf(e.Path, fi) == e.Hex() {
+			continue
+		}
+		checks = append(checks, &check{e: e})
+	}
+	// What the state vouches for, except what is hashed again now.
+	checked := map[string]bool{}
+	for _, c := range checks {
+		checked[c.e.Path] = true
+	}
+	for rel, fi := range m.local {
+		if h := m.st.hashOf(rel, fi); h != "" && !checked[rel] {
+			m.byHash[h] = rel
+		}
+	}
+	if len(checks) > 0 {
+		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(max(2, m.workers()))
+		for _, c := range checks {
+			p.Go(func(ctx context.Context) error {
+				h, fi, err := hashFile(filepath.Join(m.dir, filepath.FromSlash(c.e.Path)))
+				if err != nil {
+					return nil // unreadable: fetched again
+				}
+				c.got = h
+				m.record(c.e.Path, fi, h)
+				return nil
+			})
+		}
+		if err := p.Wait(); err != nil {
+			return fmt.Errorf("mirror: %w", err)
+		}
+		for _, c := range checks {
+			if c.got != "" {
+				m.byHash[c.got] = c.e.Path
+			}
+		}
+	}
+	first := map[string]*fileJob{}
+	for i := range m.idx.Entries {
+		e := &m.idx.Entries[i]
+		if e.Type != treeindex.File {
+			continue
+		}
+		dst := filepath.Join(m.dir, filepath.FromSlash(e.Path))
+		fi := m.local[e.Path]
+		hx := e.Hex()
+		if fi != nil && fi.Mode().IsRegular() && fi.Size() == e.Size && m.knownHash(e.Path, fi) == hx {
+			m.sum.Unchanged++
+			m.unchanged[e.Path] = true
+			if !m.opts.DryRun && (treeindex.ModeOf(fi.Mode()) != e.Mode || !e.MTime.IsZero() && !fi.ModTime().Equal(e.MTime)) {
+				if err := setAttrs(dst, e.Mode, e.MTime); err != nil {
+					return fmt.Errorf("mirror: %w", err)
+				}
+				if fi2, err := os.Lstat(dst); err == nil {
+					m.record(e.Path, fi2, hx)
+				}
+			}
+			continue
+		}
+		j := &fileJob{e: e, hex: hx, exists: fi != nil}
+		switch {
+		case first[hx] != nil:
+			j.how, j.dupOf = "dup", first[hx]
+		case m.byHash[hx] != "":
+			j.how, j.from = "copy", m.byHash[hx]
+		case e.Data != nil || e.Size == 0:
+			j.how = "inline"
+		case e.Control == "":
+			j.how = "whole"
+		default:
+			j.how = "sync"
+		}
+		if first[hx] == nil {
+			first[hx] = j
+		}
+		if j.exists {
+			m.sum.Updated++
+		} else {
+			m.sum.New++
+		}
+		m.total += e.Size
+		m.jobs = append(m.jobs, j)
+	}
+	return m.findMoved(ctx)
+}
+
+// findMoved hashes the local files whose size is that of a file to fetch
+// or rebuild and whose content is not known yet: a file that moved or was
+// copied in the new tree is then copied locally instead of downloaded (the
+// scan would find a large one too, but a small one has no control file).
+func (m *mirrorRun) findMoved(ctx context.Context) error {
+	sizes := map[int64]bool{}
+	for _, j := range m.jobs {
+		if j.how == "whole" || j.how == "sync" {
+			sizes[j.e.Size] = true
+		}
+	}
+	known := map[string]bool{}
+	for _, rel := range m.byHash {
+		known[rel] = true
+	}
+	var cands []string
+	for rel, fi := range m.local {
+		if fi.Mode().IsRegular() && sizes[fi.Size()] && !known[rel] && m.knownHash(rel, fi) == "" {
+			cands = append(cands, rel)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	hashes := make([]string, len(cands))
+	p := pool.New().WithContext(ctx).WithMaxGoroutines(max(2, m.workers()))
+	for i, rel := range cands {
+		p.Go(func(ctx context.Context) error {
+			h, fi, err := hashFile(filepath.Join(m.dir, filepath.FromSlash(rel)))
+			if err == nil {
+				hashes[i] = h
+				m.record(rel, fi, h)
+			}
+			return nil
+		})
+	}
+	if err := p.Wait(); err != nil {
+		return fmt.Errorf("mirror: %w", err)
+	}
+	for i, h := range hashes {
+		if h != "" {
+			m.byHash[h] = cands[i]
+		}
+	}
+	for _, j := range m.jobs {
+		if (j.how == "whole" || j.how == "sync") && m.byHash[j.hex] != "" {
+			j.how, j.from = "copy", m.byHash[j.hex]
+		}
+	}
+	return nil
+}
+
+// saveStateSometimes saves the state at most once a second, so that a run
+// that is killed leaves the files it placed known to the next one.
+func (m *mirrorRun) saveStateSometimes() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if time.Since(m.saved) < time.Second {
+		return
+	}
+	m.saved = time.Now()
+	if err := m.st.save(m.meta); err != nil {
+		m.logf("%v", err)
+	}
+}
+
+// knownHash returns the SHA-256 of a local file the state vouches for.
+func (m *mirrorRun) knownHash(rel string, fi os.FileInfo) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st.hashOf(rel, fi)
+}
+
+// record notes that the local file rel, as fi describes it, has hash hx.
+func (m *mirrorRun) record(rel string, fi os.FileInfo, hx string) {
+	m.mu.Lock()
+	m.st.Files[rel] = fileState{Size: fi.Size(), MTime: fi.ModTime().UnixNano(), SHA256: hx}
+	m.dirty = true
+	m.mu.Unlock()
+}
+
+func (m *mirrorRun) workers() int {
+	if m.opts.Workers > 0 {
+		return m.opts.Workers
+	}
+	return 0
+}
+
+// place writes every file job: local copies and the seed scan first (they
+// read local files that the renames may replace), then the fetches, each
+// file renamed into place once verified.
+func (m *mirrorRun) place(ctx context.Context) error {
+	if len(m.jobs) == 0 {
+		return m.makeDirs()
+	}
+	m.progress("fetch", true)
+	var syncs []*fileJob
+	for _, j := range m.jobs {
+		if j.how != "dup" && m.ready(j) {
+			continue
+		}
+		switch j.how {
+		case "copy":
+			if err := m.copyLocal(j, filepath.Join(m.dir, filepath.FromSlash(j.from))); err != nil {
+				m.fail(err)
+			}
+		case "inline":
+			// Inline data came with the index: downloaded.
+			if err := m.writeVerified(j, bytes.NewReader(j.e.Data)); err != nil {
+				m.fail(err)
+			} else {
+				m.fetched.Add(j.e.Size)
+			}
+		case "sync":
+			syncs = append(syncs, j)
+		}
+	}
+	syncs, err := m.controls(ctx, syncs)
+	if err != nil {
+		return err
+	}
+	if err := m.scan(ctx, syncs, true); err != nil {
+		return err
+	}
+	if err := m.makeDirs(); err != nil {
+		return err
+	}
+	// Everything read from local files is read: rename, fetch.
+	for _, j := range m.jobs {
+		if j.tmp != "" {
+			m.finishJob(j)
+		}
+	}
+	small := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
+	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
+	for _, j := range m.jobs {
+		switch {
+		case j.how == "whole" && j.tmp == "":
+			small.Go(func(ctx context.Context) error {
+				if err := m.fetchWhole(ctx, j); err != nil {
+					m.fail(err)
+				} else {
+					m.finishJob(j)
+				}
+				return nil
+			})
+		case j.how == "sync" && j.f != nil && j.tmp == "":
+			big.Go(func(ctx context.Context) error {
+				if err := m.syncOne(ctx, j); err != nil {
+					m.fail(err)
+				} else {
+					m.finishJob(j)
+				}
+				return nil
+			})
+		}
+	}
+	small.Wait()
+	big.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mirror: %w", err)
+	}
+	for _, j := range m.jobs {
+		if j.how == "dup" {
+			src := j.dupOf
+			if !src.placed {
+				m.fail(fmt.Errorf("%s: its content (as %s) could not be fetched", j.e.Path, src.e.Path))
+				continue
+			}
+			if err := m.copyLocal(j, filepath.Join(m.dir, filepath.FromSlash(src.e.Path))); err != nil {
+				m.fail(err)
+			} else {
+				m.finishJob(j)
+			}
+		}
+	}
+	return nil
+}
+
+// ready reports whether an earlier, interrupted run left the job's content
+// complete and verified in the parts directory, and takes it.
+func (m *mirrorRun) ready(j *fileJob) bool {
+	p := m.partPath(j)
+	if j.how != "sync" {
+		p += ".tmp"
+	}
+	fi, err := os.Stat(p)
+	if err != nil || fi.Size() != j.e.Size {
+		return false
+	}
+	if h, _, err := hashFile(p); err != nil || h != j.hex {
+		return false
+	}
+	j.tmp = p
+	return true
+}
+
+// controls fetches the control files of the jobs to rebuild, many at once,
+// and checks that each describes the file the index lists. A job whose
+// control file cannot be used is fetched whole instead.
+func (m *mirrorRun) controls(ctx context.Context, jobs []*fileJob) ([]*fileJob, error) {
+	p := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
+	for _, j := range jobs {
+		p.Go(func(ctx context.Context) error {
+			f, err := m.control(ctx, j.e)
+			if err != nil {
+				m.logf("%s: %v; fetching it whole", j.e.Path, err)
+				j.how = "whole"
+				return nil
+			}
+			j.f = f
+			return nil
+		})
+	}
+	p.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	var out []*fileJob
+	for _, j := range jobs {
+		if j.f != nil {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+// control fetches and checks the control file of e.
+func (m *mirrorRun) control(ctx context.Context, e *treeindex.Entry) (*control.File, error) {
+	cf, err := m.src.get(ctx, e.Control, time.Time{}, DefaultMaxControlSize)
+	if err != nil {
+		return nil, err
+	}
+	f, err := control.Read(bytes.NewReader(cf.Body))
+	if err != nil {
+		return nil, err
+	}
+	if f.Length != e.Size || f.SHA256 != nil && !bytes.Equal(f.SHA256, e.SHA256) {
+		return nil, fmt.Errorf("control file %s describes another file (length %d) than the index lists", e.Control, f.Length)
+	}
+	return f, nil
+}
+
+// partPath is where the content of a job is assembled: a directory of its
+// own for a rebuilt file (which has a partial file, a state and perhaps a
+// set-aside seed beside it; looking for stale ones then stays cheap), a file
+// in the parts directory for the others.
+func (m *mirrorRun) partPath(j *fileJob) string {
+	if j.how == "sync" {
+		return filepath.Join(m.parts, j.hex, "file")
+	}
+	return filepath.Join(m.parts, j.hex)
+}
+
+// scan looks for the blocks of every job to rebuild in every local file,
+// with one scan, writing what it finds into each job's partial result
+// (write set) or only counting it (dry run).
+func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	targets := make([]seedscan.Target, len(jobs))
+	parts := make([]*partFile, len(jobs))
+	defer func() {
+		for _, p := range parts {
+			if p != nil {
+				p.close()
+			}
+		}
+	}()
+	for i, j := range jobs {
+		targets[i].Control = j.f
+		if !write {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(m.partPath(j)), 0o755); err != nil {
+			return fmt.Errorf("mirror: %w", err)
+		}
+		p, err := openPart(m.partPath(j), j.f, 0o644, m.logf)
+		if err != nil {
+			return fmt.Errorf("mirror: %w", err)
+		}
+		parts[i] = p
+		targets[i].Matches = stages.NewMatches(j.f.Blocks())
+		p.resume(targets[i].Matches, 0)
+		targets[i].Write = p.pt.WriteBlock
+	}
+	// Seeds: the old versions of the targets first, then every other local
+	// file (without SkipUnchanged) or those the new tree no longer lists;
+	// the scan of a layout stops once all its blocks are found.
+	var seeds []stages.Seed
+	seen := map[string]bool{}
+	add := func(rel string) {
+		fi := m.local[rel]
+		if seen[rel] || fi == nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+			return
+		}
+		seen[rel] = true
+		p := filepath.Join(m.dir, filepath.FromSlash(rel))
+		seeds = append(seeds, stages.Seed{Name: p, R: lazyFile(p), Size: fi.Size()})
+		m.scanTotal += fi.Size()
+	}
+	for _, j := range jobs {
+		add(j.e.Path)
+	}
+	rest := make([]string, 0, len(m.local))
+	for rel := range m.local {
+		rest = append(rest, rel)
+	}
+	sort.Strings(rest)
+	for _, rel := range rest {
+		if !m.opts.SkipUnchanged || !m.unchanged[rel] {
+			add(rel)
+		}
+	}
+	m.scanTotal *= int64(seedscan.Scans(targets))
+	m.progress("scan", true)
+	ms, err := seedscan.Scan(ctx, targets, seeds, seedscan.Options{
+		Workers: m.opts.Workers,
+		Progress: func(n int64) {
+			m.scanned.Add(n)
+			m.progress("scan", false)
+		},
+	})
+	if err == nil {
+		// Blocks between edits, which the scan's two-block rule misses.
+		_, err = seedscan.Extend(ctx, targets, ms, seeds, seedscan.Options{Workers: m.opts.Workers})
+	}
+	for i, j := range jobs {
+		if ms == nil || ms[i] == nil {
+			continue
+		}
+		reused := stages.Blueprint(&j.f.Header, ms[i]).Reused
+		m.reused.Add(reused)
+		if write {
+			if serr := parts[i].save(); serr != nil && err == nil {
+				err = serr
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mirror: scan local files: %w", err)
+	}
+	return nil
+}
+
+// lazyFile reads a seed file, opening it for each read: a tree has more
+// files than a process may hold open.
+type lazyFile string
+
+func (p lazyFile) ReadAt(b []byte, off int64) (int, error) {
+	f, err := os.Open(string(p))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.ReadAt(b, off)
+}
+
+// syncOne rebuilds a job's file through the sync pipeline, from its partial
+// result (what the scan found) and the missing blocks.
+func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
+	src, done, err := m.src.ranges(ctx, j.e.Path, j.e.Size)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
+	}
+	defer done()
+	var last atomic.Int64
+	s, err := Sync(ctx, SyncOptions{
+		Control: j.f,
+		Output:  m.partPath(j),
+		Source:  src,
+		Workers: m.opts.Workers,
+		NoFsync: m.opts.NoFsync,
+		Progress: func(p Progress) {
+			if p.Phase == "fetch" {
+				if d := p.Done - last.Swap(p.Done); d > 0 {
+					m.fetched.Add(d)
+				}
+				m.progress("fetch", false)
+			}
+		},
+	})
+	if s != nil {
+		if d := s.Fetched - last.Load(); d > 0 {
+			m.fetched.Add(d)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.e.Path, err)
+	}
+	j.tmp = m.partPath(j)
+	return nil
+}
+
+// fetchWhole downloads a job's file in one range, verifying it as it goes.
+func (m *mirrorRun) fetchWhole(ctx context.Context, j *fileJob) error {
+	src, done, err := m.src.ranges(ctx, j.e.Path, j.e.Size)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
+	}
+	defer done()
+	var werr error
+	err = src.ReadRanges(ctx, []source.Range{{Start: 0, End: j.e.Size}}, func(r source.Range, data io.Reader) error {
+		werr = m.writeVerified(j, &countingReader{r: data, n: &m.fetched})
+		return werr
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
+	}
+	m.progress("fetch", false)
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// copyLocal copies a local file holding the job's content.
+func (m *mirrorRun) copyLocal(j *fileJob, from string) error {
+	f, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.e.Path, err)
+	}
+	defer f.Close()
+	if err := m.writeVerified(j, f); err != nil {
+		return err
+	}
+	m.reused.Add(j.e.Size)
+	return nil
+}
+
+// writeVerified writes r into the job's temporary file and checks its
+// length and SHA-256 against the index.
+func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
+	tmp := m.partPath(j) + ".tmp"
+	if j.how == "dup" {
+		tmp = m.partPath(j) + ".dup"
+	}
+	w, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.e.Path, err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(r, j.e.Size+1))
+	if err == nil && !m.opts.NoFsync {
+		err = w.Sync()
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", j.e.Path, err)
+	}
+	if n != j.e.Size || !bytes.Equal(h.Sum(nil), j.e.SHA256) {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: got %d bytes that do not match the index (%d bytes, SHA-256 %s…): %w", j.e.Path, n, j.e.Size, j.hex[:12], ErrVerify)
+	}
+	j.tmp = tmp
+	return nil
+}
+
+// finishJob sets the mode and mtime of a job's verified file and renames it
+// into place, replacing whatever is there.
+func (m *mirrorRun) finishJob(j *fileJob) {
+	dst := filepath.Join(m.dir, filepath.FromSlash(j.e.Path))
+	err := setAttrs(j.tmp, j.e.Mode, j.e.MTime)
+	if err == nil {
+		err = m.clearForFile(dst)
+	}
+	if err == nil {
+		m.touched.Store(true)
+		err = os.Rename(j.tmp, dst)
+	}
+	if err != nil {
+		m.fail(fmt.Errorf("%s: %w", j.e.Path, err))
+		return
+	}
+	j.tmp, j.placed = "", true
+	if fi, err := os.Lstat(dst); err == nil {
+		m.record(j.e.Path, fi, j.hex)
+	}
+	m.saveStateSometimes()
+	m.filesDone.Add(1)
+	m.progress("fetch", false)
+}
+
+// clearForFile removes a directory where a file must go (a file or link is
+// replaced by the rename).
+func (m *mirrorRun) clearForFile(dst string) error {
+	if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
+		return os.RemoveAll(dst)
+	}
+	return nil
+}
+
+// makeDirs creates the directories of the index, replacing anything else
+// at their paths, so that no file is ever written through a symlink.
+func (m *mirrorRun) makeDirs() error {
+	for i := range m.idx.Entries {
+		e := &m.idx.Entries[i]
+		if e.Type != treeindex.Directory {
+			continue
+		}
+		p := filepath.Join(m.dir, filepath.FromSlash(e.Path))
+		fi, err := os.Lstat(p)
+		if err == nil && fi.IsDir() {
+			if fi.Mode().Perm()&0o700 != 0o700 {
+				// Read-only as published: writable while it is filled.
+				if err := os.Chmod(p, fi.Mode().Perm()|0o700); err != nil {
+					return fmt.Errorf("mirror: %w", err)
+				}
+			}
+			continue
+		}
+		if err == nil {
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("mirror: %w", err)
+			}
+		}
+		m.touched.Store(true)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return fmt.Errorf("mirror: %w", err)
+		}
+		m.sum.Dirs++
+	}
+	return nil
+}
+
+// links creates the symlinks of the index.
+func (m *mirrorRun) links() error {
+	for i := range m.idx.Entries {
+		e := &m.idx.Entries[i]
+		if e.Type != treeindex.Symlink {
+			continue
+		}
+		p := filepath.Join(m.dir, filepath.FromSlash(e.Path))
+		if t, err := os.Readlink(p); err == nil && t == e.Target {
+			continue
+		}
+		m.touched.Store(true)
+		tmp := filepath.Join(filepath.Dir(p), ".zsyncpipe-link-"+path.Base(e.Path))
+		os.Remove(tmp)
+		if err := os.Symlink(e.Target, tmp); err != nil {
+			return fmt.Errorf("mirror: %w", err)
+		}
+		if err := m.clearForFile(p); err != nil {
+			return fmt.Errorf("mirror: %w", err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("mirror: %w", err)
+		}
+		m.sum.Links++
+	}
+	return nil
+}
+
+// deleteExtra removes what the index does not list. The walk does not
+// follow symlinks, so nothing outside Dir is touched.
+func (m *mirrorRun) deleteExtra() error {
+	var extra []string
+	for rel := range m.local {
+		if _, ok := m.idx.Lookup(rel); !ok {
+			extra = append(extra, rel)
+		}
+	}
+	sort.Strings(extra)
+	for i, rel := range extra {
+		if fi := m.local[rel]; fi.Mode().IsRegular() {
+			m.sum.Deleted++
+		}
+		if i > 0 && strings.HasPrefix(rel, extra[i-1]+"/") {
+			extra[i] = extra[i-1] // inside a directory removed already
+			continue
+		}
+		p := filepath.Join(m.dir, filepath.FromSlash(rel))
+		m.touched.Store(true)
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("mirror: delete: %w", err)
+		}
+		m.mu.Lock()
+		delete(m.st.Files, rel)
+		m.dirty = true
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+// dirAttrs sets the modes and mtimes of the directories, deepest first, and
+// drops state entries of files no longer there.
+func (m *mirrorRun) dirAttrs() error {
+	for i := len(m.idx.Entries) - 1; i >= 0; i-- {
+		e := &m.idx.Entries[i]
+		if e.Type != treeindex.Directory {
+			continue
+		}
+		// Nothing written and nothing to change: skip the two system calls.
+		if fi := m.local[e.Path]; fi != nil && fi.IsDir() && !m.touched.Load() &&
+			treeindex.ModeOf(fi.Mode()) == e.Mode && (e.MTime.IsZero() || fi.ModTime().Equal(e.MTime)) {
+			continue
+		}
+		if err := setAttrs(filepath.Join(m.dir, filepath.FromSlash(e.Path)), e.Mode, e.MTime); err != nil {
+			return fmt.Errorf("mirror: %w", err)
+		}
+	}
+	for rel := range m.st.Files {
+		if _, ok := m.idx.Lookup(rel); !ok {
+			if _, err := os.Lstat(filepath.Join(m.dir, filepath.FromSlash(rel))); err != nil {
+				delete(m.st.Files, rel)
+				m.dirty = true
+			}
+		}
+	}
+	return nil
+}
+
+// cleanParts removes what earlier runs left in the parts directory.
+func (m *mirrorRun) cleanParts() {
+	ents, _ := os.ReadDir(m.parts)
+	for _, e := range ents {
+		os.RemoveAll(filepath.Join(m.parts, e.Name()))
+	}
+}
+
+// dryRun reports the plan: every file to write and how, and the bytes to
+// download, from a read-only scan of the local files.
+func (m *mirrorRun) dryRun(ctx context.Context) error {
+	var syncs []*fileJob
+	for _, j := range m.jobs {
+		if j.how == "sync" {
+			syncs = append(syncs, j)
+		}
+	}
+	syncs, err := m.controls(ctx, syncs)
+	if err != nil {
+		return err
+	}
+	if err := m.scan(ctx, syncs, false); err != nil {
+		return err
+	}
+	for _, j := range m.jobs {
+		verb := "update"
+		if !j.exists {
+			verb = "new"
+		}
+		m.logf("%s %s (%s)", verb, j.e.Path, j.how)
+	}
+	var download, local int64
+	for _, j := range m.jobs {
+		switch j.how {
+		case "whole", "sync", "inline":
+			download += j.e.Size
+		default:
+			local += j.e.Size
+		}
+	}
+	m.sum.Reused, m.sum.Fetched = m.reused.Load()+local, download-m.reused.Load()
+	if m.opts.Delete {
+		for rel, fi := range m.local {
+			if _, ok := m.idx.Lookup(rel); !ok && fi.Mode().IsRegular() {
+				m.sum.Deleted++
+				m.logf("delete %s", rel)
+			}
+		}
+	}
+	return nil
+}
+
+// hashFile returns the SHA-256 of the file at p, in hex, and its stat.
+func hashFile(p string) (string, os.FileInfo, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", nil, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", nil, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), fi, nil
+}
+
+// setAttrs sets the mode and mtime of p (not following a symlink at p).
+func setAttrs(p string, mode fs.FileMode, mtime time.Time) error {
+	if err := os.Chmod(p, mode); err != nil {
+		return err
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			return err
+		}
+	}
+	return nil
+}

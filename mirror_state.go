@@ -1,0 +1,77 @@
+package zsyncpipe
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+)
+
+// MirrorStateDir is the directory, at the root of a mirrored tree, where
+// Mirror keeps its state: the last index, what it knows of the local files,
+// and partial results. It is never listed by an index Mirror accepts and
+// never deleted by --delete.
+const MirrorStateDir = ".zsyncpipe-mirror"
+
+// mirrorState is what a mirror remembers between runs, stored as JSON in
+// MirrorStateDir/state.json.
+type mirrorState struct {
+	Version int `json:"version"`
+	// URL is the tree the state belongs to.
+	URL string `json:"url"`
+	// IndexModified is the Last-Modified of the cached index
+	// (MirrorStateDir/index), sent as If-Modified-Since.
+	IndexModified time.Time `json:"index_modified,omitzero"`
+	// Generation is the cached index's generation.
+	Generation uint64 `json:"generation"`
+	// Files maps the path of every local file whose content is known to
+	// its size, mtime and SHA-256 as they were when it was last verified.
+	Files map[string]fileState `json:"files"`
+}
+
+// fileState is a local file as last verified.
+type fileState struct {
+	Size   int64  `json:"size"`
+	MTime  int64  `json:"mtime"` // Unix nanoseconds
+	SHA256 string `json:"sha256"`
+}
+
+const mirrorStateVersion = 1
+
+func loadMirrorState(meta, url string) *mirrorState {
+	st := &mirrorState{Version: mirrorStateVersion, URL: url, Files: map[string]fileState{}}
+	data, err := os.ReadFile(filepath.Join(meta, "state.json"))
+	if err != nil {
+		return st
+	}
+	var old mirrorState
+	if json.Unmarshal(data, &old) != nil || old.Version != mirrorStateVersion || old.URL != url || old.Files == nil {
+		return st
+	}
+	return &old
+}
+
+// hashOf returns the SHA-256 recorded for rel when the file is still the one
+// that was verified (same size and mtime), else "".
+func (st *mirrorState) hashOf(rel string, fi os.FileInfo) string {
+	f, ok := st.Files[rel]
+	if !ok || !fi.Mode().IsRegular() || f.Size != fi.Size() || f.MTime != fi.ModTime().UnixNano() {
+		return ""
+	}
+	return f.SHA256
+}
+
+// save writes the state atomically.
+func (st *mirrorState) save(meta string) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteBytes(filepath.Join(meta, "state.json"), 0o644, data); err != nil {
+		return fmt.Errorf("mirror: save state: %w", err)
+	}
+	return nil
+}

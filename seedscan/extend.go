@@ -1,0 +1,168 @@
+package seedscan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/sourcegraph/conc/pool"
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/pipeline"
+	"github.com/zsyncpipe/zsyncpipe/rollsum"
+	"github.com/zsyncpipe/zsyncpipe/stages"
+)
+
+// ExtendReach is how many blocks past the last found block Extend tries at
+// the offsets the found block implies.
+const ExtendReach = 64
+
+// Extend looks again, after Scan, for blocks still missing next to blocks
+// found. The scan trusts a block only when the block after it matches too
+// (seq_matches 2), so a block of unchanged data between two edits — common
+// in binaries, where small edits are everywhere — is never found by it.
+// Extend takes each found block as an anchor: target block i+k (or i−k)
+// should sit k blocks after (before) it in the same seed if the data between
+// was edited in place, and it is checked there against its own record, its
+// rolling checksum and strong hash, up to ExtendReach blocks away.
+//
+// ms are Scan's results (updated in place); found blocks go to the targets'
+// Write like Scan's. It returns the number of blocks found. With more seeds
+// than a Matches can tell apart (stages.MaxSeeds) it does nothing.
+func Extend(ctx context.Context, targets []Target, ms []*stages.Matches, seeds []stages.Seed, opts Options) (int64, error) {
+	if len(seeds) > stages.MaxSeeds {
+		return 0, nil
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = pipeline.DefaultWorkers()
+	}
+	found := make([]int64, len(targets))
+	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(workers)
+	for ti := range targets {
+		if ms[ti] == nil || ms[ti].Found() == 0 || ms[ti].Complete() {
+			continue
+		}
+		p.Go(func(ctx context.Context) error {
+			e := &extender{t: targets[ti], m: ms[ti], seeds: seeds}
+			n, err := e.run(ctx)
+			found[ti] = n
+			return err
+		})
+	}
+	err := p.Wait()
+	var total int64
+	for _, n := range found {
+		total += n
+	}
+	if err != nil {
+		return total, fmt.Errorf("seedscan: extend: %w", err)
+	}
+	return total, nil
+}
+
+// extender extends the matches of one target.
+type extender struct {
+	t     Target
+	m     *stages.Matches
+	seeds []stages.Seed
+	// A window of seed data, read ahead: anchors are visited in order.
+	seed  int
+	off   int64
+	buf   []byte
+	block []byte
+}
+
+const extendWindow = 256 << 10
+
+func (e *extender) run(ctx context.Context) (int64, error) {
+	f := e.t.Control
+	n := f.Blocks()
+	bs := int64(f.Blocksize)
+	e.seed = -1
+	e.block = make([]byte, bs)
+	h := f.StrongAlgorithm.New()
+	mask := control.RsumMask(f.Checksums.RsumBytes)
+	var found int64
+	try := func(i int64, seed int, off int64) error {
+		if off < 0 || seed >= len(e.seeds) || e.m.Has(i) {
+			return nil
+		}
+		data, err := e.read(seed, off, bs)
+		if err != nil {
+			return err
+		}
+		if rollsum.Block(data).Packed()&mask != f.Checksums.Rsum[i] {
+			return nil
+		}
+		h.Reset()
+		h.Write(data)
+		if !bytes.Equal(h.Sum(nil)[:f.Checksums.StrongBytes], f.Checksums.StrongOf(int(i))) {
+			return nil
+		}
+		if !e.m.Set(i, seed, off) {
+			return nil
+		}
+		found++
+		if e.t.Write != nil {
+			return e.t.Write(stages.Block{Index: i, Data: data})
+		}
+		return nil
+	}
+	for _, dir := range []int64{1, -1} {
+		start, end := int64(0), n
+		if dir < 0 {
+			start, end = n-1, -1
+		}
+		anchor, aSeed, aOff := int64(-1), 0, int64(0)
+		for i := start; i != end; i += dir {
+			if err := ctx.Err(); err != nil {
+				return found, err
+			}
+			if seed, off, ok := e.m.Lookup(i); ok {
+				anchor, aSeed, aOff = i, seed, off
+				continue
+			}
+			if anchor < 0 || (i-anchor)*dir > ExtendReach {
+				continue
+			}
+			if err := try(i, aSeed, aOff+(i-anchor)*bs); err != nil {
+				return found, err
+			}
+		}
+	}
+	return found, nil
+}
+
+// read returns n bytes of seed at off, zero-padded past its end as the
+// scan pads it, from the window when it holds them.
+func (e *extender) read(seed int, off, n int64) ([]byte, error) {
+	s := e.seeds[seed]
+	if off >= s.Size {
+		clear(e.block)
+		return e.block, nil
+	}
+	if seed != e.seed || off < e.off || off+n > e.off+int64(len(e.buf)) {
+		start := max(0, off-extendWindow/2)
+		if off+n > start+extendWindow {
+			start = off
+		}
+		size := min(extendWindow, s.Size-start)
+		if cap(e.buf) < extendWindow {
+			e.buf = make([]byte, extendWindow)
+		}
+		e.buf = e.buf[:size]
+		if k, err := s.R.ReadAt(e.buf, start); int64(k) < size {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("read seed %s at %d: %w", s.Name, start, err)
+		}
+		e.seed, e.off = seed, start
+	}
+	from := off - e.off
+	k := copy(e.block, e.buf[from:min(from+n, int64(len(e.buf)))])
+	clear(e.block[k:])
+	return e.block, nil
+}
