@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/zsyncpipe/zsyncpipe/internal/nginxtest"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -63,7 +64,7 @@ func BenchmarkSyncSFTPvsHTTP(b *testing.B) {
 
 	webURL, sftpBase := web.URL+"/", strings.TrimSuffix(srv.URL(netName), netName)
 	if os.Getenv("ZSYNCPIPE_BENCH_NGINX") != "" {
-		webURL = nginxStart(b, dir).base + "/"
+		webURL = nginxtest.Start(b, dir).Base + "/"
 	}
 	if d := os.Getenv("ZSYNCPIPE_BENCH_DELAY"); d != "" {
 		delay, err := time.ParseDuration(d)

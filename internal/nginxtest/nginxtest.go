@@ -4,6 +4,7 @@
 package nginxtest
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -129,4 +131,24 @@ http {
 	}
 	t.Cleanup(stop)
 	return s, nil
+}
+
+// AccessLines returns the lines of the access log for requests whose
+// request line contains path.
+func (s *Server) AccessLines(t testing.TB, path string) []string {
+	t.Helper()
+	fh, err := os.Open(s.AccessLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var lines []string
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), " "+path+" ") {
+			lines = append(lines, sc.Text())
+		}
+	}
+	return lines
 }
