@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
@@ -440,8 +441,8 @@ func checkVersion(v string) error {
 
 // checkFilename checks that a Filename cannot name a path.
 func checkFilename(v string) error {
-	if strings.ContainsRune(v, '/') || v == "." || v == ".." {
-		return fmt.Errorf("not a plain file name: %q", v)
+	if err := relpath.CheckName(v); err != nil {
+		return fmt.Errorf("not a plain file name: %w", err)
 	}
 	return nil
 }
