@@ -26,26 +26,15 @@ import (
 // the subscriber brought its copy up to date. Size, Seed, Dir and Keep of
 // opts are used.
 func RunAnnounce(ctx context.Context, w io.Writer, opts Options) (err error) {
-	size := opts.Size
-	if size == 0 {
-		size = DefaultSize
-	}
-	if size < 0 || size > maxSize {
-		return fmt.Errorf("%w: size %d out of range 1..%d", zsyncpipe.ErrUsage, size, int64(maxSize))
-	}
-	work, err := os.MkdirTemp(opts.Dir, "zsyncpipe-demo-")
+	size, work, cleanup, err := prepare(w, opts, "       ")
 	if err != nil {
 		return err
 	}
-	if opts.Keep {
-		defer fmt.Fprintf(w, "kept       %s\n", work)
-	} else {
-		defer func() {
-			if rerr := os.RemoveAll(work); rerr != nil && err == nil {
-				err = rerr
-			}
-		}()
-	}
+	defer func() {
+		if cerr := cleanup(); err == nil {
+			err = cerr
+		}
+	}()
 	pubDir, subDir := filepath.Join(work, "publisher"), filepath.Join(work, "subscriber")
 	rel := "data/" + name
 	oldData, newData, edits := Versions(opts.Seed, int(size))

@@ -54,30 +54,44 @@ type Options struct {
 // name is the file name of the data set.
 const name = "sample.bin"
 
-// Run runs the demonstration and writes its report to w. It returns an
-// error wrapping zsyncpipe.ErrVerify if the rebuilt file differs from the new
-// version.
-func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
-	size := opts.Size
+// prepare checks the size of opts and makes the working directory.
+// cleanup removes it or, with opts.Keep, reports where it is, after a
+// label padded by pad.
+func prepare(w io.Writer, opts Options, pad string) (size int64, work string, cleanup func() error, err error) {
+	size = opts.Size
 	if size == 0 {
 		size = DefaultSize
 	}
 	if size < 0 || size > maxSize {
-		return fmt.Errorf("%w: size %d out of range 1..%d", zsyncpipe.ErrUsage, size, int64(maxSize))
+		return 0, "", nil, fmt.Errorf("%w: size %d out of range 1..%d", zsyncpipe.ErrUsage, size, int64(maxSize))
 	}
-	work, err := os.MkdirTemp(opts.Dir, "zsyncpipe-demo-")
+	work, err = os.MkdirTemp(opts.Dir, "zsyncpipe-demo-")
+	if err != nil {
+		return 0, "", nil, err
+	}
+	cleanup = func() error {
+		if opts.Keep {
+			fmt.Fprintf(w, "kept"+pad+"%s\n", work)
+			return nil
+		}
+		return os.RemoveAll(work)
+	}
+	return size, work, cleanup, nil
+}
+
+// Run runs the demonstration and writes its report to w. It returns an
+// error wrapping zsyncpipe.ErrVerify if the rebuilt file differs from the new
+// version.
+func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
+	size, work, cleanup, err := prepare(w, opts, "      ")
 	if err != nil {
 		return err
 	}
-	if opts.Keep {
-		defer fmt.Fprintf(w, "kept      %s\n", work)
-	} else {
-		defer func() {
-			if rerr := os.RemoveAll(work); rerr != nil && err == nil {
-				err = rerr
-			}
-		}()
-	}
+	defer func() {
+		if cerr := cleanup(); err == nil {
+			err = cerr
+		}
+	}()
 	server := filepath.Join(work, "server")
 	client := filepath.Join(work, "client")
 	for _, d := range []string{server, client} {
