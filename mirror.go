@@ -58,6 +58,11 @@ type MirrorOptions struct {
 	// DryRun reports what would change and how many bytes would be
 	// downloaded (the seed scan runs, reading only) without changing Dir.
 	DryRun bool
+	// Recheck looks at the local files (size and mtime, as always) even
+	// when the index has not changed since the last complete run. Without
+	// it (and without Checksum) such a run ends after the one request that
+	// asks for the index, trusting Dir to be as that run left it.
+	Recheck bool
 	// SkipUnchanged leaves the files that are the same in the new tree out
 	// of the scan for the data of changed and new files: only the old
 	// versions of changed files and the files the new tree no longer lists
@@ -159,20 +164,43 @@ func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
-	if !opts.DryRun {
-		if err := os.MkdirAll(filepath.Join(dir, MirrorStateDir, "parts"), 0o755); err != nil {
-			return nil, fmt.Errorf("mirror: %w", err)
-		}
-	}
+	meta := filepath.Join(dir, MirrorStateDir)
 	sum := &MirrorSummary{}
 	defer func() {
 		sum.Duration = time.Since(start)
 		sum.Requests, sum.Downloaded = tree.stats(sum.Fetched)
 	}()
+	// The last run left Dir complete: an index the server reports
+	// unchanged since then ends this one after that one request.
+	var first *Fetched
+	done := loadMirrorDone(meta, opts.URL)
+	if done != nil && !opts.Checksum && !opts.Recheck && (done.Delete || !opts.Delete) {
+		f, err := tree.get(ctx, treeindex.IndexPath, done.IndexModified, maxIndexSize)
+		if err != nil {
+			return sum, fmt.Errorf("mirror: fetch the tree index: %w: %w", ErrFetch, err)
+		}
+		if f.NotModified {
+			sum.NotModified, sum.Generation, sum.Unchanged = true, done.Generation, done.Files
+			return sum, nil
+		}
+		first = f
+	}
+	if !opts.DryRun {
+		if err := os.MkdirAll(filepath.Join(meta, "parts"), 0o755); err != nil {
+			return nil, fmt.Errorf("mirror: %w", err)
+		}
+		if err := removeMirrorDone(meta); err != nil {
+			return nil, err
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		m := &mirrorRun{opts: opts, dir: dir, meta: filepath.Join(dir, MirrorStateDir), sum: sum, src: tree}
+		m := &mirrorRun{opts: opts, dir: dir, meta: meta, sum: sum, src: tree, first: first}
 		m.parts = filepath.Join(m.meta, "parts")
+		first = nil
 		changed, err := m.run(ctx)
+		if err == nil && !changed && !opts.DryRun {
+			err = m.saveDone()
+		}
 		if err != nil || !changed {
 			return sum, err
 		}
@@ -197,6 +225,7 @@ type mirrorRun struct {
 	st               *mirrorState
 	mu               sync.Mutex // guards st.Files
 	idx              *treeindex.Index
+	first            *Fetched  // the index, when Mirror fetched it already
 	modified         time.Time // Last-Modified of the index
 	local            map[string]os.FileInfo
 	unchanged        map[string]bool   // local files that are the same in the new tree
@@ -330,9 +359,12 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 	if _, err := os.Stat(cache); err != nil {
 		since = time.Time{}
 	}
-	f, err := m.src.get(ctx, treeindex.IndexPath, since, maxIndexSize)
-	if err != nil {
-		return fmt.Errorf("mirror: fetch the tree index: %w: %w", ErrFetch, err)
+	// An index Mirror fetched already came whole (a 304 ended the run).
+	f, err := m.first, error(nil)
+	if f == nil {
+		if f, err = m.src.get(ctx, treeindex.IndexPath, since, maxIndexSize); err != nil {
+			return fmt.Errorf("mirror: fetch the tree index: %w: %w", ErrFetch, err)
+		}
 	}
 	body := f.Body
 	if f.NotModified {
@@ -356,6 +388,20 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 		m.dirty = true
 	}
 	return nil
+}
+
+// saveDone records that Dir matches the index, for the next run.
+func (m *mirrorRun) saveDone() error {
+	if m.modified.IsZero() {
+		return nil // no Last-Modified: every run reads the index
+	}
+	d := &mirrorDone{URL: m.opts.URL, IndexModified: m.modified, Generation: m.idx.Header.Generation, Delete: m.opts.Delete}
+	for i := range m.idx.Entries {
+		if m.idx.Entries[i].Type == treeindex.File {
+			d.Files++
+		}
+	}
+	return d.save(m.meta)
 }
 
 // indexChanged reports whether the index on the server is no longer the one

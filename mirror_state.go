@@ -2,7 +2,9 @@ package zsyncpipe
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -72,6 +74,56 @@ func (st *mirrorState) save(meta string) error {
 	}
 	if err := atomicfile.WriteBytes(filepath.Join(meta, "state.json"), 0o644, data); err != nil {
 		return fmt.Errorf("mirror: save state: %w", err)
+	}
+	return nil
+}
+
+// mirrorDone records the last run that finished with Dir matching its index
+// (MirrorStateDir/done, a few bytes). When the server answers that the index
+// has not changed since, the next run ends after that one request, without
+// reading the state or the cached index or looking at Dir.
+type mirrorDone struct {
+	URL           string    `json:"url"`
+	IndexModified time.Time `json:"index_modified"`
+	Generation    uint64    `json:"generation"`
+	// Delete reports that the run removed what the index does not list.
+	Delete bool `json:"delete"`
+	// Files counts the regular files of the index.
+	Files int `json:"files"`
+}
+
+const doneFile = "done"
+
+// loadMirrorDone returns the record of the last complete run from url, or
+// nil.
+func loadMirrorDone(meta, url string) *mirrorDone {
+	data, err := os.ReadFile(filepath.Join(meta, doneFile))
+	if err != nil {
+		return nil
+	}
+	var d mirrorDone
+	if json.Unmarshal(data, &d) != nil || d.URL != url || d.IndexModified.IsZero() {
+		return nil
+	}
+	return &d
+}
+
+// save writes the record atomically.
+func (d *mirrorDone) save(meta string) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteBytes(filepath.Join(meta, doneFile), 0o644, data); err != nil {
+		return fmt.Errorf("mirror: save state: %w", err)
+	}
+	return nil
+}
+
+// removeMirrorDone forgets the last complete run, before Dir changes.
+func removeMirrorDone(meta string) error {
+	if err := os.Remove(filepath.Join(meta, doneFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("mirror: %w", err)
 	}
 	return nil
 }

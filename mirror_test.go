@@ -641,3 +641,94 @@ func TestMirrorFromLocalTree(t *testing.T) {
 		t.Errorf("fetched %d bytes; want lib.so's 120 KiB and the new data", sum.Fetched)
 	}
 }
+
+// An index the server reports unchanged since the last complete run ends
+// the run after that one request: neither the state, nor the cached index,
+// nor Dir is read. Recheck, Checksum, a first --delete and a run that did
+// not finish each make the next run look at Dir again.
+func TestMirrorUnchangedIndexOneRequest(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	makeTree(t, pub, smallTree(40, 0), nil)
+	publishTree(t, pub, 1)
+	url, requests := serveTree(t, pub)
+	o := mirrorOpts(url, dst)
+	if _, err := Mirror(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	meta := filepath.Join(dst, MirrorStateDir)
+	run := func(o MirrorOptions) (*MirrorSummary, int64) {
+		t.Helper()
+		before := requests.Load()
+		sum, err := Mirror(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum, requests.Load() - before
+	}
+
+	// The state and the cached index unreadable: the run does not need them.
+	for _, name := range []string{"state.json", "index"} {
+		if err := os.Rename(filepath.Join(meta, name), filepath.Join(meta, name+".away")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(filepath.Join(dst, "d00/e0/f00000.txt")) // not looked for
+	sum, n := run(o)
+	if n != 1 || !sum.NotModified || sum.Unchanged != 42 || sum.Generation != 1 || sum.New+sum.Updated+sum.Deleted != 0 {
+		t.Errorf("unchanged index: %d requests, %+v; want 1 request, 42 files unchanged, generation 1", n, sum)
+	}
+	if _, err := os.Stat(filepath.Join(meta, "state.json")); err == nil {
+		t.Error("the run wrote the state")
+	}
+	for _, name := range []string{"state.json", "index"} {
+		os.Rename(filepath.Join(meta, name+".away"), filepath.Join(meta, name))
+	}
+
+	// Recheck looks at Dir: the removed file comes back.
+	r := o
+	r.Recheck = true
+	if sum, n = run(r); sum.New != 1 || n != 3 {
+		t.Errorf("recheck: %d requests, %+v; want the index (304), the missing file, the index again", n, sum)
+	}
+	compareTrees(t, pub, dst, false)
+
+	// The last complete run did not delete: a run with Delete looks.
+	os.WriteFile(filepath.Join(dst, "extra.txt"), []byte("x"), 0o644)
+	d := o
+	d.Delete = true
+	if sum, _ = run(d); sum.Deleted != 1 {
+		t.Errorf("first run with Delete: %+v; want extra.txt deleted", sum)
+	}
+	if sum, n = run(d); n != 1 || !sum.NotModified {
+		t.Errorf("second run with Delete: %d requests, %+v; want one", n, sum)
+	}
+
+	// A run that fails (the server's file no longer matches the index)
+	// leaves no record of completion.
+	p := filepath.Join(dst, "big/one.dat")
+	os.WriteFile(p, []byte("damaged"), 0o644)
+	good, err := os.ReadFile(filepath.Join(pub, "big/one.dat"))
+	pfi, serr := os.Stat(filepath.Join(pub, "big/one.dat"))
+	if err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)/2]++
+	os.WriteFile(filepath.Join(pub, "big/one.dat"), bad, 0o644)
+	c := d
+	c.Checksum = true
+	_, err = Mirror(context.Background(), c)
+	os.WriteFile(filepath.Join(pub, "big/one.dat"), good, 0o644)
+	os.Chtimes(filepath.Join(pub, "big/one.dat"), pfi.ModTime(), pfi.ModTime())
+	if err == nil {
+		t.Fatal("the run with the file changed on the server succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(meta, doneFile)); err == nil {
+		t.Error("a failed run left its completion record")
+	}
+	if sum, n = run(d); sum.Updated != 1 || n < 2 {
+		t.Errorf("after a failed run: %d requests, %+v; want the damaged file updated", n, sum)
+	}
+	compareTrees(t, pub, dst, false)
+}

@@ -26,8 +26,8 @@
 //	zsyncpipe announce [--base-url URL] [--exchange exchange] [--inline-max size] [-q] [--remove]
 //	                   [--topic-prefix prefix] [-v] BROKER-URL DIR FILE...
 //	zsyncpipe mirror [-A host=user:pass]... [--allow-outside-links] [-c] [--checksum] [--delete]
-//	                 [--dry-run] [-n] [--no-fsync] [--parallel n] [-q] [--retries n] [--skip-unchanged]
-//	                 [-v] URL DIR
+//	                 [--dry-run] [-n] [--no-fsync] [--parallel n] [-q] [--recheck] [--retries n]
+//	                 [--skip-unchanged] [-v] URL DIR
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //

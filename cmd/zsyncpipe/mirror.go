@@ -34,6 +34,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	dry := fs.Bool("n", false, "list what would change and the bytes to download; change nothing")
 	fs.BoolVar(dry, "dry-run", false, "same as -n")
 	skip := fs.Bool("skip-unchanged", false, "scan only changed and removed local files for data, not those the new tree keeps (faster; misses data shared with unchanged files)")
+	recheck := fs.Bool("recheck", false, "look at the local files even when the index has not changed since the last complete run")
 	outside := fs.Bool("allow-outside-links", false, "accept symlinks pointing outside DIR")
 	parallel := fs.Int("parallel", 16, "`n` files fetched at once")
 	retries := fs.Int("retries", httpsource.DefaultRetries, "`n` retries of a failed request, with exponential backoff")
@@ -77,7 +78,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	opts := zsyncpipe.MirrorOptions{
 		URL: pos[0], Dir: pos[1], HTTP: httpOpts,
 		Delete: *del, Checksum: *checksum, DryRun: *dry, AllowOutsideLinks: *outside,
-		SkipUnchanged: *skip, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
+		SkipUnchanged: *skip, Recheck: *recheck, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
 	}
 	if cb := prog.callback(); cb != nil {
 		opts.Progress = func(p zsyncpipe.MirrorProgress) { cb(mirrorProgress(p)) }

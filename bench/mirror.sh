@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# zsyncpipe mirror against rsync -a --delete from an rsync daemon, one run
+# side by side (docs/trees.md, "Compared with rsync -a --delete").
+# Usage: ZSP="/tmp/a/zsyncpipe /tmp/b/zsyncpipe" bench/mirror.sh OLD NEW [WORK]
+#   OLD, NEW: directory trees (e.g. /work/data/trees/go1.22.12 and go1.24.5);
+#   OLD may be "empty" for a first copy. Each zsyncpipe binary publishes its
+#   own copy of NEW (zsyncpipe index), served by nginx on loopback; rsync
+#   serves NEW from a daemon on loopback. Every client starts from a cp -a
+#   of OLD. MIRROR_FLAGS adds flags to every mirror run (default --delete).
+# Prints wall, CPU (user+sys), max RSS and bytes received for each, then
+# the same for a second run with nothing changed. Needs rsync, nginx, GNU time.
+set -euo pipefail
+OLD=$1 NEW=$2 B=${3:-/tmp/zsyncpipe-bench-mirror}
+ZSP=${ZSP:-zsyncpipe}
+FLAGS=${MIRROR_FLAGS:---delete}
+NGINX=${NGINX:-/usr/sbin/nginx}
+rm -rf "$B" && mkdir -p "$B"
+start() { # copy OLD into $1
+	mkdir -p "$1"
+	if [ "$OLD" != empty ]; then cp -a "$OLD/." "$1" && chmod -R u+w "$1"; fi
+}
+T() { /usr/bin/time -f "%e s wall, %U+%S s cpu, %M KiB RSS" -o "$B/time" "$@"; }
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+PIDS=()
+trap cleanup EXIT
+mkdir -p "$B/pub-rsync" && cp -a "$NEW/." "$B/pub-rsync"
+printf 'use chroot = no\nuid = %d\ngid = %d\npid file = %s/rsyncd.pid\n[tree]\npath = %s/pub-rsync\nread only = yes\n' \
+	"$(id -u)" "$(id -g)" "$B" "$B" >"$B/rsyncd.conf"
+RPORT=$((20000 + RANDOM % 10000))
+rsync --daemon --no-detach --config="$B/rsyncd.conf" --address=127.0.0.1 --port=$RPORT &
+PIDS+=($!)
+i=0
+for z in $ZSP; do
+	i=$((i + 1))
+	mkdir -p "$B/pub$i" "$B/ng$i"
+	cp -a "$NEW/." "$B/pub$i"
+	"$z" index -q --no-fsync "$B/pub$i"
+	port=$((30000 + RANDOM % 10000 + i))
+	echo "$port" >"$B/ng$i/port"
+	cat >"$B/ng$i/nginx.conf" <<EOC
+worker_processes 2; daemon off; pid $B/ng$i/nginx.pid; error_log $B/ng$i/error.log;
+events { worker_connections 1024; }
+http { access_log off; sendfile on; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$port; root $B/pub$i; }
+  client_body_temp_path $B/ng$i; proxy_temp_path $B/ng$i; fastcgi_temp_path $B/ng$i; uwsgi_temp_path $B/ng$i; scgi_temp_path $B/ng$i; }
+EOC
+	"$NGINX" -c "$B/ng$i/nginx.conf" -p "$B/ng$i" &
+	PIDS+=($!)
+	start "$B/m$i"
+done
+start "$B/r"
+sync
+sleep 1
+echo "load before: $(uptime)"
+rs() {
+	T rsync -a --delete --stats "rsync://127.0.0.1:$RPORT/tree/" "$B/r/" >"$B/rsync.out"
+	echo "rsync -a --delete$1: $(cat "$B/time"), $(grep 'Total bytes received' "$B/rsync.out")"
+}
+zs() {
+	i=0
+	for z in $ZSP; do
+		i=$((i + 1))
+		# shellcheck disable=SC2086
+		T "$z" mirror -v $FLAGS "http://127.0.0.1:$(cat "$B/ng$i/port")/" "$B/m$i" >"$B/m$i.out"
+		echo "$z mirror $FLAGS$1: $(cat "$B/time"), $(grep '^bytes' "$B/m$i.out")"
+	done
+}
+rs ""
+zs ""
+zs " (nothing changed)"
+rs " (nothing changed)"
+echo "load after: $(uptime)"
+i=0
+for z in $ZSP; do
+	i=$((i + 1))
+	diff -r --exclude=.zsyncpipe --exclude=.zsyncpipe-mirror "$B/pub$i" "$B/m$i" >/dev/null && echo "$z: result identical to the published tree (diff -r)"
+done
