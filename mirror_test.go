@@ -653,9 +653,11 @@ func TestMirrorUnchangedIndexOneRequest(t *testing.T) {
 	publishTree(t, pub, 1)
 	url, requests := serveTree(t, pub)
 	o := mirrorOpts(url, dst)
+	o.NoFsync = false // files placed in flushed batches
 	if _, err := Mirror(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
+	compareTrees(t, pub, dst, false)
 	meta := filepath.Join(dst, MirrorStateDir)
 	run := func(o MirrorOptions) (*MirrorSummary, int64) {
 		t.Helper()

@@ -54,6 +54,11 @@ type SyncOptions struct {
 	Workers int
 	// NoSIMD forces the portable MD5 path.
 	NoSIMD bool
+	// Hasher, if set, computes the strong checksums; it must be for the
+	// control file's algorithm. The caller owns it (Sync does not close
+	// it): one Hasher shared by many Syncs saves starting md5-simd
+	// servers for each. nil creates one for the call.
+	Hasher *simd.Hasher
 	// NoFsync skips flushing the result to disk before it is renamed into
 	// place. Faster, but a crash right after the rename may leave a
 	// damaged file.
@@ -189,8 +194,12 @@ func (j *syncJob) prepare(ctx context.Context) error {
 	if err := j.openSeeds(ctx, paths); err != nil {
 		return err
 	}
-	j.hasher, err = simd.NewHasher(j.f.StrongAlgorithm, simd.Options{Fallback: j.opts.NoSIMD})
-	if err != nil {
+	if h := j.opts.Hasher; h != nil {
+		if h.Algorithm() != j.f.StrongAlgorithm {
+			return fmt.Errorf("sync: SyncOptions.Hasher computes %v, the control file uses %v: %w", h.Algorithm(), j.f.StrongAlgorithm, ErrUsage)
+		}
+		j.hasher = h
+	} else if j.hasher, err = simd.NewHasher(j.f.StrongAlgorithm, simd.Options{Fallback: j.opts.NoSIMD}); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	j.matches = stages.NewMatches(j.f.Blocks())
@@ -457,7 +466,7 @@ func (j *syncJob) close() {
 		j.part.close()
 	}
 	j.closeInputs()
-	if j.hasher != nil {
+	if j.hasher != nil && j.opts.Hasher == nil {
 		j.hasher.Close()
 	}
 }

@@ -47,3 +47,8 @@ func control(f *os.File, fn func(fd int) error) error {
 	}
 	return ferr
 }
+
+// syncFS is syncfs(2).
+func syncFS(f *os.File) error {
+	return control(f, func(fd int) error { return unix.Syncfs(fd) })
+}
