@@ -469,6 +469,14 @@ func (m *mirrorRun) walkLocal() error {
 		if rel == MirrorStateDir {
 			return filepath.SkipDir
 		}
+		if strings.HasSuffix(rel, tmpSuffix) && d.Type().IsRegular() {
+			if _, listed := m.idx.Lookup(rel); !listed {
+				if !m.opts.DryRun {
+					os.Remove(p) // left by a run that was killed
+				}
+				return nil
+			}
+		}
 		fi, err := d.Info()
 		if err != nil {
 			return nil // gone meanwhile
@@ -1150,6 +1158,9 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	if j.how == "dup" {
 		tmp = m.partPath(j) + ".dup"
 	}
+	if j.how == "whole" {
+		tmp = m.tmpBeside(j.e.Path)
+	}
 	w, err := os.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
@@ -1180,6 +1191,24 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	}
 	j.tmp, j.fi = tmp, fi
 	return nil
+}
+
+// tmpSuffix ends the names of the files fetched whole while they are
+// written and verified, beside their final path (so that the rename stays
+// in one directory, and parallel fetches do not all create and rename
+// files in one directory). A run that is killed may leave them; the next
+// run removes them.
+const tmpSuffix = ".zsyncpipe-tmp"
+
+// tmpBeside returns the temporary path beside the file at rel, or one in
+// the parts directory when the name would be too long.
+func (m *mirrorRun) tmpBeside(rel string) string {
+	dir, base := path.Split(rel)
+	_, listed := m.idx.Lookup(dir + "." + base + tmpSuffix)
+	if listed || len(base)+len("."+tmpSuffix) > 255 {
+		return filepath.Join(m.parts, fmt.Sprintf("%x%s", sha256.Sum256([]byte(rel)), tmpSuffix))
+	}
+	return filepath.Join(m.dir, filepath.FromSlash(dir), "."+base+tmpSuffix)
 }
 
 // finishJob sets the mode and mtime of a job's verified file and renames it

@@ -687,13 +687,19 @@ func TestMirrorUnchangedIndexOneRequest(t *testing.T) {
 		os.Rename(filepath.Join(meta, name+".away"), filepath.Join(meta, name))
 	}
 
-	// Recheck looks at Dir: the removed file comes back.
+	// Recheck looks at Dir: the removed file comes back, and a temporary
+	// file that a killed run left is removed.
+	stale := filepath.Join(dst, "d01", "."+"f00001.txt"+tmpSuffix)
+	os.WriteFile(stale, []byte("half"), 0o644)
 	r := o
 	r.Recheck = true
 	if sum, n = run(r); sum.New != 1 || n != 3 {
 		t.Errorf("recheck: %d requests, %+v; want the index (304), the missing file, the index again", n, sum)
 	}
 	compareTrees(t, pub, dst, false)
+	if _, err := os.Lstat(stale); err == nil {
+		t.Error("the temporary file left by a killed run is still there")
+	}
 
 	// The last complete run did not delete: a run with Delete looks.
 	os.WriteFile(filepath.Join(dst, "extra.txt"), []byte("x"), 0o644)
