@@ -1154,11 +1154,12 @@ func (m *mirrorRun) copyLocal(j *fileJob, from string) error {
 // writeVerified writes r into the job's temporary file and checks its
 // length and SHA-256 against the index.
 func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
+	// Files fetched whole and copies of files placed in this run are
+	// written after the directories are made, beside their path (several
+	// copies of one content each get their own); local copies and inline
+	// data before, in the parts directory, named by their content.
 	tmp := m.partPath(j) + ".tmp"
-	if j.how == "dup" {
-		tmp = m.partPath(j) + ".dup"
-	}
-	if j.how == "whole" {
+	if j.how == "whole" || j.how == "dup" {
 		tmp = m.tmpBeside(j.e.Path)
 	}
 	w, err := os.Create(tmp)

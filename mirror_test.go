@@ -193,6 +193,11 @@ func trees() (old, new map[string][]byte) {
 		"deep/a/b/c/d.txt":  treeData(8, 10<<10),
 		"misc2/renamed.txt": treeData(13, 5000), // a small file moved: copied, not fetched
 		"new/fresh.dat":     treeData(12, 60<<10),
+		"new/fresh2.dat":    treeData(12, 60<<10), // the same new file three times:
+		"new/fresh3.dat":    treeData(12, 60<<10), // fetched once, copied twice
+		"new/s1.txt":        treeData(14, 900),    // and a small one
+		"new/s2.txt":        treeData(14, 900),
+		"new/s3.txt":        treeData(14, 900),
 		"bin/tool-cat":      append(append([]byte{}, b[:50<<10]...), lib...), // concatenated
 	}
 	return old, new
@@ -324,6 +329,7 @@ func TestMirrorOldToNew(t *testing.T) {
 
 	o = mirrorOpts(url, dst)
 	o.Delete = true
+	o.NoFsync = false // files placed in flushed batches (copies, duplicates)
 	var last MirrorProgress
 	var calls atomic.Int64
 	o.Progress = func(p MirrorProgress) {
@@ -348,7 +354,7 @@ func TestMirrorOldToNew(t *testing.T) {
 	// Bytes of the new tree that no old file holds: the changed 2000 bytes
 	// of bin/tool, 9000 new bytes of part2, the new small files and
 	// fresh.dat, with a block of slack per rebuilt file.
-	var fresh int64 = 60<<10 + 9000 + 4000 + 16 + 400
+	var fresh int64 = 60<<10 + 9000 + 4000 + 16 + 400 + 900
 	if sum.Fetched > fresh+2000+6*2048 {
 		t.Errorf("fetched %d bytes; the new data is about %d", sum.Fetched, fresh+2000)
 	}
