@@ -274,7 +274,8 @@ func (p *Publisher) Prepare(ctx context.Context, rel string) (Change, error) {
 		return Change{}, fmt.Errorf("announce: %w", err)
 	}
 	c := Change{Op: Write, Path: rel}
-	if fi.Size() < p.opts.InlineMax {
+	if fi.Size() < p.opts.InlineMax || p.partitioned(c) {
+		// Partitions get control files of their own (Announce).
 		return c, nil
 	}
 	ctl := ControlPath(rel)

@@ -1,0 +1,275 @@
+//go:build linux
+
+package announce
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/broker"
+	"github.com/zsyncpipe/zsyncpipe/internal/brokertest"
+	"github.com/zsyncpipe/zsyncpipe/partition"
+)
+
+// subscriberChildEnv makes the test binary a subscriber process (see
+// subscriberChild); TestMain looks for it.
+const subscriberChildEnv = "ZSYNCPIPE_SUBSCRIBER_CHILD"
+
+func init() {
+	if os.Getenv(subscriberChildEnv) != "" {
+		os.Exit(subscriberChild())
+	}
+}
+
+// subscriberChild is a subscriber process: one worker, prefetch 1, on the
+// broker, exchange and queue given in the environment, writing DIR; it
+// prints each result as a JSON line and ends when its standard input
+// closes.
+func subscriberChild() int {
+	get := func(k string) string { return os.Getenv(subscriberChildEnv + "_" + k) }
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
+	conn, err := broker.Dial(ctx, get("URL"), broker.Options{Exchange: get("EXCHANGE"), Queue: get("QUEUE"),
+		Prefetch: 1, MaxBackoff: 500 * time.Millisecond})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer conn.Close()
+	var mu sync.Mutex
+	enc := json.NewEncoder(os.Stdout)
+	s, err := NewSubscriber(SubscriberOptions{Dir: get("DIR"), Workers: 1, NoFsync: true,
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+		OnResult: func(r Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			enc.Encode(map[string]any{"action": r.Action, "fetched": r.Fetched, "err": fmt.Sprint(r.Err)})
+		}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := s.Run(ctx, conn); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	return 0
+}
+
+// proc is a subscriber process and what it printed.
+type proc struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+	mu    sync.Mutex
+	lines []string
+	done  chan struct{}
+}
+
+func (p *proc) results() []Result {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Result
+	for _, l := range p.lines {
+		var r struct {
+			Action  Action
+			Fetched int64
+		}
+		if json.Unmarshal([]byte(l), &r) == nil {
+			out = append(out, Result{Action: r.Action, Fetched: r.Fetched})
+		}
+	}
+	return out
+}
+
+// startSubscriber starts a subscriber process on the queue.
+func startSubscriber(t *testing.T, url, exchange, queue, dir string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), subscriberChildEnv+"=1", subscriberChildEnv+"_URL="+url,
+		subscriberChildEnv+"_EXCHANGE="+exchange, subscriberChildEnv+"_QUEUE="+queue, subscriberChildEnv+"_DIR="+dir)
+	cmd.Stderr = &testWriter{t: t}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			p.mu.Unlock()
+		}
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		stdin.Close()
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// testWriter logs what a process writes to its standard error.
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done atomic.Bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done.Load() {
+		for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+			w.t.Log("subscriber: " + l)
+		}
+	}
+	return len(p), nil
+}
+
+// declareQueue makes the queue and its binding exist before anything is
+// published, as a subscriber started earlier would.
+func declareQueue(t *testing.T, ctx context.Context, url, exchange, queue string) {
+	t.Helper()
+	c, err := broker.Dial(ctx, url, broker.Options{Exchange: exchange, Queue: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	if _, err := c.Subscribe(sctx); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	c.Close()
+}
+
+// holdsData reports whether process pid has the shared partial file of
+// an assembly open: it holds a claim, in the middle of a partition.
+func holdsData(pid int, data string) bool {
+	fds, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	for _, fd := range fds {
+		if l, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name()); err == nil && l == data {
+			return true
+		}
+	}
+	return false
+}
+
+// waitSame waits until dir/rel is the file want.
+func waitSame(t *testing.T, ctx context.Context, path string, want []byte) {
+	t.Helper()
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Size() == int64(len(want)) {
+			if got, err := os.ReadFile(path); err == nil && bytes.Equal(got, want) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never became the published file", path)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestPartitionedSubscribersKilled: three subscriber processes on one
+// RabbitMQ queue take the 16 partition messages of a 64 MiB file (4 MiB
+// partitions) from a slow server; one is killed with SIGKILL while it
+// writes a partition. Its message goes to the others, and the file
+// completes, byte-exact, assembled by one of them.
+func TestPartitionedSubscribersKilled(t *testing.T) {
+	url := brokertest.AMQP(t)
+	ctx := brokertest.Context(t, 3*time.Minute)
+	const psize, size = 4 << 20, 64 << 20
+	pubDir, subDir := t.TempDir(), t.TempDir()
+	var sent atomic.Int64
+	fsrv := http.FileServer(http.Dir(pubDir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fsrv.ServeHTTP(slowWriter{w, &sent}, r)
+	}))
+	defer srv.Close()
+	exchange, queue := fmt.Sprintf("xt_%d", rand.Uint32()), broker.QueueName("guest", "subscribe", "test", fmt.Sprint(rand.Uint32()))
+	declareQueue(t, ctx, url, exchange, queue)
+	pubConn, err := broker.Dial(ctx, url, broker.Options{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pubConn.Close()
+	pub, err := NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", Conn: pubConn, PartitionSize: psize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(80, size)
+	write(t, filepath.Join(pubDir, "big.bin"), data)
+	var procs []*proc
+	for range 3 {
+		procs = append(procs, startSubscriber(t, url, exchange, queue, subDir))
+	}
+	if err := pub.Announce(ctx, Change{Op: Write, Path: "big.bin"}); err != nil {
+		t.Fatal(err)
+	}
+	dataPath := partition.New(filepath.Join(subDir, "big.bin"), partition.Options{}).DataPath()
+	victim := procs[0].cmd.Process.Pid
+	for !holdsData(victim, dataPath) || sent.Load() < psize {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the first subscriber never wrote a partition")
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	procs[0].cmd.Process.Signal(syscall.SIGKILL)
+	<-procs[0].done
+	before := sent.Load()
+	t.Logf("killed subscriber %d in the middle of a partition, %d bytes sent", victim, before)
+
+	waitSame(t, ctx, filepath.Join(subDir, "big.bin"), data)
+	time.Sleep(200 * time.Millisecond) // the last results
+	assembled, handled := 0, 0
+	for i, p := range procs[1:] {
+		n, _ := count(p.results(), Assembled)
+		k, _ := count(p.results(), PartitionIn)
+		t.Logf("subscriber %d: %d partitions in, assembled %d", i+1, k, n)
+		assembled += n
+		handled += n + k
+	}
+	if assembled != 1 {
+		t.Errorf("assembled %d times", assembled)
+	}
+	if handled == 0 {
+		t.Error("the surviving subscribers did nothing")
+	}
+	t.Logf("%d bytes sent in all for a file of %d", sent.Load(), size)
+	if sent.Load() > size+2*psize {
+		t.Errorf("%d bytes sent for a file of %d", sent.Load(), size)
+	}
+}
