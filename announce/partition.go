@@ -95,6 +95,11 @@ func (s *Subscriber) partitioned(ctx context.Context, m *v03.Message, target str
 	if err != nil {
 		return Result{}, err
 	}
+	if m.Zsync == nil {
+		// Not zsyncpipe's: perhaps sr3's, whose partition identities
+		// reach past the partitions (see partition.Manifest.BufSize).
+		man.BufSize = partition.SR3BufSize
+	}
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return Result{}, err
 	}
@@ -114,7 +119,7 @@ func (s *Subscriber) partitioned(ctx context.Context, m *v03.Message, target str
 	case err != nil:
 		return Result{}, err
 	default:
-		r, err = s.fillPartition(ctx, m, c, target)
+		r, err = s.fillPartition(ctx, m, man, n, c, target)
 		if err == nil {
 			_, err = c.Commit(ctx)
 		}
@@ -172,9 +177,24 @@ func (s *Subscriber) placePartitioned(m *v03.Message, f *os.File, path, target s
 // file (the partition's) against the target around that place and what
 // the shared file holds of it already; or fetched whole as a byte range
 // of the file (sr3's own messages carry no control file).
-func (s *Subscriber) fillPartition(ctx context.Context, m *v03.Message, c *partition.Claim, target string) (Result, error) {
+func (s *Subscriber) fillPartition(ctx context.Context, m *v03.Message, man *partition.Manifest, n int, c *partition.Claim, target string) (Result, error) {
 	if c.Local && c.CopyTarget() == nil {
 		return Result{Action: PartitionIn, Reused: c.Size()}, nil
+	}
+	if m.Zsync == nil && man.BufSize > 0 {
+		// sr3's identity of the partition may cover the rest of the
+		// file: the target may still hold it.
+		if t, err := os.Open(target); err == nil {
+			fi, err := t.Stat()
+			ok := err == nil && fi.Mode().IsRegular()
+			if ok {
+				ok, _ = man.Matches(n, t, fi.Size())
+			}
+			t.Close()
+			if ok && c.CopyTarget() == nil {
+				return Result{Action: PartitionIn, Reused: c.Size()}, nil
+			}
+		}
 	}
 	u, err := m.FileURL()
 	if err != nil {

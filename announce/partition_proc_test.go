@@ -202,9 +202,32 @@ func waitSame(t *testing.T, ctx context.Context, path string, want []byte) {
 	}
 }
 
+// throttled slows a response down to about 16 MiB/s: a pause of 4 ms
+// after every 64 KiB.
+type throttled struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (s throttled) Write(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		k := min(len(p), 64<<10)
+		n, err := s.ResponseWriter.Write(p[:k])
+		total += n
+		s.n.Add(int64(n))
+		if err != nil {
+			return total, err
+		}
+		p = p[k:]
+		time.Sleep(4 * time.Millisecond)
+	}
+	return total, nil
+}
+
 // TestPartitionedSubscribersKilled: three subscriber processes on one
 // RabbitMQ queue take the 16 partition messages of a 64 MiB file (4 MiB
-// partitions) from a slow server; one is killed with SIGKILL while it
+// partitions) from a throttled server; one is killed with SIGKILL while it
 // writes a partition. Its message goes to the others, and the file
 // completes, byte-exact, assembled by one of them.
 func TestPartitionedSubscribersKilled(t *testing.T) {
@@ -215,7 +238,7 @@ func TestPartitionedSubscribersKilled(t *testing.T) {
 	var sent atomic.Int64
 	fsrv := http.FileServer(http.Dir(pubDir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fsrv.ServeHTTP(slowWriter{w, &sent}, r)
+		fsrv.ServeHTTP(throttled{w, &sent}, r)
 	}))
 	defer srv.Close()
 	exchange, queue := fmt.Sprintf("xt_%d", rand.Uint32()), broker.QueueName("guest", "subscribe", "test", fmt.Sprint(rand.Uint32()))

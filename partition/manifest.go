@@ -46,6 +46,50 @@ type Manifest struct {
 	Method string `json:"method"`
 	// Parts lists the partitions in order.
 	Parts []Part `json:"parts"`
+	// BufSize, when set, also accepts for a partition the identity sr3
+	// 3.03.01 posts: its computeIdentity reads from the partition's offset
+	// in reads of BufSize (sr3's bufSize, 1 MiB by default) until it has
+	// read offset+size bytes, so it hashes the bytes from the offset to
+	// min(Length, offset + ⌈(offset+size)/BufSize⌉·BufSize) — past the
+	// partition, up to the end of the file for all but small offsets. Such
+	// an identity can be checked only once the bytes it covers are in: by
+	// Place, when the whole file is.
+	BufSize int64 `json:"bufSize,omitempty"`
+}
+
+// SR3BufSize is sr3's default bufSize.
+const SR3BufSize = 1 << 20
+
+// reach returns the end of the bytes sr3 3.03.01 hashes for partition i
+// of a file of length bytes.
+func (m *Manifest) reach(i int, length int64) int64 {
+	off := m.Offset(i)
+	want := off + m.Parts[i].Size
+	return min(length, off+(want+m.BufSize-1)/m.BufSize*m.BufSize)
+}
+
+// Matches reports whether r, a file of length bytes, holds partition i:
+// the digest of the partition's bytes is its identity, or, with BufSize,
+// the digest of the bytes sr3 3.03.01 hashes (which needs length to be
+// the manifest's).
+func (m *Manifest) Matches(i int, r io.ReaderAt, length int64) (bool, error) {
+	off, p := m.Offset(i), m.Parts[i]
+	if off+p.Size > length {
+		return false, nil
+	}
+	id, err := Sum(m.Method, r, off, p.Size)
+	if err != nil || id == p.Identity {
+		return err == nil, err
+	}
+	if m.BufSize <= 0 || length != m.Length() {
+		return false, nil
+	}
+	end := m.reach(i, length)
+	if end == off+p.Size {
+		return false, nil
+	}
+	id, err = Sum(m.Method, r, off, end-off)
+	return err == nil && id == p.Identity, err
 }
 
 // Length returns the length of the file the manifest describes.
