@@ -2,7 +2,6 @@ package announce
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,40 +20,21 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/v03"
 )
 
-// blocksField is sr3's v03 "blocks" field of a partitioned ("inplace")
-// file: the partition size, this message's partition number and the
-// manifest of every partition.
-type blocksField struct {
-	Method   string                    `json:"method"`
-	Size     int64                     `json:"size"`
-	Number   int64                     `json:"number"`
-	Manifest map[string]partition.Part `json:"manifest"`
-}
-
-// inplace is the only partitioning method (sr3's).
-const inplace = "inplace"
-
-// partitionOf decodes the message's blocks field: the manifest of the
-// file and the number of the partition announced. The message's size
-// and identity are the partition's and must be the manifest's.
+// partitionOf returns the manifest of the partitioned file the message
+// announces, and the number of the partition announced. The message was
+// validated: its size and identity are the manifest's for that
+// partition.
 func partitionOf(m *v03.Message, l v03.Limits) (*partition.Manifest, int, error) {
-	var b blocksField
-	if err := json.Unmarshal(m.Blocks, &b); err != nil {
-		return nil, 0, fmt.Errorf("blocks: %v: %w", err, v03.ErrInvalid)
+	b := m.Blocks
+	if b.Method != v03.Inplace {
+		return nil, 0, fmt.Errorf("partition method %q: %w", b.Method, ErrUnsupported)
 	}
-	if b.Method != inplace {
-		return nil, 0, fmt.Errorf("blocks method %q: %w", b.Method, ErrUnsupported)
-	}
-	if m.Identity == nil {
-		return nil, 0, fmt.Errorf("partitioned file without identity: %w", v03.ErrInvalid)
+	if m.Identity == nil || v03.NewHash(m.Identity.Method) == nil {
+		return nil, 0, fmt.Errorf("partitioned file without a digest identity: %w", ErrUnsupported)
 	}
 	man := &partition.Manifest{Size: b.Size, Method: m.Identity.Method, Parts: make([]partition.Part, len(b.Manifest))}
-	for i := range man.Parts {
-		p, ok := b.Manifest[strconv.Itoa(i)]
-		if !ok {
-			return nil, 0, fmt.Errorf("blocks manifest lacks partition %d of %d: %w", i, len(b.Manifest), v03.ErrInvalid)
-		}
-		man.Parts[i] = p
+	for i, p := range b.Manifest {
+		man.Parts[i] = partition.Part{Size: p.Size, Identity: p.Identity}
 	}
 	max := l.MaxSize
 	if max <= 0 {
@@ -63,28 +43,17 @@ func partitionOf(m *v03.Message, l v03.Limits) (*partition.Manifest, int, error)
 	if err := man.Check(max); err != nil {
 		return nil, 0, fmt.Errorf("blocks: %w: %w", err, v03.ErrInvalid)
 	}
-	n := b.Number
-	if n < 0 || n >= int64(len(man.Parts)) {
-		return nil, 0, fmt.Errorf("blocks number %d of %d partitions: %w", n, len(man.Parts), v03.ErrInvalid)
-	}
-	if p := man.Parts[n]; (m.Size >= 0 && m.Size != p.Size) || m.Identity.Value != p.Identity {
-		return nil, 0, fmt.Errorf("partition %d: size %d and identity differ from the manifest's: %w", n, m.Size, v03.ErrInvalid)
-	}
-	return man, int(n), nil
+	return man, int(b.Number), nil
 }
 
 // lockKey is what handle serializes on: the path, or for a partitioned
 // file the path and the partition, so that one process works on several
 // partitions of a file at once.
 func lockKey(m *v03.Message, rel string) string {
-	if len(m.Blocks) == 0 {
+	if m.Blocks == nil {
 		return rel
 	}
-	var b struct {
-		Number int64 `json:"number"`
-	}
-	_ = json.Unmarshal(m.Blocks, &b)
-	return rel + "\x00" + strconv.FormatInt(b.Number, 10)
+	return rel + "\x00" + strconv.FormatInt(m.Blocks.Number, 10)
 }
 
 // partitioned syncs the announced partition of a partitioned file into
@@ -98,7 +67,7 @@ func (s *Subscriber) partitioned(ctx context.Context, m *v03.Message, target str
 	if m.Zsync == nil {
 		// Not zsyncpipe's: perhaps sr3's, whose partition identities
 		// reach past the partitions (see partition.Manifest.BufSize).
-		man.BufSize = partition.SR3BufSize
+		man.BufSize = v03.SR3BufSize
 	}
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return Result{}, err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/brokertest"
+	"github.com/zsyncpipe/zsyncpipe/v03"
 )
 
 // partFixture is a publisher with partitions of psize bytes, its tree
@@ -122,8 +123,8 @@ func TestPartitionedHandle(t *testing.T) {
 		t.Fatalf("%d messages, want 6", len(bs))
 	}
 	var m struct {
-		Blocks blocksField `json:"blocks"`
-		Size   int64       `json:"size"`
+		Blocks v03.Blocks `json:"blocks"`
+		Size   int64      `json:"size"`
 	}
 	if err := json.Unmarshal(bs[5], &m); err != nil || m.Blocks.Method != "inplace" || m.Blocks.Size != psize || m.Blocks.Number != 5 || len(m.Blocks.Manifest) != 6 || m.Size != 1234 {
 		t.Fatalf("last message: %+v %v\n%s", m, err, bs[5])

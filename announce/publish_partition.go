@@ -77,9 +77,9 @@ func (p *Publisher) PartitionMessages(ctx context.Context, rel string) (msgs []*
 		return nil, nil, fmt.Errorf("announce %s: %w", rel, err)
 	}
 	prev := p.lastManifest(rel)
-	blocks := blocksField{Method: inplace, Size: man.Size, Manifest: map[string]partition.Part{}}
-	for i, part := range man.Parts {
-		blocks.Manifest[strconv.Itoa(i)] = part
+	var parts []v03.Partition
+	for _, part := range man.Parts {
+		parts = append(parts, v03.Partition{Size: part.Size, Identity: part.Identity})
 	}
 	now := p.opts.Now()
 	for i, part := range man.Parts {
@@ -90,16 +90,11 @@ func (p *Publisher) PartitionMessages(ctx context.Context, rel string) (msgs []*
 		if err != nil {
 			return nil, nil, err
 		}
-		blocks.Number = int64(i)
-		raw, err := json.Marshal(blocks)
-		if err != nil {
-			return nil, nil, err
-		}
 		msgs = append(msgs, &v03.Message{
 			PubTime: now, BaseURL: p.opts.BaseURL, RelPath: rel, Source: p.opts.Source,
 			Size: part.Size, MTime: fi.ModTime(), Mode: fmt.Sprintf("%o", fi.Mode().Perm()),
 			Identity: &v03.Identity{Method: man.Method, Value: part.Identity},
-			Blocks:   raw,
+			Blocks:   &v03.Blocks{Method: v03.Inplace, Size: man.Size, Number: int64(i), Manifest: parts},
 			Zsync:    z,
 		})
 	}

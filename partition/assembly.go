@@ -394,7 +394,7 @@ func (c *Claim) Commit(ctx context.Context) (complete bool, err error) {
 	if id != p.Identity && c.v.m.BufSize <= 0 {
 		return false, fmt.Errorf("%s partition %d: %w", c.v.a.target, c.n, ErrMismatch)
 	}
-	// An identity as sr3 3.03.01 computes it covers bytes past the
+	// An identity as sr3 3.3.1 computes it covers bytes past the
 	// partition: Place checks it once they are in.
 	if !c.v.a.opts.NoFsync {
 		if err := osfile.Sync(c.data); err != nil {

@@ -47,25 +47,22 @@ type Manifest struct {
 	// Parts lists the partitions in order.
 	Parts []Part `json:"parts"`
 	// BufSize, when set, also accepts for a partition the identity sr3
-	// 3.03.01 posts: its computeIdentity reads from the partition's offset
-	// in reads of BufSize (sr3's bufSize, 1 MiB by default) until it has
-	// read offset+size bytes, so it hashes the bytes from the offset to
-	// min(Length, offset + ⌈(offset+size)/BufSize⌉·BufSize) — past the
-	// partition, up to the end of the file for all but small offsets. Such
+	// 3.3.1 posts, which covers more than the partition: the bytes of
+	// v03.Blocks.SR3IdentityRange with sr3's bufSize (v03.SR3BufSize by
+	// default), up to the end of the file for all but small offsets. Such
 	// an identity can be checked only once the bytes it covers are in: by
 	// Place, when the whole file is.
 	BufSize int64 `json:"bufSize,omitempty"`
 }
 
-// SR3BufSize is sr3's default bufSize.
-const SR3BufSize = 1 << 20
-
-// reach returns the end of the bytes sr3 3.03.01 hashes for partition i
-// of a file of length bytes.
-func (m *Manifest) reach(i int, length int64) int64 {
-	off := m.Offset(i)
-	want := off + m.Parts[i].Size
-	return min(length, off+(want+m.BufSize-1)/m.BufSize*m.BufSize)
+// sr3Range returns the bytes sr3 3.03.01 hashes for partition i
+// (v03.Blocks.SR3IdentityRange).
+func (m *Manifest) sr3Range(i int) (off, n int64) {
+	b := v03.Blocks{Size: m.Size, Manifest: make([]v03.Partition, len(m.Parts))}
+	for j, p := range m.Parts {
+		b.Manifest[j].Size = p.Size
+	}
+	return b.SR3IdentityRange(int64(i), m.BufSize)
 }
 
 // Matches reports whether r, a file of length bytes, holds partition i:
@@ -84,11 +81,11 @@ func (m *Manifest) Matches(i int, r io.ReaderAt, length int64) (bool, error) {
 	if m.BufSize <= 0 || length != m.Length() {
 		return false, nil
 	}
-	end := m.reach(i, length)
-	if end == off+p.Size {
+	_, n := m.sr3Range(i)
+	if n == p.Size {
 		return false, nil
 	}
-	id, err = Sum(m.Method, r, off, end-off)
+	id, err = Sum(m.Method, r, off, n)
 	return err == nil && id == p.Identity, err
 }
 
