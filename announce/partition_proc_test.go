@@ -296,3 +296,88 @@ func TestPartitionedSubscribersKilled(t *testing.T) {
 		t.Errorf("%d bytes sent for a file of %d", sent.Load(), size)
 	}
 }
+
+// TestPartitionScaling measures how a new file of ZSYNCPIPE_PARTITION_BENCH
+// MiB (1024: 1 GiB), announced in 64 MiB partitions (1/16 of the file for
+// smaller sizes), arrives at 1, 2 and 4 subscriber processes of one queue
+// from a loopback HTTP server: the time from the announcement to the
+// verified file in place. It runs only when the variable is set.
+func TestPartitionScaling(t *testing.T) {
+	mib, _ := strconv.Atoi(os.Getenv("ZSYNCPIPE_PARTITION_BENCH"))
+	if mib <= 0 {
+		t.Skip("set ZSYNCPIPE_PARTITION_BENCH=1024 to measure (a benchmark, not a check)")
+	}
+	url := brokertest.AMQP(t)
+	ctx := brokertest.Context(t, 20*time.Minute)
+	size := int64(mib) << 20
+	psize := min(int64(64<<20), size/16)
+	pubDir := t.TempDir()
+	srv := serve(t, pubDir)
+	data := randomBytes(99, int(size))
+	write(t, filepath.Join(pubDir, "big.bin"), data)
+	data = nil
+	var base time.Duration
+	for _, k := range []int{1, 2, 4} {
+		exchange, queue := fmt.Sprintf("xb_%d", rand.Uint32()), broker.QueueName("guest", "subscribe", "bench", fmt.Sprint(rand.Uint32()))
+		declareQueue(t, ctx, url, exchange, queue)
+		pubConn, err := broker.Dial(ctx, url, broker.Options{Exchange: exchange})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", Conn: pubConn, PartitionSize: psize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(filepath.Join(pubDir, filepath.FromSlash(ManifestPath("big.bin")))) // announce every partition
+		msgs, save, err := pub.PartitionMessages(ctx, "big.bin")                      // control files made before the clock starts
+		if err != nil {
+			t.Fatal(err)
+		}
+		subDir := t.TempDir()
+		var procs []*proc
+		for range k {
+			procs = append(procs, startSubscriber(t, url, exchange, queue, subDir))
+		}
+		time.Sleep(2 * time.Second) // connected and consuming
+		start := time.Now()
+		for _, m := range msgs {
+			if err := pub.publish(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		save()
+		target := filepath.Join(subDir, "big.bin")
+		for {
+			if fi, err := os.Stat(target); err == nil && fi.Size() == size {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("not assembled")
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		el := time.Since(start)
+		if k == 1 {
+			base = el
+		}
+		per := make([]int, k)
+		for i, p := range procs {
+			for _, r := range p.results() {
+				if r.Action == PartitionIn || r.Action == Assembled {
+					per[i]++
+				}
+			}
+		}
+		var cpu time.Duration
+		for _, p := range procs {
+			p.stdin.Close()
+			<-p.done
+			cpu += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+		}
+		t.Logf("%d subscriber(s): %d MiB in %d partitions of %d MiB in %v (%.0f MiB/s, speed-up %.2f), CPU of the subscribers %v; partitions per subscriber %v",
+			k, mib, len(msgs), psize>>20, el.Round(time.Millisecond), float64(size>>20)/el.Seconds(), base.Seconds()/el.Seconds(), cpu.Round(time.Millisecond), per)
+		pubConn.Close()
+		os.RemoveAll(subDir)
+	}
+}
