@@ -35,7 +35,7 @@ import (
 )
 
 // ErrUnsupported is returned (wrapped) for a valid message this package
-// does not act on (a partitioned file, a link leaving the directory).
+// does not act on (a "separate" partition, a link leaving the directory).
 var ErrUnsupported = errors.New("unsupported announcement")
 
 // ErrMismatch is returned (wrapped) when a fetched file does not match the
