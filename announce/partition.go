@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/partition"
@@ -107,7 +105,7 @@ func (s *Subscriber) partitioned(ctx context.Context, m *v03.Message, target str
 	if err != nil || !complete {
 		return r, err
 	}
-	err = v.Place(ctx, func(f *os.File, path string) error { return s.placePartitioned(m, f, path, target) })
+	err = v.Place(ctx, func(path string) error { return s.placePartitioned(m, path, target) })
 	switch {
 	case errors.Is(err, partition.ErrSuperseded) || errors.Is(err, partition.ErrDone):
 		return r, nil
@@ -123,16 +121,9 @@ func (s *Subscriber) partitioned(ctx context.Context, m *v03.Message, target str
 
 // placePartitioned gives the verified whole file the message's mode and
 // mtime and renames it over target.
-func (s *Subscriber) placePartitioned(m *v03.Message, f *os.File, path, target string) error {
-	if m.Mode != "" {
-		if mode, err := strconv.ParseUint(m.Mode, 8, 32); err == nil {
-			_ = f.Chmod(fs.FileMode(mode) & 0o777)
-		}
-	}
-	if !m.MTime.IsZero() {
-		if err := os.Chtimes(path, time.Time{}, m.MTime); err != nil {
-			return err
-		}
+func (s *Subscriber) placePartitioned(m *v03.Message, path, target string) error {
+	if err := setModeTime(m, path); err != nil {
+		return err
 	}
 	if err := os.Rename(path, target); err != nil {
 		return err

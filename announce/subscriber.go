@@ -629,15 +629,8 @@ func (s *Subscriber) place(m *v03.Message, tmp, target string) error {
 		id = *m.Identity
 	}
 	f.Close()
-	if m.Mode != "" {
-		if mode, err := strconv.ParseUint(m.Mode, 8, 32); err == nil {
-			_ = os.Chmod(tmp, fs.FileMode(mode)&0o777)
-		}
-	}
-	if !m.MTime.IsZero() {
-		if err := os.Chtimes(tmp, time.Time{}, m.MTime); err != nil {
-			return err
-		}
+	if err := setModeTime(m, tmp); err != nil {
+		return err
 	}
 	if m.Identity != nil {
 		if fi, err := os.Stat(tmp); err == nil {
@@ -650,6 +643,21 @@ func (s *Subscriber) place(m *v03.Message, tmp, target string) error {
 	if m.Identity != nil {
 		if fi, err := os.Stat(target); err == nil {
 			s.remember(target, fi, id)
+		}
+	}
+	return nil
+}
+
+// setModeTime gives the file at path the message's mode and mtime.
+func setModeTime(m *v03.Message, path string) error {
+	if m.Mode != "" {
+		if mode, err := strconv.ParseUint(m.Mode, 8, 32); err == nil {
+			_ = os.Chmod(path, fs.FileMode(mode)&0o777)
+		}
+	}
+	if !m.MTime.IsZero() {
+		if err := os.Chtimes(path, time.Time{}, m.MTime); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -492,7 +492,7 @@ func (v *Version) notLocal(ctx context.Context, n int) error {
 // mode and times). A partition that fails is marked out again and
 // ErrMismatch returned. It reports ErrDone when another placed it first
 // and ErrSuperseded when the record went on to another version.
-func (v *Version) Place(ctx context.Context, place func(data *os.File, path string) error) error {
+func (v *Version) Place(ctx context.Context, place func(path string) error) error {
 	a := v.a
 	ns := make([]int, 0, len(v.m.Parts))
 	for i := range v.m.Parts {
@@ -553,7 +553,7 @@ func (v *Version) Place(ctx context.Context, place func(data *os.File, path stri
 			return fmt.Errorf("partition: flush: %w", err)
 		}
 	}
-	if err := place(f, a.DataPath()); err != nil {
+	if err := place(a.DataPath()); err != nil {
 		return err
 	}
 	fi, err := os.Stat(a.target)

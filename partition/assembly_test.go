@@ -106,7 +106,7 @@ func child() int {
 		fmt.Fprintln(os.Stderr, "not complete:", err)
 		return 2
 	}
-	err = v.Place(ctx, func(_ *os.File, path string) error { return os.Rename(path, get("TARGET")) })
+	err = v.Place(ctx, func(path string) error { return os.Rename(path, get("TARGET")) })
 	if errors.Is(err, ErrDone) {
 		return 0
 	}
@@ -314,7 +314,7 @@ func TestVersions(t *testing.T) {
 	if err != nil || !complete {
 		t.Fatalf("%v %v", complete, err)
 	}
-	if err := ver2.Place(ctx, func(_ *os.File, p string) error { return os.Rename(p, target) }); err != nil {
+	if err := ver2.Place(ctx, func(p string) error { return os.Rename(p, target) }); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(target)
@@ -324,7 +324,7 @@ func TestVersions(t *testing.T) {
 	if _, err := a.Begin(ctx, manifestOf(t, v2, psize)); !errors.Is(err, ErrDone) {
 		t.Fatalf("begin of the placed version: %v", err)
 	}
-	if err := ver2.Place(ctx, func(*os.File, string) error { return errors.New("placed twice") }); !errors.Is(err, ErrDone) {
+	if err := ver2.Place(ctx, func(string) error { return errors.New("placed twice") }); !errors.Is(err, ErrDone) {
 		t.Fatalf("second place: %v", err)
 	}
 }
