@@ -184,7 +184,11 @@ func (s *Subscriber) fillPartition(ctx context.Context, m *v03.Message, man *par
 	if cf.Length != c.Size() {
 		return Result{}, fmt.Errorf("control file for %d bytes, partition of %d: %w", cf.Length, c.Size(), ErrMismatch)
 	}
-	seeds := []stages.Seed{{Name: "partial", R: c.Reader(), Size: c.Size()}}
+	var seeds []stages.Seed
+	if !c.Fresh {
+		// What an earlier claim (a subscriber killed on the way) wrote.
+		seeds = append(seeds, stages.Seed{Name: "partial", R: c.Reader(), Size: c.Size()})
+	}
 	if t, err := os.Open(target); err == nil {
 		defer t.Close()
 		if fi, err := t.Stat(); err == nil && fi.Mode().IsRegular() {

@@ -90,6 +90,9 @@ type record struct {
 	// Local[i] is set when partition i is the same in the target as it
 	// stands: it is copied from there, not fetched.
 	Local []bool `json:"local,omitempty"`
+	// Started[i] is set once partition i was claimed: its bytes in the
+	// data file may be anything, not zeros.
+	Started []bool `json:"started,omitempty"`
 	// Placed is set once the data was put in place as the target, whose
 	// size and mtime (ns) are then kept: while they hold, the manifest
 	// describes the target.
@@ -145,7 +148,8 @@ func (a *Assembly) load() *record {
 		return nil
 	}
 	var r record
-	if json.Unmarshal(b, &r) != nil || len(r.Done) != len(r.Manifest.Parts) || (r.Local != nil && len(r.Local) != len(r.Done)) {
+	if json.Unmarshal(b, &r) != nil || len(r.Done) != len(r.Manifest.Parts) ||
+		(r.Local != nil && len(r.Local) != len(r.Done)) || (r.Started != nil && len(r.Started) != len(r.Done)) {
 		return nil
 	}
 	return &r
@@ -217,7 +221,12 @@ func (a *Assembly) Begin(ctx context.Context, m *Manifest) (*Version, error) {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
 	defer f.Close()
-	if !keep || !slices.Contains(r.Done, true) {
+	r.Started = make([]bool, len(r.Done))
+	if keep && slices.Contains(r.Done, true) {
+		for i := range r.Started {
+			r.Started[i] = true // what the earlier version left there
+		}
+	} else {
 		if err := f.Truncate(0); err != nil {
 			return nil, fmt.Errorf("partition: %w", err)
 		}
@@ -285,6 +294,9 @@ type Claim struct {
 	data *os.File
 	// Local is set when the target holds the partition already.
 	Local bool
+	// Fresh is set when no one claimed the partition before: the data
+	// file holds zeros there (nothing worth reusing).
+	Fresh bool
 }
 
 // Claim waits for partition n's lock and returns the claim to write it. It
@@ -335,7 +347,15 @@ func (v *Version) claimLocked(ctx context.Context, n int, pl *os.File) (_ *Claim
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
-	return &Claim{v: v, n: n, lock: pl, data: data, Local: r.Local != nil && r.Local[n]}, nil
+	c := &Claim{v: v, n: n, lock: pl, data: data, Local: r.Local != nil && r.Local[n], Fresh: r.Started == nil || !r.Started[n]}
+	if c.Fresh {
+		r.Started[n] = true
+		if err := v.a.save(r); err != nil {
+			data.Close()
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // Offset returns the offset of the claimed partition in the file.
@@ -561,7 +581,7 @@ func (v *Version) Place(ctx context.Context, place func(path string) error) erro
 		return fmt.Errorf("partition: %w", err)
 	}
 	r.Placed, r.TargetSize, r.TargetMTime = true, fi.Size(), fi.ModTime().UnixNano()
-	r.Local = nil
+	r.Local, r.Started = nil, nil
 	return a.save(r)
 }
 
