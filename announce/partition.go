@@ -70,9 +70,12 @@ func (s *Subscriber) partitioned(ctx context.Context, m *v03.Message, target str
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return Result{}, err
 	}
-	v, err := partition.New(target, partition.Options{NoFsync: s.opts.NoFsync}).Begin(ctx, man)
+	v, err := partition.New(target, partition.Options{NoFsync: s.opts.NoFsync}).Begin(ctx, man, stamp(m))
 	if errors.Is(err, partition.ErrDone) {
 		return Result{Action: Unchanged}, nil
+	}
+	if errors.Is(err, partition.ErrSuperseded) {
+		return Result{Action: Older}, nil
 	}
 	if err != nil {
 		return Result{}, err

@@ -142,11 +142,27 @@ func TestPartitionedHandle(t *testing.T) {
 	copy(data[2*psize+100:], "changed")
 	data = append(data, randomBytes(51, psize)...)
 	write(t, filepath.Join(pubDir, "d/big.bin"), data)
+	bs1 := bs
 	bs = bodies(t, ctx, pub, "d/big.bin")
 	if len(bs) != 3 { // partition 2, the last one (filled), a new one
 		t.Fatalf("%d messages after the change, want 3", len(bs))
 	}
-	rs = handleAll(t, ctx, subDir, 3, bs)
+	// The first partition of the new version, then the old version's
+	// messages again (redelivered late): they must not displace it.
+	first, err := NewSubscriber(SubscriberOptions{Dir: subDir, NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0 := first.Handle(ctx, bs[0])
+	if r0.Action != PartitionIn {
+		t.Fatalf("%+v", r0)
+	}
+	for _, b := range bs1 {
+		if r := first.Handle(ctx, b); r.Action != Older {
+			t.Fatalf("old version's message while the new one is assembled: %+v", r)
+		}
+	}
+	rs = append(handleAll(t, ctx, subDir, 3, bs[1:]), r0)
 	if n, _ := count(rs, Assembled); n != 1 {
 		t.Fatalf("assembled %d times: %+v", n, rs)
 	}

@@ -85,6 +85,8 @@ func (a *Assembly) partLock(n int) string { return filepath.Join(a.dir, strconv.
 // record is what the record file holds.
 type record struct {
 	Manifest Manifest `json:"manifest"`
+	// Stamp is the version's publication time.
+	Stamp time.Time `json:"stamp"`
 	// Done[i] is set once partition i is in the data file, verified.
 	Done []bool `json:"done"`
 	// Local[i] is set when partition i is the same in the target as it
@@ -184,13 +186,16 @@ type Version struct {
 // Manifest returns the version's manifest.
 func (v *Version) Manifest() *Manifest { return v.m }
 
-// Begin makes the record assemble the version m describes, unless it does
-// already, and returns it. A new version keeps the partitions of an
-// unfinished earlier one that are the same in m, and marks as local those
-// that the target holds already (known from the record of the placed
-// version, or else by hashing the target). It reports ErrDone when that
-// version is in place already.
-func (a *Assembly) Begin(ctx context.Context, m *Manifest) (*Version, error) {
+// Begin makes the record assemble the version m describes, stamped (its
+// publication time, which orders versions), unless it does already, and
+// returns it. A new version keeps the partitions of an unfinished earlier
+// one that are the same in m, and marks as local those that the target
+// holds already (known from the record of the placed version, or else by
+// hashing the target). It reports ErrDone when that version is in place
+// already, and ErrSuperseded when the record holds a version stamped
+// later (being assembled, or in place): an older version never replaces a
+// newer one.
+func (a *Assembly) Begin(ctx context.Context, m *Manifest, stamp time.Time) (*Version, error) {
 	v := &Version{a: a, m: m, key: m.Key()}
 	lk, err := a.lockRecord(ctx)
 	if err != nil {
@@ -206,7 +211,10 @@ func (a *Assembly) Begin(ctx context.Context, m *Manifest) (*Version, error) {
 			return v, fmt.Errorf("%s: %w", a.target, ErrDone)
 		}
 	}
-	r := &record{Manifest: *m, Done: make([]bool, len(m.Parts)), Local: make([]bool, len(m.Parts))}
+	if old != nil && old.Stamp.After(stamp) && (!old.Placed || old.describesTarget(a.target)) {
+		return nil, fmt.Errorf("%s: a version published at %v is newer: %w", a.target, old.Stamp, ErrSuperseded)
+	}
+	r := &record{Manifest: *m, Stamp: stamp, Done: make([]bool, len(m.Parts)), Local: make([]bool, len(m.Parts))}
 	keep := old != nil && !old.Placed
 	if keep {
 		for i := range r.Done {

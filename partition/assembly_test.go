@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func randomBytes(seed uint64, n int) []byte {
@@ -48,7 +49,8 @@ func TestVersions(t *testing.T) {
 	v2 := append(append(bytes.Clone(v0[:psize]), randomBytes(12, psize)...), v1[2*psize:]...) // and the second
 	a := New(target, Options{NoFsync: true})
 
-	ver1, err := a.Begin(ctx, manifestOf(t, v1, psize))
+	t1, t2 := time.Unix(100, 0), time.Unix(200, 0)
+	ver1, err := a.Begin(ctx, manifestOf(t, v1, psize), t1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,9 +74,12 @@ func TestVersions(t *testing.T) {
 	}
 
 	// A second version while partition 1 of the first is claimed.
-	ver2, err := a.Begin(ctx, manifestOf(t, v2, psize))
+	ver2, err := a.Begin(ctx, manifestOf(t, v2, psize), t2)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := a.Begin(ctx, manifestOf(t, v1, psize), t1); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("the older version begun again over the newer: %v", err)
 	}
 	if err := c1.CopyTarget(); err != nil {
 		t.Fatal(err)
@@ -117,7 +122,10 @@ func TestVersions(t *testing.T) {
 	if !bytes.Equal(got, v2) {
 		t.Fatal("wrong result")
 	}
-	if _, err := a.Begin(ctx, manifestOf(t, v2, psize)); !errors.Is(err, ErrDone) {
+	if _, err := a.Begin(ctx, manifestOf(t, v1, psize), t1); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("the older version begun over the newer one in place: %v", err)
+	}
+	if _, err := a.Begin(ctx, manifestOf(t, v2, psize), t2); !errors.Is(err, ErrDone) {
 		t.Fatalf("begin of the placed version: %v", err)
 	}
 	if err := ver2.Place(ctx, func(string) error { return errors.New("placed twice") }); !errors.Is(err, ErrDone) {

@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/partition"
 )
@@ -28,7 +29,7 @@ func Example() {
 	}
 
 	target := filepath.Join(dir, "file")
-	v, err := partition.New(target, partition.Options{}).Begin(ctx, man)
+	v, err := partition.New(target, partition.Options{}).Begin(ctx, man, time.Now())
 	if err != nil {
 		log.Fatal(err)
 	}

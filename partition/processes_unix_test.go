@@ -51,7 +51,7 @@ func child() int {
 		return 2
 	}
 	ctx := context.Background()
-	v, err := New(get("TARGET"), Options{}).Begin(ctx, &m)
+	v, err := New(get("TARGET"), Options{}).Begin(ctx, &m, time.Unix(1, 0))
 	if errors.Is(err, ErrDone) {
 		return 0
 	}
