@@ -361,19 +361,17 @@ func TestPartitionScaling(t *testing.T) {
 		if k == 1 {
 			base = el
 		}
+		var cpu time.Duration
 		per := make([]int, k)
 		for i, p := range procs {
+			p.stdin.Close()
+			<-p.done
+			cpu += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 			for _, r := range p.results() {
 				if r.Action == PartitionIn || r.Action == Assembled {
 					per[i]++
 				}
 			}
-		}
-		var cpu time.Duration
-		for _, p := range procs {
-			p.stdin.Close()
-			<-p.done
-			cpu += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 		}
 		t.Logf("%d subscriber(s): %d MiB in %d partitions of %d MiB in %v (%.0f MiB/s, speed-up %.2f), CPU of the subscribers %v; partitions per subscriber %v",
 			k, mib, len(msgs), psize>>20, el.Round(time.Millisecond), float64(size>>20)/el.Seconds(), base.Seconds()/el.Seconds(), cpu.Round(time.Millisecond), per)
