@@ -297,11 +297,34 @@ func TestPartitionedSubscribersKilled(t *testing.T) {
 	}
 }
 
+// paced writes a response in pieces of 64 KiB, pausing after each.
+type paced struct {
+	http.ResponseWriter
+	pause time.Duration
+}
+
+func (p paced) Write(b []byte) (int, error) {
+	total := 0
+	for len(b) > 0 {
+		k := min(len(b), 64<<10)
+		n, err := p.ResponseWriter.Write(b[:k])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		b = b[k:]
+		time.Sleep(p.pause)
+	}
+	return total, nil
+}
+
 // TestPartitionScaling measures how a new file of ZSYNCPIPE_PARTITION_BENCH
 // MiB (1024: 1 GiB), announced in 64 MiB partitions (1/16 of the file for
 // smaller sizes), arrives at 1, 2 and 4 subscriber processes of one queue
 // from a loopback HTTP server: the time from the announcement to the
-// verified file in place. It runs only when the variable is set.
+// verified file in place. With ZSYNCPIPE_PARTITION_BENCH_RATE=KiB each
+// connection of the server is limited to that rate. It runs only when
+// the variable is set.
 func TestPartitionScaling(t *testing.T) {
 	mib, _ := strconv.Atoi(os.Getenv("ZSYNCPIPE_PARTITION_BENCH"))
 	if mib <= 0 {
@@ -312,7 +335,21 @@ func TestPartitionScaling(t *testing.T) {
 	size := int64(mib) << 20
 	psize := min(int64(64<<20), size/16)
 	pubDir := t.TempDir()
-	srv := serve(t, pubDir)
+	var srvURL string
+	if kib, _ := strconv.Atoi(os.Getenv("ZSYNCPIPE_PARTITION_BENCH_RATE")); kib > 0 {
+		// Every connection limited to kib KiB/s, as flows over a long
+		// link are: then the transfer scales with the connections.
+		fsrv := http.FileServer(http.Dir(pubDir))
+		pause := time.Duration(float64(time.Second) * 64 / float64(kib))
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fsrv.ServeHTTP(paced{w, pause}, r)
+		}))
+		defer srv.Close()
+		srvURL = srv.URL
+		t.Logf("each connection limited to %d KiB/s", kib)
+	} else {
+		srvURL = serve(t, pubDir).URL
+	}
 	data := randomBytes(99, int(size))
 	write(t, filepath.Join(pubDir, "big.bin"), data)
 	data = nil
@@ -324,7 +361,7 @@ func TestPartitionScaling(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub, err := NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", Conn: pubConn, PartitionSize: psize})
+		pub, err := NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srvURL + "/", Conn: pubConn, PartitionSize: psize})
 		if err != nil {
 			t.Fatal(err)
 		}
