@@ -132,6 +132,17 @@ func (e *sr3Env) start(component, name string) *syncBuffer {
 	return log
 }
 
+// declare runs "sr3 declare component/name": the queue and its bindings
+// exist, so messages published from now on wait there for the flow.
+func (e *sr3Env) declare(component, name string) {
+	e.t.Helper()
+	cmd := exec.CommandContext(e.ctx, filepath.Join(e.bin, "sr3"), "declare", component+"/"+name)
+	cmd.Env = append(os.Environ(), "HOME="+e.home)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.t.Fatalf("sr3 declare: %v\n%s", err, out)
+	}
+}
+
 // post runs "sr3_post -c name path".
 func (e *sr3Env) post(name, path string) {
 	e.t.Helper()
