@@ -21,12 +21,11 @@ import (
 )
 
 // sr3ReassemblyConf are the lines that make an sr3 subscribe rebuild
-// partitioned files (sr3 3.3.1's flowcb/block_reassembly.py, which needs
-// the Python module flufl.lock): the plugin, which it wants before the
-// other callbacks, downloads straight into the final names ("inflight
-// None": the plugin refuses any other), the plugin's lock and manifest
-// files never downloaded, and the manifest deleted once the file is
-// complete.
+// partitioned files with sr3 3.3.1's flowcb/block_reassembly.py (which
+// needs the Python module flufl.lock): downloads straight into the final
+// names ("inflight None": the plugin does nothing with any other), the
+// plugin's lock and manifest files never downloaded, the plugin before the
+// other callbacks, and its manifest deleted once the file is complete.
 var sr3ReassemblyConf = []string{
 	"inflight None",
 	"reject .*flufl_lock.*",
@@ -120,7 +119,7 @@ func logged(log, event, path string) int {
 	return n
 }
 
-// completed reports whether sr3's block_reassembly said it completed rel
+// completed counts the times sr3's block_reassembly said it completed rel
 // (a line logged before it deletes its manifest and unlocks).
 func completed(log, rel string) int {
 	return logged(log, "completed reassembly of ", "/"+rel+" ")
@@ -155,8 +154,7 @@ func TestSR3Reassembly(t *testing.T) {
 
 // zsyncpipeReassembly is a real "sr3 subscribe" with block_reassembly
 // (logging what it rejects, and with the configuration lines extra)
-// receiving partitions published as
-// zsyncpipe's partition publisher does.
+// receiving partitions published as zsyncpipe's partition publisher does.
 type zsyncpipeReassembly struct {
 	*sr3Env
 	log  *syncBuffer
