@@ -148,6 +148,10 @@ func TestSR3Reassembly(t *testing.T) {
 	// TestSR3ReassemblyFirstPartitionAlone for what happens otherwise.
 	e.declare("subscribe", "r")
 	e.post("p", path)
+	// With flufl.lock, sr3_post leaves its manifest beside what it posts.
+	if !fileExists(path + "§block_manifest§") {
+		t.Errorf("sr3_post left no %s", path+"§block_manifest§")
+	}
 	log := e.start("subscribe", "r")
 	waitReassembled(t, e, log, sub, "a/b/file.bin", data, 1)
 }

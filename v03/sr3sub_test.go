@@ -173,6 +173,7 @@ func (e *sr3Env) wait(log *syncBuffer, what string, cond func() bool) {
 // naturalSize), and does not reassemble file.bin.
 // TestSR3Reassembly runs the plugin.
 func TestSR3SubscribePartitions(t *testing.T) {
+	t.Parallel() // its own exchanges and HOME: runs beside the other sr3 tests
 	ctx := brokertest.Context(t, 3*time.Minute)
 	e := newSR3Env(t, ctx)
 	data, err := os.ReadFile("testdata/file.bin")
