@@ -126,8 +126,9 @@ func TestPartitionedHandle(t *testing.T) {
 		Blocks v03.Blocks `json:"blocks"`
 		Size   int64      `json:"size"`
 	}
-	if err := json.Unmarshal(bs[5], &m); err != nil || m.Blocks.Method != "inplace" || m.Blocks.Size != psize || m.Blocks.Number != 5 || len(m.Blocks.Manifest) != 6 || m.Size != 1234 {
-		t.Fatalf("last message: %+v %v\n%s", m, err, bs[5])
+	// The last partition goes first (for sr3's reassembly).
+	if err := json.Unmarshal(bs[0], &m); err != nil || m.Blocks.Method != "inplace" || m.Blocks.Size != psize || m.Blocks.Number != 5 || len(m.Blocks.Manifest) != 6 || m.Size != 1234 {
+		t.Fatalf("first message: %+v %v\n%s", m, err, bs[0])
 	}
 	rs := handleAll(t, ctx, subDir, 3, bs)
 	if n, _ := count(rs, Assembled); n != 1 {
@@ -262,5 +263,29 @@ func TestPartitionHostile(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(subDir, "f.bin")); err == nil {
 		t.Error("a file was placed")
+	}
+}
+
+// TestPartitionAll: with PartitionAll every partition of a changed file
+// is announced again, as sr3's reassembly needs.
+func TestPartitionAll(t *testing.T) {
+	ctx := brokertest.Context(t, time.Minute)
+	pub, pubDir, _, _ := partFixture(t, 64<<10)
+	data := randomBytes(95, 300_000)
+	write(t, filepath.Join(pubDir, "f.bin"), data)
+	if n := len(bodies(t, ctx, pub, "f.bin")); n != 5 {
+		t.Fatalf("%d messages, want 5", n)
+	}
+	copy(data[100:], "changed")
+	write(t, filepath.Join(pubDir, "f.bin"), data)
+	pub.opts.PartitionAll = true
+	if n := len(bodies(t, ctx, pub, "f.bin")); n != 5 {
+		t.Fatalf("%d messages with PartitionAll, want 5", n)
+	}
+	pub.opts.PartitionAll = false
+	copy(data[200:], "changed")
+	write(t, filepath.Join(pubDir, "f.bin"), data)
+	if n := len(bodies(t, ctx, pub, "f.bin")); n != 1 {
+		t.Fatalf("%d messages without PartitionAll, want 1", n)
 	}
 }

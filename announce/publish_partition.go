@@ -41,8 +41,9 @@ func PartitionControlPath(rel string, size int64, n int) string {
 }
 
 // PartitionMessages builds the messages announcing the file rel in
-// partitions of PartitionSize bytes: one per partition that differs from
-// the manifest announced last (all of them the first time), each with
+// partitions of PartitionSize bytes, the last partition first: one per
+// partition that differs from the manifest announced last (all of them
+// the first time, or with PartitionAll), each with
 // the manifest of the whole file in sr3's v03 "blocks" field, the
 // partition's size and identity, and the partition's control file (made
 // now, in ControlDir, matched in the partition's own small blocks). A
@@ -82,8 +83,13 @@ func (p *Publisher) PartitionMessages(ctx context.Context, rel string) (msgs []*
 		parts = append(parts, v03.Partition{Size: part.Size, Identity: part.Identity})
 	}
 	now := p.opts.Now()
-	for i, part := range man.Parts {
-		if prev != nil && prev.Same(man, i) {
+	// Last partition first: an sr3 subscriber that wrote partition 0
+	// alone takes the later full-size ones for its own (docs/announce.md,
+	// "sr3 reassembly"); with the last one first the file has its size at
+	// once.
+	for i := len(man.Parts) - 1; i >= 0; i-- {
+		part := man.Parts[i]
+		if prev != nil && !p.opts.PartitionAll && prev.Same(man, i) {
 			continue
 		}
 		z, err := p.partitionControl(ctx, f, rel, man, i, fi)

@@ -85,6 +85,10 @@ type PublisherOptions struct {
 	// and only the partitions that changed since the last announcement
 	// (see PartitionMessages); 0 announces every file whole.
 	PartitionSize int64
+	// PartitionAll announces every partition of a file each time, not only
+	// those that changed: what sr3's block_reassembly needs to complete a
+	// file (it waits for every partition of the newest manifest).
+	PartitionAll bool
 }
 
 // Publisher turns changes of a tree into v03 messages and posts them.
