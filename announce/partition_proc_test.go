@@ -227,13 +227,17 @@ func (s throttled) Write(p []byte) (int, error) {
 
 // TestPartitionedSubscribersKilled: three subscriber processes on one
 // RabbitMQ queue take the 16 partition messages of a 64 MiB file (4 MiB
+// partitions; with ZSYNCPIPE_PARTITION_LONG set, 1 GiB in 64 MiB
 // partitions) from a throttled server; one is killed with SIGKILL while it
 // writes a partition. Its message goes to the others, and the file
 // completes, byte-exact, assembled by one of them.
 func TestPartitionedSubscribersKilled(t *testing.T) {
 	url := brokertest.AMQP(t)
 	ctx := brokertest.Context(t, 3*time.Minute)
-	const psize, size = 4 << 20, 64 << 20
+	psize, size := 4<<20, 64<<20
+	if os.Getenv("ZSYNCPIPE_PARTITION_LONG") != "" {
+		psize, size = 64<<20, 1<<30 // the case: 1 GiB in 64 MiB partitions
+	}
 	pubDir, subDir := t.TempDir(), t.TempDir()
 	var sent atomic.Int64
 	fsrv := http.FileServer(http.Dir(pubDir))
@@ -248,7 +252,7 @@ func TestPartitionedSubscribersKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pubConn.Close()
-	pub, err := NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", Conn: pubConn, PartitionSize: psize})
+	pub, err := NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", Conn: pubConn, PartitionSize: int64(psize)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +267,7 @@ func TestPartitionedSubscribersKilled(t *testing.T) {
 	}
 	dataPath := partition.New(filepath.Join(subDir, "big.bin"), partition.Options{}).DataPath()
 	victim := procs[0].cmd.Process.Pid
-	for !holdsData(victim, dataPath) || sent.Load() < psize {
+	for !holdsData(victim, dataPath) || sent.Load() < int64(psize) {
 		select {
 		case <-ctx.Done():
 			t.Fatal("the first subscriber never wrote a partition")
@@ -292,7 +296,7 @@ func TestPartitionedSubscribersKilled(t *testing.T) {
 		t.Error("the surviving subscribers did nothing")
 	}
 	t.Logf("%d bytes sent in all for a file of %d", sent.Load(), size)
-	if sent.Load() > size+2*psize {
+	if sent.Load() > int64(size+2*psize) {
 		t.Errorf("%d bytes sent for a file of %d", sent.Load(), size)
 	}
 }
