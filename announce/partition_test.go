@@ -364,4 +364,39 @@ func TestPartitionParallelFetch(t *testing.T) {
 	if fetched < changed*2048 || fetched > changed*2048+psize/4 {
 		t.Errorf("fetched %d bytes for %d changed blocks of 2 KiB", fetched, changed)
 	}
+
+	// A partition of 9 MiB announced without a control file, as sr3
+	// announces: fetched as byte ranges of 4 MiB, in parallel.
+	const big = 9 << 20
+	pub, err = NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", PartitionSize: big})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(pubDir, "q.bin"), randomBytes(61, big+1000))
+	peak.Store(0)
+	requests.Store(0)
+	fetched = 0
+	for _, b := range bodies(t, ctx, pub, "q.bin") {
+		var msg map[string]json.RawMessage
+		if err := json.Unmarshal(b, &msg); err != nil || msg["zsync"] == nil {
+			t.Fatalf("message without a zsync field: %v\n%s", err, b)
+		}
+		delete(msg, "zsync")
+		if b, err = json.Marshal(msg); err != nil {
+			t.Fatal(err)
+		}
+		r := sub.Handle(ctx, b)
+		if r.Action != PartitionIn && r.Action != Assembled {
+			t.Fatalf("%+v", r)
+		}
+		fetched += r.Fetched
+	}
+	sameFile(t, filepath.Join(pubDir, "q.bin"), filepath.Join(subDir, "q.bin"))
+	t.Logf("without control files: %d range requests, at most %d in flight; fetched %d bytes of %d", requests.Load(), peak.Load(), fetched, big+1000)
+	if n := peak.Load(); n < 2 || n > stages.DefaultConcurrency {
+		t.Errorf("%d range requests in flight at most, want 2 to %d", n, stages.DefaultConcurrency)
+	}
+	if fetched != big+1000 {
+		t.Errorf("fetched %d bytes of %d", fetched, big+1000)
+	}
 }
