@@ -430,6 +430,11 @@ type scanner struct {
 	// any is marked.
 	mine    []uint64
 	mineSet bool
+	// pendI, pendP, pendN: a run of pendN found blocks from target block
+	// pendI at buffer position pendP, not yet handed to OnBlocks (write).
+	pendI int64
+	pendP int
+	pendN int
 	// runs lists the runs followed in the first pass.
 	runs []run
 }
@@ -494,7 +499,9 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 			before: seg.pass.known,
 			mine:   *mp,
 		}
-		err = sc.scan(ctx)
+		if err = sc.scan(ctx); err == nil {
+			err = sc.flush()
+		}
 		if sc.mineSet {
 			clear(*mp)
 		}
@@ -834,7 +841,38 @@ func (sc *scanner) found(i int64, p int, count int) error {
 		}
 	}
 	if newRun && on != nil {
-		return on(Block{Index: i, Data: sc.buf[p : p+count*bs]})
+		return sc.write(i, p, count)
 	}
 	return nil
+}
+
+// maxPending is the most data of a run that a scanner collects before it
+// hands it to OnBlocks: a run followed 16 blocks at a time is written in
+// calls of up to this size instead of one per 16 blocks.
+const maxPending = 1 << 20
+
+// write hands target blocks i … i+count-1 at buffer position p to
+// OnBlocks, joined to the blocks before them when they continue a run;
+// flush hands on what is left.
+func (sc *scanner) write(i int64, p, count int) error {
+	bs := sc.ix.bs
+	if sc.pendN > 0 && sc.pendI+int64(sc.pendN) == i && sc.pendP+sc.pendN*bs == p && (sc.pendN+count)*bs <= maxPending {
+		sc.pendN += count
+		return nil
+	}
+	if err := sc.flush(); err != nil {
+		return err
+	}
+	sc.pendI, sc.pendP, sc.pendN = i, p, count
+	return nil
+}
+
+// flush hands the blocks collected by write to OnBlocks.
+func (sc *scanner) flush() error {
+	if sc.pendN == 0 {
+		return nil
+	}
+	n := sc.pendN
+	sc.pendN = 0
+	return sc.d.opts.OnBlocks(Block{Index: sc.pendI, Data: sc.buf[sc.pendP : sc.pendP+n*sc.ix.bs]})
 }
