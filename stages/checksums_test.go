@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"runtime"
 	"testing"
 
@@ -239,4 +240,81 @@ func TestBlockChecksumsLengthHint(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBlockChecksumsResume grows an input in steps and checks that a run
+// resumed from the previous step's state makes the same control file as a
+// run over the whole input, reading only the new part (and, for hash-chain
+// states inside the prefix, less than a mark span each).
+func TestBlockChecksumsResume(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bs     int
+		legacy bool
+		sizes  []int
+	}{
+		{"small-blocks", 16, false, []int{0, 1, 15, 16, 17, 100, 1000, 1001}},
+		{"chain-span-fixed", 2048, false, []int{3 << 20, 3<<20 + 1, 4<<20 + 2048, 6<<20 + 7}},
+		{"chain-span-moves", 2048, false, []int{15 << 20, 16<<20 + 3, 17 << 20, 19<<20 + 4095}},
+		{"legacy", 2048, true, []int{100, 3000, 1<<20 + 1, 2<<20 + 2048}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alg := strong.MD5
+			if tc.legacy {
+				alg = strong.MD4
+			}
+			h := newHasher(t, alg, simd.Options{})
+			all := randData(uint64(tc.bs), tc.sizes[len(tc.sizes)-1])
+			var prev *ChecksumState
+			for _, n := range tc.sizes {
+				data := all[:n]
+				opts := ChecksumOptions{Blocksize: tc.bs, Length: int64(n), Algorithm: alg, SHA1: tc.legacy, SHA256: !tc.legacy, Hasher: h}
+				want, err := BlockChecksums(context.Background(), bytes.NewReader(data), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got *control.File
+				var next *ChecksumState
+				opts.State = func(s *ChecksumState) { next = s }
+				from := int64(0)
+				prefix := &countingReaderAt{r: bytes.NewReader(data)}
+				if prev != nil {
+					opts.Resume, opts.Prefix, from = prev, prefix, prev.Complete()
+				}
+				got, err = BlockChecksums(context.Background(), bytes.NewReader(data[from:]), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var wb, gb bytes.Buffer
+				want.Version, got.Version, want.Filename, got.Filename = control.SpecVersion, control.SpecVersion, "f", "f"
+				if err := control.Write(&wb, want); err != nil {
+					t.Fatal(err)
+				}
+				if err := control.Write(&gb, got); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(wb.Bytes(), gb.Bytes()) {
+					t.Fatalf("size %d resumed from %d: control files differ", n, from)
+				}
+				if limit := int64(control.MaxChainStates * MarkBlocks * tc.bs); prefix.n > limit {
+					t.Errorf("size %d: read %d bytes of the prefix, want at most %d", n, prefix.n, limit)
+				}
+				if next == nil || next.Length != int64(n) || len(next.Rsum) != int(want.Blocks()) {
+					t.Fatalf("size %d: state %+v", n, next)
+				}
+				prev = next
+			}
+		})
+	}
+}
+
+type countingReaderAt struct {
+	r io.ReaderAt
+	n int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n += int64(n)
+	return n, err
 }
