@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"errors"
 	"fmt"
 	"hash"
@@ -23,6 +24,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
+	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/strong"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -54,8 +56,8 @@ type pass struct {
 	// hasher computes the block hashes of every control file of the pass.
 	hasher *simd.Hasher
 
-	hashed, controls, unsettled, skipped atomic.Int64
-	hashedBytes                          atomic.Int64
+	hashed, controls, unsettled, skipped, extended atomic.Int64
+	hashedBytes                                    atomic.Int64
 }
 
 // Batch limits of the walk (see index).
@@ -237,6 +239,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	same = same && px.reuse
 	res.Hashed = int(px.hashed.Load())
 	res.HashedBytes = px.hashedBytes.Load()
+	res.Extended = int(px.extended.Load())
 	res.Controls = int(px.controls.Load())
 	res.Unsettled = int(px.unsettled.Load())
 	res.Skipped = int(px.skipped.Load())
@@ -273,6 +276,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 			removed = append(removed, Change{Op: Removed, Path: old.Path, Entry: *old})
 		}
 	}
+	px.removeGrow(cur)
 	changes = pairRenames(changes, removed)
 	res.Changes = len(changes)
 	if opts.OnChange != nil {
@@ -461,10 +465,12 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 	}
 	defer f.Close()
 	px.hashed.Add(1)
-	px.hashedBytes.Add(e.Size)
 	var (
-		h  hash.Hash = sha256.New()
-		cf *control.File
+		h    hash.Hash = sha256.New()
+		cf   *control.File
+		in   io.Reader  = countReader{f, &px.hashedBytes}
+		grow *growState // the sidecar resumed from
+		next *growState // the sidecar to write
 	)
 	if want == "" {
 		var buf bytes.Buffer
@@ -472,7 +478,7 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 		if inline {
 			w = io.MultiWriter(h, &buf)
 		}
-		n, err := io.Copy(w, f)
+		n, err := io.Copy(w, in)
 		if err != nil {
 			return false, err
 		}
@@ -486,11 +492,7 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 			}
 		}
 	} else {
-		var r io.Reader = f
-		if px.opts.Legacy {
-			r = io.TeeReader(f, h) // legacy control files carry SHA-1 only
-		}
-		cf, err = zsyncpipe.Make(ctx, r, zsyncpipe.MakeOptions{
+		mo := zsyncpipe.MakeOptions{
 			Blocksize: px.opts.Blocksize,
 			Length:    e.Size,
 			Legacy:    px.opts.Legacy,
@@ -498,12 +500,52 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 			URLs:      []string{controlURL(e.Path, px.opts.Beside)},
 			MTime:     e.MTime,
 			Hasher:    px.hasher,
-		})
+		}
+		var cut *cutHash // legacy: the entry's SHA-256, cut at the complete blocks
+		if px.opts.AppendOnly {
+			next = &growState{Version: growVersion, Path: e.Path, Inode: e.Inode, Size: e.Size, MTime: e.MTime.UnixNano(),
+				Legacy: px.opts.Legacy, Verified: time.Now().UnixNano()}
+			mo.State = func(s *stages.ChecksumState) { next.Sums = *s }
+			if grow = px.growth(f, e, want); grow != nil {
+				next.Verified = grow.Verified
+				mo.Resume, mo.Prefix = &grow.Sums, countReaderAt{f, &px.hashedBytes}
+				if _, err := f.Seek(grow.Sums.Complete(), io.SeekStart); err != nil {
+					return false, err
+				}
+				if px.opts.Legacy {
+					if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(grow.EntryHash); err != nil {
+						return false, fmt.Errorf("%s: %w", e.Path, err)
+					}
+				}
+			}
+			if px.opts.Legacy {
+				bs := int64(px.opts.Blocksize)
+				if bs == 0 {
+					bs = int64(control.DefaultBlocksize(e.Size))
+				}
+				cut = &cutHash{h: h, at: e.Size - e.Size%bs}
+				if grow != nil {
+					cut.n = grow.Sums.Complete()
+				}
+			}
+		}
+		if px.opts.Legacy {
+			// Legacy control files carry SHA-1 only.
+			var w io.Writer = h
+			if cut != nil {
+				w = cut
+			}
+			in = io.TeeReader(in, w)
+		}
+		cf, err = zsyncpipe.Make(ctx, in, mo)
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", e.Path, err)
 		}
 		if cf.Length != e.Size {
 			return false, nil
+		}
+		if cut != nil {
+			next.EntryHash = cut.state
 		}
 	}
 	fi, err := f.Stat()
@@ -529,6 +571,16 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 		}
 		px.controls.Add(1)
 		e.Control = want
+		if grow != nil {
+			px.extended.Add(1)
+		}
+		if next != nil && next.Sums.Length == e.Size && (!px.opts.Legacy || next.EntryHash != nil) {
+			next.SHA256 = e.SHA256
+			if err := px.writeGrow(next); err != nil {
+				// Without it the next growth is read whole: not fatal.
+				px.warn(fmt.Errorf("index: state of %s for its growth: %w", e.Path, err))
+			}
+		}
 	}
 	return true, nil
 }
