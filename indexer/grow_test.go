@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,5 +199,83 @@ func TestIndexGrowingSidecarChecked(t *testing.T) {
 	}
 	if _, err := os.Stat(side); !os.IsNotExist(err) {
 		t.Fatalf("sidecar of a removed file left: %v", err)
+	}
+}
+
+// TestWatchGrowing appends to a file under a running Watch with
+// AppendOnly: each growth is published, read from the old end, and the
+// control file is a fresh make's.
+func TestWatchGrowing(t *testing.T) {
+	dir := t.TempDir()
+	const rel = "seq/out.dat"
+	p := filepath.Join(dir, "seq", "out.dat")
+	put(t, dir, rel, randBytes(1, 200<<10))
+	old := time.Now().Add(-time.Minute)
+	os.Chtimes(p, old, old)
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu       sync.Mutex
+		extended int
+		errs     []error
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- Watch(ctx, dir, Options{
+			NoSync: true, AppendOnly: true,
+			Settle: 100 * time.Millisecond,
+			Rescan: time.Hour,
+			OnPass: func(r *Result, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					extended += r.Extended
+				}
+			},
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	size := int64(200 << 10)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(30 * time.Millisecond) {
+		if _, err := ReadIndex(dir); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no first index")
+		}
+	}
+	for step := 1; step <= 3; step++ {
+		g := randBytes(uint64(10+step), 30<<10+step)
+		appendTo(t, p, g, old.Add(time.Duration(step)*time.Second))
+		size += int64(len(g))
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(30 * time.Millisecond) {
+			if x, err := ReadIndex(dir); err == nil && len(x.Entries) == 2 && x.Entries[1].Size == size {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step %d: the index does not show the growth", step)
+			}
+		}
+		checkFresh(t, dir, rel, false, step)
+	}
+	// OnPass runs after the index is in place: wait for the last one.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(30 * time.Millisecond) {
+		mu.Lock()
+		n := extended
+		mu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) > 0 || extended != 3 {
+		t.Fatalf("%d growths read from the old end, want 3; errors: %v", extended, errs)
 	}
 }
