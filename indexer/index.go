@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,8 @@ type pass struct {
 	hasher *simd.Hasher
 
 	hashed, controls, unsettled, skipped, extended atomic.Int64
+	// dirs are the directories of control files known to exist.
+	dirs sync.Map
 	hashedBytes                                    atomic.Int64
 }
 
@@ -410,8 +413,10 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 	if age := time.Since(e.MTime); px.opts.Settle > 0 && age >= 0 && age < px.opts.Settle {
 		return px.keepPrev(it.Path)
 	}
+	seen := it.Info // from the walk; a retry's Lstat is not confined to the tree
 	for try := 0; ; try++ {
-		ok, err := px.hash(ctx, it.Path, &e, want, inline)
+		ok, err := px.hash(ctx, it.Path, seen, &e, want, inline)
+		seen = nil
 		if oe := (*openError)(nil); errors.As(err, &oe) {
 			px.skipped.Add(1)
 			px.warn(fmt.Errorf("skipping %s: %w", it.Path, err))
@@ -455,13 +460,23 @@ func (px *pass) controlExists(rel string) bool {
 
 // hash reads the file at full into e (and its control file, when want
 // names one). It reports false when the file changed while it was read.
-func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want string, inline bool) (bool, error) {
-	f, err := px.root.Open(rel)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
+//
+// seen, if not nil, is the walk's information about the file (confined to
+// the tree by its os.Root): the file is opened by path and used only if it
+// is the one seen (openSeen); otherwise through px.root.
+func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treeindex.Entry, want string, inline bool) (bool, error) {
+	var f *os.File
+	if seen != nil {
+		f = openSeen(filepath.Join(px.dir, filepath.FromSlash(rel)), seen)
+	}
+	if f == nil {
+		var err error
+		if f, err = px.root.Open(rel); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return false, nil
+			}
+			return false, &openError{err}
 		}
-		return false, &openError{err}
 	}
 	defer f.Close()
 	px.hashed.Add(1)
@@ -478,7 +493,9 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 		if inline {
 			w = io.MultiWriter(h, &buf)
 		}
-		n, err := io.Copy(w, in)
+		bp := copyBufs.Get().(*[]byte)
+		n, err := io.CopyBuffer(w, in, *bp)
+		copyBufs.Put(bp)
 		if err != nil {
 			return false, err
 		}
@@ -537,8 +554,8 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 			}
 			in = io.TeeReader(in, w)
 		}
-		cf, err = zsyncpipe.Make(ctx, in, mo)
-		if err != nil {
+		var err error
+		if cf, err = zsyncpipe.Make(ctx, in, mo); err != nil {
 			return false, fmt.Errorf("%s: %w", e.Path, err)
 		}
 		if cf.Length != e.Size {
@@ -562,7 +579,7 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 	}
 	if cf != nil {
 		target := filepath.Join(px.dir, filepath.FromSlash(want))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		if err := px.mkdirAll(filepath.Dir(target)); err != nil {
 			return false, err
 		}
 		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: px.opts.NoSync},
@@ -583,6 +600,21 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 		}
 	}
 	return true, nil
+}
+
+// copyBufs are the read buffers of files without a control file.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// mkdirAll is os.MkdirAll, once per directory and pass.
+func (px *pass) mkdirAll(dir string) error {
+	if _, ok := px.dirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	px.dirs.Store(dir, true)
+	return nil
 }
 
 // controlURL is the URL, relative to the control file, of the file at rel.

@@ -133,11 +133,19 @@ func BlockChecksums(ctx context.Context, r io.Reader, opts ChecksumOptions) (*co
 		defer h.Close()
 		opts.Hasher = h
 	}
-	p := pipeline.New(pipeline.Config{Workers: opts.Workers})
-	result, err := ChecksumStage(p, r, opts)
+	c, err := newChecksummer(r, opts)
 	if err != nil {
 		return nil, err
 	}
+	if opts.Length > 0 && opts.Stats == nil && opts.Length-c.length < int64(c.chunkSize) {
+		// An input that is one read chunk gains nothing from a pipeline:
+		// its stages run one after the other on this goroutine (callers
+		// that make many control files, such as the tree indexer, run
+		// many of these at once instead).
+		return c.serial(ctx)
+	}
+	p := pipeline.New(pipeline.Config{Workers: opts.Workers})
+	result := c.stages(p)
 	err = p.Run(ctx)
 	if opts.Stats != nil {
 		opts.Stats(p.Stats())
@@ -159,6 +167,12 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 	if err != nil {
 		return nil, err
 	}
+	return c.stages(p), nil
+}
+
+// stages adds the stages of ChecksumStage to p.
+func (c *checksummer) stages(p *pipeline.Pipeline) func() *control.File {
+	opts := c.opts
 	read := pipeline.Source(p, "read", c.read)
 	// The whole-file hash is serial: it gets its own copy of the stream, so
 	// one core can hash while the block sums run beside it.
@@ -175,7 +189,35 @@ func ChecksumStage(p *pipeline.Pipeline, r io.Reader, opts ChecksumOptions) (fun
 	pipeline.Sink(p, "collect", summed, c.collect)
 	// Once: the records are truncated in place, so a second pass would
 	// read digests the first one overwrote.
-	return sync.OnceValue(c.result), nil
+	return sync.OnceValue(c.result)
+}
+
+// serial runs the stages of ChecksumStage one after the other, chunk by
+// chunk, on the calling goroutine.
+func (c *checksummer) serial(ctx context.Context) (*control.File, error) {
+	c.users = 1
+	if c.sha1 != nil || c.sha256 != nil {
+		c.users = 2
+	}
+	err := c.read(ctx, func(ch *chunk) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if c.users == 2 {
+			if err := c.hashFile(ctx, ch); err != nil {
+				return err
+			}
+		}
+		ch, err := c.sum(ctx, ch)
+		if err != nil {
+			return err
+		}
+		return c.collect(ctx, ch)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.result(), nil
 }
 
 // checksummer is the state of one ChecksumStage.
