@@ -105,7 +105,9 @@ func (px *pass) writeGrow(g *growState) error {
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	buf.Write(sum[:])
-	_, err := atomicfile.WriteOptions(p, atomicfile.Options{Suffix: tmpSuffix, NoSync: px.opts.NoSync},
+	// No flush of its own: a sidecar that a power failure damaged fails
+	// its checksum or the match with the entry, and is not used.
+	_, err := atomicfile.WriteOptions(p, atomicfile.Options{Suffix: tmpSuffix, NoSync: true},
 		func(w io.Writer) error { _, err := w.Write(buf.Bytes()); return err })
 	return err
 }

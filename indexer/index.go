@@ -23,6 +23,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -58,6 +59,10 @@ type pass struct {
 	hasher *simd.Hasher
 
 	hashed, controls, unsettled, skipped, extended atomic.Int64
+	// batch: new control files are flushed by one syncfs before the index
+	// is written (Linux, unless NoSync); batched counts them.
+	batch   bool
+	batched atomic.Int64
 	// dirs are the directories of control files known to exist.
 	dirs sync.Map
 	hashedBytes                                    atomic.Int64
@@ -95,7 +100,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	if opts.Walk == nil {
 		opts.Walk = WalkDir
 	}
-	px := &pass{dir: dir, opts: opts, prev: map[string]*treeindex.Entry{}}
+	px := &pass{dir: dir, opts: opts, prev: map[string]*treeindex.Entry{}, batch: !opts.NoSync && osfile.HasSyncFS}
 	pubDir := filepath.Join(dir, treeindex.Dir)
 	// Never write through a .zsyncpipe that is a symlink: whoever can write
 	// the tree could send the publisher's writes anywhere.
@@ -249,6 +254,15 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	res.Duration = time.Since(start)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
+	}
+	if px.batched.Load() > 0 {
+		// The control files written without a flush of their own (new
+		// ones, which no index names yet) reach the disk, and their
+		// renames with them, before an index names them: one syncfs
+		// instead of an fsync each.
+		if err := osfile.SyncFS(dir); err != nil {
+			return nil, nil, fmt.Errorf("index %s: %w", dir, err)
+		}
 	}
 	if same && len(cur) == len(prev.Entries) && prev.Sum != nil {
 		return res, prev, nil // nothing to write
@@ -582,7 +596,16 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		if err := px.mkdirAll(filepath.Dir(target)); err != nil {
 			return false, err
 		}
-		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: px.opts.NoSync},
+		// A new control file is not flushed on its own when one syncfs
+		// before the index covers it (see syncBatch).
+		noSync := px.opts.NoSync
+		if px.batch && !noSync {
+			if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
+				noSync = true
+				px.batched.Add(1)
+			}
+		}
+		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: noSync},
 			func(w io.Writer) error { return control.Write(w, cf) }); err != nil {
 			return false, fmt.Errorf("control file of %s: %w", e.Path, err)
 		}
