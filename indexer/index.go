@@ -599,7 +599,7 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		// A new control file is not flushed on its own when one syncfs
 		// before the index covers it (see syncBatch).
 		noSync := px.opts.NoSync
-		if px.batch && !noSync {
+		if old, named := px.prev[e.Path]; px.batch && !noSync && !(named && old.Control == want) {
 			if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
 				noSync = true
 				px.batched.Add(1)

@@ -100,8 +100,11 @@ type Options struct {
 	// Workers is the number of files processed at once; 0 means one per
 	// core. A large file is hashed on every core whatever this is.
 	Workers int
-	// NoSync skips the fsync of each control file and index (they are
-	// still written atomically).
+	// NoSync skips flushing control files and the index to disk (they
+	// are still written atomically). By default a control file that
+	// replaces one is flushed before its rename, new ones together by one
+	// syncfs before the index names them (Linux; one by one elsewhere),
+	// and the index before its rename.
 	NoSync bool
 	// Settle leaves alone files modified less than Settle ago: they keep
 	// their previous entry, or are not listed yet, and Result.Unsettled
