@@ -195,6 +195,17 @@ func (c *checksummer) stages(p *pipeline.Pipeline) func() *control.File {
 // serial runs the stages of ChecksumStage one after the other, chunk by
 // chunk, on the calling goroutine.
 func (c *checksummer) serial(ctx context.Context) (*control.File, error) {
+	// One chunk at a time: a single buffer, from a pool shared by every
+	// serial run (a caller making thousands of small control files would
+	// otherwise allocate, fault in and clear one each).
+	bp, _ := serialBufs.Get().(*[]byte)
+	if bp == nil || cap(*bp) < c.chunkSize {
+		b := make([]byte, max(c.chunkSize, serialBufSize))
+		bp = &b
+	}
+	defer serialBufs.Put(bp)
+	buf := (*bp)[:c.chunkSize]
+	c.bufs.New = func() any { return &buf }
 	c.users = 1
 	if c.sha1 != nil || c.sha256 != nil {
 		c.users = 2
@@ -219,6 +230,14 @@ func (c *checksummer) serial(ctx context.Context) (*control.File, error) {
 	}
 	return c.result(), nil
 }
+
+// serialBufs holds the read buffers of serial runs, of serialBufSize
+// bytes or more: one per run in progress.
+var serialBufs sync.Pool
+
+// serialBufSize fits the chunk of any input that runs serially with
+// blocks of up to 64 KiB.
+const serialBufSize = 320 << 10
 
 // checksummer is the state of one ChecksumStage.
 type checksummer struct {
