@@ -64,8 +64,8 @@ type pass struct {
 	batch   bool
 	batched atomic.Int64
 	// dirs are the directories of control files known to exist.
-	dirs sync.Map
-	hashedBytes                                    atomic.Int64
+	dirs        sync.Map
+	hashedBytes atomic.Int64
 }
 
 // Batch limits of the walk (see index).
