@@ -3,7 +3,6 @@ package indexer
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding"
 	"encoding/gob"
 	"encoding/hex"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
@@ -171,6 +171,66 @@ func (px *pass) growth(f io.ReaderAt, e *treeindex.Entry, want string) *growStat
 	return g
 }
 
+// growPlan is how the control file of a file indexed with AppendOnly is
+// made: from which sidecar, and what the next one holds.
+type growPlan struct {
+	from *growState // the sidecar resumed from, or nil: the file is read whole
+	next *growState // the sidecar to write once the control file is in place
+	cut  *cutHash   // legacy: the entry's SHA-256, cut at the complete blocks
+}
+
+// planGrowth sets up mo (and, for legacy control files, h: the entry's
+// SHA-256) to continue from the file's sidecar when growth allows, and to
+// collect the next sidecar. f is positioned where reading starts.
+func (px *pass) planGrowth(f *os.File, e *treeindex.Entry, want string, mo *zsyncpipe.MakeOptions, h hash.Hash) (*growPlan, error) {
+	g := &growPlan{next: &growState{Version: growVersion, Path: e.Path, Inode: e.Inode, Size: e.Size,
+		MTime: e.MTime.UnixNano(), Legacy: px.opts.Legacy, Verified: time.Now().UnixNano()}}
+	mo.State = func(s *stages.ChecksumState) { g.next.Sums = *s }
+	if g.from = px.growth(f, e, want); g.from != nil {
+		g.next.Verified = g.from.Verified
+		mo.Resume, mo.Prefix = &g.from.Sums, countReaderAt{f, &px.hashedBytes}
+		if _, err := f.Seek(g.from.Sums.Complete(), io.SeekStart); err != nil {
+			return nil, err
+		}
+		if px.opts.Legacy {
+			if err := stages.RestoreHashState(h, g.from.EntryHash); err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Path, err)
+			}
+		}
+	}
+	if px.opts.Legacy {
+		bs := int64(px.opts.Blocksize)
+		if bs == 0 {
+			bs = int64(control.DefaultBlocksize(e.Size))
+		}
+		g.cut = &cutHash{h: h, at: e.Size - e.Size%bs}
+		if g.from != nil {
+			g.cut.n = g.from.Sums.Complete()
+		}
+	}
+	return g, nil
+}
+
+// finishGrowth writes the sidecar of a file whose control file (of entry
+// e) is in place.
+func (px *pass) finishGrowth(g *growPlan, e *treeindex.Entry) {
+	if g.from != nil {
+		px.extended.Add(1)
+	}
+	n := g.next
+	if g.cut != nil {
+		n.EntryHash = g.cut.state
+	}
+	if n.Sums.Length != e.Size || (px.opts.Legacy && n.EntryHash == nil) {
+		return // no state collected (cannot happen with crypto/sha256)
+	}
+	n.SHA256 = e.SHA256
+	if err := px.writeGrow(n); err != nil {
+		// Without it the next growth is read whole: not fatal.
+		px.warn(fmt.Errorf("index: state of %s for its growth: %w", e.Path, err))
+	}
+}
+
 // removeGrow removes the sidecars of files that no longer have a control
 // file (all of them without AppendOnly).
 func (px *pass) removeGrow(cur []treeindex.Entry) {
@@ -247,9 +307,7 @@ func (c *cutHash) Write(p []byte) (int, error) {
 		c.h.Write(p[:k])
 		c.n += k
 		p = p[k:]
-		if m, ok := c.h.(encoding.BinaryMarshaler); ok {
-			c.state, _ = m.MarshalBinary()
-		}
+		c.state, _ = stages.HashState(c.h)
 	}
 	c.h.Write(p)
 	c.n += int64(len(p))

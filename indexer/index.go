@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding"
 	"errors"
 	"fmt"
 	"hash"
@@ -26,7 +25,6 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
-	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/strong"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -495,11 +493,10 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 	defer f.Close()
 	px.hashed.Add(1)
 	var (
-		h    hash.Hash = sha256.New()
-		cf   *control.File
-		in   io.Reader  = countReader{f, &px.hashedBytes}
-		grow *growState // the sidecar resumed from
-		next *growState // the sidecar to write
+		h  hash.Hash = sha256.New()
+		cf *control.File
+		in io.Reader = countReader{f, &px.hashedBytes}
+		g  *growPlan // with AppendOnly
 	)
 	if want == "" {
 		var buf bytes.Buffer
@@ -532,39 +529,17 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 			MTime:     e.MTime,
 			Hasher:    px.hasher,
 		}
-		var cut *cutHash // legacy: the entry's SHA-256, cut at the complete blocks
 		if px.opts.AppendOnly {
-			next = &growState{Version: growVersion, Path: e.Path, Inode: e.Inode, Size: e.Size, MTime: e.MTime.UnixNano(),
-				Legacy: px.opts.Legacy, Verified: time.Now().UnixNano()}
-			mo.State = func(s *stages.ChecksumState) { next.Sums = *s }
-			if grow = px.growth(f, e, want); grow != nil {
-				next.Verified = grow.Verified
-				mo.Resume, mo.Prefix = &grow.Sums, countReaderAt{f, &px.hashedBytes}
-				if _, err := f.Seek(grow.Sums.Complete(), io.SeekStart); err != nil {
-					return false, err
-				}
-				if px.opts.Legacy {
-					if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(grow.EntryHash); err != nil {
-						return false, fmt.Errorf("%s: %w", e.Path, err)
-					}
-				}
-			}
-			if px.opts.Legacy {
-				bs := int64(px.opts.Blocksize)
-				if bs == 0 {
-					bs = int64(control.DefaultBlocksize(e.Size))
-				}
-				cut = &cutHash{h: h, at: e.Size - e.Size%bs}
-				if grow != nil {
-					cut.n = grow.Sums.Complete()
-				}
+			var err error
+			if g, err = px.planGrowth(f, e, want, &mo, h); err != nil {
+				return false, err
 			}
 		}
 		if px.opts.Legacy {
 			// Legacy control files carry SHA-1 only.
 			var w io.Writer = h
-			if cut != nil {
-				w = cut
+			if g != nil && g.cut != nil {
+				w = g.cut
 			}
 			in = io.TeeReader(in, w)
 		}
@@ -574,9 +549,6 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		}
 		if cf.Length != e.Size {
 			return false, nil
-		}
-		if cut != nil {
-			next.EntryHash = cut.state
 		}
 	}
 	fi, err := f.Stat()
@@ -596,8 +568,8 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		if err := px.mkdirAll(filepath.Dir(target)); err != nil {
 			return false, err
 		}
-		// A new control file is not flushed on its own when one syncfs
-		// before the index covers it (see syncBatch).
+		// A new control file is not flushed on its own: one syncfs
+		// before the index is written covers it (see index).
 		noSync := px.opts.NoSync
 		if old, named := px.prev[e.Path]; px.batch && !noSync && !(named && old.Control == want) {
 			if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
@@ -611,15 +583,8 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		}
 		px.controls.Add(1)
 		e.Control = want
-		if grow != nil {
-			px.extended.Add(1)
-		}
-		if next != nil && next.Sums.Length == e.Size && (!px.opts.Legacy || next.EntryHash != nil) {
-			next.SHA256 = e.SHA256
-			if err := px.writeGrow(next); err != nil {
-				// Without it the next growth is read whole: not fatal.
-				px.warn(fmt.Errorf("index: state of %s for its growth: %w", e.Path, err))
-			}
+		if g != nil {
+			px.finishGrowth(g, e)
 		}
 	}
 	return true, nil

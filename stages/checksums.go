@@ -418,20 +418,21 @@ func (c *checksummer) writeHashes(p []byte) {
 func (c *checksummer) saveHashes() error {
 	var err error
 	if c.sha1 != nil {
-		if c.state.SHA1, err = marshalHash(c.sha1); err != nil {
+		if c.state.SHA1, err = HashState(c.sha1); err != nil {
 			return err
 		}
 	}
 	if c.sha256 != nil {
-		if c.state.SHA256, err = marshalHash(c.sha256); err != nil {
+		if c.state.SHA256, err = HashState(c.sha256); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// marshalHash returns the state of a crypto/sha1 or crypto/sha256 hash.
-func marshalHash(h hash.Hash) ([]byte, error) {
+// HashState returns the state of a crypto/sha1 or crypto/sha256 hash
+// (its MarshalBinary), from which RestoreHashState continues.
+func HashState(h hash.Hash) ([]byte, error) {
 	m, ok := h.(encoding.BinaryMarshaler)
 	if !ok {
 		return nil, errors.New("block checksums: the whole-file hash state cannot be saved")
@@ -439,8 +440,8 @@ func marshalHash(h hash.Hash) ([]byte, error) {
 	return m.MarshalBinary()
 }
 
-// unmarshalHash makes h continue from a state marshalHash returned.
-func unmarshalHash(h hash.Hash, state []byte) error {
+// RestoreHashState makes h continue from a state HashState returned.
+func RestoreHashState(h hash.Hash, state []byte) error {
 	u, ok := h.(encoding.BinaryUnmarshaler)
 	if !ok {
 		return errors.New("block checksums: the whole-file hash state cannot be restored")
@@ -480,14 +481,14 @@ func (c *checksummer) resume() error {
 	c.strongs = append(c.strongs, r.Strong[:nb*int64(c.full)]...)
 	c.length = full
 	if c.sha1 != nil {
-		if err := unmarshalHash(c.sha1, r.SHA1); err != nil {
+		if err := RestoreHashState(c.sha1, r.SHA1); err != nil {
 			return err
 		}
 	}
 	if c.sha256 == nil {
 		return nil
 	}
-	if err := unmarshalHash(c.sha256, r.SHA256); err != nil {
+	if err := RestoreHashState(c.sha256, r.SHA256); err != nil {
 		return err
 	}
 	c.sha256n = full
