@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 
@@ -247,16 +248,13 @@ func TestBlockChecksumsLengthHint(t *testing.T) {
 // run over the whole input, reading only the new part (and, for hash-chain
 // states inside the prefix, less than a mark span each).
 func TestBlockChecksumsResume(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		bs     int
-		legacy bool
-		sizes  []int
-	}{
+	for _, tc := range []resumeCase{
 		{"small-blocks", 16, false, []int{0, 1, 15, 16, 17, 100, 1000, 1001}},
 		{"chain-span-fixed", 2048, false, []int{3 << 20, 3<<20 + 1, 4<<20 + 2048, 6<<20 + 7}},
 		{"chain-span-moves", 2048, false, []int{15 << 20, 16<<20 + 3, 17 << 20, 19<<20 + 4095}},
 		{"legacy", 2048, true, []int{100, 3000, 1<<20 + 1, 2<<20 + 2048}},
+		{"unchanged", 512, false, []int{5000, 5000, 5001, 5001}},
+		randomGrowth(1, 64), randomGrowth(2, 4096), randomGrowth(3, 16),
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			alg := strong.MD5
@@ -306,6 +304,32 @@ func TestBlockChecksumsResume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resumeCase is a case of TestBlockChecksumsResume: a file of sizes[0]
+// bytes that grows to each of the following sizes.
+type resumeCase struct {
+	name   string
+	bs     int
+	legacy bool
+	sizes  []int
+}
+
+// randomGrowth is a case of TestBlockChecksumsResume: ten random
+// growths, some smaller than a block, of a file of up to about 3 MiB.
+func randomGrowth(seed uint64, bs int) (c resumeCase) {
+	r := rand.New(rand.NewPCG(seed, uint64(bs)))
+	c.name, c.bs, c.legacy = fmt.Sprintf("random-%d-%d", seed, bs), bs, seed%2 == 0
+	n := r.IntN(1 << 20)
+	for range 10 {
+		c.sizes = append(c.sizes, n)
+		if r.IntN(2) == 0 {
+			n += r.IntN(bs)
+		} else {
+			n += r.IntN(256 << 10)
+		}
+	}
+	return c
 }
 
 type countingReaderAt struct {
