@@ -125,7 +125,7 @@ type delta struct {
 	matches   *Matches
 	hasher    *simd.Hasher
 	ownHasher bool
-	bufs      sync.Pool    // segment buffers
+	bufs      chan *[]byte // segment buffers, at most one per worker
 	sums      sync.Pool    // rolling checksum buffers of scanners
 	scanned   atomic.Int64 // seed bytes, for Progress
 	// grouped[l] is set once every block of the duplicate group led by
@@ -182,6 +182,7 @@ func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) 
 	if d.opts.Workers <= 0 {
 		d.opts.Workers = pipeline.DefaultWorkers()
 	}
+	d.bufs = make(chan *[]byte, d.opts.Workers)
 	return d, nil
 }
 
@@ -376,12 +377,8 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 	// The segment, plus seq blocks after it, zero-padded past the seed's
 	// end: zsync pads seeds with zeros so a short last block can match.
 	want := seg.end - seg.start + int64(ix.seq)*bs
-	bp, _ := d.bufs.Get().(*[]byte)
-	if bp == nil || int64(cap(*bp)) < want {
-		b := make([]byte, want)
-		bp = &b
-	}
-	defer d.bufs.Put(bp)
+	bp := d.buffer(want)
+	defer d.putBuffer(bp)
 	buf := (*bp)[:want]
 	// A run followed into the zero padding past the seed's end gives a
 	// second-pass segment that may start beyond it: nothing to read then.
@@ -419,6 +416,31 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 		d.opts.Progress(d.scanned.Add(seg.end - seg.start))
 	}
 	return err
+}
+
+// buffer returns a segment buffer of at least n bytes: a free one, or a
+// new one. The free buffers are kept in a channel rather than a sync.Pool,
+// which the collector empties: with the collector running often (a low
+// GOGC, a memory limit) every segment would allocate its megabytes anew.
+func (d *delta) buffer(n int64) *[]byte {
+	select {
+	case bp := <-d.bufs:
+		if int64(cap(*bp)) >= n {
+			return bp
+		}
+	default:
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// putBuffer keeps a segment buffer for the next segment; a buffer beyond
+// one per worker is left to the collector.
+func (d *delta) putBuffer(bp *[]byte) {
+	select {
+	case d.bufs <- bp:
+	default:
+	}
 }
 
 // scan rolls through the segment. At each offset it checks the bit table,
