@@ -27,12 +27,13 @@ type DeltaOptions struct {
 	// algorithm must be the control file's.
 	Hasher *simd.Hasher
 	// SegmentSize is the length of seed data one worker scans as a unit;
-	// 0 means 8 MiB. Segments overlap by seq_matches blocks so that no
-	// match is lost at a boundary. Since a scanner decides by what it found
-	// in its own segment, smaller segments find fewer blocks: 2 MiB
-	// segments cut peak memory by about 24 MB on a 244 MB target but
-	// downloaded 155 KB more of the consecutive Go release pair (4 MiB:
-	// 131 KB more).
+	// 0 means 8 MiB. Each worker holds one segment in memory. Segments
+	// overlap by seq_matches blocks so that no match is lost at a
+	// boundary. Since a scanner decides by what it found in its own
+	// segment, smaller segments find fewer blocks: on the consecutive Go
+	// release pair (244 MB, 4 KiB blocks, 2 workers) 512 KiB segments
+	// take peak RSS from 40 MB to 24 MB but download 143 KB more (2 MiB:
+	// 28 MB, 106 KB more); docs/performance.md, "Memory budget".
 	SegmentSize int64
 	// Matches, if set, receives the matches and may already hold some
 	// (blocks known from elsewhere are not looked for again); nil starts
