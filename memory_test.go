@@ -24,7 +24,7 @@ import (
 const (
 	memBlocksize = 4096
 	memWorkers   = 2
-	memSegment   = 8 << 20 // stages' default segment size
+	memSegment   = 1 << 20 // stages' default segment size
 	// memPerBlock bounds the bytes allocated per target block: the records
 	// (9 B), the index (≈ 60 B and the transient tables of its build),
 	// the matches (8 B), the patcher's and the verifier's bits.

@@ -27,7 +27,9 @@ type DeltaOptions struct {
 	// algorithm must be the control file's.
 	Hasher *simd.Hasher
 	// SegmentSize is the length of seed data one worker reads as a unit;
-	// 0 means 8 MiB. It is rounded up to a multiple of the scan's tile
+	// 0 means 1 MiB (one tile: 2 workers then hold 2 MiB of seed data;
+	// 8 MiB segments cost 15 MB more peak RSS on a 244 MB sync and found
+	// the same blocks). It is rounded up to a multiple of the scan's tile
 	// (1 MiB, or 4 blocks if that is more): the scan starts afresh at every
 	// tile boundary, so the blocks found do not depend on the segment
 	// size, only the memory does (a segment buffer per worker). Segments
@@ -186,7 +188,7 @@ func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) 
 		return nil, fmt.Errorf("delta: hasher computes %v, control file uses %v", d.hasher.Algorithm(), f.StrongAlgorithm)
 	}
 	if d.opts.SegmentSize <= 0 {
-		d.opts.SegmentSize = 8 << 20
+		d.opts.SegmentSize = 1 << 20
 	}
 	// Whole tiles per segment; a tile is whole blocks, at least a few.
 	bs := int64(f.Blocksize)
