@@ -842,14 +842,8 @@ func (m *mirrorRun) placeBatch(batch []*fileJob) {
 // whole file system at once where it can (they are all in the parts
 // directory), else file by file.
 func (m *mirrorRun) syncFiles(batch []*fileJob) error {
-	d, err := os.Open(m.parts)
-	if err != nil {
-		return err
-	}
-	err = osfile.SyncFS(d)
-	d.Close()
-	if !errors.Is(err, errors.ErrUnsupported) {
-		return err
+	if osfile.HasSyncFS {
+		return osfile.SyncFS(m.parts)
 	}
 	for _, j := range batch {
 		f, err := os.Open(j.tmp)

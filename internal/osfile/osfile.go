@@ -117,18 +117,6 @@ func Sync(f *os.File) error {
 	return nil
 }
 
-// SyncFS flushes every file of the file system holding f (syncfs(2) on
-// Linux) to stable storage: one call instead of one Sync per file, for
-// many files written at once. Linux reports write errors of the files
-// through it since 5.8. Elsewhere it returns errors.ErrUnsupported (Sync
-// each file instead).
-func SyncFS(f *os.File) error {
-	if err := syncFS(f); err != nil {
-		return &fs.PathError{Op: "syncfs", Path: f.Name(), Err: err}
-	}
-	return nil
-}
-
 // Writeback asks the OS to start writing the n bytes of f at off to disk
 // now, without waiting for it, so that a final Sync has little left to do
 // and dirty pages do not pile up: sync_file_range(SYNC_FILE_RANGE_WRITE) on
@@ -143,6 +131,20 @@ func Writeback(f *os.File, off, n int64) error {
 // their metadata and cannot open a directory as a file.
 func SyncDir(dir string) error {
 	return syncDir(dir)
+}
+
+// HasSyncFS reports whether SyncFS works here (Linux).
+const HasSyncFS = hasSyncFS
+
+// SyncFS flushes everything written to the file system that holds dir —
+// data, new files and renames — to stable storage: syncfs(2), one call
+// instead of an fsync per file for a writer that creates many files. It
+// returns an error wrapping errors.ErrUnsupported where HasSyncFS is false.
+func SyncFS(dir string) error {
+	if err := syncFS(dir); err != nil {
+		return &fs.PathError{Op: "syncfs", Path: dir, Err: err}
+	}
+	return nil
 }
 
 // Replace renames src to dst, replacing dst atomically when it exists: at

@@ -16,5 +16,7 @@ func syncData(f *os.File) error { return f.Sync() }
 // writeback does nothing: only Linux has sync_file_range.
 func writeback(*os.File, int64, int64) error { return nil }
 
-// syncFS is only available on Linux.
-func syncFS(*os.File) error { return errors.ErrUnsupported }
+// hasSyncFS: only Linux has syncfs(2).
+const hasSyncFS = false
+
+func syncFS(string) error { return errors.ErrUnsupported }
