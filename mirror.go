@@ -247,6 +247,7 @@ type mirrorRun struct {
 	qmu              sync.Mutex    // guards queued, queuedBytes
 	queued           []*fileJob    // verified, to flush and rename
 	queuedBytes      int64
+	flushEach        bool       // set before the fetches start: see place
 	hmu              sync.Mutex // guards hashers
 	hashers          map[strong.Algorithm]*simd.Hasher
 	dirty            bool // the state changed; guarded by mu
@@ -264,6 +265,7 @@ type fileJob struct {
 	fi     os.FileInfo // tmp's, when its mode and mtime are set already
 	how    string      // "copy", "inline", "whole", "sync", "dup"
 	placed bool        // renamed into place
+	synced bool        // tmp was flushed already
 }
 
 func (m *mirrorRun) logf(format string, args ...any) {
@@ -735,6 +737,14 @@ func (m *mirrorRun) place(ctx context.Context) error {
 			m.queue(j)
 		}
 	}
+	// While large files are rebuilt (and flushed by the sync pipeline as
+	// they are written), a syncfs would wait for their data too: files
+	// fetched whole are then flushed one by one, as they are verified.
+	for _, j := range m.jobs {
+		if j.how == "sync" && j.f != nil && j.tmp == "" {
+			m.flushEach = true
+		}
+	}
 	small := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
 	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
 	for _, j := range m.jobs {
@@ -796,7 +806,7 @@ const (
 // queue renames a job's verified file into place, now or with the next
 // batch.
 func (m *mirrorRun) queue(j *fileJob) {
-	if m.opts.NoFsync {
+	if m.opts.NoFsync || j.synced {
 		m.finishJob(j)
 		return
 	}
@@ -1166,9 +1176,13 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 		err = fmt.Errorf("got %d bytes that do not match the index (%d bytes, SHA-256 %s…): %w", n, j.e.Size, j.hex[:12], ErrVerify)
 	}
 	// Mode and mtime now (the file is flushed later, in a batch, before it
-	// is renamed into place: see queue).
+	// is renamed into place: see queue; or now, see place).
 	if err == nil {
 		err = w.Chmod(j.e.Mode)
+	}
+	if err == nil && m.flushEach && !m.opts.NoFsync {
+		err = osfile.Sync(w)
+		j.synced = err == nil
 	}
 	if cerr := w.Close(); err == nil {
 		err = cerr
