@@ -51,8 +51,10 @@ type Options struct {
 	// has AVX2 or AVX-512.
 	Fallback bool
 	// Servers is the number of md5-simd servers (lane sets), each with its
-	// own goroutine and 16 hashers. Zero means one per physical core as
-	// (internal/cpus: capped by GOMAXPROCS).
+	// own goroutine and 16 hashers. On a CPU with lanes, MD5 groups of
+	// blocks of one length go through the 8-lane AVX2 path (md5x8), which
+	// needs no server; the servers hash only groups of mixed lengths. Zero
+	// means none: such groups are hashed with crypto/md5.
 	Servers int
 }
 
@@ -126,8 +128,12 @@ type pooledHash struct {
 type Hasher struct {
 	alg strong.Algorithm
 
-	// sets is the pool of lane sets (nil without lanes). nsets is its
-	// capacity.
+	// x8 selects the 8-lane AVX2 MD5 (md5x8) for groups of blocks of one
+	// length.
+	x8 bool
+
+	// sets is the pool of md5-simd lane sets (nil without Options.Servers).
+	// nsets is its capacity.
 	sets  chan *laneSet
 	nsets int
 
@@ -170,9 +176,13 @@ func NewHasher(alg strong.Algorithm, opts Options) (*Hasher, error) {
 	if alg != strong.MD5 || opts.Fallback || noSIMDFromEnv() || !Available() {
 		return h, nil
 	}
+	h.x8 = cpuHasX8()
 	n := opts.Servers
-	if n == 0 {
+	if n == 0 && !h.x8 {
 		n = cpus.Cores()
+	}
+	if n == 0 {
+		return h, nil
 	}
 	h.nsets = n
 	h.sets = make(chan *laneSet, n)
@@ -190,7 +200,7 @@ func (h *Hasher) Algorithm() strong.Algorithm { return h.alg }
 func (h *Hasher) Lanes() bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.sets != nil && !h.closed
+	return (h.x8 || h.sets != nil) && !h.closed
 }
 
 // SumBlocks writes, for each i, the first size bytes of the digest of
@@ -210,10 +220,48 @@ func (h *Hasher) SumBlocks(out []byte, size int, blocks [][]byte) {
 	if len(out) < len(blocks)*size {
 		panic(fmt.Sprintf("simd: SumBlocks: out holds %d bytes, want %d (%d blocks × %d)", len(out), len(blocks)*size, len(blocks), size))
 	}
-	if h.sets == nil || len(blocks) < h.minLaneBlocks {
+	if (h.sets == nil && !h.x8) || len(blocks) < h.minLaneBlocks {
 		h.sumSerial(out, size, blocks)
 		return
 	}
+	if h.x8 {
+		h.sumX8(out, size, blocks)
+		return
+	}
+	h.sumLanes(out, size, blocks)
+}
+
+// sumX8 hashes blocks 8 at a time on the AVX2 lanes (md5x8), in the calling
+// goroutine. A group md5x8 cannot take (blocks of mixed lengths) goes to
+// the md5-simd lane sets if there are any, else to crypto/md5; so does a
+// trailing group of fewer than minLaneBlocks blocks, since md5x8 costs as
+// much for one live lane as for eight.
+func (h *Hasher) sumX8(out []byte, size int, blocks [][]byte) {
+	var sums [8][md5.Size]byte
+	used := false
+	for len(blocks) > 0 {
+		n := min(len(blocks), 8)
+		group, gout := blocks[:n], out[:n*size]
+		switch {
+		case n >= h.minLaneBlocks && md5x8(&sums, group):
+			used = true
+			for i := range n {
+				copy(gout[i*size:(i+1)*size], sums[i][:size])
+			}
+		case h.sets != nil:
+			h.sumLanes(gout, size, group)
+		default:
+			h.sumSerial(gout, size, group)
+		}
+		out, blocks = out[n*size:], blocks[n:]
+	}
+	if used {
+		h.laneCalls.Add(1)
+	}
+}
+
+// sumLanes hashes blocks on an md5-simd lane set, 16 at a time.
+func (h *Hasher) sumLanes(out []byte, size int, blocks [][]byte) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	var ls *laneSet

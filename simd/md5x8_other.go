@@ -1,0 +1,14 @@
+//go:build !amd64 || !gc || noasm || appengine
+
+package simd
+
+import "crypto/md5"
+
+// cpuHasX8 reports false: the 8-lane MD5 is amd64 assembly.
+func cpuHasX8() bool { return false }
+
+// cpuHasAVX512 reports false: md5-simd has no vector code for this build.
+func cpuHasAVX512() bool { return false }
+
+// md5x8 reports false: there is no 8-lane MD5 in this build.
+func md5x8(*[8][md5.Size]byte, [][]byte) bool { return false }
