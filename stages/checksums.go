@@ -59,8 +59,9 @@ type chunk struct {
 	n     int          // bytes of real input in data
 	buf   *[]byte      // the pooled buffer behind data
 	users atomic.Int32 // consumers done with data
-	sums  []uint32
-	hash  []byte
+	sums  []uint32     // the chunk's rolling sums
+	hash  []byte       // its full strong digests
+	extra bool         // sums and hash lie outside the records sized up front
 }
 
 func (c *chunk) Size() int64 { return int64(c.n) }
@@ -142,8 +143,14 @@ type checksummer struct {
 	bufs      sync.Pool          // chunk buffers: read takes one, the last user gives it back
 	users     int32              // consumers of each chunk
 	length    int64              // owned by read
-	rsums     []uint32           // owned by collect
-	strongs   []byte             // owned by collect
+	// preRsums and preStrongs are the records sized up front from
+	// opts.Length; each block-sums worker writes its chunk's records into
+	// them in place. Set once before the pipeline runs.
+	preRsums   []uint32
+	preStrongs []byte
+	blocks     int64    // blocks collected; owned by collect
+	rsums      []uint32 // records of blocks past the sized ones, owned by collect
+	strongs    []byte   // (the input grew after its length was taken)
 }
 
 // newChecksummer checks the options and sets the sizes.
@@ -206,8 +213,8 @@ func newChecksummer(r io.Reader, opts ChecksumOptions) (*checksummer, error) {
 		// Size the records once when the length is known (it is only a
 		// hint: the slices still grow if more data comes).
 		n := (opts.Length + int64(bs) - 1) / int64(bs)
-		c.rsums = make([]uint32, 0, n)
-		c.strongs = make([]byte, 0, n*int64(full))
+		c.preRsums = make([]uint32, n)
+		c.preStrongs = make([]byte, n*int64(full))
 	}
 	c.bufs.New = func() any { b := make([]byte, c.chunkSize); return &b }
 	return c, nil
@@ -260,14 +267,18 @@ func (c *checksummer) release(ch *chunk) {
 func (c *checksummer) sum(ctx context.Context, ch *chunk) (*chunk, error) {
 	bs := c.bs
 	nb := len(ch.data) / bs
-	ch.sums = make([]uint32, nb)
+	if end := ch.first + int64(nb); end <= int64(len(c.preRsums)) {
+		ch.sums = c.preRsums[ch.first:end]
+		ch.hash = c.preStrongs[ch.first*int64(c.full) : end*int64(c.full)]
+	} else {
+		ch.sums, ch.hash, ch.extra = make([]uint32, nb), make([]byte, nb*c.full), true
+	}
 	blocks := make([][]byte, nb)
 	for i := range nb {
 		blk := ch.data[i*bs : (i+1)*bs]
 		blocks[i] = blk
 		ch.sums[i] = rollsum.Block(blk).Packed()
 	}
-	ch.hash = make([]byte, nb*c.full)
 	c.hasher.SumBlocks(ch.hash, c.full, blocks)
 	c.release(ch)
 	return ch, nil
@@ -307,10 +318,14 @@ func (c *checksummer) writeSHA256(p []byte) {
 	}
 }
 
-// collect appends a chunk's records, in order.
+// collect counts a chunk's records, in order, and appends those that did
+// not fit in the records sized up front.
 func (c *checksummer) collect(ctx context.Context, ch *chunk) error {
-	c.rsums = append(c.rsums, ch.sums...)
-	c.strongs = append(c.strongs, ch.hash...)
+	c.blocks += int64(len(ch.sums))
+	if ch.extra {
+		c.rsums = append(c.rsums, ch.sums...)
+		c.strongs = append(c.strongs, ch.hash...)
+	}
 	return nil
 }
 
@@ -342,21 +357,30 @@ func (c *checksummer) result() *control.File {
 			}
 		}
 	}
+	// The records in order: the sized ones actually used, then the rest.
+	// (A chunk is written in place only if it fits whole, and chunks come
+	// in order, so the in-place ones are all before the others.)
+	pre := c.blocks - int64(len(c.rsums))
+	rsums, strongs := c.preRsums[:pre], c.preStrongs[:pre*int64(c.full)]
+	if len(c.rsums) > 0 {
+		rsums = append(rsums, c.rsums...)
+		strongs = append(strongs, c.strongs...)
+	}
 	mask := control.RsumMask(hl.RsumBytes)
-	for i := range c.rsums {
-		c.rsums[i] &= mask
+	for i := range rsums {
+		rsums[i] &= mask
 	}
 	// Keep the leading StrongBytes of each digest, in place.
 	sb := hl.StrongBytes
-	for i := range c.rsums {
-		copy(c.strongs[i*sb:(i+1)*sb], c.strongs[i*c.full:i*c.full+sb])
+	for i := range rsums {
+		copy(strongs[i*sb:(i+1)*sb], strongs[i*c.full:i*c.full+sb])
 	}
-	n := len(c.rsums) * sb
+	n := len(rsums) * sb
 	f.Checksums = control.Checksums{
 		RsumBytes:   hl.RsumBytes,
 		StrongBytes: sb,
-		Rsum:        c.rsums,
-		Strong:      c.strongs[:n:n],
+		Rsum:        rsums[:len(rsums):len(rsums)],
+		Strong:      strongs[:n:n],
 	}
 	return f
 }
