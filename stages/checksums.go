@@ -60,7 +60,7 @@ type chunk struct {
 	buf   *[]byte      // the pooled buffer behind data
 	users atomic.Int32 // consumers done with data
 	sums  []uint32     // the chunk's rolling sums
-	hash  []byte       // its full strong digests
+	hash  []byte       // its strong digests, keep bytes each (full when extra)
 	extra bool         // sums and hash lie outside the records sized up front
 }
 
@@ -134,6 +134,7 @@ type checksummer struct {
 	opts      ChecksumOptions
 	alg       strong.Algorithm
 	bs, full  int
+	keep      int // bytes kept of each digest in preStrongs
 	chunkSize int
 	hasher    *simd.Hasher
 	sha1      hash.Hash
@@ -213,8 +214,17 @@ func newChecksummer(r io.Reader, opts ChecksumOptions) (*checksummer, error) {
 		// Size the records once when the length is known (it is only a
 		// hint: the slices still grow if more data comes).
 		n := (opts.Length + int64(bs) - 1) / int64(bs)
+		// Only the leading bytes of each digest that the control file
+		// will hold (plus one, should the input grow a little while it
+		// is read; read fails if it grows more).
+		c.keep = full
+		if hl := opts.HashLengths; hl != (control.HashLengths{}) {
+			c.keep = hl.StrongBytes
+		} else {
+			c.keep = min(full, control.DefaultHashLengths(opts.Length, bs).StrongBytes+1)
+		}
 		c.preRsums = make([]uint32, n)
-		c.preStrongs = make([]byte, n*int64(full))
+		c.preStrongs = make([]byte, n*int64(c.keep))
 	}
 	c.bufs.New = func() any { b := make([]byte, c.chunkSize); return &b }
 	return c, nil
@@ -246,12 +256,30 @@ func (c *checksummer) read(ctx context.Context, emit func(*chunk) error) error {
 			c.bufs.Put(bp)
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil
+			return c.checkKept()
 		}
 		if err != nil {
 			return fmt.Errorf("read input: %w", err)
 		}
 	}
+}
+
+// ErrGrew reports an input that grew so much while it was read, beyond
+// the length given in ChecksumOptions.Length, that its records need
+// longer strong hashes than were kept.
+var ErrGrew = errors.New("input grew while it was read")
+
+// checkKept makes sure, once the length is known, that the digests kept in
+// the records sized up front are long enough for it.
+func (c *checksummer) checkKept() error {
+	if len(c.preRsums) == 0 || c.opts.HashLengths != (control.HashLengths{}) {
+		return nil
+	}
+	if sb := control.DefaultHashLengths(c.length, c.bs).StrongBytes; sb > c.keep {
+		return fmt.Errorf("read input: %w: %d bytes instead of %d need %d-byte strong hashes, %d kept",
+			ErrGrew, c.length, c.opts.Length, sb, c.keep)
+	}
+	return nil
 }
 
 // release records that a consumer is done with the chunk's data, and gives
@@ -269,7 +297,7 @@ func (c *checksummer) sum(ctx context.Context, ch *chunk) (*chunk, error) {
 	nb := len(ch.data) / bs
 	if end := ch.first + int64(nb); end <= int64(len(c.preRsums)) {
 		ch.sums = c.preRsums[ch.first:end]
-		ch.hash = c.preStrongs[ch.first*int64(c.full) : end*int64(c.full)]
+		ch.hash = c.preStrongs[ch.first*int64(c.keep) : end*int64(c.keep)]
 	} else {
 		ch.sums, ch.hash, ch.extra = make([]uint32, nb), make([]byte, nb*c.full), true
 	}
@@ -279,7 +307,11 @@ func (c *checksummer) sum(ctx context.Context, ch *chunk) (*chunk, error) {
 		blocks[i] = blk
 		ch.sums[i] = rollsum.Block(blk).Packed()
 	}
-	c.hasher.SumBlocks(ch.hash, c.full, blocks)
+	size := c.keep
+	if ch.extra {
+		size = c.full
+	}
+	c.hasher.SumBlocks(ch.hash, size, blocks)
 	c.release(ch)
 	return ch, nil
 }
@@ -361,19 +393,24 @@ func (c *checksummer) result() *control.File {
 	// (A chunk is written in place only if it fits whole, and chunks come
 	// in order, so the in-place ones are all before the others.)
 	pre := c.blocks - int64(len(c.rsums))
-	rsums, strongs := c.preRsums[:pre], c.preStrongs[:pre*int64(c.full)]
+	rsums := c.preRsums[:pre]
 	if len(c.rsums) > 0 {
 		rsums = append(rsums, c.rsums...)
-		strongs = append(strongs, c.strongs...)
 	}
 	mask := control.RsumMask(hl.RsumBytes)
 	for i := range rsums {
 		rsums[i] &= mask
 	}
-	// Keep the leading StrongBytes of each digest, in place.
-	sb := hl.StrongBytes
-	for i := range rsums {
-		copy(strongs[i*sb:(i+1)*sb], strongs[i*c.full:i*c.full+sb])
+	// Keep the leading StrongBytes of each digest, in place (read made
+	// sure that StrongBytes <= keep), then those of the appended records.
+	sb, keep := hl.StrongBytes, c.keep
+	strongs := c.preStrongs[:pre*int64(keep)]
+	for i := range int(pre) {
+		copy(strongs[i*sb:(i+1)*sb], strongs[i*keep:i*keep+sb])
+	}
+	strongs = strongs[:int(pre)*sb]
+	for i := range len(c.rsums) {
+		strongs = append(strongs, c.strongs[i*c.full:i*c.full+sb]...)
 	}
 	n := len(rsums) * sb
 	f.Checksums = control.Checksums{
