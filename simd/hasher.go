@@ -52,7 +52,7 @@ type Options struct {
 	Fallback bool
 	// Servers is the number of md5-simd servers (lane sets), each with its
 	// own goroutine and 16 hashers. On a CPU with lanes, MD5 groups of
-	// blocks of one length go through the 8-lane AVX2 path (md5x8), which
+	// blocks of one length go through the 8-lane AVX2 path (x8), which
 	// needs no server; the servers hash only groups of mixed lengths. Zero
 	// means none: such groups are hashed with crypto/md5.
 	Servers int
@@ -128,8 +128,8 @@ type pooledHash struct {
 type Hasher struct {
 	alg strong.Algorithm
 
-	// x8 selects the 8-lane AVX2 MD5 (md5x8) for groups of blocks of one
-	// length.
+	// x8 selects the 8-lane AVX2 MD4 or MD5 (x8) for groups of blocks of
+	// one length.
 	x8 bool
 
 	// sets is the pool of md5-simd lane sets (nil without Options.Servers).
@@ -173,6 +173,10 @@ func NewHasher(alg strong.Algorithm, opts Options) (*Hasher, error) {
 		spawnAbove:    defaultSpawnAbove,
 	}
 	h.pool.New = func() any { return &pooledHash{h: alg.New()} }
+	if alg == strong.MD4 && !opts.Fallback && !noSIMDFromEnv() {
+		h.x8 = cpuHasX8()
+		return h, nil
+	}
 	if alg != strong.MD5 || opts.Fallback || noSIMDFromEnv() || !Available() {
 		return h, nil
 	}
@@ -195,8 +199,9 @@ func NewHasher(alg strong.Algorithm, opts Options) (*Hasher, error) {
 // Algorithm returns the algorithm the Hasher computes.
 func (h *Hasher) Algorithm() strong.Algorithm { return h.alg }
 
-// Lanes reports whether MD5 goes through md5-simd's vector lanes. It is
-// false for other algorithms, for the fallback, and after Close.
+// Lanes reports whether MD4 or MD5 goes through vector lanes (x8 or
+// md5-simd's). It is false for SHA-224, for the fallback, without AVX2,
+// and after Close.
 func (h *Hasher) Lanes() bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -231,11 +236,11 @@ func (h *Hasher) SumBlocks(out []byte, size int, blocks [][]byte) {
 	h.sumLanes(out, size, blocks)
 }
 
-// sumX8 hashes blocks 8 at a time on the AVX2 lanes (md5x8), in the calling
-// goroutine. A group md5x8 cannot take (blocks of mixed lengths) goes to
-// the md5-simd lane sets if there are any, else to crypto/md5; so does a
-// trailing group of fewer than minLaneBlocks blocks, since md5x8 costs as
-// much for one live lane as for eight.
+// sumX8 hashes blocks 8 at a time on the AVX2 lanes (x8), in the calling
+// goroutine. A group x8 cannot take (blocks of mixed lengths) goes to the
+// md5-simd lane sets if there are any, else to crypto/md5 (x/crypto/md4);
+// so does a trailing group of fewer than minLaneBlocks blocks, since x8
+// costs as much for one live lane as for eight.
 func (h *Hasher) sumX8(out []byte, size int, blocks [][]byte) {
 	var sums [8][md5.Size]byte
 	used := false
@@ -243,7 +248,7 @@ func (h *Hasher) sumX8(out []byte, size int, blocks [][]byte) {
 		n := min(len(blocks), 8)
 		group, gout := blocks[:n], out[:n*size]
 		switch {
-		case n >= h.minLaneBlocks && md5x8(&sums, group):
+		case n >= h.minLaneBlocks && x8(h.alg == strong.MD4, &sums, group):
 			used = true
 			for i := range n {
 				copy(gout[i*size:(i+1)*size], sums[i][:size])

@@ -98,7 +98,9 @@ func configs() []hasherConfig {
 		{name: "MD5-md5simd", alg: strong.MD5, opts: Options{Servers: 2}, lanes: true, noX8: true},
 		{name: "MD5-md5simd-forced", alg: strong.MD5, opts: Options{Servers: 1}, lanes: true, noX8: true, force: true},
 		{name: "MD5-fallback", alg: strong.MD5, opts: Options{Fallback: true}},
-		{name: "MD4", alg: strong.MD4},
+		{name: "MD4", alg: strong.MD4, lanes: true},
+		{name: "MD4-forced", alg: strong.MD4, lanes: true, force: true},
+		{name: "MD4-fallback", alg: strong.MD4, opts: Options{Fallback: true}},
 		{name: "SHA224", alg: strong.SHA224},
 	}
 }
@@ -269,7 +271,7 @@ func TestMD4Vectors(t *testing.T) {
 		{"abcdefghijklmnopqrstuvwxyz", "d79e1c308aa5bbcdeea8ed63df412da9"},
 		{"12345678901234567890123456789012345678901234567890123456789012345678901234567890", "e33b4ddc9c38f2199c3e7b164fcc0536"},
 	}
-	h := newTestHasher(t, hasherConfig{alg: strong.MD4})
+	h := newTestHasher(t, hasherConfig{alg: strong.MD4, lanes: true})
 	blocks := make([][]byte, len(vectors))
 	for i, v := range vectors {
 		blocks[i] = []byte(v.in)

@@ -10,5 +10,5 @@ func cpuHasX8() bool { return false }
 // cpuHasAVX512 reports false: md5-simd has no vector code for this build.
 func cpuHasAVX512() bool { return false }
 
-// md5x8 reports false: there is no 8-lane MD5 in this build.
-func md5x8(*[8][md5.Size]byte, [][]byte) bool { return false }
+// x8 reports false: there is no 8-lane MD4 or MD5 in this build.
+func x8(bool, *[8][md5.Size]byte, [][]byte) bool { return false }

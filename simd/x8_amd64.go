@@ -21,7 +21,22 @@ import (
 //go:noescape
 func md5x8block(state *uint32, base uintptr, bufs *int32, cache *byte, n int)
 
-// digest8 is the state of 8 MD5 streams, one vector register per word.
+// md4x8block is md5x8block for MD4 (md4x8_amd64.s).
+//
+//go:noescape
+func md4x8block(state *uint32, base uintptr, bufs *int32, cache *byte, n int)
+
+// block8 runs md4x8block or md5x8block.
+func block8(md4 bool, state *uint32, base uintptr, bufs *int32, cache *byte, n int) {
+	if md4 {
+		md4x8block(state, base, bufs, cache, n)
+	} else {
+		md5x8block(state, base, bufs, cache, n)
+	}
+}
+
+// digest8 is the state of 8 MD4 or MD5 streams, one vector register per
+// word.
 type digest8 struct {
 	v0, v1, v2, v3 [8]uint32
 }
@@ -58,13 +73,14 @@ func cpuHasX8() bool { return cpuid.CPU.Has(cpuid.AVX2) }
 // (it needs AVX512F and AVX512DQ).
 func cpuHasAVX512() bool { return cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512DQ) }
 
-// md5x8 computes the MD5 digests of up to 8 blocks of equal length in one
-// pass over the AVX2 lanes, reading the blocks where they are (no copies,
-// no goroutines), and reports whether it did. It does nothing and reports
-// false when blocks is empty or longer than 8, when the lengths differ, or
-// when the blocks lie more than 2 GiB apart (the lanes address them by
-// 32-bit offsets from one base).
-func md5x8(sums *[8][md5.Size]byte, blocks [][]byte) bool {
+// x8 computes the MD5 digests (MD4 with md4) of up to 8 blocks of equal
+// length in one pass over the AVX2 lanes, reading the blocks where they
+// are (no copies, no goroutines), and reports whether it did. It does
+// nothing and reports false when blocks is empty or longer than 8, when
+// the lengths differ, or when the blocks lie more than 2 GiB apart (the
+// lanes address them by 32-bit offsets from one base). MD4 and MD5 share
+// the initial state, the padding and the little-endian digest.
+func x8(md4 bool, sums *[8][md5.Size]byte, blocks [][]byte) bool {
 	n := len(blocks)
 	if n == 0 || n > 8 {
 		return false
@@ -99,7 +115,7 @@ func md5x8(sums *[8][md5.Size]byte, blocks [][]byte) bool {
 		for i, b := range blocks {
 			offs[i] = int32(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - base)
 		}
-		md5x8block(&d.v0[0], base, &offs[0], &cache[0], whole)
+		block8(md4, &d.v0[0], base, &offs[0], &cache[0], whole)
 	}
 	// The tail and the padding: the bytes after the last whole 64, 0x80,
 	// zeros, and the length in bits, in one or two 64-byte blocks. Blocks
@@ -121,7 +137,7 @@ func md5x8(sums *[8][md5.Size]byte, blocks [][]byte) bool {
 		binary.LittleEndian.PutUint64(pad[i][padLen-8:], bits)
 		offs[i] = int32(4 + i*len(pad[i]))
 	}
-	md5x8block(&d.v0[0], uintptr(unsafe.Pointer(&pad[0][0]))-4, &offs[0], &cache[0], padLen)
+	block8(md4, &d.v0[0], uintptr(unsafe.Pointer(&pad[0][0]))-4, &offs[0], &cache[0], padLen)
 	runtime.KeepAlive(blocks)
 	runtime.KeepAlive(&pad)
 	for i := range n {
