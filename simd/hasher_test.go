@@ -96,11 +96,8 @@ func configs() []hasherConfig {
 		{name: "MD5-lanes-1server", alg: strong.MD5, opts: Options{Servers: 1}, lanes: true},
 		{name: "MD5-lanes-forced", alg: strong.MD5, opts: Options{Servers: 2}, lanes: true, force: true},
 		{name: "MD5-md5simd", alg: strong.MD5, opts: Options{Servers: 2}, lanes: true, noX8: true},
-		{name: "MD5-md5simd-forced", alg: strong.MD5, opts: Options{Servers: 1}, lanes: true, noX8: true, force: true},
 		{name: "MD5-fallback", alg: strong.MD5, opts: Options{Fallback: true}},
 		{name: "MD4", alg: strong.MD4, lanes: true},
-		{name: "MD4-forced", alg: strong.MD4, lanes: true, force: true},
-		{name: "MD4-fallback", alg: strong.MD4, opts: Options{Fallback: true}},
 		{name: "SHA224", alg: strong.SHA224},
 	}
 }
