@@ -320,7 +320,7 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 		// A rename: the file at the old path is a seed, removed once the
 		// new one is in place.
 	}
-	if len(m.Blocks) > 0 {
+	if m.Blocks != nil {
 		return Result{}, fmt.Errorf("partitioned file (blocks): %w", ErrUnsupported)
 	}
 	if m.Identity == nil && m.Content == nil && m.Zsync == nil && m.Size < 0 {

@@ -245,9 +245,9 @@ type Message struct {
 	ContentType string
 	// Source is the user that injected the file into the network.
 	Source string
-	// Blocks is the partition description of a partitioned file (sr3's
-	// experimental "blocks"), kept as received.
-	Blocks json.RawMessage
+	// Blocks is set when the message announces one partition of a file
+	// (sr3's experimental "blocks"); nil otherwise.
+	Blocks *Blocks
 	// Zsync is zsyncpipe's extension field; nil when absent.
 	Zsync *Zsync
 	// Extra holds the fields this package does not know, written back
@@ -291,7 +291,7 @@ func (m *Message) Encode() ([]byte, error) {
 	if m.Content != nil {
 		o.add("content", m.Content)
 	}
-	if len(m.Blocks) > 0 {
+	if m.Blocks != nil {
 		o.add("blocks", m.Blocks)
 	}
 	if m.Zsync != nil {
@@ -334,7 +334,7 @@ func Decode(body []byte) (*Message, error) {
 	m := &Message{Size: -1}
 	for k, raw := range fields {
 		if err := m.decodeField(k, raw); err != nil {
-			return nil, fmt.Errorf("field %s: %v: %w", k, err, ErrInvalid)
+			return nil, fmt.Errorf("field %s: %w: %w", k, err, ErrInvalid)
 		}
 	}
 	return m, nil
@@ -423,9 +423,11 @@ func (m *Message) decodeField(k string, raw json.RawMessage) error {
 		m.Content = new(Content)
 		return json.Unmarshal(raw, m.Content)
 	case "blocks":
-		if !isNull {
-			m.Blocks = append(json.RawMessage(nil), raw...)
+		if isNull {
+			return nil
 		}
+		m.Blocks = new(Blocks)
+		return json.Unmarshal(raw, m.Blocks)
 	case "zsync":
 		if isNull {
 			return nil

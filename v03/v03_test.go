@@ -146,8 +146,8 @@ func TestGoldenIdentity(t *testing.T) {
 		t.Errorf("random: %+v", m.Identity)
 	}
 	m, _ = Decode([]byte(all["blocks-1"].Body))
-	if len(m.Blocks) == 0 || m.Size != 2048 {
-		t.Errorf("blocks: %s size %d", m.Blocks, m.Size)
+	if m.Blocks == nil || m.Size != 2048 {
+		t.Errorf("blocks: %+v size %d", m.Blocks, m.Size)
 	}
 }
 

@@ -54,8 +54,10 @@ func cleanPath(p string) (string, error) {
 // Validate checks what a subscriber relies on: pubTime, baseUrl and relPath
 // present, relPath (and a rename's old path) safe below the subscriber's
 // directory, size and inline content within l, a digest identity of the
-// right length, inline content that matches size, and a zsync field with a
-// URL. The error wraps ErrInvalid.
+// right length, inline content that matches size, a blocks field that
+// describes a consistent partition (ErrBlocksMethod, ErrBlocksSize,
+// ErrBlocksNumber, ErrBlocksManifest) and a zsync field with a URL. The
+// error wraps ErrInvalid.
 func (m *Message) Validate(l Limits) error {
 	if l.MaxSize <= 0 {
 		l.MaxSize = DefaultMaxSize
@@ -122,6 +124,11 @@ func (m *Message) Validate(l Limits) error {
 		}
 		if m.Size >= 0 && int64(len(data)) != m.Size {
 			return bad("inline content of %d bytes, size says %d", len(data), m.Size)
+		}
+	}
+	if m.Blocks != nil {
+		if err := m.Blocks.validate(m.Size, m.Identity, l.MaxSize); err != nil {
+			return err
 		}
 	}
 	if z := m.Zsync; z != nil {
