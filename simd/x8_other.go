@@ -4,11 +4,8 @@ package simd
 
 import "crypto/md5"
 
-// cpuHasX8 reports false: the 8-lane MD5 is amd64 assembly.
+// cpuHasX8 reports false: the 8-lane MD4 and MD5 are amd64 assembly.
 func cpuHasX8() bool { return false }
-
-// cpuHasAVX512 reports false: md5-simd has no vector code for this build.
-func cpuHasAVX512() bool { return false }
 
 // x8 reports false: there is no 8-lane MD4 or MD5 in this build.
 func x8(bool, *[8][md5.Size]byte, [][]byte) bool { return false }
