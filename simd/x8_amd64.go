@@ -26,15 +26,6 @@ func md5x8block(state *uint32, base uintptr, bufs *int32, cache *byte, n int)
 //go:noescape
 func md4x8block(state *uint32, base uintptr, bufs *int32, cache *byte, n int)
 
-// block8 runs md4x8block or md5x8block.
-func block8(md4 bool, state *uint32, base uintptr, bufs *int32, cache *byte, n int) {
-	if md4 {
-		md4x8block(state, base, bufs, cache, n)
-	} else {
-		md5x8block(state, base, bufs, cache, n)
-	}
-}
-
 // digest8 is the state of 8 MD4 or MD5 streams, one vector register per
 // word.
 type digest8 struct {
@@ -99,8 +90,9 @@ func x8(md4 bool, sums *[8][md5.Size]byte, blocks [][]byte) bool {
 	)
 	whole := size &^ 63
 	if whole > 0 {
-		// No function calls between taking the addresses and the
-		// (NOSPLIT) assembly: nothing can move in between.
+		// No Go function calls between taking the addresses and the
+		// (NOSPLIT, frameless) assembly: a stack copy could move blocks
+		// or pad that live on a stack, and base is a bare address.
 		lo, hi := uintptr(math.MaxUint), uintptr(0)
 		for _, b := range blocks {
 			p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
@@ -113,7 +105,11 @@ func x8(md4 bool, sums *[8][md5.Size]byte, blocks [][]byte) bool {
 		for i, b := range blocks {
 			offs[i] = int32(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - base)
 		}
-		block8(md4, &d.v0[0], base, &offs[0], &cache[0], whole)
+		if md4 {
+			md4x8block(&d.v0[0], base, &offs[0], &cache[0], whole)
+		} else {
+			md5x8block(&d.v0[0], base, &offs[0], &cache[0], whole)
+		}
 	}
 	// The tail and the padding: the bytes after the last whole 64, 0x80,
 	// zeros, and the length in bits, in one or two 64-byte blocks. Blocks
@@ -135,7 +131,11 @@ func x8(md4 bool, sums *[8][md5.Size]byte, blocks [][]byte) bool {
 		binary.LittleEndian.PutUint64(pad[i][padLen-8:], bits)
 		offs[i] = int32(4 + i*len(pad[i]))
 	}
-	block8(md4, &d.v0[0], uintptr(unsafe.Pointer(&pad[0][0]))-4, &offs[0], &cache[0], padLen)
+	if md4 {
+		md4x8block(&d.v0[0], uintptr(unsafe.Pointer(&pad[0][0]))-4, &offs[0], &cache[0], padLen)
+	} else {
+		md5x8block(&d.v0[0], uintptr(unsafe.Pointer(&pad[0][0]))-4, &offs[0], &cache[0], padLen)
+	}
 	runtime.KeepAlive(blocks)
 	runtime.KeepAlive(&pad)
 	for i := range n {
