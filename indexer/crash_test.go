@@ -33,6 +33,11 @@ func TestMain(m *testing.M) {
 		}
 		p := filepath.Join(dir, "d0", "f0")
 		b, _ := os.ReadFile(p)
+		if len(b) == 0 {
+			// A kill during the previous child's WriteFile (truncate,
+			// then write) can leave the file empty.
+			b = make([]byte, 1)
+		}
 		b[0]++
 		os.WriteFile(p, b, 0o644)
 	}
