@@ -1,11 +1,11 @@
 //go:build amd64 && gc && !noasm && !appengine
 
 // MD4 on 8 streams at once with AVX2: md5x8block's scheme (see
-// md5x8_amd64.s: a gather per message word in the first round, kept in a
-// cache for the later rounds, lanes masked by a non-positive offset)
-// applied to MD4's three rounds (RFC 1320).
+// md5x8_amd64.s: the message words of each lane's block transposed into a
+// cache of 16 vectors, x8_amd64.h) applied to MD4's three rounds (RFC 1320).
 
 #include "textflag.h"
+#include "x8_amd64.h"
 
 DATA md4k2<>+0(SB)/4, $0x5a827999
 GLOBL md4k2<>(SB), RODATA|NOPTR, $4
@@ -41,12 +41,9 @@ GLOBL md4k3<>(SB), RODATA|NOPTR, $4
 	VPSRLD $32-shift, r, r  \
 	VPOR   rtmp1, r, r
 
-// a = rotl(a + F(b,c,d) + X[i], s), F = d ^ (b & (c ^ d)); X[i] gathered
-// and cached.
+// a = rotl(a + F(b,c,d) + X[i], s), F = d ^ (b & (c ^ d)).
 #define ROUND1(a, b, c, d, i, s) \
-	VMOVDQA    mask, rtmp2                 \
-	VPGATHERDD rtmp2, i*4(BASE)(off*1), mem \
-	VMOVDQA    mem, i*32(CACHE)            \
+	VMOVDQA    i*32(CACHE), mem            \
 	VPXOR      c, d, tmp                   \
 	VPAND      b, tmp, tmp                 \
 	VPXOR      d, tmp, tmp                 \
@@ -96,6 +93,9 @@ TEXT ·md4x8block(SB), NOSPLIT, $0-40
 	VPCMPGTD mask, off, mask
 
 loop:
+	X8TRANSPOSE8(0, 0)
+	X8TRANSPOSE8(32, 8)
+
 	VMOVDQA a, sa
 	VMOVDQA b, sb
 	VMOVDQA c, sc

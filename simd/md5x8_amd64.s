@@ -1,11 +1,15 @@
 //go:build amd64 && gc && !noasm && !appengine
 
 // md5x8block is block8 of github.com/minio/md5-simd v1.1.2
-// (block8_amd64.s), copied unchanged but for this comment and the name:
-// md5-simd reaches it only through its server goroutines, whose channel
-// traffic and copies cost more than the hashing itself (see md5x8_amd64.go).
+// (block8_amd64.s), copied because md5-simd reaches it only through its
+// server goroutines, whose channel traffic and copies cost more than the
+// hashing itself (see x8_amd64.go). Changed: the name, and the message
+// words are loaded and transposed once per block (x8_amd64.h) instead of
+// gathered word by word (prep), which halves the time on AMD Zen 3.
 // Licences: MIT (Igneous Systems) and Apache-2.0 (MinIO), both below.
 //
+
+#include "x8_amd64.h"
 // Copyright (c) 2018 Igneous Systems
 //   MIT License
 //
@@ -82,8 +86,7 @@ TEXT ·md5x8block(SB), 4, $0-40
 	VPCMPGTD mask, off, mask
 
 #define prep(index) \
-	VMOVAPD    mask, rtmp2                      \
-	VPGATHERDD rtmp2, index*4(base)(off*1), mem
+	VMOVAPD index*32(cache), mem
 
 #define load(index) \
 	VMOVAPD index*32(cache), mem
@@ -168,6 +171,10 @@ TEXT ·md5x8block(SB), 4, $0-40
 	VPCMPEQD ones, ones, ones
 
 loop:
+	X8TRANSPOSE8(0, 0)
+	X8TRANSPOSE8(32, 8)
+	VPCMPEQD ones, ones, ones
+
 	VMOVAPD a, sa
 	VMOVAPD b, sb
 	VMOVAPD c, sc

@@ -14,9 +14,10 @@ import (
 
 // md5x8block runs the MD5 block function over n bytes (a multiple of 64) of
 // 8 streams at once, with AVX2. state holds the 8 digests as 4 vectors of 8
-// words (digest8). Stream i starts at base+bufs[i]; a lane whose offset is
-// not positive is masked off (its state is then garbage). cache is 544
-// bytes of scratch. From md5-simd, see md5x8_amd64.s.
+// words (digest8). Stream i starts at base+bufs[i]; every lane is read,
+// so a lane without a block of its own must repeat another's offset (its
+// state is then garbage). cache is 544 bytes of scratch. From md5-simd,
+// see md5x8_amd64.s.
 //
 //go:noescape
 func md5x8block(state *uint32, base uintptr, bufs *int32, cache *byte, n int)
@@ -101,9 +102,12 @@ func x8(md4 bool, sums *[8][md5.Size]byte, blocks [][]byte) bool {
 		if hi-lo > math.MaxInt32-64 {
 			return false
 		}
-		base := lo - 4 // offsets start at 4: a positive offset marks a lane live
+		base := lo - 4
 		for i, b := range blocks {
 			offs[i] = int32(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - base)
+		}
+		for i := n; i < 8; i++ {
+			offs[i] = offs[0] // lanes without a block hash the first again
 		}
 		if md4 {
 			md4x8block(&d.v0[0], base, &offs[0], &cache[0], whole)
@@ -130,6 +134,9 @@ func x8(md4 bool, sums *[8][md5.Size]byte, blocks [][]byte) bool {
 		pad[i][tail] = 0x80
 		binary.LittleEndian.PutUint64(pad[i][padLen-8:], bits)
 		offs[i] = int32(4 + i*len(pad[i]))
+	}
+	for i := n; i < 8; i++ {
+		offs[i] = 4
 	}
 	if md4 {
 		md4x8block(&d.v0[0], uintptr(unsafe.Pointer(&pad[0][0]))-4, &offs[0], &cache[0], padLen)
