@@ -80,6 +80,15 @@ type PublisherOptions struct {
 	Source string
 	// Now returns the publication time; default time.Now.
 	Now func() time.Time
+	// PartitionSize: files larger than this are announced as partitions
+	// of this size, one message per partition in sr3's v03 "blocks" form,
+	// and only the partitions that changed since the last announcement
+	// (see PartitionMessages); 0 announces every file whole.
+	PartitionSize int64
+	// PartitionAll announces every partition of a file each time, not only
+	// those that changed: what sr3's block_reassembly needs to complete a
+	// file (it waits for every partition of the newest manifest).
+	PartitionAll bool
 }
 
 // Publisher turns changes of a tree into v03 messages and posts them.
@@ -217,15 +226,38 @@ func (p *Publisher) Announce(ctx context.Context, c Change) error {
 	if p.opts.Conn == nil {
 		return fmt.Errorf("announce: no broker connection: %w", zsyncpipe.ErrUsage)
 	}
+	if p.partitioned(c) {
+		msgs, save, err := p.PartitionMessages(ctx, c.Path)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := p.publish(ctx, m); err != nil {
+				return err
+			}
+		}
+		if err := save(); err != nil {
+			return err
+		}
+		if c.Op == Rename {
+			return p.publish(ctx, &v03.Message{PubTime: p.opts.Now(), BaseURL: p.opts.BaseURL, RelPath: c.OldPath,
+				Size: -1, Source: p.opts.Source, FileOp: &v03.FileOp{Remove: true}})
+		}
+		return nil
+	}
 	m, err := p.Message(c)
 	if err != nil {
 		return err
 	}
+	return p.publish(ctx, m)
+}
+
+func (p *Publisher) publish(ctx context.Context, m *v03.Message) error {
 	body, err := m.Encode()
 	if err != nil {
-		return fmt.Errorf("announce %s: %w", c.Path, err)
+		return fmt.Errorf("announce %s: %w", m.RelPath, err)
 	}
-	return p.opts.Conn.Publish(ctx, c.Path, body)
+	return p.opts.Conn.Publish(ctx, m.RelPath, body)
 }
 
 // OnChange is Announce with the signature of a tree watcher's callback.
@@ -246,7 +278,8 @@ func (p *Publisher) Prepare(ctx context.Context, rel string) (Change, error) {
 		return Change{}, fmt.Errorf("announce: %w", err)
 	}
 	c := Change{Op: Write, Path: rel}
-	if fi.Size() < p.opts.InlineMax {
+	if fi.Size() < p.opts.InlineMax || p.partitioned(c) {
+		// Partitions get control files of their own (Announce).
 		return c, nil
 	}
 	ctl := ControlPath(rel)

@@ -29,12 +29,13 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/broker"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/partition"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/v03"
 )
 
 // ErrUnsupported is returned (wrapped) for a valid message this package
-// does not act on (a partitioned file, a link leaving the directory).
+// does not act on (a "separate" partition, a link leaving the directory).
 var ErrUnsupported = errors.New("unsupported announcement")
 
 // ErrMismatch is returned (wrapped) when a fetched file does not match the
@@ -56,6 +57,9 @@ const (
 	Created    Action = "directory"  // fileOp directory
 	Linked     Action = "linked"     // fileOp link or hlink
 	Rejected   Action = "rejected"   // malformed, hostile or failed
+
+	PartitionIn Action = "partition" // a partition of a partitioned file is in; the file is not complete yet
+	Assembled   Action = "assembled" // the last partition is in: the whole file verified and in place
 )
 
 // Result is the outcome of one message.
@@ -240,7 +244,7 @@ func (s *Subscriber) handle(ctx context.Context, body []byte) Result {
 	if err != nil {
 		return Result{Path: m.RelPath, Action: Rejected, Err: err}
 	}
-	unlock := s.lock(rel)
+	unlock := s.lock(lockKey(m, rel))
 	defer unlock()
 	var r Result
 	for attempt := 1; ; attempt++ {
@@ -308,6 +312,9 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 			}
 			s.forget(target)
 			s.applied(target, m)
+			if err := partition.New(target, partition.Options{}).Remove(); err != nil {
+				s.logf("remove: %v", err)
+			}
 			return Result{Action: Removed}, nil
 		case op.Link != "" || op.HLink != "":
 			return s.link(m, rel, target)
@@ -321,7 +328,7 @@ func (s *Subscriber) apply(ctx context.Context, m *v03.Message, rel string) (Res
 		// new one is in place.
 	}
 	if m.Blocks != nil {
-		return Result{}, fmt.Errorf("partitioned file (blocks): %w", ErrUnsupported)
+		return s.partitioned(ctx, m, target)
 	}
 	if m.Identity == nil && m.Content == nil && m.Zsync == nil && m.Size < 0 {
 		return Result{}, fmt.Errorf("nothing to fetch: no identity, size, content or zsync field: %w", ErrUnsupported)
@@ -622,15 +629,8 @@ func (s *Subscriber) place(m *v03.Message, tmp, target string) error {
 		id = *m.Identity
 	}
 	f.Close()
-	if m.Mode != "" {
-		if mode, err := strconv.ParseUint(m.Mode, 8, 32); err == nil {
-			_ = os.Chmod(tmp, fs.FileMode(mode)&0o777)
-		}
-	}
-	if !m.MTime.IsZero() {
-		if err := os.Chtimes(tmp, time.Time{}, m.MTime); err != nil {
-			return err
-		}
+	if err := setModeTime(m, tmp); err != nil {
+		return err
 	}
 	if m.Identity != nil {
 		if fi, err := os.Stat(tmp); err == nil {
@@ -643,6 +643,21 @@ func (s *Subscriber) place(m *v03.Message, tmp, target string) error {
 	if m.Identity != nil {
 		if fi, err := os.Stat(target); err == nil {
 			s.remember(target, fi, id)
+		}
+	}
+	return nil
+}
+
+// setModeTime gives the file at path the message's mode and mtime.
+func setModeTime(m *v03.Message, path string) error {
+	if m.Mode != "" {
+		if mode, err := strconv.ParseUint(m.Mode, 8, 32); err == nil {
+			_ = os.Chmod(path, fs.FileMode(mode)&0o777)
+		}
+	}
+	if !m.MTime.IsZero() {
+		if err := os.Chtimes(path, time.Time{}, m.MTime); err != nil {
+			return err
 		}
 	}
 	return nil

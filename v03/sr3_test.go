@@ -75,6 +75,7 @@ var sr3Cases = []sr3Case{
 // rewrites when V03_UPDATE_GOLDEN is set). The golden messages are then
 // checked by the v03 package's own tests.
 func TestSR3Partitions(t *testing.T) {
+	t.Parallel() // its own exchanges and HOME: runs beside the other sr3 tests
 	post := sr3Post(t)
 	amqpURL := brokertest.AMQP(t)
 	ctx := brokertest.Context(t, 3*time.Minute)

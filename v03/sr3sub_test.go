@@ -1,7 +1,10 @@
+//go:build unix
+
 package v03_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -37,61 +40,84 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestSR3SubscribePartitions records what a real "sr3 subscribe" (without
-// its block_reassembly plugin, which needs the flufl.lock module) does with
-// sr3_post's partitioned messages: it fetches each partition with an HTTP
-// range request into a file of its own, named
-// "file.bin§block_NNNN,2.0kib_§" (number, partition size as sr3's
-// naturalSize), and does not reassemble file.bin.
-func TestSR3SubscribePartitions(t *testing.T) {
-	post := sr3Post(t)
-	sr3 := filepath.Join(filepath.Dir(post), "sr3")
-	amqpURL := brokertest.AMQP(t)
-	ctx := brokertest.Context(t, 3*time.Minute)
-	data, err := os.ReadFile("testdata/file.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, sub, home := t.TempDir(), t.TempDir(), t.TempDir()
-	conf := func(component, name string, lines ...string) {
-		d := filepath.Join(home, ".config", "sr3", component)
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, name+".conf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.MkdirAll(filepath.Join(pub, "a/b"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(pub, "a/b/file.bin"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.FileServer(http.Dir(pub)))
-	defer srv.Close()
-	exchange := fmt.Sprintf("xv03sub_%d", rand.Uint32())
-	// Declares the exchange: sr3 subscribers do not.
-	decl, err := broker.Dial(ctx, amqpURL, broker.Options{Exchange: exchange})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer decl.Close()
-	conf("subscribe", "s", "broker "+amqpURL, "exchange "+exchange, "topicPrefix v03", "subtopic #",
-		"directory "+sub, "mirror on", "logLevel info", "accept .*")
-	conf("post", "p", "post_broker "+amqpURL, "post_exchange "+exchange, "post_baseUrl "+srv.URL,
-		"post_baseDir "+pub, "blockSize 2048")
-	env := append(os.Environ(), "HOME="+home)
+// sr3Env runs real sr3 programs for one test: a HOME of its own for their
+// configuration files and state, a RabbitMQ exchange of its own (declared,
+// since sr3 subscribers do not declare it), and an HTTP server of pub, the
+// published tree.
+type sr3Env struct {
+	t        *testing.T
+	ctx      context.Context
+	bin      string // directory of sr3 and sr3_post
+	amqpURL  string
+	exchange string
+	home     string
+	pub      string // the tree the HTTP server serves
+	url      string // the HTTP server's URL
+}
 
-	var log syncBuffer
-	cmd := exec.Command(sr3, "foreground", "subscribe/s")
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = &log, &log
+// newSR3Env finds sr3 (failing under CI when it is missing), RabbitMQ and
+// starts the HTTP server; everything stops when the test ends.
+func newSR3Env(t *testing.T, ctx context.Context) *sr3Env {
+	t.Helper()
+	e := &sr3Env{t: t, ctx: ctx, bin: filepath.Dir(sr3Post(t)), amqpURL: brokertest.AMQP(t),
+		exchange: fmt.Sprintf("xv03sub_%d", rand.Uint32()), home: t.TempDir(), pub: t.TempDir()}
+	srv := httptest.NewServer(http.FileServer(http.Dir(e.pub)))
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	decl, err := broker.Dial(ctx, e.amqpURL, broker.Options{Exchange: e.exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { decl.Close() })
+	return e
+}
+
+// conf writes the sr3 configuration component/name.
+func (e *sr3Env) conf(component, name string, lines ...string) {
+	e.t.Helper()
+	d := filepath.Join(e.home, ".config", "sr3", component)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, name+".conf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// subscribeConf is the start of a subscribe configuration that mirrors
+// everything on the exchange into dir.
+func (e *sr3Env) subscribeConf(dir string) []string {
+	return []string{"broker " + e.amqpURL, "exchange " + e.exchange, "topicPrefix v03", "subtopic #",
+		"directory " + dir, "mirror on", "logLevel info"}
+}
+
+// publish writes data as rel in the published tree.
+func (e *sr3Env) publish(rel string, data []byte) string {
+	e.t.Helper()
+	p := filepath.Join(e.pub, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// start runs "sr3 foreground component/name", waits until it has bound its
+// queue, and stops it (its process group) when the test ends. The returned
+// buffer has its output.
+func (e *sr3Env) start(component, name string) *syncBuffer {
+	e.t.Helper()
+	log := &syncBuffer{}
+	cmd := exec.Command(filepath.Join(e.bin, "sr3"), "foreground", component+"/"+name)
+	cmd.Env = append(os.Environ(), "HOME="+e.home)
+	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	defer func() {
+	e.t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -101,28 +127,70 @@ func TestSR3SubscribePartitions(t *testing.T) {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
-	}()
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		for !cond() {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("timed out waiting for %s\nsr3 output:\n%s", what, log.String())
-			case <-time.After(200 * time.Millisecond):
-			}
+	})
+	e.wait(log, "sr3 to bind its queue", func() bool { return strings.Contains(strings.ToLower(log.String()), "binding") })
+	return log
+}
+
+// declare runs "sr3 declare component/name": the queue and its bindings
+// exist, so messages published from now on wait there for the flow.
+func (e *sr3Env) declare(component, name string) {
+	e.t.Helper()
+	cmd := exec.CommandContext(e.ctx, filepath.Join(e.bin, "sr3"), "declare", component+"/"+name)
+	cmd.Env = append(os.Environ(), "HOME="+e.home)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.t.Fatalf("sr3 declare: %v\n%s", err, out)
+	}
+}
+
+// post runs "sr3_post -c name path".
+func (e *sr3Env) post(name, path string) {
+	e.t.Helper()
+	pc := exec.CommandContext(e.ctx, filepath.Join(e.bin, "sr3_post"), "-c", name, path)
+	pc.Env = append(os.Environ(), "HOME="+e.home)
+	if out, err := pc.CombinedOutput(); err != nil {
+		e.t.Fatalf("sr3_post: %v\n%s", err, out)
+	}
+}
+
+// wait polls cond until it holds, failing the test with sr3's output when
+// the test's context ends first.
+func (e *sr3Env) wait(log *syncBuffer, what string, cond func() bool) {
+	e.t.Helper()
+	for !cond() {
+		select {
+		case <-e.ctx.Done():
+			e.t.Fatalf("timed out waiting for %s\nsr3 output:\n%s", what, log.String())
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	wait("sr3 to bind its queue", func() bool { return strings.Contains(strings.ToLower(log.String()), "binding") })
+}
 
-	pc := exec.CommandContext(ctx, post, "-c", "p", filepath.Join(pub, "a/b/file.bin"))
-	pc.Env = env
-	if out, err := pc.CombinedOutput(); err != nil {
-		t.Fatalf("sr3_post: %v\n%s", err, out)
+// TestSR3SubscribePartitions records what a real "sr3 subscribe" without
+// its block_reassembly plugin does with sr3_post's partitioned messages: it
+// fetches each partition with an HTTP range request into a file of its own,
+// named "file.bin§block_NNNN,2.0kib_§" (number, partition size as sr3's
+// naturalSize), and does not reassemble file.bin.
+// TestSR3Reassembly runs the plugin.
+func TestSR3SubscribePartitions(t *testing.T) {
+	t.Parallel() // its own exchanges and HOME: runs beside the other sr3 tests
+	ctx := brokertest.Context(t, 3*time.Minute)
+	e := newSR3Env(t, ctx)
+	data, err := os.ReadFile("testdata/file.bin")
+	if err != nil {
+		t.Fatal(err)
 	}
+	sub := t.TempDir()
+	path := e.publish("a/b/file.bin", data)
+	e.conf("subscribe", "s", append(e.subscribeConf(sub), "accept .*")...)
+	e.conf("post", "p", "post_broker "+e.amqpURL, "post_exchange "+e.exchange, "post_baseUrl "+e.url,
+		"post_baseDir "+e.pub, "blockSize 2048")
+	log := e.start("subscribe", "s")
+	e.post("p", path)
 	for i := 0; i*2048 < len(data); i++ {
 		name := filepath.Join(sub, "a/b", fmt.Sprintf("file.bin§block_%04d,2.0kib_§", i))
 		want := data[i*2048 : min(len(data), (i+1)*2048)]
-		wait(name, func() bool {
+		e.wait(log, name, func() bool {
 			got, err := os.ReadFile(name)
 			return err == nil && bytes.Equal(got, want)
 		})

@@ -155,7 +155,7 @@ func resultLine(r announce.Result, verbose bool) string {
 		}
 	case announce.Rejected:
 		return "" // logged to stderr by the subscriber
-	case announce.Synced, announce.Downloaded:
+	case announce.Synced, announce.Downloaded, announce.PartitionIn, announce.Assembled:
 		return fmt.Sprintf("%-10s %s: fetched %s, reused %s (%v)", r.Action, r.Path,
 			humanize.IBytes(uint64(r.Fetched)), humanize.IBytes(uint64(r.Reused)), r.Duration.Round(1e6))
 	}
@@ -170,6 +170,9 @@ func cmdAnnounce(ctx context.Context, e *env, args []string) error {
 	baseURL := fs.String("base-url", "", "`URL` at which DIR is served (required)")
 	inlineMax := sizeFlag(announce.DefaultInlineMax)
 	fs.Var(&inlineMax, "inline-max", "files smaller than `size` travel in the message")
+	var partitionSize sizeFlag
+	fs.Var(&partitionSize, "partition-size", partitionUsage)
+	partitionAll := fs.Bool("partition-all", false, partitionAllUsage)
 	remove := fs.Bool("remove", false, "announce that the files were removed")
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	verbose := fs.Bool("v", false, "print broker events")
@@ -197,7 +200,8 @@ func cmdAnnounce(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	p, err := announce.NewPublisher(announce.PublisherOptions{Dir: dir, BaseURL: *baseURL, Conn: conn, InlineMax: int64(inlineMax)})
+	p, err := announce.NewPublisher(announce.PublisherOptions{Dir: dir, BaseURL: *baseURL, Conn: conn, InlineMax: int64(inlineMax),
+		PartitionSize: int64(partitionSize), PartitionAll: *partitionAll})
 	if err != nil {
 		return err
 	}
@@ -238,14 +242,24 @@ func relativeTo(dir, f string) (string, error) {
 // announceFlags are the flags of index and serve that announce changes.
 type announceFlags struct {
 	brokerFlags
-	url     string
-	baseURL string
+	url           string
+	baseURL       string
+	partitionSize sizeFlag
+	partitionAll  bool
 }
+
+// partitionAllUsage is the help of --partition-all.
+const partitionAllUsage = "announce every partition of a changed file, not only the changed ones (sr3's block_reassembly needs them all)"
+
+// partitionUsage is the help of --partition-size.
+const partitionUsage = "announce files larger than `size` as partitions of that size, one message each (sr3's v03 blocks), and only changed partitions again"
 
 func addAnnounceFlags(fs *flagSet) *announceFlags {
 	a := &announceFlags{}
 	fs.StringVar(&a.url, "announce", "", "announce every change as a Sarracenia v03 message on the broker at `URL` (amqp://, mqtt://, embedded)")
 	fs.StringVar(&a.baseURL, "base-url", "", "with --announce: the `URL` DIR is served at, for the messages' baseUrl (serve: its own URL)")
+	fs.Var(&a.partitionSize, "partition-size", "with --announce: "+partitionUsage)
+	fs.BoolVar(&a.partitionAll, "partition-all", false, "with --partition-size: "+partitionAllUsage)
 	a.brokerFlags.register(fs)
 	return a
 }
@@ -269,7 +283,8 @@ func (a *announceFlags) hook(ctx context.Context, e *env, cmd, dir, defaultBase 
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := announce.NewPublisher(announce.PublisherOptions{Dir: dir, BaseURL: base, Conn: conn})
+	p, err := announce.NewPublisher(announce.PublisherOptions{Dir: dir, BaseURL: base, Conn: conn,
+		PartitionSize: int64(a.partitionSize), PartitionAll: a.partitionAll})
 	if err != nil {
 		conn.Close()
 		return nil, nil, err

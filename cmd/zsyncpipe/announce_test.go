@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -223,5 +224,104 @@ func TestServeAnnounceEmbedded(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("nothing announced")
 		}
+	}
+}
+
+// TestServeAnnouncePartitioned: "serve --announce URL --partition-size
+// SIZE" announces a large file as partitions, which a subscriber with the
+// old version assembles fetching little; when the file grows, only the
+// partitions that changed or appeared are announced.
+func TestServeAnnouncePartitioned(t *testing.T) {
+	e, err := broker.StartEmbedded("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	pubDir, subDir := t.TempDir(), t.TempDir()
+	r := rand.New(rand.NewPCG(5, 6))
+	old := make([]byte, 2<<20)
+	for i := range old {
+		old[i] = byte(r.Uint32())
+	}
+	changed := bytes.Clone(old)
+	copy(changed[1<<20:], "changed")
+	writeFile(t, filepath.Join(pubDir, "d/data.bin"), changed)
+	writeFile(t, filepath.Join(subDir, "d/data.bin"), old)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := broker.Dial(ctx, e.URL(), broker.Options{Queue: "q_anonymous.subscribe.zsyncpipe.parts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	in, err := conn.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan announce.Result, 100)
+	sub, err := announce.NewSubscriber(announce.SubscriberOptions{Dir: subDir, OnResult: func(r announce.Result) { results <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sub.Serve(ctx, in)
+
+	serveCtx, stopServe := context.WithCancel(ctx)
+	served := make(chan int, 1)
+	var out, errb bytes.Buffer
+	go func() {
+		served <- run(serveCtx, []string{"serve", "-q", "--listen", "127.0.0.1:0", "--settle", "50ms",
+			"--announce", e.URL(), "--partition-size", "512KiB", pubDir}, &out, &errb)
+	}()
+	// wait returns the results up to the file's assembly.
+	wait := func() (n int, fetched int64) {
+		t.Helper()
+		for {
+			select {
+			case r := <-results:
+				if r.Action == announce.Rejected {
+					t.Fatalf("%+v", r)
+				}
+				if r.Path != "d/data.bin" {
+					continue
+				}
+				n++
+				fetched += r.Fetched
+				if r.Action == announce.Assembled {
+					// Others may report after the one that assembled.
+					for {
+						select {
+						case r := <-results:
+							n++
+							fetched += r.Fetched
+						case <-time.After(300 * time.Millisecond):
+							return n, fetched
+						}
+					}
+				}
+			case <-ctx.Done():
+				t.Fatalf("not assembled; serve: %s", errb.String())
+			}
+		}
+	}
+	n, fetched := wait()
+	if n != 4 || fetched > 100<<10 { // every partition is announced: the publisher has no manifest yet
+		t.Errorf("%d messages, %d bytes fetched for a change of 7 bytes", n, fetched)
+	}
+	sameBytes(t, "assembled file", readFile(t, filepath.Join(subDir, "d/data.bin")), changed)
+
+	grown := append(changed, old[:300<<10]...)
+	writeFile(t, filepath.Join(pubDir, "d/data.bin.tmp"), grown) // whole, not seen half-written
+	if err := os.Rename(filepath.Join(pubDir, "d/data.bin.tmp"), filepath.Join(pubDir, "d/data.bin")); err != nil {
+		t.Fatal(err)
+	}
+	n, fetched = wait()
+	if n != 1 || fetched > 400<<10 { // the new partition (the last one is the fifth)
+		t.Errorf("after growth: %d messages, %d bytes fetched", n, fetched)
+	}
+	sameBytes(t, "grown file", readFile(t, filepath.Join(subDir, "d/data.bin")), grown)
+	stopServe()
+	if code := <-served; code != 0 {
+		t.Fatalf("serve: exit %d\n%s", code, errb.String())
 	}
 }

@@ -13,17 +13,19 @@
 //	                [--no-fsync] [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed]
 //	                [--size size] [--zsync]
 //	zsyncpipe index [--announce URL] [-b blocksize] [--base-url URL] [--beside]
-//	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--no-fsync] [-q]
-//	                [--rescan duration] [--settle duration] [--small size] [--topic-prefix prefix]
-//	                [-v] [--watch] DIR
+//	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--no-fsync]
+//	                [--partition-all] [--partition-size size] [-q] [--rescan duration]
+//	                [--settle duration] [--small size] [--topic-prefix prefix] [-v] [--watch] DIR
 //	zsyncpipe serve [--announce URL] [-b blocksize] [--base-url URL] [--beside]
 //	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--listen address]
-//	                [--no-fsync] [--no-index] [-q] [--rescan duration] [--settle duration]
-//	                [--small size] [--tls-cert file] [--tls-key file] [--topic-prefix prefix] DIR
+//	                [--no-fsync] [--no-index] [--partition-all] [--partition-size size] [-q]
+//	                [--rescan duration] [--settle duration] [--small size] [--tls-cert file]
+//	                [--tls-key file] [--topic-prefix prefix] DIR
 //	zsyncpipe subscribe [--client-id id] [--dead-letter exchange] [--exchange exchange]
 //	                    [--max-messages n] [-q] [--queue name] [--seeds dir]... [--topic pattern]...
 //	                    [--topic-prefix prefix] [-v] [--workers n] BROKER-URL DIR
-//	zsyncpipe announce [--base-url URL] [--exchange exchange] [--inline-max size] [-q] [--remove]
+//	zsyncpipe announce [--base-url URL] [--exchange exchange] [--inline-max size]
+//	                   [--partition-all] [--partition-size size] [-q] [--remove]
 //	                   [--topic-prefix prefix] [-v] BROKER-URL DIR FILE...
 //	zsyncpipe mirror [-A host=user:pass]... [--allow-outside-links] [-c] [--checksum] [--delete]
 //	                 [--dry-run] [-n] [--no-fsync] [--parallel n] [-q] [--retries n] [--skip-unchanged]

@@ -5,6 +5,7 @@
 package testtool
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,13 +18,23 @@ import (
 func Look(t testing.TB, name, pkg string) string {
 	t.Helper()
 	p, err := Find(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (apt-get install %s): %v", name, pkg, err)
-		}
-		t.Skipf("%s not installed (apt-get install %s): %v", name, pkg, err)
-	}
+	Require(t, fmt.Sprintf("%s not installed (apt-get install %s)", name, pkg), err)
 	return p
+}
+
+// Require applies the same rule to a prerequisite other than a program (a
+// Python module, a feature of an installed tool): when err is not nil the
+// test fails if CI is set, and is skipped otherwise, with the message
+// "what: err".
+func Require(t testing.TB, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s: %v", what, err)
+	}
+	t.Skipf("%s: %v", what, err)
 }
 
 // Find returns the path of the program name, looked for in PATH and in
