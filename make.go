@@ -46,6 +46,14 @@ type MakeOptions struct {
 	Progress func(Progress)
 	// Stats, if set, receives the per-stage statistics of the run.
 	Stats func([]pipeline.StageStats)
+	// Resume, Prefix and State continue from the state of an earlier
+	// version of the input that this one extends by appending, and give
+	// the state a later extension can continue from (see
+	// stages.ChecksumOptions): with Resume, r starts at Resume.Complete()
+	// and Length must be the whole input's length.
+	Resume *stages.ChecksumState
+	Prefix io.ReaderAt
+	State  func(*stages.ChecksumState)
 }
 
 // Make reads the target from r and returns its control file.
@@ -79,6 +87,9 @@ func Make(ctx context.Context, r io.Reader, opts MakeOptions) (*control.File, er
 		Hasher:    h,
 		Workers:   opts.Workers,
 		Stats:     opts.Stats,
+		Resume:    opts.Resume,
+		Prefix:    opts.Prefix,
+		State:     opts.State,
 	}
 	if opts.Progress != nil {
 		co.Progress = func(n int64) { opts.Progress(Progress{Phase: "checksum", Done: n, Total: opts.Length}) }

@@ -27,19 +27,22 @@ func TestMain(m *testing.M) {
 		if i == 1 {
 			os.WriteFile(dir+".started", nil, 0o644)
 		}
-		if _, err := Index(context.Background(), dir, Options{Small: 1024, Workers: 2}); err != nil {
+		if _, err := Index(context.Background(), dir, Options{Small: 1024, Workers: 2, AppendOnly: true}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		p := filepath.Join(dir, "d0", "f0")
 		b, _ := os.ReadFile(p)
 		if len(b) == 0 {
-			// A kill during the previous child's WriteFile (truncate,
-			// then write) can leave the file empty.
-			b = make([]byte, 1)
+			b = []byte{0} // a kill in the middle of the WriteFile below emptied it
 		}
 		b[0]++
 		os.WriteFile(p, b, 0o644)
+		// A growing file: its sidecar is rewritten in every pass.
+		if f, err := os.OpenFile(filepath.Join(dir, "d1", "f1"), os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			f.Write(randBytes(uint64(i), 3000))
+			f.Close()
+		}
 	}
 }
 
@@ -121,12 +124,21 @@ func TestCrash(t *testing.T) {
 	if x, err := ReadIndex(dir); err != nil || x.Header.Generation < 2 {
 		t.Fatalf("the killed processes did not index: %v", err)
 	}
-	if _, err := Index(context.Background(), dir, Options{Small: 1024, NoSync: true}); err != nil {
+	// Grow the file once more: whatever sidecar the kills left, the
+	// control file must be the one a fresh make writes.
+	f, err := os.OpenFile(filepath.Join(dir, "d1", "f1"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(randBytes(99, 5000))
+	f.Close()
+	if _, err := Index(context.Background(), dir, Options{Small: 1024, NoSync: true, AppendOnly: true}); err != nil {
 		t.Fatal(err)
 	}
 	if m := mismatch(t, dir); m != "" {
 		t.Fatal(m)
 	}
+	checkFresh(t, dir, "d1/f1", false, 0)
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && isTemp(d.Name()) {
 			t.Errorf("temporary file left after a complete run: %s", p)

@@ -15,12 +15,14 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/strong"
@@ -54,8 +56,14 @@ type pass struct {
 	// hasher computes the block hashes of every control file of the pass.
 	hasher *simd.Hasher
 
-	hashed, controls, unsettled, skipped atomic.Int64
-	hashedBytes                          atomic.Int64
+	hashed, controls, unsettled, skipped, extended atomic.Int64
+	// batch: new control files are flushed by one syncfs before the index
+	// is written (Linux, unless NoSync); batched counts them.
+	batch   bool
+	batched atomic.Int64
+	// dirs are the directories of control files known to exist.
+	dirs        sync.Map
+	hashedBytes atomic.Int64
 }
 
 // Batch limits of the walk (see index).
@@ -90,7 +98,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	if opts.Walk == nil {
 		opts.Walk = WalkDir
 	}
-	px := &pass{dir: dir, opts: opts, prev: map[string]*treeindex.Entry{}}
+	px := &pass{dir: dir, opts: opts, prev: map[string]*treeindex.Entry{}, batch: !opts.NoSync && osfile.HasSyncFS}
 	pubDir := filepath.Join(dir, treeindex.Dir)
 	// Never write through a .zsyncpipe that is a symlink: whoever can write
 	// the tree could send the publisher's writes anywhere.
@@ -237,12 +245,22 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	same = same && px.reuse
 	res.Hashed = int(px.hashed.Load())
 	res.HashedBytes = px.hashedBytes.Load()
+	res.Extended = int(px.extended.Load())
 	res.Controls = int(px.controls.Load())
 	res.Unsettled = int(px.unsettled.Load())
 	res.Skipped = int(px.skipped.Load())
 	res.Duration = time.Since(start)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
+	}
+	if px.batched.Load() > 0 {
+		// The control files written without a flush of their own (new
+		// ones, which no index names yet) reach the disk, and their
+		// renames with them, before an index names them: one syncfs
+		// instead of an fsync each.
+		if err := osfile.SyncFS(dir); err != nil {
+			return nil, nil, fmt.Errorf("index %s: %w", dir, err)
+		}
 	}
 	if same && len(cur) == len(prev.Entries) && prev.Sum != nil {
 		return res, prev, nil // nothing to write
@@ -273,6 +291,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 			removed = append(removed, Change{Op: Removed, Path: old.Path, Entry: *old})
 		}
 	}
+	px.removeGrow(cur)
 	changes = pairRenames(changes, removed)
 	res.Changes = len(changes)
 	if opts.OnChange != nil {
@@ -406,8 +425,10 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 	if age := time.Since(e.MTime); px.opts.Settle > 0 && age >= 0 && age < px.opts.Settle {
 		return px.keepPrev(it.Path)
 	}
+	seen := it.Info // from the walk; a retry's Lstat is not confined to the tree
 	for try := 0; ; try++ {
-		ok, err := px.hash(ctx, it.Path, &e, want, inline)
+		ok, err := px.hash(ctx, it.Path, seen, &e, want, inline)
+		seen = nil
 		if oe := (*openError)(nil); errors.As(err, &oe) {
 			px.skipped.Add(1)
 			px.warn(fmt.Errorf("skipping %s: %w", it.Path, err))
@@ -451,20 +472,31 @@ func (px *pass) controlExists(rel string) bool {
 
 // hash reads the file at full into e (and its control file, when want
 // names one). It reports false when the file changed while it was read.
-func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want string, inline bool) (bool, error) {
-	f, err := px.root.Open(rel)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
+//
+// seen, if not nil, is the walk's information about the file (confined to
+// the tree by its os.Root): the file is opened by path and used only if it
+// is the one seen (openSeen); otherwise through px.root.
+func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treeindex.Entry, want string, inline bool) (bool, error) {
+	var f *os.File
+	if seen != nil {
+		f = openSeen(filepath.Join(px.dir, filepath.FromSlash(rel)), seen)
+	}
+	if f == nil {
+		var err error
+		if f, err = px.root.Open(rel); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return false, nil
+			}
+			return false, &openError{err}
 		}
-		return false, &openError{err}
 	}
 	defer f.Close()
 	px.hashed.Add(1)
-	px.hashedBytes.Add(e.Size)
 	var (
 		h  hash.Hash = sha256.New()
 		cf *control.File
+		in io.Reader = countReader{f, &px.hashedBytes}
+		g  *growPlan // with AppendOnly
 	)
 	if want == "" {
 		var buf bytes.Buffer
@@ -472,7 +504,9 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 		if inline {
 			w = io.MultiWriter(h, &buf)
 		}
-		n, err := io.Copy(w, f)
+		bp := copyBufs.Get().(*[]byte)
+		n, err := io.CopyBuffer(w, in, *bp)
+		copyBufs.Put(bp)
 		if err != nil {
 			return false, err
 		}
@@ -486,11 +520,7 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 			}
 		}
 	} else {
-		var r io.Reader = f
-		if px.opts.Legacy {
-			r = io.TeeReader(f, h) // legacy control files carry SHA-1 only
-		}
-		cf, err = zsyncpipe.Make(ctx, r, zsyncpipe.MakeOptions{
+		mo := zsyncpipe.MakeOptions{
 			Blocksize: px.opts.Blocksize,
 			Length:    e.Size,
 			Legacy:    px.opts.Legacy,
@@ -498,8 +528,23 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 			URLs:      []string{controlURL(e.Path, px.opts.Beside)},
 			MTime:     e.MTime,
 			Hasher:    px.hasher,
-		})
-		if err != nil {
+		}
+		if px.opts.AppendOnly {
+			var err error
+			if g, err = px.planGrowth(f, e, want, &mo, h); err != nil {
+				return false, err
+			}
+		}
+		if px.opts.Legacy {
+			// Legacy control files carry SHA-1 only.
+			var w io.Writer = h
+			if g != nil && g.cut != nil {
+				w = g.cut
+			}
+			in = io.TeeReader(in, w)
+		}
+		var err error
+		if cf, err = zsyncpipe.Make(ctx, in, mo); err != nil {
 			return false, fmt.Errorf("%s: %w", e.Path, err)
 		}
 		if cf.Length != e.Size {
@@ -520,17 +565,44 @@ func (px *pass) hash(ctx context.Context, rel string, e *treeindex.Entry, want s
 	}
 	if cf != nil {
 		target := filepath.Join(px.dir, filepath.FromSlash(want))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		if err := px.mkdirAll(filepath.Dir(target)); err != nil {
 			return false, err
 		}
-		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: px.opts.NoSync},
+		// A new control file is not flushed on its own: one syncfs
+		// before the index is written covers it (see index).
+		noSync := px.opts.NoSync
+		if old, named := px.prev[e.Path]; px.batch && !noSync && !(named && old.Control == want) {
+			if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
+				noSync = true
+				px.batched.Add(1)
+			}
+		}
+		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: noSync},
 			func(w io.Writer) error { return control.Write(w, cf) }); err != nil {
 			return false, fmt.Errorf("control file of %s: %w", e.Path, err)
 		}
 		px.controls.Add(1)
 		e.Control = want
+		if g != nil {
+			px.finishGrowth(g, e)
+		}
 	}
 	return true, nil
+}
+
+// copyBufs are the read buffers of files without a control file.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// mkdirAll is os.MkdirAll, once per directory and pass.
+func (px *pass) mkdirAll(dir string) error {
+	if _, ok := px.dirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	px.dirs.Store(dir, true)
+	return nil
 }
 
 // controlURL is the URL, relative to the control file, of the file at rel.

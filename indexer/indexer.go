@@ -21,6 +21,9 @@ const (
 	DefaultSettle = time.Second
 	// DefaultRescan is the period of Watch's full rescan.
 	DefaultRescan = 5 * time.Minute
+	// DefaultRehash is, with Options.AppendOnly, the longest time a
+	// growing file goes without being read whole.
+	DefaultRehash = time.Hour
 )
 
 // ErrName reports a name in the tree that cannot be published safely. It is
@@ -97,8 +100,11 @@ type Options struct {
 	// Workers is the number of files processed at once; 0 means one per
 	// core. A large file is hashed on every core whatever this is.
 	Workers int
-	// NoSync skips the fsync of each control file and index (they are
-	// still written atomically).
+	// NoSync skips flushing control files and the index to disk (they
+	// are still written atomically). By default a control file that
+	// replaces one is flushed before its rename, new ones together by one
+	// syncfs before the index names them (Linux; one by one elsewhere),
+	// and the index before its rename.
 	NoSync bool
 	// Settle leaves alone files modified less than Settle ago: they keep
 	// their previous entry, or are not listed yet, and Result.Unsettled
@@ -119,6 +125,18 @@ type Options struct {
 	// goroutines at once.
 	Warn func(error)
 
+	// AppendOnly declares that files which keep their inode and grow only
+	// grow by appending (logs, sequencer output): such a file is re-indexed
+	// by reading only its old last partial block and what follows, from
+	// the block records and hash states kept beside its control file
+	// (docs/trees.md, "Growing files"). A few old blocks are read again
+	// to catch a file rewritten in place; a file is read whole at least
+	// every Rehash.
+	AppendOnly bool
+	// Rehash is, with AppendOnly, the longest time a growing file goes
+	// without being read whole; 0 means DefaultRehash.
+	Rehash time.Duration
+
 	// Rescan is how often Watch walks the whole tree even without events;
 	// 0 means DefaultRescan.
 	Rescan time.Duration
@@ -137,6 +155,13 @@ func (o *Options) small() int64 {
 	return o.Small
 }
 
+func (o *Options) rehash() time.Duration {
+	if o.Rehash <= 0 {
+		return DefaultRehash
+	}
+	return o.Rehash
+}
+
 func (o *Options) inline() int64 {
 	switch {
 	case o.Inline == 0:
@@ -153,11 +178,14 @@ type Result struct {
 	// their bytes.
 	Entries, Files int
 	Bytes          int64
-	// Hashed and HashedBytes count the files read in this pass; Controls
-	// the control files written.
+	// Hashed counts the files read in this pass and HashedBytes the bytes
+	// read from them; Controls the control files written; Extended the
+	// files of those that grew and were read from their old end
+	// (Options.AppendOnly).
 	Hashed      int
 	HashedBytes int64
 	Controls    int
+	Extended    int
 	// Changes is the number of changes (as passed to OnChange).
 	Changes int
 	// Unsettled counts files left alone because they changed too recently.

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 
@@ -265,4 +267,106 @@ func TestChecksumsGrew(t *testing.T) {
 	if err := c.checkKept(); !errors.Is(err, ErrGrew) {
 		t.Fatalf("2^62 bytes after a hint of 1 byte: err = %v, want ErrGrew", err)
 	}
+}
+
+// TestBlockChecksumsResume grows an input in steps and checks that a run
+// resumed from the previous step's state makes the same control file as a
+// run over the whole input, reading only the new part (and, for hash-chain
+// states inside the prefix, less than a mark span each).
+func TestBlockChecksumsResume(t *testing.T) {
+	for _, tc := range []resumeCase{
+		{"small-blocks", 16, false, []int{0, 1, 15, 16, 17, 100, 1000, 1001}},
+		{"chain-span-fixed", 2048, false, []int{2<<20 + 5, 2<<20 + 2049, 3<<20 + 7}},
+		{"chain-span-moves", 2048, false, []int{15<<20 + 5, 16<<20 + 4095}},
+		{"legacy", 2048, true, []int{100, 3000, 1<<20 + 1, 2<<20 + 2048}},
+		{"unchanged", 512, false, []int{5000, 5000, 5001, 5001}},
+		randomGrowth(1, 64), randomGrowth(2, 4096), randomGrowth(3, 16),
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alg := strong.MD5
+			if tc.legacy {
+				alg = strong.MD4
+			}
+			h := newHasher(t, alg, simd.Options{})
+			// Pseudo-random data with a period of 1 MiB + 7 bytes: cheap
+			// to make even under the race detector, no two blocks alike.
+			all := bytes.Repeat(randData(uint64(tc.bs), 1<<20+7), tc.sizes[len(tc.sizes)-1]/(1<<20)+1)[:tc.sizes[len(tc.sizes)-1]]
+			var prev *ChecksumState
+			for _, n := range tc.sizes {
+				data := all[:n]
+				opts := ChecksumOptions{Blocksize: tc.bs, Length: int64(n), Algorithm: alg, SHA1: tc.legacy, SHA256: !tc.legacy, Hasher: h}
+				want, err := BlockChecksums(context.Background(), bytes.NewReader(data), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got *control.File
+				var next *ChecksumState
+				opts.State = func(s *ChecksumState) { next = s }
+				from := int64(0)
+				prefix := &countingReaderAt{r: bytes.NewReader(data)}
+				if prev != nil {
+					opts.Resume, opts.Prefix, from = prev, prefix, prev.Complete()
+				}
+				got, err = BlockChecksums(context.Background(), bytes.NewReader(data[from:]), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var wb, gb bytes.Buffer
+				want.Version, got.Version, want.Filename, got.Filename = control.SpecVersion, control.SpecVersion, "f", "f"
+				if err := control.Write(&wb, want); err != nil {
+					t.Fatal(err)
+				}
+				if err := control.Write(&gb, got); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(wb.Bytes(), gb.Bytes()) {
+					t.Fatalf("size %d resumed from %d: control files differ", n, from)
+				}
+				if limit := int64(control.MaxChainStates * MarkBlocks * tc.bs); prefix.n > limit {
+					t.Errorf("size %d: read %d bytes of the prefix, want at most %d", n, prefix.n, limit)
+				}
+				if next == nil || next.Length != int64(n) || len(next.Rsum) != int(want.Blocks()) {
+					t.Fatalf("size %d: state %+v", n, next)
+				}
+				prev = next
+			}
+		})
+	}
+}
+
+// resumeCase is a case of TestBlockChecksumsResume: a file of sizes[0]
+// bytes that grows to each of the following sizes.
+type resumeCase struct {
+	name   string
+	bs     int
+	legacy bool
+	sizes  []int
+}
+
+// randomGrowth is a case of TestBlockChecksumsResume: ten random
+// growths, some smaller than a block, of a file of up to about 1 MiB.
+func randomGrowth(seed uint64, bs int) (c resumeCase) {
+	r := rand.New(rand.NewPCG(seed, uint64(bs)))
+	c.name, c.bs, c.legacy = fmt.Sprintf("random-%d-%d", seed, bs), bs, seed%2 == 0
+	n := r.IntN(256 << 10)
+	for range 10 {
+		c.sizes = append(c.sizes, n)
+		if r.IntN(2) == 0 {
+			n += r.IntN(bs)
+		} else {
+			n += r.IntN(64 << 10)
+		}
+	}
+	return c
+}
+
+type countingReaderAt struct {
+	r io.ReaderAt
+	n int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n += int64(n)
+	return n, err
 }

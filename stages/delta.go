@@ -26,13 +26,13 @@ type DeltaOptions struct {
 	// Hasher computes strong hashes; nil creates one for the call. Its
 	// algorithm must be the control file's.
 	Hasher *simd.Hasher
-	// SegmentSize is the length of seed data one worker scans as a unit;
-	// 0 means 8 MiB. Segments overlap by seq_matches blocks so that no
-	// match is lost at a boundary. Since a scanner decides by what it found
-	// in its own segment, smaller segments find fewer blocks: 2 MiB
-	// segments cut peak memory by about 24 MB on a 244 MB target but
-	// downloaded 155 KB more of the consecutive Go release pair (4 MiB:
-	// 131 KB more).
+	// SegmentSize is the length of seed data one worker reads as a unit;
+	// 0 means 8 MiB. It is rounded up to a multiple of the scan's tile
+	// (1 MiB, or 4 blocks if that is more): the scan starts afresh at every
+	// tile boundary, so the blocks found do not depend on the segment
+	// size, only the memory does (a segment buffer per worker). Segments
+	// overlap by seq_matches blocks so that no match is lost at a
+	// boundary.
 	SegmentSize int64
 	// Matches, if set, receives the matches and may already hold some
 	// (blocks known from elsewhere are not looked for again); nil starts
@@ -44,10 +44,19 @@ type DeltaOptions struct {
 	// goroutines at once. Its error stops the scan.
 	OnBlocks func(Block) error
 	// Progress, if set, is called with the seed bytes scanned so far, after
-	// each segment. It may be called from several goroutines, so a call may
-	// report less than one before it.
+	// each segment of the first pass (later passes scan parts of the seeds
+	// again and are not counted). It may be called from several
+	// goroutines, so a call may report less than one before it.
 	Progress func(scanned int64)
+
+	// tile overrides defaultTile, for tests.
+	tile int64
 }
+
+// defaultTile is the length of seed data that a scanner scans as a unit:
+// it starts afresh at every multiple of it in a seed, whatever the
+// segments it reads the seed in.
+const defaultTile = 1 << 20
 
 // lanes is how many candidate blocks are confirmed with one strong-hash
 // call: md5-simd's lane count.
@@ -93,7 +102,8 @@ func DeltaStage(p *pipeline.Pipeline, f *control.File, seeds []Seed, opts DeltaO
 // ScanStage adds the scan of the seeds to a pipeline, as two stages:
 // segments, which cuts the seeds into overlapping pieces, and scan, which
 // scans them on opts.Workers workers (so the statistics show how busy they
-// are). It emits the length of each segment once it is scanned, and when
+// are). It emits the length of each segment once it is scanned (0 for the
+// segments of later passes, which scan parts of the seeds again), and when
 // its output ends every segment is. Matches go to opts.Matches, which is
 // required, and found blocks to opts.OnBlocks as they are found (typically
 // a Patcher's WriteBlock, so that the scanning workers write them straight
@@ -119,6 +129,7 @@ func newStageDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, er
 
 type delta struct {
 	ix        *index
+	tile      int64 // the scan starts afresh at multiples of tile (see scan)
 	f         *control.File
 	seeds     []Seed
 	opts      DeltaOptions
@@ -131,10 +142,11 @@ type delta struct {
 	// grouped[l] is set once every block of the duplicate group led by
 	// block l has a location.
 	grouped []atomic.Bool
-	// elsewhere[i] is set when block i was found at two places (see
-	// secondPass).
-	elsewhere []atomic.Bool
-	// runs lists the runs the first pass followed, for the second.
+	// earliest[i] is the first place (in the order of seeds and offsets,
+	// as seedLoc packs them) where block i was found in the current pass;
+	// 0 if it was not (see nextPass).
+	earliest []atomic.Uint64
+	// runs lists the runs the current pass followed, for the next.
 	runsMu sync.Mutex
 	runs   []run
 	// masks holds the per-segment bit sets of scanners (scanner.mine).
@@ -158,7 +170,7 @@ func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) 
 		return nil, fmt.Errorf("delta: %d seeds; at most %d are supported", len(seeds), MaxSeeds)
 	}
 	d := &delta{ix: ix, f: f, seeds: seeds, opts: opts, matches: opts.Matches, hasher: opts.Hasher,
-		grouped: make([]atomic.Bool, ix.n), elsewhere: make([]atomic.Bool, ix.n)}
+		grouped: make([]atomic.Bool, ix.n), earliest: make([]atomic.Uint64, ix.n)}
 	if d.matches == nil {
 		d.matches = NewMatches(f.Blocks())
 	} else if d.matches.Blocks() != f.Blocks() {
@@ -176,9 +188,14 @@ func newDelta(f *control.File, seeds []Seed, opts DeltaOptions) (*delta, error) 
 	if d.opts.SegmentSize <= 0 {
 		d.opts.SegmentSize = 8 << 20
 	}
-	// Whole blocks per segment, and at least a few blocks.
+	// Whole tiles per segment; a tile is whole blocks, at least a few.
 	bs := int64(f.Blocksize)
-	d.opts.SegmentSize = max((d.opts.SegmentSize+bs-1)/bs*bs, 4*bs)
+	d.tile = opts.tile
+	if d.tile <= 0 {
+		d.tile = defaultTile
+	}
+	d.tile = max((d.tile+bs-1)/bs*bs, 4*bs)
+	d.opts.SegmentSize = (d.opts.SegmentSize + d.tile - 1) / d.tile * d.tile
 	if d.opts.Workers <= 0 {
 		d.opts.Workers = pipeline.DefaultWorkers()
 	}
@@ -200,29 +217,32 @@ type segment struct {
 // A pass is a round of segments scanned with the same knowledge: the
 // blocks found before the pass began. A scanner decides what to do — follow
 // a run or stop, take a pair or roll on — by that knowledge and by what it
-// found itself in its segment, never by what other workers find meanwhile:
-// so a segment's scan depends on its data alone, and identical runs find
-// identical blocks whatever the scheduling. (Deciding by what other workers
-// had found made zsync's "follow only through blocks not found yet" stop at
-// different places from run to run, and find different blocks.)
+// found itself in its tile (a fixed stretch of the seed, see scan), never
+// by what other workers find meanwhile: so a tile's scan depends on its
+// data alone, and identical runs find identical blocks whatever the
+// scheduling, the number of workers and the segment size. (Deciding by
+// what other workers had found made zsync's "follow only through blocks
+// not found yet" stop at different places from run to run, and find
+// different blocks.)
 //
 // The first pass scans every seed. What other workers found would have
-// told a scanner that a run it follows is found elsewhere already, and
-// that it had better roll through the data there, which may hold other
-// blocks at other alignments (a file stored twice in a tar, at different
-// offsets). The second pass does that: it rolls through the runs the first
-// one followed whose blocks were found at another place too, knowing every
-// block the first pass found.
+// told a scanner that a run it follows is found at an earlier place
+// already, and that it had better roll through the data there, which may
+// hold other blocks at other alignments (a file stored twice in a tar, at
+// different offsets). The next pass does that: it rolls through the runs
+// the pass before followed whose blocks were found at an earlier place
+// too, knowing every block found so far (see nextPass); and so on while
+// such runs are left.
 type pass struct {
-	known  []uint64      // blocks found before the pass, a bit per block
-	second bool          // the second pass
-	left   atomic.Int64  // segments not done, plus one until all are emitted
-	done   chan struct{} // closed when left reaches 0
+	again bool          // a pass after the first: it scans seed data again
+	known []uint64      // blocks found before the pass, a bit per block
+	left  atomic.Int64  // segments not done, plus one until all are emitted
+	done  chan struct{} // closed when left reaches 0
 }
 
 // newPass returns a pass that knows the blocks found so far.
-func (d *delta) newPass(second bool) *pass {
-	ps := &pass{known: make([]uint64, (d.matches.Blocks()+63)/64), second: second, done: make(chan struct{})}
+func (d *delta) newPass() *pass {
+	ps := &pass{known: make([]uint64, (d.matches.Blocks()+63)/64), done: make(chan struct{})}
 	ps.left.Store(1)
 	for i := range d.matches.Blocks() {
 		if d.matches.Has(i) {
@@ -244,12 +264,17 @@ func (ps *pass) finish() {
 func (d *delta) emitPass(ctx context.Context, ps *pass, segs []segment, emit func(segment) error) error {
 	defer ps.finish()
 	for _, sg := range segs {
-		for start := sg.start; start < sg.end; start += d.opts.SegmentSize {
+		// Segments end at multiples of the segment size, which are tile
+		// boundaries (see scan).
+		for start := sg.start; start < sg.end; {
 			if d.matches.Complete() {
 				return nil // nothing left to find: stop reading
 			}
+			end := min((start/d.opts.SegmentSize+1)*d.opts.SegmentSize, sg.end)
 			ps.left.Add(1)
-			if err := emit(segment{seed: sg.seed, start: start, end: min(start+d.opts.SegmentSize, sg.end), pass: ps}); err != nil {
+			err := emit(segment{seed: sg.seed, start: start, end: end, pass: ps})
+			start = end
+			if err != nil {
 				ps.finish() // not emitted
 				return err
 			}
@@ -258,24 +283,39 @@ func (d *delta) emitPass(ctx context.Context, ps *pass, segs []segment, emit fun
 	return nil
 }
 
-// secondPass returns the regions of the seeds for the second pass: the
-// stretches of the runs followed in the first pass whose blocks were found
-// at another place too, merged where they overlap.
-func (d *delta) secondPass() []segment {
+// nextPass returns the regions of the seeds for the next pass: the
+// stretches of the runs followed in the pass that ended whose blocks were
+// found at an earlier place too (an earlier seed, or earlier in the same
+// seed), merged where they overlap. zsync, which scans the seeds in that
+// order, would have known those blocks there and rolled through the
+// stretch instead of following the run: the data may hold other blocks at
+// other alignments (a file stored twice in a tar, at offsets that differ
+// by a multiple of 512). The run at the earliest place keeps its blocks,
+// as in zsync; so each pass rolls through less, and a block the pass found
+// at several places does not send all of them to the next one.
+func (d *delta) nextPass() []segment {
 	var segs []segment
 	bs := int64(d.ix.bs)
+	later := func(r run, k int64) bool {
+		e := d.earliest[r.first+k].Load()
+		return e != 0 && e < seedLoc(r.seed, r.start+k*bs)
+	}
 	for _, r := range d.runs {
 		n := (r.end - r.start) / bs
 		for k := int64(0); k < n; k++ {
-			if !d.elsewhere[r.first+k].Load() {
+			if !later(r, k) {
 				continue
 			}
 			from := k
-			for k+1 < n && d.elsewhere[r.first+k+1].Load() {
+			for k+1 < n && later(r, k+1) {
 				k++
 			}
 			segs = append(segs, segment{seed: r.seed, start: r.start + from*bs, end: r.start + (k+1)*bs})
 		}
+	}
+	d.runs = d.runs[:0]
+	for i := range d.earliest {
+		d.earliest[i].Store(0)
 	}
 	slices.SortFunc(segs, func(a, b segment) int {
 		if a.seed != b.seed {
@@ -294,6 +334,29 @@ func (d *delta) secondPass() []segment {
 	return merged
 }
 
+// seedLoc packs a place in the seeds so that earlier places compare lower
+// and none is 0.
+func seedLoc(seed int, off int64) uint64 { return uint64(seed)<<offsetBits | uint64(off+1) }
+
+// setEarliest records that block i was found at loc, if that is the
+// earliest place so far in this pass.
+func (d *delta) setEarliest(i int64, loc uint64) {
+	e := &d.earliest[i]
+	for {
+		old := e.Load()
+		if old != 0 && old <= loc || e.CompareAndSwap(old, loc) {
+			return
+		}
+	}
+}
+
+// maxPasses bounds the passes of a scan. Each pass after the first rolls
+// only through the stretches its predecessor jumped over for blocks found
+// at an earlier place too, so the stretches shrink quickly: on the
+// consecutive Go release tars (244 MB) the second pass rolls through
+// 2.7 MB, the fifth through 0.2 MB, and the tenth finds nothing more.
+const maxPasses = 64
+
 // Size returns the length of the segment (pipeline.Sizer).
 func (s segment) Size() int64 { return s.end - s.start }
 
@@ -308,28 +371,38 @@ func (d *delta) scanStages(p *pipeline.Pipeline) *pipeline.Stream[int64] {
 		for si, s := range d.seeds {
 			whole[si] = segment{seed: si, start: 0, end: s.Size}
 		}
-		first := d.newPass(false)
-		if err := d.emitPass(ctx, first, whole, emit); err != nil {
-			return err
-		}
-		pipeline.Wait(ctx, func() {
-			select {
-			case <-first.done:
-			case <-ctx.Done():
+		segs := whole
+		for k := range maxPasses {
+			ps := d.newPass()
+			ps.again = k > 0
+			if err := d.emitPass(ctx, ps, segs, emit); err != nil {
+				return err
 			}
-		})
-		if err := ctx.Err(); err != nil {
-			return err
+			pipeline.Wait(ctx, func() {
+				select {
+				case <-ps.done:
+				case <-ctx.Done():
+				}
+			})
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if d.matches.Complete() {
+				return nil
+			}
+			if segs = d.nextPass(); len(segs) == 0 {
+				return nil
+			}
 		}
-		if d.matches.Complete() {
-			return nil
-		}
-		return d.emitPass(ctx, d.newPass(true), d.secondPass(), emit)
+		return nil
 	})
 	return pipeline.MapUnordered(p, "scan", segments, d.opts.Workers, func(ctx context.Context, seg segment) (int64, error) {
 		defer seg.pass.finish()
 		if d.matches.Complete() {
 			return 0, nil
+		}
+		if seg.pass.again {
+			return 0, d.scan(ctx, seg) // counted in the first pass
 		}
 		return seg.end - seg.start, d.scan(ctx, seg)
 	})
@@ -353,8 +426,15 @@ type scanner struct {
 	// before marks the blocks found before the segment's pass.
 	before []uint64
 	// mine marks the duplicate groups (by their first block) that this
-	// scanner has found in its segment, a bit per block.
-	mine []uint64
+	// scanner has found in its tile, a bit per block; mineSet says whether
+	// any is marked.
+	mine    []uint64
+	mineSet bool
+	// pendI, pendP, pendN: a run of pendN found blocks from target block
+	// pendI at buffer position pendP, not yet handed to OnBlocks (write).
+	pendI int64
+	pendP int
+	pendN int
 	// runs lists the runs followed in the first pass.
 	runs []run
 }
@@ -394,6 +474,7 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 		return fmt.Errorf("read seed %s at %d: %w", s.Name, seg.start, err)
 	}
 	clear(buf[avail:])
+	err = nil // ReadAt may say io.EOF with all it was asked for
 	mp, _ := d.masks.Get().(*[]uint64)
 	if mp == nil {
 		m := make([]uint64, len(seg.pass.known))
@@ -401,21 +482,37 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 	}
 	defer d.masks.Put(mp)
 	clear(*mp)
-	sc := &scanner{
-		d: d, ix: ix, seed: seg.seed, base: seg.start, buf: buf,
-		end:    int(seg.end - seg.start),
-		digest: make([]byte, lanes*ix.sb),
-		blocks: make([][]byte, 0, lanes),
-		before: seg.pass.known,
-		mine:   *mp,
+	digest := make([]byte, lanes*ix.sb)
+	blocks := make([][]byte, 0, lanes)
+	// The scan starts afresh at every tile boundary of the seed, as if each
+	// tile were a segment of its own: what a scanner finds then depends
+	// on the tile, never on how the seed was cut into segments.
+	for t0 := seg.start; t0 < seg.end && err == nil; {
+		t1 := min((t0/d.tile+1)*d.tile, seg.end)
+		off := t0 - seg.start
+		sc := &scanner{
+			d: d, ix: ix, seed: seg.seed, base: t0,
+			buf:    buf[off : t1-seg.start+int64(ix.seq)*bs],
+			end:    int(t1 - t0),
+			digest: digest,
+			blocks: blocks,
+			before: seg.pass.known,
+			mine:   *mp,
+		}
+		if err = sc.scan(ctx); err == nil {
+			err = sc.flush()
+		}
+		if sc.mineSet {
+			clear(*mp)
+		}
+		if len(sc.runs) > 0 {
+			d.runsMu.Lock()
+			d.runs = append(d.runs, sc.runs...)
+			d.runsMu.Unlock()
+		}
+		t0 = t1
 	}
-	err = sc.scan(ctx)
-	if !seg.pass.second && len(sc.runs) > 0 {
-		d.runsMu.Lock()
-		d.runs = append(d.runs, sc.runs...)
-		d.runsMu.Unlock()
-	}
-	if d.opts.Progress != nil {
+	if d.opts.Progress != nil && !seg.pass.again {
 		d.opts.Progress(d.scanned.Add(seg.end - seg.start))
 	}
 	return err
@@ -715,11 +812,11 @@ func (sc *scanner) found(i int64, p int, count int) error {
 		off := sc.base + int64(p+j*bs)
 		leader := ix.dupFirst[blk]
 		sc.mine[leader>>6] |= 1 << (leader & 63)
+		sc.mineSet = true
 		if m.Set(blk, sc.seed, off) {
 			newRun = true
-		} else if s, o, _ := m.Lookup(blk); s != sc.seed || o != off {
-			sc.d.elsewhere[blk].Store(true)
 		}
+		sc.d.setEarliest(blk, seedLoc(sc.seed, off))
 		if sc.d.grouped[leader].Load() {
 			continue // every block of the group has a location already
 		}
@@ -744,7 +841,38 @@ func (sc *scanner) found(i int64, p int, count int) error {
 		}
 	}
 	if newRun && on != nil {
-		return on(Block{Index: i, Data: sc.buf[p : p+count*bs]})
+		return sc.write(i, p, count)
 	}
 	return nil
+}
+
+// maxPending is the most data of a run that a scanner collects before it
+// hands it to OnBlocks: a run followed 16 blocks at a time is written in
+// calls of up to this size instead of one per 16 blocks.
+const maxPending = 1 << 20
+
+// write hands target blocks i … i+count-1 at buffer position p to
+// OnBlocks, joined to the blocks before them when they continue a run;
+// flush hands on what is left.
+func (sc *scanner) write(i int64, p, count int) error {
+	bs := sc.ix.bs
+	if sc.pendN > 0 && sc.pendI+int64(sc.pendN) == i && sc.pendP+sc.pendN*bs == p && (sc.pendN+count)*bs <= maxPending {
+		sc.pendN += count
+		return nil
+	}
+	if err := sc.flush(); err != nil {
+		return err
+	}
+	sc.pendI, sc.pendP, sc.pendN = i, p, count
+	return nil
+}
+
+// flush hands the blocks collected by write to OnBlocks.
+func (sc *scanner) flush() error {
+	if sc.pendN == 0 {
+		return nil
+	}
+	n := sc.pendN
+	sc.pendN = 0
+	return sc.d.opts.OnBlocks(Block{Index: sc.pendI, Data: sc.buf[sc.pendP : sc.pendP+n*sc.ix.bs]})
 }

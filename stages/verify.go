@@ -130,7 +130,7 @@ func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVer
 		for i := range c.Spans(h.Length) {
 			sp := &vspan{index: int(i), start: i * c.Span, pos: i * c.Span, end: min((i+1)*c.Span, h.Length)}
 			hh := sha256.New()
-			if i > 0 && setSHA256State(hh, c.States[i-1], sp.start) != nil {
+			if i > 0 && SetSHA256State(hh, c.States[i-1], sp.start) != nil {
 				v.chained = false // cannot happen with crypto/sha256
 				break
 			}
@@ -145,9 +145,9 @@ func NewPrefixVerifier(r io.ReaderAt, h *control.Header, pt *Patcher) *PrefixVer
 	return v
 }
 
-// setSHA256State makes a crypto/sha256 hash continue from a chain state
+// SetSHA256State makes a crypto/sha256 hash continue from a chain state
 // taken after offset bytes (a multiple of 64).
-func setSHA256State(hh hash.Hash, state [32]byte, offset int64) error {
+func SetSHA256State(hh hash.Hash, state [32]byte, offset int64) error {
 	b := make([]byte, 0, 4+32+64+8)
 	b = append(b, "sha\x03"...)
 	b = append(b, state[:]...)

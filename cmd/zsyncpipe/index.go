@@ -33,15 +33,23 @@ with exit code 3.
 
 With --watch, index keeps running and re-indexes as files appear, change
 and disappear (inotify, plus a full rescan every --rescan); a file is
-indexed once it has not changed for --settle.`
+indexed once it has not changed for --settle.
+
+With --append-only, a file that keeps its inode and grows is taken to have
+been appended to: only its old last block and the new data are read (the
+block records and hash states of the old content are kept in
+DIR/.zsyncpipe/.zsyncpipe/grow). A few old blocks are read again to catch a
+file rewritten in place, and each growing file is read whole at least every
+--rehash. Without it, a file that changed is always read whole.`
 
 // treeFlags are the indexing flags of index and serve.
 type treeFlags struct {
 	beside, legacy, noSync bool
+	appendOnly             bool
 	small, inline          sizeFlag
 	bs                     blocksizeFlag
 	workers                int
-	settle, rescan         time.Duration
+	settle, rescan, rehash time.Duration
 }
 
 func addTreeFlags(fs *flag.FlagSet) *treeFlags {
@@ -55,6 +63,8 @@ func addTreeFlags(fs *flag.FlagSet) *treeFlags {
 	fs.BoolVar(&f.noSync, "no-fsync", false, "do not fsync control files and the index (still written atomically)")
 	fs.DurationVar(&f.settle, "settle", indexer.DefaultSettle, "with --watch and serve: index a file once unchanged for `duration`")
 	fs.DurationVar(&f.rescan, "rescan", indexer.DefaultRescan, "with --watch and serve: rescan the whole tree every `duration`")
+	fs.BoolVar(&f.appendOnly, "append-only", false, "files that keep their inode and grow are appended to (logs): read only what was added (docs/trees.md)")
+	fs.DurationVar(&f.rehash, "rehash", indexer.DefaultRehash, "with --append-only: read a growing file whole at least every `duration`")
 	return f
 }
 
@@ -65,6 +75,7 @@ func (f *treeFlags) options(w io.Writer) indexer.Options {
 		Small: int64(f.small), Inline: int64(f.inline),
 		Blocksize: int(f.bs), Workers: f.workers,
 		Settle: f.settle, Rescan: f.rescan,
+		AppendOnly: f.appendOnly, Rehash: f.rehash,
 	}
 	if o.Small == 0 {
 		o.Small = -1
@@ -158,6 +169,9 @@ func passText(dir string, r *indexer.Result) string {
 	s := fmt.Sprintf("%s: %d entries, %d files (%s); read %d files (%s), wrote %d control files; generation %d, %s; %s",
 		dir, r.Entries, r.Files, humanize.IBytes(uint64(r.Bytes)), r.Hashed, humanize.IBytes(uint64(r.HashedBytes)),
 		r.Controls, r.Generation, state, seconds(r.Duration))
+	if r.Extended > 0 {
+		s += fmt.Sprintf("; %d grown files read from their old end", r.Extended)
+	}
 	if r.Skipped > 0 {
 		s += fmt.Sprintf("; %d unreadable files skipped", r.Skipped)
 	}

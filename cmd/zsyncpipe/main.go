@@ -12,15 +12,16 @@
 //	zsyncpipe bench [--binary binary] [--block-sizes list] [--corpus kind] [--json] [--legacy]
 //	                [--no-fsync] [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed]
 //	                [--size size] [--zsync]
-//	zsyncpipe index [--announce URL] [-b blocksize] [--base-url URL] [--beside]
+//	zsyncpipe index [--announce URL] [--append-only] [-b blocksize] [--base-url URL] [--beside]
 //	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--no-fsync]
-//	                [--partition-all] [--partition-size size] [-q] [--rescan duration]
-//	                [--settle duration] [--small size] [--topic-prefix prefix] [-v] [--watch] DIR
-//	zsyncpipe serve [--announce URL] [-b blocksize] [--base-url URL] [--beside]
+//	                [--partition-all] [--partition-size size] [-q] [--rehash duration]
+//	                [--rescan duration] [--settle duration] [--small size] [--topic-prefix prefix]
+//	                [-v] [--watch] DIR
+//	zsyncpipe serve [--announce URL] [--append-only] [-b blocksize] [--base-url URL] [--beside]
 //	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--listen address]
 //	                [--no-fsync] [--no-index] [--partition-all] [--partition-size size] [-q]
-//	                [--rescan duration] [--settle duration] [--small size] [--tls-cert file]
-//	                [--tls-key file] [--topic-prefix prefix] DIR
+//	                [--rehash duration] [--rescan duration] [--settle duration] [--small size]
+//	                [--tls-cert file] [--tls-key file] [--topic-prefix prefix] DIR
 //	zsyncpipe subscribe [--client-id id] [--dead-letter exchange] [--exchange exchange]
 //	                    [--max-messages n] [-q] [--queue name] [--seeds dir]... [--topic pattern]...
 //	                    [--topic-prefix prefix] [-v] [--workers n] BROKER-URL DIR

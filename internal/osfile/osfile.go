@@ -133,6 +133,20 @@ func SyncDir(dir string) error {
 	return syncDir(dir)
 }
 
+// HasSyncFS reports whether SyncFS works here (Linux).
+const HasSyncFS = hasSyncFS
+
+// SyncFS flushes everything written to the file system that holds dir —
+// data, new files and renames — to stable storage: syncfs(2), one call
+// instead of an fsync per file for a writer that creates many files. It
+// returns an error wrapping errors.ErrUnsupported where HasSyncFS is false.
+func SyncFS(dir string) error {
+	if err := syncFS(dir); err != nil {
+		return &fs.PathError{Op: "syncfs", Path: dir, Err: err}
+	}
+	return nil
+}
+
 // Replace renames src to dst, replacing dst atomically when it exists: at
 // every moment dst names either the old or the new file, never neither. On
 // Windows, where a file open without FILE_SHARE_DELETE (by a virus scanner,

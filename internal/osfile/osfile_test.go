@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,4 +240,23 @@ func ExampleOpenLocked() {
 	// Output:
 	// true
 	// <nil>
+}
+
+// TestSyncFS: where syncfs exists it succeeds on a directory and fails on
+// a missing one; elsewhere it says it is unsupported.
+func TestSyncFS(t *testing.T) {
+	dir := t.TempDir()
+	err := SyncFS(dir)
+	if !HasSyncFS {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Fatalf("SyncFS without syncfs: %v", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncFS(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("SyncFS of a missing directory: %v", err)
+	}
 }

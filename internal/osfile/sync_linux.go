@@ -47,3 +47,16 @@ func control(f *os.File, fn func(fd int) error) error {
 	}
 	return ferr
 }
+
+// hasSyncFS: Linux has syncfs(2).
+const hasSyncFS = true
+
+// syncFS is syncfs(2) on the file system holding dir.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return control(d, unix.Syncfs)
+}

@@ -2,7 +2,10 @@
 
 package osfile
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // syncData is (*os.File).Sync, which is already the strongest flush of each
 // system: fcntl(F_FULLFSYNC) on macOS (falling back to fsync where the file
@@ -12,3 +15,8 @@ func syncData(f *os.File) error { return f.Sync() }
 
 // writeback does nothing: only Linux has sync_file_range.
 func writeback(*os.File, int64, int64) error { return nil }
+
+// hasSyncFS: only Linux has syncfs(2).
+const hasSyncFS = false
+
+func syncFS(string) error { return errors.ErrUnsupported }
