@@ -2,8 +2,10 @@ package zsyncpipe
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -593,5 +595,67 @@ func TestSyncRelativeURL(t *testing.T) {
 	netCheckDir(t, dir, netName)
 	if sum.Requests == 0 || sum.Requests != srv.Requests() {
 		t.Errorf("summary counts %d requests, server %d", sum.Requests, srv.Requests())
+	}
+}
+
+// TestSyncParallelRequests: a sync with many missing ranges keeps several
+// range requests in flight, as the server counts them (each answer held
+// for a while, as over a long round trip): up to Concurrency of them,
+// over several HTTP/1.1 connections or one HTTP/2 connection; with
+// Concurrency 1, one at a time over one kept-alive connection. The bytes
+// served are the same either way.
+func TestSyncParallelRequests(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	old := randomBytes(rng, 2<<20)
+	target := bytes.Clone(old)
+	const missing = 400 // separate missing blocks: 20 calls of 20 ranges
+	for i := range missing {
+		at := (4*i + 1) * netBlocksize
+		copy(target[at:at+netBlocksize], randomBytes(rng, netBlocksize))
+	}
+	var served []int64
+	for _, c := range []struct {
+		name      string
+		conc      int
+		tls, h2   bool
+		conns     func(n int) bool
+		wantConns string
+	}{
+		{name: "serial", conc: 1, conns: func(n int) bool { return n == 1 }, wantConns: "1"},
+		{name: "default-HTTP/1.1", conns: func(n int) bool { return n >= 2 }, wantConns: "at least 2"},
+		{name: "default-HTTP/2", tls: true, h2: true, conns: func(n int) bool { return n == 1 }, wantConns: "1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := faultserver.New(target, faultserver.Options{Delay: 50 * time.Millisecond, TLS: c.tls, HTTP2: c.h2})
+			t.Cleanup(srv.Close)
+			dir, out := netDir(t, old)
+			ho := httpsource.Options{}
+			if c.tls {
+				ho.Client = srv.Client()
+			}
+			sum, err := Sync(context.Background(), SyncOptions{Control: netControl(t, target, false, srv.URL()), Output: out,
+				HTTP: ho, Fetch: stages.FetchLimits{Concurrency: c.conc}, NoFsync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			netCheckResult(t, out, target)
+			netCheckDir(t, dir, netName)
+			srv.Close() // every body written: BytesServed is exact
+			conc := cmp.Or(c.conc, stages.DefaultConcurrency)
+			t.Logf("%d requests, at most %d in flight, %d connections, %d body bytes", sum.Requests, srv.MaxInFlight(), srv.Connections(), srv.BytesServed())
+			if sum.Fetched < missing*netBlocksize || sum.Requests != missing/stages.DefaultRangesPerCall {
+				t.Errorf("fetched %d bytes in %d requests, want at least %d in %d", sum.Fetched, sum.Requests, missing*netBlocksize, missing/stages.DefaultRangesPerCall)
+			}
+			if n := srv.MaxInFlight(); n > int64(conc) || (conc == 1) != (n == 1) {
+				t.Errorf("%d requests in flight at most, want %s", n, map[bool]string{true: "1", false: fmt.Sprintf("2 to %d", conc)}[conc == 1])
+			}
+			if n := srv.Connections(); !c.conns(n) {
+				t.Errorf("%d connections, want %s", n, c.wantConns)
+			}
+			served = append(served, srv.BytesServed(), sum.Fetched)
+		})
+	}
+	if len(served) == 6 && (served[0] != served[2] || served[2] != served[4] || served[1] != served[3] || served[3] != served[5]) {
+		t.Errorf("body bytes served and fetched %v, want the same whatever the requests in flight", served)
 	}
 }

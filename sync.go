@@ -245,14 +245,12 @@ func (j *syncJob) openSeeds(ctx context.Context, paths []string) error {
 type update struct {
 	scanned  int64        // a segment of a seed, this many bytes, is scanned (and its finds written)
 	plan     *stages.Plan // every seed is scanned: what they hold and what is missing
-	batch    stages.Batch // fetched blocks, checked, to be written
-	fetched  int64        // a batch of this many target bytes is written
+	fetched  int64        // a batch of this many target bytes is fetched, checked and written
 	verified int64        // the whole-file hash covers this many leading bytes
 }
 
-// Size returns the fetched bytes the update carries or stands for
-// (pipeline.Sizer).
-func (u update) Size() int64 { return u.batch.Size() + u.fetched }
+// Size returns the fetched bytes the update stands for (pipeline.Sizer).
+func (u update) Size() int64 { return u.fetched }
 
 // The verify stage hashes at most this much for one update, so that it
 // never holds up the stages before it for long: what it could not hash
@@ -271,15 +269,15 @@ const (
 // is the whole-file verification's: nil, or an error wrapping ErrVerify or
 // stages.ErrNoFileHash; any other error means the run did not finish.
 //
-//	segments ─▶ scan ─▶ delta ─▶ fetch ─▶ patch ─▶ verify ─▶ record
+//	segments ─▶ scan ─▶ delta ─▶ fetch ─▶ verify ─▶ record
 //
 // The scan writes what it finds straight into the partial result (no copy,
 // no hand-off: positioned writes from each scanning worker) and reports
 // each segment; delta passes those reports on and, once every segment is
 // scanned, the plan; fetch reads the plan's missing ranges from the
-// source; patch writes them; verify hashes the written prefix of the file
-// after each update; record reports progress and saves the resume state.
-// Run owns every goroutine.
+// source and writes them likewise, from the buffer they were checked in;
+// verify hashes the written prefix of the file after each update; record
+// reports progress and saves the resume state. Run owns every goroutine.
 func (j *syncJob) run(ctx context.Context) error {
 	f := j.f
 	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
@@ -298,7 +296,6 @@ func (j *syncJob) run(ctx context.Context) error {
 			return emit(update{plan: stages.Blueprint(&f.Header, j.matches)})
 		})
 	updates = pipeline.Transform(p, "fetch", updates, j.fetch)
-	updates = pipeline.Transform(p, "patch", updates, j.patch)
 	verifier := stages.NewPrefixVerifier(j.part.f, &f.Header, j.part.pt)
 	updates = pipeline.Fold(p, "verify", updates,
 		func(ctx context.Context, u update, emit func(update) error) error {
@@ -362,7 +359,10 @@ func (j *syncJob) run(ctx context.Context) error {
 }
 
 // fetch passes every update on and, for the plan, fetches the missing
-// ranges from the source, emitting the checked blocks in batches.
+// ranges from the source and writes the checked blocks into the partial
+// result, emitting the count of bytes of each batch. The blocks are written
+// where they were checked, in the buffer of their call: handing them on to
+// another stage would mean a copy of every fetched byte.
 func (j *syncJob) fetch(ctx context.Context, u update, emit func(update) error) error {
 	if err := emit(u); err != nil || u.plan == nil || len(u.plan.Missing) == 0 {
 		return err
@@ -372,26 +372,17 @@ func (j *syncJob) fetch(ctx context.Context, u update, emit func(update) error) 
 		return fmt.Errorf("%w: %w", ErrFetch, err)
 	}
 	opts := stages.FetchOptions{FetchLimits: j.opts.Fetch, Hasher: j.hasher}
+	bs := int64(j.f.Blocksize)
 	return stages.Fetch(ctx, j.f, src, u.plan.Missing, opts, func(b stages.Batch) error {
-		return emit(update{batch: b})
-	})
-}
-
-// patch writes fetched batches into the partial result and passes every
-// update on, a batch as the count of its bytes.
-func (j *syncJob) patch(ctx context.Context, u update, emit func(update) error) error {
-	if u.batch != nil {
-		if err := j.part.pt.Write(u.batch); err != nil {
+		if err := j.part.pt.Write(b); err != nil {
 			return err
 		}
-		bs := int64(j.f.Blocksize)
 		var n int64
-		for _, blk := range u.batch {
+		for _, blk := range b {
 			n += min(int64(len(blk.Data)), j.f.Length-blk.Index*bs)
 		}
-		u = update{fetched: n}
-	}
-	return emit(u)
+		return emit(update{fetched: n})
+	})
 }
 
 // record is the last stage: it reports progress (cumulative per phase),

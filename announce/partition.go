@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/partition"
 	"github.com/zsyncpipe/zsyncpipe/source"
@@ -138,8 +139,8 @@ func (s *Subscriber) placePartitioned(m *v03.Message, path, target string) error
 // fillPartition writes the claimed partition: copied from the target when
 // it holds it at the same place; delta-synced with the message's control
 // file (the partition's) against the target around that place and what
-// the shared file holds of it already; or fetched whole as a byte range
-// of the file (sr3's own messages carry no control file).
+// the shared file holds of it already; or fetched whole as byte ranges
+// of the file, several at once (sr3's own messages carry no control file).
 func (s *Subscriber) fillPartition(ctx context.Context, m *v03.Message, man *partition.Manifest, n int, c *partition.Claim, target string) (Result, error) {
 	if c.Local && c.CopyTarget() == nil {
 		return Result{Action: PartitionIn, Reused: c.Size()}, nil
@@ -169,12 +170,7 @@ func (s *Subscriber) fillPartition(ctx context.Context, m *v03.Message, man *par
 	}
 	defer closeSrc()
 	if m.Zsync == nil {
-		var fetched int64
-		err := src.ReadRanges(ctx, []source.Range{{Start: 0, End: c.Size()}}, func(_ source.Range, data io.Reader) error {
-			n, err := io.Copy(io.NewOffsetWriter(c.Writer(), 0), data)
-			fetched += n
-			return err
-		})
+		fetched, err := fetchWhole(ctx, src, c.Writer(), c.Size())
 		if err != nil {
 			return Result{}, fmt.Errorf("fetch partition: %w", err)
 		}
@@ -221,6 +217,31 @@ func (s *Subscriber) fillPartition(ctx context.Context, m *v03.Message, man *par
 		return Result{}, fmt.Errorf("partition fetch: %w", err)
 	}
 	return Result{Action: PartitionIn, Fetched: min(fetched.Load(), plan.MissingBytes) + ctlBytes, Reused: plan.Reused}, nil
+}
+
+// wholePiece is the bytes of one request of fetchWhole: the fetch stage's
+// bytes per call (stages.FetchLimits.CallBytes).
+const wholePiece = 4 << 20
+
+// fetchWhole copies the first size bytes of src to w in pieces of
+// wholePiece bytes, stages.DefaultConcurrency requests at once as the
+// fetch stage makes them, so that a large partition is not one request
+// on one connection. It returns the bytes copied.
+func fetchWhole(ctx context.Context, src source.RangeSource, w io.WriterAt, size int64) (int64, error) {
+	var fetched atomic.Int64
+	p := pool.New().WithContext(ctx).WithCancelOnError().WithFirstError().WithMaxGoroutines(stages.DefaultConcurrency)
+	for off := int64(0); off < size; off += wholePiece {
+		piece := []source.Range{{Start: off, End: min(off+wholePiece, size)}}
+		p.Go(func(ctx context.Context) error {
+			return src.ReadRanges(ctx, piece, func(r source.Range, data io.Reader) error {
+				n, err := io.Copy(io.NewOffsetWriter(w, r.Start), data)
+				fetched.Add(n)
+				return err
+			})
+		})
+	}
+	err := p.Wait()
+	return fetched.Load(), err
 }
 
 // rangeSource returns a source of the file at u whose offsets start at

@@ -301,23 +301,33 @@ func TestPartitionedSubscribersKilled(t *testing.T) {
 	}
 }
 
-// paced writes a response in pieces of 64 KiB, pausing after each.
+// paced writes a response at rate bytes a second, in pieces of at most
+// 64 KiB, each sent when the bytes before it have had their time. It
+// counts bytes, not writes: net/http's file server writes 32 KiB at a
+// time, and a pause per write meant for 64 KiB held every connection to
+// half the rate asked for.
 type paced struct {
 	http.ResponseWriter
-	pause time.Duration
+	rate    int64 // bytes a second
+	start   time.Time
+	written int64
 }
 
-func (p paced) Write(b []byte) (int, error) {
+func (p *paced) Write(b []byte) (int, error) {
 	total := 0
 	for len(b) > 0 {
+		if p.start.IsZero() {
+			p.start = time.Now()
+		}
 		k := min(len(b), 64<<10)
 		n, err := p.ResponseWriter.Write(b[:k])
 		total += n
+		p.written += int64(n)
 		if err != nil {
 			return total, err
 		}
 		b = b[k:]
-		time.Sleep(p.pause)
+		time.Sleep(time.Until(p.start.Add(time.Duration(p.written * int64(time.Second) / p.rate))))
 	}
 	return total, nil
 }
@@ -344,9 +354,8 @@ func TestPartitionScaling(t *testing.T) {
 		// Every connection limited to kib KiB/s, as flows over a long
 		// link are: then the transfer scales with the connections.
 		fsrv := http.FileServer(http.Dir(pubDir))
-		pause := time.Duration(float64(time.Second) * 64 / float64(kib))
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fsrv.ServeHTTP(paced{w, pause}, r)
+			fsrv.ServeHTTP(&paced{ResponseWriter: w, rate: int64(kib) << 10}, r)
 		}))
 		defer srv.Close()
 		srvURL = srv.URL

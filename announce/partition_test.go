@@ -5,13 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/brokertest"
+	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/v03"
 )
 
@@ -287,5 +291,112 @@ func TestPartitionAll(t *testing.T) {
 	write(t, filepath.Join(pubDir, "f.bin"), data)
 	if n := len(bodies(t, ctx, pub, "f.bin")); n != 1 {
 		t.Fatalf("%d messages without PartitionAll, want 1", n)
+	}
+}
+
+// TestPartitionParallelFetch: a partition with many scattered changes is
+// fetched with several range requests in flight, as the server counts
+// them (it holds each answer 100 ms), not one call at a time; the
+// download stays about the changed blocks.
+func TestPartitionParallelFetch(t *testing.T) {
+	ctx := brokertest.Context(t, time.Minute)
+	const psize = 1 << 20
+	pubDir, subDir := t.TempDir(), t.TempDir()
+	var held atomic.Bool
+	var cur, peak, requests atomic.Int64
+	fsrv := http.FileServer(http.Dir(pubDir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") != "" && held.Load() {
+			requests.Add(1)
+			n := cur.Add(1)
+			defer cur.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		fsrv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	pub, err := NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", PartitionSize: psize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := NewSubscriber(SubscriberOptions{Dir: subDir, NoFsync: true, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle := func() (fetched int64) {
+		t.Helper()
+		assembled := 0
+		for _, b := range bodies(t, ctx, pub, "p.bin") {
+			r := sub.Handle(ctx, b)
+			if r.Action != PartitionIn && r.Action != Assembled {
+				t.Fatalf("%+v", r)
+			}
+			if r.Action == Assembled {
+				assembled++
+			}
+			fetched += r.Fetched
+		}
+		if assembled != 1 {
+			t.Fatalf("assembled %d times", assembled)
+		}
+		sameFile(t, filepath.Join(pubDir, "p.bin"), filepath.Join(subDir, "p.bin"))
+		return fetched
+	}
+	data := randomBytes(60, 2*psize)
+	write(t, filepath.Join(pubDir, "p.bin"), data)
+	handle()
+
+	// One byte in every 8 KiB of partition 0: 128 separate blocks
+	// (of 2 KiB) missing, fetched in 7 calls of up to 20 ranges.
+	const changed = psize / (8 << 10)
+	for i := 0; i < psize; i += 8 << 10 {
+		data[i+100] ^= 0xff
+	}
+	write(t, filepath.Join(pubDir, "p.bin"), data)
+	held.Store(true)
+	fetched := handle()
+	t.Logf("%d range requests, at most %d in flight; fetched %d bytes for %d changed blocks", requests.Load(), peak.Load(), fetched, changed)
+	if n := peak.Load(); n < 2 || n > stages.DefaultConcurrency {
+		t.Errorf("%d range requests in flight at most, want 2 to %d", n, stages.DefaultConcurrency)
+	}
+	if fetched < changed*2048 || fetched > changed*2048+psize/4 {
+		t.Errorf("fetched %d bytes for %d changed blocks of 2 KiB", fetched, changed)
+	}
+
+	// A partition of 9 MiB announced without a control file, as sr3
+	// announces: fetched as byte ranges of 4 MiB, in parallel.
+	const big = 9 << 20
+	pub, err = NewPublisher(PublisherOptions{Dir: pubDir, BaseURL: srv.URL + "/", PartitionSize: big})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(pubDir, "q.bin"), randomBytes(61, big+1000))
+	peak.Store(0)
+	requests.Store(0)
+	fetched = 0
+	for _, b := range bodies(t, ctx, pub, "q.bin") {
+		var msg map[string]json.RawMessage
+		if err := json.Unmarshal(b, &msg); err != nil || msg["zsync"] == nil {
+			t.Fatalf("message without a zsync field: %v\n%s", err, b)
+		}
+		delete(msg, "zsync")
+		if b, err = json.Marshal(msg); err != nil {
+			t.Fatal(err)
+		}
+		r := sub.Handle(ctx, b)
+		if r.Action != PartitionIn && r.Action != Assembled {
+			t.Fatalf("%+v", r)
+		}
+		fetched += r.Fetched
+	}
+	sameFile(t, filepath.Join(pubDir, "q.bin"), filepath.Join(subDir, "q.bin"))
+	t.Logf("without control files: %d range requests, at most %d in flight; fetched %d bytes of %d", requests.Load(), peak.Load(), fetched, big+1000)
+	if n := peak.Load(); n < 2 || n > stages.DefaultConcurrency {
+		t.Errorf("%d range requests in flight at most, want 2 to %d", n, stages.DefaultConcurrency)
+	}
+	if fetched != big+1000 {
+		t.Errorf("fetched %d bytes of %d", fetched, big+1000)
 	}
 }

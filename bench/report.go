@@ -6,18 +6,11 @@ import (
 	"fmt"
 	"image/color"
 	"io"
-	"math"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dustin/go-humanize"
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // WriteTable writes the report as an aligned table for people: a heading
@@ -83,84 +76,6 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(rep); err != nil {
 		return fmt.Errorf("bench: write JSON: %w", err)
-	}
-	return nil
-}
-
-// WritePlot writes a PNG of two charts against the block size (log2 axis),
-// one line per tool: the bytes a client downloads, and sync throughput.
-func (rep *Report) WritePlot(path string) error {
-	down := plot.New()
-	down.Title.Text = "Bytes downloaded (control file + HTTP) — " + rep.Corpus.Name
-	down.Y.Label.Text = "MiB"
-	speed := plot.New()
-	speed.Title.Text = "Sync throughput (MB/s of the target)"
-	speed.Y.Label.Text = "MB/s"
-
-	var ticks []plot.Tick
-	seen := map[int]bool{}
-	for i, tool := range []string{ToolZsyncpipe, ToolZsync} {
-		var dl, sp plotter.XYs
-		for _, r := range rep.Results {
-			if r.Tool != tool || r.Err != "" {
-				continue
-			}
-			x := math.Log2(float64(r.BlockSize))
-			dl = append(dl, plotter.XY{X: x, Y: float64(r.Downloaded) / (1 << 20)})
-			sp = append(sp, plotter.XY{X: x, Y: r.SyncMBps})
-			if !seen[r.BlockSize] {
-				seen[r.BlockSize] = true
-				ticks = append(ticks, plot.Tick{Value: x, Label: strings.ReplaceAll(humanize.IBytes(uint64(r.BlockSize)), " ", "")})
-			}
-		}
-		if len(dl) == 0 {
-			continue
-		}
-		for _, c := range []struct {
-			p   *plot.Plot
-			xys plotter.XYs
-		}{{down, dl}, {speed, sp}} {
-			l, s, err := plotter.NewLinePoints(c.xys)
-			if err != nil {
-				return fmt.Errorf("bench: plot: %w", err)
-			}
-			l.Color, s.Color = toolColor(i), toolColor(i)
-			s.Shape = draw.CircleGlyph{}
-			c.p.Add(l, s)
-			c.p.Legend.Add(tool, l, s)
-		}
-	}
-	for _, p := range []*plot.Plot{down, speed} {
-		p.X.Label.Text = "block size"
-		p.X.Tick.Marker = plot.ConstantTicks(ticks)
-		p.Add(plotter.NewGrid())
-		p.Legend.Top = true
-	}
-	// Downloads span orders of magnitude over a sweep: a log axis keeps the
-	// minimum readable.
-	down.Y.Scale = plot.LogScale{}
-	down.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	down.Y.Label.Text = "MiB (log scale)"
-	down.Legend.Left = true
-	speed.Y.Min = 0
-
-	img := vgimg.New(10*vg.Inch, 8*vg.Inch)
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter, PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
-	canvases := plot.Align([][]*plot.Plot{{down}, {speed}}, tiles, dc)
-	down.Draw(canvases[0][0])
-	speed.Draw(canvases[1][0])
-
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("bench: plot: %w", err)
-	}
-	_, err = vgimg.PngCanvas{Canvas: img}.WriteTo(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("bench: plot %s: %w", path, err)
 	}
 	return nil
 }

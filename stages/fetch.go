@@ -59,6 +59,11 @@ var ErrFetch = errors.New("fetch failed")
 // not overlap; a range may be delivered more than once when a source
 // retries it elsewhere. A block failing its hash is reported to the source
 // through an error wrapping ErrCorrupt.
+//
+// The data of a batch is valid only during the call to fn: it is the
+// buffer of one call in flight, reused for the next blocks (copying every
+// fetched byte once more made a sync of a 244 MB file allocate 77 MB of
+// garbage). A fn that keeps batches must copy them; FetchStage does.
 func Fetch(ctx context.Context, f *control.File, src source.RangeSource, missing []source.Range, opts FetchOptions, fn func(Batch) error) error {
 	if len(missing) == 0 {
 		return nil
@@ -199,7 +204,7 @@ func (v *verifier) deliver(r source.Range, data io.Reader) error {
 				return fmt.Errorf("block %d (bytes %d-%d): %w", first+int64(j), (first+int64(j))*bs, min((first+int64(j)+1)*bs, v.f.Length), source.ErrCorrupt)
 			}
 		}
-		if err := v.emit(Batch{{Index: first, Data: bytes.Clone(buf)}}); err != nil {
+		if err := v.emit(Batch{{Index: first, Data: buf}}); err != nil {
 			v.emitErr = err
 			return err
 		}
@@ -220,8 +225,8 @@ func PlanStage(p *pipeline.Pipeline, h *control.Header, in *pipeline.Stream[*Mat
 }
 
 // FetchStage adds fetch to a pipeline: for each Plan it receives, it
-// fetches the missing ranges and emits verified batches. src is asked for
-// a source only when something is missing.
+// fetches the missing ranges and emits verified batches, each a copy of
+// its own. src is asked for a source only when something is missing.
 func FetchStage(p *pipeline.Pipeline, f *control.File, in *pipeline.Stream[*Plan], src func(context.Context) (source.RangeSource, error), opts FetchOptions) *pipeline.Stream[Batch] {
 	return pipeline.Transform(p, "fetch", in, func(ctx context.Context, plan *Plan, emit func(Batch) error) error {
 		if len(plan.Missing) == 0 {
@@ -231,6 +236,12 @@ func FetchStage(p *pipeline.Pipeline, f *control.File, in *pipeline.Stream[*Plan
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrFetch, err)
 		}
-		return Fetch(ctx, f, s, plan.Missing, opts, emit)
+		return Fetch(ctx, f, s, plan.Missing, opts, func(b Batch) error {
+			own := make(Batch, len(b))
+			for i, blk := range b {
+				own[i] = Block{Index: blk.Index, Data: bytes.Clone(blk.Data)}
+			}
+			return emit(own)
+		})
 	})
 }

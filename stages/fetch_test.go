@@ -102,7 +102,12 @@ func TestFetchCorrupt(t *testing.T) {
 		bad[at] ^= 0x40
 		var got []Block
 		err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(bad)}, []source.Range{{Start: 0, End: f.Length}}, FetchOptions{FetchLimits: FetchLimits{Concurrency: 1}},
-			func(b Batch) error { got = append(got, b...); return nil })
+			func(b Batch) error {
+				for _, blk := range b {
+					got = append(got, Block{Index: blk.Index, Data: bytes.Clone(blk.Data)})
+				}
+				return nil
+			})
 		if !errors.Is(err, source.ErrCorrupt) || !errors.Is(err, ErrFetch) {
 			t.Errorf("corrupt byte %d: err %v", at, err)
 		}

@@ -39,6 +39,7 @@ The output file is the control file's Filename in the current directory unless
 
 // cmdSync implements "zsyncpipe sync".
 func cmdSync(ctx context.Context, e *env, args []string) error {
+	defer tightGC(syncGCPercent)()
 	fs := newFlagSet(e, "sync", syncIntro)
 	var seeds listFlag
 	fs.Var(&seeds, "i", "`seed` file that may hold parts of the target; may be repeated")
@@ -113,6 +114,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	prog.clear()
 	if *verbose && sum != nil && len(sum.Stages) > 0 {
 		pipeline.FormatStats(e.stderr, sum.Stages)
+		printMemory(e.stderr)
 	}
 	if err != nil {
 		return err // "sync: ..." or "sync OUTPUT: ..."

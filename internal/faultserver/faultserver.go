@@ -109,6 +109,12 @@ type Options struct {
 	// RedirectFrom, when not empty, is a path answered with 302 Found to
 	// the file's path.
 	RedirectFrom string
+
+	// Delay, when positive, holds every answer for the file this long
+	// before its headers, as a server at the end of a long round trip
+	// would: requests a client sends in parallel are then seen in flight
+	// together (Server.MaxInFlight).
+	Delay time.Duration
 }
 
 // Request records one request received by the server.
@@ -134,9 +140,12 @@ type Server struct {
 
 	requests atomic.Int64 // requests for the file
 	bytes    atomic.Int64 // response body bytes written
+	inFlight atomic.Int64 // requests for the file being answered
+	maxIn    atomic.Int64 // the most of them at once
 
-	mu  sync.Mutex
-	log []Request
+	mu    sync.Mutex
+	log   []Request
+	conns map[string]bool // client addresses of requests for the file
 }
 
 // New starts a server that serves data with the given options. Close it when
@@ -210,6 +219,19 @@ func (s *Server) Requests() int64 { return s.requests.Load() }
 // the bytes: read it after Close for an exact figure.
 func (s *Server) BytesServed() int64 { return s.bytes.Load() }
 
+// MaxInFlight returns the largest number of requests for the file that the
+// server was answering at the same time, from their arrival until their
+// handler returned (the body handed to the connection).
+func (s *Server) MaxInFlight() int64 { return s.maxIn.Load() }
+
+// Connections returns the number of client connections (remote addresses)
+// that sent requests for the file.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Log returns a copy of the requests received so far, in order of arrival.
 func (s *Server) Log() []Request {
 	s.mu.Lock()
@@ -253,6 +275,28 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 	o := &s.opts
 	n := int(s.requests.Add(1)) // this request's number, from 1
 	faulty := o.Faults <= 0 || n <= o.Faults
+	in := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for m := s.maxIn.Load(); in > m && !s.maxIn.CompareAndSwap(m, in); m = s.maxIn.Load() {
+	}
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = make(map[string]bool)
+	}
+	s.conns[r.RemoteAddr] = true
+	s.mu.Unlock()
+	if o.Delay > 0 {
+		t := time.NewTimer(o.Delay)
+		select {
+		case <-t.C:
+		case <-s.done:
+			t.Stop()
+			return
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
 
 	if o.User != "" {
 		if u, p, ok := r.BasicAuth(); !ok || u != o.User || p != o.Password {

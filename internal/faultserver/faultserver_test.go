@@ -205,3 +205,35 @@ func TestFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestInFlight: with a Delay, requests sent at once are counted in flight
+// together, each on its own connection; requests one after the other are
+// not, and reuse one connection.
+func TestInFlight(t *testing.T) {
+	d := data()
+	s := New(d, Options{Delay: 200 * time.Millisecond})
+	defer s.Close()
+	for range 2 {
+		if _, b, err := get(t, s, "bytes=0-9"); err != nil || !bytes.Equal(b, d[:10]) {
+			t.Fatal(err)
+		}
+	}
+	if s.MaxInFlight() != 1 || s.Connections() != 1 {
+		t.Fatalf("one after the other: %d in flight, %d connections, want 1 and 1", s.MaxInFlight(), s.Connections())
+	}
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, _, err := get(t, s, "bytes=0-9")
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.MaxInFlight() != 3 || s.Connections() < 3 {
+		t.Fatalf("three at once: %d in flight, %d connections, want 3 and at least 3", s.MaxInFlight(), s.Connections())
+	}
+}
