@@ -7,7 +7,8 @@
 #
 # ZSP="bin1 bin2 …" measures several zsyncpipe binaries in the same run
 # (default: zsyncpipe on PATH); MAKE=0 skips the make rows, SYNC=0 the sync
-# rows; ZSYNC=0 leaves zsync out. Each step runs RUNS times (default 5), the
+# rows; ZSYNC=0 leaves zsync out; ZSP_MAKE_FLAGS adds flags to zsyncpipe
+# make (ZSP_MAKE_FLAGS=--legacy: zsync 0.6.2's format, as zsyncmake's). Each step runs RUNS times (default 5), the
 # tools interleaved so that load changes hit them alike; every row gives the
 # minimum and the median of wall time, of CPU time (user+sys) and of peak
 # RSS, from /usr/bin/time. Outputs are compared with NEW byte for byte;
@@ -60,14 +61,14 @@ if [ "${MAKE:-1}" = 1 ]; then
 	for _ in $(seq "$runs"); do
 		for n in "${names[@]}"; do
 			if [ "$n" = zsync ]; then timed "make-$n" zsyncmake -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"
-			else timed "make-$n" "$(bin_of "$n")" make -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"; fi
+			else timed "make-$n" "$(bin_of "$n")" make ${ZSP_MAKE_FLAGS:-} -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"; fi
 		done
 	done
 fi
 for n in "${names[@]}"; do
 	[ -e "$w/www/$n.zsync" ] && continue
 	if [ "$n" = zsync ]; then zsyncmake -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"
-	else "$(bin_of "$n")" make -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"; fi
+	else "$(bin_of "$n")" make ${ZSP_MAKE_FLAGS:-} -b "$bs" -u "$url/new" -o "$w/www/$n.zsync" "$new"; fi
 done
 if [ "${SYNC:-1}" = 1 ]; then
 	for _ in $(seq "$runs"); do
@@ -80,7 +81,7 @@ if [ "${SYNC:-1}" = 1 ]; then
 		done
 	done
 fi
-echo "# $(basename "$old") -> $(basename "$new"), blocksize $bs, $runs runs; $(uptime | sed 's/.*load/load/')"
+echo "# $(basename "$old") -> $(basename "$new"), blocksize $bs, $runs runs${ZSP_MAKE_FLAGS:+, zsyncpipe make $ZSP_MAKE_FLAGS}; $(uptime | sed 's/.*load/load/')"
 printf '%-10s %-5s %15s %15s %17s %12s\n' tool step "wall min/med" "cpu min/med" "rss KiB min/med" "down bytes"
 for n in "${names[@]}"; do
 	label=$n; [ "$n" != zsync ] && label="$(basename "$(bin_of "$n")")"

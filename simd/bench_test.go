@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/zsyncpipe/zsyncpipe/internal/cpus"
 	"github.com/zsyncpipe/zsyncpipe/strong"
 )
 
@@ -56,7 +57,9 @@ func newBenchHasher(b *testing.B, alg strong.Algorithm, opts Options) *Hasher {
 
 // BenchmarkSumBlocks compares the lanes with crypto/md5 (and MD4) for the
 // block sizes zsync uses, in batches of 64 blocks, from one and from two
-// goroutines. "lanes" uses the default servers (one per physical core).
+// goroutines. "lanes" and "md4" are the defaults (the 8-lane AVX2 path
+// where the CPU has it), "md5simd" md5-simd's servers (one per physical
+// core) alone, "md5" and "md4fallback" the portable code.
 func BenchmarkSumBlocks(b *testing.B) {
 	impls := []struct {
 		name string
@@ -64,16 +67,21 @@ func BenchmarkSumBlocks(b *testing.B) {
 		opts Options
 	}{
 		{"lanes", strong.MD5, Options{}},
+		{"md5simd", strong.MD5, Options{Servers: cpus.Cores()}},
 		{"md5", strong.MD5, Options{Fallback: true}},
 		{"md4", strong.MD4, Options{}},
+		{"md4fallback", strong.MD4, Options{Fallback: true}},
 	}
 	for _, im := range impls {
 		for _, n := range []int{2 << 10, 4 << 10, 64 << 10} {
 			for _, g := range []int{1, 2} {
 				b.Run(fmt.Sprintf("%s/%dKiB/g%d", im.name, n>>10, g), func(b *testing.B) {
 					h := newBenchHasher(b, im.alg, im.opts)
-					if im.name == "lanes" && !h.Lanes() {
+					if (im.name == "lanes" || im.name == "md5simd") && !h.Lanes() {
 						b.Skip("no lanes on this CPU")
+					}
+					if im.name == "md5simd" {
+						h.x8 = false
 					}
 					runBench(b, h, g, benchData(g, benchBatch, n))
 				})

@@ -51,8 +51,10 @@ type Options struct {
 	// has AVX2 or AVX-512.
 	Fallback bool
 	// Servers is the number of md5-simd servers (lane sets), each with its
-	// own goroutine and 16 hashers. Zero means one per physical core as
-	// (internal/cpus: capped by GOMAXPROCS).
+	// own goroutine and 16 hashers. On a CPU with lanes, MD5 groups of
+	// blocks of one length go through the 8-lane AVX2 path (x8), which
+	// needs no server; the servers hash only groups of mixed lengths. Zero
+	// means none: such groups are hashed with crypto/md5.
 	Servers int
 }
 
@@ -126,8 +128,12 @@ type pooledHash struct {
 type Hasher struct {
 	alg strong.Algorithm
 
-	// sets is the pool of lane sets (nil without lanes). nsets is its
-	// capacity.
+	// x8 selects the 8-lane AVX2 MD4 or MD5 (x8) for groups of blocks of
+	// one length.
+	x8 bool
+
+	// sets is the pool of md5-simd lane sets (nil without Options.Servers).
+	// nsets is its capacity.
 	sets  chan *laneSet
 	nsets int
 
@@ -167,12 +173,20 @@ func NewHasher(alg strong.Algorithm, opts Options) (*Hasher, error) {
 		spawnAbove:    defaultSpawnAbove,
 	}
 	h.pool.New = func() any { return &pooledHash{h: alg.New()} }
+	if alg == strong.MD4 && !opts.Fallback && !noSIMDFromEnv() {
+		h.x8 = cpuHasX8()
+		return h, nil
+	}
 	if alg != strong.MD5 || opts.Fallback || noSIMDFromEnv() || !Available() {
 		return h, nil
 	}
+	h.x8 = cpuHasX8()
 	n := opts.Servers
-	if n == 0 {
+	if n == 0 && !h.x8 {
 		n = cpus.Cores()
+	}
+	if n == 0 {
+		return h, nil
 	}
 	h.nsets = n
 	h.sets = make(chan *laneSet, n)
@@ -185,12 +199,13 @@ func NewHasher(alg strong.Algorithm, opts Options) (*Hasher, error) {
 // Algorithm returns the algorithm the Hasher computes.
 func (h *Hasher) Algorithm() strong.Algorithm { return h.alg }
 
-// Lanes reports whether MD5 goes through md5-simd's vector lanes. It is
-// false for other algorithms, for the fallback, and after Close.
+// Lanes reports whether MD4 or MD5 goes through vector lanes (x8 or
+// md5-simd's). It is false for SHA-224, for the fallback, without AVX2,
+// and after Close.
 func (h *Hasher) Lanes() bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.sets != nil && !h.closed
+	return (h.x8 || h.sets != nil) && !h.closed
 }
 
 // SumBlocks writes, for each i, the first size bytes of the digest of
@@ -210,10 +225,48 @@ func (h *Hasher) SumBlocks(out []byte, size int, blocks [][]byte) {
 	if len(out) < len(blocks)*size {
 		panic(fmt.Sprintf("simd: SumBlocks: out holds %d bytes, want %d (%d blocks × %d)", len(out), len(blocks)*size, len(blocks), size))
 	}
-	if h.sets == nil || len(blocks) < h.minLaneBlocks {
+	if (h.sets == nil && !h.x8) || len(blocks) < h.minLaneBlocks {
 		h.sumSerial(out, size, blocks)
 		return
 	}
+	if h.x8 {
+		h.sumX8(out, size, blocks)
+		return
+	}
+	h.sumLanes(out, size, blocks)
+}
+
+// sumX8 hashes blocks 8 at a time on the AVX2 lanes (x8), in the calling
+// goroutine. A group x8 cannot take (blocks of mixed lengths) goes to the
+// md5-simd lane sets if there are any, else to crypto/md5 (x/crypto/md4);
+// so does a trailing group of fewer than minLaneBlocks blocks, since x8
+// costs as much for one live lane as for eight.
+func (h *Hasher) sumX8(out []byte, size int, blocks [][]byte) {
+	var sums [8][md5.Size]byte
+	used := false
+	for len(blocks) > 0 {
+		n := min(len(blocks), 8)
+		group, gout := blocks[:n], out[:n*size]
+		switch {
+		case n >= h.minLaneBlocks && x8(h.alg == strong.MD4, &sums, group):
+			used = true
+			for i := range n {
+				copy(gout[i*size:(i+1)*size], sums[i][:size])
+			}
+		case h.sets != nil:
+			h.sumLanes(gout, size, group)
+		default:
+			h.sumSerial(gout, size, group)
+		}
+		out, blocks = out[n*size:], blocks[n:]
+	}
+	if used {
+		h.laneCalls.Add(1)
+	}
+}
+
+// sumLanes hashes blocks on an md5-simd lane set, 16 at a time.
+func (h *Hasher) sumLanes(out []byte, size int, blocks [][]byte) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	var ls *laneSet

@@ -87,6 +87,7 @@ type hasherConfig struct {
 	opts  Options
 	lanes bool // whether Lanes must be true (when the CPU has them)
 	force bool // send every group, however small, through the lanes
+	noX8  bool // md5-simd's lanes only, not md5x8
 }
 
 func configs() []hasherConfig {
@@ -94,8 +95,9 @@ func configs() []hasherConfig {
 		{name: "MD5-lanes", alg: strong.MD5, lanes: true},
 		{name: "MD5-lanes-1server", alg: strong.MD5, opts: Options{Servers: 1}, lanes: true},
 		{name: "MD5-lanes-forced", alg: strong.MD5, opts: Options{Servers: 2}, lanes: true, force: true},
+		{name: "MD5-md5simd", alg: strong.MD5, opts: Options{Servers: 2}, lanes: true, noX8: true},
 		{name: "MD5-fallback", alg: strong.MD5, opts: Options{Fallback: true}},
-		{name: "MD4", alg: strong.MD4},
+		{name: "MD4", alg: strong.MD4, lanes: true},
 		{name: "SHA224", alg: strong.SHA224},
 	}
 }
@@ -114,6 +116,9 @@ func newTestHasher(t *testing.T, c hasherConfig) *Hasher {
 	}
 	if c.force {
 		h.minLaneBlocks, h.minLaneMean = 1, 0
+	}
+	if c.noX8 {
+		h.x8 = false
 	}
 	t.Cleanup(func() { closeWithin(t, h, 10*time.Second) })
 	return h
@@ -190,7 +195,7 @@ func TestSumBlocksStrategies(t *testing.T) {
 	for _, st := range []strategy{strategyAuto, strategyWriter, strategySpawn} {
 		for _, minLane := range []int{1, 2, 3, 16} {
 			t.Run(fmt.Sprintf("strategy=%d/min=%d", st, minLane), func(t *testing.T) {
-				h := newTestHasher(t, hasherConfig{alg: strong.MD5, opts: Options{Servers: 1}, lanes: true})
+				h := newTestHasher(t, hasherConfig{alg: strong.MD5, opts: Options{Servers: 1}, lanes: true, noX8: true})
 				h.strat, h.minLaneBlocks, h.minLaneMean = st, minLane, 0
 				for n := 1; n <= len(blocks); n += 4 {
 					checkSums(t, h, 16, blocks[:n])
@@ -207,22 +212,29 @@ func TestLanesUsed(t *testing.T) {
 		t.Skip("CPU has no md5-simd lanes")
 	}
 	r := rand.New(rand.NewPCG(14, 15))
-	h := newTestHasher(t, hasherConfig{alg: strong.MD5, lanes: true})
 	for _, tc := range []struct {
 		count, n int
 		lanes    bool
+		md5simd  bool // md5-simd's servers instead of md5x8
 	}{
-		{16, 4096, true},
-		{64, 2048, true},
-		{4, 65536, true},
-		{3, 65536, false},
-		{16, 1024, false},
-		{1, 1 << 20, false},
+		{16, 4096, true, false},
+		{64, 2048, true, false},
+		{4, 65536, true, false},
+		{3, 65536, false, false},
+		{16, 1024, true, false}, // md5x8 has no cost per block
+		{1, 1 << 20, false, false},
+		{16, 4096, true, true},
+		{64, 2048, true, true},
+		{4, 65536, true, true},
+		{3, 65536, false, true},
+		{16, 1024, false, true},
+		{1, 1 << 20, false, true},
 	} {
+		h := newTestHasher(t, hasherConfig{alg: strong.MD5, opts: Options{Servers: 1}, lanes: true, noX8: tc.md5simd})
 		before := h.laneCalls.Load()
 		checkSums(t, h, 16, randomBlocks(r, tc.count, []int{tc.n}))
 		if used := h.laneCalls.Load() > before; used != tc.lanes {
-			t.Errorf("%d blocks of %d bytes: lanes used = %v, want %v", tc.count, tc.n, used, tc.lanes)
+			t.Errorf("%d blocks of %d bytes (md5-simd %v): lanes used = %v, want %v", tc.count, tc.n, tc.md5simd, used, tc.lanes)
 		}
 	}
 }
@@ -256,7 +268,7 @@ func TestMD4Vectors(t *testing.T) {
 		{"abcdefghijklmnopqrstuvwxyz", "d79e1c308aa5bbcdeea8ed63df412da9"},
 		{"12345678901234567890123456789012345678901234567890123456789012345678901234567890", "e33b4ddc9c38f2199c3e7b164fcc0536"},
 	}
-	h := newTestHasher(t, hasherConfig{alg: strong.MD4})
+	h := newTestHasher(t, hasherConfig{alg: strong.MD4, lanes: true})
 	blocks := make([][]byte, len(vectors))
 	for i, v := range vectors {
 		blocks[i] = []byte(v.in)

@@ -102,6 +102,57 @@ func BenchmarkBlockChecksums(b *testing.B) {
 	}
 }
 
+// BenchmarkMake is what "zsyncpipe make" computes, read from a file: the
+// default format (MD5 records, SHA-256 File-Hash and hash chain) at 2 and
+// 4 KiB blocks, and --legacy (MD4, SHA-1) at 4 KiB. MB/cpu-s is the
+// throughput per second of CPU time (all cores), steadier than MB/s on a
+// shared machine.
+func BenchmarkMake(b *testing.B) {
+	target, _, _ := benchData()
+	path := filepath.Join(b.TempDir(), "target")
+	if err := os.WriteFile(path, target, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		bs     int
+		legacy bool
+	}{
+		{"spec/2KiB", 2048, false},
+		{"spec/4KiB", 4096, false},
+		{"legacy/4KiB", 4096, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			alg := strong.MD5
+			if tc.legacy {
+				alg = strong.MD4
+			}
+			h := newHasher(b, alg, simd.Options{})
+			opts := ChecksumOptions{Blocksize: tc.bs, Length: benchSize, Algorithm: alg,
+				SHA1: tc.legacy, SHA256: !tc.legacy, Hasher: h}
+			b.SetBytes(benchSize)
+			cpu0 := processCPU()
+			for b.Loop() {
+				in, err := os.Open(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f, err := BlockChecksums(context.Background(), in, opts)
+				in.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if f.Blocks() != benchSize/int64(tc.bs) || (!tc.legacy && f.SHA256Chain == nil) {
+					b.Fatalf("%d blocks, chain %v", f.Blocks(), f.SHA256Chain != nil)
+				}
+			}
+			if cpu := (processCPU() - cpu0).Seconds(); cpu > 0 {
+				b.ReportMetric(float64(b.N)*benchSize/1e6/cpu, "MB/cpu-s")
+			}
+		})
+	}
+}
+
 func BenchmarkDelta(b *testing.B) {
 	target, shared95, unrelated := benchData()
 	f := benchControl()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -229,7 +230,7 @@ func TestBlockChecksumsLengthHint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rs, _ := naiveChecksums(data[:n], 2048, strong.MD5, f.Checksums.RsumBytes, f.Checksums.StrongBytes)
+			rs, ss := naiveChecksums(data[:n], 2048, strong.MD5, f.Checksums.RsumBytes, f.Checksums.StrongBytes)
 			sum := sha256.Sum256(data[:n])
 			if f.Length != int64(n) || len(f.Checksums.Rsum) != len(rs) || !bytes.Equal(f.SHA256, sum[:]) {
 				t.Fatalf("n=%d hint=%d: length %d, %d blocks (want %d)", n, hint, f.Length, len(f.Checksums.Rsum), len(rs))
@@ -239,7 +240,32 @@ func TestBlockChecksumsLengthHint(t *testing.T) {
 					t.Fatalf("n=%d hint=%d: block %d differs", n, hint, i)
 				}
 			}
+			if !bytes.Equal(f.Checksums.Strong, ss) {
+				t.Fatalf("n=%d hint=%d: strong hashes differ", n, hint)
+			}
 		}
+	}
+}
+
+// TestChecksumsGrew checks the guard behind the shortened digests: an input
+// that grew past its length hint so far that it needs longer strong hashes
+// than were kept is an error (ErrGrew), not a control file with wrong ones.
+func TestChecksumsGrew(t *testing.T) {
+	h := newHasher(t, strong.MD5, simd.Options{})
+	c, err := newChecksummer(bytes.NewReader(nil), ChecksumOptions{Blocksize: 2048, Length: 1, Hasher: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.keep >= strong.MD5.Size() {
+		t.Fatalf("keep = %d: nothing saved", c.keep)
+	}
+	c.length = 1 << 20
+	if err := c.checkKept(); err != nil {
+		t.Fatalf("1 MiB after a hint of 1 byte: %v", err)
+	}
+	c.length = 1 << 62
+	if err := c.checkKept(); !errors.Is(err, ErrGrew) {
+		t.Fatalf("2^62 bytes after a hint of 1 byte: err = %v, want ErrGrew", err)
 	}
 }
 
