@@ -173,8 +173,15 @@ func keepCopy(keep string, got *Fetched) error {
 	if err := atomicfile.WriteBytes(keep, 0o644, got.Body); err != nil {
 		return fmt.Errorf("save control file: %w", err)
 	}
-	if !got.ModTime.IsZero() {
-		os.Chtimes(keep, got.ModTime, got.ModTime)
+	// The copy's time is sent as If-Modified-Since next time: a weak
+	// Last-Modified (see Fetched.Validator) is set a second back, so that
+	// the next request fetches the file again rather than risk a 304 for
+	// a change made in the same second.
+	if mt := got.Validator(); !mt.IsZero() {
+		os.Chtimes(keep, mt, mt)
+	} else if !got.ModTime.IsZero() {
+		mt = got.ModTime.Add(-time.Second)
+		os.Chtimes(keep, mt, mt)
 	}
 	return nil
 }

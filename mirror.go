@@ -394,14 +394,16 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mirror: %s: %w", treeindex.IndexPath, err)
 	}
-	m.idx, m.modified = idx, f.ModTime
+	// A weak Last-Modified (Fetched.Validator) is not kept: the next run
+	// and the check for a new generation fetch the index whole.
+	m.idx, m.modified = idx, f.Validator()
 	if f.NotModified {
 		m.modified = m.st.IndexModified
 	} else if !m.opts.DryRun {
 		if err := atomicfile.WriteBytes(cache, 0o644, body); err != nil {
 			return fmt.Errorf("mirror: cache the index: %w", err)
 		}
-		m.st.IndexModified, m.st.Generation = f.ModTime, idx.Header.Generation
+		m.st.IndexModified, m.st.Generation = m.modified, idx.Header.Generation
 		m.dirty = true
 	}
 	return nil

@@ -113,9 +113,11 @@ func writeIndex(t testing.TB, root string, idx *treeindex.Index) {
 	if err := os.Rename(p+".tmp", p); err != nil {
 		t.Fatal(err)
 	}
-	// A new index within the same second must still look modified.
-	future := time.Now().Add(time.Duration(idx.Header.Generation) * time.Second)
-	os.Chtimes(p, future, future)
+	// A new index within the same second must still look modified, and
+	// its Last-Modified must be a second or more before the server's Date
+	// for the client to keep it (Fetched.Validator).
+	mt := time.Now().Add(time.Duration(idx.Header.Generation)*time.Second - time.Minute)
+	os.Chtimes(p, mt, mt)
 }
 
 // serveTree serves root over HTTP on loopback and counts the requests.
@@ -745,4 +747,58 @@ func TestMirrorUnchangedIndexOneRequest(t *testing.T) {
 		t.Errorf("after a failed run: %d requests, %+v; want the damaged file updated", n, sum)
 	}
 	compareTrees(t, pub, dst, false)
+}
+
+// An index replaced within the second its predecessor was served in
+// keeps its Last-Modified to the second: the next run must not take the
+// server's 304 for "unchanged". The Last-Modified is weak (not before the
+// server's Date), so the client does not rely on it.
+func TestMirrorIndexReplacedInSameSecond(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	makeTree(t, pub, smallTree(5, 0), nil)
+	publishTree(t, pub, 1)
+	idxPath := filepath.Join(pub, filepath.FromSlash(treeindex.IndexPath))
+	// The server's clock and the index's time in the same second (a
+	// time ahead of the Date header stands for it: nothing about the
+	// second boundary can make this test pass by luck).
+	same := time.Now().Add(time.Hour).Truncate(time.Second)
+	os.Chtimes(idxPath, same, same)
+	url, requests := serveTree(t, pub)
+	o := mirrorOpts(url, dst)
+	if _, err := Mirror(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	makeTree(t, pub, smallTree(5, 1), nil)
+	publishTree(t, pub, 2)
+	os.Chtimes(idxPath, same, same)
+	before := requests.Load()
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.NotModified || sum.Generation != 2 || requests.Load()-before < 2 {
+		t.Errorf("index replaced in the same second: %+v after %d requests; want generation 2 fetched", sum, requests.Load()-before)
+	}
+	compareTrees(t, pub, dst, false)
+}
+
+func TestFetchedValidator(t *testing.T) {
+	lm := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		f    Fetched
+		want time.Time
+	}{
+		{Fetched{ModTime: lm, Date: lm}, time.Time{}},                                  // same second
+		{Fetched{ModTime: lm, Date: lm.Add(999 * time.Millisecond)}, time.Time{}},      // still within it
+		{Fetched{ModTime: lm, Date: lm.Add(time.Second)}, lm},                          // served a second later
+		{Fetched{ModTime: lm, Date: lm.Add(-time.Hour)}, time.Time{}},                  // ahead of the server's clock
+		{Fetched{ModTime: time.Now().Add(-time.Minute)}, time.Now().Add(-time.Minute)}, // no Date: the local clock
+		{Fetched{Date: lm}, time.Time{}},                                               // no Last-Modified
+	} {
+		if got := c.f.Validator(); got.Truncate(time.Second) != c.want.Truncate(time.Second) {
+			t.Errorf("%+v: Validator() = %v, want %v", c.f, got, c.want)
+		}
+	}
 }

@@ -59,6 +59,27 @@ type Fetched struct {
 	// NotModified reports that the file has not been modified after
 	// GetOptions.IfModifiedSince.
 	NotModified bool
+	// Date is when the server produced the answer (HTTP's Date header);
+	// zero when unknown.
+	Date time.Time
+}
+
+// Validator returns the ModTime to send as If-Modified-Since the next
+// time, or zero when ModTime cannot tell a later change apart: times in
+// If-Modified-Since are whole seconds, so a file served within the second
+// it was modified in may change again in that second and still be
+// reported unchanged (RFC 9110 §8.8.2.2 calls such a Last-Modified weak).
+// The time of serving is Date, or the local clock when the server sent
+// none.
+func (f *Fetched) Validator() time.Time {
+	served := f.Date
+	if served.IsZero() {
+		served = time.Now()
+	}
+	if f.ModTime.IsZero() || served.Sub(f.ModTime) < time.Second {
+		return time.Time{}
+	}
+	return f.ModTime
 }
 
 // transport returns the Transport for scheme: one of ts, or a built-in one;
@@ -95,7 +116,7 @@ func (t httpTransport) Get(ctx context.Context, u *url.URL, opts GetOptions) (*F
 	if int64(len(d.Body)) > opts.MaxSize {
 		return nil, fmt.Errorf("GET %s: body of %d bytes exceeds the limit of %d", u.Redacted(), len(d.Body), opts.MaxSize)
 	}
-	return &Fetched{Body: d.Body, URL: d.FinalURL, ModTime: d.LastModified, NotModified: d.NotModified}, nil
+	return &Fetched{Body: d.Body, URL: d.FinalURL, ModTime: d.LastModified, NotModified: d.NotModified, Date: d.Date}, nil
 }
 
 // httpRanges is an httpsource.Source that drops its idle connections when

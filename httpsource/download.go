@@ -25,6 +25,9 @@ type File struct {
 	LastModified time.Time
 	// ETag is the ETag header; empty when absent.
 	ETag string
+	// Date is the Date header, when the server produced the answer; zero
+	// when absent.
+	Date time.Time
 	// NotModified reports a 304 answer to If-Modified-Since.
 	NotModified bool
 }
@@ -74,6 +77,11 @@ func (s *Source) download(ctx context.Context, ifModifiedSince time.Time) (*File
 	if lm := resp.Header.Get("Last-Modified"); lm != "" {
 		if t, err := http.ParseTime(lm); err == nil {
 			f.LastModified = t
+		}
+	}
+	if d := resp.Header.Get("Date"); d != "" {
+		if t, err := http.ParseTime(d); err == nil {
+			f.Date = t
 		}
 	}
 	switch code := resp.StatusCode; {
