@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestSyncControlByURL syncs from a control file given by URL on a loopback
@@ -15,6 +16,13 @@ import (
 // keeps a copy that a second run reuses after a 304 Not Modified.
 func TestSyncControlByURL(t *testing.T) {
 	f := newFixture(t, 2<<20)
+	// Published a minute ago: a Last-Modified in the second of serving is
+	// weak, and the kept copy is then dated back so that the next run
+	// fetches it again (zsyncpipe.Fetched.Validator).
+	past := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(f.control, past, past); err != nil {
+		t.Fatal(err)
+	}
 	var notModified, rangeRequests atomic.Int64
 	files := http.FileServer(http.Dir(filepath.Dir(f.target)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -53,6 +61,20 @@ func TestSyncControlByURL(t *testing.T) {
 		t.Errorf("a sync of an up-to-date file made %d range requests", rangeRequests.Load()-before)
 	}
 	sameBytes(t, "output after the second sync", readFile(t, out), f.newData)
+
+	// A control file replaced in the second it is served in: its
+	// Last-Modified cannot tell a second change in that second apart, so
+	// the kept copy is not trusted on a 304 — both runs fetch it whole.
+	now := time.Now()
+	if err := os.Chtimes(f.control, now, now); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		mustRun(t, "sync", "-q", "-o", out, "-k", keep, url)
+	}
+	if notModified.Load() != 1 {
+		t.Errorf("control file modified in the second it was served: %d Not Modified answers in all, want still 1", notModified.Load())
+	}
 
 	// A control URL that does not exist: a fetch failure, exit 3.
 	res := runZ(t, "sync", "--retries", "0", "-o", filepath.Join(f.dir, "x"), srv.URL+"/missing.zsync")
