@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -171,24 +170,7 @@ func TestSR3SubscribeReassembles(t *testing.T) {
 		`reject .*\.flufl_lock.*`, "reject .*§block_manifest§.*", "callback_prepend block_reassembly",
 		"accept .*")
 	var log logBuffer
-	cmd := exec.Command(sr3, "foreground", "subscribe/zs")
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}()
+	defer startSR3(t, sr3, home, "subscribe/zs", &log)()
 	waitFor(t, "sr3 to bind its queue", time.Minute, &log, func() bool {
 		return strings.Contains(strings.ToLower(log.String()), "binding")
 	})

@@ -109,24 +109,7 @@ func TestSR3SubscribeReceives(t *testing.T) {
 		"logLevel info",
 		"accept .*")
 	var log logBuffer
-	cmd := exec.Command(sr3, "foreground", "subscribe/zs")
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}()
+	defer startSR3(t, sr3, home, "subscribe/zs", &log)()
 	waitFor(t, "sr3 to bind its queue", time.Minute, &log, func() bool {
 		return strings.Contains(strings.ToLower(log.String()), "binding")
 	})
@@ -250,24 +233,7 @@ func TestSubscribeToSR3Watch(t *testing.T) {
 		"path "+f.pubDir,
 		"fileEvents create,modify,delete,link,mkdir,rmdir")
 	var log logBuffer
-	cmd := exec.Command(sr3, "foreground", "watch/w")
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}()
+	defer startSR3(t, sr3, home, "watch/w", &log)()
 	waitFor(t, "sr3 watch to start", time.Minute, &log, func() bool {
 		return strings.Contains(log.String(), "now active")
 	})
@@ -312,5 +278,30 @@ func TestSubscribeToSR3Watch(t *testing.T) {
 	expect("d/f2", Removed)
 	if _, err := os.Stat(filepath.Join(f.subDir, "d/f2")); !os.IsNotExist(err) {
 		t.Errorf("d/f2 not removed: %v", err)
+	}
+}
+
+// startSR3 runs "sr3 foreground CONFIG" (component/name) with HOME set to
+// home, its output into log, in a process group of its own; the returned
+// function stops it (SIGTERM to the group, SIGKILL after 20 s) and waits.
+func startSR3(t *testing.T, sr3, home, config string, log *logBuffer) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(sr3, "foreground", config)
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
 	}
 }
