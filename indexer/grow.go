@@ -240,7 +240,8 @@ func (px *pass) removeGrow(cur []treeindex.Entry) {
 		return
 	}
 	if !px.opts.AppendOnly {
-		os.RemoveAll(filepath.Join(px.dir, treeindex.Dir, treeindex.Dir))
+		os.RemoveAll(dir)
+		os.Remove(filepath.Dir(dir)) // unless it holds the record of retired packs
 		return
 	}
 	live := make(map[string]bool, len(cur))

@@ -149,7 +149,7 @@ func TestIndexGrowing(t *testing.T) {
 			if res, err = Index(ctx, dir, opts); err != nil || res.Extended != 0 {
 				t.Fatalf("without AppendOnly: %v, %d extended", err, res.Extended)
 			}
-			if _, err := os.Stat(filepath.Join(dir, treeindex.Dir, treeindex.Dir)); !os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(growDir))); !os.IsNotExist(err) {
 				t.Fatalf("sidecars left without AppendOnly: %v", err)
 			}
 			checkFresh(t, dir, rel, legacy, 13)

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
@@ -64,6 +65,11 @@ type pass struct {
 	// dirs are the directories of control files known to exist.
 	dirs        sync.Map
 	hashedBytes atomic.Int64
+	// enc compresses the contents of small files for their packs;
+	// packSizes caches the sizes of packs (-1: missing), by name.
+	enc          *zstd.Encoder
+	packSizes    sync.Map
+	packsRemoved int
 }
 
 // Batch limits of the walk (see index).
@@ -76,6 +82,10 @@ const (
 type slot struct {
 	e    treeindex.Entry
 	skip bool
+	// rec is the file's pack record, encoded as enc, when it was read in
+	// this pass and goes into a pack.
+	rec []byte
+	enc string
 }
 
 // Index brings the index and the control files of the tree at dir up to
@@ -152,6 +162,14 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	}
 	defer h.Close()
 	px.hasher = h
+	if !opts.NoPacks {
+		if px.enc, err = newPackEncoder(); err != nil {
+			return nil, nil, fmt.Errorf("index: %w", err)
+		}
+		defer px.enc.Close()
+	}
+	pk := &packer{px: px}
+	defer pk.abort()
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index: %w", err)
@@ -218,6 +236,13 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 					return err
 				}
 			}
+			if s.rec != nil {
+				ref, err := pk.add(s.rec, s.enc, len(cur))
+				if err != nil {
+					return err
+				}
+				e.Pack = ref
+			}
 			same = same && len(cur) < len(prev.Entries) && equal(&prev.Entries[len(cur)], &e)
 			cur = append(cur, e)
 			res.Entries++
@@ -250,6 +275,16 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	res.Unsettled = int(px.unsettled.Load())
 	res.Skipped = int(px.skipped.Load())
 	res.Duration = time.Since(start)
+	if err == nil {
+		var moved bool
+		if moved, err = pk.compact(cur); moved {
+			same = false
+		}
+	}
+	if err == nil {
+		err = pk.close(cur)
+	}
+	res.Packed, res.Repacked, res.PackBytes = int(pk.records), int(pk.repacked), pk.bytes
 	if err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
 	}
@@ -263,6 +298,8 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 		}
 	}
 	if same && len(cur) == len(prev.Entries) && prev.Sum != nil {
+		px.retirePacks(prev.Entries)
+		res.PacksRemoved = px.packsRemoved
 		return res, prev, nil // nothing to write
 	}
 	next := &treeindex.Index{Header: hdr, Entries: cur}
@@ -292,6 +329,8 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 		}
 	}
 	px.removeGrow(cur)
+	px.retirePacks(cur)
+	res.PacksRemoved = px.packsRemoved
 	changes = pairRenames(changes, removed)
 	res.Changes = len(changes)
 	if opts.OnChange != nil {
@@ -309,7 +348,8 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 func equal(a, b *treeindex.Entry) bool {
 	return a.Path == b.Path && a.Type == b.Type && a.Size == b.Size && a.Mode == b.Mode && a.MTime.Equal(b.MTime) &&
 		bytes.Equal(a.SHA256, b.SHA256) && a.Control == b.Control && bytes.Equal(a.Data, b.Data) &&
-		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target && a.Inode == b.Inode
+		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target && a.Inode == b.Inode &&
+		(a.Pack == nil) == (b.Pack == nil) && (a.Pack == nil || *a.Pack == *b.Pack)
 }
 
 // openError is a file of the tree that cannot be opened (permission
@@ -415,9 +455,11 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		want = treeindex.ControlPath(it.Path, px.opts.Beside)
 	}
 	inline := want == "" && e.Size <= px.opts.inline() // files with a control file are never inlined
+	pack := want == "" && !inline && px.packable(e.Size)
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
-		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline && px.controlExists(want) {
-		e.SHA256, e.Data, e.Control = old.SHA256, old.Data, old.Control
+		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
+		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) {
+		e.SHA256, e.Data, e.Control, e.Pack = old.SHA256, old.Data, old.Control, old.Pack
 		return slot{e: e}, nil
 	}
 	// A future mtime (clock skew, unpacked archives) cannot tell whether the
@@ -426,8 +468,12 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		return px.keepPrev(it.Path)
 	}
 	seen := it.Info // from the walk; a retry's Lstat is not confined to the tree
+	var s slot
+	if pack {
+		s.enc = "-" // asks hash for the record
+	}
 	for try := 0; ; try++ {
-		ok, err := px.hash(ctx, it.Path, seen, &e, want, inline)
+		ok, err := px.hash(ctx, it.Path, seen, &e, want, inline, &s)
 		seen = nil
 		if oe := (*openError)(nil); errors.As(err, &oe) {
 			px.skipped.Add(1)
@@ -438,7 +484,8 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 			return slot{}, err
 		}
 		if ok {
-			return slot{e: e}, nil
+			s.e = e
+			return s, nil
 		}
 		if try == 2 || px.opts.Settle > 0 {
 			px.warn(fmt.Errorf("index: %s changes while it is read; leaving it for later", it.Path))
@@ -457,7 +504,11 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 func (px *pass) keepPrev(p string) (slot, error) {
 	px.unsettled.Add(1)
 	if old, ok := px.prev[p]; ok && px.reuse && px.controlExists(old.Control) {
-		return slot{e: *old}, nil
+		e := *old
+		if !px.packExists(e.Pack) || px.opts.NoPacks {
+			e.Pack = nil // its file is still published at its path
+		}
+		return slot{e: e}, nil
 	}
 	return slot{skip: true}, nil
 }
@@ -476,7 +527,10 @@ func (px *pass) controlExists(rel string) bool {
 // seen, if not nil, is the walk's information about the file (confined to
 // the tree by its os.Root): the file is opened by path and used only if it
 // is the one seen (openSeen); otherwise through px.root.
-func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treeindex.Entry, want string, inline bool) (bool, error) {
+//
+// When s.enc is set (to anything), the file goes into a pack: s.rec and
+// s.enc are set to its record.
+func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treeindex.Entry, want string, inline bool, s *slot) (bool, error) {
 	var f *os.File
 	if seen != nil {
 		f = openSeen(filepath.Join(px.dir, filepath.FromSlash(rel)), seen)
@@ -498,10 +552,11 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		in io.Reader = countReader{f, &px.hashedBytes}
 		g  *growPlan // with AppendOnly
 	)
+	var content []byte // with a pack
 	if want == "" {
 		var buf bytes.Buffer
 		w := io.Writer(h)
-		if inline {
+		if inline || s.enc != "" {
 			w = io.MultiWriter(h, &buf)
 		}
 		bp := copyBufs.Get().(*[]byte)
@@ -519,6 +574,7 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 				e.Data = []byte{}
 			}
 		}
+		content = buf.Bytes()
 	} else {
 		mo := zsyncpipe.MakeOptions{
 			Blocksize: px.opts.Blocksize,
@@ -562,6 +618,9 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		e.SHA256 = cf.SHA256
 	} else {
 		e.SHA256 = h.Sum(nil)
+	}
+	if s.enc != "" {
+		s.rec, s.enc = px.encodeRecord(content)
 	}
 	if cf != nil {
 		target := filepath.Join(px.dir, filepath.FromSlash(want))

@@ -114,8 +114,9 @@ type Options struct {
 	Walk Walker
 	// OnEntry, if set, is the caller's own sink: it receives every entry of
 	// the new index, in walk order, as the pipeline produces it (control
-	// files already written, the index not yet). Its error stops Index
-	// before the index is replaced.
+	// files already written, the index not yet). The Pack of a file packed
+	// in this pass is not set yet (its pack is named once complete). Its
+	// error stops Index before the index is replaced.
 	OnEntry func(context.Context, treeindex.Entry) error
 	// OnChange, if set, is called for every change once the control file
 	// and the index describing it are in place. Its error stops Index.
@@ -137,6 +138,14 @@ type Options struct {
 	// without being read whole; 0 means DefaultRehash.
 	Rehash time.Duration
 
+	// NoPacks writes no pack files: clients fetch every small file by its
+	// path, one request each (docs/trees.md, "Packs").
+	NoPacks bool
+	// PackGrace is how long a pack file that the index no longer refers
+	// to is kept for clients still working from an earlier index; 0 means
+	// DefaultPackGrace.
+	PackGrace time.Duration
+
 	// Rescan is how often Watch walks the whole tree even without events;
 	// 0 means DefaultRescan.
 	Rescan time.Duration
@@ -153,6 +162,13 @@ func (o *Options) small() int64 {
 		return 0
 	}
 	return o.Small
+}
+
+func (o *Options) packGrace() time.Duration {
+	if o.PackGrace <= 0 {
+		return DefaultPackGrace
+	}
+	return o.PackGrace
 }
 
 func (o *Options) rehash() time.Duration {
@@ -186,6 +202,13 @@ type Result struct {
 	HashedBytes int64
 	Controls    int
 	Extended    int
+	// Packed counts the small files whose content this pass wrote to a
+	// new pack, Repacked those of them copied from a compacted pack,
+	// PackBytes the bytes written to new packs, PacksRemoved the packs
+	// removed after their grace period.
+	Packed, Repacked int
+	PackBytes        int64
+	PacksRemoved     int
 	// Changes is the number of changes (as passed to OnChange).
 	Changes int
 	// Unsettled counts files left alone because they changed too recently.

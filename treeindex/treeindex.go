@@ -25,6 +25,19 @@ const (
 	IndexPath = Dir + "/index.jsonl.gz"
 	// ControlSuffix ends the name of every control file.
 	ControlSuffix = ".zsync"
+	// PackDir is the directory, relative to the tree's root, of the pack
+	// files that hold the compressed content of small files.
+	PackDir = Dir + "/packs"
+	// PackSuffix ends the name of every pack file.
+	PackSuffix = ".pack"
+)
+
+// Encodings of a file's content in a pack (PackRef.Encoding).
+const (
+	// PackZstd is one zstd frame (RFC 8878) holding the whole file.
+	PackZstd = "zstd"
+	// PackRaw is the file's bytes as they are.
+	PackRaw = "raw"
 )
 
 // Limits a Reader enforces by default.
@@ -33,6 +46,13 @@ const (
 	DefaultMaxEntries = 1 << 26
 	// MaxInline is the largest inline content an entry may carry.
 	MaxInline = 64 << 10
+	// MaxPacked is the largest file whose content may be in a pack, and
+	// MaxPackLength the longest record of one file in a pack (a zstd
+	// frame of incompressible data is a little longer than the data).
+	MaxPacked     = 1 << 20
+	MaxPackLength = MaxPacked + 4096
+	// maxPackOffset bounds offsets in packs (2^50 bytes).
+	maxPackOffset = 1 << 50
 	// maxLine bounds one line: a path, a link target and inline data in
 	// base64, with room for the other fields.
 	maxLine = 3*relpath.MaxLen + MaxInline*4/3 + 1024
@@ -115,6 +135,59 @@ type Entry struct {
 	// only lets the publisher notice a file replaced by another of the same
 	// size and mtime; clients ignore it.
 	Inode uint64
+	// Pack, if not nil, locates a copy of a small file's content in a pack
+	// file, which a client can fetch together with others by byte ranges.
+	// Only files without a control file and without inline data have one.
+	// The file itself is published at Path as always; a client that cannot
+	// use the pack (unknown encoding, pack gone) fetches it there.
+	Pack *PackRef
+}
+
+// PackRef locates a file's content in a pack file: Length bytes at Offset
+// of PackPath(Name), holding the content encoded as Encoding. What a client
+// gets from there is verified against the entry's size and SHA-256 like
+// anything else.
+type PackRef struct {
+	// Name names the pack: lower-case hex, 16 to 64 digits (the publisher
+	// uses the first 16 bytes of the SHA-256 of the pack's content).
+	Name string
+	// Offset and Length are the record's place in the pack.
+	Offset, Length int64
+	// Encoding is PackZstd or PackRaw. Readers accept other names (a later
+	// publisher may add some); clients fetch such a file by its path.
+	Encoding string
+}
+
+// PackPath returns the path, relative to the tree's root, of the pack
+// named name.
+func PackPath(name string) string { return PackDir + "/" + name + PackSuffix }
+
+// ValidPackName reports whether name can name a pack: 16 to 64 lower-case
+// hex digits.
+func ValidPackName(name string) bool {
+	if len(name) < 16 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// validEncoding reports whether enc is a plausible encoding name: 1 to 16
+// lower-case letters, digits or '-'.
+func validEncoding(enc string) bool {
+	if len(enc) == 0 || len(enc) > 16 {
+		return false
+	}
+	for i := 0; i < len(enc); i++ {
+		if c := enc[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // modeMask is what Mode may hold.
@@ -196,8 +269,24 @@ func (e *Entry) Check() error {
 		if e.Target != "" {
 			return bad("file with a link target")
 		}
+		if p := e.Pack; p != nil {
+			switch {
+			case e.Control != "" || e.Data != nil:
+				return bad("pack with a control file or inline data")
+			case e.Size <= 0 || e.Size > MaxPacked:
+				return bad("pack for a file of %d bytes (1 to %d)", e.Size, MaxPacked)
+			case !ValidPackName(p.Name):
+				return bad("pack name %q is not 16 to 64 lower-case hex digits", p.Name)
+			case p.Offset < 0 || p.Offset > maxPackOffset || p.Length <= 0 || p.Length > MaxPackLength:
+				return bad("pack record at %d of %d bytes out of range", p.Offset, p.Length)
+			case !validEncoding(p.Encoding):
+				return bad("pack encoding %q", p.Encoding)
+			case p.Encoding == PackRaw && p.Length != e.Size:
+				return bad("raw pack record of %d bytes for a file of %d", p.Length, e.Size)
+			}
+		}
 	case Directory, Symlink:
-		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil {
+		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil || e.Pack != nil {
 			return bad("%s with a size, hash, control file or data", e.Type)
 		}
 		if e.Type == Directory && e.Target != "" {

@@ -40,18 +40,27 @@ type headerLine struct {
 // entryLine is an Entry, or the trailer, on the wire. Unknown keys are
 // ignored by readers of the same version.
 type entryLine struct {
-	Path    string  `json:"path,omitempty"`
-	Type    string  `json:"type,omitempty"`
-	Size    int64   `json:"size,omitempty"`
-	Mode    uint32  `json:"mode"`
-	MTime   int64   `json:"mtime,omitempty"` // Unix nanoseconds
-	SHA256  string  `json:"sha256,omitempty"`
-	Control string  `json:"control,omitempty"`
-	Data    *string `json:"data,omitempty"` // standard base64
-	Target  string  `json:"target,omitempty"`
-	Inode   uint64  `json:"ino,omitempty"`
+	Path    string    `json:"path,omitempty"`
+	Type    string    `json:"type,omitempty"`
+	Size    int64     `json:"size,omitempty"`
+	Mode    uint32    `json:"mode"`
+	MTime   int64     `json:"mtime,omitempty"` // Unix nanoseconds
+	SHA256  string    `json:"sha256,omitempty"`
+	Control string    `json:"control,omitempty"`
+	Data    *string   `json:"data,omitempty"` // standard base64
+	Target  string    `json:"target,omitempty"`
+	Inode   uint64    `json:"ino,omitempty"`
+	Pack    *packLine `json:"pack,omitempty"`
 
 	End *trailer `json:"end,omitempty"`
+}
+
+// packLine is a PackRef on the wire.
+type packLine struct {
+	Name     string `json:"name"`
+	Offset   int64  `json:"off"`
+	Length   int64  `json:"len"`
+	Encoding string `json:"enc"`
 }
 
 // trailer ends the index.
@@ -79,6 +88,9 @@ func toLine(e *Entry) entryLine {
 	if e.Data != nil {
 		s := base64.StdEncoding.EncodeToString(e.Data)
 		l.Data = &s
+	}
+	if p := e.Pack; p != nil {
+		l.Pack = &packLine{Name: p.Name, Offset: p.Offset, Length: p.Length, Encoding: p.Encoding}
 	}
 	return l
 }
@@ -116,6 +128,9 @@ func fromLine(l *entryLine) (Entry, error) {
 			return Entry{}, fmt.Errorf("%w: entry %q: data: %v", ErrFormat, l.Path, err)
 		}
 		e.Data = b
+	}
+	if p := l.Pack; p != nil {
+		e.Pack = &PackRef{Name: p.Name, Offset: p.Offset, Length: p.Length, Encoding: p.Encoding}
 	}
 	return e, nil
 }
