@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
@@ -119,6 +120,10 @@ type MirrorSummary struct {
 	// data, protocol overhead) and Requests the requests sent, when the
 	// source reports them.
 	Downloaded, Requests int64
+	// Packed counts the small files fetched from the publisher's packs
+	// (many per request), PackFallbacks those that could not be had from
+	// their pack and were fetched by their path instead.
+	Packed, PackFallbacks int
 	// Restarts counts restarts on a new index generation.
 	Restarts int
 	// NotModified reports that the server said the index had not changed.
@@ -212,7 +217,7 @@ func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
 		}
 		sum.Restarts++
 		m.logf("the published tree changed during the run; starting again on the new index")
-		*sum = MirrorSummary{Restarts: sum.Restarts, Fetched: sum.Fetched, Reused: sum.Reused}
+		*sum = MirrorSummary{Restarts: sum.Restarts, Fetched: sum.Fetched, Reused: sum.Reused, Packed: sum.Packed, PackFallbacks: sum.PackFallbacks}
 	}
 }
 
@@ -251,6 +256,11 @@ type mirrorRun struct {
 	hmu              sync.Mutex // guards hashers
 	hashers          map[strong.Algorithm]*simd.Hasher
 	dirty            bool // the state changed; guarded by mu
+	// Small files from packs (mirror_pack.go).
+	packedFiles, packFallbacks atomic.Int64
+	decOnce                    sync.Once
+	dec                        *zstd.Decoder
+	decErr                     error
 }
 
 // fileJob is a file of the index that must be written.
@@ -321,6 +331,11 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	defer func() {
 		m.sum.Reused += m.reused.Load()
 		m.sum.Fetched += m.fetched.Load()
+		m.sum.Packed += int(m.packedFiles.Load())
+		m.sum.PackFallbacks += int(m.packFallbacks.Load())
+		if m.dec != nil {
+			m.dec.Close()
+		}
 		var serr error
 		m.mu.Lock()
 		if m.dirty {
@@ -749,9 +764,16 @@ func (m *mirrorRun) place(ctx context.Context) error {
 	}
 	small := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
 	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
+	var fromPacks []*fileJob
+	for _, j := range m.jobs {
+		if j.tmp == "" && packed(j) {
+			fromPacks = append(fromPacks, j)
+		}
+	}
+	m.fetchPacks(ctx, small, fromPacks)
 	for _, j := range m.jobs {
 		switch {
-		case j.how == "whole" && j.tmp == "":
+		case j.how == "whole" && j.tmp == "" && !packed(j):
 			small.Go(func(ctx context.Context) error {
 				if err := m.fetchWhole(ctx, j); err != nil {
 					m.fail(err)
@@ -1417,8 +1439,10 @@ func (m *mirrorRun) dryRun(ctx context.Context) error {
 	}
 	var download, local int64
 	for _, j := range m.jobs {
-		switch j.how {
-		case "whole", "sync", "inline":
+		switch {
+		case packed(j):
+			download += j.e.Pack.Length
+		case j.how == "whole", j.how == "sync", j.how == "inline":
 			download += j.e.Size
 		default:
 			local += j.e.Size

@@ -25,7 +25,8 @@ import (
 // scheme replaces the built-in one.
 type Transport interface {
 	// OpenRanges returns a source of byte ranges of the file at u, which
-	// should be size bytes long; a file of another length is an error. If
+	// should be size bytes long; a file of another length is an error (a
+	// negative size accepts any length: the mirror reads pack files so). If
 	// the source implements io.Closer, it is closed when the sync ends.
 	OpenRanges(ctx context.Context, u *url.URL, size int64) (source.RangeSource, error)
 	// Get reads the whole file at u, at most opts.MaxSize bytes (a larger
@@ -137,7 +138,7 @@ func (fileTransport) OpenRanges(ctx context.Context, u *url.URL, size int64) (so
 	if err != nil {
 		return nil, err
 	}
-	if fi.Size() != size {
+	if size >= 0 && fi.Size() != size {
 		fh.Close()
 		return nil, fmt.Errorf("%s does not have the target's length %d", u.Path, size)
 	}

@@ -30,7 +30,7 @@ func (t sftpTransport) OpenRanges(ctx context.Context, u *url.URL, size int64) (
 		s.Close()
 		return nil, err
 	}
-	if got != size {
+	if size >= 0 && got != size {
 		s.Close()
 		return nil, fmt.Errorf("%s has %d bytes, not the target's length %d", s, got, size)
 	}

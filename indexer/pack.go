@@ -135,6 +135,13 @@ func (pk *packer) add(rec []byte, enc string, i int) (*treeindex.PackRef, error)
 		if err != nil {
 			return nil, fmt.Errorf("packs: %w", err)
 		}
+		// Readable by the web server, as control files are (CreateTemp
+		// makes 0600).
+		if err := f.Chmod(0o644); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, fmt.Errorf("packs: %w", err)
+		}
 		pk.cur = &packFile{f: f, sum: sha256.New()}
 	}
 	p := pk.cur

@@ -46,6 +46,8 @@ file rewritten in place, and each growing file is read whole at least every
 type treeFlags struct {
 	beside, legacy, noSync bool
 	appendOnly             bool
+	noPacks                bool
+	packGrace              time.Duration
 	small, inline          sizeFlag
 	bs                     blocksizeFlag
 	workers                int
@@ -65,6 +67,8 @@ func addTreeFlags(fs *flag.FlagSet) *treeFlags {
 	fs.DurationVar(&f.rescan, "rescan", indexer.DefaultRescan, "with --watch and serve: rescan the whole tree every `duration`")
 	fs.BoolVar(&f.appendOnly, "append-only", false, "files that keep their inode and grow are appended to (logs): read only what was added (docs/trees.md)")
 	fs.DurationVar(&f.rehash, "rehash", indexer.DefaultRehash, "with --append-only: read a growing file whole at least every `duration`")
+	fs.BoolVar(&f.noPacks, "no-packs", false, "write no pack files (small files compressed in DIR/.zsyncpipe/packs, which mirror fetches many per request)")
+	fs.DurationVar(&f.packGrace, "pack-grace", indexer.DefaultPackGrace, "keep a pack file the index no longer refers to for `duration` (for clients of an earlier index)")
 	return f
 }
 
@@ -76,6 +80,7 @@ func (f *treeFlags) options(w io.Writer) indexer.Options {
 		Blocksize: int(f.bs), Workers: f.workers,
 		Settle: f.settle, Rescan: f.rescan,
 		AppendOnly: f.appendOnly, Rehash: f.rehash,
+		NoPacks: f.noPacks, PackGrace: f.packGrace,
 	}
 	if o.Small == 0 {
 		o.Small = -1

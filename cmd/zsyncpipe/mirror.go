@@ -124,6 +124,12 @@ func formatMirrorSummary(s *zsyncpipe.MirrorSummary, dry bool) string {
 	if s.Requests > 0 {
 		line += fmt.Sprintf(" (%s received in %s)", humanize.IBytes(uint64(s.Downloaded)), plural(s.Requests, "request"))
 	}
+	if s.Packed > 0 || s.PackFallbacks > 0 {
+		line += fmt.Sprintf("; %s from packs", plural(int64(s.Packed), "small file"))
+		if s.PackFallbacks > 0 {
+			line += fmt.Sprintf(", %d fetched by path instead", s.PackFallbacks)
+		}
+	}
 	if s.NotModified {
 		line += "; index not modified"
 	}

@@ -1,0 +1,221 @@
+package indexer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
+)
+
+// packTree writes n small text files, one large file and one tiny one.
+func packTree(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := range n {
+		put(t, dir, fmt.Sprintf("s/f%02d.txt", i), []byte(strings.Repeat(fmt.Sprintf("file %d, line\n", i), 100+i)))
+	}
+	put(t, dir, "large.bin", randBytes(1, 40<<10))
+	put(t, dir, "tiny.txt", []byte("tiny\n"))
+	return dir
+}
+
+// packs lists the pack files of dir, with their sizes and mtimes.
+func packs(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	ents, _ := os.ReadDir(filepath.Join(dir, filepath.FromSlash(treeindex.PackDir)))
+	for _, d := range ents {
+		fi, err := d.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[d.Name()] = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+	}
+	return m
+}
+
+// checkPacks reads dir's index and checks that every file that must be in
+// a pack is, that its record decodes to the file's content, and that no
+// other file has a pack. It returns the index.
+func checkPacks(t *testing.T, dir string) *treeindex.Index {
+	t.Helper()
+	x, err := ReadIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	for _, e := range x.Entries {
+		if e.Type != treeindex.File {
+			continue
+		}
+		want := e.Control == "" && e.Data == nil && e.Size > 0
+		if (e.Pack != nil) != want {
+			t.Fatalf("%s: pack %+v, want one: %v", e.Path, e.Pack, want)
+		}
+		if !want {
+			continue
+		}
+		pack, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(treeindex.PackPath(e.Pack.Name))))
+		if err != nil {
+			t.Fatalf("%s: %v", e.Path, err)
+		}
+		if e.Pack.Offset+e.Pack.Length > int64(len(pack)) {
+			t.Fatalf("%s: record %+v beyond the pack's %d bytes", e.Path, e.Pack, len(pack))
+		}
+		rec := pack[e.Pack.Offset : e.Pack.Offset+e.Pack.Length]
+		got := rec
+		if e.Pack.Encoding == treeindex.PackZstd {
+			if got, err = dec.DecodeAll(rec, make([]byte, 0, e.Size)); err != nil {
+				t.Fatalf("%s: %v", e.Path, err)
+			}
+		}
+		if sum := sha256.Sum256(got); !bytes.Equal(sum[:], e.SHA256) {
+			t.Fatalf("%s: the record does not decode to the file", e.Path)
+		}
+	}
+	return x
+}
+
+// TestIndexPacks: the first pass packs every small file into one pack;
+// a change adds a small pack and leaves the first alone; when more than
+// half of a pack is garbage its live records move, and a pack no index
+// refers to goes after the grace period, not before.
+func TestIndexPacks(t *testing.T) {
+	ctx := context.Background()
+	dir := packTree(t, 20)
+	res, err := Index(ctx, dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPacks(t, dir)
+	first := packs(t, dir)
+	if len(first) != 1 || res.Packed != 20 || res.PackBytes == 0 {
+		t.Fatalf("first pass: packs %v, %d packed (%d bytes); want one pack of 20", first, res.Packed, res.PackBytes)
+	}
+	x, _ := ReadIndex(dir)
+	var raw int64
+	for _, e := range x.Entries {
+		if e.Pack != nil {
+			raw += e.Size
+		}
+	}
+	if res.PackBytes*4 > raw {
+		t.Errorf("%d bytes of packs for %d of text", res.PackBytes, raw)
+	}
+
+	// Nothing changed: nothing written.
+	if res, err = Index(ctx, dir, Options{NoSync: true}); err != nil || res.Written || res.Packed != 0 {
+		t.Fatalf("unchanged: %v, written %v, %d packed", err, res.Written, res.Packed)
+	}
+
+	// One file changes: one new pack of one record; the first is untouched.
+	later := time.Now().Add(time.Minute)
+	put(t, dir, "s/f03.txt", []byte("changed\n"+strings.Repeat("x", 500)))
+	os.Chtimes(filepath.Join(dir, "s/f03.txt"), later, later)
+	if res, err = Index(ctx, dir, Options{NoSync: true}); err != nil || res.Packed != 1 || res.Repacked != 0 {
+		t.Fatalf("one change: %v, %d packed, %d repacked", err, res.Packed, res.Repacked)
+	}
+	checkPacks(t, dir)
+	second := packs(t, dir)
+	for name, st := range first {
+		if second[name] != st {
+			t.Errorf("pack %s rewritten: %s, was %s", name, second[name], st)
+		}
+	}
+	if len(second) != 2 {
+		t.Errorf("packs after one change: %v", second)
+	}
+
+	// Most files change: the first pack is mostly garbage, its live
+	// records are copied into the new pack, and it stays (grace period).
+	for i := 4; i < 20; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("s/f%02d.txt", i))
+		put(t, dir, fmt.Sprintf("s/f%02d.txt", i), []byte(fmt.Sprintf("new %d\n%s", i, strings.Repeat("y", 400))))
+		os.Chtimes(p, later, later)
+	}
+	if res, err = Index(ctx, dir, Options{NoSync: true}); err != nil || res.Packed != 16+3 || res.Repacked != 3 {
+		t.Fatalf("compaction: %v, %d packed, %d repacked; want 19 and 3", err, res.Packed, res.Repacked)
+	}
+	x = checkPacks(t, dir)
+	used := map[string]bool{}
+	for _, e := range x.Entries {
+		if e.Pack != nil {
+			used[e.Pack.Name+treeindex.PackSuffix] = true
+		}
+	}
+	for name := range first {
+		if used[name] {
+			t.Errorf("the index still refers to the compacted pack %s", name)
+		}
+	}
+	third := packs(t, dir)
+	for name := range first {
+		if _, ok := third[name]; !ok {
+			t.Errorf("pack %s removed before its grace period", name)
+		}
+	}
+	if res.PacksRemoved != 0 {
+		t.Errorf("%d packs removed", res.PacksRemoved)
+	}
+
+	// After the grace period, the packs no index refers to go.
+	time.Sleep(time.Second + 100*time.Millisecond) // the record holds seconds
+	if res, err = Index(ctx, dir, Options{NoSync: true, PackGrace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	fourth := packs(t, dir)
+	var left []string
+	for name := range fourth {
+		left = append(left, name)
+	}
+	slices.Sort(left)
+	var want []string
+	for name := range used {
+		want = append(want, name)
+	}
+	slices.Sort(want)
+	if !slices.Equal(left, want) || res.PacksRemoved != len(third)-len(want) {
+		t.Errorf("after the grace period: packs %v (%d removed), want %v", left, res.PacksRemoved, want)
+	}
+	checkPacks(t, dir)
+}
+
+// TestIndexPackGone: an entry whose pack is gone is read again and packed
+// anew; NoPacks writes none and drops the references.
+func TestIndexPackGone(t *testing.T) {
+	ctx := context.Background()
+	dir := packTree(t, 5)
+	if _, err := Index(ctx, dir, Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(dir, filepath.FromSlash(treeindex.PackDir)))
+	res, err := Index(ctx, dir, Options{NoSync: true})
+	if err != nil || res.Packed != 5 || !res.Written {
+		t.Fatalf("pack gone: %v, %d packed, written %v", err, res.Packed, res.Written)
+	}
+	checkPacks(t, dir)
+
+	res, err = Index(ctx, dir, Options{NoSync: true, NoPacks: true})
+	if err != nil || res.Packed != 0 {
+		t.Fatalf("NoPacks: %v, %d packed", err, res.Packed)
+	}
+	x, _ := ReadIndex(dir)
+	for _, e := range x.Entries {
+		if e.Pack != nil {
+			t.Errorf("%s: pack with NoPacks", e.Path)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package zsyncpipe
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/sourcegraph/conc/pool"
+	"github.com/zsyncpipe/zsyncpipe/source"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
+)
+
+// Small files from packs (docs/trees.md, "Packs"): a file fetched whole
+// whose entry locates its content in a pack is fetched together with
+// others of the same pack, as byte ranges of the pack (nearby ranges are
+// merged and each request holds a bounded number of them: the range
+// source does both), decoded with a hard limit at the index's size, and
+// verified by length and SHA-256 like any other. A file that cannot be had
+// from its pack (pack missing, a short or failed response, corrupt data,
+// a hash mismatch) is fetched whole by its path, and counted.
+
+// Bounds of one batch of pack records fetched by one ReadRanges call: the
+// batches of one run are fetched Parallel at a time.
+const (
+	packBatchFiles = 512
+	packBatchBytes = 8 << 20
+)
+
+// packed reports whether the job's file can come from a pack.
+func packed(j *fileJob) bool {
+	p := j.e.Pack
+	return j.how == "whole" && p != nil && (p.Encoding == treeindex.PackZstd || p.Encoding == treeindex.PackRaw)
+}
+
+// packBatches groups the jobs to fetch from packs by pack, in offset
+// order, into batches of at most packBatchFiles records and packBatchBytes
+// bytes, and at least enough batches to keep Parallel requests busy. Jobs
+// whose records overlap one of the batch (only a hostile index has them)
+// are returned apart, to be fetched by their path.
+func (m *mirrorRun) packBatches(jobs []*fileJob) (batches [][]*fileJob, apart []*fileJob) {
+	slices.SortFunc(jobs, func(a, b *fileJob) int {
+		return cmp.Or(cmp.Compare(a.e.Pack.Name, b.e.Pack.Name), cmp.Compare(a.e.Pack.Offset, b.e.Pack.Offset))
+	})
+	per := min(packBatchFiles, max(32, (len(jobs)+m.opts.Parallel-1)/m.opts.Parallel))
+	var (
+		cur   []*fileJob
+		bytes int64
+	)
+	for _, j := range jobs {
+		p := j.e.Pack
+		if n := len(cur); n > 0 {
+			last := cur[n-1].e.Pack
+			if last.Name == p.Name && p.Offset < last.Offset+last.Length {
+				apart = append(apart, j)
+				continue
+			}
+			if last.Name != p.Name || n >= per || bytes+p.Length > packBatchBytes {
+				batches = append(batches, cur)
+				cur, bytes = nil, 0
+			}
+		}
+		cur = append(cur, j)
+		bytes += p.Length
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	return batches, apart
+}
+
+// fetchPacks fetches the jobs from their packs on the pool, and each job
+// that cannot be had from its pack by its path, queueing every verified
+// file for its rename.
+func (m *mirrorRun) fetchPacks(ctx context.Context, p *pool.ContextPool, jobs []*fileJob) {
+	batches, apart := m.packBatches(jobs)
+	for _, b := range batches {
+		p.Go(func(ctx context.Context) error {
+			for _, j := range m.fetchPackBatch(ctx, b) {
+				m.packFallbacks.Add(1)
+				m.fetchWholeQueued(ctx, j)
+			}
+			return nil
+		})
+	}
+	for _, j := range apart {
+		p.Go(func(ctx context.Context) error {
+			m.logf("%s: its pack record overlaps another; fetching it by its path", j.e.Path)
+			m.packFallbacks.Add(1)
+			m.fetchWholeQueued(ctx, j)
+			return nil
+		})
+	}
+}
+
+// fetchWholeQueued fetches a job's file whole by its path and queues it.
+func (m *mirrorRun) fetchWholeQueued(ctx context.Context, j *fileJob) {
+	if err := m.fetchWhole(ctx, j); err != nil {
+		m.fail(err)
+	} else {
+		m.queue(j)
+	}
+}
+
+// fetchPackBatch fetches the records of one batch (one pack, in offset
+// order) and writes, verifies and queues each file. It returns the jobs
+// it could not complete.
+func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (failed []*fileJob) {
+	name := batch[0].e.Pack.Name
+	done := make([]bool, len(batch))
+	defer func() {
+		for i, j := range batch {
+			if !done[i] {
+				failed = append(failed, j)
+			}
+		}
+	}()
+	src, release, err := m.src.ranges(ctx, treeindex.PackPath(name), -1)
+	if err != nil {
+		m.logf("pack %s: %v; fetching its %d files by their paths", name, err, len(batch))
+		return
+	}
+	defer release()
+	ranges := make([]source.Range, len(batch))
+	for i, j := range batch {
+		ranges[i] = source.Range{Start: j.e.Pack.Offset, End: j.e.Pack.Offset + j.e.Pack.Length}
+	}
+	i := 0
+	var rec []byte
+	err = src.ReadRanges(ctx, ranges, func(r source.Range, data io.Reader) error {
+		for i < len(batch) && ranges[i] != r {
+			i++ // the source delivers in order; never skips, but be safe
+		}
+		if i == len(batch) {
+			return fmt.Errorf("pack %s: the source delivered a range not asked for", name)
+		}
+		j := batch[i]
+		if int64(cap(rec)) < r.Len() {
+			rec = make([]byte, r.Len())
+		}
+		rec = rec[:r.Len()]
+		if _, err := io.ReadFull(data, rec); err != nil {
+			return err // the response failed: the rest is fetched by path
+		}
+		m.fetched.Add(r.Len())
+		content, err := m.decodeRecord(j.e, rec)
+		if err == nil {
+			err = m.writeVerified(j, bytes.NewReader(content))
+		}
+		if err != nil {
+			m.logf("%s: from pack %s: %v; fetching it by its path", j.e.Path, name, err)
+			return nil
+		}
+		done[i] = true
+		m.packedFiles.Add(1)
+		m.queue(j)
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		m.logf("pack %s: %v; fetching the rest of its files by their paths", name, err)
+	}
+	m.progress("fetch", false)
+	return
+}
+
+// decodeRecord returns the content of e from its pack record: at most
+// e.Size bytes are ever produced, whatever the record claims.
+func (m *mirrorRun) decodeRecord(e *treeindex.Entry, rec []byte) ([]byte, error) {
+	switch e.Pack.Encoding {
+	case treeindex.PackRaw:
+		return rec, nil
+	case treeindex.PackZstd:
+		d, err := m.packDecoder()
+		if err != nil {
+			return nil, err
+		}
+		out, err := d.DecodeAll(rec, make([]byte, 0, e.Size))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w: %w", ErrVerify, err)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("pack encoding %q: %w", e.Pack.Encoding, ErrVerify)
+}
+
+// packDecoder returns the run's zstd decoder, made on first use. DecodeAll
+// is limited to the capacity of its destination (the entry's size), and
+// windows to what the publisher can have used.
+func (m *mirrorRun) packDecoder() (*zstd.Decoder, error) {
+	m.decOnce.Do(func() {
+		m.dec, m.decErr = zstd.NewReader(nil, zstd.WithDecodeAllCapLimit(true), zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxWindow(2*treeindex.MaxPacked), zstd.WithDecoderLowmem(true))
+	})
+	return m.dec, m.decErr
+}

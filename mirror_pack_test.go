@@ -1,0 +1,194 @@
+package zsyncpipe
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
+)
+
+// packTestName names the pack the tests write.
+const packTestName = "0123456789abcdef0123456789abcdef"
+
+// packTree puts the content of every file of root's index that has neither
+// a control file nor inline data into one pack, as the publisher does
+// (docs/trees.md, "Packs"), and rewrites the index; edit, if set, may
+// change each record before it is written. It returns the index.
+func packTree(t testing.TB, root string, edit func(e *treeindex.Entry, rec []byte) []byte) *treeindex.Index {
+	t.Helper()
+	idx := readTestIndex(t, root)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	var pack bytes.Buffer
+	for i := range idx.Entries {
+		e := &idx.Entries[i]
+		if e.Type != treeindex.File || e.Control != "" || e.Data != nil || e.Size == 0 {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(e.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := enc.EncodeAll(data, nil)
+		if edit != nil {
+			rec = edit(e, rec)
+		}
+		e.Pack = &treeindex.PackRef{Name: packTestName, Offset: int64(pack.Len()), Length: int64(len(rec)), Encoding: treeindex.PackZstd}
+		pack.Write(rec)
+	}
+	p := filepath.Join(root, filepath.FromSlash(treeindex.PackPath(packTestName)))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, pack.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	idx.Header.Generation++
+	writeIndex(t, root, idx)
+	return idx
+}
+
+func readTestIndex(t testing.TB, root string) *treeindex.Index {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(treeindex.IndexPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := treeindex.ReadAll(bytes.NewReader(b), treeindex.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+// packedSmallTree writes n small files of 300 to 3,000 bytes (and one
+// large one) into root, publishes it and packs the small ones.
+func packedSmallTree(t testing.TB, root string, n int, edit func(e *treeindex.Entry, rec []byte) []byte) *treeindex.Index {
+	t.Helper()
+	for i := range n {
+		data := []byte(strings.Repeat(fmt.Sprintf("line %d of file %d\n", i%7, i), 20+i%150))
+		treeFile(t, root, fmt.Sprintf("d%d/f%03d.txt", i%5, i), data, 0o644)
+	}
+	treeFile(t, root, "big.bin", treeData(3, 64<<10), 0o644)
+	publishTree(t, root, 1)
+	return packTree(t, root, edit)
+}
+
+// TestMirrorFromPacks: a first copy of a tree of small files takes them
+// from the pack, many per request, and they are verified and placed.
+func TestMirrorFromPacks(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	packedSmallTree(t, pub, 200, nil)
+	url, reqs := serveTree(t, pub)
+	sum, err := Mirror(context.Background(), mirrorOpts(url, dst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if sum.Packed != 200 || sum.PackFallbacks != 0 {
+		t.Errorf("%d files from packs, %d by path; want 200 and 0", sum.Packed, sum.PackFallbacks)
+	}
+	// The index, the large file's control file and blocks, and the pack
+	// records in a few multi-range requests: far fewer than one per file.
+	if n := reqs.Load(); n > 40 {
+		t.Errorf("%d requests for 200 small files", n)
+	}
+	if sum.Fetched >= 200*1500 {
+		t.Errorf("fetched %d bytes: the records are not compressed", sum.Fetched)
+	}
+}
+
+// TestMirrorHostilePacks: records that are corrupt, out of range, overlap,
+// expand beyond the file's size, or a pack that is missing never get into
+// Dir: each such file is fetched by its path instead, and counted.
+func TestMirrorHostilePacks(t *testing.T) {
+	bomb, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := bomb.EncodeAll(make([]byte, 1<<20), nil) // 1 MiB from a few bytes
+	bomb.Close()
+	cases := []struct {
+		name  string
+		bad   int // files that must come by path
+		edit  func(e *treeindex.Entry, rec []byte) []byte
+		after func(t *testing.T, pub string, idx *treeindex.Index)
+	}{
+		{name: "corrupt", bad: 1, edit: func(e *treeindex.Entry, rec []byte) []byte {
+			if strings.HasSuffix(e.Path, "f007.txt") {
+				rec[len(rec)/2] ^= 0xff
+			}
+			return rec
+		}},
+		{name: "other content", bad: 1, edit: func(e *treeindex.Entry, rec []byte) []byte {
+			if strings.HasSuffix(e.Path, "f008.txt") {
+				rec[0] = 0 // not a zstd frame any more
+			}
+			return rec
+		}},
+		{name: "bomb", bad: 1, edit: func(e *treeindex.Entry, rec []byte) []byte {
+			if strings.HasSuffix(e.Path, "f009.txt") {
+				return zeros
+			}
+			return rec
+		}},
+		{name: "missing pack", bad: 30, after: func(t *testing.T, pub string, idx *treeindex.Index) {
+			os.Remove(filepath.Join(pub, filepath.FromSlash(treeindex.PackPath(packTestName))))
+		}},
+		{name: "beyond the end", bad: 1, after: func(t *testing.T, pub string, idx *treeindex.Index) {
+			for i := range idx.Entries {
+				if e := &idx.Entries[i]; strings.HasSuffix(e.Path, "f010.txt") {
+					e.Pack.Offset = 1 << 40
+				}
+			}
+			idx.Header.Generation++
+			writeIndex(t, pub, idx)
+		}},
+		{name: "overlapping", bad: 1, after: func(t *testing.T, pub string, idx *treeindex.Index) {
+			var prev *treeindex.Entry
+			for i := range idx.Entries {
+				e := &idx.Entries[i]
+				if strings.HasSuffix(e.Path, "f011.txt") && prev != nil {
+					p := *prev.Pack
+					p.Offset++ // overlaps the record of prev, same length
+					e.Pack = &p
+				}
+				if e.Pack != nil {
+					prev = e
+				}
+			}
+			idx.Header.Generation++
+			writeIndex(t, pub, idx)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pub, dst := t.TempDir(), t.TempDir()
+			idx := packedSmallTree(t, pub, 30, c.edit)
+			if c.after != nil {
+				c.after(t, pub, idx)
+			}
+			url, _ := serveTree(t, pub)
+			var notes strings.Builder
+			opts := mirrorOpts(url, dst)
+			opts.Logf = func(f string, a ...any) { fmt.Fprintf(&notes, f+"\n", a...) }
+			sum, err := Mirror(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareTrees(t, pub, dst, false)
+			if sum.PackFallbacks != c.bad || sum.Packed != 30-c.bad {
+				t.Errorf("%d files from packs, %d by path; want %d and %d\n%s", sum.Packed, sum.PackFallbacks, 30-c.bad, c.bad, notes.String())
+			}
+		})
+	}
+}
