@@ -274,6 +274,7 @@ type fileJob struct {
 	tmp    string      // the verified content, ready to be renamed
 	fi     os.FileInfo // tmp's, when its mode and mtime are set already
 	how    string      // "copy", "inline", "whole", "sync", "dup"
+	reused int64       // bytes the scan found locally, for "sync"
 	placed bool        // renamed into place
 	synced bool        // tmp was flushed already
 }
@@ -745,6 +746,7 @@ func (m *mirrorRun) place(ctx context.Context) error {
 	if err := m.scan(ctx, syncs, true); err != nil {
 		return err
 	}
+	m.preferPacks(syncs)
 	if err := m.makeDirs(); err != nil {
 		return err
 	}
@@ -1048,6 +1050,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		}
 		reused := stages.Blueprint(&j.f.Header, ms[i]).Reused
 		m.reused.Add(reused)
+		j.reused = reused
 		if write {
 			if serr := parts[i].save(); serr != nil && err == nil {
 				err = serr

@@ -36,6 +36,25 @@ func packed(j *fileJob) bool {
 	return j.how == "whole" && p != nil && (p.Encoding == treeindex.PackZstd || p.Encoding == treeindex.PackRaw)
 }
 
+// preferPacks turns the rebuilds whose missing data is longer than their
+// compressed record in a pack into files fetched from the pack: the
+// publisher packs files with a control file too when they are small
+// enough, and a changed source file is often shorter compressed whole
+// than its changed blocks are raw.
+func (m *mirrorRun) preferPacks(syncs []*fileJob) {
+	for _, j := range syncs {
+		p := j.e.Pack
+		if j.how != "sync" || p == nil || (p.Encoding != treeindex.PackZstd && p.Encoding != treeindex.PackRaw) {
+			continue
+		}
+		if p.Length < j.e.Size-j.reused {
+			j.how = "whole"
+			m.reused.Add(-j.reused)
+			j.reused = 0
+		}
+	}
+}
+
 // packBatches groups the jobs to fetch from packs by pack, in offset
 // order, into batches of at most packBatchFiles records and packBatchBytes
 // bytes, and at least enough batches to keep Parallel requests busy. Jobs

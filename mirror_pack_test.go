@@ -16,8 +16,8 @@ import (
 // packTestName names the pack the tests write.
 const packTestName = "0123456789abcdef0123456789abcdef"
 
-// packTree puts the content of every file of root's index that has neither
-// a control file nor inline data into one pack, as the publisher does
+// packTree puts the content of every file of root's index that has no
+// inline data and is not too large into one pack, as the publisher does
 // (docs/trees.md, "Packs"), and rewrites the index; edit, if set, may
 // change each record before it is written. It returns the index.
 func packTree(t testing.TB, root string, edit func(e *treeindex.Entry, rec []byte) []byte) *treeindex.Index {
@@ -31,7 +31,7 @@ func packTree(t testing.TB, root string, edit func(e *treeindex.Entry, rec []byt
 	var pack bytes.Buffer
 	for i := range idx.Entries {
 		e := &idx.Entries[i]
-		if e.Type != treeindex.File || e.Control != "" || e.Data != nil || e.Size == 0 {
+		if e.Type != treeindex.File || e.Data != nil || e.Size == 0 || e.Size > treeindex.MaxPacked {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(e.Path)))
@@ -190,5 +190,40 @@ func TestMirrorHostilePacks(t *testing.T) {
 				t.Errorf("%d files from packs, %d by path; want %d and %d\n%s", sum.Packed, sum.PackFallbacks, 30-c.bad, c.bad, notes.String())
 			}
 		})
+	}
+}
+
+// TestMirrorPrefersPack: a file with a control file that changed
+// throughout is taken from its compressed record in the pack rather than
+// rebuilt from blocks; one that changed a little is rebuilt.
+func TestMirrorPrefersPack(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	text := func(seed int) []byte {
+		var b bytes.Buffer
+		for i := 0; b.Len() < 40<<10; i++ {
+			fmt.Fprintf(&b, "version %d, line %d: some source text\n", seed, i*seed%977)
+		}
+		return b.Bytes()
+	}
+	treeFile(t, dst, "rewritten.txt", text(1), 0o644)
+	treeFile(t, pub, "rewritten.txt", text(2), 0o644)
+	edited := treeData(5, 100<<10)
+	treeFile(t, dst, "edited.bin", edited, 0o644)
+	edited = append([]byte{}, edited...)
+	copy(edited[50<<10:], "a small change")
+	treeFile(t, pub, "edited.bin", edited, 0o644)
+	publishTree(t, pub, 1)
+	packTree(t, pub, nil)
+	url, _ := serveTree(t, pub)
+	sum, err := Mirror(context.Background(), mirrorOpts(url, dst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if sum.Packed != 1 || sum.Updated != 2 {
+		t.Errorf("%d files from packs, %d updated; want 1 and 2", sum.Packed, sum.Updated)
+	}
+	if sum.Fetched > 20<<10 {
+		t.Errorf("fetched %d bytes", sum.Fetched)
 	}
 }

@@ -455,7 +455,9 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		want = treeindex.ControlPath(it.Path, px.opts.Beside)
 	}
 	inline := want == "" && e.Size <= px.opts.inline() // files with a control file are never inlined
-	pack := want == "" && !inline && px.packable(e.Size)
+	// With AppendOnly a grown file is read from its old end: only files
+	// without a control file are packed then.
+	pack := !inline && px.packable(e.Size) && (want == "" || !px.opts.AppendOnly)
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
 		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) {
@@ -591,6 +593,11 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 				return false, err
 			}
 		}
+		var buf *bytes.Buffer
+		if s.enc != "" {
+			buf = bytes.NewBuffer(make([]byte, 0, e.Size))
+			in = io.TeeReader(in, buf)
+		}
 		if px.opts.Legacy {
 			// Legacy control files carry SHA-1 only.
 			var w io.Writer = h
@@ -605,6 +612,12 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		}
 		if cf.Length != e.Size {
 			return false, nil
+		}
+		if buf != nil {
+			if int64(buf.Len()) != e.Size {
+				return false, fmt.Errorf("%s: read %d bytes for its pack, not %d", e.Path, buf.Len(), e.Size)
+			}
+			content = buf.Bytes()
 		}
 	}
 	fi, err := f.Stat()

@@ -59,8 +59,8 @@ func newPackEncoder() (*zstd.Encoder, error) {
 		zstd.WithWindowSize(treeindex.MaxPacked), zstd.WithLowerEncoderMem(true))
 }
 
-// packable reports whether a file of size bytes without a control file and
-// not inlined goes into a pack.
+// packable reports whether a file of size bytes that is not inlined goes
+// into a pack (with a control file or not: a client chooses).
 func (px *pass) packable(size int64) bool {
 	return !px.opts.NoPacks && size > 0 && size <= treeindex.MaxPacked
 }

@@ -23,8 +23,9 @@ func packTree(t *testing.T, n int) string {
 	for i := range n {
 		put(t, dir, fmt.Sprintf("s/f%02d.txt", i), []byte(strings.Repeat(fmt.Sprintf("file %d, line\n", i), 100+i)))
 	}
-	put(t, dir, "large.bin", randBytes(1, 40<<10))
+	put(t, dir, "large.bin", randBytes(1, treeindex.MaxPacked+1)) // too large for a pack
 	put(t, dir, "tiny.txt", []byte("tiny\n"))
+	put(t, dir, "mid.txt", []byte(strings.Repeat("a file with a control file and a pack\n", 1000)))
 	return dir
 }
 
@@ -61,7 +62,7 @@ func checkPacks(t *testing.T, dir string) *treeindex.Index {
 		if e.Type != treeindex.File {
 			continue
 		}
-		want := e.Control == "" && e.Data == nil && e.Size > 0
+		want := e.Data == nil && e.Size > 0 && e.Size <= treeindex.MaxPacked
 		if (e.Pack != nil) != want {
 			t.Fatalf("%s: pack %+v, want one: %v", e.Path, e.Pack, want)
 		}
@@ -102,8 +103,8 @@ func TestIndexPacks(t *testing.T) {
 	}
 	checkPacks(t, dir)
 	first := packs(t, dir)
-	if len(first) != 1 || res.Packed != 20 || res.PackBytes == 0 {
-		t.Fatalf("first pass: packs %v, %d packed (%d bytes); want one pack of 20", first, res.Packed, res.PackBytes)
+	if len(first) != 1 || res.Packed != 21 || res.PackBytes == 0 || res.Controls != 2 {
+		t.Fatalf("first pass: packs %v, %d packed (%d bytes), %d control files; want one pack of 21, 2", first, res.Packed, res.PackBytes, res.Controls)
 	}
 	x, _ := ReadIndex(dir)
 	var raw int64
@@ -146,8 +147,8 @@ func TestIndexPacks(t *testing.T) {
 		put(t, dir, fmt.Sprintf("s/f%02d.txt", i), []byte(fmt.Sprintf("new %d\n%s", i, strings.Repeat("y", 400))))
 		os.Chtimes(p, later, later)
 	}
-	if res, err = Index(ctx, dir, Options{NoSync: true}); err != nil || res.Packed != 16+3 || res.Repacked != 3 {
-		t.Fatalf("compaction: %v, %d packed, %d repacked; want 19 and 3", err, res.Packed, res.Repacked)
+	if res, err = Index(ctx, dir, Options{NoSync: true}); err != nil || res.Packed != 16+4 || res.Repacked != 4 {
+		t.Fatalf("compaction: %v, %d packed, %d repacked; want 20 and 4", err, res.Packed, res.Repacked)
 	}
 	x = checkPacks(t, dir)
 	used := map[string]bool{}
@@ -203,7 +204,7 @@ func TestIndexPackGone(t *testing.T) {
 	}
 	os.RemoveAll(filepath.Join(dir, filepath.FromSlash(treeindex.PackDir)))
 	res, err := Index(ctx, dir, Options{NoSync: true})
-	if err != nil || res.Packed != 5 || !res.Written {
+	if err != nil || res.Packed != 6 || !res.Written {
 		t.Fatalf("pack gone: %v, %d packed, written %v", err, res.Packed, res.Written)
 	}
 	checkPacks(t, dir)

@@ -137,7 +137,8 @@ type Entry struct {
 	Inode uint64
 	// Pack, if not nil, locates a copy of a small file's content in a pack
 	// file, which a client can fetch together with others by byte ranges.
-	// Only files without a control file and without inline data have one.
+	// Files with inline data never have one; files with a control file
+	// may (a client then chooses: the record, or the blocks it lacks).
 	// The file itself is published at Path as always; a client that cannot
 	// use the pack (unknown encoding, pack gone) fetches it there.
 	Pack *PackRef
@@ -271,8 +272,8 @@ func (e *Entry) Check() error {
 		}
 		if p := e.Pack; p != nil {
 			switch {
-			case e.Control != "" || e.Data != nil:
-				return bad("pack with a control file or inline data")
+			case e.Data != nil:
+				return bad("pack with inline data")
 			case e.Size <= 0 || e.Size > MaxPacked:
 				return bad("pack for a file of %d bytes (1 to %d)", e.Size, MaxPacked)
 			case !ValidPackName(p.Name):

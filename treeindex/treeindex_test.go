@@ -339,7 +339,6 @@ func TestPackRefs(t *testing.T) {
 		func(e *Entry) { e.Pack.Encoding = "Zstd/../" },
 		func(e *Entry) { e.Pack.Encoding = PackRaw }, // raw of another length
 		func(e *Entry) { e.Size = MaxPacked + 1 },
-		func(e *Entry) { e.Control = ControlPath(e.Path, false) },
 		func(e *Entry) { e.Data = []byte("some small file") },
 	}
 	for i, f := range bad {
