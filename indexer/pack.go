@@ -55,7 +55,7 @@ const (
 // (clients verify the file's SHA-256), with a window no larger than the
 // largest packed file.
 func newPackEncoder() (*zstd.Encoder, error) {
-	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
 		zstd.WithWindowSize(treeindex.MaxPacked), zstd.WithLowerEncoderMem(true))
 }
 
