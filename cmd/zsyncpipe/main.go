@@ -14,12 +14,14 @@
 //	                [--size size] [--zsync]
 //	zsyncpipe index [--announce URL] [--append-only] [-b blocksize] [--base-url URL] [--beside]
 //	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--no-fsync]
+//	                [--no-packs] [--pack-grace duration]
 //	                [--partition-all] [--partition-size size] [-q] [--rehash duration]
 //	                [--rescan duration] [--settle duration] [--small size] [--topic-prefix prefix]
 //	                [-v] [--watch] DIR
 //	zsyncpipe serve [--announce URL] [--append-only] [-b blocksize] [--base-url URL] [--beside]
 //	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--listen address]
-//	                [--no-fsync] [--no-index] [--partition-all] [--partition-size size] [-q]
+//	                [--no-fsync] [--no-index] [--no-packs] [--pack-grace duration]
+//	                [--partition-all] [--partition-size size] [-q]
 //	                [--rehash duration] [--rescan duration] [--settle duration] [--small size]
 //	                [--tls-cert file] [--tls-key file] [--topic-prefix prefix] DIR
 //	zsyncpipe subscribe [--client-id id] [--dead-letter exchange] [--exchange exchange]
