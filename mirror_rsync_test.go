@@ -132,4 +132,20 @@ func TestMirrorDownloadsNoMoreThanRsync(t *testing.T) {
 	if sum.Downloaded > received {
 		t.Errorf("mirror received %d bytes, rsync %d", sum.Downloaded, received)
 	}
+
+	// The same tree published with packs (small files compressed, many
+	// per request), from the same old tree.
+	packTree(t, pub, nil)
+	dstP := filepath.Join(tmp, "p")
+	os.Mkdir(dstP, 0o755)
+	copyTree(t, old, dstP)
+	o.Dir = dstP
+	if sum, err = Mirror(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dstP, false)
+	t.Logf("with packs: %d bytes received (%d of file data) in %d requests, %d files from packs", sum.Downloaded, sum.Fetched, sum.Requests, sum.Packed)
+	if sum.Downloaded > received || sum.Packed == 0 || sum.PackFallbacks != 0 {
+		t.Errorf("with packs: mirror received %d bytes, rsync %d; %d files from packs, %d by path", sum.Downloaded, received, sum.Packed, sum.PackFallbacks)
+	}
 }
