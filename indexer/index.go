@@ -306,7 +306,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	if _, err := atomicfile.WriteOptions(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)),
 		atomicfile.Options{Suffix: tmpSuffix, NoSync: opts.NoSync},
 		func(w io.Writer) error {
-			return next.Write(w, treeindex.WriterOptions{Level: gzip.BestSpeed})
+			return next.Write(w, treeindex.WriterOptions{Level: gzip.DefaultCompression})
 		}); err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
 	}

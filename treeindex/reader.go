@@ -31,6 +31,7 @@ type Reader struct {
 	hdr   Header
 	sum   hash.Hash
 	ord   order
+	packs packContext
 	max   int64
 	final []byte
 	err   error
@@ -137,6 +138,14 @@ func (r *Reader) next() (Entry, error) {
 	e, err := fromLine(&l)
 	if err != nil {
 		return Entry{}, err
+	}
+	if l.Pack != nil {
+		if e.Type != File {
+			return Entry{}, fmt.Errorf("%w: entry %q: %s with a pack", ErrFormat, e.Path, e.Type)
+		}
+		if e.Pack, err = r.packs.complete(e.Path, l.Pack); err != nil {
+			return Entry{}, err
+		}
 	}
 	if err := e.Check(); err != nil {
 		return Entry{}, err

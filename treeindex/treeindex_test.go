@@ -356,3 +356,45 @@ func TestPackRefs(t *testing.T) {
 		t.Errorf("directory with a pack: %v", err)
 	}
 }
+
+// TestPackRefsShortened: a reference leaves out the name of the previous
+// reference's pack, the offset that follows the pack's previous record and
+// the encoding zstd; the reader restores them, and refuses a reference
+// that leaves out what nothing before it gives.
+func TestPackRefsShortened(t *testing.T) {
+	const a, b = "0123456789abcdef", "fedcba9876543210"
+	var es []Entry
+	refs := []PackRef{{a, 0, 10, PackZstd}, {a, 10, 5, PackZstd}, {b, 0, 7, PackRaw}, {a, 15, 3, PackZstd}, {a, 40, 3, PackZstd}}
+	for i, r := range refs {
+		e := file(fmt.Sprintf("f%d", i), strings.Repeat("x", int(r.Length)))
+		r := r
+		e.Pack = &r
+		es = append(es, e)
+	}
+	raw := write(t, es, WriterOptions{Uncompressed: true})
+	lines := strings.Split(string(raw), "\n")
+	for i, want := range []string{`"pack":{"name":"` + a + `","off":0,"len":10}`, `"pack":{"len":5}`, `"pack":{"name":"` + b + `","off":0,"len":7,"enc":"raw"}`,
+		`"pack":{"name":"` + a + `","len":3}`, `"pack":{"off":40,"len":3}`} {
+		if !strings.Contains(lines[i+1], want) {
+			t.Errorf("line %d: %s, want %s", i+1, lines[i+1], want)
+		}
+	}
+	x, err := ReadAll(bytes.NewReader(raw), ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range refs {
+		if got := x.Entries[i].Pack; got == nil || *got != refs[i] {
+			t.Errorf("entry %d: %+v, want %+v", i, got, refs[i])
+		}
+	}
+	for _, bad := range []string{
+		`{"path":"f","type":"file","size":3,"mode":420,"sha256":"%s","pack":{"off":0,"len":3}}`,       // no pack before
+		`{"path":"f","type":"file","size":3,"mode":420,"sha256":"%s","pack":{"name":"` + a + `","len":3}}`, // no offset to follow
+	} {
+		line := fmt.Sprintf(bad, strings.Repeat("ab", 32))
+		if _, err := ReadAll(strings.NewReader(rawIndex([]string{line}, "")), ReaderOptions{}); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: %v", line, err)
+		}
+	}
+}

@@ -55,12 +55,77 @@ type entryLine struct {
 	End *trailer `json:"end,omitempty"`
 }
 
-// packLine is a PackRef on the wire.
+// packLine is a PackRef on the wire. Name, Offset and Encoding may be
+// left out (see packContext).
 type packLine struct {
-	Name     string `json:"name"`
-	Offset   int64  `json:"off"`
+	Name     string `json:"name,omitempty"`
+	Offset   *int64 `json:"off,omitempty"`
 	Length   int64  `json:"len"`
-	Encoding string `json:"enc"`
+	Encoding string `json:"enc,omitempty"`
+}
+
+// maxPackNames bounds the packs one index may refer to (a Reader keeps
+// the end of the last record of each).
+const maxPackNames = 1 << 16
+
+// packContext shortens pack references on the wire, where the offsets
+// are most of what a reference costs: a reference leaves out "name" when
+// its pack is that of the previous reference, "off" when its record
+// starts where the previous record of the same pack (in the index) ended,
+// and "enc" when it is "zstd". Writer and Reader each keep one.
+type packContext struct {
+	last string           // pack of the previous reference
+	end  map[string]int64 // end of the last record of each pack
+}
+
+// shorten leaves out of l what a reader infers, and notes p.
+func (c *packContext) shorten(l *packLine, p *PackRef) {
+	if p.Name == c.last {
+		l.Name = ""
+	}
+	if end, ok := c.end[p.Name]; ok && end == p.Offset {
+		l.Offset = nil
+	}
+	if p.Encoding == PackZstd {
+		l.Encoding = ""
+	}
+	c.note(p)
+}
+
+// complete fills in what l left out and notes the result.
+func (c *packContext) complete(path string, l *packLine) (*PackRef, error) {
+	p := &PackRef{Name: l.Name, Length: l.Length, Encoding: l.Encoding}
+	if p.Name == "" {
+		if c.last == "" {
+			return nil, fmt.Errorf("%w: entry %q: pack without a name, and no pack before it", ErrFormat, path)
+		}
+		p.Name = c.last
+	}
+	if l.Offset != nil {
+		p.Offset = *l.Offset
+	} else if end, ok := c.end[p.Name]; ok {
+		p.Offset = end
+	} else {
+		return nil, fmt.Errorf("%w: entry %q: first record of pack %q without an offset", ErrFormat, path, p.Name)
+	}
+	if p.Encoding == "" {
+		p.Encoding = PackZstd
+	}
+	if _, ok := c.end[p.Name]; !ok && len(c.end) >= maxPackNames {
+		return nil, fmt.Errorf("%w: entry %q: more than %d packs", ErrFormat, path, maxPackNames)
+	}
+	c.note(p)
+	return p, nil
+}
+
+func (c *packContext) note(p *PackRef) {
+	if c.end == nil {
+		c.end = map[string]int64{}
+	}
+	c.last = p.Name
+	if p.Offset >= 0 && p.Length > 0 && p.Offset <= maxPackOffset && p.Length <= MaxPackLength {
+		c.end[p.Name] = p.Offset + p.Length
+	}
 }
 
 // trailer ends the index.
@@ -90,7 +155,8 @@ func toLine(e *Entry) entryLine {
 		l.Data = &s
 	}
 	if p := e.Pack; p != nil {
-		l.Pack = &packLine{Name: p.Name, Offset: p.Offset, Length: p.Length, Encoding: p.Encoding}
+		off := p.Offset
+		l.Pack = &packLine{Name: p.Name, Offset: &off, Length: p.Length, Encoding: p.Encoding}
 	}
 	return l
 }
@@ -128,9 +194,6 @@ func fromLine(l *entryLine) (Entry, error) {
 			return Entry{}, fmt.Errorf("%w: entry %q: data: %v", ErrFormat, l.Path, err)
 		}
 		e.Data = b
-	}
-	if p := l.Pack; p != nil {
-		e.Pack = &PackRef{Name: p.Name, Offset: p.Offset, Length: p.Length, Encoding: p.Encoding}
 	}
 	return e, nil
 }

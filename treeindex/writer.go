@@ -29,6 +29,7 @@ type Writer struct {
 	gz    *gzip.Writer
 	sum   hash.Hash
 	ord   order
+	packs packContext
 	final []byte
 	err   error
 }
@@ -95,7 +96,11 @@ func (w *Writer) Add(e Entry) error {
 		w.ord = saved
 		return err
 	}
-	return w.writeJSON(toLine(&e), true)
+	l := toLine(&e)
+	if l.Pack != nil {
+		w.packs.shorten(l.Pack, e.Pack)
+	}
+	return w.writeJSON(l, true)
 }
 
 // Count returns the number of entries added so far.
