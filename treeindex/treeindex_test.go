@@ -389,7 +389,7 @@ func TestPackRefsShortened(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{
-		`{"path":"f","type":"file","size":3,"mode":420,"sha256":"%s","pack":{"off":0,"len":3}}`,       // no pack before
+		`{"path":"f","type":"file","size":3,"mode":420,"sha256":"%s","pack":{"off":0,"len":3}}`,            // no pack before
 		`{"path":"f","type":"file","size":3,"mode":420,"sha256":"%s","pack":{"name":"` + a + `","len":3}}`, // no offset to follow
 	} {
 		line := fmt.Sprintf(bad, strings.Repeat("ab", 32))
