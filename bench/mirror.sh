@@ -7,6 +7,7 @@
 #   own copy of NEW (zsyncpipe index), served by nginx on loopback; rsync
 #   serves NEW from a daemon on loopback. Every client starts from a cp -a
 #   of OLD. MIRROR_FLAGS adds flags to every mirror run (default --delete).
+#   RSYNC_Z=1 also runs rsync -az (compressed) from the same starting copy.
 # Prints wall, CPU (user+sys), max RSS and bytes received for each, then
 # the same for a second run with nothing changed. Needs rsync, nginx, GNU time.
 set -euo pipefail
@@ -66,6 +67,11 @@ zs() {
 	done
 }
 rs ""
+if [ -n "${RSYNC_Z:-}" ]; then # rsync -z too: it compresses what it sends, as packs do
+	rm -rf "$B/r" && start "$B/r"
+	T rsync -az --delete --stats "rsync://127.0.0.1:$RPORT/tree/" "$B/r/" >"$B/rsync.out"
+	echo "rsync -az --delete: $(cat "$B/time"), $(grep 'Total bytes received' "$B/rsync.out")"
+fi
 zs ""
 zs " (nothing changed)"
 rs " (nothing changed)"
