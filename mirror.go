@@ -756,6 +756,7 @@ func (m *mirrorRun) place(ctx context.Context) error {
 			m.queue(j)
 		}
 	}
+	m.placeFromPacks(ctx)
 	// While large files are rebuilt (and flushed by the sync pipeline as
 	// they are written), a syncfs would wait for their data too: files
 	// fetched whole are then flushed one by one, as they are verified.
@@ -766,13 +767,6 @@ func (m *mirrorRun) place(ctx context.Context) error {
 	}
 	small := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
 	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
-	var fromPacks []*fileJob
-	for _, j := range m.jobs {
-		if j.tmp == "" && packed(j) {
-			fromPacks = append(fromPacks, j)
-		}
-	}
-	m.fetchPacks(ctx, small, fromPacks)
 	for _, j := range m.jobs {
 		switch {
 		case j.how == "whole" && j.tmp == "" && !packed(j):

@@ -91,6 +91,26 @@ func (m *mirrorRun) packBatches(jobs []*fileJob) (batches [][]*fileJob, apart []
 	return batches, apart
 }
 
+// placeFromPacks fetches and places the files that come from packs,
+// before the rebuilds start: nothing else is being written then, so their
+// batches are flushed by one syncfs each (queue) rather than one fsync per
+// file, which a syncfs waiting for the rebuilds' data would force.
+func (m *mirrorRun) placeFromPacks(ctx context.Context) {
+	var jobs []*fileJob
+	for _, j := range m.jobs {
+		if j.tmp == "" && packed(j) {
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	p := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
+	m.fetchPacks(ctx, p, jobs)
+	p.Wait()
+	m.flushQueue()
+}
+
 // fetchPacks fetches the jobs from their packs on the pool, and each job
 // that cannot be had from its pack by its path, queueing every verified
 // file for its rename.
