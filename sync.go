@@ -120,7 +120,8 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 }
 
 // writebackEvery is how many bytes written to the partial result start
-// its writeback to disk (when the result is flushed at the end).
+// its writeback to disk and a background flush (when the result is
+// flushed at the end; see package internal/writeback).
 const writebackEvery = 8 << 20
 
 // syncJob is the state of one Sync: what its stages share. Everything that
@@ -184,9 +185,11 @@ func (j *syncJob) prepare(ctx context.Context) error {
 	}
 	j.part = part
 	if !j.opts.NoFsync {
-		// Start writing the result to disk while it is built, so that the
-		// flush before the rename has little left to wait for.
-		part.pt.OnWrite(writeback.NewEvery(part.f, writebackEvery).Wrote)
+		// Get the result onto the disk while it is built (writeback
+		// started early, background flushes), so that the flush before
+		// the rename has little left to wait for.
+		part.wb = writeback.NewEvery(part.f, writebackEvery)
+		part.pt.OnWrite(part.wb.Wrote)
 	}
 	if part.setAside != "" {
 		paths = append(paths, part.setAside)
@@ -211,6 +214,10 @@ func (j *syncJob) prepare(ctx context.Context) error {
 	if err := j.part.reserve(); err != nil {
 		j.logf("%v", err)
 	}
+	// The first save comes a second from now: until then the state on
+	// disk (reserved now, or the earlier run's) says as much as a save
+	// would.
+	j.lastSave = time.Now()
 	return nil
 }
 
@@ -334,10 +341,10 @@ func (j *syncJob) run(ctx context.Context) error {
 			// fails verification is not renamed into place, flushed or
 			// not.
 			flushed := make(chan error, 1)
-			go func() { flushed <- j.part.f.Sync() }()
+			go func() { flushed <- j.part.flush() }()
 			err := verifier.Step(0)
 			if ferr := <-flushed; ferr != nil && err == nil {
-				err = fmt.Errorf("sync: flush %s: %w", j.part.path, ferr)
+				err = ferr
 			}
 			if err != nil {
 				return err
