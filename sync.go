@@ -268,18 +268,6 @@ type update struct {
 // Size returns the fetched bytes the update stands for (pipeline.Sizer).
 func (u update) Size() int64 { return u.fetched }
 
-// The verify stage hashes at most this much for one update, so that it
-// never holds up the stages before it for long: what it could not hash
-// yet, it hashes with the next update or at the end. After a scanned
-// segment, two segments' worth (about 12 ms of SHA-256), so that it keeps
-// up with the scan; after a fetched batch, 1 MiB, so that the fetch stage
-// — which reads the response bodies as it emits — is never held up long
-// enough for a server connection to look stalled.
-const (
-	verifyStepScan  = 16 << 20
-	verifyStepFetch = 1 << 20
-)
-
 // run scans the seeds and fetches what they lack, writing both into the
 // partial result as it goes, and hashes the result as it grows. Its result
 // is the whole-file verification's: nil, or an error wrapping ErrVerify or
@@ -312,16 +300,23 @@ func (j *syncJob) run(ctx context.Context) error {
 			return emit(update{plan: stages.Blueprint(&f.Header, j.matches)})
 		})
 	updates = pipeline.Transform(p, "fetch", updates, j.fetch)
+	// The whole-file hash runs beside the pipeline, on goroutines of its
+	// own, following what the scan and the fetch write (Patcher.Changed):
+	// it hashes whatever is written as soon as it is, on every core the
+	// hash chain lets it use, and holds up no stage. (Run as a stage, with
+	// a slice of hashing per update, it kept the fetch waiting and hashed
+	// on one core only while the fetch ran.)
 	verifier := stages.NewPrefixVerifier(j.part.f, &f.Header, j.part.pt)
+	vctx, stopVerify := context.WithCancel(ctx)
+	defer stopVerify()
+	var hashErr error
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		hashErr = verifier.Run(vctx)
+	}()
 	updates = pipeline.Fold(p, "verify", updates,
 		func(ctx context.Context, u update, emit func(update) error) error {
-			limit := int64(verifyStepFetch)
-			if u.scanned > 0 {
-				limit = verifyStepScan
-			}
-			if err := verifier.Step(limit); err != nil {
-				return err
-			}
 			u.verified = verifier.Hashed()
 			return emit(u)
 		},
@@ -330,8 +325,20 @@ func (j *syncJob) run(ctx context.Context) error {
 			if err := j.part.pt.Finish(); err != nil {
 				return err
 			}
+			wait := func() error {
+				pipeline.Wait(ctx, func() {
+					select {
+					case <-hashed:
+					case <-ctx.Done():
+					}
+				})
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return hashErr
+			}
 			if j.opts.NoFsync {
-				if err := verifier.Step(0); err != nil {
+				if err := wait(); err != nil {
 					return err
 				}
 				return emit(update{verified: verifier.Hashed()})
@@ -342,7 +349,7 @@ func (j *syncJob) run(ctx context.Context) error {
 			// not.
 			flushed := make(chan error, 1)
 			go func() { flushed <- j.part.flush() }()
-			err := verifier.Step(0)
+			err := wait()
 			if ferr := <-flushed; ferr != nil && err == nil {
 				err = ferr
 			}
@@ -355,6 +362,8 @@ func (j *syncJob) run(ctx context.Context) error {
 	pipeline.Sink(p, "record", updates, j.record)
 
 	runErr := p.Run(ctx)
+	stopVerify()
+	<-hashed // no goroutine outlives run
 	j.sum.Stages = p.Stats()
 	// A block received twice (a retry, another mirror) is fetched once;
 	// the second copy counts as downloaded only.
