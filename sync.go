@@ -96,9 +96,11 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 		return upToDateSummary(j.out, j.f, start), nil
 	}
 	defer j.close()
+	j.start = start
 	if err := j.prepare(ctx); err != nil {
 		return nil, err
 	}
+	j.sum.Timeline.Prepared = time.Since(start)
 	verified := j.run(ctx)
 	// Let go of the seeds (the output is one) and the sources before the
 	// output is replaced: Windows cannot replace an open file.
@@ -116,6 +118,7 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 		return j.sum, j.failed(ctx, fmt.Errorf("sync %s: %w", j.out, verified))
 	}
 	j.sum.Duration = time.Since(start)
+	j.sum.Timeline.Done = j.sum.Duration
 	return j.sum, nil
 }
 
@@ -137,6 +140,7 @@ type syncJob struct {
 	hasher  *simd.Hasher
 	matches *stages.Matches
 	src     source.RangeSource // opened by the fetch stage, when needed
+	start   time.Time          // of the Sync, for Summary.Timeline
 
 	// Owned by the record stage.
 	scanned, fetched, seedBytes, missing int64
@@ -297,6 +301,7 @@ func (j *syncJob) run(ctx context.Context) error {
 	updates := pipeline.Fold(p, "delta", scanned,
 		func(ctx context.Context, n int64, emit func(update) error) error { return emit(update{scanned: n}) },
 		func(ctx context.Context, emit func(update) error) error {
+			j.sum.Timeline.Scanned = time.Since(j.start)
 			return emit(update{plan: stages.Blueprint(&f.Header, j.matches)})
 		})
 	updates = pipeline.Transform(p, "fetch", updates, j.fetch)
@@ -314,6 +319,7 @@ func (j *syncJob) run(ctx context.Context) error {
 	go func() {
 		defer close(hashed)
 		hashErr = verifier.Run(vctx)
+		j.sum.Timeline.Hashed = time.Since(j.start)
 	}()
 	updates = pipeline.Fold(p, "verify", updates,
 		func(ctx context.Context, u update, emit func(update) error) error {
@@ -348,7 +354,11 @@ func (j *syncJob) run(ctx context.Context) error {
 			// fails verification is not renamed into place, flushed or
 			// not.
 			flushed := make(chan error, 1)
-			go func() { flushed <- j.part.flush() }()
+			go func() {
+				err := j.part.flush()
+				j.sum.Timeline.Flushed = time.Since(j.start)
+				flushed <- err
+			}()
 			err := wait()
 			if ferr := <-flushed; ferr != nil && err == nil {
 				err = ferr
@@ -364,7 +374,10 @@ func (j *syncJob) run(ctx context.Context) error {
 	runErr := p.Run(ctx)
 	stopVerify()
 	<-hashed // no goroutine outlives run
-	j.sum.Stages = p.Stats()
+	j.sum.Stages = append(p.Stats(), pipeline.StageStats{
+		Name: "hash", Workers: verifier.Workers(), Bytes: verifier.Hashed(),
+		Busy: verifier.Busy(), WaitIn: verifier.Waited(), Wall: j.sum.Timeline.Hashed - j.sum.Timeline.Prepared,
+	})
 	// A block received twice (a retry, another mirror) is fetched once;
 	// the second copy counts as downloaded only.
 	j.sum.Fetched = min(j.fetched, j.missing)
@@ -392,6 +405,8 @@ func (j *syncJob) fetch(ctx context.Context, u update, emit func(update) error) 
 	if err := emit(u); err != nil || u.plan == nil || len(u.plan.Missing) == 0 {
 		return err
 	}
+	j.sum.Timeline.FetchStart = time.Since(j.start)
+	defer func() { j.sum.Timeline.Fetched = time.Since(j.start) }()
 	src, err := j.source(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFetch, err)
