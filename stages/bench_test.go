@@ -377,3 +377,46 @@ func BenchmarkVerifyChain(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerifyFollow runs the whole-file hash as a sync does, beside the
+// writer: PrefixVerifier.Run follows a Patcher that a second goroutine
+// fills in 1 MiB runs, the first run of every fourth MiB held back until
+// the end (the gaps a fetch fills last), so that each span of the chain
+// waits at its gap and the rest is hashed only once the gaps are filled.
+func BenchmarkVerifyFollow(b *testing.B) {
+	target, _, _ := benchData()
+	f, err := BlockChecksums(context.Background(), bytes.NewReader(target), ChecksumOptions{
+		Blocksize: benchBS, Length: int64(len(target)), SHA256: true,
+	})
+	if err != nil || f.SHA256Chain == nil {
+		b.Fatalf("no chain: %v", err)
+	}
+	const run = 1 << 20
+	b.SetBytes(int64(len(target)))
+	for b.Loop() {
+		out := make(sliceWriterAt, len(target))
+		pt := NewPatcher(out, &f.Header)
+		v := NewPrefixVerifier(bytes.NewReader(out), &f.Header, pt)
+		done := make(chan error, 1)
+		go func() { done <- v.Run(context.Background()) }()
+		write := func(off int) {
+			if err := pt.WriteBlock(Block{Index: int64(off / benchBS), Data: target[off:min(off+run, len(target))]}); err != nil {
+				b.Error(err)
+			}
+		}
+		for off := 0; off < len(target); off += run {
+			if off/run%4 != 1 {
+				write(off)
+			}
+		}
+		for off := run; off < len(target); off += 4 * run {
+			write(off)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		if err := v.Verify(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
