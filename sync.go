@@ -318,8 +318,9 @@ func (j *syncJob) run(ctx context.Context) error {
 	hashed := make(chan struct{})
 	go func() {
 		defer close(hashed)
-		hashErr = verifier.Run(vctx)
-		j.sum.Timeline.Hashed = time.Since(j.start)
+		if hashErr = verifier.Run(vctx); hashErr == nil {
+			j.sum.Timeline.Hashed = time.Since(j.start)
+		}
 	}()
 	updates = pipeline.Fold(p, "verify", updates,
 		func(ctx context.Context, u update, emit func(update) error) error {
@@ -376,7 +377,7 @@ func (j *syncJob) run(ctx context.Context) error {
 	<-hashed // no goroutine outlives run
 	j.sum.Stages = append(p.Stats(), pipeline.StageStats{
 		Name: "hash", Workers: verifier.Workers(), Bytes: verifier.Hashed(),
-		Busy: verifier.Busy(), WaitIn: verifier.Waited(), Wall: j.sum.Timeline.Hashed - j.sum.Timeline.Prepared,
+		Busy: verifier.Busy(), WaitIn: verifier.Waited(), Wall: max(0, j.sum.Timeline.Hashed-j.sum.Timeline.Prepared),
 	})
 	// A block received twice (a retry, another mirror) is fetched once;
 	// the second copy counts as downloaded only.
