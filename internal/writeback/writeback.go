@@ -100,6 +100,11 @@ func (e *Every) run() {
 			return
 		case <-e.wake:
 		}
+		select {
+		case <-e.stop:
+			return // a mark and Close at once: the caller's final flush follows, none here
+		default:
+		}
 		e.hints.Add(1)
 		_ = Start(e.f, 0, 0) // a hint: its failure is no error
 		if !e.flush || e.err != nil {
