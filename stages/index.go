@@ -136,7 +136,7 @@ func newIndex(f *control.File) (*index, error) {
 		}
 		ix.entries = append(ix.entries, entry{key: key, blk: int32(i), next: ix.heads[b]})
 		ix.heads[b] = int32(len(ix.entries) - 1)
-		bt := h >> ix.bitShift
+		bt := bitOf(key, ix.bitShift) // as the probes compute it (roll.go)
 		ix.bitTable[bt>>6] |= 1 << (bt & 63)
 		bt = (key * hashMul2) >> ix.bit2Shift
 		ix.bitTable2[bt>>6] |= 1 << (bt & 63)
@@ -189,7 +189,7 @@ func (ix *index) groupDuplicates() {
 
 // maybe reports whether both bit tables admit key.
 func (ix *index) maybe(key uint64) bool {
-	bt := (key * hashMul) >> ix.bitShift
+	bt := bitOf(key, ix.bitShift)
 	bt2 := (key * hashMul2) >> ix.bit2Shift
 	return ix.bitTable[bt>>6]&(1<<(bt&63)) != 0 && ix.bitTable2[bt2>>6]&(1<<(bt2&63)) != 0
 }

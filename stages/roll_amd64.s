@@ -1,0 +1,244 @@
+//go:build amd64 && gc && !noasm
+
+#include "textflag.h"
+
+// The rolling scan's kernels with AVX2 (see roll.go, roll_amd64.go).
+
+// Lane numbers 0…15 in words.
+DATA lanes16<>+0(SB)/8, $0x0003000200010000
+DATA lanes16<>+8(SB)/8, $0x0007000600050004
+DATA lanes16<>+16(SB)/8, $0x000b000a00090008
+DATA lanes16<>+24(SB)/8, $0x000f000e000d000c
+GLOBL lanes16<>(SB), RODATA|NOPTR, $32
+
+// VPSHUFB pattern copying word 7 of each 128-bit half to all its words.
+DATA word7<>+0(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA word7<>+8(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA word7<>+16(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA word7<>+24(SB)/8, $0x0f0e0f0e0f0e0f0e
+GLOBL word7<>(SB), RODATA|NOPTR, $32
+
+// PREFIX turns the sixteen words of x into their inclusive prefix sums
+// (mod 2^16), and sets every word of tot to the sum of all sixteen; t and
+// u are scratch. Y12 holds word7<>.
+#define PREFIX(x, t, u, tot) \
+	VPSLLDQ    $2, x, t      \
+	VPADDW     t, x, x       \
+	VPSLLDQ    $4, x, t      \
+	VPADDW     t, x, x       \
+	VPSLLDQ    $8, x, t      \
+	VPADDW     t, x, x       \
+	VPSHUFB    Y12, x, t     \
+	VPERM2I128 $0x08, t, t, u \
+	VPADDW     u, x, x       \
+	VPERM2I128 $0x01, t, t, u \
+	VPADDW     u, t, tot
+
+// func rollSumsAVX2(out, in *byte, sums *uint32, n int, a, b, bs, mask uint32) (ra, rb uint32)
+//
+// For the 16 windows k = 0…15 of a step, with a0, b0 the sums of window 0,
+// o_k = out[k] leaving and d_k = in[k] − o_k:
+//   a_k = a0 + Σ_{j<k} d_j
+//   b_k = b0 + Σ_{j<k} a_{j+1} − bs·o_j = b0 + k·a0 + Σ_{j<k} G_j,
+// with G_j = Σ_{m≤j} d_m − bs·o_j. Two prefix sums per step, and the sums
+// carried to the next step (a0 += Σ d, b0 += 16·a0 + Σ G) depend on
+// nothing computed in the step but those totals.
+TEXT ·rollSumsAVX2(SB), NOSPLIT, $0-56
+	MOVQ out+0(FP), SI
+	MOVQ in+8(FP), DI
+	MOVQ sums+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVL a+32(FP), AX
+	MOVL b+36(FP), BX
+	MOVL bs+40(FP), R8
+	MOVL mask+44(FP), R9
+
+	VMOVD        AX, X11
+	VPBROADCASTW X11, Y11 // a0
+	VMOVD        BX, X10
+	VPBROADCASTW X10, Y10 // b0
+	VMOVD        R8, X15
+	VPBROADCASTW X15, Y15 // bs
+	VMOVD        R9, X14
+	VPBROADCASTD X14, Y14 // mask
+	VMOVDQU      lanes16<>(SB), Y13
+	VMOVDQU      word7<>(SB), Y12
+
+loop:
+	VPMOVZXBW (SI), Y0 // o
+	VPMOVZXBW (DI), Y1
+	VPSUBW    Y0, Y1, Y1 // d
+	VMOVDQA   Y1, Y2
+	PREFIX(Y2, Y6, Y7, Y3) // Y2 = Σ_{m≤k} d_m, Y3 = Σ d
+	VPMULLW   Y15, Y0, Y4
+	VPSUBW    Y4, Y2, Y4 // G
+	VMOVDQA   Y4, Y5
+	PREFIX(Y5, Y6, Y7, Y8) // Y5 = Σ_{j≤k} G_j, Y8 = Σ G
+
+	VPSUBW  Y1, Y2, Y2
+	VPADDW  Y11, Y2, Y2 // a_k
+	VPSUBW  Y4, Y5, Y5
+	VPMULLW Y13, Y11, Y7
+	VPADDW  Y7, Y5, Y5
+	VPADDW  Y10, Y5, Y5 // b_k
+
+	VPSLLW $4, Y11, Y7
+	VPADDW Y7, Y10, Y10
+	VPADDW Y8, Y10, Y10 // b0 of the next step
+	VPADDW Y3, Y11, Y11 // a0 of the next step
+
+	// a_k<<16 | b_k in windows order: the quarters 0, 2, 1, 3, so that
+	// interleaving within halves gives windows 0-7, then 8-15.
+	VPERMQ     $0xd8, Y2, Y2
+	VPERMQ     $0xd8, Y5, Y5
+	VPUNPCKLWD Y2, Y5, Y6
+	VPUNPCKHWD Y2, Y5, Y7
+	VPAND      Y14, Y6, Y6
+	VPAND      Y14, Y7, Y7
+	VMOVDQU    Y6, (DX)
+	VMOVDQU    Y7, 32(DX)
+
+	ADDQ $16, SI
+	ADDQ $16, DI
+	ADDQ $64, DX
+	SUBQ $16, CX
+	JNZ  loop
+
+	VMOVD   X11, AX
+	MOVWLZX AX, AX
+	VMOVD   X10, BX
+	MOVWLZX BX, BX
+	MOVL    AX, ra+48(FP)
+	MOVL    BX, rb+52(FP)
+	VZEROUPPER
+	RET
+
+// HASHBIT sets bt to the bit table index of 8 keys: the top 32 bits of
+// key·hashMul shifted right by X11, where the key's top 32 bits times the
+// multiplier's low half are hi (already multiplied, or zero for one-block
+// keys) and s holds the keys' low 32 bits. Y15 and Y14 hold the low and
+// high halves of hashMul; t is scratch. The top 32 bits of the 64-bit
+// product are hi + s·mh + the high half of s·ml (mod 2^32).
+#define HASHBIT(s, hi, t, bt) \
+	VPMULUDQ Y15, s, bt        \
+	VPSRLQ   $32, s, t         \
+	VPMULUDQ Y15, t, t         \
+	VPSRLQ   $32, bt, bt       \
+	VPBLENDD $0xaa, t, bt, bt  \
+	VPMULLD  Y14, s, t         \
+	VPADDD   t, bt, bt         \
+	VPADDD   hi, bt, bt        \
+	VPSRLD   X11, bt, bt
+
+// TESTBIT sets hit to 1 in the lanes whose bit bt is set in the table at
+// BX (gathered as 32-bit words); Y13 holds 31, Y12 ones; m and w are
+// scratch.
+#define TESTBIT(bt, m, w, hit) \
+	VPSRLD     $5, bt, w           \
+	VPAND      Y13, bt, bt         \
+	VPCMPEQD   m, m, m             \
+	VPGATHERDD m, (BX)(w*4), hit   \
+	VPSRLVD    bt, hit, hit        \
+	VPAND      Y12, hit, hit
+
+// LANE sets AX to the first lane of hit that is not zero, Y9 being zero.
+#define LANE(hit) \
+	VPCMPEQD  Y9, hit, hit \
+	VMOVMSKPS hit, AX      \
+	XORL      $0xff, AX    \
+	BSFL      AX, AX
+
+// func probe2AVX2(s0, s1 *uint32, n int, table *uint64, sh uint64, last, lastOn uint32) int
+TEXT ·probe2AVX2(SB), NOSPLIT, $0-56
+	MOVQ s0+0(FP), SI
+	MOVQ s1+8(FP), DI
+	MOVQ n+16(FP), CX
+	MOVQ table+24(FP), BX
+	MOVQ sh+32(FP), X11
+	MOVL last+40(FP), AX
+	MOVL lastOn+44(FP), DX
+	MOVL $0x7f4a7c15, R8
+	MOVL $0x9e3779b9, R9
+	MOVL $31, R10
+	MOVL $1, R11
+	VMOVD        R8, X15
+	VPBROADCASTD X15, Y15
+	VMOVD        R9, X14
+	VPBROADCASTD X14, Y14
+	VMOVD        R10, X13
+	VPBROADCASTD X13, Y13
+	VMOVD        R11, X12
+	VPBROADCASTD X12, Y12
+	VMOVD        AX, X10
+	VPBROADCASTD X10, Y10 // last
+	VMOVD        DX, X8
+	VPBROADCASTD X8, Y8   // lastOn
+	VPXOR        Y9, Y9, Y9
+	XORQ         R12, R12
+
+loop2:
+	VMOVDQU  (SI)(R12*4), Y0 // s0
+	VMOVDQU  (DI)(R12*4), Y1 // s1
+	VPMULLD  Y15, Y0, Y2     // s0·ml
+	HASHBIT(Y1, Y2, Y3, Y4)
+	TESTBIT(Y4, Y5, Y6, Y7)
+	VPCMPEQD Y10, Y0, Y3
+	VPAND    Y8, Y3, Y3
+	VPOR     Y3, Y7, Y7
+	VPTEST   Y7, Y7
+	JNZ      found2
+	ADDQ     $8, R12
+	CMPQ     R12, CX
+	JB       loop2
+	MOVQ     CX, ret+48(FP)
+	VZEROUPPER
+	RET
+
+found2:
+	LANE(Y7)
+	ADDQ AX, R12
+	MOVQ R12, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// func probe1AVX2(s0 *uint32, n int, table *uint64, sh uint64) int
+TEXT ·probe1AVX2(SB), NOSPLIT, $0-40
+	MOVQ s0+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ table+16(FP), BX
+	MOVQ sh+24(FP), X11
+	MOVL $0x7f4a7c15, R8
+	MOVL $0x9e3779b9, R9
+	MOVL $31, R10
+	MOVL $1, R11
+	VMOVD        R8, X15
+	VPBROADCASTD X15, Y15
+	VMOVD        R9, X14
+	VPBROADCASTD X14, Y14
+	VMOVD        R10, X13
+	VPBROADCASTD X13, Y13
+	VMOVD        R11, X12
+	VPBROADCASTD X12, Y12
+	VPXOR        Y9, Y9, Y9
+	XORQ         R12, R12
+
+loop1:
+	VMOVDQU (SI)(R12*4), Y0
+	HASHBIT(Y0, Y9, Y3, Y4)
+	TESTBIT(Y4, Y5, Y6, Y7)
+	VPTEST  Y7, Y7
+	JNZ     found1
+	ADDQ    $8, R12
+	CMPQ    R12, CX
+	JB      loop1
+	MOVQ    CX, ret+32(FP)
+	VZEROUPPER
+	RET
+
+found1:
+	LANE(Y7)
+	ADDQ AX, R12
+	MOVQ R12, ret+32(FP)
+	VZEROUPPER
+	RET
+
