@@ -102,30 +102,34 @@ func rollSumsGo(out, in []byte, sums []uint32, a, b, bs, mask uint32) (uint32, u
 // with 32-bit multiplies) agree on it.
 func bitOf(key uint64, shift uint) uint64 { return (key * hashMul) >> (shift & 63) }
 
-// probe2 returns the first i at which the pair key of s0[i] and s1[i] passes
-// the bit table, or s0[i] equals last (a masked checksum; pass 1<<32 for
-// none); len(s0) if there is none. The checksums are masked already, and
-// the table's length is a power of two. With AVX2 the vector kernel probes
-// 8 positions at a time (gathering the table's words) and probe2Go the few
-// left over.
-func probe2(s0, s1 []uint32, table []uint64, shift uint, last uint64) int {
+// probe2 returns the first i at which the pair key of s0[i] and s1[i] is
+// admitted by both of ix's bit tables (index.maybe), or s0[i] equals last
+// (a masked checksum; pass 1<<32 for none); len(s0) if there is none. The
+// checksums are masked already. The first table rejects all but about 1 %
+// of the positions; the second is looked at only then, here rather than by
+// the caller, so that a position the first lets through costs a few
+// instructions instead of a return to the scanner. With AVX2 the vector
+// kernel probes 8 positions at a time, and probe2Go the few left over.
+func probe2(s0, s1 []uint32, ix *index, last uint64) int {
 	s1 = s1[:len(s0)]
-	m, i := probe2Vec(s0, s1, table, shift, last)
+	m, i := probe2Vec(s0, s1, ix, last)
 	if i < m {
 		return i
 	}
-	return m + probe2Go(s0[m:], s1[m:], table, shift, last)
+	return m + probe2Go(s0[m:], s1[m:], ix, last)
 }
 
 // probe2Go is probe2 without vector instructions.
 //
 //go:noinline
-func probe2Go(s0, s1 []uint32, table []uint64, shift uint, last uint64) int {
+func probe2Go(s0, s1 []uint32, ix *index, last uint64) int {
 	s1 = s1[:len(s0)]
+	table, shift := ix.bitTable, ix.bitShift
 	words := uint64(len(table) - 1)
 	for i, x := range s0 {
-		bt := bitOf(uint64(x)<<32|uint64(s1[i]), shift)
-		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 || uint64(x) == last {
+		key := uint64(x)<<32 | uint64(s1[i])
+		bt := bitOf(key, shift)
+		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 && ix.maybe(key) || uint64(x) == last {
 			return i
 		}
 	}
@@ -133,22 +137,23 @@ func probe2Go(s0, s1 []uint32, table []uint64, shift uint, last uint64) int {
 }
 
 // probe1 is probe2 for keys of one block (seq_matches 1).
-func probe1(s0 []uint32, table []uint64, shift uint) int {
-	m, i := probe1Vec(s0, table, shift)
+func probe1(s0 []uint32, ix *index) int {
+	m, i := probe1Vec(s0, ix)
 	if i < m {
 		return i
 	}
-	return m + probe1Go(s0[m:], table, shift)
+	return m + probe1Go(s0[m:], ix)
 }
 
 // probe1Go is probe1 without vector instructions.
 //
 //go:noinline
-func probe1Go(s0 []uint32, table []uint64, shift uint) int {
+func probe1Go(s0 []uint32, ix *index) int {
+	table, shift := ix.bitTable, ix.bitShift
 	words := uint64(len(table) - 1)
 	for i, x := range s0 {
 		bt := bitOf(uint64(x), shift)
-		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 {
+		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 && ix.maybe(uint64(x)) {
 			return i
 		}
 	}

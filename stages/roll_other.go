@@ -8,10 +8,10 @@ func rollSumsVec(_, _ []byte, _ []uint32, a, b, _, _ uint32) (int, uint32, uint3
 }
 
 // probe2Vec probes no position: there is no vector code in this build.
-func probe2Vec([]uint32, []uint32, []uint64, uint, uint64) (m, i int) { return 0, 0 }
+func probe2Vec([]uint32, []uint32, *index, uint64) (m, i int) { return 0, 0 }
 
 // probe1Vec probes no position: there is no vector code in this build.
-func probe1Vec([]uint32, []uint64, uint) (m, i int) { return 0, 0 }
+func probe1Vec([]uint32, *index) (m, i int) { return 0, 0 }
 
 // hasAVX2 is false: there is no vector code in this build.
 var hasAVX2 = false
