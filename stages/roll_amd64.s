@@ -135,17 +135,15 @@ loop:
 // Scalar loads: vpgatherdd is slower on AMD Zen 3, by a third with a
 // table in the L2 cache. Uses AX and DX.
 #define TESTPAIR(R) \
-	MOVL  R, AX          \
-	SHRQ  $32, R         \
-	MOVL  AX, DX         \
-	SHRL  $5, DX         \
-	MOVL  (BX)(DX*4), DX \
-	SHRXL AX, DX, DX     \
-	ORL   DX, R13        \
-	MOVL  R, DX          \
-	SHRL  $5, DX         \
-	MOVL  (BX)(DX*4), DX \
-	SHRXL R, DX, DX      \
+	MOVL  R, AX              \
+	SHRQ  $32, R             \
+	MOVL  AX, DX             \
+	SHRL  $5, DX             \
+	SHRXL AX, (BX)(DX*4), DX \
+	ORL   DX, R13            \
+	MOVL  R, DX              \
+	SHRL  $5, DX             \
+	SHRXL R, (BX)(DX*4), DX  \
 	ORL   DX, R13
 
 // TEST8 looks up the 8 indexes of bt (a Y register whose low half is X)
