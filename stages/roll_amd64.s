@@ -175,6 +175,31 @@ loop:
 	TESTQ $1, R11             \
 	JNZ   yes
 
+// LANECONSTS loads the constants of LANES: Y13 = 31, Y12 = 1 in every
+// lane, Y9 = 0.
+#define LANECONSTS \
+	MOVL         $31, AX \
+	VMOVD        AX, X13 \
+	VPBROADCASTD X13, Y13 \
+	MOVL         $1, AX  \
+	VMOVD        AX, X12 \
+	VPBROADCASTD X12, Y12 \
+	VPXOR        Y9, Y9, Y9
+
+// LANES sets R to a bit per lane whose bit of Y4 is set in the first
+// table (at BX): a gather, only for the steps where one is, to check
+// those lanes alone. Uses Y3, Y5-Y7.
+#define LANES(R) \
+	VPSRLD     $5, Y4, Y6            \
+	VPAND      Y13, Y4, Y7           \
+	VPCMPEQD   Y5, Y5, Y5            \
+	VPGATHERDD Y5, (BX)(Y6*4), Y3    \
+	VPSRLVD    Y7, Y3, Y3            \
+	VPAND      Y12, Y3, Y3           \
+	VPCMPEQD   Y9, Y3, Y3            \
+	VMOVMSKPS  Y3, R                 \
+	XORL       $0xff, R
+
 // func probe2AVX2(s0, s1 *uint32, n int, table *uint64, sh uint64, last, lastOn uint32, shift uint64, table2 *uint64, shift2 uint64) int
 //
 // Eight positions a step: the first table's bits are looked up for all
@@ -200,6 +225,7 @@ TEXT ·probe2AVX2(SB), NOSPLIT, $0-80
 	VPBROADCASTD X10, Y10 // last
 	VMOVD        DX, X8
 	VPBROADCASTD X8, Y8   // lastOn
+	LANECONSTS
 	XORQ         R12, R12
 
 loop2:
@@ -225,27 +251,24 @@ next2:
 	RET
 
 check2:
-	XORQ R9, R9 // lane
+	LANES(R15)
+	ORL R14, R15 // or hold last
 
 lane2:
-	LEAQ  (R12)(R9*1), R10
-	MOVL  (SI)(R10*4), AX
+	TESTL R15, R15
+	JZ    next2
+	BSFL  R15, R9
 	BTL   R9, R14
 	JC    found2
+	LEAQ  (R12)(R9*1), R10
+	MOVL  (SI)(R10*4), AX
 	MOVL  (DI)(R10*4), DX
 	SHLQ  $32, AX
 	ORQ   DX, AX // the key
-	BITSET(0x9E3779B97F4A7C15, shift+48(FP), table+24(FP), second2)
-
-nextlane2:
-	INCQ R9
-	CMPQ R9, $8
-	JB   lane2
-	JMP  next2
-
-second2:
 	BITSET(0xC2B2AE3D27D4EB4F, shift2+64(FP), table2+56(FP), found2)
-	JMP nextlane2
+	LEAL  -1(R15), DX
+	ANDL  DX, R15
+	JMP   lane2
 
 found2:
 	ADDQ R9, R12
@@ -265,7 +288,7 @@ TEXT ·probe1AVX2(SB), NOSPLIT, $0-64
 	VPBROADCASTD X15, Y15
 	VMOVD        R9, X14
 	VPBROADCASTD X14, Y14
-	VPXOR        Y9, Y9, Y9
+	LANECONSTS
 	XORQ         R12, R12
 
 loop1:
@@ -285,22 +308,18 @@ next1:
 	RET
 
 check1:
-	XORQ R9, R9
+	LANES(R15)
 
 lane1:
-	LEAQ (R12)(R9*1), R10
-	MOVL (SI)(R10*4), AX // the key
-	BITSET(0x9E3779B97F4A7C15, shift+32(FP), table+16(FP), second1)
-
-nextlane1:
-	INCQ R9
-	CMPQ R9, $8
-	JB   lane1
-	JMP  next1
-
-second1:
+	TESTL R15, R15
+	JZ    next1
+	BSFL  R15, R9
+	LEAQ  (R12)(R9*1), R10
+	MOVL  (SI)(R10*4), AX // the key
 	BITSET(0xC2B2AE3D27D4EB4F, shift2+48(FP), table2+40(FP), found1)
-	JMP nextlane1
+	LEAL  -1(R15), DX
+	ANDL  DX, R15
+	JMP   lane1
 
 found1:
 	ADDQ R9, R12
