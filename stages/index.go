@@ -50,10 +50,10 @@ type entry struct {
 const hashMul = 0x9E3779B97F4A7C15
 
 // hashMul2 gives each key a bit in a second, smaller bit table (bitTable2):
-// the rolling scan (probe1, probe2) tests the first table only, and maybe
-// tests the second before a hash chain is walked, so that most offsets the
-// first lets through (≈ 1 %) cost one access to a table that stays in
-// cache instead of the two cache misses of a chain walk.
+// the rolling scan's probes (probe1, probe2) test it at the offsets the
+// first lets through (≈ 1 %), so that most of them cost one access to a
+// table that stays in cache instead of the two cache misses of a chain
+// walk (maybe tests both again before the walk).
 const hashMul2 = 0xC2B2AE3D27D4EB4F
 
 func newIndex(f *control.File) (*index, error) {
