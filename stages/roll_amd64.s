@@ -204,9 +204,10 @@ loop:
 //
 // Eight positions a step: the first table's bits are looked up for all
 // eight; when one is set (about 6 % of the steps at the index's usual
-// density) or s0 is last, the step's positions are checked one by one
-// against both tables, so that the caller sees only the positions that
-// index.maybe admits (or last).
+// density) or s0 is last, the lanes whose bit is set (LANES) are checked
+// one by one against the second table, so that the caller sees only the
+// positions that index.maybe admits (or last). probe1AVX2 likewise, with
+// one-block keys and no last.
 TEXT ·probe2AVX2(SB), NOSPLIT, $0-80
 	MOVQ s0+0(FP), SI
 	MOVQ s1+8(FP), DI
