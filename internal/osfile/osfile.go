@@ -126,6 +126,9 @@ func Writeback(f *os.File, off, n int64) error {
 	return writeback(f, off, n)
 }
 
+// HasWriteback reports whether Writeback does anything here (Linux).
+const HasWriteback = hasWriteback
+
 // SyncDir flushes the directory dir, so that a rename or a new file in it
 // survives a crash. It does nothing on Windows, whose file systems journal
 // their metadata and cannot open a directory as a file.
@@ -175,6 +178,19 @@ func SetTimes(f *os.File, atime, mtime time.Time) error {
 // simply not sparse.
 func Sparse(f *os.File) {
 	sparse(f)
+}
+
+// Preallocate reserves the blocks of the first size bytes of f, an empty
+// file or one just truncated to size, so that writing it later only fills
+// blocks already reserved: on Linux (fallocate), writing a new file into
+// reserved blocks costs the kernel less than reserving them page by page,
+// and the space is taken before the work starts. The blocks read as zeros
+// until written. It reports whether it did; it does nothing, and reports
+// false, on other systems, on file systems without fallocate, and when
+// the file would take more than most of the free space (the file is then
+// written sparse, and a full disk stops the writer with what it has kept).
+func Preallocate(f *os.File, size int64) bool {
+	return preallocate(f, size)
 }
 
 // OpenRegular opens path for reading only if it is a regular file (after

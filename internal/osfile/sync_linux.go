@@ -29,6 +29,9 @@ func writeback(f *os.File, off, n int64) error {
 	return nil
 }
 
+// hasWriteback: Linux has sync_file_range(2).
+const hasWriteback = true
+
 // control runs fn on f's descriptor, again on EINTR.
 func control(f *os.File, fn func(fd int) error) error {
 	rc, err := f.SyscallConn()
@@ -59,4 +62,22 @@ func syncFS(dir string) error {
 	}
 	defer d.Close()
 	return control(d, unix.Syncfs)
+}
+
+// preallocate reserves size bytes for f with fallocate when the file system
+// has that much free with room to spare; see Preallocate.
+func preallocate(f *os.File, size int64) bool {
+	var fs unix.Statfs_t
+	if size <= 0 || unix.Fstatfs(int(f.Fd()), &fs) != nil {
+		return false
+	}
+	// Leave an eighth of the free space (and at least 64 MiB) to others:
+	// a failed fallocate may keep what it had allocated, and a file that
+	// barely fits is better written sparse, block by block, so that a full
+	// disk stops it with what it has kept.
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	if size > free-max(free/8, 64<<20) {
+		return false
+	}
+	return control(f, func(fd int) error { return unix.Fallocate(fd, 0, 0, size) }) == nil
 }
