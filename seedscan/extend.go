@@ -85,11 +85,11 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 	h := f.StrongAlgorithm.New()
 	mask := control.RsumMask(f.Checksums.RsumBytes)
 	var found int64
-	try := func(i int64, seed int, off int64) error {
+	try := func(i int64, seed int, off, lo, hi int64) error {
 		if off < 0 || seed >= len(e.seeds) || e.m.Has(i) {
 			return nil
 		}
-		data, err := e.read(seed, off, bs)
+		data, err := e.read(seed, off, bs, lo, hi)
 		if err != nil {
 			return err
 		}
@@ -127,7 +127,22 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 			if anchor < 0 || (i-anchor)*dir > ExtendReach {
 				continue
 			}
-			if err := try(i, aSeed, aOff+(i-anchor)*bs); err != nil {
+			off := aOff + (i-anchor)*bs
+			lo, hi := off, off+bs
+			if !e.holds(aSeed, off, bs) {
+				// Read the blocks still to try from here on at once:
+				// the missing run, up to the reach of the anchor.
+				k := int64(1)
+				for j := i + dir; j != end && (j-anchor)*dir <= ExtendReach && !e.m.Has(j); j += dir {
+					k++
+				}
+				if dir > 0 {
+					hi = off + k*bs
+				} else {
+					lo = off - (k-1)*bs
+				}
+			}
+			if err := try(i, aSeed, off, lo, hi); err != nil {
 				return found, err
 			}
 		}
@@ -135,20 +150,27 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 	return found, nil
 }
 
+// holds reports whether the window holds the n bytes of seed at off.
+func (e *extender) holds(seed int, off, n int64) bool {
+	return seed == e.seed && off >= e.off && off+n <= e.off+int64(len(e.buf))
+}
+
 // read returns n bytes of seed at off, zero-padded past its end as the
-// scan pads it, from the window when it holds them.
-func (e *extender) read(seed int, off, n int64) ([]byte, error) {
+// scan pads it, from the window when it holds them; otherwise it first
+// reads [lo, hi) into the window (the blocks about to be tried, which
+// include these; at most extendWindow bytes from off on). Reading only
+// those, not a fixed window around off, keeps the reads to what is tried:
+// with 256 KiB windows, the copies from the page cache took 85 % of
+// Extend's time on go1.22.12 -> go1.24.5 (1,634 missing runs).
+func (e *extender) read(seed int, off, n, lo, hi int64) ([]byte, error) {
 	s := e.seeds[seed]
 	if off >= s.Size {
 		clear(e.block)
 		return e.block, nil
 	}
-	if seed != e.seed || off < e.off || off+n > e.off+int64(len(e.buf)) {
-		start := max(0, off-extendWindow/2)
-		if off+n > start+extendWindow {
-			start = off
-		}
-		size := min(extendWindow, s.Size-start)
+	if !e.holds(seed, off, n) {
+		start := max(0, lo, off+n-extendWindow)
+		size := min(max(hi, off+n), start+extendWindow, s.Size) - start
 		if cap(e.buf) < extendWindow {
 			e.buf = make([]byte, extendWindow)
 		}
