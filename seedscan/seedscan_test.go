@@ -182,3 +182,43 @@ func TestExtendFindsBlocksBetweenEdits(t *testing.T) {
 		}
 	}
 }
+
+// TestExtendReadsWhatItTries checks that Extend reads the seed data of
+// the blocks it tries, once, and not whole windows around them: on a
+// divergent pair of release tars the copies of 256 KiB windows were most
+// of its time.
+func TestExtendReadsWhatItTries(t *testing.T) {
+	const bs = 1024
+	old := randBytes(21, 300*bs)
+	nw := append([]byte{}, old...)
+	for b := 20; b < 60; b += 2 { // 20 edited blocks, 19 unedited between
+		nw[b*bs+7] ^= 0xff
+	}
+	f := controlOf(t, nw, bs)
+	o := &output{data: make([]byte, len(nw)), bs: bs}
+	ts := []Target{{Control: f, Write: o.write}}
+	var read atomic.Int64
+	seeds := []stages.Seed{{Name: "old", R: countingReader{bytes.NewReader(old), &read}, Size: int64(len(old))}}
+	ms, err := Scan(context.Background(), ts, seeds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := read.Load()
+	n, err := Extend(context.Background(), ts, ms, seeds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 19 || ms[0].Found() != 300-20 {
+		t.Fatalf("extend found %d blocks (now %d), want the 19 unedited ones (280)", n, ms[0].Found())
+	}
+	// Forward from block 19, blocks 20-58 in one read; backward from 60,
+	// the edited blocks left, in that window still.
+	if got := read.Load() - before; got != 39*bs {
+		t.Errorf("extend read %d bytes of seed, want %d", got, 39*bs)
+	}
+	for b := int64(0); b < 300; b++ {
+		if ms[0].Has(b) && !bytes.Equal(o.data[b*bs:(b+1)*bs], nw[b*bs:(b+1)*bs]) {
+			t.Fatalf("block %d written wrong", b)
+		}
+	}
+}
