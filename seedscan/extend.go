@@ -84,6 +84,7 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 	e.block = make([]byte, bs)
 	h := f.StrongAlgorithm.New()
 	mask := control.RsumMask(f.Checksums.RsumBytes)
+	shared := sharedRecords(&f.Checksums)
 	var found int64
 	try := func(i int64, seed int, off, lo, hi int64) error {
 		if off < 0 || seed >= len(e.seeds) || e.m.Has(i) {
@@ -121,7 +122,14 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 				return found, err
 			}
 			if seed, off, ok := e.m.Lookup(i); ok {
-				anchor, aSeed, aOff = i, seed, off
+				// A block whose record others share (zeros, a file
+				// stored twice) may have been found at any of its
+				// copies, whichever a scanner got to first: it tells
+				// nothing certain about its neighbours, and anchoring on
+				// it would make the result depend on the scheduling.
+				if !shared[i] {
+					anchor, aSeed, aOff = i, seed, off
+				}
 				continue
 			}
 			if anchor < 0 || (i-anchor)*dir > ExtendReach {
@@ -148,6 +156,26 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 		}
 	}
 	return found, nil
+}
+
+// sharedRecords marks the blocks whose record (rolling checksum and the
+// first strong hash bytes) another block of the target has too.
+func sharedRecords(c *control.Checksums) []bool {
+	shared := make([]bool, c.Len())
+	first := make(map[uint64]int, c.Len())
+	for i := range c.Len() {
+		strong := c.StrongOf(i)
+		k := uint64(c.Rsum[i])
+		for j := 0; j < min(4, len(strong)); j++ {
+			k = k<<8 | uint64(strong[j])
+		}
+		if j, ok := first[k]; ok {
+			shared[i], shared[j] = true, true
+		} else {
+			first[k] = i
+		}
+	}
+	return shared
 }
 
 // holds reports whether the window holds the n bytes of seed at off.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -219,6 +220,53 @@ func TestExtendReadsWhatItTries(t *testing.T) {
 	for b := int64(0); b < 300; b++ {
 		if ms[0].Has(b) && !bytes.Equal(o.data[b*bs:(b+1)*bs], nw[b*bs:(b+1)*bs]) {
 			t.Fatalf("block %d written wrong", b)
+		}
+	}
+}
+
+// TestExtendSharedAnchors checks that a block whose record other blocks
+// share (here zero blocks) is no anchor: it may have been found at any of
+// its copies, whichever a scanner reached first, and the blocks Extend
+// finds must not depend on which.
+func TestExtendSharedAnchors(t *testing.T) {
+	const bs = 1024
+	old := randBytes(22, 64*bs)
+	for _, b := range []int{10, 21, 40} {
+		clear(old[b*bs : (b+1)*bs])
+	}
+	nw := append([]byte{}, old...)
+	for b := 11; b < 21; b += 2 { // 12, 14, … 20 unedited between edits
+		nw[b*bs+9] ^= 0xff
+	}
+	f := controlOf(t, nw, bs)
+	var results [][]int64
+	for _, zeroAt := range []int64{-1, 40} { // zero blocks at their own place, or all at block 40's
+		m := stages.NewMatches(f.Blocks())
+		for i := int64(0); i < 64; i++ {
+			switch {
+			case i > 10 && i < 21:
+			case zeroAt >= 0 && (i == 10 || i == 21 || i == 40):
+				m.Set(i, 0, zeroAt*bs)
+			default:
+				m.Set(i, 0, i*bs)
+			}
+		}
+		seeds := []stages.Seed{{Name: "old", R: bytes.NewReader(old), Size: int64(len(old))}}
+		if _, err := Extend(context.Background(), []Target{{Control: f}}, []*stages.Matches{m}, seeds, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		var found []int64
+		for i := int64(11); i < 21; i++ {
+			if m.Has(i) {
+				found = append(found, i)
+			}
+		}
+		results = append(results, found)
+	}
+	want := []int64{12, 14, 16, 18, 20}
+	for k, got := range results {
+		if !slices.Equal(got, want) {
+			t.Errorf("zero blocks located %s: extend found %v, want %v", []string{"in place", "at block 40"}[k], got, want)
 		}
 	}
 }
