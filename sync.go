@@ -376,7 +376,7 @@ func (j *syncJob) run(ctx context.Context) error {
 // the partial result. The scan takes a block only with the block after it
 // (seq_matches 2) or following a run, and its parallel tiles choose other
 // alignments than zsync's serial scan where data repeats; on go1.26.7 ->
-// go1.26.8 it left 10 blocks that zsync finds, and Extend finds 54 more
+// go1.26.8 it left 10 blocks that zsync finds, and Extend finds 57 more
 // in 10 ms, 0.2 MB less to download (docs/performance.md, "Bytes on the
 // reference pair").
 func (j *syncJob) extend(ctx context.Context) error {
