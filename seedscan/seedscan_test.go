@@ -270,3 +270,33 @@ func TestExtendSharedAnchors(t *testing.T) {
 		}
 	}
 }
+
+// TestExtendFollowsEdits checks that a block Extend finds is an anchor in
+// turn: a stretch edited every other block, far longer than ExtendReach
+// (a binary whose addresses moved), is followed to its end.
+func TestExtendFollowsEdits(t *testing.T) {
+	const bs = 512
+	old := randBytes(23, 300*bs)
+	nw := append([]byte{}, old...)
+	for b := 20; b <= 240; b += 2 {
+		nw[b*bs+3] ^= 0xff
+	}
+	f := controlOf(t, nw, bs)
+	ts := []Target{{Control: f}}
+	seeds := []stages.Seed{{Name: "old", R: bytes.NewReader(old), Size: int64(len(old))}}
+	ms, err := Scan(context.Background(), ts, seeds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Extend(context.Background(), ts, ms, seeds, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for b := int64(21); b < 240; b += 2 {
+		if !ms[0].Has(b) {
+			t.Errorf("unedited block %d not found (%d of 300 found)", b, ms[0].Found())
+		}
+	}
+	if want := int64(300 - 111); ms[0].Found() != want {
+		t.Errorf("%d blocks found, want %d", ms[0].Found(), want)
+	}
+}
