@@ -10,6 +10,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -39,6 +40,9 @@ type partFile struct {
 	// flushed is set once the complete file has been flushed to disk, so
 	// that commit need not flush it again.
 	flushed bool
+	// wb, when the result is to be flushed, gets the file onto the disk
+	// while it is written; flush and close stop it.
+	wb *writeback.Every
 }
 
 // openPart opens OUT.part for the target of ctl, locked for the whole sync
@@ -195,6 +199,7 @@ func (p *partFile) reserve() error {
 // locally (the set-aside seed is then no longer needed); otherwise the
 // earlier one. It returns what went wrong while keeping.
 func (p *partFile) keep() error {
+	_ = p.stopWriteback() // the file is kept, not committed: its flushes no longer matter
 	if p.setAside == "" || p.scanned {
 		if p.setAside != "" {
 			os.Remove(p.setAside)
@@ -245,8 +250,8 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	}
 	f := p.f
 	if !noFsync && !p.flushed {
-		if err := osfile.Sync(f); err != nil {
-			return fmt.Errorf("sync: flush %s: %w", p.path, err)
+		if err := p.flush(); err != nil {
+			return err
 		}
 	}
 	if p.perm&0o200 == 0 {
@@ -290,8 +295,33 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	return nil
 }
 
+// flush stops the background flushes of the file and flushes it: once it
+// returns nil, every byte written is on the disk. A background flush that
+// failed fails it too: the final flush would not report that error again.
+func (p *partFile) flush() error {
+	if err := p.stopWriteback(); err != nil {
+		return fmt.Errorf("sync: flush %s: %w", p.path, err)
+	}
+	if err := osfile.Sync(p.f); err != nil {
+		return fmt.Errorf("sync: flush %s: %w", p.path, err)
+	}
+	return nil
+}
+
+// stopWriteback stops the early writeback, if any, and returns the error of
+// a background flush.
+func (p *partFile) stopWriteback() error {
+	if p.wb == nil {
+		return nil
+	}
+	err := p.wb.Close()
+	p.wb = nil
+	return err
+}
+
 // close closes the file if it is still open.
 func (p *partFile) close() {
+	_ = p.stopWriteback()
 	if p.f != nil {
 		p.f.Close()
 	}
