@@ -160,7 +160,17 @@ func (p *partFile) resume(m *stages.Matches, self int) int64 {
 }
 
 // save records the verified blocks of the file in its state.
-func (p *partFile) save() error {
+func (p *partFile) save() error { return p.writeState(true) }
+
+// saveUnflushed is save without the flush of the state file. A state torn
+// or lost by a crash does not parse or is not there, and the next run then
+// uses the partial file as a seed; a state that outlives the data it
+// describes fails the whole-file verification, which starts afresh. Mirror
+// saves the state of every file it scans for this way, right after the
+// scan (one flush per file cost seconds for a few hundred files).
+func (p *partFile) saveUnflushed() error { return p.writeState(false) }
+
+func (p *partFile) writeState(flush bool) error {
 	var scanned []seedID
 	if p.earlier != nil {
 		scanned = p.earlier.Scanned
@@ -168,7 +178,7 @@ func (p *partFile) save() error {
 	if p.scanned {
 		scanned = append(scanned[:len(scanned):len(scanned)], p.seeds...)
 	}
-	return saveState(p.path, p.id, p.pt, p.ctl.Blocks(), scanned)
+	return saveState(p.path, p.id, p.pt, p.ctl.Blocks(), scanned, flush)
 }
 
 // reserve writes a first state, unless there is one, while there is room

@@ -1,6 +1,7 @@
 package zsyncpipe
 
 import (
+	"io"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -96,13 +97,17 @@ func (st *resumeState) scanned(path string, fi os.FileInfo) bool {
 	return false
 }
 
-// saveState writes the state of the partial result atomically.
-func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seedID) error {
+// saveState writes the state of the partial result atomically, flushed
+// to disk before it is renamed into place when flush is set.
+func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seedID, flush bool) error {
 	data, err := stateBytes(id, pt, blocks, scanned)
 	if err != nil {
 		return err
 	}
-	err = atomicfile.WriteBytes(statePath(part), 0o644, data)
+	_, err = atomicfile.WriteOptions(statePath(part), atomicfile.Options{NoSync: !flush}, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
 	if errors.Is(err, syscall.ENOSPC) {
 		err = overwriteState(statePath(part), bytes.TrimRight(data, " "))
 	}

@@ -93,6 +93,9 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	}
 	if *verbose {
 		fmt.Fprintf(e.stdout, "bytes: %d reused, %d fetched, %d received in %d requests\n", sum.Reused, sum.Fetched, sum.Downloaded, sum.Requests)
+		for _, p := range sum.Phases {
+			fmt.Fprintf(e.stdout, "phase %-14s %7.3f s to %7.3f s (%.3f s)\n", p.Name, p.Start.Seconds(), p.End.Seconds(), (p.End - p.Start).Seconds())
+		}
 	}
 	return nil
 }
