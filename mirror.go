@@ -264,6 +264,8 @@ type mirrorRun struct {
 	flushEach        bool       // set before the fetches start: see place
 	hmu              sync.Mutex // guards hashers
 	hashers          map[strong.Algorithm]*simd.Hasher
+	prefetched       map[*treeindex.Entry]*ctlFetch // see prefetchControls
+	prefetching      sync.WaitGroup
 	dirty            bool       // the state changed; guarded by mu
 	start            time.Time  // of Mirror, for the phases' times
 	phmu             sync.Mutex // guards sum.Phases
@@ -331,6 +333,7 @@ func (m *mirrorRun) fail(err error) {
 // on the server during the run and the caller should start again.
 func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	m.st = loadMirrorState(m.meta, m.opts.URL)
+	defer m.prefetching.Wait()
 	m.progress("index", true)
 	// Dir is walked while the index is fetched and read.
 	walked := make(chan error, 1)
@@ -555,6 +558,7 @@ func (m *mirrorRun) staleTmps() {
 func (m *mirrorRun) classify(ctx context.Context) error {
 	m.byHash = map[string]string{}
 	m.unchanged = map[string]bool{}
+	m.prefetchControls(ctx)
 	// Files whose size matches but whose content the state cannot vouch
 	// for are hashed, on all cores.
 	type check struct {
@@ -709,6 +713,68 @@ func (m *mirrorRun) findMoved(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ctlFetch is a control file fetched ahead of the plan.
+type ctlFetch struct {
+	done chan struct{} // closed when f or err is set
+	f    *control.File
+	err  error
+}
+
+// prefetchControls starts fetching, while local files are hashed, the
+// control files of the files that will surely be rebuilt: no local file
+// has their size (so none can be theirs, under any name), they are the
+// first of their content in the index, and no earlier run left them
+// complete. The others wait for the plan, so that no control file is
+// fetched that the run does not need. controls takes what this fetched.
+func (m *mirrorRun) prefetchControls(ctx context.Context) {
+	sizes := map[int64]bool{}
+	for _, fi := range m.local {
+		if fi.Mode().IsRegular() {
+			sizes[fi.Size()] = true
+		}
+	}
+	seen := map[string]bool{}
+	var list []*treeindex.Entry
+	for i := range m.idx.Entries {
+		e := &m.idx.Entries[i]
+		if e.Type != treeindex.File {
+			continue
+		}
+		hx := e.Hex()
+		first := !seen[hx]
+		seen[hx] = true
+		if !first || e.Control == "" || e.Data != nil || e.Size == 0 || sizes[e.Size] {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(m.parts, hx)); err == nil {
+			continue // perhaps ready (see ready)
+		}
+		list = append(list, e)
+	}
+	if len(list) == 0 {
+		return
+	}
+	m.prefetched = make(map[*treeindex.Entry]*ctlFetch, len(list))
+	for _, e := range list {
+		m.prefetched[e] = &ctlFetch{done: make(chan struct{})}
+	}
+	end := m.phase("prefetch controls")
+	p := pool.New().WithMaxGoroutines(m.opts.Parallel)
+	m.prefetching.Add(1)
+	go func() {
+		defer m.prefetching.Done()
+		for _, e := range list {
+			c := m.prefetched[e]
+			p.Go(func() {
+				defer close(c.done)
+				c.f, c.err = m.control(ctx, e)
+			})
+		}
+		p.Wait()
+		end()
+	}()
 }
 
 // saveStateSometimes saves the state from time to time, so that a run that
@@ -973,7 +1039,14 @@ func (m *mirrorRun) controls(ctx context.Context, jobs []*fileJob) ([]*fileJob, 
 	p := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
 	for _, j := range jobs {
 		p.Go(func(ctx context.Context) error {
-			f, err := m.control(ctx, j.e)
+			var f *control.File
+			var err error
+			if c := m.prefetched[j.e]; c != nil {
+				<-c.done
+				f, err = c.f, c.err
+			} else {
+				f, err = m.control(ctx, j.e)
+			}
 			if err != nil {
 				m.logf("%s: %v; fetching it whole", j.e.Path, err)
 				j.how = "whole"
