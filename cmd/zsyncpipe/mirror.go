@@ -42,7 +42,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	fs.Var(&auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
 	noFsync := fs.Bool("no-fsync", false, "do not flush files to disk before renaming them into place")
 	quiet := fs.Bool("q", false, "print nothing but errors")
-	verbose := fs.Bool("v", false, "print notes (restarts, files fetched whole after a bad control file) and exact byte counts")
+	verbose := fs.Bool("v", false, "print notes (restarts, files fetched whole after a bad control file), exact byte counts and the timeline of the run's phases")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
