@@ -874,9 +874,9 @@ func (m *mirrorRun) place(ctx context.Context) error {
 			m.flushEach = true
 		}
 	}
+	rebuilt := m.rebuild(ctx)
 	small := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
-	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
-	var endSmall, endBig func()
+	var endSmall func()
 	for _, j := range m.jobs {
 		switch {
 		case j.how == "whole" && j.tmp == "":
@@ -891,28 +891,13 @@ func (m *mirrorRun) place(ctx context.Context) error {
 				}
 				return nil
 			})
-		case j.how == "sync" && j.f != nil && j.tmp == "":
-			if endBig == nil {
-				endBig = m.phase("rebuild")
-			}
-			big.Go(func(ctx context.Context) error {
-				if err := m.syncOne(ctx, j); err != nil {
-					m.fail(err)
-				} else {
-					m.finishJob(j)
-				}
-				return nil
-			})
 		}
 	}
 	small.Wait()
 	if endSmall != nil {
 		endSmall()
 	}
-	big.Wait()
-	if endBig != nil {
-		endBig()
-	}
+	rebuilt()
 	end = m.phase("flush")
 	m.flushQueue()
 	end()
@@ -935,6 +920,46 @@ func (m *mirrorRun) place(ctx context.Context) error {
 	}
 	m.flushQueue()
 	return nil
+}
+
+// rebuild starts rebuilding, through the sync pipeline, the files whose
+// control file the scan used, at most eight at a time and the largest
+// first (so that the last to finish is not a large file started late),
+// from a goroutine of
+// its own (so that neither these nor the files fetched whole wait for a
+// free slot of the other). It returns a function that waits for them all.
+func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
+	var jobs []*fileJob
+	for _, j := range m.jobs {
+		if j.how == "sync" && j.f != nil && j.tmp == "" {
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) == 0 {
+		return func() {}
+	}
+	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].e.Size > jobs[b].e.Size })
+	end := m.phase("rebuild")
+	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
+	submitted := make(chan struct{})
+	go func() {
+		defer close(submitted)
+		for _, j := range jobs {
+			big.Go(func(ctx context.Context) error {
+				if err := m.syncOne(ctx, j); err != nil {
+					m.fail(err)
+				} else {
+					m.finishJob(j)
+				}
+				return nil
+			})
+		}
+	}()
+	return func() {
+		<-submitted
+		big.Wait()
+		end()
+	}
 }
 
 // Verified files written by the mirror itself (fetched whole, copied,
