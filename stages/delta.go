@@ -579,9 +579,9 @@ outer:
 		r.fill(n + look)
 		for i := p - r.base; i < n; i++ {
 			if seq2 {
-				i += probe2(r.sums[i:n], r.sums[i+bs:n+bs], ix.bitTable, ix.bitShift, last)
+				i += probe2(r.sums[i:n], r.sums[i+bs:n+bs], ix, last)
 			} else {
-				i += probe1(r.sums[i:n], ix.bitTable, ix.bitShift)
+				i += probe1(r.sums[i:n], ix)
 			}
 			if i >= n {
 				break

@@ -50,10 +50,10 @@ type entry struct {
 const hashMul = 0x9E3779B97F4A7C15
 
 // hashMul2 gives each key a bit in a second, smaller bit table (bitTable2):
-// the rolling scan (probe1, probe2) tests the first table only, and maybe
-// tests the second before a hash chain is walked, so that most offsets the
-// first lets through (≈ 1 %) cost one access to a table that stays in
-// cache instead of the two cache misses of a chain walk.
+// the rolling scan's probes (probe1, probe2) test it at the offsets the
+// first lets through (≈ 1 %), so that most of them cost one access to a
+// table that stays in cache instead of the two cache misses of a chain
+// walk (maybe tests both again before the walk).
 const hashMul2 = 0xC2B2AE3D27D4EB4F
 
 func newIndex(f *control.File) (*index, error) {
@@ -136,7 +136,7 @@ func newIndex(f *control.File) (*index, error) {
 		}
 		ix.entries = append(ix.entries, entry{key: key, blk: int32(i), next: ix.heads[b]})
 		ix.heads[b] = int32(len(ix.entries) - 1)
-		bt := h >> ix.bitShift
+		bt := bitOf(key, ix.bitShift) // as the probes compute it (roll.go)
 		ix.bitTable[bt>>6] |= 1 << (bt & 63)
 		bt = (key * hashMul2) >> ix.bit2Shift
 		ix.bitTable2[bt>>6] |= 1 << (bt & 63)
@@ -189,7 +189,7 @@ func (ix *index) groupDuplicates() {
 
 // maybe reports whether both bit tables admit key.
 func (ix *index) maybe(key uint64) bool {
-	bt := (key * hashMul) >> ix.bitShift
+	bt := bitOf(key, ix.bitShift)
 	bt2 := (key * hashMul2) >> ix.bit2Shift
 	return ix.bitTable[bt>>6]&(1<<(bt&63)) != 0 && ix.bitTable2[bt2>>6]&(1<<(bt2&63)) != 0
 }

@@ -9,7 +9,9 @@ import "github.com/zsyncpipe/zsyncpipe/rollsum"
 // rolls one checksum and stores it per position; pass two (probe) reads the
 // checksums of a position and of the position one block later (the next
 // block, for seq_matches 2) and tests the bit table. Each loop stays in
-// registers; together they run about twice as fast.
+// registers; together they run about twice as fast. On amd64 with AVX2
+// both passes are assembly kernels (roll_amd64.s: 16 windows rolled, then
+// 8 positions probed, a step), with the Go loops below as the fallback.
 
 // rollChunk is how many positions a pass covers at a time, at least: the
 // chunk is never shorter than a block, so that carrying the next block's
@@ -70,12 +72,22 @@ func (r *roller) advance(n int) {
 }
 
 // rollSums stores the checksum of each window starting at out[i], masked,
-// then rolls
-// it on by a byte: out[i] leaves, in[i] enters. a and b are the sums of the
-// first window; the sums of the window after the last are returned.
+// in sums[i], then rolls it on by a byte: out[i] leaves, in[i] enters. a
+// and b are the sums of the first window; the sums of the window after the
+// last are returned (only their low 16 bits count). With AVX2 the vector
+// kernel (roll_amd64.s) rolls 16 windows at a time and rollSumsGo the few
+// left over.
+func rollSums(out, in []byte, sums []uint32, a, b, bs, mask uint32) (uint32, uint32) {
+	in = in[:len(out)]
+	sums = sums[:len(out)]
+	n, a, b := rollSumsVec(out, in, sums, a, b, bs, mask)
+	return rollSumsGo(out[n:], in[n:], sums[n:], a, b, bs, mask)
+}
+
+// rollSumsGo is rollSums without vector instructions.
 //
 //go:noinline
-func rollSums(out, in []byte, sums []uint32, a, b, bs, mask uint32) (uint32, uint32) {
+func rollSumsGo(out, in []byte, sums []uint32, a, b, bs, mask uint32) (uint32, uint32) {
 	in = in[:len(out)]
 	sums = sums[:len(out)]
 	for i, o := range out {
@@ -86,19 +98,40 @@ func rollSums(out, in []byte, sums []uint32, a, b, bs, mask uint32) (uint32, uin
 	return a, b
 }
 
-// probe2 returns the first i at which the pair key of s0[i] and s1[i] passes
-// the bit table, or s0[i] equals last (a masked checksum; pass 1<<32 for
-// none); len(s0) if there is none. The checksums are masked already, and
-// the table's length is a power of two.
+// bitOf returns the bit of the first bit table for key: the top bits of
+// key·hashMul, 64 − shift of them. Index construction and the probes (in
+// Go and in roll_amd64.s, which computes the same product's top 32 bits
+// with 32-bit multiplies) agree on it.
+func bitOf(key uint64, shift uint) uint64 { return (key * hashMul) >> (shift & 63) }
+
+// probe2 returns the first i at which the pair key of s0[i] and s1[i] is
+// admitted by both of ix's bit tables (index.maybe), or s0[i] equals last
+// (a masked checksum; pass 1<<32 for none); len(s0) if there is none. The
+// checksums are masked already. The first table rejects all but about 1 %
+// of the positions; the second is looked at only then, here rather than by
+// the caller, so that a position the first lets through costs a few
+// instructions instead of a return to the scanner. With AVX2 the vector
+// kernel probes 8 positions at a time, and probe2Go the few left over.
+func probe2(s0, s1 []uint32, ix *index, last uint64) int {
+	s1 = s1[:len(s0)]
+	m, i := probe2Vec(s0, s1, ix, last)
+	if i < m {
+		return i
+	}
+	return m + probe2Go(s0[m:], s1[m:], ix, last)
+}
+
+// probe2Go is probe2 without vector instructions.
 //
 //go:noinline
-func probe2(s0, s1 []uint32, table []uint64, shift uint, last uint64) int {
+func probe2Go(s0, s1 []uint32, ix *index, last uint64) int {
 	s1 = s1[:len(s0)]
+	table, shift := ix.bitTable, ix.bitShift
 	words := uint64(len(table) - 1)
 	for i, x := range s0 {
 		key := uint64(x)<<32 | uint64(s1[i])
-		bt := (key * hashMul) >> (shift & 63)
-		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 || uint64(x) == last {
+		bt := bitOf(key, shift)
+		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 && ix.maybe(key) || uint64(x) == last {
 			return i
 		}
 	}
@@ -106,13 +139,23 @@ func probe2(s0, s1 []uint32, table []uint64, shift uint, last uint64) int {
 }
 
 // probe1 is probe2 for keys of one block (seq_matches 1).
+func probe1(s0 []uint32, ix *index) int {
+	m, i := probe1Vec(s0, ix)
+	if i < m {
+		return i
+	}
+	return m + probe1Go(s0[m:], ix)
+}
+
+// probe1Go is probe1 without vector instructions.
 //
 //go:noinline
-func probe1(s0 []uint32, table []uint64, shift uint) int {
+func probe1Go(s0 []uint32, ix *index) int {
+	table, shift := ix.bitTable, ix.bitShift
 	words := uint64(len(table) - 1)
 	for i, x := range s0 {
-		bt := (uint64(x) * hashMul) >> (shift & 63)
-		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 {
+		bt := bitOf(uint64(x), shift)
+		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 && ix.maybe(uint64(x)) {
 			return i
 		}
 	}

@@ -1,0 +1,329 @@
+//go:build amd64 && gc && !noasm
+
+#include "textflag.h"
+
+// The rolling scan's kernels with AVX2 (see roll.go, roll_amd64.go).
+
+// Lane numbers 0…15 in words.
+DATA lanes16<>+0(SB)/8, $0x0003000200010000
+DATA lanes16<>+8(SB)/8, $0x0007000600050004
+DATA lanes16<>+16(SB)/8, $0x000b000a00090008
+DATA lanes16<>+24(SB)/8, $0x000f000e000d000c
+GLOBL lanes16<>(SB), RODATA|NOPTR, $32
+
+// VPSHUFB pattern copying word 7 of each 128-bit half to all its words.
+DATA word7<>+0(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA word7<>+8(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA word7<>+16(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA word7<>+24(SB)/8, $0x0f0e0f0e0f0e0f0e
+GLOBL word7<>(SB), RODATA|NOPTR, $32
+
+// PREFIX turns the sixteen words of x into their inclusive prefix sums
+// (mod 2^16), and sets every word of tot to the sum of all sixteen; t and
+// u are scratch. Y12 holds word7<>.
+#define PREFIX(x, t, u, tot) \
+	VPSLLDQ    $2, x, t      \
+	VPADDW     t, x, x       \
+	VPSLLDQ    $4, x, t      \
+	VPADDW     t, x, x       \
+	VPSLLDQ    $8, x, t      \
+	VPADDW     t, x, x       \
+	VPSHUFB    Y12, x, t     \
+	VPERM2I128 $0x08, t, t, u \
+	VPADDW     u, x, x       \
+	VPERM2I128 $0x01, t, t, u \
+	VPADDW     u, t, tot
+
+// func rollSumsAVX2(out, in *byte, sums *uint32, n int, a, b, bs, mask uint32) (ra, rb uint32)
+//
+// For the 16 windows k = 0…15 of a step, with a0, b0 the sums of window 0,
+// o_k = out[k] leaving and d_k = in[k] − o_k:
+//   a_k = a0 + Σ_{j<k} d_j
+//   b_k = b0 + Σ_{j<k} a_{j+1} − bs·o_j = b0 + k·a0 + Σ_{j<k} G_j,
+// with G_j = Σ_{m≤j} d_m − bs·o_j. Two prefix sums per step, and the sums
+// carried to the next step (a0 += Σ d, b0 += 16·a0 + Σ G) depend on
+// nothing computed in the step but those totals.
+TEXT ·rollSumsAVX2(SB), NOSPLIT, $0-56
+	MOVQ out+0(FP), SI
+	MOVQ in+8(FP), DI
+	MOVQ sums+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVL a+32(FP), AX
+	MOVL b+36(FP), BX
+	MOVL bs+40(FP), R8
+	MOVL mask+44(FP), R9
+
+	VMOVD        AX, X11
+	VPBROADCASTW X11, Y11 // a0
+	VMOVD        BX, X10
+	VPBROADCASTW X10, Y10 // b0
+	VMOVD        R8, X15
+	VPBROADCASTW X15, Y15 // bs
+	VMOVD        R9, X14
+	VPBROADCASTD X14, Y14 // mask
+	VMOVDQU      lanes16<>(SB), Y13
+	VMOVDQU      word7<>(SB), Y12
+
+loop:
+	VPMOVZXBW (SI), Y0 // o
+	VPMOVZXBW (DI), Y1
+	VPSUBW    Y0, Y1, Y1 // d
+	VMOVDQA   Y1, Y2
+	PREFIX(Y2, Y6, Y7, Y3) // Y2 = Σ_{m≤k} d_m, Y3 = Σ d
+	VPMULLW   Y15, Y0, Y4
+	VPSUBW    Y4, Y2, Y4 // G
+	VMOVDQA   Y4, Y5
+	PREFIX(Y5, Y6, Y7, Y8) // Y5 = Σ_{j≤k} G_j, Y8 = Σ G
+
+	VPSUBW  Y1, Y2, Y2
+	VPADDW  Y11, Y2, Y2 // a_k
+	VPSUBW  Y4, Y5, Y5
+	VPMULLW Y13, Y11, Y7
+	VPADDW  Y7, Y5, Y5
+	VPADDW  Y10, Y5, Y5 // b_k
+
+	VPSLLW $4, Y11, Y7
+	VPADDW Y7, Y10, Y10
+	VPADDW Y8, Y10, Y10 // b0 of the next step
+	VPADDW Y3, Y11, Y11 // a0 of the next step
+
+	// a_k<<16 | b_k in windows order: the quarters 0, 2, 1, 3, so that
+	// interleaving within halves gives windows 0-7, then 8-15.
+	VPERMQ     $0xd8, Y2, Y2
+	VPERMQ     $0xd8, Y5, Y5
+	VPUNPCKLWD Y2, Y5, Y6
+	VPUNPCKHWD Y2, Y5, Y7
+	VPAND      Y14, Y6, Y6
+	VPAND      Y14, Y7, Y7
+	VMOVDQU    Y6, (DX)
+	VMOVDQU    Y7, 32(DX)
+
+	ADDQ $16, SI
+	ADDQ $16, DI
+	ADDQ $64, DX
+	SUBQ $16, CX
+	JNZ  loop
+
+	VMOVD   X11, AX
+	MOVWLZX AX, AX
+	VMOVD   X10, BX
+	MOVWLZX BX, BX
+	MOVL    AX, ra+48(FP)
+	MOVL    BX, rb+52(FP)
+	VZEROUPPER
+	RET
+
+// HASHBIT sets bt to the first bit table's index of 8 keys: the top 32
+// bits of key·hashMul shifted right by X11, where the key's top 32 bits
+// times the multiplier's low half are hi (already multiplied, or zero for
+// one-block keys) and s holds the keys' low 32 bits. Y15 and Y14 hold the
+// low and high halves of hashMul; t is scratch. The top 32 bits of the
+// 64-bit product are hi + s·mh + the high half of s·ml (mod 2^32).
+#define HASHBIT(s, hi, t, bt) \
+	VPMULUDQ Y15, s, bt       \
+	VPSRLQ   $32, s, t        \
+	VPMULUDQ Y15, t, t        \
+	VPSRLQ   $32, bt, bt      \
+	VPBLENDD $0xaa, t, bt, bt \
+	VPMULLD  Y14, s, t        \
+	VPADDD   t, bt, bt        \
+	VPADDD   hi, bt, bt       \
+	VPSRLD   X11, bt, bt
+
+// TESTPAIR looks up the bits of the two indexes in R (one per half) in the
+// table at BX, 32-bit word by word, and ORs them into bit 0 of R13.
+// Scalar loads: vpgatherdd is slower on AMD Zen 3, by a third with a
+// table in the L2 cache. Uses AX and DX.
+#define TESTPAIR(R) \
+	MOVL  R, AX              \
+	SHRQ  $32, R             \
+	MOVL  AX, DX             \
+	SHRL  $5, DX             \
+	SHRXL AX, (BX)(DX*4), DX \
+	ORL   DX, R13            \
+	MOVL  R, DX              \
+	SHRL  $5, DX             \
+	SHRXL R, (BX)(DX*4), DX  \
+	ORL   DX, R13
+
+// TEST8 looks up the 8 indexes of bt (a Y register whose low half is X)
+// as TESTPAIR does, into bit 0 of R13 (which it does not clear).
+#define TEST8(bt, X) \
+	VMOVQ        X, R8      \
+	VPEXTRQ      $1, X, R9  \
+	VEXTRACTI128 $1, bt, X5 \
+	VMOVQ        X5, R10    \
+	VPEXTRQ      $1, X5, R11 \
+	TESTPAIR(R8)            \
+	TESTPAIR(R9)            \
+	TESTPAIR(R10)           \
+	TESTPAIR(R11)
+
+// BITSET jumps to yes if bit (key·mul) >> shift is set in table, as
+// index.maybe computes it; key is AX (kept), the rest are loaded from the
+// frame. Uses DX, R8, R11.
+#define BITSET(mul, shift, table, yes) \
+	MOVQ  $mul, DX            \
+	IMULQ AX, DX              \
+	MOVQ  shift, R8           \
+	SHRXQ R8, DX, DX          \
+	MOVQ  DX, R11             \
+	SHRQ  $6, R11             \
+	MOVQ  table, R8           \
+	MOVQ  (R8)(R11*8), R11    \
+	SHRXQ DX, R11, R11        \
+	TESTQ $1, R11             \
+	JNZ   yes
+
+// LANECONSTS loads the constants of LANES: Y13 = 31, Y12 = 1 in every
+// lane, Y9 = 0.
+#define LANECONSTS \
+	MOVL         $31, AX \
+	VMOVD        AX, X13 \
+	VPBROADCASTD X13, Y13 \
+	MOVL         $1, AX  \
+	VMOVD        AX, X12 \
+	VPBROADCASTD X12, Y12 \
+	VPXOR        Y9, Y9, Y9
+
+// LANES sets R to a bit per lane whose bit of Y4 is set in the first
+// table (at BX): a gather, only for the steps where one is, to check
+// those lanes alone. Uses Y3, Y5-Y7.
+#define LANES(R) \
+	VPSRLD     $5, Y4, Y6            \
+	VPAND      Y13, Y4, Y7           \
+	VPCMPEQD   Y5, Y5, Y5            \
+	VPGATHERDD Y5, (BX)(Y6*4), Y3    \
+	VPSRLVD    Y7, Y3, Y3            \
+	VPAND      Y12, Y3, Y3           \
+	VPCMPEQD   Y9, Y3, Y3            \
+	VMOVMSKPS  Y3, R                 \
+	XORL       $0xff, R
+
+// func probe2AVX2(s0, s1 *uint32, n int, table *uint64, sh uint64, last, lastOn uint32, shift uint64, table2 *uint64, shift2 uint64) int
+//
+// Eight positions a step: the first table's bits are looked up for all
+// eight; when one is set (about 6 % of the steps at the index's usual
+// density) or s0 is last, the lanes whose bit is set (LANES) are checked
+// one by one against the second table, so that the caller sees only the
+// positions that index.maybe admits (or last). probe1AVX2 likewise, with
+// one-block keys and no last.
+TEXT ·probe2AVX2(SB), NOSPLIT, $0-80
+	MOVQ s0+0(FP), SI
+	MOVQ s1+8(FP), DI
+	MOVQ n+16(FP), CX
+	MOVQ table+24(FP), BX
+	MOVQ sh+32(FP), X11
+	MOVL last+40(FP), AX
+	MOVL lastOn+44(FP), DX
+	MOVL $0x7f4a7c15, R8
+	MOVL $0x9e3779b9, R9
+	VMOVD        R8, X15
+	VPBROADCASTD X15, Y15
+	VMOVD        R9, X14
+	VPBROADCASTD X14, Y14
+	VMOVD        AX, X10
+	VPBROADCASTD X10, Y10 // last
+	VMOVD        DX, X8
+	VPBROADCASTD X8, Y8   // lastOn
+	LANECONSTS
+	XORQ         R12, R12
+
+loop2:
+	VMOVDQU   (SI)(R12*4), Y0 // s0
+	VMOVDQU   (DI)(R12*4), Y1 // s1
+	VPMULLD   Y15, Y0, Y2     // s0·ml
+	HASHBIT(Y1, Y2, Y3, Y4)
+	VPCMPEQD  Y10, Y0, Y3
+	VPAND     Y8, Y3, Y3
+	VMOVMSKPS Y3, R14 // lanes holding last
+	XORL      R13, R13
+	TEST8(Y4, X4)
+	ANDL      $1, R13
+	ORL       R14, R13
+	JNZ       check2
+
+next2:
+	ADDQ $8, R12
+	CMPQ R12, CX
+	JB   loop2
+	MOVQ CX, ret+72(FP)
+	VZEROUPPER
+	RET
+
+check2:
+	LANES(R15)
+	ORL R14, R15 // or hold last
+
+lane2:
+	TESTL R15, R15
+	JZ    next2
+	BSFL  R15, R9
+	BTL   R9, R14
+	JC    found2
+	LEAQ  (R12)(R9*1), R10
+	MOVL  (SI)(R10*4), AX
+	MOVL  (DI)(R10*4), DX
+	SHLQ  $32, AX
+	ORQ   DX, AX // the key
+	BITSET(0xC2B2AE3D27D4EB4F, shift2+64(FP), table2+56(FP), found2)
+	LEAL  -1(R15), DX
+	ANDL  DX, R15
+	JMP   lane2
+
+found2:
+	ADDQ R9, R12
+	MOVQ R12, ret+72(FP)
+	VZEROUPPER
+	RET
+
+// func probe1AVX2(s0 *uint32, n int, table *uint64, sh uint64, shift uint64, table2 *uint64, shift2 uint64) int
+TEXT ·probe1AVX2(SB), NOSPLIT, $0-64
+	MOVQ s0+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ table+16(FP), BX
+	MOVQ sh+24(FP), X11
+	MOVL $0x7f4a7c15, R8
+	MOVL $0x9e3779b9, R9
+	VMOVD        R8, X15
+	VPBROADCASTD X15, Y15
+	VMOVD        R9, X14
+	VPBROADCASTD X14, Y14
+	LANECONSTS
+	XORQ         R12, R12
+
+loop1:
+	VMOVDQU (SI)(R12*4), Y0
+	HASHBIT(Y0, Y9, Y3, Y4)
+	XORL    R13, R13
+	TEST8(Y4, X4)
+	TESTL   $1, R13
+	JNZ     check1
+
+next1:
+	ADDQ $8, R12
+	CMPQ R12, CX
+	JB   loop1
+	MOVQ CX, ret+56(FP)
+	VZEROUPPER
+	RET
+
+check1:
+	LANES(R15)
+
+lane1:
+	TESTL R15, R15
+	JZ    next1
+	BSFL  R15, R9
+	LEAQ  (R12)(R9*1), R10
+	MOVL  (SI)(R10*4), AX // the key
+	BITSET(0xC2B2AE3D27D4EB4F, shift2+48(FP), table2+40(FP), found1)
+	LEAL  -1(R15), DX
+	ANDL  DX, R15
+	JMP   lane1
+
+found1:
+	ADDQ R9, R12
+	MOVQ R12, ret+56(FP)
+	VZEROUPPER
+	RET
