@@ -1213,8 +1213,8 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		end()
 	}
 	// What the scan found, for the rebuilds (which take it from the
-	// states) and for a next run, should this one be killed. Unflushed:
-	// see partFile.saveUnflushed.
+	// states) and for a next run, should this one be killed; several at
+	// once (not flushed: see saveState).
 	end = m.phase("save parts")
 	sp := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
 	for i, j := range jobs {
@@ -1224,7 +1224,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		reused := stages.Blueprint(&j.f.Header, ms[i]).Reused
 		m.reused.Add(reused)
 		if write {
-			sp.Go(parts[i].saveUnflushed)
+			sp.Go(parts[i].save)
 		}
 	}
 	if serr := sp.Wait(); serr != nil && err == nil {

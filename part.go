@@ -10,6 +10,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -39,6 +40,9 @@ type partFile struct {
 	// flushed is set once the complete file has been flushed to disk, so
 	// that commit need not flush it again.
 	flushed bool
+	// wb, when the result is to be flushed, gets the file onto the disk
+	// while it is written; flush and close stop it.
+	wb *writeback.Every
 }
 
 // openPart opens OUT.part for the target of ctl, locked for the whole sync
@@ -159,18 +163,9 @@ func (p *partFile) resume(m *stages.Matches, self int) int64 {
 	return n
 }
 
-// save records the verified blocks of the file in its state.
-func (p *partFile) save() error { return p.writeState(true) }
-
-// saveUnflushed is save without the flush of the state file. A state torn
-// or lost by a crash does not parse or is not there, and the next run then
-// uses the partial file as a seed; a state that outlives the data it
-// describes fails the whole-file verification, which starts afresh. Mirror
-// saves the state of every file it scans for this way, right after the
-// scan (one flush per file cost seconds for a few hundred files).
-func (p *partFile) saveUnflushed() error { return p.writeState(false) }
-
-func (p *partFile) writeState(flush bool) error {
+// save records the verified blocks of the file in its state (not flushed:
+// see saveState).
+func (p *partFile) save() error {
 	var scanned []seedID
 	if p.earlier != nil {
 		scanned = p.earlier.Scanned
@@ -178,7 +173,7 @@ func (p *partFile) writeState(flush bool) error {
 	if p.scanned {
 		scanned = append(scanned[:len(scanned):len(scanned)], p.seeds...)
 	}
-	return saveState(p.path, p.id, p.pt, p.ctl.Blocks(), scanned, flush)
+	return saveState(p.path, p.id, p.pt, p.ctl.Blocks(), scanned)
 }
 
 // reserve writes a first state, unless there is one, while there is room
@@ -205,6 +200,7 @@ func (p *partFile) reserve() error {
 // locally (the set-aside seed is then no longer needed); otherwise the
 // earlier one. It returns what went wrong while keeping.
 func (p *partFile) keep() error {
+	_ = p.stopWriteback() // the file is kept, not committed: its flushes no longer matter
 	if p.setAside == "" || p.scanned {
 		if p.setAside != "" {
 			os.Remove(p.setAside)
@@ -255,8 +251,8 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	}
 	f := p.f
 	if !noFsync && !p.flushed {
-		if err := osfile.Sync(f); err != nil {
-			return fmt.Errorf("sync: flush %s: %w", p.path, err)
+		if err := p.flush(); err != nil {
+			return err
 		}
 	}
 	if p.perm&0o200 == 0 {
@@ -300,8 +296,33 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	return nil
 }
 
+// flush stops the background flushes of the file and flushes it: once it
+// returns nil, every byte written is on the disk. A background flush that
+// failed fails it too: the final flush would not report that error again.
+func (p *partFile) flush() error {
+	if err := p.stopWriteback(); err != nil {
+		return fmt.Errorf("sync: flush %s: %w", p.path, err)
+	}
+	if err := osfile.Sync(p.f); err != nil {
+		return fmt.Errorf("sync: flush %s: %w", p.path, err)
+	}
+	return nil
+}
+
+// stopWriteback stops the early writeback, if any, and returns the error of
+// a background flush.
+func (p *partFile) stopWriteback() error {
+	if p.wb == nil {
+		return nil
+	}
+	err := p.wb.Close()
+	p.wb = nil
+	return err
+}
+
 // close closes the file if it is still open.
 func (p *partFile) close() {
+	_ = p.stopWriteback()
 	if p.f != nil {
 		p.f.Close()
 	}

@@ -97,14 +97,22 @@ func (st *resumeState) scanned(path string, fi os.FileInfo) bool {
 	return false
 }
 
-// saveState writes the state of the partial result atomically, flushed
-// to disk before it is renamed into place when flush is set.
-func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seedID, flush bool) error {
+// saveState writes the state of the partial result atomically: a reader
+// sees the old state or the new one whole. It does not flush it to disk.
+// The state describes the partial result, whose data is not flushed either
+// while it is built; so a flushed state would vouch for nothing after a
+// crash: blocks it lists may have been lost with the data. What vouches for
+// a resumed result is its whole-file hash, checked before it is renamed
+// into place; a state lost in a crash costs only a rescan. The flush made
+// every save wait for the file system's journal, and with it for the
+// partial result's own writeback: 0.04 to 0.37 s on a 225 MB sync, with
+// the stages before the save held up meanwhile.
+func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seedID) error {
 	data, err := stateBytes(id, pt, blocks, scanned)
 	if err != nil {
 		return err
 	}
-	_, err = atomicfile.WriteOptions(statePath(part), atomicfile.Options{NoSync: !flush}, func(w io.Writer) error {
+	_, err = atomicfile.WriteOptions(statePath(part), atomicfile.Options{Perm: 0o644, NoSync: true}, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})

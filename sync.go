@@ -96,9 +96,11 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 		return upToDateSummary(j.out, j.f, start), nil
 	}
 	defer j.close()
+	j.start = start
 	if err := j.prepare(ctx); err != nil {
 		return nil, err
 	}
+	j.sum.Timeline.Prepared = time.Since(start)
 	verified := j.run(ctx)
 	// Let go of the seeds (the output is one) and the sources before the
 	// output is replaced: Windows cannot replace an open file.
@@ -116,11 +118,13 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 		return j.sum, j.failed(ctx, fmt.Errorf("sync %s: %w", j.out, verified))
 	}
 	j.sum.Duration = time.Since(start)
+	j.sum.Timeline.Done = j.sum.Duration
 	return j.sum, nil
 }
 
 // writebackEvery is how many bytes written to the partial result start
-// its writeback to disk (when the result is flushed at the end).
+// its writeback to disk and a background flush (when the result is
+// flushed at the end; see package internal/writeback).
 const writebackEvery = 8 << 20
 
 // syncJob is the state of one Sync: what its stages share. Everything that
@@ -136,6 +140,7 @@ type syncJob struct {
 	hasher  *simd.Hasher
 	matches *stages.Matches
 	src     source.RangeSource // opened by the fetch stage, when needed
+	start   time.Time          // of the Sync, for Summary.Timeline
 
 	// Owned by the record stage.
 	scanned, fetched, seedBytes, missing int64
@@ -184,9 +189,11 @@ func (j *syncJob) prepare(ctx context.Context) error {
 	}
 	j.part = part
 	if !j.opts.NoFsync {
-		// Start writing the result to disk while it is built, so that the
-		// flush before the rename has little left to wait for.
-		part.pt.OnWrite(writeback.NewEvery(part.f, writebackEvery).Wrote)
+		// Get the result onto the disk while it is built (writeback
+		// started early, background flushes), so that the flush before
+		// the rename has little left to wait for.
+		part.wb = writeback.NewEvery(part.f, writebackEvery)
+		part.pt.OnWrite(part.wb.Wrote)
 	}
 	if part.setAside != "" {
 		paths = append(paths, part.setAside)
@@ -211,6 +218,10 @@ func (j *syncJob) prepare(ctx context.Context) error {
 	if err := j.part.reserve(); err != nil {
 		j.logf("%v", err)
 	}
+	// The first save comes a second from now: until then the state on
+	// disk (reserved now, or the earlier run's) says as much as a save
+	// would.
+	j.lastSave = time.Now()
 	return nil
 }
 
@@ -261,18 +272,6 @@ type update struct {
 // Size returns the fetched bytes the update stands for (pipeline.Sizer).
 func (u update) Size() int64 { return u.fetched }
 
-// The verify stage hashes at most this much for one update, so that it
-// never holds up the stages before it for long: what it could not hash
-// yet, it hashes with the next update or at the end. After a scanned
-// segment, two segments' worth (about 12 ms of SHA-256), so that it keeps
-// up with the scan; after a fetched batch, 1 MiB, so that the fetch stage
-// — which reads the response bodies as it emits — is never held up long
-// enough for a server connection to look stalled.
-const (
-	verifyStepScan  = 16 << 20
-	verifyStepFetch = 1 << 20
-)
-
 // run scans the seeds and fetches what they lack, writing both into the
 // partial result as it goes, and hashes the result as it grows. Its result
 // is the whole-file verification's: nil, or an error wrapping ErrVerify or
@@ -302,19 +301,29 @@ func (j *syncJob) run(ctx context.Context) error {
 	updates := pipeline.Fold(p, "delta", scanned,
 		func(ctx context.Context, n int64, emit func(update) error) error { return emit(update{scanned: n}) },
 		func(ctx context.Context, emit func(update) error) error {
+			j.sum.Timeline.Scanned = time.Since(j.start)
 			return emit(update{plan: stages.Blueprint(&f.Header, j.matches)})
 		})
 	updates = pipeline.Transform(p, "fetch", updates, j.fetch)
+	// The whole-file hash runs beside the pipeline, on goroutines of its
+	// own, following what the scan and the fetch write (Patcher.Changed):
+	// it hashes whatever is written as soon as it is, on every core the
+	// hash chain lets it use, and holds up no stage. (Run as a stage, with
+	// a slice of hashing per update, it kept the fetch waiting and hashed
+	// on one core only while the fetch ran.)
 	verifier := stages.NewPrefixVerifier(j.part.f, &f.Header, j.part.pt)
+	vctx, stopVerify := context.WithCancel(ctx)
+	defer stopVerify()
+	var hashErr error
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		if hashErr = verifier.Run(vctx); hashErr == nil {
+			j.sum.Timeline.Hashed = time.Since(j.start)
+		}
+	}()
 	updates = pipeline.Fold(p, "verify", updates,
 		func(ctx context.Context, u update, emit func(update) error) error {
-			limit := int64(verifyStepFetch)
-			if u.scanned > 0 {
-				limit = verifyStepScan
-			}
-			if err := verifier.Step(limit); err != nil {
-				return err
-			}
 			u.verified = verifier.Hashed()
 			return emit(u)
 		},
@@ -323,8 +332,20 @@ func (j *syncJob) run(ctx context.Context) error {
 			if err := j.part.pt.Finish(); err != nil {
 				return err
 			}
+			wait := func() error {
+				pipeline.Wait(ctx, func() {
+					select {
+					case <-hashed:
+					case <-ctx.Done():
+					}
+				})
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return hashErr
+			}
 			if j.opts.NoFsync {
-				if err := verifier.Step(0); err != nil {
+				if err := wait(); err != nil {
 					return err
 				}
 				return emit(update{verified: verifier.Hashed()})
@@ -334,10 +355,14 @@ func (j *syncJob) run(ctx context.Context) error {
 			// fails verification is not renamed into place, flushed or
 			// not.
 			flushed := make(chan error, 1)
-			go func() { flushed <- j.part.f.Sync() }()
-			err := verifier.Step(0)
+			go func() {
+				err := j.part.flush()
+				j.sum.Timeline.Flushed = time.Since(j.start)
+				flushed <- err
+			}()
+			err := wait()
 			if ferr := <-flushed; ferr != nil && err == nil {
-				err = fmt.Errorf("sync: flush %s: %w", j.part.path, ferr)
+				err = ferr
 			}
 			if err != nil {
 				return err
@@ -348,7 +373,12 @@ func (j *syncJob) run(ctx context.Context) error {
 	pipeline.Sink(p, "record", updates, j.record)
 
 	runErr := p.Run(ctx)
-	j.sum.Stages = p.Stats()
+	stopVerify()
+	<-hashed // no goroutine outlives run
+	j.sum.Stages = append(p.Stats(), pipeline.StageStats{
+		Name: "hash", Workers: verifier.Workers(), Bytes: verifier.Hashed(),
+		Busy: verifier.Busy(), WaitIn: verifier.Waited(), Wall: max(0, j.sum.Timeline.Hashed-j.sum.Timeline.Prepared),
+	})
 	// A block received twice (a retry, another mirror) is fetched once;
 	// the second copy counts as downloaded only.
 	j.sum.Fetched = min(j.fetched, j.missing)
@@ -376,6 +406,8 @@ func (j *syncJob) fetch(ctx context.Context, u update, emit func(update) error) 
 	if err := emit(u); err != nil || u.plan == nil || len(u.plan.Missing) == 0 {
 		return err
 	}
+	j.sum.Timeline.FetchStart = time.Since(j.start)
+	defer func() { j.sum.Timeline.Fetched = time.Since(j.start) }()
 	src, err := j.source(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFetch, err)

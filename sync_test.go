@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,4 +267,83 @@ func TestSyncProgress(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("progress out of bounds: %+v", bad)
 	}
+}
+
+// TestSyncTimeline checks the phases a Sync reports: each one that happened
+// is there, in an order that the work allows (the fetch after the scan, the
+// hash and the flush after the fetch, done last), and the hash that runs
+// beside the pipeline has its row in the statistics.
+func TestSyncTimeline(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	old := randomBytes(rng, 3<<20)
+	target := mutate(rng, old, 4096, 12)
+	got, sum := syncBytes(t, old, target, MakeOptions{Blocksize: 4096})
+	if !bytes.Equal(got, target) {
+		t.Fatal("output differs from the target")
+	}
+	tl := sum.Timeline
+	t.Logf("timeline: %v", tl)
+	if sum.Fetched == 0 {
+		t.Fatal("nothing fetched: the test data has no missing blocks")
+	}
+	steps := []struct {
+		name string
+		d    time.Duration
+	}{{"prepared", tl.Prepared}, {"scanned", tl.Scanned}, {"fetch start", tl.FetchStart}, {"fetched", tl.Fetched}}
+	for i, s := range steps {
+		if s.d <= 0 {
+			t.Errorf("%s: %v, want a time", s.name, s.d)
+		}
+		if i > 0 && s.d < steps[i-1].d {
+			t.Errorf("%s at %v, before %s at %v", s.name, s.d, steps[i-1].name, steps[i-1].d)
+		}
+	}
+	// The hash may end a moment before the fetch stage returns, after its
+	// last write; the flush starts only once the fetch is over.
+	if tl.Hashed < tl.FetchStart || tl.Flushed < tl.Fetched {
+		t.Errorf("hashed %v, flushed %v: before the fetch began at %v or ended at %v", tl.Hashed, tl.Flushed, tl.FetchStart, tl.Fetched)
+	}
+	if tl.Done < max(tl.Hashed, tl.Flushed) || tl.Done != sum.Duration {
+		t.Errorf("done at %v: before the hash (%v) or the flush (%v), or not the duration %v", tl.Done, tl.Hashed, tl.Flushed, sum.Duration)
+	}
+	for _, name := range []string{"prepared", "scanned", "fetch", "hashed", "flushed", "done"} {
+		if !strings.Contains(tl.String(), name) {
+			t.Errorf("timeline %q lacks %s", tl, name)
+		}
+	}
+	last := sum.Stages[len(sum.Stages)-1]
+	if last.Name != "hash" || last.Bytes != int64(len(target)) || last.Busy <= 0 || last.Workers < 1 {
+		t.Errorf("last stage row %+v, want the hash of all %d bytes", last, len(target))
+	}
+}
+
+// A sync without a flush has no flush in its timeline.
+func TestSyncTimelineNoFsync(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	old := randomBytes(rng, 1<<20)
+	target := mutate(rng, old, 4096, 4)
+	dir := t.TempDir()
+	f := travel(t, mustMake(t, target))
+	seed := filepath.Join(dir, "seed")
+	if err := os.WriteFile(seed, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Sync(context.Background(), SyncOptions{Control: f, Output: filepath.Join(dir, "out"), Seeds: []string{seed},
+		Source: source.ReaderAt{R: bytes.NewReader(target)}, NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl := sum.Timeline; tl.Flushed != 0 || tl.Hashed <= 0 || tl.Done <= 0 || strings.Contains(tl.String(), "flushed") {
+		t.Errorf("timeline without flush: %+v (%v)", tl, tl)
+	}
+}
+
+// mustMake makes the control file of data at 4 KiB blocks.
+func mustMake(t *testing.T, data []byte) *control.File {
+	t.Helper()
+	f, err := Make(context.Background(), bytes.NewReader(data), MakeOptions{Filename: "out", Blocksize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

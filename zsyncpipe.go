@@ -9,6 +9,8 @@ package zsyncpipe
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
@@ -74,6 +76,51 @@ type Summary struct {
 	Seeds []string
 	// Duration is the wall time of the whole sync.
 	Duration time.Duration
-	// Stages holds the per-stage statistics of the sync pipeline.
+	// Stages holds the per-stage statistics of the sync pipeline, and a
+	// last row, "hash", for the whole-file hash that runs beside it.
 	Stages []pipeline.StageStats
+	// Timeline says when each phase of the sync ended.
+	Timeline Timeline
+}
+
+// Timeline says when, counted from the start of a Sync, each of its
+// phases ended; a phase that did not happen (nothing missing, no flush)
+// is zero. The phases overlap: the hash follows the scan and the fetch as
+// they write, and the flush runs while the last of the hash is computed.
+type Timeline struct {
+	// Prepared: the partial result and the seeds are open.
+	Prepared time.Duration
+	// Scanned: every seed is scanned and every block found is written.
+	Scanned time.Duration
+	// FetchStart and Fetched: the fetch of the missing blocks began, and
+	// ended with every one of them written (the hash may have read the
+	// last of them a moment before).
+	FetchStart, Fetched time.Duration
+	// Hashed: the whole-file hash has read the whole result.
+	Hashed time.Duration
+	// Flushed: the final flush returned (the result is on the disk).
+	Flushed time.Duration
+	// Done: the result is in place (renamed, its directory flushed).
+	Done time.Duration
+}
+
+// String returns the timeline on one line, the phases in the order they
+// end, e.g. "prepared 0.030s, scanned 0.310s, fetch 0.312s-0.350s, hashed
+// 0.410s, flushed 0.440s, done 0.450s".
+func (t Timeline) String() string {
+	var parts []string
+	add := func(name string, d time.Duration) {
+		if d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.3fs", name, d.Seconds()))
+		}
+	}
+	add("prepared", t.Prepared)
+	add("scanned", t.Scanned)
+	if t.FetchStart > 0 {
+		parts = append(parts, fmt.Sprintf("fetch %.3fs-%.3fs", t.FetchStart.Seconds(), t.Fetched.Seconds()))
+	}
+	add("hashed", t.Hashed)
+	add("flushed", t.Flushed)
+	add("done", t.Done)
+	return strings.Join(parts, ", ")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 )
 
@@ -517,7 +518,10 @@ func (d *durableFile) Write(p []byte) (int, error) {
 }
 
 func (d *durableFile) Close() error {
-	err := d.File.Sync()
+	err := d.wb.Close()
+	if serr := osfile.Sync(d.File); err == nil {
+		err = serr
+	}
 	if cerr := d.File.Close(); err == nil {
 		err = cerr
 	}

@@ -14,6 +14,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/cpus"
@@ -108,6 +109,8 @@ type PrefixVerifier struct {
 	workers int
 	bufs    [][]byte // a read buffer per worker
 	hashed  atomic.Int64
+	busy    atomic.Int64 // nanoseconds spent reading and hashing, summed over workers
+	waited  atomic.Int64 // nanoseconds Run waited for more of the output to be written
 	failMu  sync.Mutex
 	failed  error // a span of the chain that did not arrive at its state
 }
@@ -185,6 +188,14 @@ func (v *PrefixVerifier) Workers() int { return max(1, min(v.workers, len(v.span
 // runs.
 func (v *PrefixVerifier) Hashed() int64 { return v.hashed.Load() }
 
+// Busy returns the time spent reading and hashing the output so far,
+// summed over the workers.
+func (v *PrefixVerifier) Busy() time.Duration { return time.Duration(v.busy.Load()) }
+
+// Waited returns the time Run has waited so far for more of the output to
+// be written.
+func (v *PrefixVerifier) Waited() time.Duration { return time.Duration(v.waited.Load()) }
+
 // done reports whether every span is hashed.
 func (v *PrefixVerifier) done() bool {
 	for _, sp := range v.spans {
@@ -204,11 +215,13 @@ func (v *PrefixVerifier) Run(ctx context.Context) error {
 			return err
 		}
 		if v.hashed.Load() == before && !v.done() {
+			t0 := time.Now()
 			select {
 			case <-v.pt.Changed():
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			v.waited.Add(int64(time.Since(t0)))
 		}
 	}
 	return nil
@@ -278,7 +291,9 @@ func (v *PrefixVerifier) Step(limit int64) error {
 			if sp == nil {
 				return nil
 			}
+			t0 := time.Now()
 			err := v.hash(sp, end, v.bufs[w])
+			v.busy.Add(int64(time.Since(t0)))
 			if err == nil && sp.pos == sp.end {
 				err = v.finishSpan(sp)
 			}

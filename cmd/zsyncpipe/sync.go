@@ -114,6 +114,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	prog.clear()
 	if *verbose && sum != nil && len(sum.Stages) > 0 {
 		pipeline.FormatStats(e.stderr, sum.Stages)
+		fmt.Fprintf(e.stderr, "timeline: %v\n", sum.Timeline)
 		printMemory(e.stderr)
 	}
 	if err != nil {

@@ -126,6 +126,9 @@ func Writeback(f *os.File, off, n int64) error {
 	return writeback(f, off, n)
 }
 
+// HasWriteback reports whether Writeback does anything here (Linux).
+const HasWriteback = hasWriteback
+
 // SyncDir flushes the directory dir, so that a rename or a new file in it
 // survives a crash. It does nothing on Windows, whose file systems journal
 // their metadata and cannot open a directory as a file.

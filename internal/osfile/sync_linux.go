@@ -29,6 +29,9 @@ func writeback(f *os.File, off, n int64) error {
 	return nil
 }
 
+// hasWriteback: Linux has sync_file_range(2).
+const hasWriteback = true
+
 // control runs fn on f's descriptor, again on EINTR.
 func control(f *os.File, fn func(fd int) error) error {
 	rc, err := f.SyscallConn()
