@@ -970,6 +970,7 @@ func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 const (
 	queueFiles = 256
 	queueBytes = 64 << 20
+	syncFSMin  = 16 // see syncFiles
 )
 
 // queue renames a job's verified file into place, now or with the next
@@ -1019,9 +1020,12 @@ func (m *mirrorRun) placeBatch(batch []*fileJob) {
 
 // syncFiles flushes the verified files of batch to stable storage: the
 // whole file system at once where it can (they are all in the parts
-// directory), else file by file.
+// directory), else file by file. A batch of fewer than syncFSMin files is
+// flushed file by file too: a syncfs waits for every dirty file of the
+// file system, other programs' included (2.5 s for the last few files of
+// a mirror on a busy machine, against 13 ms on a quiet one).
 func (m *mirrorRun) syncFiles(batch []*fileJob) error {
-	if osfile.HasSyncFS {
+	if osfile.HasSyncFS && len(batch) >= syncFSMin {
 		return osfile.SyncFS(m.parts)
 	}
 	for _, j := range batch {
