@@ -634,7 +634,7 @@ func TestSyncParallelRequests(t *testing.T) {
 				ho.Client = srv.Client()
 			}
 			sum, err := Sync(context.Background(), SyncOptions{Control: netControl(t, target, false, srv.URL()), Output: out,
-				HTTP: ho, Fetch: stages.FetchLimits{Concurrency: c.conc}, NoFsync: true})
+				HTTP: ho, Fetch: stages.FetchLimits{Concurrency: c.conc, RangesPerCall: stages.DefaultRangesPerCall}, NoFsync: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,7 +8,7 @@
 // stage runs several ReadRanges calls at once, which gives parallel
 // requests (over HTTP/2 they share one connection). Each call sends one or
 // more GET requests with "Range: bytes=a-b,c-d,…" carrying at most
-// MaxRanges ranges (20 at first, zsync's figure), and delivers each
+// MaxRanges ranges (64 at first; zsync asks for 20), and delivers each
 // requested range to the callback in order, as it streams in: nothing is
 // buffered beyond what net/http and mime/multipart read ahead. Requests
 // carry "Accept-Encoding: identity" so that byte offsets are the file's.
@@ -29,11 +29,11 @@
 //
 // # Merge rule
 //
-// Two requested ranges whose gap is at most MergeGap bytes (default 256)
-// are asked for as one range, and the gap bytes are read and thrown away.
-// Each separate range costs ≈ 80–100 bytes of multipart part headers, ≈ 16
-// bytes of Range header and a share of the per-request headers, so fetching
-// a gap of that size is no dearer, and it leaves range slots for more data.
+// Two requested ranges are asked for as one range, and the gap bytes read
+// and thrown away, when the gap costs no more than the second range would
+// as a part of its own (PartOverhead: ≈ 120 bytes of multipart part
+// headers and ≈ 20 bytes of Range header for a file of some hundred MB),
+// or when it is at most MergeGap bytes if that is set.
 //
 // # Adaptive rules
 //

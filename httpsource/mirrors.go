@@ -40,6 +40,26 @@ func NewMirrors(srcs ...source.RangeSource) *Mirrors {
 	return m
 }
 
+// MaxRanges implements source.RangeLimiter: the fewest ranges per request
+// among the healthy sources that say how many they carry, or
+// DefaultMaxRanges when none says.
+func (m *Mirrors) MaxRanges() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for i, s := range m.srcs {
+		if l, ok := s.(source.RangeLimiter); ok && m.failed[i] == nil {
+			if k := l.MaxRanges(); n == 0 || k < n {
+				n = k
+			}
+		}
+	}
+	if n == 0 {
+		return DefaultMaxRanges
+	}
+	return n
+}
+
 // Healthy returns the number of sources not dropped.
 func (m *Mirrors) Healthy() int {
 	m.mu.Lock()

@@ -15,16 +15,15 @@ import (
 
 // Defaults used for zero fields of Options.
 const (
-	// DefaultMaxRanges is the number of ranges per request to start with,
-	// the figure zsync 0.6.2 uses.
-	DefaultMaxRanges = 20
-	// DefaultMergeGap is the largest gap, in bytes, between two requested
-	// ranges that are fetched as one. A range costs about 80–100 bytes of
-	// multipart part headers in the response, about 16 bytes in the Range
-	// header, and its share of the request and response headers (≈ 700
-	// bytes per request over 20 ranges, ≈ 35 bytes); fetching a gap of up
-	// to 256 bytes costs about as much and saves a range slot.
-	DefaultMergeGap = 256
+	// DefaultMaxRanges is the number of ranges per request to start with.
+	// zsync 0.6.2 asks for 20; Apache answers up to 200 (its MaxRanges),
+	// nginx any number. A request costs ≈ 300 bytes of response headers
+	// and closing boundary and ≈ 450 of request headers, whatever its
+	// ranges: the fetch stage puts up to this many in one request when
+	// it has more ranges than requests in flight (stages.FetchLimits).
+	// Servers that refuse so many are met by halving (see the package
+	// documentation).
+	DefaultMaxRanges = 64
 	// DefaultRetries is the number of attempts after the first one.
 	DefaultRetries = 5
 	// DefaultBackoff is the wait before the first retry.
@@ -62,7 +61,9 @@ type Options struct {
 
 	// MergeGap merges two requested ranges into one when the bytes between
 	// them are at most MergeGap; the gap bytes are read and discarded.
-	// DefaultMergeGap when zero; negative disables merging.
+	// When zero, two ranges are merged when the gap costs fewer bytes than
+	// the second range would as a part of its own (PartOverhead); negative
+	// disables merging.
 	MergeGap int64
 
 	// Retries is the number of attempts after the first one on transient
@@ -178,9 +179,6 @@ func (o *Options) settings(u *url.URL) (settings, error) {
 	}
 	if st.maxRanges <= 0 {
 		st.maxRanges = DefaultMaxRanges
-	}
-	if st.mergeGap == 0 {
-		st.mergeGap = DefaultMergeGap
 	}
 	switch {
 	case st.retries == 0:

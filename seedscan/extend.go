@@ -25,7 +25,11 @@ const ExtendReach = 64
 // Extend takes each found block as an anchor: target block i+k (or i−k)
 // should sit k blocks after (before) it in the same seed if the data between
 // was edited in place, and it is checked there against its own record, its
-// rolling checksum and strong hash, up to ExtendReach blocks away.
+// rolling checksum and strong hash, up to ExtendReach blocks away. A block
+// found so becomes the anchor in turn, so that a stretch edited every few
+// blocks (a binary whose addresses moved) is followed to its end: on
+// go1.22.12 -> go1.24.5 that finds 721 blocks instead of 360. A block
+// whose record others share is no anchor (see run).
 //
 // ms are Scan's results (updated in place); found blocks go to the targets'
 // Write like Scan's. It returns the number of blocks found. With more seeds
@@ -84,12 +88,13 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 	e.block = make([]byte, bs)
 	h := f.StrongAlgorithm.New()
 	mask := control.RsumMask(f.Checksums.RsumBytes)
+	shared := sharedRecords(&f.Checksums)
 	var found int64
-	try := func(i int64, seed int, off int64) error {
+	try := func(i int64, seed int, off, lo, hi int64) error {
 		if off < 0 || seed >= len(e.seeds) || e.m.Has(i) {
 			return nil
 		}
-		data, err := e.read(seed, off, bs)
+		data, err := e.read(seed, off, bs, lo, hi)
 		if err != nil {
 			return err
 		}
@@ -121,34 +126,86 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 				return found, err
 			}
 			if seed, off, ok := e.m.Lookup(i); ok {
-				anchor, aSeed, aOff = i, seed, off
+				// A block whose record others share (zeros, a file
+				// stored twice) may have been found at any of its
+				// copies, whichever a scanner got to first: it tells
+				// nothing certain about its neighbours, and anchoring on
+				// it would make the result depend on the scheduling.
+				if !shared[i] {
+					anchor, aSeed, aOff = i, seed, off
+				}
 				continue
 			}
 			if anchor < 0 || (i-anchor)*dir > ExtendReach {
 				continue
 			}
-			if err := try(i, aSeed, aOff+(i-anchor)*bs); err != nil {
+			off := aOff + (i-anchor)*bs
+			lo, hi := off, off+bs
+			if !e.holds(aSeed, off, bs) {
+				// Read the blocks still to try from here on at once:
+				// the missing run, up to the reach of the anchor.
+				k := int64(1)
+				for j := i + dir; j != end && (j-anchor)*dir <= ExtendReach && !e.m.Has(j); j += dir {
+					k++
+				}
+				if dir > 0 {
+					hi = off + k*bs
+				} else {
+					lo = off - (k-1)*bs
+				}
+			}
+			if err := try(i, aSeed, off, lo, hi); err != nil {
 				return found, err
+			}
+			if s, o, ok := e.m.Lookup(i); ok && s == aSeed && o == off && !shared[i] {
+				anchor, aOff = i, off // found here: the next reach starts from it
 			}
 		}
 	}
 	return found, nil
 }
 
+// sharedRecords marks the blocks whose record (rolling checksum and the
+// first strong hash bytes) another block of the target has too.
+func sharedRecords(c *control.Checksums) []bool {
+	shared := make([]bool, c.Len())
+	first := make(map[uint64]int, c.Len())
+	for i := range c.Len() {
+		strong := c.StrongOf(i)
+		k := uint64(c.Rsum[i])
+		for j := 0; j < min(4, len(strong)); j++ {
+			k = k<<8 | uint64(strong[j])
+		}
+		if j, ok := first[k]; ok {
+			shared[i], shared[j] = true, true
+		} else {
+			first[k] = i
+		}
+	}
+	return shared
+}
+
+// holds reports whether the window holds the n bytes of seed at off.
+func (e *extender) holds(seed int, off, n int64) bool {
+	return seed == e.seed && off >= e.off && off+n <= e.off+int64(len(e.buf))
+}
+
 // read returns n bytes of seed at off, zero-padded past its end as the
-// scan pads it, from the window when it holds them.
-func (e *extender) read(seed int, off, n int64) ([]byte, error) {
+// scan pads it, from the window when it holds them; otherwise it first
+// reads [lo, hi) into the window (the blocks about to be tried, which
+// include these; at most extendWindow bytes from off on). Reading only
+// those, not a fixed window around off, keeps the reads to what is tried:
+// with 256 KiB windows, the copies from the page cache took 85 % of
+// Extend's time on go1.22.12 -> go1.24.5 (1,634 missing runs).
+func (e *extender) read(seed int, off, n, lo, hi int64) ([]byte, error) {
 	s := e.seeds[seed]
 	if off >= s.Size {
 		clear(e.block)
 		return e.block, nil
 	}
-	if seed != e.seed || off < e.off || off+n > e.off+int64(len(e.buf)) {
-		start := max(0, off-extendWindow/2)
-		if off+n > start+extendWindow {
-			start = off
-		}
-		size := min(extendWindow, s.Size-start)
+	if !e.holds(seed, off, n) {
+		start := max(0, lo, off+n-extendWindow)
+		size := min(max(hi, off+n), start+extendWindow, s.Size) - start
 		if cap(e.buf) < extendWindow {
 			e.buf = make([]byte, extendWindow)
 		}

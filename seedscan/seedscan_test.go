@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,5 +181,122 @@ func TestExtendFindsBlocksBetweenEdits(t *testing.T) {
 		if ms[0].Has(b) && !bytes.Equal(o.data[b*bs:(b+1)*bs], nw[b*bs:(b+1)*bs]) {
 			t.Fatalf("block %d written wrong", b)
 		}
+	}
+}
+
+// TestExtendReadsWhatItTries checks that Extend reads the seed data of
+// the blocks it tries, once, and not whole windows around them: on a
+// divergent pair of release tars the copies of 256 KiB windows were most
+// of its time.
+func TestExtendReadsWhatItTries(t *testing.T) {
+	const bs = 1024
+	old := randBytes(21, 300*bs)
+	nw := append([]byte{}, old...)
+	for b := 20; b < 60; b += 2 { // 20 edited blocks, 19 unedited between
+		nw[b*bs+7] ^= 0xff
+	}
+	f := controlOf(t, nw, bs)
+	o := &output{data: make([]byte, len(nw)), bs: bs}
+	ts := []Target{{Control: f, Write: o.write}}
+	var read atomic.Int64
+	seeds := []stages.Seed{{Name: "old", R: countingReader{bytes.NewReader(old), &read}, Size: int64(len(old))}}
+	ms, err := Scan(context.Background(), ts, seeds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := read.Load()
+	n, err := Extend(context.Background(), ts, ms, seeds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 19 || ms[0].Found() != 300-20 {
+		t.Fatalf("extend found %d blocks (now %d), want the 19 unedited ones (280)", n, ms[0].Found())
+	}
+	// Forward from block 19, blocks 20-58 in one read; backward from 60,
+	// the edited blocks left, in that window still.
+	if got := read.Load() - before; got != 39*bs {
+		t.Errorf("extend read %d bytes of seed, want %d", got, 39*bs)
+	}
+	for b := int64(0); b < 300; b++ {
+		if ms[0].Has(b) && !bytes.Equal(o.data[b*bs:(b+1)*bs], nw[b*bs:(b+1)*bs]) {
+			t.Fatalf("block %d written wrong", b)
+		}
+	}
+}
+
+// TestExtendSharedAnchors checks that a block whose record other blocks
+// share (here zero blocks) is no anchor: it may have been found at any of
+// its copies, whichever a scanner reached first, and the blocks Extend
+// finds must not depend on which.
+func TestExtendSharedAnchors(t *testing.T) {
+	const bs = 1024
+	old := randBytes(22, 64*bs)
+	for _, b := range []int{10, 21, 40} {
+		clear(old[b*bs : (b+1)*bs])
+	}
+	nw := append([]byte{}, old...)
+	for b := 11; b < 21; b += 2 { // 12, 14, … 20 unedited between edits
+		nw[b*bs+9] ^= 0xff
+	}
+	f := controlOf(t, nw, bs)
+	var results [][]int64
+	for _, zeroAt := range []int64{-1, 40} { // zero blocks at their own place, or all at block 40's
+		m := stages.NewMatches(f.Blocks())
+		for i := int64(0); i < 64; i++ {
+			switch {
+			case i > 10 && i < 21:
+			case zeroAt >= 0 && (i == 10 || i == 21 || i == 40):
+				m.Set(i, 0, zeroAt*bs)
+			default:
+				m.Set(i, 0, i*bs)
+			}
+		}
+		seeds := []stages.Seed{{Name: "old", R: bytes.NewReader(old), Size: int64(len(old))}}
+		if _, err := Extend(context.Background(), []Target{{Control: f}}, []*stages.Matches{m}, seeds, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		var found []int64
+		for i := int64(11); i < 21; i++ {
+			if m.Has(i) {
+				found = append(found, i)
+			}
+		}
+		results = append(results, found)
+	}
+	want := []int64{12, 14, 16, 18, 20}
+	for k, got := range results {
+		if !slices.Equal(got, want) {
+			t.Errorf("zero blocks located %s: extend found %v, want %v", []string{"in place", "at block 40"}[k], got, want)
+		}
+	}
+}
+
+// TestExtendFollowsEdits checks that a block Extend finds is an anchor in
+// turn: a stretch edited every other block, far longer than ExtendReach
+// (a binary whose addresses moved), is followed to its end.
+func TestExtendFollowsEdits(t *testing.T) {
+	const bs = 512
+	old := randBytes(23, 300*bs)
+	nw := append([]byte{}, old...)
+	for b := 20; b <= 240; b += 2 {
+		nw[b*bs+3] ^= 0xff
+	}
+	f := controlOf(t, nw, bs)
+	ts := []Target{{Control: f}}
+	seeds := []stages.Seed{{Name: "old", R: bytes.NewReader(old), Size: int64(len(old))}}
+	ms, err := Scan(context.Background(), ts, seeds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Extend(context.Background(), ts, ms, seeds, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for b := int64(21); b < 240; b += 2 {
+		if !ms[0].Has(b) {
+			t.Errorf("unedited block %d not found (%d of 300 found)", b, ms[0].Found())
+		}
+	}
+	if want := int64(300 - 111); ms[0].Found() != want {
+		t.Errorf("%d blocks found, want %d", ms[0].Found(), want)
 	}
 }

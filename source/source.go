@@ -92,6 +92,19 @@ type StatsReporter interface {
 	TransferStats() Stats
 }
 
+// A RangeLimiter is a RangeSource that carries at most MaxRanges ranges in
+// one request (an HTTP source: the ranges of one Range header). The fetch
+// stage gives each ReadRanges call up to that many ranges when it has more
+// ranges than calls in flight, so that fewer requests, each with its own
+// headers, carry them. It is optional: callers check for it with a type
+// assertion.
+type RangeLimiter interface {
+	RangeSource
+	// MaxRanges returns the number of ranges one request carries now; it
+	// may fall while the source runs (a server that refuses many).
+	MaxRanges() int
+}
+
 // An Expecter is a RangeSource that reads better when it knows in advance
 // every range the coming ReadRanges calls will ask for: one that serves
 // concurrent calls from a single front-to-back read (an HTTP server that

@@ -274,3 +274,73 @@ func TestSplitCalls(t *testing.T) {
 		}
 	}
 }
+
+// limitedSource is a source that carries at most limit ranges per request
+// (source.RangeLimiter) and records the ranges of each call.
+type limitedSource struct {
+	source.ReaderAt
+	limit int
+	mu    sync.Mutex
+	calls []int
+}
+
+func (s *limitedSource) MaxRanges() int { return s.limit }
+
+func (s *limitedSource) ReadRanges(ctx context.Context, ranges []source.Range, fn func(source.Range, io.Reader) error) error {
+	s.mu.Lock()
+	s.calls = append(s.calls, len(ranges))
+	s.mu.Unlock()
+	return s.ReaderAt.ReadRanges(ctx, ranges, fn)
+}
+
+// TestFetchRangesPerCall checks how Fetch groups a plan's ranges into
+// calls (one HTTP request each), the part of the plan's byte cost that
+// headers make: ≈ 750 bytes per request, request and response, whatever
+// its ranges. With more ranges than DefaultConcurrency calls of
+// DefaultRangesPerCall hold, the ranges are spread over DefaultConcurrency
+// calls, up to what one request of the source carries; never fewer than
+// DefaultRangesPerCall per call, nor more than the source takes.
+func TestFetchRangesPerCall(t *testing.T) {
+	const bs = 512
+	target := randData(77, 4200*bs)
+	f := makeControl(t, target, bs, control.HashLengths{})
+	every := func(n int) []source.Range { // n separate blocks
+		var rs []source.Range
+		for i := range n {
+			rs = append(rs, source.Range{Start: int64(2*i) * bs, End: int64(2*i+1) * bs})
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		ranges, limit int // limit 0: a source that does not say
+		perCall       FetchLimits
+		wantCalls     int
+		wantMax       int
+	}{
+		{ranges: 100, limit: 64, wantCalls: 5, wantMax: 20},   // 20 per call: 5 requests in flight
+		{ranges: 261, limit: 64, wantCalls: 8, wantMax: 33},   // the go1.26 reference pair: 8 of 33, not 14 of 20
+		{ranges: 2000, limit: 64, wantCalls: 32, wantMax: 64}, // as many as a request carries
+		{ranges: 261, limit: 5, wantCalls: 53, wantMax: 5},    // a server that takes 5
+		{ranges: 261, limit: 0, wantCalls: 14, wantMax: 20},   // a source that does not say
+		{ranges: 261, limit: 64, perCall: FetchLimits{RangesPerCall: 10}, wantCalls: 27, wantMax: 10},
+	} {
+		var src source.RangeSource
+		ls := &limitedSource{ReaderAt: source.ReaderAt{R: bytes.NewReader(target)}, limit: tc.limit}
+		src = ls
+		if tc.limit == 0 {
+			src = struct{ source.RangeSource }{ls} // hides MaxRanges
+		}
+		_, _, err := fetchInto(t, f, src, every(tc.ranges), FetchOptions{FetchLimits: tc.perCall})
+		if err != nil {
+			t.Fatal(err)
+		}
+		most := 0
+		for _, n := range ls.calls {
+			most = max(most, n)
+		}
+		if len(ls.calls) != tc.wantCalls || most != tc.wantMax {
+			t.Errorf("%d ranges, source limit %d, %+v: %d calls of up to %d ranges, want %d of up to %d",
+				tc.ranges, tc.limit, tc.perCall, len(ls.calls), most, tc.wantCalls, tc.wantMax)
+		}
+	}
+}

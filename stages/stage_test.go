@@ -99,10 +99,19 @@ func TestFetchStageNoSource(t *testing.T) {
 		in := pipeline.Source(p, "scan", func(ctx context.Context, emit func(*Matches) error) error { return emit(m) })
 		asked := false
 		var plan *Plan
+		looked := make(chan struct{})
 		toFetch, toLook := pipeline.Tee(p, "plans", PlanStage(p, &f.Header, in))
-		pipeline.Sink(p, "look", toLook, func(ctx context.Context, pl *Plan) error { plan = pl; return nil })
-		out := FetchStage(p, f, toFetch, func(context.Context) (source.RangeSource, error) { asked = true; return nil, errors.New("offline") },
-			FetchOptions{})
+		pipeline.Sink(p, "look", toLook, func(ctx context.Context, pl *Plan) error { plan = pl; close(looked); return nil })
+		// The source fails only once the plan is seen: failing at once
+		// could cancel the pipeline before Tee hands the plan to "look".
+		out := FetchStage(p, f, toFetch, func(ctx context.Context) (source.RangeSource, error) {
+			asked = true
+			select {
+			case <-looked:
+			case <-ctx.Done():
+			}
+			return nil, errors.New("offline")
+		}, FetchOptions{})
 		pipeline.Sink(p, "drop", out, func(context.Context, Batch) error { return nil })
 		err := p.Run(context.Background())
 		if !missing && (err != nil || asked) {

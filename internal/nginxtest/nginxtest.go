@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,7 +27,7 @@ type Server struct {
 	// Base is "http://127.0.0.1:port".
 	Base string
 	// AccessLog is the path of the access log, whose lines are
-	// '$status $body_bytes_sent "$http_range" "$request"'.
+	// '$status $body_bytes_sent "$http_range" "$request" $bytes_sent'.
 	AccessLog string
 }
 
@@ -69,7 +70,7 @@ pid %[2]s/nginx.pid;
 error_log %[2]s/error.log notice;
 events { worker_connections 64; }
 http {
-	log_format ranges '$status $body_bytes_sent "$http_range" "$request"';
+	log_format ranges '$status $body_bytes_sent "$http_range" "$request" $bytes_sent';
 	access_log %[2]s/access.log ranges;
 	client_body_temp_path %[2]s/body;
 	proxy_temp_path %[2]s/proxy;
@@ -151,4 +152,20 @@ func (s *Server) AccessLines(t testing.TB, path string) []string {
 		}
 	}
 	return lines
+}
+
+// BytesSent sums what nginx sent for the given lines of its access log
+// (AccessLines), headers and bodies: its $bytes_sent, the last field.
+func BytesSent(t testing.TB, lines []string) int64 {
+	t.Helper()
+	var n int64
+	for _, l := range lines {
+		i := strings.LastIndexByte(l, ' ')
+		v, err := strconv.ParseInt(l[i+1:], 10, 64)
+		if err != nil {
+			t.Fatalf("access log line %q: no $bytes_sent at its end", l)
+		}
+		n += v
+	}
+	return n
 }

@@ -180,6 +180,19 @@ func Sparse(f *os.File) {
 	sparse(f)
 }
 
+// Preallocate reserves the blocks of the first size bytes of f, an empty
+// file or one just truncated to size, so that writing it later only fills
+// blocks already reserved: on Linux (fallocate), writing a new file into
+// reserved blocks costs the kernel less than reserving them page by page,
+// and the space is taken before the work starts. The blocks read as zeros
+// until written. It reports whether it did; it does nothing, and reports
+// false, on other systems, on file systems without fallocate, and when
+// the file would take more than most of the free space (the file is then
+// written sparse, and a full disk stops the writer with what it has kept).
+func Preallocate(f *os.File, size int64) bool {
+	return preallocate(f, size)
+}
+
 // OpenRegular opens path for reading only if it is a regular file (after
 // symlinks), and fails at once otherwise with an error wrapping
 // ErrNotRegular: it checks the type before opening, opens non-blocking on

@@ -63,3 +63,21 @@ func syncFS(dir string) error {
 	defer d.Close()
 	return control(d, unix.Syncfs)
 }
+
+// preallocate reserves size bytes for f with fallocate when the file system
+// has that much free with room to spare; see Preallocate.
+func preallocate(f *os.File, size int64) bool {
+	var fs unix.Statfs_t
+	if size <= 0 || unix.Fstatfs(int(f.Fd()), &fs) != nil {
+		return false
+	}
+	// Leave an eighth of the free space (and at least 64 MiB) to others:
+	// a failed fallocate may keep what it had allocated, and a file that
+	// barely fits is better written sparse, block by block, so that a full
+	// disk stops it with what it has kept.
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	if size > free-max(free/8, 64<<20) {
+		return false
+	}
+	return control(f, func(fd int) error { return unix.Fallocate(fd, 0, 0, size) }) == nil
+}

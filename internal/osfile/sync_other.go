@@ -23,3 +23,6 @@ const hasWriteback = false
 const hasSyncFS = false
 
 func syncFS(string) error { return errors.ErrUnsupported }
+
+// preallocate does nothing: only Linux's fallocate is used.
+func preallocate(*os.File, int64) bool { return false }
