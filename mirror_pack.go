@@ -105,6 +105,7 @@ func (m *mirrorRun) placeFromPacks(ctx context.Context) {
 	if len(jobs) == 0 {
 		return
 	}
+	defer m.phase("packs")()
 	p := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
 	m.fetchPacks(ctx, p, jobs)
 	p.Wait()

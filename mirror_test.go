@@ -802,3 +802,70 @@ func TestFetchedValidator(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorControlsFetchedOnce checks that the control files fetched ahead
+// of the plan, while local files are hashed (prefetchControls), are only
+// those of files the run rebuilds, each fetched once: not those of files
+// found unchanged, moved (copied from their old place) or listed twice.
+// It also checks the timeline of the run.
+func TestMirrorControlsFetchedOnce(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	oldFiles, newFiles := trees()
+	makeTree(t, dst, oldFiles, nil)
+	makeTree(t, pub, newFiles, nil)
+	publishTree(t, pub, 1)
+	var mu sync.Mutex
+	controls := map[string]int{}
+	fsrv := http.FileServer(http.Dir(pub))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".zsync") {
+			mu.Lock()
+			controls[r.URL.Path]++
+			mu.Unlock()
+		}
+		fsrv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	o := mirrorOpts(srv.URL+"/", dst)
+	o.Delete = true
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatalf("Mirror: %v", err)
+	}
+	compareTrees(t, pub, dst, false)
+	// Rebuilt: bin/tool (changed in place, same size: known only once
+	// hashed), the two parts of the split file, the concatenation and the
+	// first of the three copies of fresh.dat (new sizes: fetched ahead).
+	want := map[string]int{}
+	for _, rel := range []string{"bin/tool", "lib/part1.dat", "lib/part2.dat", "bin/tool-cat", "new/fresh.dat"} {
+		want["/"+treeindex.ControlPath(rel, false)] = 1
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for p, n := range controls {
+		if want[p] != n {
+			t.Errorf("control file %s fetched %d times, want %d", p, n, want[p])
+		}
+	}
+	for p := range want {
+		if controls[p] == 0 {
+			t.Errorf("control file %s not fetched", p)
+		}
+	}
+	phases := map[string]MirrorPhase{}
+	for _, p := range sum.Phases {
+		if p.End < p.Start || p.End > sum.Duration {
+			t.Errorf("phase %+v ends before it starts or after the run (%v)", p, sum.Duration)
+		}
+		phases[p.Name] = p
+	}
+	for _, name := range []string{"index", "walk", "hash", "prefetch controls", "controls", "scan", "rebuild"} {
+		if _, ok := phases[name]; !ok {
+			t.Errorf("no phase %q in %+v", name, sum.Phases)
+		}
+	}
+	if p := phases["prefetch controls"]; p.Start > phases["hash"].End {
+		t.Errorf("control files fetched after the hashing (%+v), not beside it (%+v)", p, phases["hash"])
+	}
+}

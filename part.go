@@ -165,7 +165,8 @@ func (p *partFile) resume(m *stages.Matches, self int) int64 {
 	return n
 }
 
-// save records the verified blocks of the file in its state.
+// save records the verified blocks of the file in its state (not flushed:
+// see saveState).
 func (p *partFile) save() error {
 	var scanned []seedID
 	if p.earlier != nil {

@@ -42,7 +42,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	fs.Var(&auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
 	noFsync := fs.Bool("no-fsync", false, "do not flush files to disk before renaming them into place")
 	quiet := fs.Bool("q", false, "print nothing but errors")
-	verbose := fs.Bool("v", false, "print notes (restarts, files fetched whole after a bad control file) and exact byte counts")
+	verbose := fs.Bool("v", false, "print notes (restarts, files fetched whole after a bad control file), exact byte counts and the timeline of the run's phases")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -93,6 +93,9 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	}
 	if *verbose {
 		fmt.Fprintf(e.stdout, "bytes: %d reused, %d fetched, %d received in %d requests\n", sum.Reused, sum.Fetched, sum.Downloaded, sum.Requests)
+		for _, p := range sum.Phases {
+			fmt.Fprintf(e.stdout, "phase %-14s %7.3f s to %7.3f s (%.3f s)\n", p.Name, p.Start.Seconds(), p.End.Seconds(), (p.End - p.Start).Seconds())
+		}
 	}
 	return nil
 }
