@@ -83,7 +83,7 @@ func (fh *fileHashes) check() error {
 }
 
 // verifyWindow is the most a PrefixVerifier reads at once, per worker.
-const verifyWindow = 256 << 10
+const verifyWindow = 64 << 10
 
 // verifyPiece is the most one worker hashes of a span before it looks for
 // the span with the most to do again.
