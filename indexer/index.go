@@ -455,9 +455,9 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		want = treeindex.ControlPath(it.Path, px.opts.Beside)
 	}
 	inline := want == "" && e.Size <= px.opts.inline() // files with a control file are never inlined
-	// With AppendOnly a grown file is read from its old end: only files
-	// without a control file are packed then.
-	pack := !inline && px.packable(e.Size) && (want == "" || !px.opts.AppendOnly)
+	// Files with a control file are packed only with PackLarge, and not
+	// with AppendOnly (a grown file is read from its old end).
+	pack := !inline && px.packable(e.Size) && (want == "" || px.opts.PackLarge && !px.opts.AppendOnly)
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
 		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) {

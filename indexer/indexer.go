@@ -141,6 +141,15 @@ type Options struct {
 	// NoPacks writes no pack files: clients fetch every small file by its
 	// path, one request each (docs/trees.md, "Packs").
 	NoPacks bool
+	// PackLarge also packs files that have a control file, up to
+	// treeindex.MaxPacked bytes, so that a client may take a changed file
+	// compressed and whole when that is shorter than its missing blocks.
+	// By default only files without a control file (under Small) are
+	// packed: compressing the larger ones costs the publisher more CPU
+	// than the whole rest of an index of a Go toolchain tree, for a
+	// fraction of a percent fewer bytes downloaded (docs/trees.md,
+	// "Packs").
+	PackLarge bool
 	// PackGrace is how long a pack file that the index no longer refers
 	// to is kept for clients still working from an earlier index; 0 means
 	// DefaultPackGrace.

@@ -59,8 +59,9 @@ func newPackEncoder() (*zstd.Encoder, error) {
 		zstd.WithWindowSize(treeindex.MaxPacked), zstd.WithLowerEncoderMem(true))
 }
 
-// packable reports whether a file of size bytes that is not inlined goes
-// into a pack (with a control file or not: a client chooses).
+// packable reports whether a file of size bytes that is not inlined may go
+// into a pack (a file with a control file only with PackLarge: a client
+// then chooses).
 func (px *pass) packable(size int64) bool {
 	return !px.opts.NoPacks && size > 0 && size <= treeindex.MaxPacked
 }

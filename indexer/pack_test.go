@@ -45,9 +45,9 @@ func packs(t *testing.T, dir string) map[string]string {
 }
 
 // checkPacks reads dir's index and checks that every file that must be in
-// a pack is, that its record decodes to the file's content, and that no
+// a pack is (with large, files with a control file too), that its record decodes to the file's content, and that no
 // other file has a pack. It returns the index.
-func checkPacks(t *testing.T, dir string) *treeindex.Index {
+func checkPacks(t *testing.T, dir string, large bool) *treeindex.Index {
 	t.Helper()
 	x, err := ReadIndex(dir)
 	if err != nil {
@@ -62,7 +62,7 @@ func checkPacks(t *testing.T, dir string) *treeindex.Index {
 		if e.Type != treeindex.File {
 			continue
 		}
-		want := e.Data == nil && e.Size > 0 && e.Size <= treeindex.MaxPacked
+		want := e.Data == nil && e.Size > 0 && e.Size <= treeindex.MaxPacked && (large || e.Control == "")
 		if (e.Pack != nil) != want {
 			t.Fatalf("%s: pack %+v, want one: %v", e.Path, e.Pack, want)
 		}
@@ -97,11 +97,11 @@ func checkPacks(t *testing.T, dir string) *treeindex.Index {
 func TestIndexPacks(t *testing.T) {
 	ctx := context.Background()
 	dir := packTree(t, 20)
-	res, err := Index(ctx, dir, Options{NoSync: true})
+	res, err := Index(ctx, dir, Options{NoSync: true, PackLarge: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkPacks(t, dir)
+	checkPacks(t, dir, true)
 	first := packs(t, dir)
 	if len(first) != 1 || res.Packed != 21 || res.PackBytes == 0 || res.Controls != 2 {
 		t.Fatalf("first pass: packs %v, %d packed (%d bytes), %d control files; want one pack of 21, 2", first, res.Packed, res.PackBytes, res.Controls)
@@ -118,7 +118,7 @@ func TestIndexPacks(t *testing.T) {
 	}
 
 	// Nothing changed: nothing written.
-	if res, err = Index(ctx, dir, Options{NoSync: true}); err != nil || res.Written || res.Packed != 0 {
+	if res, err = Index(ctx, dir, Options{NoSync: true, PackLarge: true}); err != nil || res.Written || res.Packed != 0 {
 		t.Fatalf("unchanged: %v, written %v, %d packed", err, res.Written, res.Packed)
 	}
 
@@ -126,10 +126,10 @@ func TestIndexPacks(t *testing.T) {
 	later := time.Now().Add(time.Minute)
 	put(t, dir, "s/f03.txt", []byte("changed\n"+strings.Repeat("x", 500)))
 	os.Chtimes(filepath.Join(dir, "s/f03.txt"), later, later)
-	if res, err = Index(ctx, dir, Options{NoSync: true}); err != nil || res.Packed != 1 || res.Repacked != 0 {
+	if res, err = Index(ctx, dir, Options{NoSync: true, PackLarge: true}); err != nil || res.Packed != 1 || res.Repacked != 0 {
 		t.Fatalf("one change: %v, %d packed, %d repacked", err, res.Packed, res.Repacked)
 	}
-	checkPacks(t, dir)
+	checkPacks(t, dir, true)
 	second := packs(t, dir)
 	for name, st := range first {
 		if second[name] != st {
@@ -147,10 +147,10 @@ func TestIndexPacks(t *testing.T) {
 		put(t, dir, fmt.Sprintf("s/f%02d.txt", i), []byte(fmt.Sprintf("new %d\n%s", i, strings.Repeat("y", 400))))
 		os.Chtimes(p, later, later)
 	}
-	if res, err = Index(ctx, dir, Options{NoSync: true}); err != nil || res.Packed != 16+4 || res.Repacked != 4 {
+	if res, err = Index(ctx, dir, Options{NoSync: true, PackLarge: true}); err != nil || res.Packed != 16+4 || res.Repacked != 4 {
 		t.Fatalf("compaction: %v, %d packed, %d repacked; want 20 and 4", err, res.Packed, res.Repacked)
 	}
-	x = checkPacks(t, dir)
+	x = checkPacks(t, dir, true)
 	used := map[string]bool{}
 	for _, e := range x.Entries {
 		if e.Pack != nil {
@@ -174,7 +174,7 @@ func TestIndexPacks(t *testing.T) {
 
 	// After the grace period, the packs no index refers to go.
 	time.Sleep(time.Second + 100*time.Millisecond) // the record holds seconds
-	if res, err = Index(ctx, dir, Options{NoSync: true, PackGrace: time.Second}); err != nil {
+	if res, err = Index(ctx, dir, Options{NoSync: true, PackLarge: true, PackGrace: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	fourth := packs(t, dir)
@@ -191,7 +191,7 @@ func TestIndexPacks(t *testing.T) {
 	if !slices.Equal(left, want) || res.PacksRemoved != len(third)-len(want) {
 		t.Errorf("after the grace period: packs %v (%d removed), want %v", left, res.PacksRemoved, want)
 	}
-	checkPacks(t, dir)
+	checkPacks(t, dir, true)
 }
 
 // TestIndexPackGone: an entry whose pack is gone is read again and packed
@@ -199,17 +199,17 @@ func TestIndexPacks(t *testing.T) {
 func TestIndexPackGone(t *testing.T) {
 	ctx := context.Background()
 	dir := packTree(t, 5)
-	if _, err := Index(ctx, dir, Options{NoSync: true}); err != nil {
+	if _, err := Index(ctx, dir, Options{NoSync: true, PackLarge: true}); err != nil {
 		t.Fatal(err)
 	}
 	os.RemoveAll(filepath.Join(dir, filepath.FromSlash(treeindex.PackDir)))
-	res, err := Index(ctx, dir, Options{NoSync: true})
+	res, err := Index(ctx, dir, Options{NoSync: true, PackLarge: true})
 	if err != nil || res.Packed != 6 || !res.Written {
 		t.Fatalf("pack gone: %v, %d packed, written %v", err, res.Packed, res.Written)
 	}
-	checkPacks(t, dir)
+	checkPacks(t, dir, true)
 
-	res, err = Index(ctx, dir, Options{NoSync: true, NoPacks: true})
+	res, err = Index(ctx, dir, Options{NoSync: true, PackLarge: true, NoPacks: true})
 	if err != nil || res.Packed != 0 {
 		t.Fatalf("NoPacks: %v, %d packed", err, res.Packed)
 	}
@@ -217,6 +217,25 @@ func TestIndexPackGone(t *testing.T) {
 	for _, e := range x.Entries {
 		if e.Pack != nil {
 			t.Errorf("%s: pack with NoPacks", e.Path)
+		}
+	}
+}
+
+// TestIndexPacksSmallOnly: by default only files without a control file
+// are packed; a file with one is not, however small.
+func TestIndexPacksSmallOnly(t *testing.T) {
+	dir := packTree(t, 5)
+	res, err := Index(context.Background(), dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := checkPacks(t, dir, false)
+	if res.Packed != 5 || res.Controls != 2 {
+		t.Errorf("%d packed, %d control files; want 5 and 2", res.Packed, res.Controls)
+	}
+	for _, e := range x.Entries {
+		if e.Path == "mid.txt" && (e.Control == "" || e.Pack != nil) {
+			t.Errorf("mid.txt: control %q, pack %+v; want a control file and no pack", e.Control, e.Pack)
 		}
 	}
 }

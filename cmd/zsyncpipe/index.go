@@ -46,7 +46,7 @@ file rewritten in place, and each growing file is read whole at least every
 type treeFlags struct {
 	beside, legacy, noSync bool
 	appendOnly             bool
-	noPacks                bool
+	noPacks, packLarge     bool
 	packGrace              time.Duration
 	small, inline          sizeFlag
 	bs                     blocksizeFlag
@@ -68,6 +68,7 @@ func addTreeFlags(fs *flag.FlagSet) *treeFlags {
 	fs.BoolVar(&f.appendOnly, "append-only", false, "files that keep their inode and grow are appended to (logs): read only what was added (docs/trees.md)")
 	fs.DurationVar(&f.rehash, "rehash", indexer.DefaultRehash, "with --append-only: read a growing file whole at least every `duration`")
 	fs.BoolVar(&f.noPacks, "no-packs", false, "write no pack files (small files compressed in DIR/.zsyncpipe/packs, which mirror fetches many per request)")
+	fs.BoolVar(&f.packLarge, "pack-large", false, "also pack files up to 1 MiB that have a control file (mirror may then take a changed one whole and compressed; costs the publisher CPU)")
 	fs.DurationVar(&f.packGrace, "pack-grace", indexer.DefaultPackGrace, "keep a pack file the index no longer refers to for `duration` (for clients of an earlier index)")
 	return f
 }
@@ -80,7 +81,7 @@ func (f *treeFlags) options(w io.Writer) indexer.Options {
 		Blocksize: int(f.bs), Workers: f.workers,
 		Settle: f.settle, Rescan: f.rescan,
 		AppendOnly: f.appendOnly, Rehash: f.rehash,
-		NoPacks: f.noPacks, PackGrace: f.packGrace,
+		NoPacks: f.noPacks, PackLarge: f.packLarge, PackGrace: f.packGrace,
 	}
 	if o.Small == 0 {
 		o.Small = -1
