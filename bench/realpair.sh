@@ -16,29 +16,10 @@
 set -euo pipefail
 old=$(realpath "$1") new=$(realpath "$2") bs=${3:-4096} runs=${4:-5}
 read -r -a bins <<<"${ZSP:-$(command -v zsyncpipe)}"
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
 w=$(mktemp -d /tmp/realpair.XXXXXX)
 trap 'kill "$(cat "$w/nginx.pid" 2>/dev/null)" 2>/dev/null || true; sleep 0.2; rm -rf "$w"' EXIT
-mkdir -p "$w/www" "$w/logs"
-ln -s "$new" "$w/www/new"
-port=$((20000 + RANDOM % 20000))
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
-cat >"$w/nginx.conf" <<EOF
-$user
-daemon on; worker_processes 1; pid $w/nginx.pid; error_log $w/logs/error.log;
-events { worker_connections 64; }
-http {
-  log_format b '\$bytes_sent \$request_uri';
-  access_log $w/logs/access.log b;
-  client_body_temp_path $w/logs; proxy_temp_path $w/logs; fastcgi_temp_path $w/logs;
-  uwsgi_temp_path $w/logs; scgi_temp_path $w/logs;
-  default_type application/octet-stream; sendfile on;
-  server { listen 127.0.0.1:$port; root $w/www; }
-}
-EOF
-"$nginx" -p "$w" -e "$w/logs/error.log" -c "$w/nginx.conf"
-url=http://127.0.0.1:$port
-for _ in $(seq 50); do curl -fs -o /dev/null "$url/new" -r 0-0 && break; sleep 0.1; done
+. "$(dirname "$0")/nginx.sh"
+serve_new "$w" "$new" '$bytes_sent $request_uri'
 cat "$old" "$new" >/dev/null # page cache
 
 # timed NAME CMD… : one measured step; appends "wall cpu rss_kib" to $w/NAME.
