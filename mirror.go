@@ -267,6 +267,7 @@ type mirrorRun struct {
 	queued           []*fileJob    // verified, to flush and rename
 	queuedBytes      int64
 	flushEach        bool       // set before the fetches start: see place
+	holdQueue        bool       // set while rebuilds run: see run
 	hmu              sync.Mutex // guards hashers
 	hashers          map[strong.Algorithm]*simd.Hasher
 	prefetched       map[*treeindex.Entry]*ctlFetch // see prefetchControls
@@ -883,41 +884,50 @@ func (m *mirrorRun) place(ctx context.Context) error {
 			m.queue(j)
 		}
 	}
-	m.placeFromPacks(ctx)
 	// While large files are rebuilt (and flushed by the sync pipeline as
-	// they are written), a syncfs would wait for their data too: files
-	// fetched whole are then flushed one by one, as they are verified.
+	// they are written), a syncfs would wait for their data too. The files
+	// the mirror writes itself (from packs, fetched whole) are then
+	// fetched and verified beside the rebuilds but held: one syncfs after
+	// the rebuilds, when their data is on disk already, flushes them all
+	// before their renames. Without rebuilds, they are flushed in batches
+	// as they come (queue).
 	for _, j := range m.jobs {
 		if j.how == "sync" && j.f != nil && j.tmp == "" {
-			m.flushEach = true
+			m.holdQueue = true
 		}
 	}
+	if m.holdQueue && !osfile.HasSyncFS {
+		m.holdQueue, m.flushEach = false, true // no syncfs: one fsync per file
+	}
+	// Each list is taken before anything starts: the fetches and the
+	// rebuilds write their own jobs' fields.
+	packJobs, wholeJobs := m.packJobs(), m.wholeJobs()
 	rebuilt := m.rebuild(ctx)
+	fromPacks := m.placeFromPacks(ctx, packJobs)
 	small := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
 	var endSmall func()
-	for _, j := range m.jobs {
-		switch {
-		case j.how == "whole" && j.tmp == "" && !packed(j):
-			if endSmall == nil {
-				endSmall = m.phase("whole")
-			}
-			small.Go(func(ctx context.Context) error {
-				if err := m.fetchWhole(ctx, j); err != nil {
-					m.fail(err)
-				} else {
-					m.queue(j)
-				}
-				return nil
-			})
+	for _, j := range wholeJobs {
+		if endSmall == nil {
+			endSmall = m.phase("whole")
 		}
+		small.Go(func(ctx context.Context) error {
+			if err := m.fetchWhole(ctx, j); err != nil {
+				m.fail(err)
+			} else {
+				m.queue(j)
+			}
+			return nil
+		})
 	}
 	small.Wait()
 	if endSmall != nil {
 		endSmall()
 	}
+	fromPacks()
 	rebuilt()
 	end = m.phase("flush")
 	m.flushQueue()
+	m.holdQueue = false
 	end()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mirror: %w", err)
@@ -1002,7 +1012,7 @@ func (m *mirrorRun) queue(j *fileJob) {
 	m.queued = append(m.queued, j)
 	m.queuedBytes += j.e.Size
 	var batch []*fileJob
-	if len(m.queued) >= queueFiles || m.queuedBytes >= queueBytes {
+	if !m.holdQueue && (len(m.queued) >= queueFiles || m.queuedBytes >= queueBytes) {
 		batch, m.queued, m.queuedBytes = m.queued, nil, 0
 	}
 	m.qmu.Unlock()

@@ -91,25 +91,48 @@ func (m *mirrorRun) packBatches(jobs []*fileJob) (batches [][]*fileJob, apart []
 	return batches, apart
 }
 
-// placeFromPacks fetches and places the files that come from packs,
-// before the rebuilds start: nothing else is being written then, so their
-// batches are flushed by one syncfs each (queue) rather than one fsync per
-// file, which a syncfs waiting for the rebuilds' data would force.
-func (m *mirrorRun) placeFromPacks(ctx context.Context) {
+// packJobs returns the files still to fetch that come from packs.
+func (m *mirrorRun) packJobs() []*fileJob {
 	var jobs []*fileJob
 	for _, j := range m.jobs {
 		if j.tmp == "" && packed(j) {
 			jobs = append(jobs, j)
 		}
 	}
-	if len(jobs) == 0 {
-		return
+	return jobs
+}
+
+// wholeJobs returns the files still to fetch whole by their paths.
+func (m *mirrorRun) wholeJobs() []*fileJob {
+	var jobs []*fileJob
+	for _, j := range m.jobs {
+		if j.how == "whole" && j.tmp == "" && !packed(j) {
+			jobs = append(jobs, j)
+		}
 	}
-	defer m.phase("packs")()
+	return jobs
+}
+
+// placeFromPacks starts fetching jobs, files that come from packs, from a
+// goroutine of its own, and returns a function that waits for them. Each
+// verified file is queued for its rename (queue: in batches of one syncfs
+// each, or all at once after the rebuilds, see run).
+func (m *mirrorRun) placeFromPacks(ctx context.Context, jobs []*fileJob) (wait func()) {
+	if len(jobs) == 0 {
+		return func() {}
+	}
+	end := m.phase("packs")
 	p := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
-	m.fetchPacks(ctx, p, jobs)
-	p.Wait()
-	m.flushQueue()
+	submitted := make(chan struct{})
+	go func() {
+		defer close(submitted)
+		m.fetchPacks(ctx, p, jobs)
+	}()
+	return func() {
+		<-submitted
+		p.Wait()
+		end()
+	}
 }
 
 // fetchPacks fetches the jobs from their packs on the pool, and each job
