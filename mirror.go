@@ -24,6 +24,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/seedscan"
 	"github.com/zsyncpipe/zsyncpipe/simd"
@@ -267,14 +268,24 @@ type mirrorRun struct {
 	queued           []*fileJob    // verified, to flush and rename
 	queuedBytes      int64
 	flushEach        bool       // set before the fetches start: see place
-	holdQueue        bool       // set while rebuilds run: see run
-	hmu              sync.Mutex // guards hashers
-	hashers          map[strong.Algorithm]*simd.Hasher
-	prefetched       map[*treeindex.Entry]*ctlFetch // see prefetchControls
-	prefetching      sync.WaitGroup
-	dirty            bool       // the state changed; guarded by mu
-	start            time.Time  // of Mirror, for the phases' times
-	phmu             sync.Mutex // guards sum.Phases
+	holdQueue        bool       // set while rebuilds run: see place; guarded by qmu
+	emu              sync.Mutex // guards holding, held
+	holding          bool       // see hold
+	held             []*fileJob // verified while holding
+	// creating is held (write-locked) by the phases that create many
+	// files themselves (copy, open parts, save parts) and read-locked by
+	// each file fetched beside them: creating files in one directory
+	// group at once serializes in the kernel (ext4 scans its recently
+	// freed inodes under the group's lock), and the critical path is
+	// theirs.
+	creating    sync.RWMutex
+	hmu         sync.Mutex // guards hashers
+	hashers     map[strong.Algorithm]*simd.Hasher
+	prefetched  map[*treeindex.Entry]*ctlFetch // see prefetchControls
+	prefetching sync.WaitGroup
+	dirty       bool       // the state changed; guarded by mu
+	start       time.Time  // of Mirror, for the phases' times
+	phmu        sync.Mutex // guards sum.Phases
 	// Small files from packs (mirror_pack.go).
 	packedFiles, packFallbacks atomic.Int64
 	decOnce                    sync.Once
@@ -311,6 +322,7 @@ type fileJob struct {
 	reused int64       // bytes the scan found locally, for "sync"
 	placed bool        // renamed into place
 	synced bool        // tmp was flushed already
+	early  bool        // fetched beside the scan (see startEarly)
 }
 
 func (m *mirrorRun) logf(format string, args ...any) {
@@ -834,24 +846,52 @@ func (m *mirrorRun) workers() int {
 	return 0
 }
 
-// place writes every file job: local copies and the seed scan first (they
-// read local files that the renames may replace), then the fetches, each
-// file renamed into place once verified.
-func (m *mirrorRun) place(ctx context.Context) error {
+// place writes every file job. The files fetched whole (from packs or by
+// their paths) need no local data: they are fetched from the start, beside
+// the local copies, the control files and the seed scan, into directories
+// made for them first (startEarly), and held: nothing is renamed into place
+// before the scan has read the local files (a rename replaces one of them).
+// Then the files the scan used are rebuilt, beside the files the scan
+// turned into files fetched whole.
+func (m *mirrorRun) place(ctx context.Context) (err error) {
 	if len(m.jobs) == 0 {
-		return m.makeDirs()
+		_, err := m.makeDirs(false)
+		return err
 	}
 	m.progress("fetch", true)
+	// Without syncfs each file the mirror writes itself is flushed as it
+	// is verified (a batch would be flushed file by file anyway).
+	m.flushEach = !osfile.HasSyncFS
+	m.hold(true)
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	early, err := m.startEarly(ectx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil { // an error ends the run: the fetches stop, unplaced
+			cancel()
+			early()
+		}
+	}()
 	var syncs []*fileJob
+	m.creating.Lock()
 	end := m.phase("copy")
 	for _, j := range m.jobs {
-		if j.how != "dup" && m.ready(j) {
+		if j.early || j.how == "dup" {
+			continue
+		}
+		if m.ready(j) {
+			m.verified(j)
 			continue
 		}
 		switch j.how {
 		case "copy":
 			if err := m.copyLocal(j, filepath.Join(m.dir, filepath.FromSlash(j.from))); err != nil {
 				m.fail(err)
+			} else {
+				m.verified(j)
 			}
 		case "inline":
 			// Inline data came with the index: downloaded.
@@ -859,13 +899,15 @@ func (m *mirrorRun) place(ctx context.Context) error {
 				m.fail(err)
 			} else {
 				m.fetched.Add(j.e.Size)
+				m.verified(j)
 			}
 		case "sync":
 			syncs = append(syncs, j)
 		}
 	}
 	end()
-	syncs, err := m.controls(ctx, syncs)
+	m.creating.Unlock()
+	syncs, err = m.controls(ctx, syncs)
 	if err != nil {
 		return err
 	}
@@ -874,60 +916,44 @@ func (m *mirrorRun) place(ctx context.Context) error {
 	}
 	m.preferPacks(syncs)
 	end = m.phase("dirs")
-	if err := m.makeDirs(); err != nil {
+	if _, err := m.makeDirs(false); err != nil {
 		return err
 	}
 	end()
-	// Everything read from local files is read: rename, fetch.
-	for _, j := range m.jobs {
-		if j.tmp != "" {
-			m.queue(j)
-		}
-	}
 	// While large files are rebuilt (and flushed by the sync pipeline as
 	// they are written), a syncfs would wait for their data too. The files
-	// the mirror writes itself (from packs, fetched whole) are then
-	// fetched and verified beside the rebuilds but held: one syncfs after
-	// the rebuilds, when their data is on disk already, flushes them all
-	// before their renames. Without rebuilds, they are flushed in batches
-	// as they come (queue).
+	// the mirror writes itself (from packs, fetched whole) are then held
+	// after they are verified (their writeback started, see writeVerified):
+	// one syncfs after the rebuilds, when their data is on disk already,
+	// flushes them all before their renames. Without rebuilds, they are
+	// flushed in batches as they come (queue).
+	hold := false
+	var late []*fileJob
 	for _, j := range m.jobs {
-		if j.how == "sync" && j.f != nil && j.tmp == "" {
-			m.holdQueue = true
+		switch {
+		case j.early:
+		case j.how == "sync" && j.f != nil && j.tmp == "":
+			hold = osfile.HasSyncFS
+		case j.how == "whole" && j.tmp == "":
+			late = append(late, j)
 		}
 	}
-	if m.holdQueue && !osfile.HasSyncFS {
-		m.holdQueue, m.flushEach = false, true // no syncfs: one fsync per file
-	}
+	m.qmu.Lock()
+	m.holdQueue = hold
+	m.qmu.Unlock()
 	// Each list is taken before anything starts: the fetches and the
 	// rebuilds write their own jobs' fields.
-	packJobs, wholeJobs := m.packJobs(), m.wholeJobs()
 	rebuilt := m.rebuild(ctx)
-	fromPacks := m.placeFromPacks(ctx, packJobs)
-	small := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
-	var endSmall func()
-	for _, j := range wholeJobs {
-		if endSmall == nil {
-			endSmall = m.phase("whole")
-		}
-		small.Go(func(ctx context.Context) error {
-			if err := m.fetchWhole(ctx, j); err != nil {
-				m.fail(err)
-			} else {
-				m.queue(j)
-			}
-			return nil
-		})
-	}
-	small.Wait()
-	if endSmall != nil {
-		endSmall()
-	}
-	fromPacks()
+	fetched := m.fetchSmall(ctx, late, " after scan", m.opts.Parallel)
+	m.hold(false)
+	fetched()
+	early()
 	rebuilt()
 	end = m.phase("flush")
 	m.flushQueue()
+	m.qmu.Lock()
 	m.holdQueue = false
+	m.qmu.Unlock()
 	end()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mirror: %w", err)
@@ -948,6 +974,135 @@ func (m *mirrorRun) place(ctx context.Context) error {
 	}
 	m.flushQueue()
 	return nil
+}
+
+// startEarly makes the directories that can be made before the scan and
+// starts fetching, into them, the files to fetch whole (small files, from
+// packs or by their paths). A file whose directory cannot be made yet
+// (something the scan may read is in the way) waits for the scan, as do
+// the files the scan turns into files fetched whole (preferPacks). It
+// returns a function that waits for the fetches.
+func (m *mirrorRun) startEarly(ctx context.Context) (wait func(), err error) {
+	var jobs []*fileJob
+	for _, j := range m.jobs {
+		if j.how == "whole" {
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) == 0 {
+		return func() {}, nil
+	}
+	end := m.phase("early dirs")
+	ok, err := m.makeDirs(true)
+	end()
+	if err != nil {
+		return nil, err
+	}
+	early := jobs[:0]
+	for _, j := range jobs {
+		if ok[path.Dir(j.e.Path)] {
+			j.early = true
+			early = append(early, j)
+		}
+	}
+	fetched := m.fetchSmall(ctx, early, "", m.opts.Parallel)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fetched()
+		m.flushHeld()
+	}()
+	return func() { <-done }, nil
+}
+
+// flushHeld flushes the files held so far (see hold) with one syncfs, once
+// the early fetches are over: while the scan or the rebuilds still run
+// (and the sync pipeline flushes the rebuilt files itself), so that the
+// flush at the end of place finds little left. Each is renamed into place
+// without another flush when the hold ends; those a failed syncfs leaves
+// are flushed by their batch (queue).
+func (m *mirrorRun) flushHeld() {
+	if !osfile.HasSyncFS || m.opts.NoFsync || m.flushEach {
+		return
+	}
+	m.emu.Lock()
+	batch := m.held
+	m.held = nil
+	m.emu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	end := m.phase("flush early")
+	err := osfile.SyncFS(m.parts)
+	end()
+	for _, j := range batch {
+		j.synced = err == nil
+		m.verified(j)
+	}
+}
+
+// fetchSmall starts fetching jobs, files to fetch whole, from a goroutine
+// of its own: those in packs many per request (fetchPacks), the others by
+// their paths, Parallel requests at a time. Early jobs first look for a
+// complete file an interrupted run left (ready). Each verified file goes to
+// verified. It returns a function that waits for them all.
+func (m *mirrorRun) fetchSmall(ctx context.Context, jobs []*fileJob, when string, parallel int) (wait func()) {
+	if len(jobs) == 0 {
+		return func() {}
+	}
+	end := m.phase("fetch whole" + when)
+	p := pool.New().WithContext(ctx).WithMaxGoroutines(parallel)
+	submitted := make(chan struct{})
+	go func() {
+		defer close(submitted)
+		var packs []*fileJob
+		for _, j := range jobs {
+			if j.early && m.ready(j) {
+				m.verified(j)
+				continue
+			}
+			if packed(j) {
+				packs = append(packs, j)
+				continue
+			}
+			p.Go(func(ctx context.Context) error {
+				m.fetchWholeQueued(ctx, j)
+				return nil
+			})
+		}
+		m.fetchPacks(ctx, p, packs)
+	}()
+	return sync.OnceFunc(func() {
+		<-submitted
+		p.Wait()
+		end()
+	})
+}
+
+// hold sets whether the files fetched whole are held once verified
+// (while the scan reads local files) or queued for their renames; ending
+// the hold queues those held so far.
+func (m *mirrorRun) hold(on bool) {
+	m.emu.Lock()
+	held := m.held
+	m.holding, m.held = on, nil
+	m.emu.Unlock()
+	for _, j := range held {
+		m.queue(j)
+	}
+}
+
+// verified takes a job's verified file from the fetches: held (see hold)
+// or queued for its rename.
+func (m *mirrorRun) verified(j *fileJob) {
+	m.emu.Lock()
+	if m.holding {
+		m.held = append(m.held, j)
+		m.emu.Unlock()
+		return
+	}
+	m.emu.Unlock()
+	m.queue(j)
 }
 
 // rebuild starts rebuilding, through the sync pipeline, the files whose
@@ -1174,7 +1329,9 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	}
 	if write {
 		// A handful of system calls per file, none of which needs the
-		// others: several files at once.
+		// others: several files at once. The files fetched beside the
+		// scan wait meanwhile (see creating).
+		m.creating.Lock()
 		end := m.phase("open parts")
 		p := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
 		for i, j := range jobs {
@@ -1195,6 +1352,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		}
 		err := p.Wait()
 		end()
+		m.creating.Unlock()
 		if err != nil {
 			return fmt.Errorf("mirror: %w", err)
 		}
@@ -1247,6 +1405,10 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	// What the scan found, for the rebuilds (which take it from the
 	// states) and for a next run, should this one be killed; several at
 	// once (not flushed: see saveState).
+	if write {
+		m.creating.Lock()
+		defer m.creating.Unlock()
+	}
 	end = m.phase("save parts")
 	sp := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
 	for i, j := range jobs {
@@ -1421,6 +1583,10 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	if err == nil && m.flushEach && !m.opts.NoFsync {
 		err = osfile.Sync(w)
 		j.synced = err == nil
+	} else if err == nil && !m.opts.NoFsync {
+		// Its data starts for the disk now: the flush before the rename
+		// (queue) then finds little left to write.
+		_ = writeback.Start(w, 0, 0) // a hint: its failure is no error
 	}
 	if cerr := w.Close(); err == nil {
 		err = cerr
@@ -1500,11 +1666,20 @@ func (m *mirrorRun) clearForFile(dst string) error {
 }
 
 // makeDirs creates the directories of the index, replacing anything else
-// at their paths, so that no file is ever written through a symlink.
-func (m *mirrorRun) makeDirs() error {
+// at their paths, so that no file is ever written through a symlink. It
+// returns the directories ready for files ("." for Dir).
+//
+// Before the scan (early), nothing is replaced, since the scan may read
+// it: a directory whose path holds something else, and every directory
+// under it, is left for the call after the scan and not returned.
+func (m *mirrorRun) makeDirs(early bool) (ok map[string]bool, err error) {
+	ok = map[string]bool{".": true}
 	for i := range m.idx.Entries {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.Directory {
+			continue
+		}
+		if early && !ok[path.Dir(e.Path)] {
 			continue
 		}
 		p := filepath.Join(m.dir, filepath.FromSlash(e.Path))
@@ -1513,23 +1688,28 @@ func (m *mirrorRun) makeDirs() error {
 			if fi.Mode().Perm()&0o700 != 0o700 {
 				// Read-only as published: writable while it is filled.
 				if err := os.Chmod(p, fi.Mode().Perm()|0o700); err != nil {
-					return fmt.Errorf("mirror: %w", err)
+					return nil, fmt.Errorf("mirror: %w", err)
 				}
 			}
+			ok[e.Path] = true
+			continue
+		}
+		if early && !errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err == nil {
 			if err := os.Remove(p); err != nil {
-				return fmt.Errorf("mirror: %w", err)
+				return nil, fmt.Errorf("mirror: %w", err)
 			}
 		}
 		m.touched.Store(true)
 		if err := os.Mkdir(p, 0o755); err != nil {
-			return fmt.Errorf("mirror: %w", err)
+			return nil, fmt.Errorf("mirror: %w", err)
 		}
+		ok[e.Path] = true
 		m.sum.Dirs++
 	}
-	return nil
+	return ok, nil
 }
 
 // links creates the symlinks of the index.

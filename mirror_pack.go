@@ -91,53 +91,9 @@ func (m *mirrorRun) packBatches(jobs []*fileJob) (batches [][]*fileJob, apart []
 	return batches, apart
 }
 
-// packJobs returns the files still to fetch that come from packs.
-func (m *mirrorRun) packJobs() []*fileJob {
-	var jobs []*fileJob
-	for _, j := range m.jobs {
-		if j.tmp == "" && packed(j) {
-			jobs = append(jobs, j)
-		}
-	}
-	return jobs
-}
-
-// wholeJobs returns the files still to fetch whole by their paths.
-func (m *mirrorRun) wholeJobs() []*fileJob {
-	var jobs []*fileJob
-	for _, j := range m.jobs {
-		if j.how == "whole" && j.tmp == "" && !packed(j) {
-			jobs = append(jobs, j)
-		}
-	}
-	return jobs
-}
-
-// placeFromPacks starts fetching jobs, files that come from packs, from a
-// goroutine of its own, and returns a function that waits for them. Each
-// verified file is queued for its rename (queue: in batches of one syncfs
-// each, or all at once after the rebuilds, see run).
-func (m *mirrorRun) placeFromPacks(ctx context.Context, jobs []*fileJob) (wait func()) {
-	if len(jobs) == 0 {
-		return func() {}
-	}
-	end := m.phase("packs")
-	p := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
-	submitted := make(chan struct{})
-	go func() {
-		defer close(submitted)
-		m.fetchPacks(ctx, p, jobs)
-	}()
-	return func() {
-		<-submitted
-		p.Wait()
-		end()
-	}
-}
-
 // fetchPacks fetches the jobs from their packs on the pool, and each job
-// that cannot be had from its pack by its path, queueing every verified
-// file for its rename.
+// that cannot be had from its pack by its path, handing every verified
+// file to verified.
 func (m *mirrorRun) fetchPacks(ctx context.Context, p *pool.ContextPool, jobs []*fileJob) {
 	batches, apart := m.packBatches(jobs)
 	for _, b := range batches {
@@ -161,10 +117,13 @@ func (m *mirrorRun) fetchPacks(ctx context.Context, p *pool.ContextPool, jobs []
 
 // fetchWholeQueued fetches a job's file whole by its path and queues it.
 func (m *mirrorRun) fetchWholeQueued(ctx context.Context, j *fileJob) {
-	if err := m.fetchWhole(ctx, j); err != nil {
+	m.creating.RLock()
+	err := m.fetchWhole(ctx, j)
+	m.creating.RUnlock()
+	if err != nil {
 		m.fail(err)
 	} else {
-		m.queue(j)
+		m.verified(j)
 	}
 }
 
@@ -211,7 +170,9 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 		m.fetched.Add(r.Len())
 		content, err := m.decodeRecord(j.e, rec)
 		if err == nil {
+			m.creating.RLock()
 			err = m.writeVerified(j, bytes.NewReader(content))
+			m.creating.RUnlock()
 		}
 		if err != nil {
 			m.logf("%s: from pack %s: %v; fetching it by its path", j.e.Path, name, err)
@@ -219,7 +180,7 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 		}
 		done[i] = true
 		m.packedFiles.Add(1)
-		m.queue(j)
+		m.verified(j)
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {

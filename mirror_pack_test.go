@@ -227,3 +227,58 @@ func TestMirrorPrefersPack(t *testing.T) {
 		t.Errorf("fetched %d bytes", sum.Fetched)
 	}
 }
+
+// TestMirrorEarlyFetchesWaitForScan: the small files fetched beside the
+// seed scan (by path or from packs) replace local files whose old content
+// a large new file is made of, and a directory of the new tree replaces a
+// local file holding more of it; every byte of the large file must still be
+// found locally, so nothing was renamed or removed before the scan read it
+// (with and without flushes, which change the way to the renames).
+func TestMirrorEarlyFetchesWaitForScan(t *testing.T) {
+	for _, packs := range []bool{false, true} {
+		for _, noFsync := range []bool{true, false} {
+			t.Run(fmt.Sprintf("packs=%v,nofsync=%v", packs, noFsync), func(t *testing.T) {
+				pub, dst := t.TempDir(), t.TempDir()
+				const n = 40
+				var big []byte
+				var small int64
+				for i := range n {
+					old := treeData(uint64(100+i), 6<<10) // under treeSmall: fetched whole
+					treeFile(t, dst, fmt.Sprintf("s%d/f%02d.txt", i%3, i), old, 0o644)
+					big = append(big, old...)
+					now := treeData(uint64(200+i), 5000)
+					treeFile(t, pub, fmt.Sprintf("s%d/f%02d.txt", i%3, i), now, 0o644)
+					small += int64(len(now))
+				}
+				in := treeData(300, 6<<10)
+				treeFile(t, dst, "blocked", in, 0o644) // a directory in the new tree
+				big = append(big, in...)
+				now := treeData(301, 3000)
+				treeFile(t, pub, "blocked/new.txt", now, 0o644)
+				small += int64(len(now))
+				treeFile(t, pub, "big.bin", big, 0o644)
+				publishTree(t, pub, 1)
+				if packs {
+					packTree(t, pub, nil)
+				}
+				url, _ := serveTree(t, pub)
+				opts := mirrorOpts(url, dst)
+				opts.NoFsync, opts.Delete = noFsync, true
+				sum, err := Mirror(context.Background(), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareTrees(t, pub, dst, false)
+				if sum.Reused < int64(len(big)) {
+					t.Errorf("reused %d bytes of big.bin's %d: local files were replaced before the scan read them", sum.Reused, len(big))
+				}
+				if !packs && sum.Fetched != small {
+					t.Errorf("fetched %d bytes, want %d (the small files only)", sum.Fetched, small)
+				}
+				if packs && sum.Packed != n+1 {
+					t.Errorf("%d files from packs, want %d", sum.Packed, n+1)
+				}
+			})
+		}
+	}
+}

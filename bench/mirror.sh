@@ -57,13 +57,13 @@ rs() {
 	T rsync -a --delete --stats "rsync://127.0.0.1:$RPORT/tree/" "$B/r/" >"$B/rsync.out"
 	echo "rsync -a --delete$1: $(cat "$B/time"), $(grep 'Total bytes received' "$B/rsync.out")"
 }
-zs() {
+zs() { # $2: suffix of the output files (the first run's are m1.out, m2.out…)
 	i=0
 	for z in $ZSP; do
 		i=$((i + 1))
 		# shellcheck disable=SC2086
-		T "$z" mirror -v $FLAGS "http://127.0.0.1:$(cat "$B/ng$i/port")/" "$B/m$i" >"$B/m$i.out"
-		echo "$z mirror $FLAGS$1: $(cat "$B/time"), $(grep '^bytes' "$B/m$i.out")"
+		T "$z" mirror -v $FLAGS "http://127.0.0.1:$(cat "$B/ng$i/port")/" "$B/m$i" >"$B/m$i${2:-}.out"
+		echo "$z mirror $FLAGS$1: $(cat "$B/time"), $(grep '^bytes' "$B/m$i${2:-}.out")"
 	done
 }
 rs ""
@@ -73,7 +73,7 @@ if [ -n "${RSYNC_Z:-}" ]; then # rsync -z too: it compresses what it sends, as p
 	echo "rsync -az --delete: $(cat "$B/time"), $(grep 'Total bytes received' "$B/rsync.out")"
 fi
 zs ""
-zs " (nothing changed)"
+zs " (nothing changed)" .nochange
 rs " (nothing changed)"
 echo "load after: $(uptime)"
 i=0
