@@ -1015,12 +1015,13 @@ func (m *mirrorRun) startEarly(ctx context.Context) (wait func(), err error) {
 	return func() { <-done }, nil
 }
 
-// flushHeld flushes the files held so far (see hold) with one syncfs, once
-// the early fetches are over: while the scan or the rebuilds still run
-// (and the sync pipeline flushes the rebuilt files itself), so that the
-// flush at the end of place finds little left. Each is renamed into place
-// without another flush when the hold ends; those a failed syncfs leaves
-// are flushed by their batch (queue).
+// flushHeld flushes the files held so far (see hold) with one syncfs (or
+// file by file when they are few: see syncFiles), once the early fetches
+// are over: while the scan or the rebuilds still run (and the sync
+// pipeline flushes the rebuilt files itself), so that the flush at the end
+// of place finds little left. Each is renamed into place without another
+// flush when the hold ends; those a failed flush leaves are flushed again
+// with their batch (queue).
 func (m *mirrorRun) flushHeld() {
 	if !osfile.HasSyncFS || m.opts.NoFsync || m.flushEach {
 		return
@@ -1033,7 +1034,7 @@ func (m *mirrorRun) flushHeld() {
 		return
 	}
 	end := m.phase("flush early")
-	err := osfile.SyncFS(m.parts)
+	err := m.syncFiles(batch)
 	end()
 	for _, j := range batch {
 		j.synced = err == nil
