@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe"
@@ -43,14 +44,14 @@ type childResult struct {
 //
 //	make [-legacy] [-cpuprofile F] [-memprofile F] -b BLOCKSIZE -u URL -o OUT.zsync FILE
 //	sync [-fsync] [-cpuprofile F] [-memprofile F] -i SEED -o OUT CONTROL
-//	disk -o OUT FILE
+//	disk [-method hints|flushes|plain] -o OUT FILE
 //
 // -cpuprofile writes a CPU profile of the step, -memprofile its
 // allocations (for go tool pprof).
 // make writes the control file of FILE; sync rebuilds the target of CONTROL
 // from SEED, fetching missing blocks over HTTP from the control file's first
 // URL. disk measures the disk floor: it writes FILE's bytes into OUT and
-// flushes it (WriteDurable), then removes OUT.
+// flushes it (WriteDurable, by one of DiskMethods), then removes OUT.
 func RunChild(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("want make, sync or disk: %w", ErrChildUsage)
@@ -83,11 +84,15 @@ func RunChild(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	case "disk":
 		out := fs.String("o", "", "output")
+		method := fs.String("method", string(DiskHints), "how to write and flush")
 		run = func() error {
 			if fs.NArg() != 1 || *out == "" {
 				return fmt.Errorf("disk wants -o and one FILE: %w", ErrChildUsage)
 			}
-			_, err := diskFloor(ctx, fs.Arg(0), *out)
+			if !slices.Contains(DiskMethods(), DiskMethod(*method)) {
+				return fmt.Errorf("disk: no method %q (%v): %w", *method, DiskMethods(), ErrChildUsage)
+			}
+			_, err := diskFloor(ctx, fs.Arg(0), *out, DiskMethod(*method))
 			return err
 		}
 	default:

@@ -18,7 +18,8 @@ import (
 func TestWriteDurable(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, size := range []int64{0, 1, 4095, diskFloorChunk - 1, diskFloorChunk, 2*diskFloorChunk + 12345} {
+	for i, size := range []int64{0, 1, 4095, diskFloorChunk - 1, diskFloorChunk, 2*diskFloorChunk + 12345, diskFloorEvery + 5} {
+		method := DiskMethods()[i%len(DiskMethods())]
 		src := make([]byte, size)
 		for i := range src {
 			src[i] = byte(rng.Uint32())
@@ -27,35 +28,38 @@ func TestWriteDurable(t *testing.T) {
 		if err := os.WriteFile(out, bytes.Repeat([]byte{7}, 3*diskFloorChunk), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteDurable(context.Background(), out, bytes.NewReader(src), size); err != nil {
-			t.Fatalf("size %d: %v", size, err)
+		if err := WriteDurable(context.Background(), out, bytes.NewReader(src), size, method); err != nil {
+			t.Fatalf("size %d, %s: %v", size, method, err)
 		}
 		got, err := os.ReadFile(out)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, src) {
-			t.Errorf("size %d: wrote %d bytes that differ from the source", size, len(got))
+			t.Errorf("size %d, %s: wrote %d bytes that differ from the source", size, method, len(got))
 		}
 	}
 }
 
-// TestWriteDurableErrors: a source shorter than size, a cancelled context
-// and a directory that does not exist are errors, not a short file
-// reported as done.
+// TestWriteDurableErrors: a source shorter than size, a cancelled context,
+// a directory that does not exist and an unknown method are errors, not a
+// short file reported as done.
 func TestWriteDurableErrors(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	if err := WriteDurable(context.Background(), out, bytes.NewReader(make([]byte, 100)), 200); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if err := WriteDurable(context.Background(), out, bytes.NewReader(make([]byte, 100)), 200, DiskHints); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("short source: %v, want io.ErrUnexpectedEOF", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := WriteDurable(ctx, out, bytes.NewReader(make([]byte, 100)), 100); !errors.Is(err, context.Canceled) {
+	if err := WriteDurable(ctx, out, bytes.NewReader(make([]byte, 100)), 100, DiskFlushes); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v, want context.Canceled", err)
 	}
-	if err := WriteDurable(context.Background(), filepath.Join(dir, "no", "out"), bytes.NewReader(nil), 0); !errors.Is(err, os.ErrNotExist) {
+	if err := WriteDurable(context.Background(), filepath.Join(dir, "no", "out"), bytes.NewReader(nil), 0, DiskPlain); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing directory: %v, want os.ErrNotExist", err)
+	}
+	if err := WriteDurable(context.Background(), out, bytes.NewReader(nil), 0, "dd"); !errors.Is(err, ErrOptions) {
+		t.Errorf("unknown method: %v, want ErrOptions", err)
 	}
 }
 
@@ -68,18 +72,22 @@ func TestChildDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
-	cmd := exec.Command(os.Args[0], ChildCommand, "disk", "-o", out, src)
-	b, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	if !strings.Contains(string(b), `"duration":`) || strings.Contains(string(b), `"duration":0,`) {
-		t.Errorf("child printed %q, want a positive duration", b)
-	}
-	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the floor's output is left behind: %v", err)
+	for _, m := range DiskMethods() {
+		b, err := exec.Command(os.Args[0], ChildCommand, "disk", "-method", string(m), "-o", out, src).Output()
+		if err != nil {
+			t.Fatalf("child, %s: %v", m, err)
+		}
+		if !strings.Contains(string(b), `"duration":`) || strings.Contains(string(b), `"duration":0,`) {
+			t.Errorf("child, %s, printed %q, want a positive duration", m, b)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the floor's output is left behind: %v", err)
+		}
 	}
 	if err := exec.Command(os.Args[0], ChildCommand, "disk", src).Run(); err == nil {
 		t.Error("disk without -o succeeded")
+	}
+	if err := exec.Command(os.Args[0], ChildCommand, "disk", "-method", "dd", "-o", out, src).Run(); err == nil {
+		t.Error("disk with an unknown method succeeded")
 	}
 }

@@ -25,9 +25,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if rep.ZsyncVersion != "" {
 		fmt.Fprintf(bw, "zsync: %s\n", rep.ZsyncVersion)
 	}
-	fmt.Fprintf(bw, "floor: sha256 %s (%.0f MB/s); copy+sha256 %s (%.0f MB/s); durable (copy+sha256+fsync) %s (%.0f MB/s); disk (write+fsync only) %s (%.0f MB/s)\n",
+	fmt.Fprintf(bw, "floor: sha256 %s (%.0f MB/s); copy+sha256 %s (%.0f MB/s); durable (copy+sha256+fsync) %s (%.0f MB/s); disk (write+fsync only, %s) %s (%.0f MB/s)\n",
 		seconds(rep.Floor.Hash), rep.Floor.HashMBps, seconds(rep.Floor.CopyHash), rep.Floor.CopyHashMBps,
-		seconds(rep.Floor.Durable), rep.Floor.DurableMBps, seconds(rep.Floor.Disk), rep.Floor.DiskMBps)
+		seconds(rep.Floor.Durable), rep.Floor.DurableMBps, rep.Floor.DiskMethod, seconds(rep.Floor.Disk), rep.Floor.DiskMBps)
 	if rep.NoFsync {
 		fmt.Fprint(bw, "sync/floor: against copy+sha256 (zsyncpipe --no-fsync)\n\n")
 	} else {
@@ -66,7 +66,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	for _, r := range rep.Results {
 		if r.Err == "" && r.Tool == ToolZsync && r.SyncVsDisk > 0 {
-			fmt.Fprintf(bw, "\nzsync's sync at %s blocks is %.1f× the disk floor: the most any durable tool can be faster than zsync here (zsyncpipe is %.1f× faster)",
+			fmt.Fprintf(bw, "\nzsync's sync at %s blocks is %.1f× the disk floor: the most any durable tool can be faster than zsync here (zsyncpipe here: %.2f× zsync's speed)",
 				humanize.IBytes(uint64(r.BlockSize)), r.SyncVsDisk, r.SyncVsDisk/rep.syncVsDisk(ToolZsyncpipe, r.BlockSize))
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestRun(t *testing.T) {
 	if rep.NewSize != fi.Size() {
 		t.Errorf("NewSize %d, want %d", rep.NewSize, fi.Size())
 	}
-	if rep.Floor.Hash <= 0 || rep.Floor.CopyHash <= 0 || rep.Floor.CopyHashMBps <= 0 || rep.Floor.Durable <= 0 || rep.Floor.DurableMBps <= 0 || rep.Floor.Disk <= 0 || rep.Floor.DiskMBps <= 0 {
+	if rep.Floor.Hash <= 0 || rep.Floor.CopyHash <= 0 || rep.Floor.CopyHashMBps <= 0 || rep.Floor.Durable <= 0 || rep.Floor.DurableMBps <= 0 || rep.Floor.Disk <= 0 || rep.Floor.DiskMBps <= 0 || !slices.Contains(DiskMethods(), rep.Floor.DiskMethod) {
 		t.Errorf("floor not measured: %+v", rep.Floor)
 	}
 	tools := []string{ToolZsyncpipe}
@@ -179,7 +180,7 @@ func TestRunOutputs(t *testing.T) {
 	if _, ok := rep.Best[ToolZsync]; ok && !strings.Contains(text, "least downloaded by zsync:") {
 		t.Errorf("table lacks zsync's best block size:\n%s", text)
 	}
-	if !strings.Contains(text, "disk (write+fsync only)") {
+	if !strings.Contains(text, "disk (write+fsync only, "+string(rep.Floor.DiskMethod)+")") {
 		t.Errorf("table lacks the disk floor:\n%s", text)
 	}
 	if _, ok := rep.Best[ToolZsync]; ok && strings.Count(text, "the disk floor: the most any durable tool can be faster than zsync here") != 2 {
