@@ -101,10 +101,9 @@ type Options struct {
 // (fsync) at the end (for a sync that flushes, zsyncpipe's default). And
 // the disk floor: writing the target's bytes into a new file and flushing
 // it, nothing else, the fastest of the ways tried (WriteDurable,
-// DiskMethods); zsync's sync
-// time over it is the most any tool that leaves its result on the disk
-// can be faster than zsync on this machine. Measured in-process on
-// page-cached data.
+// DiskMethods); zsync's sync time over it is the most any tool that
+// leaves its result on the disk can be faster than zsync on this machine.
+// Measured in-process on page-cached data.
 type Floor struct {
 	// Hash is the time to SHA-256 the target, CopyHash the time to copy
 	// it while hashing it, Durable the time to copy, hash and flush it;
