@@ -51,3 +51,27 @@ func TestSharedRecords(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSharedRecords times sharedRecords on as many blocks as the
+// reference pair has (go1.26.8.tar at 4 KiB: 54,883), random records with
+// a few shared: it runs on one core between a sync's scan and its fetch.
+func BenchmarkSharedRecords(b *testing.B) {
+	const n, sb = 54883, 5
+	rng := rand.New(rand.NewPCG(9, 10))
+	c := &control.Checksums{RsumBytes: 2, StrongBytes: sb, Rsum: make([]uint32, n), Strong: make([]byte, n*sb)}
+	for i := range n {
+		c.Rsum[i] = uint32(rng.IntN(1 << 16))
+		for j := range sb {
+			c.Strong[i*sb+j] = byte(rng.Uint32())
+		}
+		if i%100 == 99 { // about 1 % shared, as in a tar's padding blocks
+			c.Rsum[i] = c.Rsum[i-1]
+			copy(c.Strong[i*sb:(i+1)*sb], c.Strong[(i-1)*sb:i*sb])
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		sharedRecords(c)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/block")
+}
