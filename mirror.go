@@ -323,6 +323,7 @@ type fileJob struct {
 	placed bool        // renamed into place
 	synced bool        // tmp was flushed already
 	early  bool        // fetched beside the scan (see startEarly)
+	dups   []*fileJob  // "dup" jobs to copy from this one's file once verified
 }
 
 func (m *mirrorRun) logf(format string, args ...any) {
@@ -959,7 +960,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 		return fmt.Errorf("mirror: %w", err)
 	}
 	for _, j := range m.jobs {
-		if j.how == "dup" {
+		if j.how == "dup" && !j.placed {
 			src := j.dupOf
 			if !src.placed {
 				m.fail(fmt.Errorf("%s: its content (as %s) could not be fetched", j.e.Path, src.e.Path))
@@ -1003,6 +1004,14 @@ func (m *mirrorRun) startEarly(ctx context.Context) (wait func(), err error) {
 		if ok[path.Dir(j.e.Path)] {
 			j.early = true
 			early = append(early, j)
+		}
+	}
+	// Second copies of their contents are made as soon as each is
+	// verified (fetchedOne), where their directories are made too.
+	for _, j := range m.jobs {
+		if j.how == "dup" && j.dupOf.early && ok[path.Dir(j.e.Path)] {
+			j.early = true
+			j.dupOf.dups = append(j.dupOf.dups, j)
 		}
 	}
 	fetched := m.fetchSmall(ctx, early, "", m.opts.Parallel)
@@ -1059,7 +1068,7 @@ func (m *mirrorRun) fetchSmall(ctx context.Context, jobs []*fileJob, when string
 		var packs []*fileJob
 		for _, j := range jobs {
 			if j.early && m.ready(j) {
-				m.verified(j)
+				m.fetchedOne(j)
 				continue
 			}
 			if packed(j) {
@@ -1078,6 +1087,24 @@ func (m *mirrorRun) fetchSmall(ctx context.Context, jobs []*fileJob, when string
 		p.Wait()
 		end()
 	})
+}
+
+// fetchedOne takes a job's file from the fetches once it is verified:
+// first the second copies of its content are made from it (while it is
+// still the fetches' own, not yet held or renamed; a copy that fails is
+// made again from its placed file at the end of place), then both go to
+// verified.
+func (m *mirrorRun) fetchedOne(j *fileJob) {
+	for _, d := range j.dups {
+		m.creating.RLock()
+		err := m.copyLocal(d, j.tmp)
+		m.creating.RUnlock()
+		if err == nil {
+			m.verified(d)
+		}
+	}
+	j.dups = nil
+	m.verified(j)
 }
 
 // hold sets whether the files fetched whole are held once verified

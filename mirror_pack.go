@@ -93,7 +93,7 @@ func (m *mirrorRun) packBatches(jobs []*fileJob) (batches [][]*fileJob, apart []
 
 // fetchPacks fetches the jobs from their packs on the pool, and each job
 // that cannot be had from its pack by its path, handing every verified
-// file to verified.
+// file to fetchedOne.
 func (m *mirrorRun) fetchPacks(ctx context.Context, p *pool.ContextPool, jobs []*fileJob) {
 	batches, apart := m.packBatches(jobs)
 	for _, b := range batches {
@@ -115,7 +115,8 @@ func (m *mirrorRun) fetchPacks(ctx context.Context, p *pool.ContextPool, jobs []
 	}
 }
 
-// fetchWholeQueued fetches a job's file whole by its path and queues it.
+// fetchWholeQueued fetches a job's file whole by its path and hands it to
+// fetchedOne.
 func (m *mirrorRun) fetchWholeQueued(ctx context.Context, j *fileJob) {
 	m.creating.RLock()
 	err := m.fetchWhole(ctx, j)
@@ -123,7 +124,7 @@ func (m *mirrorRun) fetchWholeQueued(ctx context.Context, j *fileJob) {
 	if err != nil {
 		m.fail(err)
 	} else {
-		m.verified(j)
+		m.fetchedOne(j)
 	}
 }
 
@@ -180,7 +181,7 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 		}
 		done[i] = true
 		m.packedFiles.Add(1)
-		m.verified(j)
+		m.fetchedOne(j)
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {

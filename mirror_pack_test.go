@@ -233,7 +233,8 @@ func TestMirrorPrefersPack(t *testing.T) {
 // a large new file is made of, and a directory of the new tree replaces a
 // local file holding more of it; every byte of the large file must still be
 // found locally, so nothing was renamed or removed before the scan read it
-// (with and without flushes, which change the way to the renames).
+// (with and without flushes, which change the way to the renames). A
+// content listed three times is fetched once and copied.
 func TestMirrorEarlyFetchesWaitForScan(t *testing.T) {
 	for _, packs := range []bool{false, true} {
 		for _, noFsync := range []bool{true, false} {
@@ -256,6 +257,13 @@ func TestMirrorEarlyFetchesWaitForScan(t *testing.T) {
 				now := treeData(301, 3000)
 				treeFile(t, pub, "blocked/new.txt", now, 0o644)
 				small += int64(len(now))
+				// One small content three times: fetched once, copied
+				// beside the scan and (in the blocked directory) after it.
+				dup := treeData(302, 2000)
+				for _, rel := range []string{"a/dup.txt", "blocked/dup.txt", "s1/dup.txt"} {
+					treeFile(t, pub, rel, dup, 0o644)
+				}
+				small += int64(len(dup))
 				treeFile(t, pub, "big.bin", big, 0o644)
 				publishTree(t, pub, 1)
 				if packs {
@@ -275,8 +283,8 @@ func TestMirrorEarlyFetchesWaitForScan(t *testing.T) {
 				if !packs && sum.Fetched != small {
 					t.Errorf("fetched %d bytes, want %d (the small files only)", sum.Fetched, small)
 				}
-				if packs && sum.Packed != n+1 {
-					t.Errorf("%d files from packs, want %d", sum.Packed, n+1)
+				if packs && sum.Packed != n+2 {
+					t.Errorf("%d files from packs, want %d", sum.Packed, n+2)
 				}
 			})
 		}
