@@ -455,9 +455,8 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		want = treeindex.ControlPath(it.Path, px.opts.Beside)
 	}
 	inline := want == "" && e.Size <= px.opts.inline() // files with a control file are never inlined
-	// Files with a control file are packed only with PackLarge, and not
-	// with AppendOnly (a grown file is read from its old end).
-	pack := !inline && px.packable(e.Size) && (want == "" || px.opts.PackLarge && !px.opts.AppendOnly)
+	// Files with a control file are packed up to packMax.
+	pack := !inline && px.packable(e.Size) && (want == "" || e.Size <= px.opts.packMax())
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
 		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) {
@@ -633,7 +632,7 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		e.SHA256 = h.Sum(nil)
 	}
 	if s.enc != "" {
-		s.rec, s.enc = px.encodeRecord(content)
+		s.rec, s.enc = px.encodeRecord(content, cf != nil && !px.opts.PackLarge)
 	}
 	if cf != nil {
 		target := filepath.Join(px.dir, filepath.FromSlash(want))
