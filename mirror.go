@@ -556,8 +556,18 @@ func (m *mirrorRun) walkLocal() error {
 
 // staleTmps removes, once the index is read, the temporary files of files
 // fetched whole that a killed run left beside their paths (unless the
-// index lists a file of that name).
+// index lists a file of that name), and the directories an older version
+// made in the parts directory, a directory per rebuilt file, which would
+// be in the way of the flat layout (see partPath).
 func (m *mirrorRun) staleTmps() {
+	if !m.opts.DryRun {
+		ents, _ := os.ReadDir(m.parts)
+		for _, e := range ents {
+			if e.IsDir() {
+				os.RemoveAll(filepath.Join(m.parts, e.Name()))
+			}
+		}
+	}
 	for _, rel := range m.tmps {
 		if _, listed := m.idx.Lookup(rel); listed {
 			continue
@@ -1142,14 +1152,14 @@ func (m *mirrorRun) control(ctx context.Context, e *treeindex.Entry) (*control.F
 	return f, nil
 }
 
-// partPath is where the content of a job is assembled: a directory of its
-// own for a rebuilt file (which has a partial file, a state and perhaps a
-// set-aside seed beside it; looking for stale ones then stays cheap), a file
-// in the parts directory for the others.
+// partPath is where the content of a job is assembled, in the parts
+// directory, named by its content: for a rebuilt file, the output of its
+// sync (which writes PATH.part and PATH.part.state beside it; see
+// partFile); for the others, PATH.tmp is written. The parts directory is
+// flat: a directory per file would be one more inode to create (and to
+// free at the end) per rebuilt file, and creating an inode is what costs
+// most on ext4 without a journal (see docs/trees.md).
 func (m *mirrorRun) partPath(j *fileJob) string {
-	if j.how == "sync" {
-		return filepath.Join(m.parts, j.hex, "file")
-	}
 	return filepath.Join(m.parts, j.hex)
 }
 
@@ -1179,9 +1189,6 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		p := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
 		for i, j := range jobs {
 			p.Go(func() error {
-				if err := os.MkdirAll(filepath.Dir(m.partPath(j)), 0o755); err != nil {
-					return err
-				}
 				pf, err := openPart(m.partPath(j), j.f, 0o644, m.logf)
 				if err != nil {
 					return err

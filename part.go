@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
-	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -65,13 +64,14 @@ func openPart(out string, ctl *control.File, perm os.FileMode, logf func(string,
 		return nil, err
 	}
 	if p.earlier == nil {
-		os.Remove(statePath(p.path))
+		// A state that is there belongs to something else: the first save
+		// is written over it (see writeState).
 		if err := p.f.Truncate(0); err != nil {
 			return nil, fmt.Errorf("sync: empty %s: %w", p.path, err)
 		}
 		osfile.Sparse(p.f)
 	}
-	atomicfile.RemoveStale(statePath(p.path)) // left by a sync killed while saving
+	os.Remove(statePath(p.path) + ".new") // left by a sync killed while saving (see growState)
 	if err := p.f.Truncate(ctl.Length); err != nil {
 		return nil, fmt.Errorf("sync: size %s: %w", p.path, err)
 	}
@@ -179,22 +179,14 @@ func (p *partFile) save() error {
 }
 
 // reserve writes a first state, unless there is one, while there is room
-// on the disk: when the disk fills up, the later states are written over it
-// in place (see saveState). It is not flushed: a state torn by a crash
-// does not parse, and the next run then uses the file only as a seed.
+// on the disk: the later states are written over it in place (see
+// writeState). It is not flushed: a state torn by a crash does not match
+// its checksum, and the next run then uses the file only as a seed.
 func (p *partFile) reserve() error {
 	if p.earlier != nil {
 		return nil
 	}
-	data, err := stateBytes(p.id, p.pt, p.ctl.Blocks(), nil)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(statePath(p.path), data, 0o644); err != nil {
-		os.Remove(statePath(p.path))
-		return fmt.Errorf("save resume state: %w", err)
-	}
-	return nil
+	return saveState(p.path, p.id, p.pt, p.ctl.Blocks(), nil)
 }
 
 // keep decides, after a failed run, which partial result to keep for the
