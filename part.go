@@ -71,7 +71,6 @@ func openPart(out string, ctl *control.File, perm os.FileMode, logf func(string,
 		}
 		osfile.Sparse(p.f)
 	}
-	os.Remove(statePath(p.path) + ".new") // left by a sync killed while saving (see growState)
 	if err := p.f.Truncate(ctl.Length); err != nil {
 		return nil, fmt.Errorf("sync: size %s: %w", p.path, err)
 	}

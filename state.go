@@ -2,19 +2,15 @@ package zsyncpipe
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
-	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -160,10 +156,11 @@ func stateReserve(n int) int { return (n + 1024 + 4095) / 4096 * 4096 }
 // writeState writes data, a state as stateBytes pads it, over the state file
 // at path in place, padded with spaces to the file's size: a save needs no
 // new file (no new inode: creating one costs more than the write on ext4
-// without a journal, see docs/trees.md) and, on a full disk, no new space.
-// A state that no longer fits (rare: many more seeds scanned) is written
-// to path+".new" and renamed over it, so that a full disk then keeps the
-// old state whole.
+// without a journal, see docs/trees.md) and, on a full disk, no new space
+// unless the state outgrew the room stateBytes left (rare: many more seeds
+// scanned). A save cut short (a kill, a full disk while the file grows)
+// leaves a state whose checksum does not match, which the next run
+// refuses.
 func writeState(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
@@ -174,33 +171,12 @@ func writeState(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	used := len(bytes.TrimRight(data, " "))
-	switch size := fi.Size(); {
-	case size > 0 && size < int64(used):
-		f.Close()
-		return growState(path, data)
-	case size > 0:
-		data = append(data[:used:used], bytes.Repeat([]byte{' '}, int(size)-used)...)
+	if used := len(bytes.TrimRight(data, " ")); fi.Size() >= int64(used) {
+		data = append(data[:used:used], bytes.Repeat([]byte{' '}, int(fi.Size())-used)...)
 	}
 	_, err = f.WriteAt(data, 0)
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	return err
-}
-
-// growState replaces the state file at path by a larger one, atomically.
-func growState(path string, data []byte) error {
-	tmp := path + ".new"
-	err := os.WriteFile(tmp, data, 0o644)
-	if err == nil {
-		err = osfile.Replace(context.Background(), tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		if errors.Is(err, syscall.ENOSPC) {
-			err = fmt.Errorf("%w (and the state no longer fits in place)", err)
-		}
 	}
 	return err
 }
