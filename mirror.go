@@ -265,7 +265,6 @@ type mirrorRun struct {
 	saveEvery        time.Duration // guarded by mu
 	qmu              sync.Mutex    // guards queued, queuedBytes
 	queued           []*fileJob    // verified, to flush and rename
-	held             []*fileJob    // verified and flushed, to rename (see finishJob); guarded by qmu
 	queuedBytes      int64
 	flushEach        bool       // set before the fetches start: see place
 	holdQueue        bool       // set while rebuilds run: see run
@@ -1030,16 +1029,13 @@ func (m *mirrorRun) queue(j *fileJob) {
 	m.placeBatch(batch)
 }
 
-// flushQueue places the files queued so far, then those finishJob held.
+// flushQueue places the files queued so far.
 func (m *mirrorRun) flushQueue() {
 	m.qmu.Lock()
-	batch, held := m.queued, m.held
-	m.queued, m.queuedBytes, m.held = nil, 0, nil
+	batch := m.queued
+	m.queued, m.queuedBytes = nil, 0
 	m.qmu.Unlock()
 	m.placeBatch(batch)
-	for _, j := range held {
-		m.placeJob(j)
-	}
 }
 
 // placeBatch flushes the files of batch to disk and renames them into
@@ -1056,10 +1052,7 @@ func (m *mirrorRun) placeBatch(batch []*fileJob) {
 		return
 	}
 	for _, j := range batch {
-		if m.placeJob(j) {
-			m.filesDone.Add(1)
-			m.progress("fetch", false)
-		}
+		m.finishJob(j)
 	}
 }
 
@@ -1472,32 +1465,9 @@ func (m *mirrorRun) tmpBeside(rel string) string {
 	return filepath.Join(m.dir, filepath.FromSlash(dir), "."+base+tmpSuffix)
 }
 
-// finishJob places a job's verified file (placeJob), which needs no more
-// flushing: now, or while the files fetched beside the rebuilds are held
-// (holdQueue), with them at the end (flushQueue). A rename over an old
-// version frees the old version's inode, and on ext4 without a journal
-// every file created after that in the same block group, for a minute,
-// pays for looking past it (see docs/trees.md): the renames wait until the
-// run has created its files. A run killed meanwhile leaves the file
-// verified in the parts directory or beside its path, where the next run
-// takes it or fetches it again.
+// finishJob sets the mode and mtime of a job's verified file and renames it
+// into place, replacing whatever is there.
 func (m *mirrorRun) finishJob(j *fileJob) {
-	m.qmu.Lock()
-	hold := m.holdQueue
-	if hold {
-		m.held = append(m.held, j)
-	}
-	m.qmu.Unlock()
-	if hold || m.placeJob(j) {
-		m.filesDone.Add(1)
-		m.progress("fetch", false)
-	}
-}
-
-// placeJob sets the mode and mtime of a job's verified file and renames it
-// into place, replacing whatever is there. It reports whether it did; a
-// failure is recorded (m.fail).
-func (m *mirrorRun) placeJob(j *fileJob) bool {
 	dst := filepath.Join(m.dir, filepath.FromSlash(j.e.Path))
 	var err error
 	if j.fi == nil {
@@ -1512,7 +1482,7 @@ func (m *mirrorRun) placeJob(j *fileJob) bool {
 	}
 	if err != nil {
 		m.fail(fmt.Errorf("%s: %w", j.e.Path, err))
-		return false
+		return
 	}
 	fi := j.fi
 	if fi == nil {
@@ -1523,7 +1493,8 @@ func (m *mirrorRun) placeJob(j *fileJob) bool {
 		m.record(j.e.Path, fi, j.hex)
 	}
 	m.saveStateSometimes()
-	return true
+	m.filesDone.Add(1)
+	m.progress("fetch", false)
 }
 
 // clearForFile removes a directory where a file must go (a file or link is
