@@ -311,6 +311,7 @@ type fileJob struct {
 	reused int64       // bytes the scan found locally, for "sync"
 	placed bool        // renamed into place
 	synced bool        // tmp was flushed already
+	part   *partFile   // for "sync": its partial result, open from the scan to the rebuild
 }
 
 func (m *mirrorRun) logf(format string, args ...any) {
@@ -397,6 +398,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 			h.Close()
 		}
 	}()
+	defer m.closeParts()
 	if err := m.place(ctx); err != nil {
 		return false, err
 	}
@@ -1251,11 +1253,15 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		_, err = seedscan.Extend(ctx, targets, ms, seeds, seedscan.Options{Workers: m.opts.Workers})
 		end()
 	}
-	// What the scan found, for the rebuilds (which take it from the
-	// states) and for a next run, should this one be killed; several at
-	// once (not flushed: see saveState).
-	end = m.phase("save parts")
-	sp := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
+	if err != nil {
+		return fmt.Errorf("mirror: scan local files: %w", err)
+	}
+	// What the scan found stays in the partial results, open and locked,
+	// for the rebuilds (syncOne hands each to its Sync). No state is
+	// saved: a state file would be one more inode per rebuilt file, and
+	// creating inodes is what costs most here (see docs/trees.md). A run
+	// killed before a rebuild has saved a state of its own leaves the
+	// partial result, which the next run sets aside and scans as a seed.
 	for i, j := range jobs {
 		if ms == nil || ms[i] == nil {
 			continue
@@ -1263,23 +1269,25 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		reused := stages.Blueprint(&j.f.Header, ms[i]).Reused
 		m.reused.Add(reused)
 		j.reused = reused
-		if write {
-			sp.Go(parts[i].save)
-		}
-	}
-	if serr := sp.Wait(); serr != nil && err == nil {
-		err = serr
-	}
-	end()
-	if err != nil {
-		return fmt.Errorf("mirror: scan local files: %w", err)
+		j.part, parts[i] = parts[i], nil
 	}
 	return nil
 }
 
-// partsParallel is how many partial results the scan opens, or saves the
-// state of, at once: file system calls, mostly waiting.
+// partsParallel is how many partial results the scan opens at once: file
+// system calls, mostly waiting.
 const partsParallel = 8
+
+// closeParts closes the partial results the scan left open that no
+// rebuild took (a job fetched from a pack instead, a run that failed).
+func (m *mirrorRun) closeParts() {
+	for _, j := range m.jobs {
+		if j.part != nil {
+			j.part.close()
+			j.part = nil
+		}
+	}
+}
 
 // lazyFile reads a seed file, opening it for each read: a tree has more
 // files than a process may hold open.
@@ -1307,10 +1315,16 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
+	part := j.part
+	j.part = nil
+	if part != nil {
+		defer part.close()
+	}
 	s, err := Sync(ctx, SyncOptions{
 		Hasher:  h,
 		Control: j.f,
 		Output:  m.partPath(j),
+		part:    part,
 		Source:  src,
 		Workers: m.opts.Workers,
 		NoFsync: m.opts.NoFsync,

@@ -42,6 +42,10 @@ type partFile struct {
 	// wb, when the result is to be flushed, gets the file onto the disk
 	// while it is written; flush and close stop it.
 	wb *writeback.Every
+	// noState is set while there is no state file: none was there when
+	// the file was opened and none has been saved since. Removing it is
+	// then skipped (two system calls per rebuilt file of a mirror).
+	noState bool
 }
 
 // openPart opens OUT.part for the target of ctl, locked for the whole sync
@@ -106,6 +110,7 @@ func (p *partFile) lock(perm os.FileMode) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	st, why := loadState(p.path, p.ctl, p.id)
+	p.noState = st == nil && why == ""
 	switch {
 	case st != nil:
 		p.earlier = st
@@ -145,19 +150,20 @@ func (p *partFile) skipSeed(path string, fi os.FileInfo) bool {
 	return p.earlier != nil && p.earlier.scanned(path, fi)
 }
 
-// resume marks the blocks verified by the earlier run as done, and as found
-// in seed number self (the partial file, at their own offsets), so that
-// the scan does not look for them again. It returns how many there are.
+// resume marks the blocks verified by the earlier run as done, and every
+// block done (by the earlier run, or written since the file was opened:
+// by the scan of Mirror, which hands the file over to Sync) as found in
+// seed number self (the partial file, at their own offsets), so that the
+// scan does not look for them again. It returns how many there are.
 func (p *partFile) resume(m *stages.Matches, self int) int64 {
-	if p.earlier == nil {
-		return 0
-	}
 	bs := int64(p.ctl.Blocksize)
 	var n int64
 	for i := range p.ctl.Blocks() {
-		if p.earlier.done(i) {
-			m.Set(i, self, i*bs)
+		if p.earlier != nil && p.earlier.done(i) {
 			p.pt.MarkDone(i)
+		}
+		if p.pt.Done(i) {
+			m.Set(i, self, i*bs)
 			n++
 		}
 	}
@@ -174,7 +180,16 @@ func (p *partFile) save() error {
 	if p.scanned {
 		scanned = append(scanned[:len(scanned):len(scanned)], p.seeds...)
 	}
+	p.noState = false
 	return saveState(p.path, p.id, p.pt, p.ctl.Blocks(), scanned)
+}
+
+// removeState removes the state file, if there is one.
+func (p *partFile) removeState() {
+	if !p.noState {
+		os.Remove(statePath(p.path))
+		p.noState = true
+	}
 }
 
 // reserve writes a first state, unless there is one, while there is room
@@ -185,6 +200,7 @@ func (p *partFile) reserve() error {
 	if p.earlier != nil {
 		return nil
 	}
+	p.noState = false
 	return saveState(p.path, p.id, p.pt, p.ctl.Blocks(), nil)
 }
 
@@ -205,7 +221,7 @@ func (p *partFile) keep() error {
 	}
 	// Put the earlier one back in one step, still holding the lock of the
 	// new one, so that no other sync sees the path between the two.
-	os.Remove(statePath(p.path))
+	p.removeState()
 	err := osfile.Replace(context.Background(), p.setAside, p.path)
 	p.f.Close()
 	p.f = nil
@@ -234,7 +250,7 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	case errors.Is(verified, ErrVerify):
 		// Every block passed its own check, yet the whole does not match:
 		// start afresh next time, using this result only as a seed.
-		os.Remove(statePath(p.path))
+		p.removeState()
 		return fmt.Errorf("sync %s: %w", p.out, verified)
 	case verified != nil:
 		if err := p.save(); err != nil {
@@ -273,7 +289,7 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	// The state goes first: once renamed, the file no longer holds the
 	// lock of the .part path, and a next sync must not take a state that
 	// describes it for a new, empty .part.
-	os.Remove(statePath(p.path))
+	p.removeState()
 	if err := osfile.Replace(context.Background(), p.path, p.out); err != nil {
 		return fmt.Errorf("sync: rename %s to %s: %w", p.path, p.out, err)
 	}
@@ -318,5 +334,6 @@ func (p *partFile) close() {
 	_ = p.stopWriteback()
 	if p.f != nil {
 		p.f.Close()
+		p.f = nil
 	}
 }
