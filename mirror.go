@@ -249,6 +249,7 @@ type mirrorRun struct {
 	modified         time.Time // Last-Modified of the index
 	local            map[string]os.FileInfo
 	tmps             []string          // local paths ending in tmpSuffix
+	stale            map[string]bool   // those a killed run left, by absolute path (see staleTmps)
 	bufs             sync.Pool         // *[]byte of hashBufSize, for hashLocal
 	unchanged        map[string]bool   // local files that are the same in the new tree
 	touched          atomic.Bool       // something in Dir was created, replaced or removed
@@ -556,11 +557,16 @@ func (m *mirrorRun) walkLocal() error {
 	return nil
 }
 
-// staleTmps removes, once the index is read, the temporary files of files
-// fetched whole that a killed run left beside their paths (unless the
-// index lists a file of that name), and the directories an older version
-// made in the parts directory, a directory per rebuilt file, which would
-// be in the way of the flat layout (see partPath).
+// staleTmps sets apart, once the index is read, the temporary files of
+// files fetched whole that a killed run left beside their paths (unless
+// the index lists a file of that name): they are not local files of the
+// tree. A complete and verified one is taken as it is (ready); the others
+// are written over when the same file is fetched again (writeVerified:
+// the same inode), and removed at the end (removeStale), after the run's
+// creates, which the removals would slow (see docs/trees.md). It also
+// removes the directories an older version made in the parts directory, a
+// directory per rebuilt file, which would be in the way of the flat
+// layout (see partPath).
 func (m *mirrorRun) staleTmps() {
 	if !m.opts.DryRun {
 		ents, _ := os.ReadDir(m.parts)
@@ -575,9 +581,10 @@ func (m *mirrorRun) staleTmps() {
 			continue
 		}
 		delete(m.local, rel)
-		if !m.opts.DryRun {
-			os.Remove(filepath.Join(m.dir, filepath.FromSlash(rel)))
+		if m.stale == nil {
+			m.stale = map[string]bool{}
 		}
+		m.stale[filepath.Join(m.dir, filepath.FromSlash(rel))] = true
 	}
 }
 
@@ -1083,12 +1090,22 @@ func (m *mirrorRun) syncFiles(batch []*fileJob) error {
 }
 
 // ready reports whether an earlier, interrupted run left the job's content
-// complete and verified in the parts directory, and takes it.
+// complete and verified in the parts directory or beside its path (a file
+// fetched whole and held for the flush; see staleTmps), and takes it.
 func (m *mirrorRun) ready(j *fileJob) bool {
 	p := m.partPath(j)
 	if j.how != "sync" {
 		p += ".tmp"
 	}
+	if t := m.tmpBeside(j.e.Path); m.stale[t] && m.readyAt(j, t) {
+		return true
+	}
+	return m.readyAt(j, p)
+}
+
+// readyAt reports whether the file at p holds the job's content, and takes
+// it.
+func (m *mirrorRun) readyAt(j *fileJob, p string) bool {
 	fi, err := os.Stat(p)
 	if err != nil || fi.Size() != j.e.Size {
 		return false
@@ -1616,6 +1633,7 @@ func (m *mirrorRun) deleteExtra() error {
 // dirAttrs sets the modes and mtimes of the directories, deepest first, and
 // drops state entries of files no longer there.
 func (m *mirrorRun) dirAttrs() error {
+	m.removeStale()
 	for i := len(m.idx.Entries) - 1; i >= 0; i-- {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.Directory {
@@ -1641,11 +1659,23 @@ func (m *mirrorRun) dirAttrs() error {
 	return nil
 }
 
-// cleanParts removes what earlier runs left in the parts directory.
+// cleanParts removes what this run and earlier ones left in the parts
+// directory.
 func (m *mirrorRun) cleanParts() {
 	ents, _ := os.ReadDir(m.parts)
 	for _, e := range ents {
 		os.RemoveAll(filepath.Join(m.parts, e.Name()))
+	}
+}
+
+// removeStale removes the temporary files a killed run left beside their
+// paths that this run did not take or write over (see staleTmps): once
+// every file is in place, and before the directories get their mtimes.
+func (m *mirrorRun) removeStale() {
+	for p := range m.stale {
+		if os.Remove(p) == nil {
+			m.touched.Store(true)
+		}
 	}
 }
 
