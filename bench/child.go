@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe"
@@ -43,15 +44,17 @@ type childResult struct {
 //
 //	make [-legacy] [-cpuprofile F] [-memprofile F] -b BLOCKSIZE -u URL -o OUT.zsync FILE
 //	sync [-fsync] [-cpuprofile F] [-memprofile F] -i SEED -o OUT CONTROL
+//	disk [-method hints|flushes|plain] -o OUT FILE
 //
 // -cpuprofile writes a CPU profile of the step, -memprofile its
 // allocations (for go tool pprof).
 // make writes the control file of FILE; sync rebuilds the target of CONTROL
 // from SEED, fetching missing blocks over HTTP from the control file's first
-// URL.
+// URL. disk measures the disk floor: it writes FILE's bytes into OUT and
+// flushes it (WriteDurable, by one of DiskMethods), then removes OUT.
 func RunChild(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("want make or sync: %w", ErrChildUsage)
+		return fmt.Errorf("want make, sync or disk: %w", ErrChildUsage)
 	}
 	fs := flag.NewFlagSet(ChildCommand+" "+args[0], flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -78,6 +81,19 @@ func RunChild(ctx context.Context, args []string, stdout io.Writer) error {
 				return fmt.Errorf("sync wants -i, -o and one CONTROL: %w", ErrChildUsage)
 			}
 			return childSync(ctx, fs.Arg(0), *seed, *out, !*fsync, &res)
+		}
+	case "disk":
+		out := fs.String("o", "", "output")
+		method := fs.String("method", string(DiskHints), "how to write and flush")
+		run = func() error {
+			if fs.NArg() != 1 || *out == "" {
+				return fmt.Errorf("disk wants -o and one FILE: %w", ErrChildUsage)
+			}
+			if !slices.Contains(DiskMethods(), DiskMethod(*method)) {
+				return fmt.Errorf("disk: no method %q (%v): %w", *method, DiskMethods(), ErrChildUsage)
+			}
+			_, err := diskFloor(ctx, fs.Arg(0), *out, DiskMethod(*method))
+			return err
 		}
 	default:
 		return fmt.Errorf("unknown step %q: %w", args[0], ErrChildUsage)

@@ -13,6 +13,14 @@
 # minimum and the median of wall time, of CPU time (user+sys) and of peak
 # RSS, from /usr/bin/time. Outputs are compared with NEW byte for byte;
 # "down" is what nginx sent for the sync: control file, headers, bodies.
+# With the sync rows comes the disk floor ("floor disk-METHOD"): NEW's
+# bytes written to a new file beside the outputs and flushed, nothing
+# else, by each way in FLOOR_METHODS (default "hints flushes plain", see
+# `zsyncpipe bench-child disk` and bench.DiskMethods; run by FLOOR_BIN, by
+# default the last of ZSP; FLOOR=0 leaves it out), timed in the same runs;
+# then each tool's sync time over the fastest of them (min over the
+# lowest min, median over the lowest median): for zsync, the most any
+# tool that flushes its result can be faster than zsync on this machine.
 set -euo pipefail
 old=$(realpath "$1") new=$(realpath "$2") bs=${3:-4096} runs=${4:-5}
 read -r -a bins <<<"${ZSP:-$(command -v zsyncpipe)}"
@@ -37,6 +45,8 @@ names=()
 [ "${ZSYNC:-1}" = 1 ] && names+=(zsync)
 for i in "${!bins[@]}"; do names+=("zsp$i"); done
 bin_of() { local i=${1#zsp}; echo "${bins[$i]}"; }
+floor_bin=${FLOOR_BIN:-${bins[-1]}}
+read -r -a methods <<<"${FLOOR_METHODS:-hints flushes plain}"
 
 if [ "${MAKE:-1}" = 1 ]; then
 	for _ in $(seq "$runs"); do
@@ -60,16 +70,41 @@ if [ "${SYNC:-1}" = 1 ]; then
 			cmp -s "$w/out/out" "$new" || { echo "$n: output differs from $new" >&2; exit 1; }
 			awk '{s+=$1} END {print s}' "$w/logs/access.log" >>"$w/down-$n"
 		done
+		if [ "${FLOOR:-1}" = 1 ]; then
+			for m in "${methods[@]}"; do
+				rm -rf "$w/out"; mkdir "$w/out"
+				timed "sync-floor-$m" "$floor_bin" bench-child disk -method "$m" -o "$w/out/out" "$new"
+			done
+		fi
 	done
 fi
 echo "# $(basename "$old") -> $(basename "$new"), blocksize $bs, $runs runs${ZSP_MAKE_FLAGS:+, zsyncpipe make $ZSP_MAKE_FLAGS}; $(uptime | sed 's/.*load/load/')"
-printf '%-10s %-5s %15s %15s %17s %12s\n' tool step "wall min/med" "cpu min/med" "rss KiB min/med" "down bytes"
-for n in "${names[@]}"; do
-	label=$n; [ "$n" != zsync ] && label="$(basename "$(bin_of "$n")")"
+printf '%-10s %-13s %15s %15s %17s %12s\n' tool step "wall min/med" "cpu min/med" "rss KiB min/med" "down bytes"
+floors=(); [ "${FLOOR:-1}" = 1 ] && [ "${SYNC:-1}" = 1 ] && for m in "${methods[@]}"; do floors+=("floor-$m"); done
+for n in "${names[@]}" "${floors[@]}"; do
+	case $n in zsync | floor-*) label=${n%%-*} ;; *) label="$(basename "$(bin_of "$n")")" ;; esac
 	for step in make sync; do
 		[ -s "$w/$step-$n" ] || continue
 		read -r a b c d e f <<<"$(stats "$step-$n")"
-		dn=""; [ "$step" = sync ] && dn=$(sort -n "$w/down-$n" | head -1)
-		printf '%-10s %-5s %7s %7s %7s %7s %8s %8s %12s\n' "$label" "$step" "$a" "$b" "$c" "$d" "$e" "$f" "$dn"
+		dn=""; [ -s "$w/down-$n" ] && [ "$step" = sync ] && dn=$(sort -n "$w/down-$n" | head -1)
+		case $n in floor-*) step=disk-${n#floor-} ;; esac
+		printf '%-10s %-13s %7s %7s %7s %7s %8s %8s %12s\n' "$label" "$step" "$a" "$b" "$c" "$d" "$e" "$f" "$dn"
 	done
 done
+# Each tool's sync over the disk floor: the fastest method's min and median.
+if [ "${#floors[@]}" -gt 0 ]; then
+	fa="" fb=""
+	for n in "${floors[@]}"; do
+		read -r a b _ <<<"$(stats "sync-$n")"
+		fa=$(awk -v x="$fa" -v y="$a" 'BEGIN {print (x == "" || y < x) ? y : x}')
+		fb=$(awk -v x="$fb" -v y="$b" 'BEGIN {print (x == "" || y < x) ? y : x}')
+	done
+	for n in "${names[@]}"; do
+		[ -s "$w/sync-$n" ] || continue
+		read -r a b _ <<<"$(stats "sync-$n")"
+		label=$n; [ "$n" != zsync ] && label="$(basename "$(bin_of "$n")")"
+		awk -v l="$label" -v a="$a" -v b="$b" -v fa="$fa" -v fb="$fb" 'BEGIN {
+			printf "# %s sync / disk floor (%.3f %.3f): %.2fx (min) %.2fx (median)%s\n", l, fa, fb, a/fa, b/fb,
+				l == "zsync" ? ": the most any durable tool can be faster than zsync here" : "" }'
+	done
+fi

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,9 +25,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if rep.ZsyncVersion != "" {
 		fmt.Fprintf(bw, "zsync: %s\n", rep.ZsyncVersion)
 	}
-	fmt.Fprintf(bw, "floor: sha256 %s (%.0f MB/s); copy+sha256 %s (%.0f MB/s); durable (copy+sha256+fsync) %s (%.0f MB/s)\n",
+	fmt.Fprintf(bw, "floor: sha256 %s (%.0f MB/s); copy+sha256 %s (%.0f MB/s); durable (copy+sha256+fsync) %s (%.0f MB/s); disk (write+fsync only, %s) %s (%.0f MB/s)\n",
 		seconds(rep.Floor.Hash), rep.Floor.HashMBps, seconds(rep.Floor.CopyHash), rep.Floor.CopyHashMBps,
-		seconds(rep.Floor.Durable), rep.Floor.DurableMBps)
+		seconds(rep.Floor.Durable), rep.Floor.DurableMBps, rep.Floor.DiskMethod, seconds(rep.Floor.Disk), rep.Floor.DiskMBps)
 	if rep.NoFsync {
 		fmt.Fprint(bw, "sync/floor: against copy+sha256 (zsyncpipe --no-fsync)\n\n")
 	} else {
@@ -63,11 +64,27 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			}
 		}
 	}
+	for _, r := range rep.Results {
+		if r.Err == "" && r.Tool == ToolZsync && r.SyncVsDisk > 0 {
+			fmt.Fprintf(bw, "\nzsync's sync at %s blocks is %.1f× the disk floor: the most any durable tool can be faster than zsync here (zsyncpipe here: %.2f× zsync's speed)",
+				humanize.IBytes(uint64(r.BlockSize)), r.SyncVsDisk, r.SyncVsDisk/rep.syncVsDisk(ToolZsyncpipe, r.BlockSize))
+		}
+	}
 	fmt.Fprintln(bw)
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("bench: write table: %w", err)
 	}
 	return nil
+}
+
+// syncVsDisk returns the SyncVsDisk of tool at block size bs, or NaN.
+func (rep *Report) syncVsDisk(tool string, bs int) float64 {
+	for _, r := range rep.Results {
+		if r.Tool == tool && r.BlockSize == bs && r.Err == "" && r.SyncVsDisk > 0 {
+			return r.SyncVsDisk
+		}
+	}
+	return math.NaN()
 }
 
 // WriteJSON writes the report as indented JSON. Durations are nanoseconds.

@@ -98,7 +98,11 @@ type Options struct {
 // reading it once while hashing it with SHA-256 (for make), copying it once
 // to a new file while hashing it in the same pass (for sync), and the same
 // copy made durable: writeback started as it is written, flushed to disk
-// (fsync) at the end (for a sync that flushes, zsyncpipe's default).
+// (fsync) at the end (for a sync that flushes, zsyncpipe's default). And
+// the disk floor: writing the target's bytes into a new file and flushing
+// it, nothing else, the fastest of the ways tried (WriteDurable,
+// DiskMethods); zsync's sync time over it is the most any tool that
+// leaves its result on the disk can be faster than zsync on this machine.
 // Measured in-process on page-cached data.
 type Floor struct {
 	// Hash is the time to SHA-256 the target, CopyHash the time to copy
@@ -110,6 +114,12 @@ type Floor struct {
 	CopyHashMBps float64       `json:"copy_hash_mbps"`
 	Durable      time.Duration `json:"durable_ns"`
 	DurableMBps  float64       `json:"durable_mbps"`
+	// Disk is the time of WriteDurable of the target by the fastest of
+	// DiskMethods, DiskMethod, in the fastest of the runs; DiskMBps its
+	// throughput.
+	Disk       time.Duration `json:"disk_ns"`
+	DiskMethod DiskMethod    `json:"disk_method"`
+	DiskMBps   float64       `json:"disk_mbps"`
 }
 
 // Result holds the figures of one tool at one block size. Times are wall
@@ -141,6 +151,9 @@ type Result struct {
 	SyncMBps    float64       `json:"sync_mbps"`
 	SyncVsFloor float64       `json:"sync_vs_floor"`
 	SyncMaxRSS  int64         `json:"sync_max_rss_bytes"`
+	// SyncVsDisk is Sync / Floor.Disk: for zsync, the most a tool that
+	// flushes its result could be faster than zsync here.
+	SyncVsDisk float64 `json:"sync_vs_disk"`
 
 	// Reused is the target bytes taken from the old file, Fetched those
 	// downloaded (payload). zsync does not report them: for zsync,
@@ -455,13 +468,24 @@ func (r *runner) floor(ctx context.Context) error {
 		}
 		f.Durable = fastest(f.Durable, time.Since(start))
 		os.Remove(out)
+
+		for _, m := range DiskMethods() {
+			disk, err := diskFloor(ctx, r.new, out, m)
+			if err != nil {
+				return err
+			}
+			if f.Disk == 0 || disk < f.Disk {
+				f.Disk, f.DiskMethod = disk, m
+			}
+		}
 	}
 	f.HashMBps = mbps(r.size, f.Hash)
 	f.CopyHashMBps = mbps(r.size, f.CopyHash)
 	f.DurableMBps = mbps(r.size, f.Durable)
-	r.logf("floor: sha256 %v (%.0f MB/s), copy+sha256 %v (%.0f MB/s), durable %v (%.0f MB/s)",
+	f.DiskMBps = mbps(r.size, f.Disk)
+	r.logf("floor: sha256 %v (%.0f MB/s), copy+sha256 %v (%.0f MB/s), durable %v (%.0f MB/s), disk %v (%.0f MB/s, %s)",
 		f.Hash.Round(time.Millisecond), f.HashMBps, f.CopyHash.Round(time.Millisecond), f.CopyHashMBps,
-		f.Durable.Round(time.Millisecond), f.DurableMBps)
+		f.Durable.Round(time.Millisecond), f.DurableMBps, f.Disk.Round(time.Millisecond), f.DiskMBps, f.DiskMethod)
 	return nil
 }
 
@@ -624,6 +648,7 @@ func (r *runner) measure(ctx context.Context, tool string, bs int, dir string) R
 	if tool == ToolZsyncpipe && !r.opts.NoFsync {
 		res.SyncVsFloor = ratio(res.Sync, r.rep.Floor.Durable)
 	}
+	res.SyncVsDisk = ratio(res.Sync, r.rep.Floor.Disk)
 	r.logf("%-9s %7s: control %s, make %v (%.0f MB/s, %s), sync %v (%.0f MB/s, %s), reused %.1f%%, downloaded %s",
 		tool, humanize.IBytes(uint64(bs)), humanize.IBytes(uint64(res.ControlSize)),
 		res.Make.Round(time.Millisecond), res.MakeMBps, humanize.IBytes(uint64(res.MakeMaxRSS)),

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestRun(t *testing.T) {
 	if rep.NewSize != fi.Size() {
 		t.Errorf("NewSize %d, want %d", rep.NewSize, fi.Size())
 	}
-	if rep.Floor.Hash <= 0 || rep.Floor.CopyHash <= 0 || rep.Floor.CopyHashMBps <= 0 || rep.Floor.Durable <= 0 || rep.Floor.DurableMBps <= 0 {
+	if rep.Floor.Hash <= 0 || rep.Floor.CopyHash <= 0 || rep.Floor.CopyHashMBps <= 0 || rep.Floor.Durable <= 0 || rep.Floor.DurableMBps <= 0 || rep.Floor.Disk <= 0 || rep.Floor.DiskMBps <= 0 || !slices.Contains(DiskMethods(), rep.Floor.DiskMethod) {
 		t.Errorf("floor not measured: %+v", rep.Floor)
 	}
 	tools := []string{ToolZsyncpipe}
@@ -148,7 +149,7 @@ func checkResult(t *testing.T, rep *Report, r *Result) {
 	if r.Wire < r.Fetched || r.Downloaded != r.ControlSize+r.Wire {
 		t.Errorf("%s: wire %d, fetched %d, control %d, downloaded %d: want wire ≥ fetched and downloaded = control + wire", name, r.Wire, r.Fetched, r.ControlSize, r.Downloaded)
 	}
-	if r.Make <= 0 || r.Sync <= 0 || r.MakeMBps <= 0 || r.SyncMBps <= 0 || r.SyncVsFloor <= 0 || r.MakeVsFloor <= 0 {
+	if r.Make <= 0 || r.Sync <= 0 || r.MakeMBps <= 0 || r.SyncMBps <= 0 || r.SyncVsFloor <= 0 || r.MakeVsFloor <= 0 || r.SyncVsDisk <= 0 {
 		t.Errorf("%s: times missing: %+v", name, r)
 	}
 	if r.MakeMaxRSS < 1<<20 || r.SyncMaxRSS < 1<<20 || r.SyncMaxRSS > 4<<30 {
@@ -178,6 +179,12 @@ func TestRunOutputs(t *testing.T) {
 	}
 	if _, ok := rep.Best[ToolZsync]; ok && !strings.Contains(text, "least downloaded by zsync:") {
 		t.Errorf("table lacks zsync's best block size:\n%s", text)
+	}
+	if !strings.Contains(text, "disk (write+fsync only, "+string(rep.Floor.DiskMethod)+")") {
+		t.Errorf("table lacks the disk floor:\n%s", text)
+	}
+	if _, ok := rep.Best[ToolZsync]; ok && strings.Count(text, "the disk floor: the most any durable tool can be faster than zsync here") != 2 {
+		t.Errorf("table lacks zsync's ratio to the disk floor at each block size:\n%s", text)
 	}
 	// Aligned: every row of the table proper has the same width.
 	var widths []int

@@ -18,8 +18,11 @@ by a loopback HTTP server started for the run. When zsync and zsyncmake are on
 PATH they run on the same files at the same block sizes in the same run, and the
 floor (hashing the target; copying it while hashing; the same copy flushed to
 disk, the durable floor a default sync is compared with) is measured alongside, so
-every figure can be read as a ratio. It names the block size that minimises the
-bytes downloaded.
+every figure can be read as a ratio. So is the disk floor: the target's bytes
+written into a new file and flushed, nothing else, the fastest of three ways;
+zsync's sync time over it, printed under the table, is the most any tool that
+flushes its result can be faster than zsync on this machine. It names the block
+size that minimises the bytes downloaded.
 
 The corpus is generated (random data with inserts, deletes, overwrites and
 moves; text with line edits; an append-growing file) or any pair given as
