@@ -46,6 +46,13 @@ type partFile struct {
 	// the file was opened and none has been saved since. Removing it is
 	// then skipped (two system calls per rebuilt file of a mirror).
 	noState bool
+	// noDirSync skips flushing the directory after the rename into OUT:
+	// set for Mirror, which renames OUT again into its tree without such a
+	// flush. The data is flushed before either rename, so a crash that
+	// loses this one leaves the complete OUT.part, which the next run sets
+	// aside and scans as a seed. The flush took about 0.4 s of waiting,
+	// summed over the rebuilds, on the divergent Go pair.
+	noDirSync bool
 }
 
 // openPart opens OUT.part for the target of ctl, locked for the whole sync
@@ -297,7 +304,7 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("sync: close %s: %w", p.out, err)
 	}
-	if !noFsync {
+	if !noFsync && !p.noDirSync {
 		if err := osfile.SyncDir(filepath.Dir(p.out)); err != nil {
 			return fmt.Errorf("sync: flush the directory of %s: %w", p.out, err)
 		}

@@ -191,7 +191,9 @@ func (j *syncJob) prepare(ctx context.Context) error {
 		paths = append(paths, j.out)
 	}
 	part := j.opts.part
-	if part == nil {
+	if part != nil {
+		part.noDirSync = true
+	} else {
 		var err error
 		if part, err = openPart(j.out, j.f, mode, j.logf); err != nil {
 			return err
