@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/source"
@@ -32,8 +33,19 @@ const (
 
 // packed reports whether the job's file can come from a pack.
 func packed(j *fileJob) bool {
-	p := j.e.Pack
-	return j.how == "whole" && p != nil && (p.Encoding == treeindex.PackZstd || p.Encoding == treeindex.PackRaw)
+	return j.how == "whole" && knownPack(j.e.Pack)
+}
+
+// knownPack reports whether p is a pack record this client can decode.
+func knownPack(p *treeindex.PackRef) bool {
+	if p == nil {
+		return false
+	}
+	switch p.Encoding {
+	case treeindex.PackZstd, treeindex.PackS2, treeindex.PackRaw:
+		return true
+	}
+	return false
 }
 
 // preferPacks turns the rebuilds whose missing data is longer than their
@@ -44,7 +56,7 @@ func packed(j *fileJob) bool {
 func (m *mirrorRun) preferPacks(syncs []*fileJob) {
 	for _, j := range syncs {
 		p := j.e.Pack
-		if j.how != "sync" || p == nil || (p.Encoding != treeindex.PackZstd && p.Encoding != treeindex.PackRaw) {
+		if j.how != "sync" || !knownPack(p) {
 			continue
 		}
 		if p.Length < j.e.Size-j.reused {
@@ -243,6 +255,17 @@ func (m *mirrorRun) decodeRecord(e *treeindex.Entry, rec []byte) ([]byte, error)
 		out, err := d.DecodeAll(rec, make([]byte, 0, e.Size))
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w: %w", ErrVerify, err)
+		}
+		return out, nil
+	case treeindex.PackS2:
+		// The block states its decoded length first: nothing is decoded
+		// unless that is the index's size.
+		if n, err := s2.DecodedLen(rec); err != nil || int64(n) != e.Size {
+			return nil, fmt.Errorf("s2: %w: the record decodes to %d bytes, not %d (%v)", ErrVerify, n, e.Size, err)
+		}
+		out, err := s2.Decode(make([]byte, e.Size), rec)
+		if err != nil {
+			return nil, fmt.Errorf("s2: %w: %w", ErrVerify, err)
 		}
 		return out, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -39,10 +40,15 @@ func packTree(t testing.TB, root string, edit func(e *treeindex.Entry, rec []byt
 			t.Fatal(err)
 		}
 		rec := enc.EncodeAll(data, nil)
+		e.Pack = nil
 		if edit != nil {
-			rec = edit(e, rec)
+			rec = edit(e, rec) // may set e.Pack.Encoding
 		}
-		e.Pack = &treeindex.PackRef{Name: packTestName, Offset: int64(pack.Len()), Length: int64(len(rec)), Encoding: treeindex.PackZstd}
+		encoding := treeindex.PackZstd
+		if e.Pack != nil {
+			encoding = e.Pack.Encoding
+		}
+		e.Pack = &treeindex.PackRef{Name: packTestName, Offset: int64(pack.Len()), Length: int64(len(rec)), Encoding: encoding}
 		pack.Write(rec)
 	}
 	p := filepath.Join(root, filepath.FromSlash(treeindex.PackPath(packTestName)))
@@ -141,6 +147,32 @@ func TestMirrorHostilePacks(t *testing.T) {
 			}
 			return rec
 		}},
+		{name: "s2", bad: 0, edit: func(e *treeindex.Entry, rec []byte) []byte {
+			if strings.HasSuffix(e.Path, "f012.txt") {
+				return asS2(t, e, rec)
+			}
+			return rec
+		}},
+		{name: "s2 corrupt", bad: 1, edit: func(e *treeindex.Entry, rec []byte) []byte {
+			if strings.HasSuffix(e.Path, "f013.txt") {
+				rec = asS2(t, e, rec)
+				rec[len(rec)-1] ^= 0xff
+			}
+			return rec
+		}},
+		{name: "s2 bomb", bad: 1, edit: func(e *treeindex.Entry, rec []byte) []byte {
+			if strings.HasSuffix(e.Path, "f014.txt") {
+				asS2(t, e, rec)
+				return s2.Encode(nil, make([]byte, 1<<20)) // 1 MiB from a few bytes
+			}
+			return rec
+		}},
+		{name: "s2 short", bad: 1, edit: func(e *treeindex.Entry, rec []byte) []byte {
+			if strings.HasSuffix(e.Path, "f015.txt") {
+				return asS2(t, e, rec)[:len(rec)/2]
+			}
+			return rec
+		}},
 		{name: "missing pack", bad: 30, after: func(t *testing.T, pub string, idx *treeindex.Index) {
 			os.Remove(filepath.Join(pub, filepath.FromSlash(treeindex.PackPath(packTestName))))
 		}},
@@ -193,10 +225,34 @@ func TestMirrorHostilePacks(t *testing.T) {
 	}
 }
 
+// asS2 returns the zstd record rec of e as an S2 record, and marks e's
+// reference as one.
+func asS2(t *testing.T, e *treeindex.Entry, rec []byte) []byte {
+	t.Helper()
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	data, err := dec.DecodeAll(rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Pack = &treeindex.PackRef{Encoding: treeindex.PackS2}
+	return s2.Encode(nil, data)
+}
+
 // TestMirrorPrefersPack: a file with a control file that changed
-// throughout is taken from its compressed record in the pack rather than
-// rebuilt from blocks; one that changed a little is rebuilt.
+// throughout is taken from its compressed record in the pack (zstd, or S2
+// as the publisher packs such files by default) rather than rebuilt from
+// blocks; one that changed a little is rebuilt.
 func TestMirrorPrefersPack(t *testing.T) {
+	for _, enc := range []string{treeindex.PackZstd, treeindex.PackS2} {
+		t.Run(enc, func(t *testing.T) { testMirrorPrefersPack(t, enc) })
+	}
+}
+
+func testMirrorPrefersPack(t *testing.T, enc string) {
 	pub, dst := t.TempDir(), t.TempDir()
 	text := func(seed int) []byte {
 		var b bytes.Buffer
@@ -213,7 +269,12 @@ func TestMirrorPrefersPack(t *testing.T) {
 	copy(edited[50<<10:], "a small change")
 	treeFile(t, pub, "edited.bin", edited, 0o644)
 	publishTree(t, pub, 1)
-	packTree(t, pub, nil)
+	packTree(t, pub, func(e *treeindex.Entry, rec []byte) []byte {
+		if enc == treeindex.PackS2 {
+			return asS2(t, e, rec)
+		}
+		return rec
+	})
 	url, _ := serveTree(t, pub)
 	sum, err := Mirror(context.Background(), mirrorOpts(url, dst))
 	if err != nil {

@@ -455,9 +455,8 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		want = treeindex.ControlPath(it.Path, px.opts.Beside)
 	}
 	inline := want == "" && e.Size <= px.opts.inline() // files with a control file are never inlined
-	// Files with a control file are packed only with PackLarge, and not
-	// with AppendOnly (a grown file is read from its old end).
-	pack := !inline && px.packable(e.Size) && (want == "" || px.opts.PackLarge && !px.opts.AppendOnly)
+	// Files with a control file are packed up to packMax.
+	pack := !inline && px.packable(e.Size) && (want == "" || e.Size <= px.opts.packMax())
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
 		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) {
@@ -555,11 +554,20 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		g  *growPlan // with AppendOnly
 	)
 	var content []byte // with a pack
+	if s.enc != "" && !inline {
+		// Only encodeRecord reads it: a pooled buffer.
+		bp := packBufs.Get().(*[]byte)
+		defer packBufs.Put(bp)
+		if int64(cap(*bp)) < e.Size {
+			*bp = make([]byte, 0, e.Size)
+		}
+		content = (*bp)[:0]
+	}
 	if want == "" {
-		var buf bytes.Buffer
+		buf := bytes.NewBuffer(content)
 		w := io.Writer(h)
 		if inline || s.enc != "" {
-			w = io.MultiWriter(h, &buf)
+			w = io.MultiWriter(h, buf)
 		}
 		bp := copyBufs.Get().(*[]byte)
 		n, err := io.CopyBuffer(w, in, *bp)
@@ -595,7 +603,7 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		}
 		var buf *bytes.Buffer
 		if s.enc != "" {
-			buf = bytes.NewBuffer(make([]byte, 0, e.Size))
+			buf = bytes.NewBuffer(content)
 			in = io.TeeReader(in, buf)
 		}
 		if px.opts.Legacy {
@@ -633,7 +641,7 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		e.SHA256 = h.Sum(nil)
 	}
 	if s.enc != "" {
-		s.rec, s.enc = px.encodeRecord(content)
+		s.rec, s.enc = px.encodeRecord(content, cf != nil && !px.opts.PackLarge)
 	}
 	if cf != nil {
 		target := filepath.Join(px.dir, filepath.FromSlash(want))
@@ -661,6 +669,10 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 	}
 	return true, nil
 }
+
+// packBufs hold the content of a file that goes into a pack while it is
+// read, until its record is encoded (encodeRecord copies what it keeps).
+var packBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // copyBufs are the read buffers of files without a control file.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -15,6 +15,9 @@ const (
 	// DefaultSmall is the small-file threshold: shorter files get no
 	// control file (clients fetch them whole).
 	DefaultSmall = 16 << 10
+	// DefaultPackMax is Options.PackMax's default: files with a control
+	// file are packed (S2) up to 256 KiB.
+	DefaultPackMax = 256 << 10
 	// DefaultInline is the largest file whose content is inlined.
 	DefaultInline = 256
 	// DefaultSettle is the settle time of Watch.
@@ -141,13 +144,17 @@ type Options struct {
 	// NoPacks writes no pack files: clients fetch every small file by its
 	// path, one request each (docs/trees.md, "Packs").
 	NoPacks bool
-	// PackLarge also packs files that have a control file, up to
-	// treeindex.MaxPacked bytes, so that a client may take a changed file
-	// compressed and whole when that is shorter than its missing blocks.
-	// By default only files without a control file (under Small) are
-	// packed: compressing the larger ones costs the publisher more CPU
-	// than the whole rest of an index of a Go toolchain tree, for a
-	// fraction of a percent fewer bytes downloaded (docs/trees.md,
+	// PackMax is the size up to which files that have a control file are
+	// packed too, compressed with S2 (treeindex.PackS2: about a third of
+	// zstd's CPU, records a third longer), so that a client may take a
+	// changed file compressed and whole when that is shorter than its
+	// missing blocks; 0 means DefaultPackMax, a negative value packs only
+	// the files without a control file. At most treeindex.MaxPacked.
+	PackMax int64
+	// PackLarge packs files that have a control file up to
+	// treeindex.MaxPacked bytes with zstd instead (records about a quarter
+	// shorter than S2's, for three times the publisher's CPU: a full index
+	// of a Go toolchain tree then takes 1.5 times as long; docs/trees.md,
 	// "Packs").
 	PackLarge bool
 	// PackGrace is how long a pack file that the index no longer refers
@@ -171,6 +178,20 @@ func (o *Options) small() int64 {
 		return 0
 	}
 	return o.Small
+}
+
+// packMax returns the size up to which files with a control file are
+// packed (0: none).
+func (o *Options) packMax() int64 {
+	switch {
+	case o.NoPacks || o.AppendOnly || o.PackMax < 0 && !o.PackLarge:
+		return 0 // with AppendOnly, a grown file is read from its old end
+	case o.PackLarge:
+		return treeindex.MaxPacked
+	case o.PackMax == 0:
+		return DefaultPackMax
+	}
+	return min(o.PackMax, treeindex.MaxPacked)
 }
 
 func (o *Options) packGrace() time.Duration {

@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
@@ -60,21 +62,38 @@ func newPackEncoder() (*zstd.Encoder, error) {
 }
 
 // packable reports whether a file of size bytes that is not inlined may go
-// into a pack (a file with a control file only with PackLarge: a client
-// then chooses).
+// into a pack (a file with a control file only up to Options.PackMax: a
+// client then chooses).
 func (px *pass) packable(size int64) bool {
 	return !px.opts.NoPacks && size > 0 && size <= treeindex.MaxPacked
 }
 
-// encodeRecord returns the pack record of content and its encoding: zstd,
-// or the bytes as they are when that is not shorter.
-func (px *pass) encodeRecord(content []byte) ([]byte, string) {
-	rec := px.enc.EncodeAll(content, make([]byte, 0, len(content)/2+64))
-	if len(rec) >= len(content) {
+// encodeRecord returns the pack record of content and its encoding: zstd
+// (S2 when cheap is set), or the bytes as they are when that is not
+// shorter.
+func (px *pass) encodeRecord(content []byte, cheap bool) ([]byte, string) {
+	rec, enc := []byte(nil), treeindex.PackZstd
+	if cheap {
+		bp := s2Bufs.Get().(*[]byte)
+		if n := s2.MaxEncodedLen(len(content)); cap(*bp) < n {
+			*bp = make([]byte, n)
+		}
+		if b := s2.Encode((*bp)[:cap(*bp)], content); len(b) < len(content) {
+			rec, enc = append([]byte(nil), b...), treeindex.PackS2
+		}
+		s2Bufs.Put(bp)
+	} else {
+		rec = px.enc.EncodeAll(content, make([]byte, 0, len(content)/2+64))
+	}
+	if rec == nil || len(rec) >= len(content) {
 		return append([]byte(nil), content...), treeindex.PackRaw
 	}
-	return rec, treeindex.PackZstd
+	return rec, enc
 }
+
+// s2Bufs are the destination buffers of S2 records (copied out at their
+// length, which S2 does not know in advance).
+var s2Bufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // packExists reports whether the pack ref points into is there and long
 // enough (checked once per pack and pass).

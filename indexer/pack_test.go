@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -45,9 +46,11 @@ func packs(t *testing.T, dir string) map[string]string {
 }
 
 // checkPacks reads dir's index and checks that every file that must be in
-// a pack is (with large, files with a control file too), that its record decodes to the file's content, and that no
-// other file has a pack. It returns the index.
-func checkPacks(t *testing.T, dir string, large bool) *treeindex.Index {
+// a pack is (files with a control file too up to packMax bytes), that its
+// record, in the encoding wanted (enc for those files, zstd or raw for the
+// others), decodes to the file's content, and that no other file has a
+// pack. It returns the index.
+func checkPacks(t *testing.T, dir string, packMax int64, enc string) *treeindex.Index {
 	t.Helper()
 	x, err := ReadIndex(dir)
 	if err != nil {
@@ -62,7 +65,7 @@ func checkPacks(t *testing.T, dir string, large bool) *treeindex.Index {
 		if e.Type != treeindex.File {
 			continue
 		}
-		want := e.Data == nil && e.Size > 0 && e.Size <= treeindex.MaxPacked && (large || e.Control == "")
+		want := e.Data == nil && e.Size > 0 && e.Size <= treeindex.MaxPacked && (e.Control == "" || e.Size <= packMax)
 		if (e.Pack != nil) != want {
 			t.Fatalf("%s: pack %+v, want one: %v", e.Path, e.Pack, want)
 		}
@@ -77,11 +80,22 @@ func checkPacks(t *testing.T, dir string, large bool) *treeindex.Index {
 			t.Fatalf("%s: record %+v beyond the pack's %d bytes", e.Path, e.Pack, len(pack))
 		}
 		rec := pack[e.Pack.Offset : e.Pack.Offset+e.Pack.Length]
+		wantEnc := treeindex.PackZstd
+		if e.Control != "" {
+			wantEnc = enc
+		}
+		if e.Pack.Encoding != wantEnc && e.Pack.Encoding != treeindex.PackRaw {
+			t.Fatalf("%s: encoding %q, want %q", e.Path, e.Pack.Encoding, wantEnc)
+		}
 		got := rec
-		if e.Pack.Encoding == treeindex.PackZstd {
-			if got, err = dec.DecodeAll(rec, make([]byte, 0, e.Size)); err != nil {
-				t.Fatalf("%s: %v", e.Path, err)
-			}
+		switch e.Pack.Encoding {
+		case treeindex.PackZstd:
+			got, err = dec.DecodeAll(rec, make([]byte, 0, e.Size))
+		case treeindex.PackS2:
+			got, err = s2.Decode(nil, rec)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", e.Path, err)
 		}
 		if sum := sha256.Sum256(got); !bytes.Equal(sum[:], e.SHA256) {
 			t.Fatalf("%s: the record does not decode to the file", e.Path)
@@ -101,7 +115,7 @@ func TestIndexPacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkPacks(t, dir, true)
+	checkPacks(t, dir, treeindex.MaxPacked, treeindex.PackZstd)
 	first := packs(t, dir)
 	if len(first) != 1 || res.Packed != 21 || res.PackBytes == 0 || res.Controls != 2 {
 		t.Fatalf("first pass: packs %v, %d packed (%d bytes), %d control files; want one pack of 21, 2", first, res.Packed, res.PackBytes, res.Controls)
@@ -129,7 +143,7 @@ func TestIndexPacks(t *testing.T) {
 	if res, err = Index(ctx, dir, Options{NoSync: true, PackLarge: true}); err != nil || res.Packed != 1 || res.Repacked != 0 {
 		t.Fatalf("one change: %v, %d packed, %d repacked", err, res.Packed, res.Repacked)
 	}
-	checkPacks(t, dir, true)
+	checkPacks(t, dir, treeindex.MaxPacked, treeindex.PackZstd)
 	second := packs(t, dir)
 	for name, st := range first {
 		if second[name] != st {
@@ -150,7 +164,7 @@ func TestIndexPacks(t *testing.T) {
 	if res, err = Index(ctx, dir, Options{NoSync: true, PackLarge: true}); err != nil || res.Packed != 16+4 || res.Repacked != 4 {
 		t.Fatalf("compaction: %v, %d packed, %d repacked; want 20 and 4", err, res.Packed, res.Repacked)
 	}
-	x = checkPacks(t, dir, true)
+	x = checkPacks(t, dir, treeindex.MaxPacked, treeindex.PackZstd)
 	used := map[string]bool{}
 	for _, e := range x.Entries {
 		if e.Pack != nil {
@@ -191,7 +205,7 @@ func TestIndexPacks(t *testing.T) {
 	if !slices.Equal(left, want) || res.PacksRemoved != len(third)-len(want) {
 		t.Errorf("after the grace period: packs %v (%d removed), want %v", left, res.PacksRemoved, want)
 	}
-	checkPacks(t, dir, true)
+	checkPacks(t, dir, treeindex.MaxPacked, treeindex.PackZstd)
 }
 
 // TestIndexPackGone: an entry whose pack is gone is read again and packed
@@ -207,7 +221,7 @@ func TestIndexPackGone(t *testing.T) {
 	if err != nil || res.Packed != 6 || !res.Written {
 		t.Fatalf("pack gone: %v, %d packed, written %v", err, res.Packed, res.Written)
 	}
-	checkPacks(t, dir, true)
+	checkPacks(t, dir, treeindex.MaxPacked, treeindex.PackZstd)
 
 	res, err = Index(ctx, dir, Options{NoSync: true, PackLarge: true, NoPacks: true})
 	if err != nil || res.Packed != 0 {
@@ -221,21 +235,42 @@ func TestIndexPackGone(t *testing.T) {
 	}
 }
 
-// TestIndexPacksSmallOnly: by default only files without a control file
-// are packed; a file with one is not, however small.
-func TestIndexPacksSmallOnly(t *testing.T) {
-	dir := packTree(t, 5)
-	res, err := Index(context.Background(), dir, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := checkPacks(t, dir, false)
-	if res.Packed != 5 || res.Controls != 2 {
-		t.Errorf("%d packed, %d control files; want 5 and 2", res.Packed, res.Controls)
-	}
-	for _, e := range x.Entries {
-		if e.Path == "mid.txt" && (e.Control == "" || e.Pack != nil) {
-			t.Errorf("mid.txt: control %q, pack %+v; want a control file and no pack", e.Control, e.Pack)
-		}
+// TestIndexPackMax: by default files with a control file are packed with
+// S2 up to DefaultPackMax; PackMax moves that bound or (negative) packs only
+// files without a control file; PackLarge packs them with zstd up to
+// treeindex.MaxPacked.
+func TestIndexPackMax(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		opts    Options
+		packMax int64
+		enc     string
+		packed  int
+		midPack bool
+	}{
+		{"default", Options{}, DefaultPackMax, treeindex.PackS2, 6, true},
+		{"none", Options{PackMax: -1}, 0, treeindex.PackS2, 5, false},
+		{"below mid.txt", Options{PackMax: 32 << 10}, 32 << 10, treeindex.PackS2, 5, false},
+		{"large", Options{PackLarge: true}, treeindex.MaxPacked, treeindex.PackZstd, 6, true},
+		{"append-only", Options{AppendOnly: true}, 0, treeindex.PackS2, 5, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := packTree(t, 5)
+			opts := c.opts
+			opts.NoSync = true
+			res, err := Index(context.Background(), dir, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := checkPacks(t, dir, c.packMax, c.enc)
+			if res.Packed != c.packed || res.Controls != 2 {
+				t.Errorf("%d packed, %d control files; want %d and 2", res.Packed, res.Controls, c.packed)
+			}
+			for _, e := range x.Entries {
+				if e.Path == "mid.txt" && (e.Control == "" || (e.Pack != nil) != c.midPack) {
+					t.Errorf("mid.txt: control %q, pack %+v; want a control file and a pack: %v", e.Control, e.Pack, c.midPack)
+				}
+			}
+		})
 	}
 }

@@ -38,6 +38,11 @@ const (
 	PackZstd = "zstd"
 	// PackRaw is the file's bytes as they are.
 	PackRaw = "raw"
+	// PackS2 is one S2 block (github.com/klauspost/compress/s2, the
+	// block format, not the stream format) holding the whole file: about
+	// a third of zstd's cost to the publisher for larger records. Readers
+	// that predate it fetch such a file by its path.
+	PackS2 = "s2"
 )
 
 // Limits a Reader enforces by default.
@@ -154,7 +159,7 @@ type PackRef struct {
 	Name string
 	// Offset and Length are the record's place in the pack.
 	Offset, Length int64
-	// Encoding is PackZstd or PackRaw. Readers accept other names (a later
+	// Encoding is PackZstd, PackS2 or PackRaw. Readers accept other names (a later
 	// publisher may add some); clients fetch such a file by its path.
 	Encoding string
 }

@@ -398,3 +398,41 @@ func TestPackRefsShortened(t *testing.T) {
 		}
 	}
 }
+
+// failAfter accepts n bytes, then fails every write.
+type failAfter struct{ n int }
+
+var errDisk = errors.New("disk full")
+
+func (f *failAfter) Write(b []byte) (int, error) {
+	if len(b) > f.n {
+		n := f.n
+		f.n = 0
+		return n, errDisk
+	}
+	f.n -= len(b)
+	return len(b), nil
+}
+
+// TestWriteFails: Index.Write (which compresses on a goroutine of its own)
+// returns the error of the writer underneath, or of an entry it refuses,
+// wherever it happens, and does not hang.
+func TestWriteFails(t *testing.T) {
+	var es []Entry
+	for i := range 20000 {
+		es = append(es, Entry{Path: fmt.Sprintf("f%05d", i), Type: File, Size: int64(i), Mode: 0o644,
+			SHA256: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 16)})
+	}
+	for _, n := range []int{0, 10, 100 << 10} {
+		x := &Index{Entries: es}
+		if err := x.Write(&failAfter{n: n}, WriterOptions{}); !errors.Is(err, errDisk) {
+			t.Errorf("writer failing after %d bytes: %v", n, err)
+		}
+	}
+	bad := append([]Entry{}, es...)
+	bad[15000].Path = "a" // out of order
+	x := &Index{Entries: bad}
+	if err := x.Write(io.Discard, WriterOptions{}); !errors.Is(err, ErrFormat) {
+		t.Errorf("an entry out of order: %v", err)
+	}
+}

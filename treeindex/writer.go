@@ -2,7 +2,6 @@ package treeindex
 
 import (
 	"bufio"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,13 +10,23 @@ import (
 	"hash"
 	"io"
 	"time"
+
+	// klauspost's gzip writes the same format as compress/gzip (any gzip
+	// reader reads it) in about a third of the CPU at the default level:
+	// 37 ms instead of 130 ms for the 2.9 MB index of a Go toolchain
+	// tree, 1.3 % larger (745,618 bytes instead of 735,945), and the
+	// index is compressed after every file was read, on one core.
+	"github.com/klauspost/compress/gzip"
 )
+
+// writeBuffer is the size of a Writer's buffer.
+const writeBuffer = 64 << 10
 
 // WriterOptions configures a Writer.
 type WriterOptions struct {
 	// Uncompressed writes plain JSON lines instead of gzip.
 	Uncompressed bool
-	// Level is the gzip level; 0 means gzip.DefaultCompression.
+	// Level is the gzip level; 0 or gzip.DefaultCompression means 6.
 	Level int
 }
 
@@ -39,18 +48,14 @@ type Writer struct {
 func NewWriter(w io.Writer, h Header, opts WriterOptions) (*Writer, error) {
 	iw := &Writer{sum: sha256.New()}
 	if !opts.Uncompressed {
-		level := opts.Level
-		if level == 0 {
-			level = gzip.DefaultCompression
-		}
-		gz, err := gzip.NewWriterLevel(w, level)
+		gz, err := newGzip(w, opts.Level)
 		if err != nil {
-			return nil, fmt.Errorf("tree index: %w", err)
+			return nil, err
 		}
 		iw.gz = gz
 		w = gz
 	}
-	iw.bw = bufio.NewWriterSize(w, 64<<10)
+	iw.bw = bufio.NewWriterSize(w, writeBuffer)
 	v := Version
 	if h.Created.IsZero() {
 		h.Created = time.Now()
@@ -60,6 +65,20 @@ func NewWriter(w io.Writer, h Header, opts WriterOptions) (*Writer, error) {
 		return nil, err
 	}
 	return iw, nil
+}
+
+// newGzip returns the gzip writer of an index at level (0 or
+// gzip.DefaultCompression: 6, compress/gzip's default; klauspost's is 5,
+// 1.6 % larger on a Go toolchain tree's index).
+func newGzip(w io.Writer, level int) (*gzip.Writer, error) {
+	if level == 0 || level == gzip.DefaultCompression {
+		level = 6
+	}
+	gz, err := gzip.NewWriterLevel(w, level)
+	if err != nil {
+		return nil, fmt.Errorf("tree index: %w", err)
+	}
+	return gz, nil
 }
 
 func (w *Writer) writeJSON(v any, hashed bool) error {

@@ -48,14 +48,14 @@ type treeFlags struct {
 	appendOnly             bool
 	noPacks, packLarge     bool
 	packGrace              time.Duration
-	small, inline          sizeFlag
+	small, inline, packMax sizeFlag
 	bs                     blocksizeFlag
 	workers                int
 	settle, rescan, rehash time.Duration
 }
 
 func addTreeFlags(fs *flag.FlagSet) *treeFlags {
-	f := &treeFlags{small: indexer.DefaultSmall, inline: indexer.DefaultInline}
+	f := &treeFlags{small: indexer.DefaultSmall, inline: indexer.DefaultInline, packMax: indexer.DefaultPackMax}
 	fs.BoolVar(&f.beside, "beside", false, "write control files beside the files (FILE.zsync) instead of in DIR/.zsyncpipe")
 	fs.BoolVar(&f.legacy, "legacy", false, "write control files in the zsync 0.6.2 format (MD4, SHA-1) for zsync 0.6.2 clients")
 	fs.Var(&f.small, "small", "files shorter than `size` get no control file (clients fetch them whole); 0 gives every file one")
@@ -68,7 +68,8 @@ func addTreeFlags(fs *flag.FlagSet) *treeFlags {
 	fs.BoolVar(&f.appendOnly, "append-only", false, "files that keep their inode and grow are appended to (logs): read only what was added (docs/trees.md)")
 	fs.DurationVar(&f.rehash, "rehash", indexer.DefaultRehash, "with --append-only: read a growing file whole at least every `duration`")
 	fs.BoolVar(&f.noPacks, "no-packs", false, "write no pack files (small files compressed in DIR/.zsyncpipe/packs, which mirror fetches many per request)")
-	fs.BoolVar(&f.packLarge, "pack-large", false, "also pack files up to 1 MiB that have a control file (mirror may then take a changed one whole and compressed; costs the publisher CPU)")
+	fs.Var(&f.packMax, "pack-max", "also pack (S2) files with a control file of at most `size` bytes, at most 1 MiB (mirror takes a changed one whole and compressed when that is shorter); 0 packs none")
+	fs.BoolVar(&f.packLarge, "pack-large", false, "pack files with a control file up to 1 MiB with zstd instead (records a quarter shorter; three times the publisher's CPU for them)")
 	fs.DurationVar(&f.packGrace, "pack-grace", indexer.DefaultPackGrace, "keep a pack file the index no longer refers to for `duration` (for clients of an earlier index)")
 	return f
 }
@@ -82,6 +83,10 @@ func (f *treeFlags) options(w io.Writer) indexer.Options {
 		Settle: f.settle, Rescan: f.rescan,
 		AppendOnly: f.appendOnly, Rehash: f.rehash,
 		NoPacks: f.noPacks, PackLarge: f.packLarge, PackGrace: f.packGrace,
+		PackMax: int64(f.packMax),
+	}
+	if o.PackMax == 0 {
+		o.PackMax = -1
 	}
 	if o.Small == 0 {
 		o.Small = -1

@@ -14,13 +14,13 @@
 //	                [--size size] [--zsync]
 //	zsyncpipe index [--announce URL] [--append-only] [-b blocksize] [--base-url URL] [--beside]
 //	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--no-fsync]
-//	                [--no-packs] [--pack-grace duration] [--pack-large]
+//	                [--no-packs] [--pack-grace duration] [--pack-large] [--pack-max size]
 //	                [--partition-all] [--partition-size size] [-q] [--rehash duration]
 //	                [--rescan duration] [--settle duration] [--small size] [--topic-prefix prefix]
 //	                [-v] [--watch] DIR
 //	zsyncpipe serve [--announce URL] [--append-only] [-b blocksize] [--base-url URL] [--beside]
 //	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--listen address]
-//	                [--no-fsync] [--no-index] [--no-packs] [--pack-grace duration] [--pack-large]
+//	                [--no-fsync] [--no-index] [--no-packs] [--pack-grace duration] [--pack-large] [--pack-max size]
 //	                [--partition-all] [--partition-size size] [-q]
 //	                [--rehash duration] [--rescan duration] [--settle duration] [--small size]
 //	                [--tls-cert file] [--tls-key file] [--topic-prefix prefix] DIR

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsyncpipe/zsyncpipe/indexer"
 	"github.com/zsyncpipe/zsyncpipe/internal/nginxtest"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -152,5 +154,44 @@ func TestMirrorCommandRefusesUnsafeIndex(t *testing.T) {
 	}
 	if r := runZ(t, "mirror", base); r.code != exitUsage {
 		t.Errorf("one argument: exit %d, want %d", r.code, exitUsage)
+	}
+}
+
+// TestMirrorCommandPackMax: by default index packs (S2) a file with a
+// control file up to 256 KiB, and mirror takes a changed one from the pack
+// when that is shorter than its missing blocks; --pack-max 0 packs none,
+// and the file is rebuilt from blocks.
+func TestMirrorCommandPackMax(t *testing.T) {
+	text := func(version int) []byte {
+		var b strings.Builder
+		for i := 0; b.Len() < 64<<10; i++ {
+			fmt.Fprintf(&b, "// version %d, line %d: some source text that compresses\n", version, i*version%977)
+		}
+		return []byte(b.String())
+	}
+	for _, c := range []struct {
+		flags  []string
+		packed bool
+	}{{nil, true}, {[]string{"--pack-max", "0"}, false}} {
+		tmp := t.TempDir()
+		pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+		writeFile(t, filepath.Join(dst, "src", "x.go"), text(1))
+		writeFile(t, filepath.Join(pub, "src", "x.go"), text(2))
+		mustRun(t, append(append([]string{"index", "--no-fsync"}, c.flags...), pub)...)
+		x, err := indexer.ReadIndex(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := x.Lookup("src/x.go")
+		if e == nil || e.Control == "" || (e.Pack != nil) != c.packed || c.packed && e.Pack.Encoding != treeindex.PackS2 {
+			t.Fatalf("%v: src/x.go listed as %+v", c.flags, e)
+		}
+		base, stop := startServe(t, pub)
+		out := mustRun(t, "mirror", base, dst)
+		stop()
+		if strings.Contains(out.stdout, "1 small file from packs") != c.packed {
+			t.Errorf("%v: summary: %s", c.flags, out.stdout)
+		}
+		sameTree(t, pub, dst)
 	}
 }
