@@ -1442,7 +1442,7 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	if j.how == "whole" || j.how == "dup" {
 		tmp = m.tmpBeside(j.e.Path)
 	}
-	w, err := os.Create(tmp)
+	w, tmp, err := m.tmpFile(j, tmp)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
@@ -1476,6 +1476,28 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	}
 	j.tmp, j.fi = tmp, fi
 	return nil
+}
+
+// tmpFile creates the file that the verified content of a job is written
+// to, at tmp. A job the scan opened a partial result for that is fetched
+// whole after all (from a pack smaller than what the scan left missing)
+// takes that file instead, emptied: an inode the run has made already
+// (see docs/trees.md, "What a mirror writes"). It returns the file and
+// its path.
+func (m *mirrorRun) tmpFile(j *fileJob, tmp string) (*os.File, string, error) {
+	if p := j.part; p != nil && p.f != nil {
+		j.part = nil
+		p.removeState()
+		_ = p.stopWriteback()
+		f := p.f
+		p.f = nil // the file stays open: it is taken, with its lock
+		if err := f.Truncate(0); err == nil {
+			return f, p.path, nil
+		}
+		f.Close()
+	}
+	f, err := os.Create(tmp)
+	return f, tmp, err
 }
 
 // tmpSuffix ends the names of the files fetched whole while they are
