@@ -41,9 +41,21 @@ func TestMirrorCreatesOneInodePerFile(t *testing.T) {
 	for i := range added {
 		newFiles[fmt.Sprintf("small/n%d", i)] = treeData(uint64(400+i), 3000)
 	}
+	// Rewritten throughout: the scan opens a partial result for it, finds
+	// nothing, and the file is taken from its pack instead, written into
+	// that partial result.
+	text := func(seed int) []byte {
+		var b bytes.Buffer
+		for i := 0; b.Len() < 40<<10; i++ {
+			fmt.Fprintf(&b, "version %d, line %d: some source text\n", seed, i*seed%977)
+		}
+		return b.Bytes()
+	}
+	oldFiles["text/rewritten.txt"], newFiles["text/rewritten.txt"] = text(1), text(2)
 	makeTree(t, dst, oldFiles, nil)
 	makeTree(t, pub, newFiles, nil)
 	publishTree(t, pub, 1)
+	packTree(t, pub, nil)
 	url, _ := serveTree(t, pub)
 	meta := filepath.Join(dst, MirrorStateDir)
 	parts := filepath.Join(meta, "parts")
@@ -57,7 +69,7 @@ func TestMirrorCreatesOneInodePerFile(t *testing.T) {
 	}
 	defer unix.Close(fd)
 	where := map[int32]string{}
-	for _, dir := range []string{dst, filepath.Join(dst, "big"), filepath.Join(dst, "small"), meta, parts} {
+	for _, dir := range []string{dst, filepath.Join(dst, "big"), filepath.Join(dst, "small"), filepath.Join(dst, "text"), meta, parts} {
 		wd, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE)
 		if err != nil {
 			t.Fatalf("inotify watch %s: %v", dir, err)
@@ -72,8 +84,8 @@ func TestMirrorCreatesOneInodePerFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareTrees(t, pub, dst, false)
-	if sum.Updated != rebuilt+updated || sum.New != added {
-		t.Fatalf("summary %+v: want %d updated and %d new", sum, rebuilt+updated, added)
+	if sum.Updated != rebuilt+updated+1 || sum.New != added || sum.Packed < 1 {
+		t.Fatalf("summary %+v: want %d updated and %d new, some from the pack", sum, rebuilt+updated+1, added)
 	}
 
 	// What was created, by directory.
@@ -104,16 +116,16 @@ func TestMirrorCreatesOneInodePerFile(t *testing.T) {
 		}
 	}
 	t.Logf("created: %q", created)
-	inTree := len(created["."]) + len(created["big"]) + len(created["small"])
+	inTree := len(created["."]) + len(created["big"]) + len(created["small"]) + len(created["text"])
 	if inTree != updated+added {
-		t.Errorf("%d files created in the tree, want %d: one per file fetched whole", inTree, updated+added)
+		t.Errorf("%d files created in the tree, want %d: one per small file fetched", inTree, updated+added)
 	}
-	// One partial result per rebuilt file (its new inode, renamed into
-	// place); a state only for a rebuild that ran a second or more
-	// (a slow machine: allow two).
+	// One partial result per file the scan looked for (its new inode,
+	// renamed into place); a state only for a rebuild that ran a second
+	// or more (a slow machine: allow two).
 	metaDir, partsDir := filepath.Join(MirrorStateDir), filepath.Join(MirrorStateDir, "parts")
-	if n := len(created[partsDir]); n < rebuilt || n > rebuilt+2 {
-		t.Errorf("%d entries created in the parts directory, want %d (one partial result per rebuilt file): %q", n, rebuilt, created[partsDir])
+	if n := len(created[partsDir]); n < rebuilt+1 || n > rebuilt+3 {
+		t.Errorf("%d entries created in the parts directory, want %d (one partial result per file the scan looked for): %q", n, rebuilt+1, created[partsDir])
 	}
 	for _, name := range append(created[partsDir], created[metaDir]...) {
 		if strings.HasSuffix(name, "/") {
