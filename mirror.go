@@ -250,6 +250,7 @@ type mirrorRun struct {
 	modified         time.Time // Last-Modified of the index
 	local            map[string]os.FileInfo
 	tmps             []string          // local paths ending in tmpSuffix
+	stale            map[string]bool   // those a killed run left, by absolute path (see staleTmps)
 	bufs             sync.Pool         // *[]byte of hashBufSize, for hashLocal
 	unchanged        map[string]bool   // local files that are the same in the new tree
 	touched          atomic.Bool       // something in Dir was created, replaced or removed
@@ -273,7 +274,7 @@ type mirrorRun struct {
 	holding          bool       // see hold
 	held             []*fileJob // verified while holding
 	// creating is held (write-locked) by the phases that create many
-	// files themselves (copy, open parts, save parts) and read-locked by
+	// files themselves (copy, open parts) and read-locked by
 	// each file fetched beside them: creating files in one directory
 	// group at once serializes in the kernel (ext4 scans its recently
 	// freed inodes under the group's lock), and the critical path is
@@ -324,6 +325,7 @@ type fileJob struct {
 	synced bool        // tmp was flushed already
 	early  bool        // fetched beside the scan (see startEarly)
 	dups   []*fileJob  // "dup" jobs to copy from this one's file once verified
+	part   *partFile   // for "sync": its partial result, open from the scan to the rebuild
 }
 
 func (m *mirrorRun) logf(format string, args ...any) {
@@ -410,6 +412,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 			h.Close()
 		}
 	}()
+	defer m.closeParts()
 	if err := m.place(ctx); err != nil {
 		return false, err
 	}
@@ -567,18 +570,34 @@ func (m *mirrorRun) walkLocal() error {
 	return nil
 }
 
-// staleTmps removes, once the index is read, the temporary files of files
-// fetched whole that a killed run left beside their paths (unless the
-// index lists a file of that name).
+// staleTmps sets apart, once the index is read, the temporary files of
+// files fetched whole that a killed run left beside their paths (unless
+// the index lists a file of that name): they are not local files of the
+// tree. A complete and verified one is taken as it is (ready); the others
+// are written over when the same file is fetched again (writeVerified:
+// the same inode), and removed at the end (removeStale), after the run's
+// creates, which the removals would slow (see docs/trees.md). It also
+// removes the directories an older version made in the parts directory, a
+// directory per rebuilt file, which would be in the way of the flat
+// layout (see partPath).
 func (m *mirrorRun) staleTmps() {
+	if !m.opts.DryRun {
+		ents, _ := os.ReadDir(m.parts)
+		for _, e := range ents {
+			if e.IsDir() {
+				os.RemoveAll(filepath.Join(m.parts, e.Name()))
+			}
+		}
+	}
 	for _, rel := range m.tmps {
 		if _, listed := m.idx.Lookup(rel); listed {
 			continue
 		}
 		delete(m.local, rel)
-		if !m.opts.DryRun {
-			os.Remove(filepath.Join(m.dir, filepath.FromSlash(rel)))
+		if m.stale == nil {
+			m.stale = map[string]bool{}
 		}
+		m.stale[filepath.Join(m.dir, filepath.FromSlash(rel))] = true
 	}
 }
 
@@ -1254,12 +1273,22 @@ func (m *mirrorRun) syncFiles(batch []*fileJob) error {
 }
 
 // ready reports whether an earlier, interrupted run left the job's content
-// complete and verified in the parts directory, and takes it.
+// complete and verified in the parts directory or beside its path (a file
+// fetched whole and held for the flush; see staleTmps), and takes it.
 func (m *mirrorRun) ready(j *fileJob) bool {
 	p := m.partPath(j)
 	if j.how != "sync" {
 		p += ".tmp"
 	}
+	if t := m.tmpBeside(j.e.Path); m.stale[t] && m.readyAt(j, t) {
+		return true
+	}
+	return m.readyAt(j, p)
+}
+
+// readyAt reports whether the file at p holds the job's content, and takes
+// it.
+func (m *mirrorRun) readyAt(j *fileJob, p string) bool {
 	fi, err := os.Stat(p)
 	if err != nil || fi.Size() != j.e.Size {
 		return false
@@ -1325,14 +1354,14 @@ func (m *mirrorRun) control(ctx context.Context, e *treeindex.Entry) (*control.F
 	return f, nil
 }
 
-// partPath is where the content of a job is assembled: a directory of its
-// own for a rebuilt file (which has a partial file, a state and perhaps a
-// set-aside seed beside it; looking for stale ones then stays cheap), a file
-// in the parts directory for the others.
+// partPath is where the content of a job is assembled, in the parts
+// directory, named by its content: for a rebuilt file, the output of its
+// sync (which writes PATH.part and PATH.part.state beside it; see
+// partFile); for the others, PATH.tmp is written. The parts directory is
+// flat: a directory per file would be one more inode to create (and to
+// free at the end) per rebuilt file, and creating an inode is what costs
+// most on ext4 without a journal (see docs/trees.md).
 func (m *mirrorRun) partPath(j *fileJob) string {
-	if j.how == "sync" {
-		return filepath.Join(m.parts, j.hex, "file")
-	}
 	return filepath.Join(m.parts, j.hex)
 }
 
@@ -1364,9 +1393,6 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		p := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
 		for i, j := range jobs {
 			p.Go(func() error {
-				if err := os.MkdirAll(filepath.Dir(m.partPath(j)), 0o755); err != nil {
-					return err
-				}
 				pf, err := openPart(m.partPath(j), j.f, 0o644, m.logf)
 				if err != nil {
 					return err
@@ -1430,15 +1456,15 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		_, err = seedscan.Extend(ctx, targets, ms, seeds, seedscan.Options{Workers: m.opts.Workers})
 		end()
 	}
-	// What the scan found, for the rebuilds (which take it from the
-	// states) and for a next run, should this one be killed; several at
-	// once (not flushed: see saveState).
-	if write {
-		m.creating.Lock()
-		defer m.creating.Unlock()
+	if err != nil {
+		return fmt.Errorf("mirror: scan local files: %w", err)
 	}
-	end = m.phase("save parts")
-	sp := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
+	// What the scan found stays in the partial results, open and locked,
+	// for the rebuilds (syncOne hands each to its Sync). No state is
+	// saved: a state file would be one more inode per rebuilt file, and
+	// creating inodes is what costs most here (see docs/trees.md). A run
+	// killed before a rebuild has saved a state of its own leaves the
+	// partial result, which the next run sets aside and scans as a seed.
 	for i, j := range jobs {
 		if ms == nil || ms[i] == nil {
 			continue
@@ -1446,23 +1472,25 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		reused := stages.Blueprint(&j.f.Header, ms[i]).Reused
 		m.reused.Add(reused)
 		j.reused = reused
-		if write {
-			sp.Go(parts[i].save)
-		}
-	}
-	if serr := sp.Wait(); serr != nil && err == nil {
-		err = serr
-	}
-	end()
-	if err != nil {
-		return fmt.Errorf("mirror: scan local files: %w", err)
+		j.part, parts[i] = parts[i], nil
 	}
 	return nil
 }
 
-// partsParallel is how many partial results the scan opens, or saves the
-// state of, at once: file system calls, mostly waiting.
+// partsParallel is how many partial results the scan opens at once: file
+// system calls, mostly waiting.
 const partsParallel = 8
+
+// closeParts closes the partial results the scan left open that no
+// rebuild took (a job fetched from a pack instead, a run that failed).
+func (m *mirrorRun) closeParts() {
+	for _, j := range m.jobs {
+		if j.part != nil {
+			j.part.close()
+			j.part = nil
+		}
+	}
+}
 
 // lazyFile reads a seed file, opening it for each read: a tree has more
 // files than a process may hold open.
@@ -1490,10 +1518,16 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
+	part := j.part
+	j.part = nil
+	if part != nil {
+		defer part.close()
+	}
 	s, err := Sync(ctx, SyncOptions{
 		Hasher:  h,
 		Control: j.f,
 		Output:  m.partPath(j),
+		part:    part,
 		Source:  src,
 		Workers: m.opts.Workers,
 		NoFsync: m.opts.NoFsync,
@@ -1594,7 +1628,7 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	if j.how == "whole" || j.how == "dup" {
 		tmp = m.tmpBeside(j.e.Path)
 	}
-	w, err := os.Create(tmp)
+	w, tmp, err := m.tmpFile(j, tmp)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
@@ -1632,6 +1666,28 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	}
 	j.tmp, j.fi = tmp, fi
 	return nil
+}
+
+// tmpFile creates the file that the verified content of a job is written
+// to, at tmp. A job the scan opened a partial result for that is fetched
+// whole after all (from a pack smaller than what the scan left missing)
+// takes that file instead, emptied: an inode the run has made already
+// (see docs/trees.md, "What a mirror writes"). It returns the file and
+// its path.
+func (m *mirrorRun) tmpFile(j *fileJob, tmp string) (*os.File, string, error) {
+	if p := j.part; p != nil && p.f != nil {
+		j.part = nil
+		p.removeState()
+		_ = p.stopWriteback()
+		f := p.f
+		p.f = nil // the file stays open: it is taken, with its lock
+		if err := f.Truncate(0); err == nil {
+			return f, p.path, nil
+		}
+		f.Close()
+	}
+	f, err := os.Create(tmp)
+	return f, tmp, err
 }
 
 // tmpSuffix ends the names of the files fetched whole while they are
@@ -1803,6 +1859,7 @@ func (m *mirrorRun) deleteExtra() error {
 // dirAttrs sets the modes and mtimes of the directories, deepest first, and
 // drops state entries of files no longer there.
 func (m *mirrorRun) dirAttrs() error {
+	m.removeStale()
 	for i := len(m.idx.Entries) - 1; i >= 0; i-- {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.Directory {
@@ -1828,11 +1885,23 @@ func (m *mirrorRun) dirAttrs() error {
 	return nil
 }
 
-// cleanParts removes what earlier runs left in the parts directory.
+// cleanParts removes what this run and earlier ones left in the parts
+// directory.
 func (m *mirrorRun) cleanParts() {
 	ents, _ := os.ReadDir(m.parts)
 	for _, e := range ents {
 		os.RemoveAll(filepath.Join(m.parts, e.Name()))
+	}
+}
+
+// removeStale removes the temporary files a killed run left beside their
+// paths that this run did not take or write over (see staleTmps): once
+// every file is in place, and before the directories get their mtimes.
+func (m *mirrorRun) removeStale() {
+	for p := range m.stale {
+		if os.Remove(p) == nil {
+			m.touched.Store(true)
+		}
 	}
 }
 

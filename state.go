@@ -5,23 +5,19 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
-	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
 // resumeState is what a sync leaves beside Output+".part" so that the next
 // run of the same sync can go on where it stopped: which blocks of the
 // partial result are verified, and which seeds were fully scanned. It is
-// stored as JSON in Output+".part.state".
+// stored as JSON in Output+".part.state", with its checksum (stateFile).
 type resumeState struct {
 	Version int `json:"version"`
 	// Control identifies the control file the partial result belongs to.
@@ -41,7 +37,7 @@ type seedID struct {
 	MTime time.Time `json:"mtime"`
 }
 
-const stateVersion = 1
+const stateVersion = 2
 
 func statePath(part string) string { return part + ".state" }
 
@@ -70,9 +66,14 @@ func loadState(part string, f *control.File, id string) (*resumeState, string) {
 	if err != nil {
 		return nil, ""
 	}
+	var sf stateFile
 	var st resumeState
 	switch {
-	case json.Unmarshal(data, &st) != nil:
+	case json.Unmarshal(data, &sf) != nil:
+		return nil, "resume state is unreadable"
+	case sf.Sum != fmt.Sprintf("%x", sha256.Sum256(sf.State)):
+		return nil, "resume state is torn (a run was killed while saving it) or of an older version: its checksum does not match"
+	case json.Unmarshal(sf.State, &st) != nil:
 		return nil, "resume state is unreadable"
 	case st.Version != stateVersion:
 		return nil, fmt.Sprintf("resume state has version %d", st.Version)
@@ -97,38 +98,41 @@ func (st *resumeState) scanned(path string, fi os.FileInfo) bool {
 	return false
 }
 
-// saveState writes the state of the partial result atomically: a reader
-// sees the old state or the new one whole. It does not flush it to disk.
-// The state describes the partial result, whose data is not flushed either
-// while it is built; so a flushed state would vouch for nothing after a
-// crash: blocks it lists may have been lost with the data. What vouches for
-// a resumed result is its whole-file hash, checked before it is renamed
-// into place; a state lost in a crash costs only a rescan. The flush made
-// every save wait for the file system's journal, and with it for the
-// partial result's own writeback: 0.04 to 0.37 s on a 225 MB sync, with
-// the stages before the save held up meanwhile.
+// saveState writes the state of the partial result over the state file, in
+// place (see writeState). It does not flush it to disk. The state
+// describes the partial result, whose data is not flushed either while it
+// is built; so a flushed state would vouch for nothing after a crash:
+// blocks it lists may have been lost with the data. What vouches for a
+// resumed result is its whole-file hash, checked before it is renamed into
+// place; a state lost in a crash costs only a rescan. The flush made every
+// save wait for the file system's journal, and with it for the partial
+// result's own writeback: 0.04 to 0.37 s on a 225 MB sync, with the stages
+// before the save held up meanwhile.
 func saveState(part, id string, pt *stages.Patcher, blocks int64, scanned []seedID) error {
 	data, err := stateBytes(id, pt, blocks, scanned)
 	if err != nil {
 		return err
 	}
-	_, err = atomicfile.WriteOptions(statePath(part), atomicfile.Options{Perm: 0o644, NoSync: true}, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-	if errors.Is(err, syscall.ENOSPC) {
-		err = overwriteState(statePath(part), bytes.TrimRight(data, " "))
-	}
-	if err != nil {
+	if err := writeState(statePath(part), data); err != nil {
 		return fmt.Errorf("save resume state: %w", err)
 	}
 	return nil
 }
 
-// stateBytes returns the state file's content: the JSON of the state,
+// stateFile is the content of a state file: the state's JSON and its
+// SHA-256. A state is written over the last one in place, so a kill or a
+// crash in the middle of a save can leave the start of the new state over
+// the end of the old one; the checksum then no longer matches, and the
+// state is refused (the partial result serves as a seed).
+type stateFile struct {
+	Sum   string          `json:"sum"`
+	State json.RawMessage `json:"state"`
+}
+
+// stateBytes returns the state file's content: the stateFile of the state,
 // padded with spaces (which JSON ignores) to a round size with room to
-// spare, so that when the disk is full the next state can be written over
-// this one in place, needing no new space.
+// spare, so that the next states can be written over this one in place,
+// needing neither a new file nor, when the disk is full, new space.
 func stateBytes(id string, pt *stages.Patcher, blocks int64, scanned []seedID) ([]byte, error) {
 	st := resumeState{Version: stateVersion, Control: id, Blocks: blocks, Done: make([]byte, (blocks+7)/8), Scanned: scanned}
 	for i := int64(0); i < blocks; i++ {
@@ -136,10 +140,12 @@ func stateBytes(id string, pt *stages.Patcher, blocks int64, scanned []seedID) (
 			st.Done[i/8] |= 1 << (i % 8)
 		}
 	}
-	data, err := json.Marshal(&st)
+	inner, err := json.Marshal(&st)
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(inner)
+	data := fmt.Appendf(nil, `{"sum":"%x","state":%s}`, sum, inner)
 	return append(data, bytes.Repeat([]byte{' '}, stateReserve(len(data))-len(data))...), nil
 }
 
@@ -147,28 +153,32 @@ func stateBytes(id string, pt *stages.Patcher, blocks int64, scanned []seedID) (
 // 4 KiB boundary after n plus 1 KiB.
 func stateReserve(n int) int { return (n + 1024 + 4095) / 4096 * 4096 }
 
-// overwriteState writes data over the state file at path in place, padded
-// with spaces to its size, when it fits: on a full disk that needs no new
-// blocks. A crash in the middle leaves a state that does not parse, which
-// the next run ignores (the partial result then serves as a seed).
-func overwriteState(path string, data []byte) error {
-	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+// writeState writes data, a state as stateBytes pads it, over the state file
+// at path in place, padded with spaces to the file's size: a save needs no
+// new file (no new inode: creating one costs more than the write on ext4
+// without a journal, see docs/trees.md) and, on a full disk, no new space
+// unless the state outgrew the room stateBytes left (rare: many more seeds
+// scanned). A save cut short (a kill, a full disk while the file grows)
+// leaves a state whose checksum does not match, which the next run
+// refuses.
+func writeState(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
-	defer fh.Close()
-	fi, err := fh.Stat()
+	fi, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return err
 	}
-	if fi.Size() < int64(len(data)) {
-		return fmt.Errorf("%w (and the state no longer fits in place)", syscall.ENOSPC)
+	if used := len(bytes.TrimRight(data, " ")); fi.Size() >= int64(used) {
+		data = append(data[:used:used], bytes.Repeat([]byte{' '}, int(fi.Size())-used)...)
 	}
-	data = append(data, bytes.Repeat([]byte{' '}, int(fi.Size())-len(data))...)
-	if _, err := fh.WriteAt(data, 0); err != nil {
-		return err
+	_, err = f.WriteAt(data, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return fh.Sync()
+	return err
 }
 
 // identify returns the seedID of a seed file.

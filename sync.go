@@ -73,6 +73,12 @@ type SyncOptions struct {
 	// Logf, if set, receives warnings and notes (a resume state that does
 	// not fit, a control file without a whole-file hash).
 	Logf func(format string, args ...any)
+
+	// part, set by Mirror, is Output+".part" as its scan left it: open,
+	// locked and holding the blocks the scan found. Sync goes on from it
+	// instead of opening the file again, and writes no first state for it
+	// (see syncJob.prepare); the caller closes it after Sync returns.
+	part *partFile
 }
 
 // Sync rebuilds opts.Output from local data and the missing blocks read from
@@ -184,9 +190,14 @@ func (j *syncJob) prepare(ctx context.Context) error {
 		mode = fi.Mode().Perm()
 		paths = append(paths, j.out)
 	}
-	part, err := openPart(j.out, j.f, mode, j.logf)
-	if err != nil {
-		return err
+	part := j.opts.part
+	if part != nil {
+		part.noDirSync = true
+	} else {
+		var err error
+		if part, err = openPart(j.out, j.f, mode, j.logf); err != nil {
+			return err
+		}
 	}
 	j.part = part
 	if !j.opts.NoFsync {
@@ -202,6 +213,7 @@ func (j *syncJob) prepare(ctx context.Context) error {
 	if err := j.openSeeds(ctx, paths); err != nil {
 		return err
 	}
+	var err error
 	if h := j.opts.Hasher; h != nil {
 		if h.Algorithm() != j.f.StrongAlgorithm {
 			return fmt.Errorf("sync: SyncOptions.Hasher computes %v, the control file uses %v: %w", h.Algorithm(), j.f.StrongAlgorithm, ErrUsage)
@@ -215,9 +227,16 @@ func (j *syncJob) prepare(ctx context.Context) error {
 		j.logf("resuming %s: %d of %d blocks already verified", part.path, n, j.f.Blocks())
 	}
 	// A first state now, while there is room: if the disk fills up, the
-	// later ones are written over it in place.
-	if err := j.part.reserve(); err != nil {
-		j.logf("%v", err)
+	// later ones are written over it in place. Not for a partial result
+	// handed over by Mirror: most of its rebuilds take less than the
+	// second after which the first save comes, and a state file would be
+	// one more inode per file (see docs/trees.md); a run killed before
+	// that save leaves the partial result, which the next run uses as a
+	// seed.
+	if j.opts.part == nil {
+		if err := j.part.reserve(); err != nil {
+			j.logf("%v", err)
+		}
 	}
 	// The first save comes a second from now: until then the state on
 	// disk (reserved now, or the earlier run's) says as much as a save
