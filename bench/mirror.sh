@@ -8,6 +8,9 @@
 #   serves NEW from a daemon on loopback. Every client starts from a cp -a
 #   of OLD. MIRROR_FLAGS adds flags to every mirror run (default --delete).
 #   RSYNC_Z=1 also runs rsync -az (compressed) from the same starting copy.
+#   RSYNC_LAST=1 runs rsync after the mirrors instead of before them: the
+#   first run after the setup's copies is the slowest (ext4 without a
+#   journal, see docs/trees.md "What a mirror writes").
 # Prints wall, CPU (user+sys), max RSS and bytes received for each, then
 # the same for a second run with nothing changed. Needs rsync, nginx, GNU time.
 set -euo pipefail
@@ -66,13 +69,14 @@ zs() { # $2: suffix of the output files (the first run's are m1.out, m2.out…)
 		echo "$z mirror $FLAGS$1: $(cat "$B/time"), $(grep '^bytes' "$B/m$i${2:-}.out")"
 	done
 }
-rs ""
+[ -z "${RSYNC_LAST:-}" ] && rs ""
 if [ -n "${RSYNC_Z:-}" ]; then # rsync -z too: it compresses what it sends, as packs do
 	rm -rf "$B/r" && start "$B/r"
 	T rsync -az --delete --stats "rsync://127.0.0.1:$RPORT/tree/" "$B/r/" >"$B/rsync.out"
 	echo "rsync -az --delete: $(cat "$B/time"), $(grep 'Total bytes received' "$B/rsync.out")"
 fi
 zs ""
+[ -n "${RSYNC_LAST:-}" ] && rs ""
 zs " (nothing changed)" .nochange
 rs " (nothing changed)"
 echo "load after: $(uptime)"
