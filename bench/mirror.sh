@@ -11,6 +11,16 @@
 #   RSYNC_LAST=1 runs rsync after the mirrors instead of before them: the
 #   first run after the setup's copies is the slowest (ext4 without a
 #   journal, see docs/trees.md "What a mirror writes").
+#   FRESHFS=1 gives every client directory its own new ext4 filesystem
+#   (a loop-mounted image in WORK, made with mkfs.ext4 -O ^has_journal like
+#   this machine's root; FRESHFS=journal keeps ext4's default journal), so
+#   that no run pays for inodes freed before it (the setup's rm -rf and
+#   copies, or the run before it) and a journaled filesystem, the common
+#   case on users' machines, can be measured too. Needs root (mount).
+#   SETTLE=N syncs and waits N seconds before every timed run (default 1):
+#   with N >= 35 no run pays for the inodes the setup or the run before it
+#   freed (ext4 without a journal skips inodes freed in the last 30 s, and
+#   60 s while their table block is dirty; see docs/trees.md).
 # Prints wall, CPU (user+sys), max RSS and bytes received for each, then
 # the same for a second run with nothing changed. Needs rsync, nginx, GNU time.
 set -euo pipefail
@@ -18,13 +28,27 @@ OLD=$1 NEW=$2 B=${3:-/tmp/zsyncpipe-bench-mirror}
 ZSP=${ZSP:-zsyncpipe}
 FLAGS=${MIRROR_FLAGS:---delete}
 NGINX=${NGINX:-/usr/sbin/nginx}
+findmnt -rn -o TARGET | grep "^$B/" | xargs -r umount 2>/dev/null || true
 rm -rf "$B" && mkdir -p "$B"
+MOUNTS=()
 start() { # copy OLD into $1
 	mkdir -p "$1"
+	if [ -n "${FRESHFS:-}" ]; then # a new filesystem for this client
+		img="$B/fs-$(basename "$1").img"
+		rm -f "$img" && truncate -s 8G "$img"
+		if [ "$FRESHFS" = journal ]; then mkfs.ext4 -q -F "$img"; else mkfs.ext4 -q -F -O ^has_journal "$img"; fi
+		mount -o loop "$img" "$1"
+		MOUNTS+=("$1")
+	fi
 	if [ "$OLD" != empty ]; then cp -a "$OLD/." "$1" && chmod -R u+w "$1"; fi
 }
 T() { /usr/bin/time -f "%e s wall, %U+%S s cpu, %M KiB RSS" -o "$B/time" "$@"; }
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+cleanup() {
+	kill "${PIDS[@]}" 2>/dev/null || true
+	wait 2>/dev/null || true
+	for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || true; done
+	rm -f "$B"/fs-*.img
+}
 PIDS=()
 trap cleanup EXIT
 mkdir -p "$B/pub-rsync" && cp -a "$NEW/." "$B/pub-rsync"
@@ -53,10 +77,10 @@ EOC
 	start "$B/m$i"
 done
 start "$B/r"
-sync
-sleep 1
+settle() { sync && sleep "${SETTLE:-1}"; }
 echo "load before: $(uptime)"
 rs() {
+	settle
 	T rsync -a --delete --stats "rsync://127.0.0.1:$RPORT/tree/" "$B/r/" >"$B/rsync.out"
 	echo "rsync -a --delete$1: $(cat "$B/time"), $(grep 'Total bytes received' "$B/rsync.out")"
 }
@@ -64,6 +88,7 @@ zs() { # $2: suffix of the output files (the first run's are m1.out, m2.out…)
 	i=0
 	for z in $ZSP; do
 		i=$((i + 1))
+		settle
 		# shellcheck disable=SC2086
 		T "$z" mirror -v $FLAGS "http://127.0.0.1:$(cat "$B/ng$i/port")/" "$B/m$i" >"$B/m$i${2:-}.out"
 		echo "$z mirror $FLAGS$1: $(cat "$B/time"), $(grep '^bytes' "$B/m$i${2:-}.out")"
@@ -72,6 +97,7 @@ zs() { # $2: suffix of the output files (the first run's are m1.out, m2.out…)
 [ -z "${RSYNC_LAST:-}" ] && rs ""
 if [ -n "${RSYNC_Z:-}" ]; then # rsync -z too: it compresses what it sends, as packs do
 	rm -rf "$B/r" && start "$B/r"
+	settle
 	T rsync -az --delete --stats "rsync://127.0.0.1:$RPORT/tree/" "$B/r/" >"$B/rsync.out"
 	echo "rsync -az --delete: $(cat "$B/time"), $(grep 'Total bytes received' "$B/rsync.out")"
 fi
@@ -83,5 +109,5 @@ echo "load after: $(uptime)"
 i=0
 for z in $ZSP; do
 	i=$((i + 1))
-	diff -r --exclude=.zsyncpipe --exclude=.zsyncpipe-mirror "$B/pub$i" "$B/m$i" >/dev/null && echo "$z: result identical to the published tree (diff -r)"
+	diff -r --exclude=lost+found --exclude=.zsyncpipe --exclude=.zsyncpipe-mirror "$B/pub$i" "$B/m$i" >/dev/null && echo "$z: result identical to the published tree (diff -r)"
 done
