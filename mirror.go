@@ -92,6 +92,10 @@ type MirrorOptions struct {
 	// Logf, if set, receives notes: a restart on a new generation, files
 	// that failed, dry-run lines.
 	Logf func(format string, args ...any)
+
+	// hook, set by tests, is told of the flushes and renames (see
+	// mirrorRun.event).
+	hook func(ev string, paths []string)
 }
 
 // MirrorProgress is a snapshot of a running Mirror.
@@ -269,6 +273,7 @@ type mirrorRun struct {
 	queued           []*fileJob    // verified, to flush and rename
 	queuedBytes      int64
 	flushEach        bool       // set before the fetches start: see place
+	flushLater       bool       // rebuilt files are flushed by the mirror, not by Sync: see place
 	holdQueue        bool       // set while rebuilds run: see place; guarded by qmu
 	emu              sync.Mutex // guards holding, held
 	holding          bool       // see hold
@@ -434,6 +439,11 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		}
 	}
 	if err := m.dirAttrs(); err != nil {
+		return false, err
+	}
+	end()
+	end = m.phase("flush tree")
+	if err := m.flushTree(); err != nil {
 		return false, err
 	}
 	end()
@@ -882,6 +892,11 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	// Without syncfs each file the mirror writes itself is flushed as it
 	// is verified (a batch would be flushed file by file anyway).
 	m.flushEach = !osfile.HasSyncFS
+	// With syncfs, the rebuilt files are flushed with the others, in
+	// batches, not one by one by the sync pipeline: on a journaled file
+	// system each fdatasync of a new file forces a journal commit of its
+	// own (see docs/trees.md, "Durability, measured").
+	m.flushLater = osfile.HasSyncFS && !m.opts.NoFsync
 	m.hold(true)
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -1179,7 +1194,8 @@ func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 				if err := m.syncOne(ctx, j); err != nil {
 					m.fail(err)
 				} else {
-					m.finishJob(j)
+					j.synced = !m.flushLater // else flushed with its batch (queue)
+					m.queue(j)
 				}
 				return nil
 			})
@@ -1256,8 +1272,20 @@ func (m *mirrorRun) placeBatch(batch []*fileJob) {
 // a mirror on a busy machine, against 13 ms on a quiet one).
 func (m *mirrorRun) syncFiles(batch []*fileJob) error {
 	if osfile.HasSyncFS && len(batch) >= syncFSMin {
-		return osfile.SyncFS(m.parts)
+		m.event("flush", nil)
+		if err := osfile.SyncFS(m.parts); err != nil {
+			return err
+		}
+		m.event("flushed", nil)
+		return nil
 	}
+	var paths []string
+	if m.opts.hook != nil {
+		for _, j := range batch {
+			paths = append(paths, j.tmp)
+		}
+	}
+	m.event("flush", paths)
 	for _, j := range batch {
 		f, err := os.Open(j.tmp)
 		if err != nil {
@@ -1269,7 +1297,18 @@ func (m *mirrorRun) syncFiles(batch []*fileJob) error {
 			return err
 		}
 	}
+	m.event("flushed", paths)
 	return nil
+}
+
+// event tells the tests' hook of a flush ("flush" before it, "flushed"
+// after it: of the files at paths, or of the whole file system when paths
+// is nil), a rename into place ("rename": the verified file, then its
+// path) and the run's last flush ("final").
+func (m *mirrorRun) event(ev string, paths []string) {
+	if m.opts.hook != nil {
+		m.opts.hook(ev, paths)
+	}
 }
 
 // ready reports whether an earlier, interrupted run left the job's content
@@ -1524,13 +1563,14 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
 		defer part.close()
 	}
 	s, err := Sync(ctx, SyncOptions{
-		Hasher:  h,
-		Control: j.f,
-		Output:  m.partPath(j),
-		part:    part,
-		Source:  src,
-		Workers: m.opts.Workers,
-		NoFsync: m.opts.NoFsync,
+		Hasher:     h,
+		Control:    j.f,
+		Output:     m.partPath(j),
+		part:       part,
+		Source:     src,
+		Workers:    m.opts.Workers,
+		NoFsync:    m.opts.NoFsync,
+		flushLater: m.flushLater,
 		Progress: func(p Progress) {
 			if p.Phase == "fetch" {
 				if d := p.Done - last.Swap(p.Done); d > 0 {
@@ -1721,6 +1761,7 @@ func (m *mirrorRun) finishJob(j *fileJob) {
 	}
 	if err == nil {
 		m.touched.Store(true)
+		m.event("rename", []string{j.tmp, dst})
 		err = os.Rename(j.tmp, dst)
 	}
 	if err != nil {
@@ -1882,6 +1923,35 @@ func (m *mirrorRun) dirAttrs() error {
 			}
 		}
 	}
+	return nil
+}
+
+// flushTree makes what the run changed in Dir durable once every file is
+// in place and every removal done: the renames, links, removals and
+// directory attributes (the files' data was flushed before their renames).
+// One syncfs where there is one, else a flush of each directory of the
+// index. Only then does the run end, and only then is it recorded as
+// complete (saveDone): a later run that trusts it finds Dir as this one
+// left it, even after a crash.
+func (m *mirrorRun) flushTree() error {
+	if m.opts.NoFsync || !m.touched.Load() {
+		return nil
+	}
+	var err error
+	if osfile.HasSyncFS {
+		err = osfile.SyncFS(m.dir)
+	} else {
+		err = osfile.SyncDir(m.dir)
+		for i := range m.idx.Entries {
+			if e := &m.idx.Entries[i]; e.Type == treeindex.Directory && err == nil {
+				err = osfile.SyncDir(filepath.Join(m.dir, filepath.FromSlash(e.Path)))
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mirror: flush %s: %w", m.dir, err)
+	}
+	m.event("final", nil)
 	return nil
 }
 

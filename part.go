@@ -270,6 +270,8 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 		if err := p.flush(); err != nil {
 			return err
 		}
+	} else {
+		_ = p.stopWriteback() // hints only: no flush failed
 	}
 	if p.perm&0o200 == 0 {
 		// The output was not writable by its owner: neither is the

@@ -79,7 +79,19 @@ type SyncOptions struct {
 	// instead of opening the file again, and writes no first state for it
 	// (see syncJob.prepare); the caller closes it after Sync returns.
 	part *partFile
+	// flushLater, set by Mirror, leaves the flush of the verified result
+	// to the caller: its writeback is started as it is written (hints,
+	// no flush of its own), and it is renamed to Output unflushed. The
+	// caller flushes it, with many others at once (one syncfs), before
+	// it renames it anywhere else. On a journaled file system each
+	// file's own flush forces a journal commit (see docs/trees.md,
+	// "Durability, measured").
+	flushLater bool
 }
+
+// flushes reports whether Sync flushes the result itself before renaming
+// it.
+func (o *SyncOptions) flushes() bool { return !o.NoFsync && !o.flushLater }
 
 // Sync rebuilds opts.Output from local data and the missing blocks read from
 // the source, verifies it against the control file's whole-file hash, and
@@ -113,7 +125,7 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	// output is replaced: Windows cannot replace an open file.
 	j.closeInputs()
 	if verified == nil || errors.Is(verified, ErrVerify) || errors.Is(verified, stages.ErrNoFileHash) {
-		if err := j.part.commit(verified, opts.NoFsync); err != nil {
+		if err := j.part.commit(verified, !opts.flushes()); err != nil {
 			return j.sum, err
 		}
 	} else {
@@ -204,7 +216,11 @@ func (j *syncJob) prepare(ctx context.Context) error {
 		// Get the result onto the disk while it is built (writeback
 		// started early, background flushes), so that the flush before
 		// the rename has little left to wait for.
-		part.wb = writeback.NewEvery(part.f, writebackEvery)
+		if j.opts.flushLater {
+			part.wb = writeback.NewHints(part.f, writebackEvery)
+		} else {
+			part.wb = writeback.NewEvery(part.f, writebackEvery)
+		}
 		part.pt.OnWrite(part.wb.Wrote)
 	}
 	if part.setAside != "" {
@@ -369,7 +385,12 @@ func (j *syncJob) run(ctx context.Context) error {
 				}
 				return hashErr
 			}
-			if j.opts.NoFsync {
+			if !j.opts.flushes() {
+				if !j.opts.NoFsync {
+					// The rest of it starts for the disk now (the
+					// caller's flush then finds little left).
+					_ = writeback.Start(j.part.f, 0, 0) // a hint: its failure is no error
+				}
 				if err := wait(); err != nil {
 					return err
 				}

@@ -64,6 +64,14 @@ func NewEvery(f *os.File, every int64) *Every {
 	return newEvery(f, every, osfile.HasWriteback, true)
 }
 
+// NewHints returns an Every for f that only starts writeback each time
+// about every bytes have been written, never flushing: for a file that its
+// writer flushes later together with others (one syncfs for many files,
+// where each file's own flush would force a journal commit of its own).
+func NewHints(f *os.File, every int64) *Every {
+	return newEvery(f, every, osfile.HasWriteback, false)
+}
+
 // newEvery is NewEvery with the choices a test makes: whether to run at
 // all, and whether to flush or only give hints.
 func newEvery(f *os.File, every int64, active, flush bool) *Every {
