@@ -1,0 +1,178 @@
+//go:build linux
+
+package zsyncpipe
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// fileID is what a flush watcher knows of a file: its inode and content.
+type fileID struct {
+	ino uint64
+	sum [32]byte
+}
+
+// flushWatch checks, through MirrorOptions.hook, the durability contract
+// of docs/trees.md ("Guarantees"): a file is renamed into place only with
+// the content the index lists (verified) and only once a flush that
+// started after that content was complete has ended (durable); the run's
+// last flush comes after its last rename. A flush covers the files as they
+// were when it started (snapshot at "flush"), once it has ended
+// ("flushed").
+type flushWatch struct {
+	t        *testing.T
+	dst, pub string
+	mu       sync.Mutex
+	pending  []flushSnap       // flushes under way, oldest first
+	flushed  map[string]fileID // by path: content a finished flush covered
+	events   []string
+	renames  int
+	syncfs   int
+	perFile  int
+	inParts  int // renames from the parts directory (rebuilt, copied)
+	finalAt  int // index in events of the last "final", or -1
+	renameAt int // index in events of the last "rename"
+}
+
+type flushSnap struct {
+	key   string // the paths flushed, "" for the whole file system
+	files map[string]fileID
+}
+
+func newFlushWatch(t *testing.T, pub, dst string) *flushWatch {
+	return &flushWatch{t: t, pub: pub, dst: dst, flushed: map[string]fileID{}, finalAt: -1, renameAt: -1}
+}
+
+// id reads the file at p; ok is false when it is not a regular file.
+func (w *flushWatch) id(p string) (id fileID, ok bool) {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return id, false
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return id, false
+	}
+	return fileID{ino: fi.Sys().(*syscall.Stat_t).Ino, sum: sha256.Sum256(data)}, true
+}
+
+func (w *flushWatch) hook(ev string, paths []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.events = append(w.events, ev)
+	switch ev {
+	case "flush":
+		s := flushSnap{key: strings.Join(paths, "\x00"), files: map[string]fileID{}}
+		if paths == nil { // syncfs: every file of the tree, its state included
+			filepath.WalkDir(w.dst, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() {
+					if id, ok := w.id(p); ok {
+						s.files[p] = id
+					}
+				}
+				return nil
+			})
+		}
+		for _, p := range paths {
+			if id, ok := w.id(p); ok {
+				s.files[p] = id
+			}
+		}
+		w.pending = append(w.pending, s)
+	case "flushed":
+		key := strings.Join(paths, "\x00")
+		for i, s := range w.pending {
+			if s.key == key { // the oldest: a later flush of the same files covers what it covered
+				maps.Copy(w.flushed, s.files)
+				w.pending = append(w.pending[:i], w.pending[i+1:]...)
+				break
+			}
+		}
+		if paths == nil {
+			w.syncfs++
+		} else {
+			w.perFile++
+		}
+	case "rename":
+		tmp, dst := paths[0], paths[1]
+		w.renames++
+		w.renameAt = len(w.events) - 1
+		if strings.HasPrefix(tmp, filepath.Join(w.dst, MirrorStateDir)) {
+			w.inParts++
+		}
+		rel, _ := filepath.Rel(w.dst, dst)
+		want, err := os.ReadFile(filepath.Join(w.pub, rel))
+		if err != nil {
+			w.t.Errorf("rename of %s: not published: %v", rel, err)
+			return
+		}
+		id, ok := w.id(tmp)
+		if !ok || id.sum != sha256.Sum256(want) {
+			w.t.Errorf("%s renamed into place from %s without the published content (not verified)", rel, tmp)
+			return
+		}
+		if f, ok := w.flushed[tmp]; !ok || f != id {
+			w.t.Errorf("%s renamed into place from %s before a flush covered its content", rel, tmp)
+		}
+	case "final":
+		w.finalAt = len(w.events) - 1
+	}
+}
+
+// Every file a mirror places is verified and flushed before its rename,
+// whether it was rebuilt through the sync pipeline, fetched whole, copied
+// from a local file or from another placed file, or came with the index;
+// and the run ends with a flush of the whole tree after its last rename
+// and removal. Both ways of flushing are covered: one file at a time
+// (batches of fewer than syncFSMin files) and syncfs.
+func TestMirrorFlushesBeforeRename(t *testing.T) {
+	for _, extra := range []int{0, 24} {
+		t.Run(fmt.Sprintf("rebuilt+%d", extra), func(t *testing.T) {
+			tmp := t.TempDir()
+			pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+			oldFiles, newFiles := trees()
+			for i := range extra { // changed in one byte: rebuilt from the old version
+				data := treeData(uint64(500+i), 48<<10)
+				oldFiles[fmt.Sprintf("big/f%d", i)] = data
+				changed := bytes.Clone(data)
+				changed[1000] ^= 0xff
+				newFiles[fmt.Sprintf("big/f%d", i)] = changed
+			}
+			makeTree(t, dst, oldFiles, nil)
+			makeTree(t, pub, newFiles, nil)
+			publishTree(t, pub, 1)
+			url, _ := serveTree(t, pub)
+			w := newFlushWatch(t, pub, dst)
+			o := mirrorOpts(url, dst)
+			o.NoFsync, o.Delete, o.hook = false, true, w.hook
+			sum, err := Mirror(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareTrees(t, pub, dst, false)
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Logf("%d renames (%d from the parts directory), %d syncfs, %d flushes file by file; %+v", w.renames, w.inParts, w.syncfs, w.perFile, sum)
+			if w.renames != sum.New+sum.Updated || w.inParts < extra {
+				t.Errorf("%d renames watched (%d from the parts directory), want %d (at least %d)", w.renames, w.inParts, sum.New+sum.Updated, extra)
+			}
+			if w.finalAt < 0 || w.finalAt < w.renameAt {
+				t.Errorf("the last flush of the tree (event %d) is not after the last rename (event %d): %v", w.finalAt, w.renameAt, w.events)
+			}
+			if extra > 0 && w.syncfs == 0 || extra == 0 && w.perFile == 0 {
+				t.Errorf("%d syncfs, %d flushes file by file: the other way of flushing is not covered", w.syncfs, w.perFile)
+			}
+		})
+	}
+}
