@@ -2,6 +2,7 @@ package zsyncpipe
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -84,7 +85,9 @@ type MirrorOptions struct {
 	// Workers bounds scanning and hashing goroutines; 0 means one per
 	// physical core.
 	Workers int
-	// NoFsync skips flushing files before they are renamed into place.
+	// NoFsync skips flushing files before they are renamed into place,
+	// and the flush of the whole tree that ends a run (docs/trees.md,
+	// "Guarantees").
 	NoFsync bool
 	// Progress, if set, is called from time to time, from several
 	// goroutines.
@@ -96,6 +99,8 @@ type MirrorOptions struct {
 	// hook, set by tests, is told of the flushes and renames (see
 	// mirrorRun.event).
 	hook func(ev string, paths []string)
+	// batch, set by tests, replaces queueFiles.
+	batch int
 }
 
 // MirrorProgress is a snapshot of a running Mirror.
@@ -272,12 +277,13 @@ type mirrorRun struct {
 	qmu              sync.Mutex    // guards queued, queuedBytes
 	queued           []*fileJob    // verified, to flush and rename
 	queuedBytes      int64
-	flushEach        bool       // set before the fetches start: see place
-	flushLater       bool       // rebuilt files are flushed by the mirror, not by Sync: see place
-	holdQueue        bool       // set while rebuilds run: see place; guarded by qmu
-	emu              sync.Mutex // guards holding, held
-	holding          bool       // see hold
-	held             []*fileJob // verified while holding
+	flushEach        bool          // set before the fetches start: see place
+	flushLater       bool          // rebuilt files are flushed by the mirror, not by Sync: see place
+	holdQueue        bool          // set while rebuilds run: see place; guarded by qmu
+	kick             chan struct{} // wakes the flusher of place while holdQueue
+	emu              sync.Mutex    // guards holding, held
+	holding          bool          // see hold
+	held             []*fileJob    // verified while holding
 	// creating is held (write-locked) by the phases that create many
 	// files themselves (copy, open parts) and read-locked by
 	// each file fetched beside them: creating files in one directory
@@ -955,13 +961,12 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 		return err
 	}
 	end()
-	// While large files are rebuilt (and flushed by the sync pipeline as
-	// they are written), a syncfs would wait for their data too. The files
-	// the mirror writes itself (from packs, fetched whole) are then held
-	// after they are verified (their writeback started, see writeVerified):
-	// one syncfs after the rebuilds, when their data is on disk already,
-	// flushes them all before their renames. Without rebuilds, they are
-	// flushed in batches as they come (queue).
+	// While large files are rebuilt, the verified files (rebuilt, from
+	// packs, fetched whole) are not flushed by the goroutine that queues
+	// them (a rebuild would wait for a syncfs): a flusher of their own
+	// flushes each full batch (one syncfs) and renames its files, beside
+	// the rebuilds. Without rebuilds, they are flushed in batches as they
+	// come (queue).
 	hold := false
 	var late []*fileJob
 	for _, j := range m.jobs {
@@ -976,6 +981,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	m.qmu.Lock()
 	m.holdQueue = hold
 	m.qmu.Unlock()
+	stopFlusher := m.flusher(hold)
 	// Each list is taken before anything starts: the fetches and the
 	// rebuilds write their own jobs' fields.
 	rebuilt := m.rebuild(ctx)
@@ -984,6 +990,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	fetched()
 	early()
 	rebuilt()
+	stopFlusher()
 	end = m.phase("flush")
 	m.flushQueue()
 	m.qmu.Lock()
@@ -1230,11 +1237,47 @@ func (m *mirrorRun) queue(j *fileJob) {
 	m.queued = append(m.queued, j)
 	m.queuedBytes += j.e.Size
 	var batch []*fileJob
-	if !m.holdQueue && (len(m.queued) >= queueFiles || m.queuedBytes >= queueBytes) {
-		batch, m.queued, m.queuedBytes = m.queued, nil, 0
+	if len(m.queued) >= cmp.Or(m.opts.batch, queueFiles) || m.queuedBytes >= queueBytes {
+		if !m.holdQueue {
+			batch, m.queued, m.queuedBytes = m.queued, nil, 0
+		} else if m.kick != nil {
+			select {
+			case m.kick <- struct{}{}:
+			default: // a flush is due already
+			}
+		}
 	}
 	m.qmu.Unlock()
 	m.placeBatch(batch)
+}
+
+// flusher starts, when on, a goroutine that flushes and places the
+// queued files, a batch at a time, while the rebuilds run, so that no
+// rebuild waits for a flush and the flush at their end finds little left.
+// It returns a function that stops it.
+func (m *mirrorRun) flusher(on bool) (stop func()) {
+	if !on {
+		return func() {}
+	}
+	m.kick = make(chan struct{}, 1)
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-m.kick:
+				end := m.phase("flush batch")
+				m.flushQueue()
+				end()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
 }
 
 // flushQueue places the files queued so far.

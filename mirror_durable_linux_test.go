@@ -135,7 +135,8 @@ func (w *flushWatch) hook(ev string, paths []string) {
 // from a local file or from another placed file, or came with the index;
 // and the run ends with a flush of the whole tree after its last rename
 // and removal. Both ways of flushing are covered: one file at a time
-// (batches of fewer than syncFSMin files) and syncfs.
+// (batches of fewer than syncFSMin files) and syncfs, at the end and by
+// the flusher beside the rebuilds.
 func TestMirrorFlushesBeforeRename(t *testing.T) {
 	for _, extra := range []int{0, 24} {
 		t.Run(fmt.Sprintf("rebuilt+%d", extra), func(t *testing.T) {
@@ -156,6 +157,9 @@ func TestMirrorFlushesBeforeRename(t *testing.T) {
 			w := newFlushWatch(t, pub, dst)
 			o := mirrorOpts(url, dst)
 			o.NoFsync, o.Delete, o.hook = false, true, w.hook
+			if extra > 0 {
+				o.batch = syncFSMin // batches flushed beside the rebuilds (the flusher), by syncfs
+			}
 			sum, err := Mirror(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)
@@ -169,6 +173,15 @@ func TestMirrorFlushesBeforeRename(t *testing.T) {
 			}
 			if w.finalAt < 0 || w.finalAt < w.renameAt {
 				t.Errorf("the last flush of the tree (event %d) is not after the last rename (event %d): %v", w.finalAt, w.renameAt, w.events)
+			}
+			batches := 0
+			for _, ph := range sum.Phases {
+				if ph.Name == "flush batch" {
+					batches++
+				}
+			}
+			if extra > 0 && batches == 0 {
+				t.Error("no batch flushed beside the rebuilds")
 			}
 			if extra > 0 && w.syncfs == 0 || extra == 0 && w.perFile == 0 {
 				t.Errorf("%d syncfs, %d flushes file by file: the other way of flushing is not covered", w.syncfs, w.perFile)

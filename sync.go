@@ -80,8 +80,10 @@ type SyncOptions struct {
 	// (see syncJob.prepare); the caller closes it after Sync returns.
 	part *partFile
 	// flushLater, set by Mirror, leaves the flush of the verified result
-	// to the caller: its writeback is started as it is written (hints,
-	// no flush of its own), and it is renamed to Output unflushed. The
+	// to the caller: its writeback is started as it is written (hints),
+	// its data written and waited for at the end (osfile.WriteData: no
+	// journal commit, no device flush), and it is renamed to Output
+	// unflushed. The
 	// caller flushes it, with many others at once (one syncfs), before
 	// it renames it anywhere else. On a journaled file system each
 	// file's own flush forces a journal commit (see docs/trees.md,
@@ -385,12 +387,7 @@ func (j *syncJob) run(ctx context.Context) error {
 				}
 				return hashErr
 			}
-			if !j.opts.flushes() {
-				if !j.opts.NoFsync {
-					// The rest of it starts for the disk now (the
-					// caller's flush then finds little left).
-					_ = writeback.Start(j.part.f, 0, 0) // a hint: its failure is no error
-				}
+			if j.opts.NoFsync {
 				if err := wait(); err != nil {
 					return err
 				}
@@ -402,7 +399,14 @@ func (j *syncJob) run(ctx context.Context) error {
 			// not.
 			flushed := make(chan error, 1)
 			go func() {
-				err := j.part.flush()
+				var err error
+				if j.opts.flushLater {
+					// Its data only (no journal commit): the
+					// caller's flush then finds little left.
+					err = j.part.writeData()
+				} else {
+					err = j.part.flush()
+				}
 				j.sum.Timeline.Flushed = time.Since(j.start)
 				flushed <- err
 			}()
@@ -413,7 +417,7 @@ func (j *syncJob) run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			j.part.flushed = true
+			j.part.flushed = j.opts.flushes()
 			return emit(update{verified: verifier.Hashed()})
 		})
 	pipeline.Sink(p, "record", updates, j.record)

@@ -211,3 +211,23 @@ func BenchmarkWriteEvery(b *testing.B) {
 		})
 	}
 }
+
+// NewHints gives hints at its marks where the system can, and never flushes.
+func TestNewHints(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	e := NewHints(f, 100)
+	e.Wrote(100)
+	if osfile.HasWriteback {
+		waitFor(t, "the hint at the mark", func() bool { return e.hints.Load() == 1 })
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := e.flushes.Load(); n != 0 {
+		t.Errorf("%d flushes by NewHints", n)
+	}
+}
