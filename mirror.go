@@ -280,7 +280,7 @@ type mirrorRun struct {
 	flushEach        bool          // set before the fetches start: see place
 	flushLater       bool          // rebuilt files are flushed by the mirror, not by Sync: see place
 	holdQueue        bool          // set while rebuilds run: see place; guarded by qmu
-	kick             chan struct{} // wakes the flusher of place while holdQueue
+	kick             chan struct{} // wakes the flusher of place while holdQueue; set under qmu
 	emu              sync.Mutex    // guards holding, held
 	holding          bool          // see hold
 	held             []*fileJob    // verified while holding
@@ -1259,7 +1259,10 @@ func (m *mirrorRun) flusher(on bool) (stop func()) {
 	if !on {
 		return func() {}
 	}
-	m.kick = make(chan struct{}, 1)
+	kick := make(chan struct{}, 1)
+	m.qmu.Lock()
+	m.kick = kick
+	m.qmu.Unlock()
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -1267,7 +1270,7 @@ func (m *mirrorRun) flusher(on bool) (stop func()) {
 			select {
 			case <-done:
 				return
-			case <-m.kick:
+			case <-kick:
 				end := m.phase("flush batch")
 				m.flushQueue()
 				end()
