@@ -73,10 +73,22 @@ type MirrorOptions struct {
 	// versions of changed files and the files the new tree no longer lists
 	// are scanned (a file whose whole content is anywhere in the tree is
 	// still copied). That still finds moved, renamed and split files and
-	// data shared with files that changed, in a fraction of the time of
-	// scanning the whole tree, but not a new file made of parts of
-	// unchanged ones.
+	// data shared with files that changed, but no data of unchanged files.
+	//
+	// By default (neither SkipUnchanged nor ScanUnchanged) those files are
+	// scanned in full — every byte offset, the rolling checksum — and the
+	// files the new tree keeps unchanged are looked at only at multiples of
+	// the block size (stages.Seed.Aligned): their data is found where a
+	// target holds it in whole blocks of theirs (a copy, a library
+	// concatenated to other files at a block boundary, a file cut at one),
+	// at a small part of the cost of rolling through them.
 	SkipUnchanged bool
+	// ScanUnchanged scans the files the new tree keeps unchanged in full
+	// too, at every byte offset: it also finds their data where a target
+	// holds it shifted by other than whole blocks (a new file made of parts
+	// of unchanged ones, cut anywhere), at the cost of rolling through
+	// the whole tree. It excludes SkipUnchanged.
+	ScanUnchanged bool
 	// Parallel is how many files are fetched at once; 0 means 16. Files
 	// rebuilt through the sync pipeline run at most 8 at a time, each with
 	// its own requests in flight.
@@ -172,6 +184,9 @@ func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
 	start := time.Now()
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("mirror: no directory: %w", ErrUsage)
+	}
+	if opts.SkipUnchanged && opts.ScanUnchanged {
+		return nil, fmt.Errorf("mirror: SkipUnchanged and ScanUnchanged exclude each other: %w", ErrUsage)
 	}
 	tree, err := openTree(opts.URL, opts.Transports, opts.HTTP)
 	if err != nil {
@@ -1412,22 +1427,24 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		}
 	}
 	// Seeds: the old versions of the targets first, then every other local
-	// file (without SkipUnchanged) or those the new tree no longer lists;
-	// the scan of a layout stops once all its blocks are found.
+	// file: in full those the new tree does not keep unchanged, and those
+	// it keeps at block boundaries only (by default; in full with
+	// ScanUnchanged, not at all with SkipUnchanged). The scan of a layout
+	// stops once all its blocks are found.
 	var seeds []stages.Seed
 	seen := map[string]bool{}
-	add := func(rel string) {
+	add := func(rel string, aligned bool) {
 		fi := m.local[rel]
 		if seen[rel] || fi == nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
 			return
 		}
 		seen[rel] = true
 		p := filepath.Join(m.dir, filepath.FromSlash(rel))
-		seeds = append(seeds, stages.Seed{Name: p, R: lazyFile(p), Size: fi.Size()})
+		seeds = append(seeds, stages.Seed{Name: p, R: lazyFile(p), Size: fi.Size(), Aligned: aligned})
 		m.scanTotal += fi.Size()
 	}
 	for _, j := range jobs {
-		add(j.e.Path)
+		add(j.e.Path, false)
 	}
 	rest := make([]string, 0, len(m.local))
 	for rel := range m.local {
@@ -1435,8 +1452,11 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	}
 	sort.Strings(rest)
 	for _, rel := range rest {
-		if !m.opts.SkipUnchanged || !m.unchanged[rel] {
-			add(rel)
+		switch {
+		case !m.unchanged[rel] || m.opts.ScanUnchanged:
+			add(rel, false)
+		case !m.opts.SkipUnchanged:
+			add(rel, true)
 		}
 	}
 	m.scanTotal *= int64(seedscan.Scans(targets))
