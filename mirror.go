@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -1430,7 +1431,15 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	// file: in full those the new tree does not keep unchanged, and those
 	// it keeps at block boundaries only (by default; in full with
 	// ScanUnchanged, not at all with SkipUnchanged). The scan of a layout
-	// stops once all its blocks are found.
+	// stops once all its blocks are found. A kept file shorter than two
+	// blocks is not read at block boundaries: a pair of blocks would reach
+	// past its end, so it could give no more than the last block or two of
+	// a target that ends with its data, and half a Go tree's files are that
+	// small (opening them cost more than scanning the rest).
+	minBS := int64(math.MaxInt64)
+	for _, j := range jobs {
+		minBS = min(minBS, int64(j.f.Blocksize))
+	}
 	var seeds []stages.Seed
 	seen := map[string]bool{}
 	add := func(rel string, aligned bool) {
@@ -1455,7 +1464,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		switch {
 		case !m.unchanged[rel] || m.opts.ScanUnchanged:
 			add(rel, false)
-		case !m.opts.SkipUnchanged:
+		case !m.opts.SkipUnchanged && m.local[rel].Size() >= 2*minBS:
 			add(rel, true)
 		}
 	}
