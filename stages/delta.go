@@ -774,7 +774,7 @@ func firstNonZero(b []byte, from int) int {
 func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 	ix := sc.ix
 	bs := ix.bs
-	hashed := false
+	hashed, hashed2 := false, false
 	allKnown := true
 	defer func() {
 		if allKnown {
@@ -792,16 +792,23 @@ func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 			continue // nothing to gain here
 		}
 		allKnown = false
+		// The block at p is hashed first, the one after it only for a
+		// candidate whose first block matches: most candidates that get
+		// this far are chance matches of the rolling checksums (two bytes
+		// each, in the records of zsync's seq_matches 2), which the first
+		// hash rejects.
 		if !hashed {
 			sc.blocks = append(sc.blocks[:0], sc.buf[p:p+bs])
-			if ix.seq == 2 {
-				sc.blocks = append(sc.blocks, sc.buf[p+bs:p+2*bs])
-			}
-			sc.d.hasher.SumBlocks(sc.digest[:len(sc.blocks)*ix.sb], ix.sb, sc.blocks)
+			sc.d.hasher.SumBlocks(sc.digest[:ix.sb], ix.sb, sc.blocks)
 			hashed = true
 		}
 		if !bytes.Equal(sc.digest[:ix.sb], ix.strongOf(int(i))) {
 			continue
+		}
+		if ix.seq == 2 && !hashed2 {
+			sc.blocks = append(sc.blocks[:0], sc.buf[p+bs:p+2*bs])
+			sc.d.hasher.SumBlocks(sc.digest[ix.sb:2*ix.sb], ix.sb, sc.blocks)
+			hashed2 = true
 		}
 		// As zsync: the second block of the pair must match too, unless it
 		// is known already (its rolling checksum matched all the same);
