@@ -1525,14 +1525,7 @@ func (m *mirrorRun) closeParts() {
 // files than a process may hold open.
 type lazyFile string
 
-func (p lazyFile) ReadAt(b []byte, off int64) (int, error) {
-	f, err := os.Open(string(p))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return f.ReadAt(b, off)
-}
+func (p lazyFile) ReadAt(b []byte, off int64) (int, error) { return osfile.ReadAt(string(p), b, off) }
 
 // syncOne rebuilds a job's file through the sync pipeline, from its partial
 // result (what the scan found) and the missing blocks.

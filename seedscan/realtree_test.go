@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -26,7 +27,8 @@ import (
 // follow SEEDSCAN_POLICY: the mirror's default when empty,
 // "scan-unchanged" or "skip-unchanged" (MirrorOptions). SEEDSCAN_WORKERS
 // sets Options.Workers; SEEDSCAN_PROF and SEEDSCAN_PROF_EXTEND write CPU
-// profiles of Scan and of Extend. For example, from the module root:
+// profiles of Scan and of Extend; SEEDSCAN_EXTEND_REPEAT=N runs Extend N
+// more times on copies of the scan's results first. For example, from the module root:
 //
 //	SEEDSCAN_TREES=/work/data/trees/go1.22.12:/work/data/trees/go1.24.5:/tmp/pub/.zsyncpipe \
 //	    go test -run TestRealTree -v ./seedscan
@@ -175,11 +177,4 @@ func TestRealTree(t *testing.T) {
 // lazyFile opens the file for each read, as the mirror's seeds do.
 type lazyFile string
 
-func (p lazyFile) ReadAt(b []byte, off int64) (int, error) {
-	f, err := os.Open(string(p))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return f.ReadAt(b, off)
-}
+func (p lazyFile) ReadAt(b []byte, off int64) (int, error) { return osfile.ReadAt(string(p), b, off) }
