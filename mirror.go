@@ -1390,7 +1390,10 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	}
 	targets := make([]seedscan.Target, len(jobs))
 	parts := make([]*partFile, len(jobs))
+	var created sync.WaitGroup // the parts created beside the scan
+	partsErr := func() error { return nil }
 	defer func() {
+		created.Wait()
 		for _, p := range parts {
 			if p != nil {
 				p.close()
@@ -1399,32 +1402,67 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	}()
 	for i, j := range jobs {
 		targets[i].Control = j.f
+		targets[i].Matches = stages.NewMatches(j.f.Blocks())
 	}
 	if write {
 		// A handful of system calls per file, none of which needs the
 		// others: several files at once. The files fetched beside the
-		// scan wait meanwhile (see creating).
-		m.creating.Lock()
-		end := m.phase("open parts")
-		p := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
-		for i, j := range jobs {
-			p.Go(func() error {
-				pf, err := openPart(m.partPath(j), j.f, 0o644, m.logf)
-				if err != nil {
-					return err
-				}
-				parts[i] = pf
-				targets[i].Matches = stages.NewMatches(j.f.Blocks())
-				pf.resume(targets[i].Matches, 0)
-				targets[i].Write = pf.pt.WriteBlock
-				return nil
-			})
-		}
-		err := p.Wait()
-		end()
-		m.creating.Unlock()
+		// scan wait meanwhile (see creating). A partial result an earlier
+		// run left may hold blocks the scan then need not look for: those
+		// are opened first. The others are new, and are created while the
+		// scan runs (creating them took 0.09 s of the critical path on
+		// go1.22.12 -> go1.24.5, 860 files): a block found for one of them
+		// waits until it is there.
+		left, err := m.openParts(jobs, parts, targets)
 		if err != nil {
-			return fmt.Errorf("mirror: %w", err)
+			return err
+		}
+		if len(left) > 0 {
+			ready := make([]chan struct{}, len(jobs))
+			failed := make([]error, len(jobs))
+			for _, i := range left {
+				ready[i] = make(chan struct{})
+				targets[i].Write = func(b stages.Block) error {
+					<-ready[i]
+					if failed[i] != nil {
+						return failed[i]
+					}
+					return parts[i].pt.WriteBlock(b)
+				}
+			}
+			m.creating.Lock()
+			end := m.phase("create parts")
+			created.Add(1)
+			go func() {
+				defer created.Done()
+				defer m.creating.Unlock()
+				defer end()
+				p := pool.New().WithMaxGoroutines(partsParallel)
+				for _, i := range left {
+					p.Go(func() {
+						defer close(ready[i])
+						pf, err := openPart(m.partPath(jobs[i]), jobs[i].f, 0o644, m.logf)
+						if err != nil {
+							failed[i] = err
+							return
+						}
+						pf.resume(targets[i].Matches, 0)
+						parts[i] = pf
+					})
+				}
+				p.Wait()
+			}()
+			// A scan that found nothing for a file whose part could not be
+			// created must fail all the same.
+			partsErr = func() error {
+				created.Wait()
+				for _, i := range left {
+					if failed[i] != nil {
+						return failed[i]
+					}
+				}
+				return nil
+			}
 		}
 	}
 	// Seeds: the old versions of the targets first, then every other local
@@ -1480,6 +1518,10 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	})
 	end()
 	if err == nil {
+		// Every part is there before Extend looks at what was found.
+		err = partsErr()
+	}
+	if err == nil {
 		// Blocks between edits, which the scan's two-block rule misses.
 		end = m.phase("extend")
 		_, err = seedscan.Extend(ctx, targets, ms, seeds, seedscan.Options{Workers: m.opts.Workers})
@@ -1504,6 +1546,49 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		j.part, parts[i] = parts[i], nil
 	}
 	return nil
+}
+
+// openParts opens, for the scan, the partial results of jobs that earlier
+// runs left (their blocks are marked in targets' Matches and not looked
+// for again), and returns the indices of the jobs that have none.
+func (m *mirrorRun) openParts(jobs []*fileJob, parts []*partFile, targets []seedscan.Target) ([]int, error) {
+	there := map[string]bool{}
+	if des, err := os.ReadDir(m.parts); err == nil {
+		for _, de := range des {
+			there[de.Name()] = true
+		}
+	}
+	var left, old []int
+	for i, j := range jobs {
+		if there[filepath.Base(m.partPath(j))+".part"] {
+			old = append(old, i)
+		} else {
+			left = append(left, i)
+		}
+	}
+	if len(old) == 0 {
+		return left, nil
+	}
+	m.creating.Lock()
+	defer m.creating.Unlock()
+	defer m.phase("open parts")()
+	p := pool.New().WithErrors().WithMaxGoroutines(partsParallel)
+	for _, i := range old {
+		p.Go(func() error {
+			pf, err := openPart(m.partPath(jobs[i]), jobs[i].f, 0o644, m.logf)
+			if err != nil {
+				return err
+			}
+			pf.resume(targets[i].Matches, 0)
+			parts[i] = pf
+			targets[i].Write = pf.pt.WriteBlock
+			return nil
+		})
+	}
+	if err := p.Wait(); err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	return left, nil
 }
 
 // partsParallel is how many partial results the scan opens at once: file
