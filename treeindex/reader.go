@@ -3,7 +3,6 @@ package treeindex
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +12,8 @@ import (
 	"io"
 	"sort"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // ReaderOptions configures a Reader.
@@ -124,7 +125,7 @@ func (r *Reader) next() (Entry, error) {
 		return Entry{}, err
 	}
 	var l entryLine
-	if err := json.Unmarshal(line, &l); err != nil {
+	if err := decodeLine(line, &l); err != nil {
 		return Entry{}, fmt.Errorf("%w: after entry %q: %v", ErrFormat, r.ord.last, err)
 	}
 	if l.End != nil {
