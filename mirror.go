@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -252,6 +251,11 @@ type mirrorRun struct {
 	tmps             []string          // local paths ending in tmpSuffix
 	stale            map[string]bool   // those a killed run left, by absolute path (see staleTmps)
 	bufs             sync.Pool         // *[]byte of hashBufSize, for hashLocal
+	join             hashJoin          // the index and the walk meet here (mirror_hash.go)
+	hq               *hashQueue        // hashes local files from the start
+	hashed           map[string]string // local files hashed by this run ("" unreadable); guarded by mu
+	bg               sync.WaitGroup    // the index's cache being written
+	cacheErr         error             // of writing it; read after bg.Wait
 	unchanged        map[string]bool   // local files that are the same in the new tree
 	touched          atomic.Bool       // something in Dir was created, replaced or removed
 	byHash           map[string]string // SHA-256 hex → local path holding that content
@@ -361,8 +365,14 @@ func (m *mirrorRun) fail(err error) {
 func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	m.st = loadMirrorState(m.meta, m.opts.URL)
 	defer m.prefetching.Wait()
+	defer m.bg.Wait()
 	m.progress("index", true)
-	// Dir is walked while the index is fetched and read.
+	// Dir is walked while the index is fetched and read, and the local
+	// files whose content the state cannot vouch for are hashed as soon
+	// as both have named them (mirror_hash.go).
+	m.hq = newHashQueue(m, "hash")
+	defer m.hq.stop()
+	m.local = map[string]os.FileInfo{}
 	walked := make(chan error, 1)
 	go func() {
 		defer m.phase("walk")()
@@ -380,6 +390,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	m.joined()
 	m.sum.Generation = m.idx.Header.Generation
 	m.staleTmps()
 	m.progress("check", true)
@@ -397,12 +408,16 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		if m.dec != nil {
 			m.dec.Close()
 		}
+		m.bg.Wait()
 		var serr error
 		m.mu.Lock()
 		if m.dirty {
 			serr = m.st.save(m.meta)
 		}
 		m.mu.Unlock()
+		if serr == nil {
+			serr = m.cacheErr
+		}
 		if serr != nil && err == nil {
 			err = serr
 		}
@@ -471,7 +486,7 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 			return fmt.Errorf("mirror: read the cached index: %w", err)
 		}
 	}
-	idx, err := treeindex.ReadAll(bytes.NewReader(body), treeindex.ReaderOptions{})
+	idx, err := treeindex.ReadAll(bytes.NewReader(body), treeindex.ReaderOptions{Each: m.listed})
 	if err != nil {
 		return fmt.Errorf("mirror: %s: %w", treeindex.IndexPath, err)
 	}
@@ -481,11 +496,20 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 	if f.NotModified {
 		m.modified = m.st.IndexModified
 	} else if !m.opts.DryRun {
-		if err := atomicfile.WriteBytes(cache, 0o644, body); err != nil {
-			return fmt.Errorf("mirror: cache the index: %w", err)
-		}
-		m.st.IndexModified, m.st.Generation = m.modified, idx.Header.Generation
-		m.dirty = true
+		// Written (and flushed) beside the run: the state names it only
+		// once it is complete.
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			if err := atomicfile.WriteBytes(cache, 0o644, body); err != nil {
+				m.cacheErr = fmt.Errorf("mirror: cache the index: %w", err)
+				return
+			}
+			m.mu.Lock()
+			m.st.IndexModified, m.st.Generation = m.modified, idx.Header.Generation
+			m.dirty = true
+			m.mu.Unlock()
+		}()
 	}
 	return nil
 }
@@ -538,7 +562,6 @@ func (m *mirrorRun) checkIndex() error {
 
 // walkLocal lists what is in Dir, without following symlinks.
 func (m *mirrorRun) walkLocal() error {
-	m.local = map[string]os.FileInfo{}
 	err := filepath.WalkDir(m.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == m.dir && errors.Is(err, fs.ErrNotExist) {
@@ -561,7 +584,7 @@ func (m *mirrorRun) walkLocal() error {
 		if strings.HasSuffix(rel, tmpSuffix) && d.Type().IsRegular() {
 			m.tmps = append(m.tmps, rel) // see staleTmps
 		}
-		m.local[rel] = fi
+		m.found(rel, fi)
 		return nil
 	})
 	if err != nil {
@@ -609,57 +632,26 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 	m.unchanged = map[string]bool{}
 	m.prefetchControls(ctx)
 	// Files whose size matches but whose content the state cannot vouch
-	// for are hashed, on all cores.
-	type check struct {
-		e   *treeindex.Entry
-		got string
-	}
-	var checks []*check
+	// for were queued for hashing as the index and the walk named them
+	// (listed, found); any they missed is hashed now.
 	for i := range m.idx.Entries {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.File {
 			continue
 		}
 		fi := m.local[e.Path]
-		if fi == nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
+		if fi == nil || !fi.Mode().IsRegular() || fi.Size() != e.Size || m.freshHash(e.Path, fi, true) != "" {
 			continue
 		}
-		if !m.opts.Checksum && m.st.hashOf(e.Path, fi) == e.Hex() {
-			continue
-		}
-		checks = append(checks, &check{e: e})
+		m.consider(e.Path, fi, wanted{size: e.Size, sha256: e.SHA256})
 	}
-	// What the state vouches for, except what is hashed again now.
-	checked := map[string]bool{}
-	for _, c := range checks {
-		checked[c.e.Path] = true
+	if err := m.hq.wait(ctx); err != nil {
+		return fmt.Errorf("mirror: %w", err)
 	}
+	// Local contents known: hashed now, or vouched for by the state.
 	for rel, fi := range m.local {
-		if h := m.st.hashOf(rel, fi); h != "" && !checked[rel] {
+		if h := m.freshHash(rel, fi, false); h != "" {
 			m.byHash[h] = rel
-		}
-	}
-	if len(checks) > 0 {
-		defer m.phase("hash")()
-		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(max(2, m.workers()))
-		for _, c := range checks {
-			p.Go(func(ctx context.Context) error {
-				h, fi, err := m.hashLocal(filepath.Join(m.dir, filepath.FromSlash(c.e.Path)))
-				if err != nil {
-					return nil // unreadable: fetched again
-				}
-				c.got = h
-				m.record(c.e.Path, fi, h)
-				return nil
-			})
-		}
-		if err := p.Wait(); err != nil {
-			return fmt.Errorf("mirror: %w", err)
-		}
-		for _, c := range checks {
-			if c.got != "" {
-				m.byHash[c.got] = c.e.Path
-			}
 		}
 	}
 	first := map[string]*fileJob{}
@@ -671,7 +663,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		dst := filepath.Join(m.dir, filepath.FromSlash(e.Path))
 		fi := m.local[e.Path]
 		hx := e.Hex()
-		if fi != nil && fi.Mode().IsRegular() && fi.Size() == e.Size && m.knownHash(e.Path, fi) == hx {
+		if fi != nil && fi.Mode().IsRegular() && fi.Size() == e.Size && m.freshHash(e.Path, fi, m.opts.Checksum) == hx {
 			m.sum.Unchanged++
 			m.unchanged[e.Path] = true
 			if !m.opts.DryRun && (treeindex.ModeOf(fi.Mode()) != e.Mode || !e.MTime.IsZero() && !fi.ModTime().Equal(e.MTime)) {
@@ -728,32 +720,23 @@ func (m *mirrorRun) findMoved(ctx context.Context) error {
 	}
 	var cands []string
 	for rel, fi := range m.local {
-		if fi.Mode().IsRegular() && sizes[fi.Size()] && !known[rel] && m.knownHash(rel, fi) == "" {
+		if fi.Mode().IsRegular() && sizes[fi.Size()] && !known[rel] && m.knownHash(rel, fi) == "" && !m.triedHash(rel) {
 			cands = append(cands, rel)
 		}
 	}
 	if len(cands) == 0 {
 		return nil
 	}
-	defer m.phase("hash moved")()
-	hashes := make([]string, len(cands))
-	p := pool.New().WithContext(ctx).WithMaxGoroutines(max(2, m.workers()))
-	for i, rel := range cands {
-		p.Go(func(ctx context.Context) error {
-			h, fi, err := m.hashLocal(filepath.Join(m.dir, filepath.FromSlash(rel)))
-			if err == nil {
-				hashes[i] = h
-				m.record(rel, fi, h)
-			}
-			return nil
-		})
+	q := newHashQueue(m, "hash moved")
+	for _, rel := range cands {
+		q.add(rel)
 	}
-	if err := p.Wait(); err != nil {
+	if err := q.wait(ctx); err != nil {
 		return fmt.Errorf("mirror: %w", err)
 	}
-	for i, h := range hashes {
-		if h != "" {
-			m.byHash[h] = cands[i]
+	for _, rel := range cands {
+		if h := m.freshHash(rel, m.local[rel], true); h != "" {
+			m.byHash[h] = rel
 		}
 	}
 	for _, j := range m.jobs {
@@ -1949,47 +1932,6 @@ func (m *mirrorRun) dryRun(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// hashFile returns the SHA-256 of the file at p, in hex, and its stat,
-// reading through buf.
-func hashFile(p string, buf []byte) (string, os.FileInfo, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", nil, err
-	}
-	h := sha256.New()
-	for {
-		n, err := f.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", nil, err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), fi, nil
-}
-
-// hashBufSize is the read buffer of hashFile: most files of a tree in one
-// read.
-const hashBufSize = 256 << 10
-
-// hashLocal is hashFile with a read buffer of the run's.
-func (m *mirrorRun) hashLocal(p string) (string, os.FileInfo, error) {
-	b, _ := m.bufs.Get().(*[]byte)
-	if b == nil {
-		b = new([]byte)
-		*b = make([]byte, hashBufSize)
-	}
-	defer m.bufs.Put(b)
-	return hashFile(p, *b)
 }
 
 // setAttrs sets the mode and mtime of p (not following a symlink at p).

@@ -20,6 +20,12 @@ import (
 type ReaderOptions struct {
 	// MaxEntries bounds the number of entries; 0 means DefaultMaxEntries.
 	MaxEntries int64
+	// Each, if set, is called by ReadAll with each entry as soon as it is
+	// read and checked on its own (its path, fields, order), before the
+	// index is verified whole: a caller may start work that the rest of
+	// the index cannot make wrong (reading local files, say) while the
+	// index is still being read. It must not keep e.
+	Each func(e *Entry)
 }
 
 // Reader reads an index entry by entry. It verifies, as it goes, every
@@ -203,6 +209,9 @@ func ReadAll(r io.Reader, opts ReaderOptions) (*Index, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if opts.Each != nil {
+			opts.Each(&e)
 		}
 		idx.Entries = append(idx.Entries, e)
 	}

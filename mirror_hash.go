@@ -1,0 +1,316 @@
+package zsyncpipe
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
+)
+
+// The local files whose content the state cannot vouch for are hashed
+// while the index is read and Dir is walked (see docs/trees.md, "What
+// runs when"): a file is hashed as soon as both the index and the walk
+// have named it, by a few workers (hashQueue) that read it with one
+// buffer each. A hash is a fact about a local file (its size, mtime and
+// content), true whatever the index turns out to be: an index refused
+// later has only made the run read some files.
+
+// hashJoin meets the entries of the index, as they are read, with the
+// files of the walk, as they are found, under one lock.
+type hashJoin struct {
+	mu   sync.Mutex
+	want map[string]wanted // files of the index the walk has not reached
+}
+
+// wanted is what hashing needs of a file entry.
+type wanted struct {
+	size   int64
+	sha256 []byte
+}
+
+// found is called by the walk for every path of Dir (before classify).
+func (m *mirrorRun) found(rel string, fi os.FileInfo) {
+	m.join.mu.Lock()
+	defer m.join.mu.Unlock()
+	m.local[rel] = fi
+	if w, ok := m.join.want[rel]; ok {
+		delete(m.join.want, rel)
+		m.consider(rel, fi, w)
+	}
+}
+
+// listed is called for every file entry of the index as it is read.
+func (m *mirrorRun) listed(e *treeindex.Entry) {
+	if e.Type != treeindex.File {
+		return
+	}
+	w := wanted{size: e.Size, sha256: e.SHA256}
+	m.join.mu.Lock()
+	defer m.join.mu.Unlock()
+	if fi, ok := m.local[e.Path]; ok {
+		m.consider(e.Path, fi, w)
+		return
+	}
+	if m.join.want == nil {
+		m.join.want = map[string]wanted{}
+	}
+	m.join.want[e.Path] = w
+}
+
+// consider queues the local file rel for hashing when its size is that of
+// the index's file at rel and the state does not vouch for it having that
+// file's content (as classify decides: unless Checksum, a file the state
+// vouches for is trusted).
+func (m *mirrorRun) consider(rel string, fi os.FileInfo, w wanted) {
+	if !fi.Mode().IsRegular() || fi.Size() != w.size {
+		return
+	}
+	if !m.opts.Checksum && m.knownHash(rel, fi) == hex.EncodeToString(w.sha256) {
+		return
+	}
+	m.hq.add(rel)
+}
+
+// joined is called once the index is read and Dir walked: the want list
+// is done with, and the local files that may hold the content of a file
+// surely fetched or rebuilt (no local file of its size at its path) are
+// queued too, those findMoved would hash (a file moved or copied in the
+// new tree is then copied locally).
+func (m *mirrorRun) joined() {
+	m.join.mu.Lock()
+	m.join.want = nil
+	m.join.mu.Unlock()
+	sizes := map[int64]bool{}
+	for i := range m.idx.Entries {
+		e := &m.idx.Entries[i]
+		if e.Type != treeindex.File || e.Data != nil || e.Size == 0 {
+			continue
+		}
+		if fi := m.local[e.Path]; fi == nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
+			sizes[e.Size] = true
+		}
+	}
+	for rel, fi := range m.local {
+		if fi.Mode().IsRegular() && sizes[fi.Size()] && m.knownHash(rel, fi) == "" {
+			m.hq.add(rel)
+		}
+	}
+}
+
+// freshHash returns the hash of the local file rel (as fi describes it)
+// this run computed or, unless onlyFresh, the state vouches for; "" when
+// neither knows it, or when this run failed to read it.
+func (m *mirrorRun) freshHash(rel string, fi os.FileInfo, onlyFresh bool) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, hashed := m.hashed[rel]
+	if hashed && h == "" || !hashed && onlyFresh {
+		return ""
+	}
+	return m.st.hashOf(rel, fi)
+}
+
+// hashQueue hashes local files on a few goroutines, in the order they are
+// added, recording each result in the run's state (m.hashed, m.st).
+type hashQueue struct {
+	m       *mirrorRun
+	mu      sync.Mutex
+	cond    sync.Cond
+	todo    []string
+	queued  map[string]bool
+	closed  bool
+	wg      sync.WaitGroup
+	started bool
+	phase   string
+	end     func() // of the phase
+}
+
+// hashWorkers is how many files are hashed at once: more than the cores,
+// so that reads from a disk overlap (from the page cache, hashing is
+// CPU-bound and the extra workers cost nothing).
+func (m *mirrorRun) hashWorkers() int {
+	return max(4, m.workers())
+}
+
+// newHashQueue returns a queue whose work is the phase named phase.
+func newHashQueue(m *mirrorRun, phase string) *hashQueue {
+	q := &hashQueue{m: m, phase: phase, queued: map[string]bool{}}
+	q.cond.L = &q.mu
+	return q
+}
+
+// add queues rel, once.
+func (q *hashQueue) add(rel string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queued[rel] || q.closed {
+		return
+	}
+	q.queued[rel] = true
+	q.todo = append(q.todo, rel)
+	if !q.started {
+		q.started = true
+		q.end = q.m.phase(q.phase)
+		for range q.m.hashWorkers() {
+			q.wg.Add(1)
+			go q.work()
+		}
+	}
+	q.cond.Signal()
+}
+
+// wait ends the queue once what was added is hashed, or when ctx ends.
+func (q *hashQueue) wait(ctx context.Context) error {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.todo = nil
+		q.mu.Unlock()
+	})
+	defer stop()
+	q.wg.Wait()
+	if q.end != nil {
+		q.end()
+		q.end = nil
+	}
+	return ctx.Err()
+}
+
+func (q *hashQueue) work() {
+	defer q.wg.Done()
+	m := q.m
+	buf := make([]byte, hashBufSize)
+	h := sha256.New()
+	for {
+		q.mu.Lock()
+		for len(q.todo) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.todo) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		rel := q.todo[0]
+		q.todo = q.todo[1:]
+		q.mu.Unlock()
+		sum, fi, err := hashFileWith(filepath.Join(m.dir, filepath.FromSlash(rel)), buf, h)
+		m.mu.Lock()
+		if m.hashed == nil {
+			m.hashed = map[string]string{}
+		}
+		m.hashed[rel] = sum // "" when unreadable: fetched again
+		if err == nil {
+			m.st.Files[rel] = fileState{Size: fi.Size(), MTime: fi.ModTime().UnixNano(), SHA256: sum}
+			m.dirty = true
+		}
+		m.mu.Unlock()
+	}
+}
+
+// hashBufSize is the read buffer of hashFile: most files of a tree in one
+// read.
+const hashBufSize = 256 << 10
+
+// hashFile returns the SHA-256 of the file at p, in hex, and its stat,
+// reading through buf.
+func hashFile(p string, buf []byte) (string, os.FileInfo, error) {
+	return hashFileWith(p, buf, sha256.New())
+}
+
+// hashFileWith is hashFile with a hash.Hash to reuse (it is reset).
+func hashFileWith(p string, buf []byte, h hash.Hash) (string, os.FileInfo, error) {
+	h.Reset()
+	fi, err := readFileInto(p, buf, h)
+	if err != nil {
+		return "", nil, err
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])), fi, nil
+}
+
+// hashLocal is hashFile with a read buffer of the run's.
+func (m *mirrorRun) hashLocal(p string) (string, os.FileInfo, error) {
+	b, _ := m.bufs.Get().(*[]byte)
+	if b == nil {
+		b = new([]byte)
+		*b = make([]byte, hashBufSize)
+	}
+	defer m.bufs.Put(b)
+	return hashFile(p, *b)
+}
+
+// statInfo is an os.FileInfo of what readFileInto learns from fstat.
+type statInfo struct {
+	name  string
+	size  int64
+	mode  os.FileMode
+	mtime time.Time
+}
+
+func (s *statInfo) Name() string       { return s.name }
+func (s *statInfo) Size() int64        { return s.size }
+func (s *statInfo) Mode() os.FileMode  { return s.mode }
+func (s *statInfo) ModTime() time.Time { return s.mtime }
+func (s *statInfo) IsDir() bool        { return s.mode.IsDir() }
+func (s *statInfo) Sys() any           { return nil }
+
+// errChanged reports a file whose length changed while it was read.
+var errChanged = errors.New("changed while it was read")
+
+// readAll copies a file of size bytes (as fstat said before the first
+// read) from read to w through buf. A read shorter than buf that reaches
+// size ends it without another read (a regular file's read is short only
+// at its end); a file that turns out longer or shorter than size is an
+// error.
+func readAll(read func([]byte) (int, error), size int64, buf []byte, w io.Writer) error {
+	var n int64
+	for {
+		k, err := read(buf)
+		if k > 0 {
+			w.Write(buf[:k])
+			n += int64(k)
+		}
+		if err == io.EOF || err == nil && k == 0 {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if k < len(buf) && n >= size {
+			break
+		}
+	}
+	if n != size {
+		return fmt.Errorf("%w (%d bytes, then %d)", errChanged, size, n)
+	}
+	return nil
+}
+
+// triedHash reports whether this run hashed rel already (or failed to).
+func (m *mirrorRun) triedHash(rel string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.hashed[rel]
+	return ok
+}
+
+// stop drops what is still queued and waits for the files being hashed:
+// a run that ends early (a refused index) reads no more.
+func (q *hashQueue) stop() {
+	q.mu.Lock()
+	q.todo = nil
+	q.mu.Unlock()
+	q.wait(context.Background())
+}
