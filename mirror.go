@@ -254,8 +254,8 @@ type mirrorRun struct {
 	join             hashJoin          // the index and the walk meet here (mirror_hash.go)
 	hq               *hashQueue        // hashes local files from the start
 	hashed           map[string]string // local files hashed by this run ("" unreadable); guarded by mu
-	bg               sync.WaitGroup    // the index's cache being written
-	cacheErr         error             // of writing it; read after bg.Wait
+	bg               sync.WaitGroup    // the index's cache being written, unchanged files retouched
+	bgErr            error             // of those; guarded by mu
 	unchanged        map[string]bool   // local files that are the same in the new tree
 	touched          atomic.Bool       // something in Dir was created, replaced or removed
 	byHash           map[string]string // SHA-256 hex → local path holding that content
@@ -416,7 +416,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		}
 		m.mu.Unlock()
 		if serr == nil {
-			serr = m.cacheErr
+			serr = m.bgErr
 		}
 		if serr != nil && err == nil {
 			err = serr
@@ -502,7 +502,9 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 		go func() {
 			defer m.bg.Done()
 			if err := atomicfile.WriteBytes(cache, 0o644, body); err != nil {
-				m.cacheErr = fmt.Errorf("mirror: cache the index: %w", err)
+				m.mu.Lock()
+				m.bgErr = fmt.Errorf("mirror: cache the index: %w", err)
+				m.mu.Unlock()
 				return
 			}
 			m.mu.Lock()
@@ -655,24 +657,19 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		}
 	}
 	first := map[string]*fileJob{}
+	var retouch []*treeindex.Entry // unchanged, with another mode or mtime
 	for i := range m.idx.Entries {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.File {
 			continue
 		}
-		dst := filepath.Join(m.dir, filepath.FromSlash(e.Path))
 		fi := m.local[e.Path]
 		hx := e.Hex()
 		if fi != nil && fi.Mode().IsRegular() && fi.Size() == e.Size && m.freshHash(e.Path, fi, m.opts.Checksum) == hx {
 			m.sum.Unchanged++
 			m.unchanged[e.Path] = true
 			if !m.opts.DryRun && (treeindex.ModeOf(fi.Mode()) != e.Mode || !e.MTime.IsZero() && !fi.ModTime().Equal(e.MTime)) {
-				if err := setAttrs(dst, e.Mode, e.MTime); err != nil {
-					return fmt.Errorf("mirror: %w", err)
-				}
-				if fi2, err := os.Lstat(dst); err == nil {
-					m.record(e.Path, fi2, hx)
-				}
+				retouch = append(retouch, e)
 			}
 			continue
 		}
@@ -700,6 +697,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		m.total += e.Size
 		m.jobs = append(m.jobs, j)
 	}
+	m.retouch(retouch)
 	return m.findMoved(ctx)
 }
 

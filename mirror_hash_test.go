@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // hadPhase reports whether the run had the phase name.
@@ -26,8 +27,9 @@ func hadPhase(sum *MirrorSummary, name string) bool {
 
 // Without a state file (a tree copied by hand), local files are recognised
 // by their hash: every file of the right size is read, a same-size edit is
-// found, a file moved in the new tree is copied; with the state, nothing
-// is read again (no "hash" phase) until the state is gone.
+// found, a file moved in the new tree is copied, unchanged files get the
+// index's mode and mtime; with the state, nothing is read again (no "hash"
+// phase) until the state is gone.
 func TestMirrorHashesWithoutState(t *testing.T) {
 	tmp := t.TempDir()
 	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
@@ -47,6 +49,12 @@ func TestMirrorHashesWithoutState(t *testing.T) {
 	delete(local, moved)
 	local["elsewhere/renamed.txt"] = files[moved]
 	makeTree(t, dst, local, nil)
+	// Unchanged files with another mode or mtime get the index's, and
+	// the state records them (the second run hashes nothing).
+	os.Chmod(filepath.Join(dst, "d01/e1/f00001.txt"), 0o600)
+	os.Chtimes(filepath.Join(dst, "d02/e2/f00002.txt"), time.Unix(1e9, 0), time.Unix(1e9, 0))
+	os.Chmod(filepath.Join(dst, "d04/e4/f00004.txt"), 0o755)
+	os.Chtimes(filepath.Join(dst, "d04/e4/f00004.txt"), time.Unix(2e9, 0), time.Unix(2e9, 0))
 
 	var lines []string
 	o := mirrorOpts(url, dst)
