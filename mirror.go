@@ -698,7 +698,19 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		m.jobs = append(m.jobs, j)
 	}
 	m.retouch(retouch)
-	return m.findMoved(ctx)
+	if err := m.findMoved(ctx); err != nil {
+		return err
+	}
+	// The other control files the plan needs are fetched from now, while
+	// the directories are made and local copies written.
+	var list []*treeindex.Entry
+	for _, j := range m.jobs {
+		if j.how == "sync" && m.prefetched[j.e] == nil && !m.mayBeReady(j) {
+			list = append(list, j.e)
+		}
+	}
+	m.prefetch(ctx, list, "prefetch controls after plan")
+	return nil
 }
 
 // findMoved hashes the local files whose size is that of a file to fetch
@@ -783,20 +795,30 @@ func (m *mirrorRun) prefetchControls(ctx context.Context) {
 		}
 		list = append(list, e)
 	}
+	m.prefetch(ctx, list, "prefetch controls")
+}
+
+// prefetch starts fetching the control files of list (a phase named
+// phase), which controls takes.
+func (m *mirrorRun) prefetch(ctx context.Context, list []*treeindex.Entry, phase string) {
 	if len(list) == 0 {
 		return
 	}
-	m.prefetched = make(map[*treeindex.Entry]*ctlFetch, len(list))
-	for _, e := range list {
-		m.prefetched[e] = &ctlFetch{done: make(chan struct{})}
+	if m.prefetched == nil {
+		m.prefetched = make(map[*treeindex.Entry]*ctlFetch, len(list))
 	}
-	end := m.phase("prefetch controls")
+	cs := make([]*ctlFetch, len(list))
+	for i, e := range list {
+		cs[i] = &ctlFetch{done: make(chan struct{})}
+		m.prefetched[e] = cs[i]
+	}
+	end := m.phase(phase)
 	p := pool.New().WithMaxGoroutines(m.opts.Parallel)
 	m.prefetching.Add(1)
 	go func() {
 		defer m.prefetching.Done()
-		for _, e := range list {
-			c := m.prefetched[e]
+		for i, e := range list {
+			c := cs[i]
 			p.Go(func() {
 				defer close(c.done)
 				c.f, c.err = m.control(ctx, e)

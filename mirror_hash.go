@@ -351,3 +351,13 @@ func (m *mirrorRun) retouch(es []*treeindex.Entry) {
 		}
 	}()
 }
+
+// mayBeReady reports whether an earlier run may have left the job's
+// content complete (see ready), so that its control file may not be
+// needed.
+func (m *mirrorRun) mayBeReady(j *fileJob) bool {
+	if _, err := os.Lstat(m.partPath(j)); err == nil {
+		return true
+	}
+	return m.stale[m.tmpBeside(j.e.Path)]
+}
