@@ -564,30 +564,13 @@ func (m *mirrorRun) checkIndex() error {
 
 // walkLocal lists what is in Dir, without following symlinks.
 func (m *mirrorRun) walkLocal() error {
-	err := filepath.WalkDir(m.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == m.dir && errors.Is(err, fs.ErrNotExist) {
-				return filepath.SkipAll
-			}
-			return err
-		}
-		if p == m.dir {
-			return nil
-		}
-		rel, _ := filepath.Rel(m.dir, p)
-		rel = filepath.ToSlash(rel)
-		if rel == MirrorStateDir {
-			return filepath.SkipDir
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil // gone meanwhile
-		}
-		if strings.HasSuffix(rel, tmpSuffix) && d.Type().IsRegular() {
+	err := walkTree(m.dir, func(rel string) bool { return rel == MirrorStateDir }, func(rel string, fi fs.FileInfo) {
+		if strings.HasSuffix(rel, tmpSuffix) && fi.Mode().IsRegular() {
+			m.join.mu.Lock()
 			m.tmps = append(m.tmps, rel) // see staleTmps
+			m.join.mu.Unlock()
 		}
 		m.found(rel, fi)
-		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("mirror: list %s: %w", m.dir, err)

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -251,21 +250,6 @@ func (m *mirrorRun) hashLocal(p string) (string, os.FileInfo, error) {
 	defer m.bufs.Put(b)
 	return hashFile(p, *b)
 }
-
-// statInfo is an os.FileInfo of what readFileInto learns from fstat.
-type statInfo struct {
-	name  string
-	size  int64
-	mode  os.FileMode
-	mtime time.Time
-}
-
-func (s *statInfo) Name() string       { return s.name }
-func (s *statInfo) Size() int64        { return s.size }
-func (s *statInfo) Mode() os.FileMode  { return s.mode }
-func (s *statInfo) ModTime() time.Time { return s.mtime }
-func (s *statInfo) IsDir() bool        { return s.mode.IsDir() }
-func (s *statInfo) Sys() any           { return nil }
 
 // errChanged reports a file whose length changed while it was read.
 var errChanged = errors.New("changed while it was read")

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,14 +27,14 @@ func readFileInto(p string, buf []byte, w io.Writer) (os.FileInfo, error) {
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	fi := &statInfo{name: filepath.Base(p)}
+	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &fi.sys) }); err != nil {
 		return nil, &os.PathError{Op: "fstat", Path: p, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+	fi.fill()
+	if !fi.mode.IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", p)
 	}
-	fi := &statInfo{name: filepath.Base(p), size: st.Size, mode: os.FileMode(st.Mode & 0o777), mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec)}
 	err = readAll(func(b []byte) (int, error) {
 		for {
 			n, err := unix.Read(fd, b)
@@ -60,3 +61,51 @@ func openRead(p string, flags int) (int, error) {
 		}
 	}
 }
+
+// statInfo is the os.FileInfo of a stat made here, as os.Lstat makes it
+// (Sys returns the *syscall.Stat_t).
+type statInfo struct {
+	name  string
+	size  int64
+	mode  os.FileMode
+	mtime time.Time
+	sys   syscall.Stat_t
+}
+
+// fill sets the fields from sys, as package os does.
+func (s *statInfo) fill() {
+	st := &s.sys
+	s.size = st.Size
+	s.mtime = time.Unix(st.Mtim.Unix())
+	s.mode = os.FileMode(st.Mode & 0o777)
+	switch st.Mode & syscall.S_IFMT {
+	case syscall.S_IFBLK:
+		s.mode |= os.ModeDevice
+	case syscall.S_IFCHR:
+		s.mode |= os.ModeDevice | os.ModeCharDevice
+	case syscall.S_IFDIR:
+		s.mode |= os.ModeDir
+	case syscall.S_IFIFO:
+		s.mode |= os.ModeNamedPipe
+	case syscall.S_IFLNK:
+		s.mode |= os.ModeSymlink
+	case syscall.S_IFSOCK:
+		s.mode |= os.ModeSocket
+	}
+	if st.Mode&syscall.S_ISGID != 0 {
+		s.mode |= os.ModeSetgid
+	}
+	if st.Mode&syscall.S_ISUID != 0 {
+		s.mode |= os.ModeSetuid
+	}
+	if st.Mode&syscall.S_ISVTX != 0 {
+		s.mode |= os.ModeSticky
+	}
+}
+
+func (s *statInfo) Name() string       { return s.name }
+func (s *statInfo) Size() int64        { return s.size }
+func (s *statInfo) Mode() os.FileMode  { return s.mode }
+func (s *statInfo) ModTime() time.Time { return s.mtime }
+func (s *statInfo) IsDir() bool        { return s.mode.IsDir() }
+func (s *statInfo) Sys() any           { return &s.sys }

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -140,5 +142,58 @@ func TestHashFile(t *testing.T) {
 		if !errors.Is(err, errChanged) {
 			t.Errorf("size %d, reads %v: %v, want errChanged", c.size, c.reads, err)
 		}
+	}
+}
+
+// walkTree lists what filepath.WalkDir and os.Lstat list, symlinks not
+// followed, skipped paths left out, from several goroutines.
+func TestWalkTree(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"a/b/c", "a/d", "skip/x", "e"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	for i := range 50 {
+		os.WriteFile(filepath.Join(root, "a/b/c", fmt.Sprint(i)), []byte(fmt.Sprint(i)), 0o640)
+	}
+	os.WriteFile(filepath.Join(root, "skip/x/f"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "e/suid"), []byte("x"), 0o4755)
+	os.Symlink("a", filepath.Join(root, "link"))
+	os.Symlink("/nonexistent", filepath.Join(root, "a/d/dangling"))
+	want := map[string]os.FileInfo{}
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if rel == "skip" {
+			return filepath.SkipDir
+		}
+		if p != root {
+			want[rel], _ = os.Lstat(p)
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	got := map[string]os.FileInfo{}
+	err := walkTree(root, func(rel string) bool { return rel == "skip" }, func(rel string, fi fs.FileInfo) {
+		mu.Lock()
+		defer mu.Unlock()
+		if got[rel] != nil {
+			t.Errorf("%s listed twice", rel)
+		}
+		got[rel] = fi
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("listed %d paths, want %d", len(got), len(want))
+	}
+	for rel, w := range want {
+		g := got[rel]
+		if g == nil || g.Mode() != w.Mode() || g.Size() != w.Size() || !g.ModTime().Equal(w.ModTime()) || g.Name() != w.Name() {
+			t.Errorf("%s: %v, want %v", rel, g, w)
+		}
+	}
+	if err := walkTree(filepath.Join(root, "missing"), func(string) bool { return false }, func(string, fs.FileInfo) { t.Error("listed something in a missing root") }); err != nil {
+		t.Errorf("missing root: %v", err)
 	}
 }
