@@ -633,12 +633,25 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 	if err := m.hq.wait(ctx); err != nil {
 		return fmt.Errorf("mirror: %w", err)
 	}
-	// Local contents known: hashed now, or vouched for by the state.
+	// Local contents known: hashed now, or vouched for by the state (what
+	// freshHash returns, in one pass); with Checksum, only the hashes of
+	// this run say a file is unchanged.
+	trusted := make(map[string]string, len(m.local))
+	m.mu.Lock()
 	for rel, fi := range m.local {
-		if h := m.freshHash(rel, fi, false); h != "" {
-			m.byHash[h] = rel
+		h, hashed := m.hashed[rel]
+		if hashed && h == "" {
+			continue
+		}
+		if h = m.st.hashOf(rel, fi); h == "" {
+			continue
+		}
+		m.byHash[h] = rel
+		if hashed || !m.opts.Checksum {
+			trusted[rel] = h
 		}
 	}
+	m.mu.Unlock()
 	first := map[string]*fileJob{}
 	var retouch []*treeindex.Entry // unchanged, with another mode or mtime
 	for i := range m.idx.Entries {
@@ -648,7 +661,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		}
 		fi := m.local[e.Path]
 		hx := e.Hex()
-		if fi != nil && fi.Mode().IsRegular() && fi.Size() == e.Size && m.freshHash(e.Path, fi, m.opts.Checksum) == hx {
+		if fi != nil && fi.Size() == e.Size && trusted[e.Path] == hx {
 			m.sum.Unchanged++
 			m.unchanged[e.Path] = true
 			if !m.opts.DryRun && (treeindex.ModeOf(fi.Mode()) != e.Mode || !e.MTime.IsZero() && !fi.ModTime().Equal(e.MTime)) {
