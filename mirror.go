@@ -288,9 +288,12 @@ type mirrorRun struct {
 	hashers     map[strong.Algorithm]*simd.Hasher
 	prefetched  map[*treeindex.Entry]*ctlFetch // see prefetchControls
 	prefetching sync.WaitGroup
-	dirty       bool       // the state changed; guarded by mu
-	start       time.Time  // of Mirror, for the phases' times
-	phmu        sync.Mutex // guards sum.Phases
+	// controlsFetched is closed when the control files the scan needs
+	// are fetched: the early fetches of small files wait for it.
+	controlsFetched chan struct{}
+	dirty           bool       // the state changed; guarded by mu
+	start           time.Time  // of Mirror, for the phases' times
+	phmu            sync.Mutex // guards sum.Phases
 	// Small files from packs (mirror_pack.go).
 	packedFiles, packFallbacks atomic.Int64
 	decOnce                    sync.Once
@@ -884,6 +887,8 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	m.hold(true)
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	m.controlsFetched = make(chan struct{})
+	controlsFetched := sync.OnceFunc(func() { close(m.controlsFetched) })
 	early, err := m.startEarly(ectx)
 	if err != nil {
 		return err
@@ -894,6 +899,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 			early()
 		}
 	}()
+	defer controlsFetched() // before the deferred wait above
 	var syncs []*fileJob
 	m.creating.Lock()
 	end := m.phase("copy")
@@ -927,6 +933,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	end()
 	m.creating.Unlock()
 	syncs, err = m.controls(ctx, syncs)
+	controlsFetched()
 	if err != nil {
 		return err
 	}
@@ -1032,11 +1039,16 @@ func (m *mirrorRun) startEarly(ctx context.Context) (wait func(), err error) {
 			j.dupOf.dups = append(j.dupOf.dups, j)
 		}
 	}
-	fetched := m.fetchSmall(ctx, early, "", m.opts.Parallel)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		fetched()
+		// The control files first: the scan waits for them, these
+		// fetches run beside the scan.
+		select {
+		case <-m.controlsFetched:
+		case <-ctx.Done():
+		}
+		m.fetchSmall(ctx, early, "", m.opts.Parallel)()
 		m.flushHeld()
 	}()
 	return func() { <-done }, nil

@@ -320,8 +320,10 @@ func (m *mirrorRun) retouch(es []*treeindex.Entry) {
 			if treeindex.ModeOf(fi.Mode()) != e.Mode {
 				err = os.Chmod(p, e.Mode)
 			}
-			if err == nil && !e.MTime.IsZero() && !fi.ModTime().Equal(e.MTime) {
+			mtime := fi.ModTime()
+			if err == nil && !e.MTime.IsZero() && !mtime.Equal(e.MTime) {
 				err = os.Chtimes(p, e.MTime, e.MTime)
+				mtime = e.MTime
 			}
 			if err != nil {
 				m.mu.Lock()
@@ -329,9 +331,13 @@ func (m *mirrorRun) retouch(es []*treeindex.Entry) {
 				m.mu.Unlock()
 				return
 			}
-			if fi2, err := os.Lstat(p); err == nil {
-				m.record(e.Path, fi2, e.Hex())
-			}
+			// Recorded without another stat: on a filesystem that keeps
+			// coarser times than the index's, the next run finds
+			// another mtime and hashes the file again.
+			m.mu.Lock()
+			m.st.Files[e.Path] = fileState{Size: fi.Size(), MTime: mtime.UnixNano(), SHA256: e.Hex()}
+			m.dirty = true
+			m.mu.Unlock()
 		}
 	}()
 }
