@@ -374,6 +374,9 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	// files whose content the state cannot vouch for are hashed as soon
 	// as both have named them (mirror_hash.go).
 	m.hq = newHashQueue(m, "hash")
+	if len(m.st.Files) == 0 { // a first run: the state grows as files are hashed
+		m.st.Files = make(map[string]fileState, 4096)
+	}
 	defer m.hq.stop()
 	m.local = map[string]os.FileInfo{}
 	walked := make(chan error, 1)
@@ -616,8 +619,10 @@ func (m *mirrorRun) staleTmps() {
 // to get it otherwise; it hashes local files where the state cannot vouch
 // for them.
 func (m *mirrorRun) classify(ctx context.Context) error {
-	m.byHash = map[string]string{}
-	m.unchanged = map[string]bool{}
+	// Maps of their final size at once: growing them costs more than
+	// filling them on a tree of 10,000 files.
+	m.byHash = make(map[string]string, len(m.local))
+	m.unchanged = make(map[string]bool, len(m.idx.Entries))
 	m.prefetchControls(ctx)
 	// Files whose size matches but whose content the state cannot vouch
 	// for were queued for hashing as the index and the walk named them

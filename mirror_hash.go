@@ -208,7 +208,7 @@ func (q *hashQueue) work() {
 		sum, fi, err := hashFileWith(filepath.Join(m.dir, filepath.FromSlash(rel)), buf, h)
 		m.mu.Lock()
 		if m.hashed == nil {
-			m.hashed = map[string]string{}
+			m.hashed = make(map[string]string, 4096)
 		}
 		m.hashed[rel] = sum // "" when unreadable: fetched again
 		if err == nil {
