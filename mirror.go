@@ -445,6 +445,9 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		}
 		return false, fmt.Errorf("mirror: %d files failed: %w", len(m.errs), errors.Join(m.errs...))
 	}
+	// The retouching of unchanged files is over before the state is
+	// gone through for files no longer there (dirAttrs).
+	m.bg.Wait()
 	end = m.phase("finish")
 	if err := m.links(); err != nil {
 		return false, err

@@ -197,3 +197,33 @@ func TestWalkTree(t *testing.T) {
 		t.Errorf("missing root: %v", err)
 	}
 }
+
+// Unchanged files whose mtimes differ are retouched beside the run, and
+// the run's end (which goes through the state) waits for them: with
+// nothing else to do, the end comes at once (-race finds it otherwise).
+func TestMirrorRetouchBesideRun(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	files := smallTree(1500, 0)
+	makeTree(t, pub, files, nil)
+	publishTree(t, pub, 1)
+	url, _ := serveTree(t, pub)
+	makeTree(t, dst, files, nil)
+	treeFile(t, dst, "extra/gone.txt", []byte("not in the index"), 0o644)
+	filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			os.Chtimes(p, time.Unix(2e9, 0), time.Unix(2e9, 0))
+		}
+		return nil
+	})
+	o := mirrorOpts(url, dst)
+	o.Delete = true
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if sum.Unchanged != len(files) || sum.Deleted != 1 || !hadPhase(sum, "retouch") {
+		t.Errorf("%+v: want all %d files unchanged and retouched, one deleted", sum, len(files))
+	}
+}
