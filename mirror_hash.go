@@ -134,11 +134,15 @@ type hashQueue struct {
 	end     func() // of the phase
 }
 
-// hashWorkers is how many files are hashed at once: more than the cores,
-// so that reads from a disk overlap (from the page cache, hashing is
-// CPU-bound and the extra workers cost nothing).
+// hashWorkers is how many files are hashed at once: Workers when set,
+// else four, more than the cores, so that reads from a disk overlap (from
+// the page cache, hashing is CPU-bound and the extra workers cost
+// nothing).
 func (m *mirrorRun) hashWorkers() int {
-	return max(4, m.workers())
+	if m.opts.Workers > 0 {
+		return m.opts.Workers
+	}
+	return 4
 }
 
 // newHashQueue returns a queue whose work is the phase named phase.
