@@ -377,6 +377,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	if len(m.st.Files) == 0 { // a first run: the state grows as files are hashed
 		m.st.Files = make(map[string]fileState, 4096)
 	}
+	defer m.closeDirs() // after the hashing stopped
 	defer m.hq.stop()
 	m.local = map[string]os.FileInfo{}
 	walked := make(chan error, 1)
@@ -580,7 +581,7 @@ func (m *mirrorRun) walkLocal() error {
 			m.join.mu.Unlock()
 		}
 		m.found(rel, fi)
-	})
+	}, m.keepDir)
 	if err != nil {
 		return fmt.Errorf("mirror: list %s: %w", m.dir, err)
 	}
@@ -641,7 +642,9 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		}
 		m.consider(e.Path, fi, wanted{size: e.Size, sha256: e.SHA256})
 	}
-	if err := m.hq.wait(ctx); err != nil {
+	err := m.hq.wait(ctx)
+	m.closeDirs()
+	if err != nil {
 		return fmt.Errorf("mirror: %w", err)
 	}
 	// Local contents known: hashed now, or vouched for by the state (what

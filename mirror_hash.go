@@ -10,7 +10,9 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
@@ -29,6 +31,55 @@ import (
 type hashJoin struct {
 	mu   sync.Mutex
 	want map[string]wanted // files of the index the walk has not reached
+	// Directories the walk left open, so that their files are opened
+	// from them (openat: no lookup of the whole path), until closeDirs.
+	dmu    sync.Mutex
+	dirs   map[string]int // descriptor by slash-separated path
+	open   []*os.File
+	closed bool
+}
+
+// keepDir takes the directory rel the walk opened, while there is room.
+func (m *mirrorRun) keepDir(rel string, d *os.File, fd int) bool {
+	j := &m.join
+	j.dmu.Lock()
+	defer j.dmu.Unlock()
+	if j.closed || len(j.open) >= maxKeptDirs() {
+		return false
+	}
+	if j.dirs == nil {
+		j.dirs = map[string]int{}
+	}
+	j.dirs[rel] = fd
+	j.open = append(j.open, d)
+	return true
+}
+
+// closeDirs closes the directories keepDir took; the hashing (which
+// opens files from them) must be over.
+func (m *mirrorRun) closeDirs() {
+	j := &m.join
+	j.dmu.Lock()
+	defer j.dmu.Unlock()
+	j.closed = true
+	for _, d := range j.open {
+		d.Close()
+	}
+	j.open, j.dirs = nil, nil
+}
+
+// dirOf returns how to open the local file rel: a descriptor of its
+// directory kept open and its name in it, or atCWD and its whole path.
+func (m *mirrorRun) dirOf(rel string) (dirfd int, name string) {
+	j := &m.join
+	dir, base := path.Split(rel)
+	j.dmu.Lock()
+	fd, ok := j.dirs[strings.TrimSuffix(dir, "/")]
+	j.dmu.Unlock()
+	if ok {
+		return fd, base
+	}
+	return atCWD, filepath.Join(m.dir, filepath.FromSlash(rel))
 }
 
 // wanted is what hashing needs of a file entry.
@@ -139,8 +190,8 @@ type hashQueue struct {
 // the page cache, hashing is CPU-bound and the extra workers cost
 // nothing).
 func (m *mirrorRun) hashWorkers() int {
-	if m.opts.Workers > 0 {
-		return m.opts.Workers
+	if w := m.workers(); w > 0 {
+		return w
 	}
 	return 4
 }
@@ -209,7 +260,7 @@ func (q *hashQueue) work() {
 		rel := q.todo[0]
 		q.todo = q.todo[1:]
 		q.mu.Unlock()
-		sum, fi, err := hashFileWith(filepath.Join(m.dir, filepath.FromSlash(rel)), buf, h)
+		sum, fi, err := hashFileWith(m.dirOf(rel))(buf, h)
 		m.mu.Lock()
 		if m.hashed == nil {
 			m.hashed = make(map[string]string, 4096)
@@ -230,18 +281,21 @@ const hashBufSize = 256 << 10
 // hashFile returns the SHA-256 of the file at p, in hex, and its stat,
 // reading through buf.
 func hashFile(p string, buf []byte) (string, os.FileInfo, error) {
-	return hashFileWith(p, buf, sha256.New())
+	return hashFileWith(atCWD, p)(buf, sha256.New())
 }
 
-// hashFileWith is hashFile with a hash.Hash to reuse (it is reset).
-func hashFileWith(p string, buf []byte, h hash.Hash) (string, os.FileInfo, error) {
-	h.Reset()
-	fi, err := readFileInto(p, buf, h)
-	if err != nil {
-		return "", nil, err
+// hashFileWith returns hashFile for the file name in the directory dirfd
+// (atCWD: name is a path), with a hash.Hash to reuse (it is reset).
+func hashFileWith(dirfd int, name string) func(buf []byte, h hash.Hash) (string, os.FileInfo, error) {
+	return func(buf []byte, h hash.Hash) (string, os.FileInfo, error) {
+		h.Reset()
+		fi, err := readFileInto(dirfd, name, buf, h)
+		if err != nil {
+			return "", nil, err
+		}
+		var sum [sha256.Size]byte
+		return hex.EncodeToString(h.Sum(sum[:0])), fi, nil
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])), fi, nil
 }
 
 // hashLocal is hashFile with a read buffer of the run's.

@@ -18,10 +18,12 @@ import (
 // caller may (O_NOATIME: on a tree copied with cp -a, every first read
 // would otherwise write the inode) and without blocking on a FIFO that
 // took the file's place.
-func readFileInto(p string, buf []byte, w io.Writer) (os.FileInfo, error) {
-	fd, err := openRead(p, unix.O_NOATIME)
+//
+// p is relative to the directory dirfd (atCWD: the working directory).
+func readFileInto(dirfd int, p string, buf []byte, w io.Writer) (os.FileInfo, error) {
+	fd, err := openRead(dirfd, p, unix.O_NOATIME)
 	if errors.Is(err, unix.EPERM) { // O_NOATIME: not the file's owner
-		fd, err = openRead(p, 0)
+		fd, err = openRead(dirfd, p, 0)
 	}
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
@@ -53,9 +55,13 @@ func readFileInto(p string, buf []byte, w io.Writer) (os.FileInfo, error) {
 	return fi, nil
 }
 
-func openRead(p string, flags int) (int, error) {
+// atCWD, as a directory descriptor, makes a path relative to the working
+// directory (and an absolute one absolute).
+const atCWD = unix.AT_FDCWD
+
+func openRead(dirfd int, p string, flags int) (int, error) {
 	for {
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|flags, 0)
+		fd, err := unix.Openat(dirfd, p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|flags, 0)
 		if err != unix.EINTR {
 			return fd, err
 		}
@@ -109,3 +115,14 @@ func (s *statInfo) Mode() os.FileMode  { return s.mode }
 func (s *statInfo) ModTime() time.Time { return s.mtime }
 func (s *statInfo) IsDir() bool        { return s.mode.IsDir() }
 func (s *statInfo) Sys() any           { return &s.sys }
+
+// maxKeptDirs bounds the directories kept open for hashing: a quarter of
+// the descriptors the process may open (Go raises the soft limit to the
+// hard one), at most 4096.
+func maxKeptDirs() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int(min(rl.Cur/4, 4096))
+}

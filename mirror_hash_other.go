@@ -8,9 +8,14 @@ import (
 	"os"
 )
 
+// atCWD stands for the working directory as a directory descriptor:
+// the only one readFileInto takes on this system.
+const atCWD = -100
+
 // readFileInto writes the content of the regular file at p to w, reading
-// through buf, and returns its stat.
-func readFileInto(p string, buf []byte, w io.Writer) (os.FileInfo, error) {
+// through buf, and returns its stat. dirfd is atCWD (see the Linux
+// version).
+func readFileInto(_ int, p string, buf []byte, w io.Writer) (os.FileInfo, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
@@ -28,3 +33,6 @@ func readFileInto(p string, buf []byte, w io.Writer) (os.FileInfo, error) {
 	}
 	return fi, nil
 }
+
+// maxKeptDirs is 0: directories are not kept open on this system.
+func maxKeptDirs() int { return 0 }

@@ -180,7 +180,7 @@ func TestWalkTree(t *testing.T) {
 			t.Errorf("%s listed twice", rel)
 		}
 		got[rel] = fi
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestWalkTree(t *testing.T) {
 			t.Errorf("%s: %v, want %v", rel, g, w)
 		}
 	}
-	if err := walkTree(filepath.Join(root, "missing"), func(string) bool { return false }, func(string, fs.FileInfo) { t.Error("listed something in a missing root") }); err != nil {
+	if err := walkTree(filepath.Join(root, "missing"), func(string) bool { return false }, func(string, fs.FileInfo) { t.Error("listed something in a missing root") }, nil); err != nil {
 		t.Errorf("missing root: %v", err)
 	}
 }

@@ -19,7 +19,10 @@ import (
 // from the root by its whole path, and two directories are read at once:
 // fn is called from several goroutines. This walk is on the mirror's
 // critical path (the hashing of local files follows it).
-func walkTree(root string, skip func(rel string) bool, fn func(rel string, fi fs.FileInfo)) error {
+//
+// keep, if not nil, may take the open directory rel (its *os.File and
+// descriptor) before its entries are listed, and close it later itself.
+func walkTree(root string, skip func(rel string) bool, fn func(rel string, fi fs.FileInfo), keep func(rel string, d *os.File, fd int) bool) error {
 	d, err := os.Open(root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -27,7 +30,7 @@ func walkTree(root string, skip func(rel string) bool, fn func(rel string, fi fs
 	if err != nil {
 		return err
 	}
-	w := &treeWalker{skip: skip, fn: fn, sem: make(chan struct{}, 1)}
+	w := &treeWalker{skip: skip, fn: fn, keep: keep, sem: make(chan struct{}, 1)}
 	w.wg.Add(1)
 	w.dir(d, "")
 	w.wg.Wait()
@@ -37,6 +40,7 @@ func walkTree(root string, skip func(rel string) bool, fn func(rel string, fi fs
 type treeWalker struct {
 	skip  func(string) bool
 	fn    func(string, fs.FileInfo)
+	keep  func(string, *os.File, int) bool
 	sem   chan struct{} // a token per goroutine besides the caller's
 	wg    sync.WaitGroup
 	errMu sync.Mutex
@@ -51,10 +55,16 @@ func (w *treeWalker) fail(err error) {
 	w.errMu.Unlock()
 }
 
-// dir lists the directory d, at rel, and what is below it, and closes d.
+// dir lists the directory d, at rel, and what is below it, and closes d
+// unless keep took it.
 func (w *treeWalker) dir(d *os.File, rel string) {
 	defer w.wg.Done()
-	defer d.Close()
+	kept := false
+	defer func() {
+		if !kept {
+			d.Close()
+		}
+	}()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
 		w.fail(err)
@@ -66,6 +76,7 @@ func (w *treeWalker) dir(d *os.File, rel string) {
 		return
 	}
 	sc.Control(func(fd uintptr) {
+		kept = w.keep != nil && w.keep(rel, d, int(fd))
 		for _, name := range names {
 			r := name
 			if rel != "" {

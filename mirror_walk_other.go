@@ -5,6 +5,7 @@ package zsyncpipe
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 )
 
@@ -12,7 +13,9 @@ import (
 // the lstat of everything below root, without following symlinks, except
 // the paths skip names (and what is below them). A root that does not
 // exist is empty; a directory that cannot be read is an error.
-func walkTree(root string, skip func(rel string) bool, fn func(rel string, fi fs.FileInfo)) error {
+//
+// keep is not used on this system (see the Linux version).
+func walkTree(root string, skip func(rel string) bool, fn func(rel string, fi fs.FileInfo), _ func(rel string, d *os.File, fd int) bool) error {
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == root && errors.Is(err, fs.ErrNotExist) {
