@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -268,6 +267,11 @@ type mirrorRun struct {
 	tmps             []string          // local paths ending in tmpSuffix
 	stale            map[string]bool   // those a killed run left, by absolute path (see staleTmps)
 	bufs             sync.Pool         // *[]byte of hashBufSize, for hashLocal
+	join             hashJoin          // the index and the walk meet here (mirror_hash.go)
+	hq               *hashQueue        // hashes local files from the start
+	hashed           map[string]string // local files hashed by this run ("" unreadable); guarded by mu
+	bg               sync.WaitGroup    // the index's cache being written, unchanged files retouched
+	bgErr            error             // of those; guarded by mu
 	unchanged        map[string]bool   // local files that are the same in the new tree
 	touched          atomic.Bool       // something in Dir was created, replaced or removed
 	byHash           map[string]string // SHA-256 hex → local path holding that content
@@ -300,9 +304,12 @@ type mirrorRun struct {
 	hashers     map[strong.Algorithm]*simd.Hasher
 	prefetched  map[*treeindex.Entry]*ctlFetch // see prefetchControls
 	prefetching sync.WaitGroup
-	dirty       bool       // the state changed; guarded by mu
-	start       time.Time  // of Mirror, for the phases' times
-	phmu        sync.Mutex // guards sum.Phases
+	// controlsFetched is closed when the control files the scan needs
+	// are fetched: the early fetches of small files wait for it.
+	controlsFetched chan struct{}
+	dirty           bool       // the state changed; guarded by mu
+	start           time.Time  // of Mirror, for the phases' times
+	phmu            sync.Mutex // guards sum.Phases
 	// Small files from packs (mirror_pack.go).
 	packedFiles, packFallbacks atomic.Int64
 	decOnce                    sync.Once
@@ -377,8 +384,18 @@ func (m *mirrorRun) fail(err error) {
 func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	m.st = loadMirrorState(m.meta, m.opts.URL)
 	defer m.prefetching.Wait()
+	defer m.bg.Wait()
 	m.progress("index", true)
-	// Dir is walked while the index is fetched and read.
+	// Dir is walked while the index is fetched and read, and the local
+	// files whose content the state cannot vouch for are hashed as soon
+	// as both have named them (mirror_hash.go).
+	m.hq = newHashQueue(m, "hash")
+	if len(m.st.Files) == 0 { // a first run: the state grows as files are hashed
+		m.st.Files = make(map[string]fileState, 4096)
+	}
+	defer m.closeDirs() // after the hashing stopped
+	defer m.hq.stop()
+	m.local = map[string]os.FileInfo{}
 	walked := make(chan error, 1)
 	go func() {
 		defer m.phase("walk")()
@@ -396,6 +413,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	m.joined()
 	m.sum.Generation = m.idx.Header.Generation
 	m.staleTmps()
 	m.progress("check", true)
@@ -413,12 +431,16 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		if m.dec != nil {
 			m.dec.Close()
 		}
+		m.bg.Wait()
 		var serr error
 		m.mu.Lock()
 		if m.dirty {
 			serr = m.st.save(m.meta)
 		}
 		m.mu.Unlock()
+		if serr == nil {
+			serr = m.bgErr
+		}
 		if serr != nil && err == nil {
 			err = serr
 		}
@@ -440,6 +462,9 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		}
 		return false, fmt.Errorf("mirror: %d files failed: %w", len(m.errs), errors.Join(m.errs...))
 	}
+	// The retouching of unchanged files is over before the state is
+	// gone through for files no longer there (dirAttrs).
+	m.bg.Wait()
 	end = m.phase("finish")
 	if err := m.links(); err != nil {
 		return false, err
@@ -487,7 +512,7 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 			return fmt.Errorf("mirror: read the cached index: %w", err)
 		}
 	}
-	idx, err := treeindex.ReadAll(bytes.NewReader(body), treeindex.ReaderOptions{})
+	idx, err := treeindex.ReadAll(bytes.NewReader(body), treeindex.ReaderOptions{Each: m.listed})
 	if err != nil {
 		return fmt.Errorf("mirror: %s: %w", treeindex.IndexPath, err)
 	}
@@ -497,11 +522,22 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 	if f.NotModified {
 		m.modified = m.st.IndexModified
 	} else if !m.opts.DryRun {
-		if err := atomicfile.WriteBytes(cache, 0o644, body); err != nil {
-			return fmt.Errorf("mirror: cache the index: %w", err)
-		}
-		m.st.IndexModified, m.st.Generation = m.modified, idx.Header.Generation
-		m.dirty = true
+		// Written (and flushed) beside the run: the state names it only
+		// once it is complete.
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			if err := atomicfile.WriteBytes(cache, 0o644, body); err != nil {
+				m.mu.Lock()
+				m.bgErr = fmt.Errorf("mirror: cache the index: %w", err)
+				m.mu.Unlock()
+				return
+			}
+			m.mu.Lock()
+			m.st.IndexModified, m.st.Generation = m.modified, idx.Header.Generation
+			m.dirty = true
+			m.mu.Unlock()
+		}()
 	}
 	return nil
 }
@@ -554,32 +590,14 @@ func (m *mirrorRun) checkIndex() error {
 
 // walkLocal lists what is in Dir, without following symlinks.
 func (m *mirrorRun) walkLocal() error {
-	m.local = map[string]os.FileInfo{}
-	err := filepath.WalkDir(m.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == m.dir && errors.Is(err, fs.ErrNotExist) {
-				return filepath.SkipAll
-			}
-			return err
-		}
-		if p == m.dir {
-			return nil
-		}
-		rel, _ := filepath.Rel(m.dir, p)
-		rel = filepath.ToSlash(rel)
-		if rel == MirrorStateDir {
-			return filepath.SkipDir
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil // gone meanwhile
-		}
-		if strings.HasSuffix(rel, tmpSuffix) && d.Type().IsRegular() {
+	err := walkTree(m.dir, func(rel string) bool { return rel == MirrorStateDir }, func(rel string, fi fs.FileInfo) {
+		if strings.HasSuffix(rel, tmpSuffix) && fi.Mode().IsRegular() {
+			m.join.mu.Lock()
 			m.tmps = append(m.tmps, rel) // see staleTmps
+			m.join.mu.Unlock()
 		}
-		m.local[rel] = fi
-		return nil
-	})
+		m.found(rel, fi)
+	}, m.keepDir)
 	if err != nil {
 		return fmt.Errorf("mirror: list %s: %w", m.dir, err)
 	}
@@ -621,82 +639,63 @@ func (m *mirrorRun) staleTmps() {
 // to get it otherwise; it hashes local files where the state cannot vouch
 // for them.
 func (m *mirrorRun) classify(ctx context.Context) error {
-	m.byHash = map[string]string{}
-	m.unchanged = map[string]bool{}
+	// Maps of their final size at once: growing them costs more than
+	// filling them on a tree of 10,000 files.
+	m.byHash = make(map[string]string, len(m.local))
+	m.unchanged = make(map[string]bool, len(m.idx.Entries))
 	m.prefetchControls(ctx)
 	// Files whose size matches but whose content the state cannot vouch
-	// for are hashed, on all cores.
-	type check struct {
-		e   *treeindex.Entry
-		got string
-	}
-	var checks []*check
+	// for were queued for hashing as the index and the walk named them
+	// (listed, found); any they missed is hashed now.
 	for i := range m.idx.Entries {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.File {
 			continue
 		}
 		fi := m.local[e.Path]
-		if fi == nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
+		if fi == nil || !fi.Mode().IsRegular() || fi.Size() != e.Size || m.freshHash(e.Path, fi, true) != "" {
 			continue
 		}
-		if !m.opts.Checksum && m.st.hashOf(e.Path, fi) == e.Hex() {
-			continue
-		}
-		checks = append(checks, &check{e: e})
+		m.consider(e.Path, fi, wanted{size: e.Size, sha256: e.SHA256})
 	}
-	// What the state vouches for, except what is hashed again now.
-	checked := map[string]bool{}
-	for _, c := range checks {
-		checked[c.e.Path] = true
+	err := m.hq.wait(ctx)
+	m.closeDirs()
+	if err != nil {
+		return fmt.Errorf("mirror: %w", err)
 	}
+	// Local contents known: hashed now, or vouched for by the state (what
+	// freshHash returns, in one pass); with Checksum, only the hashes of
+	// this run say a file is unchanged.
+	trusted := make(map[string]string, len(m.local))
+	m.mu.Lock()
 	for rel, fi := range m.local {
-		if h := m.st.hashOf(rel, fi); h != "" && !checked[rel] {
-			m.byHash[h] = rel
+		h, hashed := m.hashed[rel]
+		if hashed && h == "" {
+			continue
+		}
+		if h = m.st.hashOf(rel, fi); h == "" {
+			continue
+		}
+		m.byHash[h] = rel
+		if hashed || !m.opts.Checksum {
+			trusted[rel] = h
 		}
 	}
-	if len(checks) > 0 {
-		defer m.phase("hash")()
-		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(max(2, m.workers()))
-		for _, c := range checks {
-			p.Go(func(ctx context.Context) error {
-				h, fi, err := m.hashLocal(filepath.Join(m.dir, filepath.FromSlash(c.e.Path)))
-				if err != nil {
-					return nil // unreadable: fetched again
-				}
-				c.got = h
-				m.record(c.e.Path, fi, h)
-				return nil
-			})
-		}
-		if err := p.Wait(); err != nil {
-			return fmt.Errorf("mirror: %w", err)
-		}
-		for _, c := range checks {
-			if c.got != "" {
-				m.byHash[c.got] = c.e.Path
-			}
-		}
-	}
+	m.mu.Unlock()
 	first := map[string]*fileJob{}
+	var retouch []*treeindex.Entry // unchanged, with another mode or mtime
 	for i := range m.idx.Entries {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.File {
 			continue
 		}
-		dst := filepath.Join(m.dir, filepath.FromSlash(e.Path))
 		fi := m.local[e.Path]
 		hx := e.Hex()
-		if fi != nil && fi.Mode().IsRegular() && fi.Size() == e.Size && m.knownHash(e.Path, fi) == hx {
+		if fi != nil && fi.Size() == e.Size && trusted[e.Path] == hx {
 			m.sum.Unchanged++
 			m.unchanged[e.Path] = true
 			if !m.opts.DryRun && (treeindex.ModeOf(fi.Mode()) != e.Mode || !e.MTime.IsZero() && !fi.ModTime().Equal(e.MTime)) {
-				if err := setAttrs(dst, e.Mode, e.MTime); err != nil {
-					return fmt.Errorf("mirror: %w", err)
-				}
-				if fi2, err := os.Lstat(dst); err == nil {
-					m.record(e.Path, fi2, hx)
-				}
+				retouch = append(retouch, e)
 			}
 			continue
 		}
@@ -724,7 +723,20 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		m.total += e.Size
 		m.jobs = append(m.jobs, j)
 	}
-	return m.findMoved(ctx)
+	m.retouch(retouch)
+	if err := m.findMoved(ctx); err != nil {
+		return err
+	}
+	// The other control files the plan needs are fetched from now, while
+	// the directories are made and local copies written.
+	var list []*treeindex.Entry
+	for _, j := range m.jobs {
+		if j.how == "sync" && m.prefetched[j.e] == nil && !m.mayBeReady(j) {
+			list = append(list, j.e)
+		}
+	}
+	m.prefetch(ctx, list, "prefetch controls after plan")
+	return nil
 }
 
 // findMoved hashes the local files whose size is that of a file to fetch
@@ -744,32 +756,23 @@ func (m *mirrorRun) findMoved(ctx context.Context) error {
 	}
 	var cands []string
 	for rel, fi := range m.local {
-		if fi.Mode().IsRegular() && sizes[fi.Size()] && !known[rel] && m.knownHash(rel, fi) == "" {
+		if fi.Mode().IsRegular() && sizes[fi.Size()] && !known[rel] && m.knownHash(rel, fi) == "" && !m.triedHash(rel) {
 			cands = append(cands, rel)
 		}
 	}
 	if len(cands) == 0 {
 		return nil
 	}
-	defer m.phase("hash moved")()
-	hashes := make([]string, len(cands))
-	p := pool.New().WithContext(ctx).WithMaxGoroutines(max(2, m.workers()))
-	for i, rel := range cands {
-		p.Go(func(ctx context.Context) error {
-			h, fi, err := m.hashLocal(filepath.Join(m.dir, filepath.FromSlash(rel)))
-			if err == nil {
-				hashes[i] = h
-				m.record(rel, fi, h)
-			}
-			return nil
-		})
+	q := newHashQueue(m, "hash moved")
+	for _, rel := range cands {
+		q.add(rel)
 	}
-	if err := p.Wait(); err != nil {
+	if err := q.wait(ctx); err != nil {
 		return fmt.Errorf("mirror: %w", err)
 	}
-	for i, h := range hashes {
-		if h != "" {
-			m.byHash[h] = cands[i]
+	for _, rel := range cands {
+		if h := m.freshHash(rel, m.local[rel], true); h != "" {
+			m.byHash[h] = rel
 		}
 	}
 	for _, j := range m.jobs {
@@ -818,20 +821,30 @@ func (m *mirrorRun) prefetchControls(ctx context.Context) {
 		}
 		list = append(list, e)
 	}
+	m.prefetch(ctx, list, "prefetch controls")
+}
+
+// prefetch starts fetching the control files of list (a phase named
+// phase), which controls takes.
+func (m *mirrorRun) prefetch(ctx context.Context, list []*treeindex.Entry, phase string) {
 	if len(list) == 0 {
 		return
 	}
-	m.prefetched = make(map[*treeindex.Entry]*ctlFetch, len(list))
-	for _, e := range list {
-		m.prefetched[e] = &ctlFetch{done: make(chan struct{})}
+	if m.prefetched == nil {
+		m.prefetched = make(map[*treeindex.Entry]*ctlFetch, len(list))
 	}
-	end := m.phase("prefetch controls")
+	cs := make([]*ctlFetch, len(list))
+	for i, e := range list {
+		cs[i] = &ctlFetch{done: make(chan struct{})}
+		m.prefetched[e] = cs[i]
+	}
+	end := m.phase(phase)
 	p := pool.New().WithMaxGoroutines(m.opts.Parallel)
 	m.prefetching.Add(1)
 	go func() {
 		defer m.prefetching.Done()
-		for _, e := range list {
-			c := m.prefetched[e]
+		for i, e := range list {
+			c := cs[i]
 			p.Go(func() {
 				defer close(c.done)
 				c.f, c.err = m.control(ctx, e)
@@ -901,6 +914,8 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	m.hold(true)
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	m.controlsFetched = make(chan struct{})
+	controlsFetched := sync.OnceFunc(func() { close(m.controlsFetched) })
 	early, err := m.startEarly(ectx)
 	if err != nil {
 		return err
@@ -911,6 +926,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 			early()
 		}
 	}()
+	defer controlsFetched() // before the deferred wait above
 	var syncs []*fileJob
 	m.creating.Lock()
 	end := m.phase("copy")
@@ -944,6 +960,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	end()
 	m.creating.Unlock()
 	syncs, err = m.controls(ctx, syncs)
+	controlsFetched()
 	if err != nil {
 		return err
 	}
@@ -1049,11 +1066,16 @@ func (m *mirrorRun) startEarly(ctx context.Context) (wait func(), err error) {
 			j.dupOf.dups = append(j.dupOf.dups, j)
 		}
 	}
-	fetched := m.fetchSmall(ctx, early, "", m.opts.Parallel)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		fetched()
+		// The control files first: the scan waits for them, these
+		// fetches run beside the scan.
+		select {
+		case <-m.controlsFetched:
+		case <-ctx.Done():
+		}
+		m.fetchSmall(ctx, early, "", m.opts.Parallel)()
 		m.flushHeld()
 	}()
 	return func() { <-done }, nil
@@ -2056,47 +2078,6 @@ func (m *mirrorRun) dryRun(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// hashFile returns the SHA-256 of the file at p, in hex, and its stat,
-// reading through buf.
-func hashFile(p string, buf []byte) (string, os.FileInfo, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", nil, err
-	}
-	h := sha256.New()
-	for {
-		n, err := f.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", nil, err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), fi, nil
-}
-
-// hashBufSize is the read buffer of hashFile: most files of a tree in one
-// read.
-const hashBufSize = 256 << 10
-
-// hashLocal is hashFile with a read buffer of the run's.
-func (m *mirrorRun) hashLocal(p string) (string, os.FileInfo, error) {
-	b, _ := m.bufs.Get().(*[]byte)
-	if b == nil {
-		b = new([]byte)
-		*b = make([]byte, hashBufSize)
-	}
-	defer m.bufs.Put(b)
-	return hashFile(p, *b)
 }
 
 // setAttrs sets the mode and mtime of p (not following a symlink at p).
