@@ -1153,11 +1153,14 @@ func (m *mirrorRun) verified(j *fileJob) {
 }
 
 // rebuild starts rebuilding, through the sync pipeline, the files whose
-// control file the scan used, at most eight at a time and the largest
-// first (so that the last to finish is not a large file started late),
-// from a goroutine of
-// its own (so that neither these nor the files fetched whole wait for a
-// free slot of the other). It returns a function that waits for them all.
+// control file the scan used, the largest first (so that the last to
+// finish is not a large file started late), from a goroutine of its own
+// (so that neither these nor the files fetched whole wait for a free slot
+// of the other). At most rebuildActive fetch and write at a time; a file
+// whose blocks are all written lets the next one start while its
+// whole-file hash ends and its flush waits for the disk, up to
+// rebuildFlushing more of them. It returns a function that waits for them
+// all.
 func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 	var jobs []*fileJob
 	for _, j := range m.jobs {
@@ -1170,13 +1173,22 @@ func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 	}
 	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].e.Size > jobs[b].e.Size })
 	end := m.phase("rebuild")
-	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
+	active := min(rebuildActive, m.opts.Parallel)
+	slots := make(chan struct{}, active)
+	big := pool.New().WithContext(ctx).WithMaxGoroutines(active + rebuildFlushing)
 	submitted := make(chan struct{})
 	go func() {
 		defer close(submitted)
 		for _, j := range jobs {
 			big.Go(func(ctx context.Context) error {
-				if err := m.syncOne(ctx, j); err != nil {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					return nil
+				}
+				release := sync.OnceFunc(func() { <-slots })
+				defer release()
+				if err := m.syncOne(ctx, j, release); err != nil {
 					m.fail(err)
 				} else {
 					m.finishJob(j)
@@ -1191,6 +1203,13 @@ func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 		end()
 	}
 }
+
+// How many files rebuild fetches and writes at once, and how many more
+// may be ending (hashed, flushed, renamed) meanwhile.
+const (
+	rebuildActive   = 8
+	rebuildFlushing = 16
+)
 
 // Verified files written by the mirror itself (fetched whole, copied,
 // inline) are flushed to disk in batches, with one syncfs per batch on
@@ -1507,7 +1526,10 @@ func (p lazyFile) ReadAt(b []byte, off int64) (int, error) {
 
 // syncOne rebuilds a job's file through the sync pipeline, from its partial
 // result (what the scan found) and the missing blocks.
-func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
+//
+// written is called once every block is written (see SyncOptions.written),
+// or not at all.
+func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob, written func()) error {
 	src, done, err := m.src.ranges(ctx, j.e.Path, j.e.Size)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
@@ -1528,6 +1550,7 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
 		Control: j.f,
 		Output:  m.partPath(j),
 		part:    part,
+		written: written,
 		Source:  src,
 		Workers: m.opts.Workers,
 		NoFsync: m.opts.NoFsync,

@@ -79,6 +79,10 @@ type SyncOptions struct {
 	// instead of opening the file again, and writes no first state for it
 	// (see syncJob.prepare); the caller closes it after Sync returns.
 	part *partFile
+	// written, set by Mirror, is called once every block of the result
+	// is written, before the final hash and flush are waited for: the
+	// rebuild starts its next file then (see mirrorRun.rebuild).
+	written func()
 }
 
 // Sync rebuilds opts.Output from local data and the missing blocks read from
@@ -356,6 +360,9 @@ func (j *syncJob) run(ctx context.Context) error {
 			// Every stage before this one is done: every block is written.
 			if err := j.part.pt.Finish(); err != nil {
 				return err
+			}
+			if j.opts.written != nil {
+				j.opts.written()
 			}
 			wait := func() error {
 				pipeline.Wait(ctx, func() {
