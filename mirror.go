@@ -1545,12 +1545,14 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob, written func()) err
 	if part != nil {
 		defer part.close()
 	}
+	attrs := &resultAttrs{mode: j.e.Mode, mtime: j.e.MTime}
 	s, err := Sync(ctx, SyncOptions{
 		Hasher:  h,
 		Control: j.f,
 		Output:  m.partPath(j),
 		part:    part,
 		written: written,
+		attrs:   attrs,
 		Source:  src,
 		Workers: m.opts.Workers,
 		NoFsync: m.opts.NoFsync,
@@ -1571,7 +1573,8 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob, written func()) err
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
-	j.tmp = m.partPath(j)
+	// Its mode and mtime are set (finishJob need not set them by its path).
+	j.tmp, j.fi = m.partPath(j), attrs.info
 	return nil
 }
 

@@ -83,6 +83,19 @@ type SyncOptions struct {
 	// is written, before the final hash and flush are waited for: the
 	// rebuild starts its next file then (see mirrorRun.rebuild).
 	written func()
+	// attrs, set by Mirror, gives the result its mode and mtime (see
+	// resultAttrs).
+	attrs *resultAttrs
+}
+
+// resultAttrs are the mode and mtime a result of Sync gets instead of
+// those Sync chooses, through its descriptor before it is renamed into
+// place (no lookup of its path, no second stat after); info is then set
+// to what the result's descriptor says of it.
+type resultAttrs struct {
+	mode  os.FileMode
+	mtime time.Time // zero: the control file's
+	info  os.FileInfo
 }
 
 // Sync rebuilds opts.Output from local data and the missing blocks read from
@@ -204,6 +217,7 @@ func (j *syncJob) prepare(ctx context.Context) error {
 		}
 	}
 	j.part = part
+	part.attrs = j.opts.attrs
 	if !j.opts.NoFsync {
 		// Get the result onto the disk while it is built (writeback
 		// started early, background flushes), so that the flush before
