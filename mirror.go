@@ -1545,7 +1545,10 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob, written func()) err
 	if part != nil {
 		defer part.close()
 	}
-	attrs := &resultAttrs{mode: j.e.Mode, mtime: j.e.MTime}
+	var attrs *resultAttrs
+	if osfile.TimesExact {
+		attrs = &resultAttrs{mode: j.e.Mode, mtime: j.e.MTime}
+	}
 	s, err := Sync(ctx, SyncOptions{
 		Hasher:  h,
 		Control: j.f,
@@ -1573,8 +1576,12 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob, written func()) err
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
-	// Its mode and mtime are set (finishJob need not set them by its path).
-	j.tmp, j.fi = m.partPath(j), attrs.info
+	j.tmp = m.partPath(j)
+	if attrs != nil {
+		// Its mode and mtime are set: finishJob need not set them by
+		// its path.
+		j.fi = attrs.info
+	}
 	return nil
 }
 
@@ -1676,14 +1683,23 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 		// (queue) then finds little left to write.
 		_ = writeback.Start(w, 0, 0) // a hint: its failure is no error
 	}
+	// The mtime in nanoseconds, and the file's FileInfo, through its
+	// descriptor where the system allows (no lookups of its path).
+	exact := osfile.TimesExact
+	if err == nil && exact && !j.e.MTime.IsZero() {
+		err = osfile.SetTimes(w, j.e.MTime, j.e.MTime)
+	}
+	var fi os.FileInfo
+	if err == nil && exact {
+		fi, err = w.Stat()
+	}
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && !j.e.MTime.IsZero() {
+	if err == nil && !exact && !j.e.MTime.IsZero() {
 		err = os.Chtimes(tmp, j.e.MTime, j.e.MTime) // nanoseconds; futimes has microseconds
 	}
-	var fi os.FileInfo
-	if err == nil {
+	if err == nil && !exact {
 		fi, err = os.Lstat(tmp)
 	}
 	if err != nil {

@@ -9,6 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// TimesExact reports whether SetTimes keeps nanoseconds: not here,
+// where futimes keeps microseconds.
+const TimesExact = false
+
 // setTimes is futimes(2) on the open file.
 func setTimes(f *os.File, atime, mtime time.Time) error {
 	tv := []unix.Timeval{unix.NsecToTimeval(atime.UnixNano()), unix.NsecToTimeval(mtime.UnixNano())}

@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// TimesExact reports whether SetTimes keeps nanoseconds.
+const TimesExact = true
+
 // setTimes is futimens(3) on the open file: utimensat(2) with no path,
 // which keeps nanoseconds (futimes keeps microseconds).
 func setTimes(f *os.File, atime, mtime time.Time) error {
