@@ -1666,7 +1666,16 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(r, j.e.Size+1))
+	var n int64
+	if br, ok := r.(*bytes.Reader); ok && br.Len() <= int(j.e.Size) {
+		// Content in memory (a decoded pack record, inline data): written
+		// and hashed from where it is.
+		n, err = br.WriteTo(io.MultiWriter(w, h))
+	} else {
+		b := m.buf()
+		n, err = io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(r, j.e.Size+1), *b)
+		m.bufs.Put(b)
+	}
 	if err == nil && (n != j.e.Size || !bytes.Equal(h.Sum(nil), j.e.SHA256)) {
 		err = fmt.Errorf("got %d bytes that do not match the index (%d bytes, SHA-256 %s…): %w", n, j.e.Size, j.hex[:12], ErrVerify)
 	}
@@ -2025,13 +2034,20 @@ const hashBufSize = 256 << 10
 
 // hashLocal is hashFile with a read buffer of the run's.
 func (m *mirrorRun) hashLocal(p string) (string, os.FileInfo, error) {
+	b := m.buf()
+	defer m.bufs.Put(b)
+	return hashFile(p, *b)
+}
+
+// buf returns a buffer of hashBufSize from the run's pool; the caller
+// puts it back.
+func (m *mirrorRun) buf() *[]byte {
 	b, _ := m.bufs.Get().(*[]byte)
 	if b == nil {
 		b = new([]byte)
 		*b = make([]byte, hashBufSize)
 	}
-	defer m.bufs.Put(b)
-	return hashFile(p, *b)
+	return b
 }
 
 // setAttrs sets the mode and mtime of p (not following a symlink at p).
