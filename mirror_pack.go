@@ -208,13 +208,14 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 // into *scratch, the caller's buffer for the records of a batch, and
 // grows it when it is too small.
 func (m *mirrorRun) decodeRecord(e *treeindex.Entry, rec []byte, scratch *[]byte) ([]byte, error) {
-	if e.Pack.Encoding != treeindex.PackRaw && int64(cap(*scratch)) < e.Size {
+	if e.Pack.Encoding == treeindex.PackRaw {
+		return rec, nil
+	}
+	if int64(cap(*scratch)) < e.Size {
 		*scratch = make([]byte, 0, max(e.Size, 64<<10))
 	}
 	dst := (*scratch)[:0:e.Size] // its capacity bounds the decoders
 	switch e.Pack.Encoding {
-	case treeindex.PackRaw:
-		return rec, nil
 	case treeindex.PackZstd:
 		d, err := m.packDecoder()
 		if err != nil {
