@@ -1191,11 +1191,14 @@ func (m *mirrorRun) verified(j *fileJob) {
 }
 
 // rebuild starts rebuilding, through the sync pipeline, the files whose
-// control file the scan used, at most eight at a time and the largest
-// first (so that the last to finish is not a large file started late),
-// from a goroutine of
-// its own (so that neither these nor the files fetched whole wait for a
-// free slot of the other). It returns a function that waits for them all.
+// control file the scan used, the largest first (so that the last to
+// finish is not a large file started late), from a goroutine of its own
+// (so that neither these nor the files fetched whole wait for a free slot
+// of the other). At most rebuildActive fetch and write at a time; a file
+// whose blocks are all written lets the next one start while its
+// whole-file hash ends and its flush waits for the disk, up to
+// rebuildFlushing more of them. It returns a function that waits for them
+// all.
 func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 	var jobs []*fileJob
 	for _, j := range m.jobs {
@@ -1208,13 +1211,22 @@ func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 	}
 	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].e.Size > jobs[b].e.Size })
 	end := m.phase("rebuild")
-	big := pool.New().WithContext(ctx).WithMaxGoroutines(min(8, m.opts.Parallel))
+	active := min(rebuildActive, m.opts.Parallel)
+	slots := make(chan struct{}, active)
+	big := pool.New().WithContext(ctx).WithMaxGoroutines(active + rebuildFlushing)
 	submitted := make(chan struct{})
 	go func() {
 		defer close(submitted)
 		for _, j := range jobs {
 			big.Go(func(ctx context.Context) error {
-				if err := m.syncOne(ctx, j); err != nil {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					return nil
+				}
+				release := sync.OnceFunc(func() { <-slots })
+				defer release()
+				if err := m.syncOne(ctx, j, release); err != nil {
 					m.fail(err)
 				} else {
 					m.finishJob(j)
@@ -1229,6 +1241,13 @@ func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 		end()
 	}
 }
+
+// How many files rebuild fetches and writes at once, and how many more
+// may be ending (hashed, flushed, renamed) meanwhile.
+const (
+	rebuildActive   = 8
+	rebuildFlushing = 16
+)
 
 // Verified files written by the mirror itself (fetched whole, copied,
 // inline) are flushed to disk in batches, with one syncfs per batch on
@@ -1636,7 +1655,10 @@ func (p lazyFile) ReadAt(b []byte, off int64) (int, error) { return osfile.ReadA
 
 // syncOne rebuilds a job's file through the sync pipeline, from its partial
 // result (what the scan found) and the missing blocks.
-func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
+//
+// written is called once every block is written (see SyncOptions.written),
+// or not at all.
+func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob, written func()) error {
 	src, done, err := m.src.ranges(ctx, j.e.Path, j.e.Size)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
@@ -1652,11 +1674,17 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
 	if part != nil {
 		defer part.close()
 	}
+	var attrs *resultAttrs
+	if osfile.TimesExact {
+		attrs = &resultAttrs{mode: j.e.Mode, mtime: j.e.MTime}
+	}
 	s, err := Sync(ctx, SyncOptions{
 		Hasher:  h,
 		Control: j.f,
 		Output:  m.partPath(j),
 		part:    part,
+		written: written,
+		attrs:   attrs,
 		Source:  src,
 		Workers: m.opts.Workers,
 		NoFsync: m.opts.NoFsync,
@@ -1678,6 +1706,11 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob) error {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
 	j.tmp = m.partPath(j)
+	if attrs != nil {
+		// Its mode and mtime are set: finishJob need not set them by
+		// its path.
+		j.fi = attrs.info
+	}
 	return nil
 }
 
@@ -1762,7 +1795,16 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(r, j.e.Size+1))
+	var n int64
+	if br, ok := r.(*bytes.Reader); ok && br.Len() <= int(j.e.Size) {
+		// Content in memory (a decoded pack record, inline data): written
+		// and hashed from where it is.
+		n, err = br.WriteTo(io.MultiWriter(w, h))
+	} else {
+		b := m.buf()
+		n, err = io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(r, j.e.Size+1), *b)
+		m.bufs.Put(b)
+	}
 	if err == nil && (n != j.e.Size || !bytes.Equal(h.Sum(nil), j.e.SHA256)) {
 		err = fmt.Errorf("got %d bytes that do not match the index (%d bytes, SHA-256 %s…): %w", n, j.e.Size, j.hex[:12], ErrVerify)
 	}
@@ -1779,14 +1821,23 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 		// (queue) then finds little left to write.
 		_ = writeback.Start(w, 0, 0) // a hint: its failure is no error
 	}
+	// The mtime in nanoseconds, and the file's FileInfo, through its
+	// descriptor where the system allows (no lookups of its path).
+	exact := osfile.TimesExact
+	if err == nil && exact && !j.e.MTime.IsZero() {
+		err = osfile.SetTimes(w, j.e.MTime, j.e.MTime)
+	}
+	var fi os.FileInfo
+	if err == nil && exact {
+		fi, err = w.Stat()
+	}
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && !j.e.MTime.IsZero() {
+	if err == nil && !exact && !j.e.MTime.IsZero() {
 		err = os.Chtimes(tmp, j.e.MTime, j.e.MTime) // nanoseconds; futimes has microseconds
 	}
-	var fi os.FileInfo
-	if err == nil {
+	if err == nil && !exact {
 		fi, err = os.Lstat(tmp)
 	}
 	if err != nil {
@@ -2078,6 +2129,17 @@ func (m *mirrorRun) dryRun(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// buf returns a buffer of hashBufSize from the run's pool; the caller
+// puts it back.
+func (m *mirrorRun) buf() *[]byte {
+	b, _ := m.bufs.Get().(*[]byte)
+	if b == nil {
+		b = new([]byte)
+		*b = make([]byte, hashBufSize)
+	}
+	return b
 }
 
 // setAttrs sets the mode and mtime of p (not following a symlink at p).

@@ -300,11 +300,7 @@ func hashFileWith(dirfd int, name string) func(buf []byte, h hash.Hash) (string,
 
 // hashLocal is hashFile with a read buffer of the run's.
 func (m *mirrorRun) hashLocal(p string) (string, os.FileInfo, error) {
-	b, _ := m.bufs.Get().(*[]byte)
-	if b == nil {
-		b = new([]byte)
-		*b = make([]byte, hashBufSize)
-	}
+	b := m.buf()
 	defer m.bufs.Put(b)
 	return hashFile(p, *b)
 }
