@@ -164,7 +164,7 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 		ranges[i] = source.Range{Start: j.e.Pack.Offset, End: j.e.Pack.Offset + j.e.Pack.Length}
 	}
 	i := 0
-	var rec []byte
+	var rec, scratch []byte
 	err = src.ReadRanges(ctx, ranges, func(r source.Range, data io.Reader) error {
 		for i < len(batch) && ranges[i] != r {
 			i++ // the source delivers in order; never skips, but be safe
@@ -181,7 +181,7 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 			return err // the response failed: the rest is fetched by path
 		}
 		m.fetched.Add(r.Len())
-		content, err := m.decodeRecord(j.e, rec)
+		content, err := m.decodeRecord(j.e, rec, &scratch)
 		if err == nil {
 			m.creating.RLock()
 			err = m.writeVerified(j, bytes.NewReader(content))
@@ -204,17 +204,24 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 }
 
 // decodeRecord returns the content of e from its pack record: at most
-// e.Size bytes are ever produced, whatever the record claims.
-func (m *mirrorRun) decodeRecord(e *treeindex.Entry, rec []byte) ([]byte, error) {
-	switch e.Pack.Encoding {
-	case treeindex.PackRaw:
+// e.Size bytes are ever produced, whatever the record claims. It decodes
+// into *scratch, the caller's buffer for the records of a batch, and
+// grows it when it is too small.
+func (m *mirrorRun) decodeRecord(e *treeindex.Entry, rec []byte, scratch *[]byte) ([]byte, error) {
+	if e.Pack.Encoding == treeindex.PackRaw {
 		return rec, nil
+	}
+	if int64(cap(*scratch)) < e.Size {
+		*scratch = make([]byte, 0, max(e.Size, 64<<10))
+	}
+	dst := (*scratch)[:0:e.Size] // its capacity bounds the decoders
+	switch e.Pack.Encoding {
 	case treeindex.PackZstd:
 		d, err := m.packDecoder()
 		if err != nil {
 			return nil, err
 		}
-		out, err := d.DecodeAll(rec, make([]byte, 0, e.Size))
+		out, err := d.DecodeAll(rec, dst)
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w: %w", ErrVerify, err)
 		}
@@ -225,7 +232,7 @@ func (m *mirrorRun) decodeRecord(e *treeindex.Entry, rec []byte) ([]byte, error)
 		if n, err := s2.DecodedLen(rec); err != nil || int64(n) != e.Size {
 			return nil, fmt.Errorf("s2: %w: the record decodes to %d bytes, not %d (%v)", ErrVerify, n, e.Size, err)
 		}
-		out, err := s2.Decode(make([]byte, e.Size), rec)
+		out, err := s2.Decode(dst[:e.Size], rec)
 		if err != nil {
 			return nil, fmt.Errorf("s2: %w: %w", ErrVerify, err)
 		}

@@ -351,3 +351,45 @@ func TestMirrorEarlyFetchesWaitForScan(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeRecordScratch decodes records of every encoding, one after
+// the other into one scratch buffer as a batch does: raw records come as
+// they are, the others are decoded at most to the entry's size, and a
+// small record after a large one is not mixed up with it.
+func TestDecodeRecordScratch(t *testing.T) {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	big := bytes.Repeat([]byte("large file "), 20000)
+	small := []byte("a small file")
+	m := &mirrorRun{}
+	defer func() {
+		if m.dec != nil {
+			m.dec.Close()
+		}
+	}()
+	var scratch []byte
+	for i, c := range []struct {
+		enc  string
+		data []byte
+		rec  []byte
+		ok   bool
+	}{
+		{treeindex.PackRaw, small, small, true},
+		{treeindex.PackZstd, big, enc.EncodeAll(big, nil), true},
+		{treeindex.PackS2, small, s2.Encode(nil, small), true},
+		{treeindex.PackRaw, big, big, true},
+		{treeindex.PackZstd, small, enc.EncodeAll(small, nil), true},
+		{treeindex.PackZstd, small[:5], enc.EncodeAll(small, nil), false}, // decodes to more than the index says
+		{treeindex.PackS2, big[:100], s2.Encode(nil, big), false},
+		{treeindex.PackS2, big, s2.Encode(nil, big), true},
+	} {
+		e := &treeindex.Entry{Size: int64(len(c.data)), Pack: &treeindex.PackRef{Encoding: c.enc}}
+		got, err := m.decodeRecord(e, c.rec, &scratch)
+		if (err == nil) != c.ok || c.ok && !bytes.Equal(got, c.data) {
+			t.Errorf("record %d (%s, %d bytes): %d bytes, %v", i, c.enc, len(c.data), len(got), err)
+		}
+	}
+}

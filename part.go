@@ -53,6 +53,9 @@ type partFile struct {
 	// aside and scans as a seed. The flush took about 0.4 s of waiting,
 	// summed over the rebuilds, on the divergent Go pair.
 	noDirSync bool
+	// attrs, when set, are the mode and mtime commit gives the result
+	// (see SyncOptions.attrs).
+	attrs *resultAttrs
 }
 
 // openPart opens OUT.part for the target of ctl, locked for the whole sync
@@ -273,7 +276,16 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 	} else {
 		_ = p.stopWriteback() // hints only: no flush failed
 	}
-	if p.perm&0o200 == 0 {
+	mt := p.ctl.MTime
+	switch {
+	case p.attrs != nil:
+		if err := f.Chmod(p.attrs.mode); err != nil {
+			return fmt.Errorf("sync: set mode of %s: %w", p.path, err)
+		}
+		if !p.attrs.mtime.IsZero() {
+			mt = p.attrs.mtime
+		}
+	case p.perm&0o200 == 0:
 		// The output was not writable by its owner: neither is the
 		// result (the write bit was only lent to the partial file).
 		fi, err := f.Stat()
@@ -284,10 +296,17 @@ func (p *partFile) commit(verified error, noFsync bool) error {
 			return fmt.Errorf("sync: set mode of %s: %w", p.path, err)
 		}
 	}
-	if mt := p.ctl.MTime; !mt.IsZero() {
+	if !mt.IsZero() {
 		if err := osfile.SetTimes(f, mt, mt); err != nil {
 			return fmt.Errorf("sync: set mtime of %s: %w", p.path, err)
 		}
+	}
+	if p.attrs != nil {
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+		p.attrs.info = fi
 	}
 	// Rename the very file that was verified: it is still open and
 	// locked, so no other sync can have replaced it, and the path is

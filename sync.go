@@ -83,12 +83,28 @@ type SyncOptions struct {
 	// to the caller: its writeback is started as it is written (hints),
 	// its data written and waited for at the end (osfile.WriteData: no
 	// journal commit, no device flush), and it is renamed to Output
-	// unflushed. The
-	// caller flushes it, with many others at once (one syncfs), before
-	// it renames it anywhere else. On a journaled file system each
+	// unflushed. The caller flushes it, with many others at once (one
+	// syncfs), before it renames it anywhere else. On a journaled file system each
 	// file's own flush forces a journal commit (see docs/trees.md,
 	// "Durability, measured").
 	flushLater bool
+	// written, set by Mirror, is called once every block of the result
+	// is written, before the final hash and flush are waited for: the
+	// rebuild starts its next file then (see mirrorRun.rebuild).
+	written func()
+	// attrs, set by Mirror, gives the result its mode and mtime (see
+	// resultAttrs).
+	attrs *resultAttrs
+}
+
+// resultAttrs are the mode and mtime a result of Sync gets instead of
+// those Sync chooses, through its descriptor before it is renamed into
+// place (no lookup of its path, no second stat after); info is then set
+// to what the result's descriptor says of it.
+type resultAttrs struct {
+	mode  os.FileMode
+	mtime time.Time // zero: the control file's
+	info  os.FileInfo
 }
 
 // flushes reports whether Sync flushes the result itself before renaming
@@ -214,6 +230,7 @@ func (j *syncJob) prepare(ctx context.Context) error {
 		}
 	}
 	j.part = part
+	part.attrs = j.opts.attrs
 	if !j.opts.NoFsync {
 		// Get the result onto the disk while it is built (writeback
 		// started early, background flushes), so that the flush before
@@ -327,14 +344,26 @@ func (u update) Size() int64 { return u.fetched }
 func (j *syncJob) run(ctx context.Context) error {
 	f := j.f
 	p := pipeline.New(pipeline.Config{Workers: j.opts.Workers})
-	scanned, err := stages.ScanStage(p, f, j.seeds, stages.DeltaOptions{
-		Workers:  j.opts.Workers,
-		Hasher:   j.hasher,
-		Matches:  j.matches,
-		OnBlocks: j.part.pt.WriteBlock,
-	})
-	if err != nil {
-		return fmt.Errorf("sync: %w", err)
+	var scanned *pipeline.Stream[int64]
+	if len(j.seeds) == 0 {
+		// Nothing to scan (a first download, or a partial result that
+		// Mirror's scan filled): no index of the blocks either, only
+		// the check the index makes of the records.
+		if c := &f.Checksums; int64(c.Len()) != f.Blocks() || c.StrongBytes <= 0 || len(c.Strong) != c.Len()*c.StrongBytes {
+			return fmt.Errorf("sync: control file has %d block records (%d strong hash bytes) for %d blocks", c.Len(), len(c.Strong), f.Blocks())
+		}
+		scanned = pipeline.Source(p, "scan", func(context.Context, func(int64) error) error { return nil })
+	} else {
+		var err error
+		scanned, err = stages.ScanStage(p, f, j.seeds, stages.DeltaOptions{
+			Workers:  j.opts.Workers,
+			Hasher:   j.hasher,
+			Matches:  j.matches,
+			OnBlocks: j.part.pt.WriteBlock,
+		})
+		if err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
 	}
 	updates := pipeline.Fold(p, "delta", scanned,
 		func(ctx context.Context, n int64, emit func(update) error) error { return emit(update{scanned: n}) },
@@ -374,6 +403,9 @@ func (j *syncJob) run(ctx context.Context) error {
 			// Every stage before this one is done: every block is written.
 			if err := j.part.pt.Finish(); err != nil {
 				return err
+			}
+			if j.opts.written != nil {
+				j.opts.written()
 			}
 			wait := func() error {
 				pipeline.Wait(ctx, func() {
@@ -456,6 +488,9 @@ func (j *syncJob) run(ctx context.Context) error {
 // in 10 ms, 0.2 MB less to download (docs/performance.md, "Bytes on the
 // reference pair").
 func (j *syncJob) extend(ctx context.Context) error {
+	if len(j.seeds) == 0 {
+		return nil
+	}
 	t := seedscan.Target{Control: j.f, Matches: j.matches, Write: j.part.pt.WriteBlock}
 	if _, err := seedscan.Extend(ctx, []seedscan.Target{t}, []*stages.Matches{j.matches}, j.seeds, seedscan.Options{Workers: j.opts.Workers}); err != nil {
 		return fmt.Errorf("sync: %w", err)

@@ -10,7 +10,7 @@
 // more GET requests with "Range: bytes=a-b,c-d,…" carrying at most
 // MaxRanges ranges (64 at first; zsync asks for 20), and delivers each
 // requested range to the callback in order, as it streams in: nothing is
-// buffered beyond what net/http and mime/multipart read ahead. Requests
+// buffered beyond what net/http reads ahead and the part headers. Requests
 // carry "Accept-Encoding: identity" so that byte offsets are the file's.
 //
 // Three answers are understood:
@@ -25,7 +25,13 @@
 // Every part must begin at or before the next undelivered range and hold it
 // whole, parts must come in file order, and a 206 part must hold exactly the
 // bytes its Content-Range states; anything else (and a body cut short) is a
-// transient failure.
+// transient failure. The parts of a multipart body are framed by their
+// Content-Range (the delimiter must follow each part's last byte), not
+// found by scanning their bytes for the boundary as mime/multipart does:
+// a part's bytes are read from the connection straight into the
+// callback's buffer, in reads as large as it asks for. Fetching 15,000
+// ranges of 8 KiB from nginx (122 MB, 20 per request) took 0.25-0.29
+// CPU-s instead of 0.32-0.34 with mime/multipart.
 //
 // # Merge rule
 //

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -398,18 +397,14 @@ func (s *Source) readPartial(resp *http.Response, c *call, batchEnd int) error {
 		if params["boundary"] == "" {
 			return s.transient(resp, fmt.Errorf("GET %s: multipart response without boundary", s))
 		}
-		mr := multipart.NewReader(resp.Body, params["boundary"])
+		br := newByteranges(resp.Body, params["boundary"])
 		for c.next < batchEnd {
-			part, err := mr.NextRawPart()
+			start, end, total, part, err := br.next()
 			if err == io.EOF {
 				break
 			}
 			if err != nil {
 				return s.transient(resp, fmt.Errorf("GET %s: reading multipart response: %w", s, err))
-			}
-			start, end, total, err := parseContentRange(part.Header.Get("Content-Range"))
-			if err != nil {
-				return s.transient(resp, fmt.Errorf("GET %s: multipart part: %w", s, err))
 			}
 			if err := s.checkSize(total); err != nil {
 				return err

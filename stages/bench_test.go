@@ -159,12 +159,16 @@ func BenchmarkDelta(b *testing.B) {
 	f := benchControl()
 	h := newHasher(b, strong.MD5, simd.Options{})
 	for _, tc := range []struct {
-		name string
-		seed []byte
+		name    string
+		seed    []byte
+		aligned bool
 	}{
-		{"identical", target},  // continuation path; ends when complete
-		{"shared95", shared95}, // mostly continuation, rolling near edits
-		{"random", unrelated},  // rolling path throughout
+		{"identical", target, false},  // continuation path; ends when complete
+		{"shared95", shared95, false}, // mostly continuation, rolling near edits
+		{"random", unrelated, false},  // rolling path throughout
+		// Seed.Aligned: block boundaries only, as the mirror reads files
+		// the new tree keeps.
+		{"random-aligned", unrelated, true},
 	} {
 		for _, workers := range []int{1, 0} {
 			name := tc.name + "/workers1"
@@ -176,7 +180,9 @@ func BenchmarkDelta(b *testing.B) {
 				var found int64
 				cpu0 := processCPU()
 				for b.Loop() {
-					m, err := Delta(context.Background(), f, []Seed{seedOf("seed", tc.seed)}, DeltaOptions{Workers: workers, Hasher: h})
+					seed := seedOf("seed", tc.seed)
+					seed.Aligned = tc.aligned
+					m, err := Delta(context.Background(), f, []Seed{seed}, DeltaOptions{Workers: workers, Hasher: h})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -31,4 +31,14 @@ type Seed struct {
 	R io.ReaderAt
 	// Size is the seed's length in bytes.
 	Size int64
+	// Aligned has the seed looked at only at multiples of the block size
+	// (and, from a match on, through the run of blocks that follows it,
+	// as always), instead of at every byte offset: a target block is found
+	// in it only where the seed holds it at such an offset — a copy of the
+	// seed in the target, or a target made of it and other data in whole
+	// blocks (the seed's data at block boundaries of both) — at about
+	// 1/blocksize of the probes of a full scan and without rolling.
+	// Data shifted by anything but whole blocks (an insertion before it,
+	// the seed appended to a file of another length) is not found.
+	Aligned bool
 }

@@ -498,7 +498,12 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 			before: seg.pass.known,
 			mine:   *mp,
 		}
-		if err = sc.scan(ctx); err == nil {
+		if s.Aligned {
+			err = sc.scanAligned(ctx)
+		} else {
+			err = sc.scan(ctx)
+		}
+		if err == nil {
 			err = sc.flush()
 		}
 		if sc.mineSet {
@@ -642,6 +647,62 @@ outer:
 	return nil
 }
 
+// scanAligned is scan for an aligned seed (Seed.Aligned): it looks at the
+// offsets of the buffer that are multiples of the block size in the seed,
+// with the checksums of the block there (and of the next, for
+// seq_matches 2) computed directly, and follows a match as scan does. A
+// run ends at a multiple of the block size, so the offsets after it stay
+// aligned.
+func (sc *scanner) scanAligned(ctx context.Context) error {
+	ix := sc.ix
+	bs := ix.bs
+	seq2 := ix.seq == 2
+	last := uint64(1) << 32 // none
+	if ix.last >= 0 {
+		last = uint64(ix.rsum[ix.last])
+	}
+	sum := func(p int) uint32 { return rollsum.Block(sc.buf[p:p+bs]).Packed() & ix.mask }
+	p := int((int64(bs) - sc.base%int64(bs)) % int64(bs))
+	var r1 uint32
+	have := false // r1 holds the checksum of the block at p
+	for k := 0; p < sc.end; k++ {
+		if k&63 == 0 && (ctx.Err() != nil || sc.d.matches.Complete()) {
+			return ctx.Err()
+		}
+		var r0 uint32
+		if have {
+			r0 = r1
+		} else {
+			r0 = sum(p)
+		}
+		key := uint64(r0)
+		if seq2 {
+			r1 = sum(p + bs)
+			key = key<<32 | uint64(r1)
+		}
+		have = seq2
+		if !(sc.haveKnown && key == sc.known) && ix.maybe(key) {
+			next, err := sc.tryChain(p, key)
+			if err != nil {
+				return err
+			}
+			if next > p {
+				p, have = next, false
+				continue
+			}
+		}
+		if uint64(r0) == last {
+			if sc.has(int64(ix.last)) {
+				last = 1 << 32
+			} else if err := sc.tryLast(p); err != nil {
+				return err
+			}
+		}
+		p += bs
+	}
+	return nil
+}
+
 // checkAligned looks for the target's own blocks at their own offsets in
 // the positions [from, to) of the buffer, which the rolling scan jumps
 // over: a run matched at another alignment (the same data elsewhere in the
@@ -713,7 +774,7 @@ func firstNonZero(b []byte, from int) int {
 func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 	ix := sc.ix
 	bs := ix.bs
-	hashed := false
+	hashed, hashed2 := false, false
 	allKnown := true
 	defer func() {
 		if allKnown {
@@ -731,16 +792,23 @@ func (sc *scanner) tryChain(p int, key uint64) (int, error) {
 			continue // nothing to gain here
 		}
 		allKnown = false
+		// The block at p is hashed first, the one after it only for a
+		// candidate whose first block matches: most candidates that get
+		// this far are chance matches of the rolling checksums (two bytes
+		// each, in the records of zsync's seq_matches 2), which the first
+		// hash rejects.
 		if !hashed {
 			sc.blocks = append(sc.blocks[:0], sc.buf[p:p+bs])
-			if ix.seq == 2 {
-				sc.blocks = append(sc.blocks, sc.buf[p+bs:p+2*bs])
-			}
-			sc.d.hasher.SumBlocks(sc.digest[:len(sc.blocks)*ix.sb], ix.sb, sc.blocks)
+			sc.d.hasher.SumBlocks(sc.digest[:ix.sb], ix.sb, sc.blocks)
 			hashed = true
 		}
 		if !bytes.Equal(sc.digest[:ix.sb], ix.strongOf(int(i))) {
 			continue
+		}
+		if ix.seq == 2 && !hashed2 {
+			sc.blocks = append(sc.blocks[:0], sc.buf[p+bs:p+2*bs])
+			sc.d.hasher.SumBlocks(sc.digest[ix.sb:2*ix.sb], ix.sb, sc.blocks)
+			hashed2 = true
 		}
 		// As zsync: the second block of the pair must match too, unless it
 		// is known already (its rolling checksum matched all the same);

@@ -202,7 +202,7 @@ func (v *verifier) deliver(r source.Range, data io.Reader) error {
 	sb := v.f.Checksums.StrongBytes
 	// Verify a lane-full of blocks at a time, but hold at most about
 	// verifyBytes: large blocks go one or a few at a time.
-	batch := max(1, min(lanes, verifyBytes/bs))
+	batch := max(1, min(lanes, verifyBytes/bs, (v.f.Length+bs-1)/bs)) // no more blocks than the file has
 	if v.buf == nil {
 		v.buf = make([]byte, batch*bs)
 		v.digest = make([]byte, batch*int64(sb))

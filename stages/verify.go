@@ -284,7 +284,8 @@ func (v *PrefixVerifier) Step(limit int64) error {
 	}
 	work := func(w int) error {
 		if v.bufs[w] == nil {
-			v.bufs[w] = make([]byte, verifyWindow)
+			// No larger than the file: most files of a tree are small.
+			v.bufs[w] = make([]byte, max(1, min(verifyWindow, v.h.Length)))
 		}
 		for {
 			sp, end := take()

@@ -3,7 +3,6 @@ package treeindex
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,12 +12,20 @@ import (
 	"io"
 	"sort"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // ReaderOptions configures a Reader.
 type ReaderOptions struct {
 	// MaxEntries bounds the number of entries; 0 means DefaultMaxEntries.
 	MaxEntries int64
+	// Each, if set, is called by ReadAll with each entry as soon as it is
+	// read and checked on its own (its path, fields, order), before the
+	// index is verified whole: a caller may start work that the rest of
+	// the index cannot make wrong (reading local files, say) while the
+	// index is still being read. It must not keep e.
+	Each func(e *Entry)
 }
 
 // Reader reads an index entry by entry. It verifies, as it goes, every
@@ -35,6 +42,7 @@ type Reader struct {
 	max   int64
 	final []byte
 	err   error
+	l     entryLine // the line being decoded
 }
 
 // NewReader reads the header of the index from r, gzip-compressed or not.
@@ -123,8 +131,9 @@ func (r *Reader) next() (Entry, error) {
 		}
 		return Entry{}, err
 	}
-	var l entryLine
-	if err := json.Unmarshal(line, &l); err != nil {
+	l := &r.l // reused: a line decoded by encoding/json escapes
+	*l = entryLine{}
+	if err := decodeLine(line, l); err != nil {
 		return Entry{}, fmt.Errorf("%w: after entry %q: %v", ErrFormat, r.ord.last, err)
 	}
 	if l.End != nil {
@@ -135,7 +144,7 @@ func (r *Reader) next() (Entry, error) {
 	}
 	r.sum.Write(line)
 	r.sum.Write([]byte{'\n'})
-	e, err := fromLine(&l)
+	e, err := fromLine(l)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -194,17 +203,38 @@ func ReadAll(r io.Reader, opts ReaderOptions) (*Index, error) {
 		return nil, err
 	}
 	idx := &Index{Header: ir.Header()}
+	// Entries are gathered in chunks and copied once into a slice of the
+	// right size: appending to one slice would allocate and copy about
+	// five times the final size as it grows.
+	var chunks [][]Entry
+	chunk := make([]Entry, 0, 256)
+	n := 0
 	for {
 		e, err := ir.Next()
 		if errors.Is(err, io.EOF) {
-			idx.Sum = ir.Sum()
-			return idx, nil
+			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		idx.Entries = append(idx.Entries, e)
+		if len(chunk) == cap(chunk) {
+			chunks = append(chunks, chunk)
+			chunk = make([]Entry, 0, min(2*cap(chunk), 8192))
+		}
+		chunk = append(chunk, e)
+		n++
+		if opts.Each != nil {
+			opts.Each(&chunk[len(chunk)-1])
+		}
 	}
+	if n > 0 {
+		idx.Entries = make([]Entry, 0, n)
+		for _, c := range append(chunks, chunk) {
+			idx.Entries = append(idx.Entries, c...)
+		}
+	}
+	idx.Sum = ir.Sum()
+	return idx, nil
 }
 
 // Lookup returns the entry at path p, if listed.

@@ -32,7 +32,7 @@
 //	                   [--topic-prefix prefix] [-v] BROKER-URL DIR FILE...
 //	zsyncpipe mirror [-A host=user:pass]... [--allow-outside-links] [-c] [--checksum] [--delete]
 //	                 [--dry-run] [-n] [--no-fsync] [--parallel n] [-q] [--recheck] [--retries n]
-//	                 [--skip-unchanged] [-v] URL DIR
+//	                 [--scan-unchanged] [--skip-unchanged] [-v] URL DIR
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //

@@ -22,6 +22,13 @@ at once. Directories, symlinks, modes and mtimes follow the index. Every file
 is verified before it is renamed into place; an interrupted mirror resumes
 where it stopped. DIR/.zsyncpipe-mirror holds the state between runs.
 
+The scan reads the old versions of changed files and the files the new tree
+drops at every byte offset (moved, renamed, split, edited files), and the
+files the new tree keeps unchanged only at block boundaries (their data where
+a new file holds whole blocks of it: a copy, a concatenation, a cut at a
+block boundary). --scan-unchanged reads those at every offset too (slower:
+the whole tree); --skip-unchanged leaves them out.
+
 Symlinks that point out of DIR are refused unless --allow-outside-links; an
 index with unsafe paths is refused before anything changes (exit code 1).`
 
@@ -34,6 +41,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	dry := fs.Bool("n", false, "list what would change and the bytes to download; change nothing")
 	fs.BoolVar(dry, "dry-run", false, "same as -n")
 	skip := fs.Bool("skip-unchanged", false, "scan only changed and removed local files for data, not those the new tree keeps (faster; misses data shared with unchanged files)")
+	scanAll := fs.Bool("scan-unchanged", false, "scan the local files the new tree keeps at every byte offset too, not only at block boundaries (slower; also finds their data shifted by part of a block)")
 	recheck := fs.Bool("recheck", false, "look at the local files even when the index has not changed since the last complete run")
 	outside := fs.Bool("allow-outside-links", false, "accept symlinks pointing outside DIR")
 	parallel := fs.Int("parallel", 16, "`n` files fetched at once")
@@ -52,6 +60,9 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	}
 	if *parallel < 1 || *retries < 0 {
 		return usagef("mirror", "--parallel must be at least 1, --retries at least 0")
+	}
+	if *skip && *scanAll {
+		return usagef("mirror", "--skip-unchanged and --scan-unchanged exclude each other")
 	}
 	httpOpts := httpsource.Options{Retries: *retries}
 	if *retries == 0 {
@@ -78,7 +89,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	opts := zsyncpipe.MirrorOptions{
 		URL: pos[0], Dir: pos[1], HTTP: httpOpts,
 		Delete: *del, Checksum: *checksum, DryRun: *dry, AllowOutsideLinks: *outside,
-		SkipUnchanged: *skip, Recheck: *recheck, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
+		SkipUnchanged: *skip, ScanUnchanged: *scanAll, Recheck: *recheck, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
 	}
 	if cb := prog.callback(); cb != nil {
 		opts.Progress = func(p zsyncpipe.MirrorProgress) { cb(mirrorProgress(p)) }

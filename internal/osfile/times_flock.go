@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || dragonfly || freebsd || netbsd || openbsd
 
 package osfile
 
@@ -8,6 +8,10 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// TimesExact reports whether SetTimes keeps nanoseconds: not here,
+// where futimes keeps microseconds.
+const TimesExact = false
 
 // setTimes is futimes(2) on the open file.
 func setTimes(f *os.File, atime, mtime time.Time) error {

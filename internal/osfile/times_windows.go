@@ -7,6 +7,10 @@ import (
 	"golang.org/x/sys/windows"
 )
 
+// TimesExact reports whether SetTimes keeps nanoseconds: not here, where
+// a FILETIME counts 100 ns.
+const TimesExact = false
+
 // setTimes is SetFileTime on the handle. os.Chtimes would open the file
 // again with a share mode that this open handle conflicts with.
 func setTimes(f *os.File, atime, mtime time.Time) error {

@@ -1,0 +1,229 @@
+package zsyncpipe
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hadPhase reports whether the run had the phase name.
+func hadPhase(sum *MirrorSummary, name string) bool {
+	for _, p := range sum.Phases {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Without a state file (a tree copied by hand), local files are recognised
+// by their hash: every file of the right size is read, a same-size edit is
+// found, a file moved in the new tree is copied, unchanged files get the
+// index's mode and mtime; with the state, nothing is read again (no "hash"
+// phase) until the state is gone.
+func TestMirrorHashesWithoutState(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	files := smallTree(300, 0)
+	makeTree(t, pub, files, nil)
+	publishTree(t, pub, 1)
+	url, _ := serveTree(t, pub)
+
+	local := map[string][]byte{}
+	for rel, data := range files {
+		local[rel] = data
+	}
+	edited := "d03/e3/f00003.txt"
+	local[edited] = bytes.Clone(files[edited])
+	local[edited][10] ^= 0xff // same size, other content
+	moved := "d05/e0/f00005.txt"
+	delete(local, moved)
+	local["elsewhere/renamed.txt"] = files[moved]
+	makeTree(t, dst, local, nil)
+	// Unchanged files with another mode or mtime get the index's, and
+	// the state records them (the second run hashes nothing).
+	os.Chmod(filepath.Join(dst, "d01/e1/f00001.txt"), 0o600)
+	os.Chtimes(filepath.Join(dst, "d02/e2/f00002.txt"), time.Unix(1e9, 0), time.Unix(1e9, 0))
+	os.Chmod(filepath.Join(dst, "d04/e4/f00004.txt"), 0o755)
+	os.Chtimes(filepath.Join(dst, "d04/e4/f00004.txt"), time.Unix(2e9, 0), time.Unix(2e9, 0))
+
+	var lines []string
+	o := mirrorOpts(url, dst)
+	o.Delete = true
+	o.Logf = func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }
+	o.DryRun = true
+	if _, err := Mirror(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "new "+moved+" (copy)") {
+		t.Errorf("the moved file is not copied from its new local name:\n%s", strings.Join(lines, "\n"))
+	}
+	o.DryRun = false
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if sum.Updated != 1 || sum.New != 1 || sum.Unchanged != len(files)-2 || sum.Deleted != 1 || !hadPhase(sum, "hash") {
+		t.Errorf("first run %+v: want %s updated, %s new (copied), the %d others unchanged by their hashes", sum, edited, moved, len(files)-2)
+	}
+
+	// The state vouches for every file now: nothing is hashed.
+	o.Recheck = true
+	again, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Unchanged != len(files) || again.Updated+again.New != 0 || hadPhase(again, "hash") {
+		t.Errorf("run with the state: %+v, phases %v; want all %d unchanged, none hashed", again, again.Phases, len(files))
+	}
+
+	// Without it, every file is hashed again, and found unchanged.
+	if err := os.Remove(filepath.Join(dst, MirrorStateDir, "state.json")); err != nil {
+		t.Fatal(err)
+	}
+	third, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Unchanged != len(files) || third.Updated+third.New != 0 || !hadPhase(third, "hash") {
+		t.Errorf("run without the state: %+v; want all %d unchanged, by their hashes", third, len(files))
+	}
+}
+
+// hashFile reads a file whole and whatever the buffer size; a file whose
+// length is not what fstat said is an error, not a hash.
+func TestHashFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 1, 4095, 4096, 4097, 3 * 4096, 100000} {
+		data := treeData(uint64(n), n)
+		p := filepath.Join(dir, fmt.Sprint(n))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want := sha256.Sum256(data)
+		got, fi, err := hashFile(p, make([]byte, 4096))
+		if err != nil || got != hex.EncodeToString(want[:]) || fi.Size() != int64(n) || !fi.Mode().IsRegular() {
+			t.Errorf("%d bytes: %s, %v, %v", n, got, fi, err)
+		}
+	}
+	if _, _, err := hashFile(dir, make([]byte, 4096)); err == nil {
+		t.Error("a directory was hashed")
+	}
+	if _, _, err := hashFile(filepath.Join(dir, "missing"), make([]byte, 4096)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	// Longer or shorter than its size said.
+	for _, c := range []struct {
+		size  int64
+		reads []int
+	}{{10, []int{4096, 20}}, {10, []int{4, 0}}, {8192, []int{4096, 100, 0}}, {10, []int{20}}} {
+		i := 0
+		read := func(b []byte) (int, error) {
+			if i == len(c.reads) {
+				return 0, io.EOF
+			}
+			n := min(c.reads[i], len(b))
+			i++
+			return n, nil
+		}
+		err := readAll(read, c.size, make([]byte, 4096), io.Discard)
+		if !errors.Is(err, errChanged) {
+			t.Errorf("size %d, reads %v: %v, want errChanged", c.size, c.reads, err)
+		}
+	}
+}
+
+// walkTree lists what filepath.WalkDir and os.Lstat list, symlinks not
+// followed, skipped paths left out, from several goroutines.
+func TestWalkTree(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"a/b/c", "a/d", "skip/x", "e"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	for i := range 50 {
+		os.WriteFile(filepath.Join(root, "a/b/c", fmt.Sprint(i)), []byte(fmt.Sprint(i)), 0o640)
+	}
+	os.WriteFile(filepath.Join(root, "skip/x/f"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "e/suid"), []byte("x"), 0o4755)
+	os.Symlink("a", filepath.Join(root, "link"))
+	os.Symlink("/nonexistent", filepath.Join(root, "a/d/dangling"))
+	want := map[string]os.FileInfo{}
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if rel == "skip" {
+			return filepath.SkipDir
+		}
+		if p != root {
+			want[rel], _ = os.Lstat(p)
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	got := map[string]os.FileInfo{}
+	err := walkTree(root, func(rel string) bool { return rel == "skip" }, func(rel string, fi fs.FileInfo) {
+		mu.Lock()
+		defer mu.Unlock()
+		if got[rel] != nil {
+			t.Errorf("%s listed twice", rel)
+		}
+		got[rel] = fi
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("listed %d paths, want %d", len(got), len(want))
+	}
+	for rel, w := range want {
+		g := got[rel]
+		if g == nil || g.Mode() != w.Mode() || g.Size() != w.Size() || !g.ModTime().Equal(w.ModTime()) || g.Name() != w.Name() {
+			t.Errorf("%s: %v, want %v", rel, g, w)
+		}
+	}
+	if err := walkTree(filepath.Join(root, "missing"), func(string) bool { return false }, func(string, fs.FileInfo) { t.Error("listed something in a missing root") }, nil); err != nil {
+		t.Errorf("missing root: %v", err)
+	}
+}
+
+// Unchanged files whose mtimes differ are retouched beside the run, and
+// the run's end (which goes through the state) waits for them: with
+// nothing else to do, the end comes at once (-race finds it otherwise).
+func TestMirrorRetouchBesideRun(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	files := smallTree(1500, 0)
+	makeTree(t, pub, files, nil)
+	publishTree(t, pub, 1)
+	url, _ := serveTree(t, pub)
+	makeTree(t, dst, files, nil)
+	treeFile(t, dst, "extra/gone.txt", []byte("not in the index"), 0o644)
+	filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			os.Chtimes(p, time.Unix(2e9, 0), time.Unix(2e9, 0))
+		}
+		return nil
+	})
+	o := mirrorOpts(url, dst)
+	o.Delete = true
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if sum.Unchanged != len(files) || sum.Deleted != 1 || !hadPhase(sum, "retouch") {
+		t.Errorf("%+v: want all %d files unchanged and retouched, one deleted", sum, len(files))
+	}
+}
