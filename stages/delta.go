@@ -556,10 +556,7 @@ func (sc *scanner) scan(ctx context.Context) error {
 	ix := sc.ix
 	bs := ix.bs
 	seq2 := ix.seq == 2
-	last := uint64(1) << 32 // none
-	if ix.last >= 0 {
-		last = uint64(ix.rsum[ix.last])
-	}
+	last := ix.lastRsum()
 	sp, _ := sc.d.sums.Get().(*[]uint32)
 	if sp == nil {
 		sp = new([]uint32)
@@ -657,10 +654,7 @@ func (sc *scanner) scanAligned(ctx context.Context) error {
 	ix := sc.ix
 	bs := ix.bs
 	seq2 := ix.seq == 2
-	last := uint64(1) << 32 // none
-	if ix.last >= 0 {
-		last = uint64(ix.rsum[ix.last])
-	}
+	last := ix.lastRsum()
 	sum := func(p int) uint32 { return rollsum.Block(sc.buf[p:p+bs]).Packed() & ix.mask }
 	p := int((int64(bs) - sc.base%int64(bs)) % int64(bs))
 	var r1 uint32

@@ -149,6 +149,17 @@ func (ix *index) sameBlock(i, j int) bool {
 	return ix.rsum[i] == ix.rsum[j] && bytes.Equal(ix.strongOf(i), ix.strongOf(j))
 }
 
+// lastRsum returns the rolling checksum of the final block, which the scan
+// looks for on its own (see last), or 1<<32 (no checksum) when it needs
+// no special case.
+func (ix *index) lastRsum() uint64 {
+	if ix.last < 0 {
+		return 1 << 32 // none: no rolling checksum is this large
+	}
+	return uint64(ix.rsum[ix.last])
+}
+
+// strongOf returns the strong checksum of block i.
 func (ix *index) strongOf(i int) []byte { return ix.strong[i*ix.sb : (i+1)*ix.sb] }
 
 // groupDuplicates links blocks with identical records, so that finding the
