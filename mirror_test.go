@@ -538,6 +538,17 @@ func TestMirrorResumeAfterKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
+	// Without flushes, and with them: the flushed run places its files in
+	// batches after a syncfs, from a goroutine of its own (see
+	// docs/trees.md, "Guarantees"), which a kill must not tear either.
+	for _, flush := range []bool{false, true} {
+		t.Run(map[bool]string{false: "no-fsync", true: "flush"}[flush], func(t *testing.T) {
+			testMirrorResumeAfterKill(t, flush)
+		})
+	}
+}
+
+func testMirrorResumeAfterKill(t *testing.T, flush bool) {
 	tmp := t.TempDir()
 	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
 	oldFiles, newFiles := smallTree(80, 0), smallTree(80, 1)
@@ -560,6 +571,9 @@ func TestMirrorResumeAfterKill(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMirrorResumeChild$", "-test.v")
 	cmd.Env = append(os.Environ(), "ZSYNCPIPE_MIRROR_CHILD="+srv.URL+"/\n"+dst)
+	if flush {
+		cmd.Env = append(cmd.Env, "ZSYNCPIPE_MIRROR_CHILD_FLUSH=1")
+	}
 	var childOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &childOut, &childOut
 	if err := cmd.Start(); err != nil {
@@ -600,7 +614,9 @@ func TestMirrorResumeAfterKill(t *testing.T) {
 		}
 	}
 	before := requests.Load()
-	sum, err := Mirror(ctx, mirrorOpts(srv.URL+"/", dst))
+	o := mirrorOpts(srv.URL+"/", dst)
+	o.NoFsync = !flush
+	sum, err := Mirror(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,6 +638,7 @@ func TestMirrorResumeChild(t *testing.T) {
 	url, dst, _ := strings.Cut(env, "\n")
 	o := mirrorOpts(url, dst)
 	o.Parallel = 2
+	o.NoFsync = os.Getenv("ZSYNCPIPE_MIRROR_CHILD_FLUSH") == ""
 	_, err := Mirror(context.Background(), o)
 	t.Logf("mirror ended: %v", err)
 }
