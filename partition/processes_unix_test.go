@@ -132,13 +132,30 @@ func takeMarker(path string) int {
 		}
 		b, _ := os.ReadFile(path)
 		pid, _ := strconv.Atoi(string(b))
-		if pid > 0 && syscall.Kill(pid, 0) == nil {
+		if pid > 0 && alive(pid) {
 			fmt.Fprintf(os.Stderr, "partition %s is being written by process %d too\n", filepath.Base(path), pid)
 			return 3
 		}
 		os.Remove(path)
 	}
 	return 2
+}
+
+// alive reports whether process pid still runs. A killed process releases
+// its locks as it exits but stays a zombie until its parent (the test)
+// waits for it, and signal 0 still reaches a zombie: where /proc says so,
+// a zombie is dead.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc (macOS, BSD): signal 0 decides
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'X')
 }
 
 // TestProcesses: three processes assemble one file of 16 partitions, each
