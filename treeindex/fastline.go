@@ -56,19 +56,7 @@ type lineParser struct {
 // Writer writes, and reports whether it did.
 func parseLine(line []byte, l *entryLine) bool {
 	p := lineParser{b: line}
-	if !p.byte('{') {
-		return false
-	}
-	if p.byte('}') {
-		return p.i == len(p.b)
-	}
-	seen := 0
-	for {
-		key, ok := p.str()
-		if !ok || !p.byte(':') {
-			return false
-		}
-		var bit int
+	return p.object(func(key []byte) (bit int, ok bool) {
 		switch string(key) {
 		case "path":
 			bit = kPath
@@ -123,36 +111,15 @@ func parseLine(line []byte, l *entryLine) bool {
 			l.Pack = new(packLine)
 			ok = p.pack(l.Pack)
 		default:
-			return false // "end", another key or spelling: encoding/json
+			return 0, false // "end", another key or spelling: encoding/json
 		}
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		if p.byte('}') {
-			return p.i == len(p.b)
-		}
-		if !p.byte(',') {
-			return false
-		}
-	}
+		return bit, ok
+	}) && p.i == len(p.b)
 }
 
 // pack reads a pack reference object.
 func (p *lineParser) pack(pl *packLine) bool {
-	if !p.byte('{') {
-		return false
-	}
-	if p.byte('}') {
-		return true
-	}
-	seen := 0
-	for {
-		key, ok := p.str()
-		if !ok || !p.byte(':') {
-			return false
-		}
-		var bit int
+	return p.object(func(key []byte) (bit int, ok bool) {
 		switch string(key) {
 		case "name":
 			bit = pName
@@ -169,8 +136,29 @@ func (p *lineParser) pack(pl *packLine) bool {
 			bit = pEnc
 			pl.Encoding, ok = p.string()
 		default:
+			return 0, false
+		}
+		return bit, ok
+	})
+}
+
+// object reads a JSON object of simple members: field reads the value of
+// each key and returns the key's bit (each key may appear once) and
+// whether the value was read; a key it does not know ends it (false).
+func (p *lineParser) object(field func(key []byte) (bit int, ok bool)) bool {
+	if !p.byte('{') {
+		return false
+	}
+	if p.byte('}') {
+		return true
+	}
+	seen := 0
+	for {
+		key, ok := p.str()
+		if !ok || !p.byte(':') {
 			return false
 		}
+		bit, ok := field(key)
 		if !ok || seen&bit != 0 {
 			return false
 		}
