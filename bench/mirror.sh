@@ -17,6 +17,12 @@
 #   that no run pays for inodes freed before it (the setup's rm -rf and
 #   copies, or the run before it) and a journaled filesystem, the common
 #   case on users' machines, can be measured too. Needs root (mount).
+#   The loop device does direct I/O (LOOP_DIO=off for the page cache of
+#   the image file): a flush then writes to the disk once, as on a disk of
+#   its own, instead of copying into the image file's cache first and
+#   flushing that too (which doubled the cost of every syncfs here).
+#   PERF=FILE records every first mirror run with perf record -a -g into
+#   FILE.1, FILE.2… (the whole machine: nginx and the kernel too).
 #   SETTLE=N syncs and waits N seconds before every timed run (default 1):
 #   with N >= 35 no run pays for the inodes the setup or the run before it
 #   freed (ext4 without a journal skips inodes freed in the last 30 s, and
@@ -30,15 +36,20 @@ FLAGS=${MIRROR_FLAGS:---delete}
 NGINX=${NGINX:-/usr/sbin/nginx}
 findmnt -rn -o TARGET | grep "^$B/" | xargs -r umount 2>/dev/null || true
 rm -rf "$B" && mkdir -p "$B"
-MOUNTS=()
+MOUNTS=() LOOPS=()
 start() { # copy OLD into $1
 	mkdir -p "$1"
 	if [ -n "${FRESHFS:-}" ]; then # a new filesystem for this client
 		img="$B/fs-$(basename "$1").img"
 		rm -f "$img" && truncate -s 8G "$img"
 		if [ "$FRESHFS" = journal ]; then mkfs.ext4 -q -F "$img"; else mkfs.ext4 -q -F -O ^has_journal "$img"; fi
-		mount -o loop "$img" "$1"
+		# direct I/O: the loop device writes to the disk once, as a
+		# filesystem on a disk does, not into the page cache of the image
+		# file first (a second copy, and a second flush on every syncfs)
+		dev=$(losetup -f --show --direct-io="${LOOP_DIO:-on}" "$img")
+		mount "$dev" "$1"
 		MOUNTS+=("$1")
+		LOOPS+=("$dev")
 	fi
 	if [ "$OLD" != empty ]; then cp -a "$OLD/." "$1" && chmod -R u+w "$1"; fi
 }
@@ -47,6 +58,7 @@ cleanup() {
 	kill "${PIDS[@]}" 2>/dev/null || true
 	wait 2>/dev/null || true
 	for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || true; done
+	for d in "${LOOPS[@]}"; do losetup -d "$d" 2>/dev/null || true; done
 	rm -f "$B"/fs-*.img
 }
 PIDS=()
@@ -90,7 +102,9 @@ zs() { # $2: suffix of the output files (the first run's are m1.out, m2.out…)
 		i=$((i + 1))
 		settle
 		# shellcheck disable=SC2086
-		T "$z" mirror -v $FLAGS "http://127.0.0.1:$(cat "$B/ng$i/port")/" "$B/m$i" >"$B/m$i${2:-}.out"
+		P=()
+		if [ -n "${PERF:-}" ] && [ -z "${2:-}" ]; then P=(perf record -q -a -g -o "$PERF.$i" --); fi
+		T "${P[@]}" "$z" mirror -v $FLAGS "http://127.0.0.1:$(cat "$B/ng$i/port")/" "$B/m$i" >"$B/m$i${2:-}.out"
 		echo "$z mirror $FLAGS$1: $(cat "$B/time"), $(grep '^bytes' "$B/m$i${2:-}.out")"
 	done
 }
