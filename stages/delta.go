@@ -547,7 +547,7 @@ func (d *delta) putBuffer(bp *[]byte) {
 	}
 }
 
-// scan rolls through the segment. At each offset it checks the bit table,
+// scan rolls through the segment. At each offset it checks the filters,
 // then the hash chain, then the strong hashes; after a match it checks the
 // following blocks directly, in batches that fill the SIMD lanes, and rolls
 // byte by byte again only where that fails. The rolling runs in two passes

@@ -10,8 +10,10 @@ import (
 
 // index answers, for the rolling checksums at a seed offset, which target
 // blocks may start there. With seq_matches 2 it is keyed on the checksums of
-// a block and of the block after it, as zsync does; a bit table in front
-// rejects most offsets without touching the hash chains.
+// a block and of the block after it, as zsync does; two filters in front
+// reject most offsets without touching the hash chains: a blocked Bloom
+// filter (bloom) that costs one 32-bit word per probe, then a bit table
+// (bitTable2) for the few offsets the first lets through.
 type index struct {
 	bs     int
 	n      int32
@@ -26,8 +28,11 @@ type index struct {
 	dupFirst []int32
 	dupNext  []int32
 
-	bitShift uint
-	bitTable []uint64
+	// bloom is the first filter: every key sets three bits of one 32-bit
+	// word (bloomOf), which the top 32 bits of key·hashMul shifted right
+	// by bloomShift pick.
+	bloomShift uint
+	bloom      []uint32
 	// bit2Shift and bitTable2: the second filter (see hashMul2).
 	bit2Shift uint
 	bitTable2 []uint64
@@ -49,11 +54,11 @@ type entry struct {
 
 const hashMul = 0x9E3779B97F4A7C15
 
-// hashMul2 gives each key a bit in a second, smaller bit table (bitTable2):
-// the rolling scan's probes (probe1, probe2) test it at the offsets the
-// first lets through (≈ 1 %), so that most of them cost one access to a
-// table that stays in cache instead of the two cache misses of a chain
-// walk (maybe tests both again before the walk).
+// hashMul2 gives each key a bit in a second bit table (bitTable2): the
+// rolling scan's probes (probe1, probe2) test it at the offsets the first
+// filter lets through (≈ 0.5 %), so that most of them cost one access to
+// that table instead of the two cache misses of a chain walk (maybe tests
+// both again before the walk).
 const hashMul2 = 0xC2B2AE3D27D4EB4F
 
 func newIndex(f *control.File) (*index, error) {
@@ -92,22 +97,9 @@ func newIndex(f *control.File) (*index, error) {
 		entries = n - 1
 		ix.last = int32(n - 1)
 	}
-	// A bit table of 2^(log2 n + 7) bits, at most 2^27 (16 MiB): zsync
-	// uses +3, but at ≈ 1 % density it lets through few enough offsets that
-	// the hash chains are rarely walked, which on data that does not match
-	// is worth more than keeping the table in L1 (measured: 0 %-match scan
-	// 285 MB/s per core at +5, 370 at +7, with 16,384 blocks: 256 KiB).
-	// Beyond 256 KiB (2^21 bits) the table leaves the L2 cache, and every
-	// offset probed costs a miss: there it is kept at 256 KiB as long as
-	// that is +5 or more (≈ 3 % density; the second table below then
-	// catches most of what it lets through). Measured on the Go release
-	// tars (59,685 blocks: 1 MiB at +7), CPU of the scan alone, one
-	// worker, 5 alternated runs at load 12-15: consecutive pair median
-	// 1.39 s at 256 KiB against 1.56 s at 1 MiB, divergent pair 1.64 s
-	// against 1.88 s.
 	lg := bits.Len(uint(max(entries, 1)))
-	ix.bitShift = uint(64 - min(lg+7, max(21, lg+5), 27))
-	ix.bitTable = make([]uint64, max(1<<(64-ix.bitShift)/64, 1))
+	ix.bloomShift = bloomShift(entries)
+	ix.bloom = make([]uint32, 1<<(32-ix.bloomShift))
 	ix.bit2Shift = uint(64 - min(lg+4, 24))
 	ix.bitTable2 = make([]uint64, max(1<<(64-ix.bit2Shift)/64, 1))
 	ix.tableShift = uint(64 - min(lg+1, 30))
@@ -136,9 +128,9 @@ func newIndex(f *control.File) (*index, error) {
 		}
 		ix.entries = append(ix.entries, entry{key: key, blk: int32(i), next: ix.heads[b]})
 		ix.heads[b] = int32(len(ix.entries) - 1)
-		bt := bitOf(key, ix.bitShift) // as the probes compute it (roll.go)
-		ix.bitTable[bt>>6] |= 1 << (bt & 63)
-		bt = (key * hashMul2) >> ix.bit2Shift
+		w, m := bloomOf(key, ix.bloomShift) // as the probes compute it (roll.go)
+		ix.bloom[w] |= m
+		bt := (key * hashMul2) >> ix.bit2Shift
 		ix.bitTable2[bt>>6] |= 1 << (bt & 63)
 	}
 	return ix, nil
@@ -198,9 +190,32 @@ func (ix *index) groupDuplicates() {
 	}
 }
 
-// maybe reports whether both bit tables admit key.
+// maybe reports whether both filters admit key.
 func (ix *index) maybe(key uint64) bool {
-	bt := bitOf(key, ix.bitShift)
 	bt2 := (key * hashMul2) >> ix.bit2Shift
-	return ix.bitTable[bt>>6]&(1<<(bt&63)) != 0 && ix.bitTable2[bt2>>6]&(1<<(bt2&63)) != 0
+	return ix.bloomHas(key) && ix.bitTable2[bt2>>6]&(1<<(bt2&63)) != 0
+}
+
+// bloomHas reports whether the first filter admits key.
+func (ix *index) bloomHas(key uint64) bool {
+	w, m := bloomOf(key, ix.bloomShift)
+	return ix.bloom[w]&m == m
+}
+
+// bloomShift returns the shift that sizes the first filter for n keys:
+// 2^(32−shift) words of 32 bits, about one key per word (1 to 2) while
+// that is at most 256 KiB, so that it stays in this CPU's 512 KiB L2
+// cache beside the seed data and the rolling checksums; beyond, 2 to 4
+// keys per word, at most 16 MiB. With three bits per key in one word, a
+// key that is not in the filter passes with a probability of about 0.3 %
+// at one key per word, 1.1 % at 2 and 4 % at 4. The bit table it
+// replaced, one bit per key, let 1.9 % through at 52 bits per key: for
+// the 80,000 blocks of the divergent tree pair, 512 KiB, which left the
+// L2 cache (see docs/trees.md, "Sixth session: scan").
+func bloomShift(n int) uint {
+	w := bits.Len(uint(max(n, 1))) - 1
+	if w > 16 {
+		w = min(max(16, w-1), 22)
+	}
+	return uint(32 - w)
 }

@@ -3,12 +3,12 @@ package stages
 import "github.com/zsyncpipe/zsyncpipe/rollsum"
 
 // The rolling scan runs in two passes over chunks of positions, because a
-// single loop that rolls two checksums and probes the bit table needs more
+// single loop that rolls two checksums and probes the filters needs more
 // registers than the compiler has, and its spills put a store and a load on
 // the checksums' dependency chain at every byte. Pass one (roller.fill)
 // rolls one checksum and stores it per position; pass two (probe) reads the
 // checksums of a position and of the position one block later (the next
-// block, for seq_matches 2) and tests the bit table. Each loop stays in
+// block, for seq_matches 2) and tests the filters. Each loop stays in
 // registers; together they run about twice as fast. On amd64 with AVX2
 // both passes are assembly kernels (roll_amd64.s: 16 windows rolled, then
 // 8 positions probed, a step), with the Go loops below as the fallback.
@@ -98,17 +98,28 @@ func rollSumsGo(out, in []byte, sums []uint32, a, b, bs, mask uint32) (uint32, u
 	return a, b
 }
 
-// bitOf returns the bit of the first bit table for key: the top bits of
-// key·hashMul, 64 − shift of them. Index construction and the probes (in
-// Go and in roll_amd64.s, which computes the same product's top 32 bits
-// with 32-bit multiplies) agree on it.
-func bitOf(key uint64, shift uint) uint64 { return (key * hashMul) >> (shift & 63) }
+// bloomMul mixes the top 32 bits of key·hashMul once more for the three
+// bits a key sets in its word of the first filter.
+const bloomMul = 0x85EBCA6B
+
+// bloomOf returns the word of the first filter (index.bloom) for key and
+// the three bits (or fewer, when they coincide) it sets there: the word is
+// the top bits of key·hashMul, 32 − shift of them, and the bits come from
+// the top 15 bits of the product's top half times bloomMul (mod 2^32).
+// Index construction and the probes (in Go and in roll_amd64.s, which
+// computes the same product's top 32 bits with 32-bit multiplies) agree on
+// it.
+func bloomOf(key uint64, shift uint) (word uint32, mask uint32) {
+	h := uint32((key * hashMul) >> 32)
+	g := h * bloomMul
+	return h >> (shift & 63), 1<<(g>>27) | 1<<(g>>22&31) | 1<<(g>>17&31)
+}
 
 // probe2 returns the first i at which the pair key of s0[i] and s1[i] is
-// admitted by both of ix's bit tables (index.maybe), or s0[i] equals last
+// admitted by both of ix's filters (index.maybe), or s0[i] equals last
 // (a masked checksum; pass 1<<32 for none); len(s0) if there is none. The
-// checksums are masked already. The first table rejects all but about 1 %
-// of the positions; the second is looked at only then, here rather than by
+// checksums are masked already. The first filter rejects all but about
+// 0.3-1 % of the positions; the second is looked at only then, here rather than by
 // the caller, so that a position the first lets through costs a few
 // instructions instead of a return to the scanner. With AVX2 the vector
 // kernel probes 8 positions at a time, and probe2Go the few left over.
@@ -126,12 +137,9 @@ func probe2(s0, s1 []uint32, ix *index, last uint64) int {
 //go:noinline
 func probe2Go(s0, s1 []uint32, ix *index, last uint64) int {
 	s1 = s1[:len(s0)]
-	table, shift := ix.bitTable, ix.bitShift
-	words := uint64(len(table) - 1)
 	for i, x := range s0 {
 		key := uint64(x)<<32 | uint64(s1[i])
-		bt := bitOf(key, shift)
-		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 && ix.maybe(key) || uint64(x) == last {
+		if ix.maybe(key) || uint64(x) == last {
 			return i
 		}
 	}
@@ -151,11 +159,8 @@ func probe1(s0 []uint32, ix *index) int {
 //
 //go:noinline
 func probe1Go(s0 []uint32, ix *index) int {
-	table, shift := ix.bitTable, ix.bitShift
-	words := uint64(len(table) - 1)
 	for i, x := range s0 {
-		bt := bitOf(uint64(x), shift)
-		if table[(bt>>6)&words]&(1<<(bt&63)) != 0 && ix.maybe(uint64(x)) {
+		if ix.maybe(uint64(x)) {
 			return i
 		}
 	}

@@ -16,19 +16,19 @@ var hasAVX2 = cpuid.CPU.Supports(cpuid.AVX2, cpuid.BMI2)
 func rollSumsAVX2(out, in *byte, sums *uint32, n int, a, b, bs, mask uint32) (ra, rb uint32)
 
 // probe2AVX2 is probe2 for n positions, n a multiple of 8, with AVX2
-// (roll_amd64.s): table, shift, table2 and shift2 are the index's bit
-// tables, and sh is shift − 32, the shift of the top 32 bits of a key's
-// product; a position whose s0 equals last passes too when lastOn is all
-// ones. It returns n when no position passes.
+// (roll_amd64.s): table and sh are the index's first filter and its shift
+// (bloom, bloomShift), table2 and shift2 its second bit table; a position
+// whose s0 equals last passes too when lastOn is all ones. It returns n
+// when no position passes.
 //
 //go:noescape
-func probe2AVX2(s0, s1 *uint32, n int, table *uint64, sh uint64, last, lastOn uint32, shift uint64, table2 *uint64, shift2 uint64) int
+func probe2AVX2(s0, s1 *uint32, n int, table *uint32, sh uint64, last, lastOn uint32, table2 *uint64, shift2 uint64) int
 
 // probe1AVX2 is probe1 for n positions, n a multiple of 8, with AVX2, as
 // probe2AVX2.
 //
 //go:noescape
-func probe1AVX2(s0 *uint32, n int, table *uint64, sh uint64, shift uint64, table2 *uint64, shift2 uint64) int
+func probe1AVX2(s0 *uint32, n int, table *uint32, sh uint64, table2 *uint64, shift2 uint64) int
 
 // rollSumsVec rolls the longest prefix of out whose length is a multiple of
 // 16 with AVX2 and returns its length and the sums after it; 0 and a, b
@@ -42,12 +42,13 @@ func rollSumsVec(out, in []byte, sums []uint32, a, b, bs, mask uint32) (int, uin
 	return n, a, b
 }
 
-// vecProbe reports whether the vector kernels can probe ix's tables: with
-// at most 32 bits of index into the first, and every index within the
-// tables (as it is when a table has 2^(64−shift) bits or more).
+// vecProbe reports whether the vector kernels can probe ix's filters: with
+// every word or bit they may compute within the tables (as it is when the
+// first has 2^(32−bloomShift) words and the second 2^(64−bit2Shift) bits
+// or more).
 func vecProbe(ix *index) bool {
-	return hasAVX2 && ix.bitShift >= 32 && ix.bitShift <= 63 && ix.bit2Shift <= 63 &&
-		uint64(len(ix.bitTable)) >= (1<<(64-ix.bitShift)+63)/64 &&
+	return hasAVX2 && ix.bloomShift <= 32 && ix.bit2Shift <= 63 &&
+		uint64(len(ix.bloom)) >= 1<<(32-ix.bloomShift) &&
 		uint64(len(ix.bitTable2)) >= (1<<(64-ix.bit2Shift)+63)/64
 }
 
@@ -63,8 +64,8 @@ func probe2Vec(s0, s1 []uint32, ix *index, last uint64) (m, i int) {
 	if last < 1<<32 {
 		lastOn = ^uint32(0)
 	}
-	return m, probe2AVX2(&s0[0], &s1[0], m, &ix.bitTable[0], uint64(ix.bitShift-32), uint32(last), lastOn,
-		uint64(ix.bitShift), &ix.bitTable2[0], uint64(ix.bit2Shift))
+	return m, probe2AVX2(&s0[0], &s1[0], m, &ix.bloom[0], uint64(ix.bloomShift), uint32(last), lastOn,
+		&ix.bitTable2[0], uint64(ix.bit2Shift))
 }
 
 // probe1Vec is probe2Vec for keys of one block.
@@ -73,6 +74,6 @@ func probe1Vec(s0 []uint32, ix *index) (m, i int) {
 	if m == 0 || !vecProbe(ix) {
 		return 0, 0
 	}
-	return m, probe1AVX2(&s0[0], m, &ix.bitTable[0], uint64(ix.bitShift-32),
-		uint64(ix.bitShift), &ix.bitTable2[0], uint64(ix.bit2Shift))
+	return m, probe1AVX2(&s0[0], m, &ix.bloom[0], uint64(ix.bloomShift),
+		&ix.bitTable2[0], uint64(ix.bit2Shift))
 }

@@ -113,51 +113,38 @@ loop:
 	VZEROUPPER
 	RET
 
-// HASHBIT sets bt to the first bit table's index of 8 keys: the top 32
-// bits of key·hashMul shifted right by X11, where the key's top 32 bits
-// times the multiplier's low half are hi (already multiplied, or zero for
-// one-block keys) and s holds the keys' low 32 bits. Y15 and Y14 hold the
-// low and high halves of hashMul; t is scratch. The top 32 bits of the
-// 64-bit product are hi + s·mh + the high half of s·ml (mod 2^32).
-#define HASHBIT(s, hi, t, bt) \
-	VPMULUDQ Y15, s, bt       \
-	VPSRLQ   $32, s, t        \
-	VPMULUDQ Y15, t, t        \
-	VPSRLQ   $32, bt, bt      \
-	VPBLENDD $0xaa, t, bt, bt \
-	VPMULLD  Y14, s, t        \
-	VPADDD   t, bt, bt        \
-	VPADDD   hi, bt, bt       \
-	VPSRLD   X11, bt, bt
+// HASH32 sets h to the top 32 bits of key·hashMul for 8 keys whose low 32
+// bits are s, without the term of their top 32 bits (which probe2 adds:
+// those bits times the multiplier's low half). Y15 and Y14 hold the low and
+// high halves of hashMul; t is scratch. The top 32 bits of the 64-bit
+// product are hi + s·mh + the high half of s·ml (mod 2^32).
+#define HASH32(s, t, h) \
+	VPMULUDQ Y15, s, h       \
+	VPSRLQ   $32, s, t       \
+	VPMULUDQ Y15, t, t       \
+	VPSRLQ   $32, h, h       \
+	VPBLENDD $0xaa, t, h, h  \
+	VPMULLD  Y14, s, t       \
+	VPADDD   t, h, h
 
-// TESTPAIR looks up the bits of the two indexes in R (one per half) in the
-// table at BX, 32-bit word by word, and ORs them into bit 0 of R13.
-// Scalar loads: vpgatherdd is slower on AMD Zen 3, by a third with a
-// table in the L2 cache. Uses AX and DX.
-#define TESTPAIR(R) \
-	MOVL  R, AX              \
-	SHRQ  $32, R             \
-	MOVL  AX, DX             \
-	SHRL  $5, DX             \
-	SHRXL AX, (BX)(DX*4), DX \
-	ORL   DX, R13            \
-	MOVL  R, DX              \
-	SHRL  $5, DX             \
-	SHRXL R, (BX)(DX*4), DX  \
-	ORL   DX, R13
-
-// TEST8 looks up the 8 indexes of bt (a Y register whose low half is X)
-// as TESTPAIR does, into bit 0 of R13 (which it does not clear).
-#define TEST8(bt, X) \
-	VMOVQ        X, R8      \
-	VPEXTRQ      $1, X, R9  \
-	VEXTRACTI128 $1, bt, X5 \
-	VMOVQ        X5, R10    \
-	VPEXTRQ      $1, X5, R11 \
-	TESTPAIR(R8)            \
-	TESTPAIR(R9)            \
-	TESTPAIR(R10)           \
-	TESTPAIR(R11)
+// BLOOM sets w to the first filter's word of 8 keys and m to their bits
+// there (bloomOf), from h, their top 32 bits of key·hashMul, which it
+// overwrites: w is h shifted right by X11, the bits are 1 << the top three
+// 5-bit fields of h·bloomMul. Y9 holds bloomMul, Y13 31 and Y12 1 in every
+// lane; t is scratch.
+#define BLOOM(h, w, m, t) \
+	VPSRLD  X11, h, w  \
+	VPMULLD Y9, h, h   \
+	VPSRLD  $27, h, t  \
+	VPSLLVD t, Y12, m  \
+	VPSRLD  $22, h, t  \
+	VPAND   Y13, t, t  \
+	VPSLLVD t, Y12, t  \
+	VPOR    t, m, m    \
+	VPSRLD  $17, h, t  \
+	VPAND   Y13, t, t  \
+	VPSLLVD t, Y12, t  \
+	VPOR    t, m, m
 
 // BITSET jumps to yes if bit (key·mul) >> shift is set in table, as
 // index.maybe computes it; key is AX (kept), the rest are loaded from the
@@ -175,40 +162,46 @@ loop:
 	TESTQ $1, R11             \
 	JNZ   yes
 
-// LANECONSTS loads the constants of LANES: Y13 = 31, Y12 = 1 in every
-// lane, Y9 = 0.
-#define LANECONSTS \
+// CONSTS loads the constants of HASH32, BLOOM and LANES: Y15 and Y14 the
+// halves of hashMul, Y13 = 31, Y12 = 1, Y9 = bloomMul in every lane.
+#define CONSTS \
+	MOVL         $0x7f4a7c15, AX \
+	VMOVD        AX, X15 \
+	VPBROADCASTD X15, Y15 \
+	MOVL         $0x9e3779b9, AX \
+	VMOVD        AX, X14 \
+	VPBROADCASTD X14, Y14 \
 	MOVL         $31, AX \
 	VMOVD        AX, X13 \
 	VPBROADCASTD X13, Y13 \
 	MOVL         $1, AX  \
 	VMOVD        AX, X12 \
 	VPBROADCASTD X12, Y12 \
-	VPXOR        Y9, Y9, Y9
+	MOVL         $0x85ebca6b, AX \
+	VMOVD        AX, X9  \
+	VPBROADCASTD X9, Y9
 
-// LANES sets R to a bit per lane whose bit of Y4 is set in the first
-// table (at BX): a gather, only for the steps where one is, to check
-// those lanes alone. Uses Y3, Y5-Y7.
+// LANES sets R to a bit per lane whose word (Y4) in the filter at BX has
+// all its bits (Y5). One gather for the 8 words: on AMD Zen 3 it costs
+// less than 8 scalar loads with the extracts they need (which paid when
+// a key was one bit of a table: see docs/trees.md, "Sixth session:
+// scan"). Uses Y3, Y6.
 #define LANES(R) \
-	VPSRLD     $5, Y4, Y6            \
-	VPAND      Y13, Y4, Y7           \
-	VPCMPEQD   Y5, Y5, Y5            \
-	VPGATHERDD Y5, (BX)(Y6*4), Y3    \
-	VPSRLVD    Y7, Y3, Y3            \
-	VPAND      Y12, Y3, Y3           \
-	VPCMPEQD   Y9, Y3, Y3            \
-	VMOVMSKPS  Y3, R                 \
-	XORL       $0xff, R
+	VPCMPEQD   Y3, Y3, Y3         \
+	VPGATHERDD Y3, (BX)(Y4*4), Y6 \
+	VPAND      Y5, Y6, Y6         \
+	VPCMPEQD   Y5, Y6, Y6         \
+	VMOVMSKPS  Y6, R
 
-// func probe2AVX2(s0, s1 *uint32, n int, table *uint64, sh uint64, last, lastOn uint32, shift uint64, table2 *uint64, shift2 uint64) int
+// func probe2AVX2(s0, s1 *uint32, n int, table *uint32, sh uint64, last, lastOn uint32, table2 *uint64, shift2 uint64) int
 //
-// Eight positions a step: the first table's bits are looked up for all
-// eight; when one is set (about 6 % of the steps at the index's usual
-// density) or s0 is last, the lanes whose bit is set (LANES) are checked
-// one by one against the second table, so that the caller sees only the
+// Eight positions a step: the first filter's words are tested for all
+// eight (LANES); when one passes (about 3 % of the steps at the index's
+// usual density) or s0 is last, the lanes that pass are checked one by
+// one against the second table, so that the caller sees only the
 // positions that index.maybe admits (or last). probe1AVX2 likewise, with
 // one-block keys and no last.
-TEXT ·probe2AVX2(SB), NOSPLIT, $0-80
+TEXT ·probe2AVX2(SB), NOSPLIT, $0-72
 	MOVQ s0+0(FP), SI
 	MOVQ s1+8(FP), DI
 	MOVQ n+16(FP), CX
@@ -216,44 +209,34 @@ TEXT ·probe2AVX2(SB), NOSPLIT, $0-80
 	MOVQ sh+32(FP), X11
 	MOVL last+40(FP), AX
 	MOVL lastOn+44(FP), DX
-	MOVL $0x7f4a7c15, R8
-	MOVL $0x9e3779b9, R9
-	VMOVD        R8, X15
-	VPBROADCASTD X15, Y15
-	VMOVD        R9, X14
-	VPBROADCASTD X14, Y14
 	VMOVD        AX, X10
 	VPBROADCASTD X10, Y10 // last
 	VMOVD        DX, X8
 	VPBROADCASTD X8, Y8   // lastOn
-	LANECONSTS
+	CONSTS
 	XORQ         R12, R12
 
 loop2:
 	VMOVDQU   (SI)(R12*4), Y0 // s0
 	VMOVDQU   (DI)(R12*4), Y1 // s1
 	VPMULLD   Y15, Y0, Y2     // s0·ml
-	HASHBIT(Y1, Y2, Y3, Y4)
+	HASH32(Y1, Y3, Y6)
+	VPADDD    Y2, Y6, Y6
+	BLOOM(Y6, Y4, Y5, Y3)
 	VPCMPEQD  Y10, Y0, Y3
 	VPAND     Y8, Y3, Y3
 	VMOVMSKPS Y3, R14 // lanes holding last
-	XORL      R13, R13
-	TEST8(Y4, X4)
-	ANDL      $1, R13
-	ORL       R14, R13
-	JNZ       check2
+	LANES(R15)
+	ORL       R14, R15 // or hold last
+	JNZ       lane2
 
 next2:
 	ADDQ $8, R12
 	CMPQ R12, CX
 	JB   loop2
-	MOVQ CX, ret+72(FP)
+	MOVQ CX, ret+64(FP)
 	VZEROUPPER
 	RET
-
-check2:
-	LANES(R15)
-	ORL R14, R15 // or hold last
 
 lane2:
 	TESTL R15, R15
@@ -266,50 +249,41 @@ lane2:
 	MOVL  (DI)(R10*4), DX
 	SHLQ  $32, AX
 	ORQ   DX, AX // the key
-	BITSET(0xC2B2AE3D27D4EB4F, shift2+64(FP), table2+56(FP), found2)
+	BITSET(0xC2B2AE3D27D4EB4F, shift2+56(FP), table2+48(FP), found2)
 	LEAL  -1(R15), DX
 	ANDL  DX, R15
 	JMP   lane2
 
 found2:
 	ADDQ R9, R12
-	MOVQ R12, ret+72(FP)
+	MOVQ R12, ret+64(FP)
 	VZEROUPPER
 	RET
 
-// func probe1AVX2(s0 *uint32, n int, table *uint64, sh uint64, shift uint64, table2 *uint64, shift2 uint64) int
-TEXT ·probe1AVX2(SB), NOSPLIT, $0-64
+// func probe1AVX2(s0 *uint32, n int, table *uint32, sh uint64, table2 *uint64, shift2 uint64) int
+TEXT ·probe1AVX2(SB), NOSPLIT, $0-56
 	MOVQ s0+0(FP), SI
 	MOVQ n+8(FP), CX
 	MOVQ table+16(FP), BX
 	MOVQ sh+24(FP), X11
-	MOVL $0x7f4a7c15, R8
-	MOVL $0x9e3779b9, R9
-	VMOVD        R8, X15
-	VPBROADCASTD X15, Y15
-	VMOVD        R9, X14
-	VPBROADCASTD X14, Y14
-	LANECONSTS
+	CONSTS
 	XORQ         R12, R12
 
 loop1:
 	VMOVDQU (SI)(R12*4), Y0
-	HASHBIT(Y0, Y9, Y3, Y4)
-	XORL    R13, R13
-	TEST8(Y4, X4)
-	TESTL   $1, R13
-	JNZ     check1
+	HASH32(Y0, Y3, Y6)
+	BLOOM(Y6, Y4, Y5, Y3)
+	LANES(R15)
+	TESTL   R15, R15
+	JNZ     lane1
 
 next1:
 	ADDQ $8, R12
 	CMPQ R12, CX
 	JB   loop1
-	MOVQ CX, ret+56(FP)
+	MOVQ CX, ret+48(FP)
 	VZEROUPPER
 	RET
-
-check1:
-	LANES(R15)
 
 lane1:
 	TESTL R15, R15
@@ -317,13 +291,13 @@ lane1:
 	BSFL  R15, R9
 	LEAQ  (R12)(R9*1), R10
 	MOVL  (SI)(R10*4), AX // the key
-	BITSET(0xC2B2AE3D27D4EB4F, shift2+48(FP), table2+40(FP), found1)
+	BITSET(0xC2B2AE3D27D4EB4F, shift2+40(FP), table2+32(FP), found1)
 	LEAL  -1(R15), DX
 	ANDL  DX, R15
 	JMP   lane1
 
 found1:
 	ADDQ R9, R12
-	MOVQ R12, ret+56(FP)
+	MOVQ R12, ret+48(FP)
 	VZEROUPPER
 	RET

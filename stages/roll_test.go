@@ -96,9 +96,9 @@ func TestRollSumsWindows(t *testing.T) {
 	}
 }
 
-// probeIndex returns an index with bit tables only: the first of 2^bits
-// bits, about one in density set, the second of 2^bits2 bits, about one
-// in density2 set.
+// probeIndex returns an index with filters only: the first of 2^bits bits
+// (at least one word), about one in density set (three bits a key, in one
+// word), the second of 2^bits2 bits, about one in density2 set.
 func probeIndex(rng *rand.Rand, bits uint, density int, bits2 uint, density2 int) *index {
 	fill := func(bits uint, density int) []uint64 {
 		table := make([]uint64, max(1<<bits/64, 1))
@@ -108,7 +108,13 @@ func probeIndex(rng *rand.Rand, bits uint, density int, bits2 uint, density2 int
 		}
 		return table
 	}
-	return &index{bitTable: fill(bits, density), bitShift: 64 - bits, bitTable2: fill(bits2, density2), bit2Shift: 64 - bits2}
+	wbits := max(bits, 5) - 5
+	bloom := make([]uint32, 1<<wbits)
+	for range max(1<<bits/density/3, 1) {
+		_, m := bloomOf(rng.Uint64(), 32)
+		bloom[rng.Uint64N(1<<wbits)] |= m
+	}
+	return &index{bloom: bloom, bloomShift: 32 - wbits, bitTable2: fill(bits2, density2), bit2Shift: 64 - bits2}
 }
 
 func TestProbeVector(t *testing.T) {
@@ -296,4 +302,98 @@ func scanKernel(buf []byte, ix *index) int {
 		r.advance(n)
 	}
 	return passed
+}
+
+// treeControl returns a control file of blocks random records of bs bytes
+// with Hash-Lengths 2,2,4, as zsyncpipe mirror's index over every changed
+// file of a tree has them (go1.22.12 → go1.24.5: about 80,000 blocks of
+// 2 KiB, 16-bit rolling checksums).
+func treeControl(blocks, bs int) *control.File {
+	rng := rand.New(rand.NewPCG(uint64(blocks), uint64(bs)))
+	c := control.Checksums{RsumBytes: 2, StrongBytes: 4, Rsum: make([]uint32, blocks), Strong: make([]byte, 4*blocks)}
+	for i := range c.Rsum {
+		c.Rsum[i] = rng.Uint32() & control.RsumMask(2)
+	}
+	for i := range c.Strong {
+		c.Strong[i] = byte(rng.Uint32())
+	}
+	return &control.File{
+		Header: control.Header{Blocksize: bs, Length: int64(blocks * bs),
+			HashLengths: control.HashLengths{SeqMatches: 2, RsumBytes: 2, StrongBytes: 4}},
+		Checksums: c,
+	}
+}
+
+// BenchmarkScanKernelTree is BenchmarkScanKernel with the index of a tree
+// mirror's scan (treeControl: 80,000 blocks of 2 KiB, seq_matches 2,
+// 16-bit rolling checksums), whose bit tables are the largest the scan
+// meets in practice.
+//
+//	go test -run '^$' -bench ScanKernelTree -count 6 ./stages
+func BenchmarkScanKernelTree(b *testing.B) {
+	_, _, seed := benchData()
+	ix, err := newIndex(treeControl(80000, 2048))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, kernel := range []string{"vector", "go"} {
+		b.Run(kernel, func(b *testing.B) {
+			if kernel == "vector" && !hasAVX2 {
+				b.Skip("no AVX2")
+			}
+			defer func(v bool) { hasAVX2 = v }(hasAVX2)
+			hasAVX2 = kernel == "vector"
+			b.SetBytes(int64(len(seed)))
+			var passed int
+			cpu0 := processCPU()
+			for b.Loop() {
+				passed = scanKernel(seed, ix)
+			}
+			b.ReportMetric(100*float64(passed)/float64(len(seed)), "%passed")
+			if cpu := (processCPU() - cpu0).Seconds(); cpu > 0 {
+				b.ReportMetric(float64(b.N)*float64(len(seed))/1e6/cpu, "MB/cpu-s")
+			}
+		})
+	}
+}
+
+// TestBloomFilter checks the first filter's size and how many keys it does
+// not hold it lets through, on the keys of tree mirrors (16-bit rolling
+// checksums, whose pairs span only 32 bits): at most 256 KiB up to 2^17
+// keys, and about 0.3-1.1 % of other keys passing at one or two keys per
+// word, 1-4 % at two to four.
+func TestBloomFilter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		blocks   int
+		maxBytes int
+		maxPass  float64 // fraction of random keys
+	}{
+		{1000, 2 << 10, 0.015},
+		{65537, 256 << 10, 0.006},
+		{80000, 256 << 10, 0.008},
+		{131071, 256 << 10, 0.015},
+		{200000, 256 << 10, 0.04},
+	} {
+		ix, err := newIndex(treeControl(tc.blocks, 2048))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size := 4 * len(ix.bloom); size > tc.maxBytes {
+			t.Errorf("%d blocks: filter of %d bytes, want at most %d", tc.blocks, size, tc.maxBytes)
+		}
+		const tries = 1 << 20
+		passed := 0
+		for range tries {
+			key := uint64(rng.Uint32()&0xffff)<<32 | uint64(rng.Uint32()&0xffff)
+			if ix.bloomHas(key) {
+				passed++
+			}
+		}
+		if f := float64(passed) / tries; f > tc.maxPass {
+			t.Errorf("%d blocks: %.2f %% of random keys pass the filter, want at most %.2f %%", tc.blocks, 100*f, 100*tc.maxPass)
+		} else {
+			t.Logf("%d blocks: %d-byte filter, %.3f %% of random keys pass", tc.blocks, 4*len(ix.bloom), 100*f)
+		}
+	}
 }
