@@ -113,25 +113,11 @@ loop:
 	VZEROUPPER
 	RET
 
-// HASH32 sets h to the top 32 bits of key·hashMul for 8 keys whose low 32
-// bits are s, without the term of their top 32 bits (which probe2 adds:
-// those bits times the multiplier's low half). Y15 and Y14 hold the low and
-// high halves of hashMul; t is scratch. The top 32 bits of the 64-bit
-// product are hi + s·mh + the high half of s·ml (mod 2^32).
-#define HASH32(s, t, h) \
-	VPMULUDQ Y15, s, h       \
-	VPSRLQ   $32, s, t       \
-	VPMULUDQ Y15, t, t       \
-	VPSRLQ   $32, h, h       \
-	VPBLENDD $0xaa, t, h, h  \
-	VPMULLD  Y14, s, t       \
-	VPADDD   t, h, h
-
 // BLOOM sets w to the first filter's word of 8 keys and m to their bits
-// there (bloomOf), from h, their top 32 bits of key·hashMul, which it
-// overwrites: w is h shifted right by X11, the bits are 1 << the top three
-// 5-bit fields of h·bloomMul. Y9 holds bloomMul, Y13 31 and Y12 1 in every
-// lane; t is scratch.
+// there (bloomOf), from h, their hashes, which it overwrites: w is h
+// shifted right by X11, the bits are 1 << the top three 5-bit fields of
+// h·bloomMul. Y9 holds bloomMul, Y13 31 and Y12 1 in every lane; t is
+// scratch.
 #define BLOOM(h, w, m, t) \
 	VPSRLD  X11, h, w  \
 	VPMULLD Y9, h, h   \
@@ -162,13 +148,13 @@ loop:
 	TESTQ $1, R11             \
 	JNZ   yes
 
-// CONSTS loads the constants of HASH32, BLOOM and LANES: Y15 and Y14 the
-// halves of hashMul, Y13 = 31, Y12 = 1, Y9 = bloomMul in every lane.
+// CONSTS loads the constants of the hash and of BLOOM: Y15 = bloomHi,
+// Y14 = bloomLo, Y13 = 31, Y12 = 1, Y9 = bloomMul in every lane.
 #define CONSTS \
-	MOVL         $0x7f4a7c15, AX \
+	MOVL         $0x9e3779b1, AX \
 	VMOVD        AX, X15 \
 	VPBROADCASTD X15, Y15 \
-	MOVL         $0x9e3779b9, AX \
+	MOVL         $0xc2b2ae35, AX \
 	VMOVD        AX, X14 \
 	VPBROADCASTD X14, Y14 \
 	MOVL         $31, AX \
@@ -219,9 +205,9 @@ TEXT ·probe2AVX2(SB), NOSPLIT, $0-72
 loop2:
 	VMOVDQU   (SI)(R12*4), Y0 // s0
 	VMOVDQU   (DI)(R12*4), Y1 // s1
-	VPMULLD   Y15, Y0, Y2     // s0·ml
-	HASH32(Y1, Y3, Y6)
-	VPADDD    Y2, Y6, Y6
+	VPMULLD   Y15, Y0, Y2     // s0·bloomHi
+	VPMULLD   Y14, Y1, Y6     // s1·bloomLo
+	VPXOR     Y2, Y6, Y6      // the hash
 	BLOOM(Y6, Y4, Y5, Y3)
 	VPCMPEQD  Y10, Y0, Y3
 	VPAND     Y8, Y3, Y3
@@ -271,7 +257,7 @@ TEXT ·probe1AVX2(SB), NOSPLIT, $0-56
 
 loop1:
 	VMOVDQU (SI)(R12*4), Y0
-	HASH32(Y0, Y3, Y6)
+	VPMULLD Y14, Y0, Y6 // the hash: s0·bloomLo
 	BLOOM(Y6, Y4, Y5, Y3)
 	LANES(R15)
 	TESTL   R15, R15
