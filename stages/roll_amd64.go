@@ -17,18 +17,19 @@ func rollSumsAVX2(out, in *byte, sums *uint32, n int, a, b, bs, mask uint32) (ra
 
 // probe2AVX2 is probe2 for n positions, n a multiple of 8, with AVX2
 // (roll_amd64.s): table and sh are the index's first filter and its shift
-// (bloom, bloomShift), table2 and shift2 its second bit table; a position
+// (bloom, bloomShift), table2 and shift2 its second (bloom2,
+// bloom2Shift); a position
 // whose s0 equals last passes too when lastOn is all ones. It returns n
 // when no position passes.
 //
 //go:noescape
-func probe2AVX2(s0, s1 *uint32, n int, table *uint32, sh uint64, last, lastOn uint32, table2 *uint64, shift2 uint64) int
+func probe2AVX2(s0, s1 *uint32, n int, table *uint32, sh uint64, last, lastOn uint32, table2 *uint32, shift2 uint64) int
 
 // probe1AVX2 is probe1 for n positions, n a multiple of 8, with AVX2, as
 // probe2AVX2.
 //
 //go:noescape
-func probe1AVX2(s0 *uint32, n int, table *uint32, sh uint64, table2 *uint64, shift2 uint64) int
+func probe1AVX2(s0 *uint32, n int, table *uint32, sh uint64, table2 *uint32, shift2 uint64) int
 
 // rollSumsVec rolls the longest prefix of out whose length is a multiple of
 // 16 with AVX2 and returns its length and the sums after it; 0 and a, b
@@ -43,13 +44,13 @@ func rollSumsVec(out, in []byte, sums []uint32, a, b, bs, mask uint32) (int, uin
 }
 
 // vecProbe reports whether the vector kernels can probe ix's filters: with
-// every word or bit they may compute within the tables (as it is when the
-// first has 2^(32−bloomShift) words and the second 2^(64−bit2Shift) bits
-// or more).
+// every word they may compute within the tables (as it is when the first
+// has 2^(32−bloomShift) words and the second 2^(64−bloom2Shift)), and
+// shifts the kernels compute as the Go code does.
 func vecProbe(ix *index) bool {
-	return hasAVX2 && ix.bloomShift <= 32 && ix.bit2Shift <= 63 &&
+	return hasAVX2 && ix.bloomShift <= 32 && ix.bloom2Shift >= 42 && ix.bloom2Shift <= 63 &&
 		uint64(len(ix.bloom)) >= 1<<(32-ix.bloomShift) &&
-		uint64(len(ix.bitTable2)) >= (1<<(64-ix.bit2Shift)+63)/64
+		uint64(len(ix.bloom2)) >= 1<<(64-ix.bloom2Shift)
 }
 
 // probe2Vec probes the longest prefix of s0 whose length is a multiple of 8
@@ -65,7 +66,7 @@ func probe2Vec(s0, s1 []uint32, ix *index, last uint64) (m, i int) {
 		lastOn = ^uint32(0)
 	}
 	return m, probe2AVX2(&s0[0], &s1[0], m, &ix.bloom[0], uint64(ix.bloomShift), uint32(last), lastOn,
-		&ix.bitTable2[0], uint64(ix.bit2Shift))
+		&ix.bloom2[0], uint64(ix.bloom2Shift))
 }
 
 // probe1Vec is probe2Vec for keys of one block.
@@ -75,5 +76,5 @@ func probe1Vec(s0 []uint32, ix *index) (m, i int) {
 		return 0, 0
 	}
 	return m, probe1AVX2(&s0[0], m, &ix.bloom[0], uint64(ix.bloomShift),
-		&ix.bitTable2[0], uint64(ix.bit2Shift))
+		&ix.bloom2[0], uint64(ix.bloom2Shift))
 }

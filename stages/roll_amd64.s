@@ -132,21 +132,30 @@ loop:
 	VPSLLVD t, Y12, t  \
 	VPOR    t, m, m
 
-// BITSET jumps to yes if bit (key·mul) >> shift is set in table, as
-// index.maybe computes it; key is AX (kept), the rest are loaded from the
-// frame. Uses DX, R8, R11.
-#define BITSET(mul, shift, table, yes) \
-	MOVQ  $mul, DX            \
-	IMULQ AX, DX              \
-	MOVQ  shift, R8           \
-	SHRXQ R8, DX, DX          \
-	MOVQ  DX, R11             \
-	SHRQ  $6, R11             \
-	MOVQ  table, R8           \
-	MOVQ  (R8)(R11*8), R11    \
-	SHRXQ DX, R11, R11        \
-	TESTQ $1, R11             \
-	JNZ   yes
+// BLOOM2 jumps to yes if the key in AX (kept) passes the second filter,
+// as bloom2Of and index.maybe compute it: the word at the top bits of
+// key·hashMul2 shifted right by shift (at most 63), holding the bits of
+// the three 5-bit fields below them. table and shift are loaded from the
+// frame. Uses DX, R8, R10, R11, R13.
+#define BLOOM2(table, shift, yes) \
+	MOVQ  $0xC2B2AE3D27D4EB4F, DX \
+	IMULQ AX, DX                  \
+	MOVQ  shift, R8               \
+	SHRXQ R8, DX, R11             \
+	MOVQ  table, R10              \
+	MOVL  (R10)(R11*4), R11       \
+	SUBQ  $15, R8                 \
+	SHRXQ R8, DX, DX              \
+	MOVL  $1, R13                 \
+	SHLXL DX, R13, R10            \
+	SHRL  $5, DX                  \
+	SHLXL DX, R13, R8             \
+	ORL   R8, R10                 \
+	SHRL  $5, DX                  \
+	SHLXL DX, R13, R8             \
+	ORL   R8, R10                 \
+	ANDNL R10, R11, R11           \
+	JZ    yes
 
 // CONSTS loads the constants of the hash and of BLOOM: Y15 = bloomHi,
 // Y14 = bloomLo, Y13 = 31, Y12 = 1, Y9 = bloomMul in every lane.
@@ -179,12 +188,12 @@ loop:
 	VPCMPEQD   Y5, Y6, Y6         \
 	VMOVMSKPS  Y6, R
 
-// func probe2AVX2(s0, s1 *uint32, n int, table *uint32, sh uint64, last, lastOn uint32, table2 *uint64, shift2 uint64) int
+// func probe2AVX2(s0, s1 *uint32, n int, table *uint32, sh uint64, last, lastOn uint32, table2 *uint32, shift2 uint64) int
 //
 // Eight positions a step: the first filter's words are tested for all
 // eight (LANES); when one passes (about 3 % of the steps at the index's
 // usual density) or s0 is last, the lanes that pass are checked one by
-// one against the second table, so that the caller sees only the
+// one against the second filter, so that the caller sees only the
 // positions that index.maybe admits (or last). probe1AVX2 likewise, with
 // one-block keys and no last.
 TEXT ·probe2AVX2(SB), NOSPLIT, $0-72
@@ -235,7 +244,7 @@ lane2:
 	MOVL  (DI)(R10*4), DX
 	SHLQ  $32, AX
 	ORQ   DX, AX // the key
-	BITSET(0xC2B2AE3D27D4EB4F, shift2+56(FP), table2+48(FP), found2)
+	BLOOM2(table2+48(FP), shift2+56(FP), found2)
 	LEAL  -1(R15), DX
 	ANDL  DX, R15
 	JMP   lane2
@@ -246,7 +255,7 @@ found2:
 	VZEROUPPER
 	RET
 
-// func probe1AVX2(s0 *uint32, n int, table *uint32, sh uint64, table2 *uint64, shift2 uint64) int
+// func probe1AVX2(s0 *uint32, n int, table *uint32, sh uint64, table2 *uint32, shift2 uint64) int
 TEXT ·probe1AVX2(SB), NOSPLIT, $0-56
 	MOVQ s0+0(FP), SI
 	MOVQ n+8(FP), CX
@@ -277,7 +286,7 @@ lane1:
 	BSFL  R15, R9
 	LEAQ  (R12)(R9*1), R10
 	MOVL  (SI)(R10*4), AX // the key
-	BITSET(0xC2B2AE3D27D4EB4F, shift2+40(FP), table2+32(FP), found1)
+	BLOOM2(table2+32(FP), shift2+40(FP), found1)
 	LEAL  -1(R15), DX
 	ANDL  DX, R15
 	JMP   lane1

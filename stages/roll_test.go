@@ -98,23 +98,22 @@ func TestRollSumsWindows(t *testing.T) {
 
 // probeIndex returns an index with filters only: the first of 2^bits bits
 // (at least one word), about one in density set (three bits a key, in one
-// word), the second of 2^bits2 bits, about one in density2 set.
+// word), the second of 2^bits2 bits (at least two words), about one in
+// density2 set.
 func probeIndex(rng *rand.Rand, bits uint, density int, bits2 uint, density2 int) *index {
-	fill := func(bits uint, density int) []uint64 {
-		table := make([]uint64, max(1<<bits/64, 1))
-		for range max(1<<bits/density, 1) {
-			bt := rng.Uint64N(1 << bits)
-			table[bt>>6] |= 1 << (bt & 63)
-		}
-		return table
-	}
 	wbits := max(bits, 5) - 5
 	bloom := make([]uint32, 1<<wbits)
 	for range max(1<<bits/density/3, 1) {
 		_, m := bloomOf(rng.Uint64(), 32)
 		bloom[rng.Uint64N(1<<wbits)] |= m
 	}
-	return &index{bloom: bloom, bloomShift: 32 - wbits, bitTable2: fill(bits2, density2), bit2Shift: 64 - bits2}
+	wbits2 := max(bits2, 6) - 5
+	bloom2 := make([]uint32, 1<<wbits2)
+	for range max(1<<bits2/density2/3, 1) {
+		_, m := bloom2Of(rng.Uint64(), 63)
+		bloom2[rng.Uint64N(1<<wbits2)] |= m
+	}
+	return &index{bloom: bloom, bloomShift: 32 - wbits, bloom2: bloom2, bloom2Shift: 64 - wbits2}
 }
 
 func TestProbeVector(t *testing.T) {
@@ -357,11 +356,12 @@ func BenchmarkScanKernelTree(b *testing.B) {
 	}
 }
 
-// TestBloomFilter checks the first filter's size and how many keys it does
-// not hold it lets through, on the keys of tree mirrors (16-bit rolling
-// checksums, whose pairs span only 32 bits): at most 256 KiB up to 2^17
-// keys, and about 0.3-1.1 % of other keys passing at one or two keys per
-// word, 1-4 % at two to four.
+// TestBloomFilter checks the filters' sizes and how many keys they do not
+// hold they let through, on the keys of tree mirrors (16-bit rolling
+// checksums, whose pairs span only 32 bits): the first at most 256 KiB up
+// to 2^17 keys, with about 0.3-1.1 % of other keys passing at one or two
+// keys per word, 1-4 % at two to four; the second half of that at
+// most, letting through at most 20 %, and the two independent.
 func TestBloomFilter(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, tc := range []struct {
@@ -382,18 +382,36 @@ func TestBloomFilter(t *testing.T) {
 		if size := 4 * len(ix.bloom); size > tc.maxBytes {
 			t.Errorf("%d blocks: filter of %d bytes, want at most %d", tc.blocks, size, tc.maxBytes)
 		}
+		if size := 4 * len(ix.bloom2); size > tc.maxBytes/2 {
+			t.Errorf("%d blocks: second filter of %d bytes, want at most %d", tc.blocks, size, tc.maxBytes/2)
+		}
 		const tries = 1 << 20
-		passed := 0
+		passed, passed2, both := 0, 0, 0
 		for range tries {
 			key := uint64(rng.Uint32()&0xffff)<<32 | uint64(rng.Uint32()&0xffff)
-			if ix.bloomHas(key) {
+			w2, m2 := bloom2Of(key, ix.bloom2Shift)
+			in1, in2 := ix.bloomHas(key), ix.bloom2[w2]&m2 == m2
+			if in1 {
 				passed++
 			}
+			if in2 {
+				passed2++
+			}
+			if in1 && in2 != ix.maybe(key) || !in1 && ix.maybe(key) {
+				t.Fatalf("%d blocks: maybe(%#x) disagrees with the filters", tc.blocks, key)
+			}
+			if in1 && in2 {
+				both++
+			}
 		}
-		if f := float64(passed) / tries; f > tc.maxPass {
-			t.Errorf("%d blocks: %.2f %% of random keys pass the filter, want at most %.2f %%", tc.blocks, 100*f, 100*tc.maxPass)
-		} else {
-			t.Logf("%d blocks: %d-byte filter, %.3f %% of random keys pass", tc.blocks, 4*len(ix.bloom), 100*f)
+		f, f2, fb := float64(passed)/tries, float64(passed2)/tries, float64(both)/tries
+		t.Logf("%d blocks: filters of %d and %d bytes, %.3f %% and %.3f %% of random keys pass, %.4f %% both",
+			tc.blocks, 4*len(ix.bloom), 4*len(ix.bloom2), 100*f, 100*f2, 100*fb)
+		if f > tc.maxPass {
+			t.Errorf("%d blocks: %.2f %% of random keys pass the first filter, want at most %.2f %%", tc.blocks, 100*f, 100*tc.maxPass)
+		}
+		if f2 > 0.2 || fb > 2*f*f2+1e-4 {
+			t.Errorf("%d blocks: %.2f %% of random keys pass the second filter, %.4f %% both", tc.blocks, 100*f2, 100*fb)
 		}
 	}
 }
