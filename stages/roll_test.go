@@ -147,11 +147,32 @@ func TestProbeVector(t *testing.T) {
 						if got, want := probe1(s0[from:to], ix), probe1Go(s0[from:to], ix); got != want {
 							t.Fatalf("%s: probe1 of [%d:%d] = %d, want %d", name, from, to, got, want)
 						}
+						if got, want := probe2Go(s0[from:to], s1[from:to], ix, 1<<32), probeRef(s0[from:to], s1[from:to], ix); got != want {
+							t.Fatalf("%s: probe2Go of [%d:%d] = %d, want %d (index.maybe)", name, from, to, got, want)
+						}
+						if got, want := probe1Go(s0[from:to], ix), probeRef(s0[from:to], nil, ix); got != want {
+							t.Fatalf("%s: probe1Go of [%d:%d] = %d, want %d (index.maybe)", name, from, to, got, want)
+						}
 					}
 				}
 			}
 		}
 	}
+}
+
+// probeRef is probe2Go (probe1Go when s1 is nil) without last, written
+// with index.maybe.
+func probeRef(s0, s1 []uint32, ix *index) int {
+	for i, x := range s0 {
+		key := uint64(x)
+		if s1 != nil {
+			key = key<<32 | uint64(s1[i])
+		}
+		if ix.maybe(key) {
+			return i
+		}
+	}
+	return len(s0)
 }
 
 // probeStarts returns the offsets of s0 that TestProbeVector starts from:
