@@ -1161,11 +1161,16 @@ func (m *mirrorRun) fetchSmall(ctx context.Context, jobs []*fileJob, when string
 		}
 		m.fetchPacks(ctx, p, packs)
 	}()
-	return sync.OnceFunc(func() {
+	// The phase ends when its last file is fetched, not when the caller
+	// waits for it (after work of its own, perhaps much later).
+	done := make(chan struct{})
+	go func() {
 		<-submitted
 		p.Wait()
 		end()
-	})
+		close(done)
+	}()
+	return func() { <-done }
 }
 
 // fetchedOne takes a job's file from the fetches once it is verified:
@@ -1258,11 +1263,14 @@ func (m *mirrorRun) rebuild(ctx context.Context) (wait func()) {
 			})
 		}
 	}()
-	return func() {
+	done := make(chan struct{})
+	go func() {
 		<-submitted
 		big.Wait()
-		end()
-	}
+		end() // when the last rebuild ends (see fetchSmall)
+		close(done)
+	}()
+	return func() { <-done }
 }
 
 // How many files rebuild fetches and writes at once, and how many more
