@@ -1019,7 +1019,9 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	// rebuilds write their own jobs' fields.
 	rebuilt := m.rebuild(ctx)
 	fetched := m.fetchSmall(ctx, late, " after scan", m.opts.Parallel)
+	end = m.phase("place held")
 	m.hold(false)
+	end()
 	fetched()
 	early()
 	rebuilt()
@@ -1193,16 +1195,31 @@ func (m *mirrorRun) fetchedOne(j *fileJob) {
 
 // hold sets whether the files fetched whole are held once verified
 // (while the scan reads local files) or queued for their renames; ending
-// the hold queues those held so far.
+// the hold queues those held so far, holdRelease goroutines at once: the
+// renames run beside the rebuilds and the files fetched after the scan,
+// and one goroutine among theirs got so small a share of the two cores
+// that its renames (3,490 on go1.22.12 -> go1.24.5) ended after the last
+// rebuild.
 func (m *mirrorRun) hold(on bool) {
 	m.emu.Lock()
 	held := m.held
 	m.holding, m.held = on, nil
 	m.emu.Unlock()
-	for _, j := range held {
-		m.queue(j)
+	n := min(holdRelease, len(held))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			for _, j := range held[i*len(held)/n : (i+1)*len(held)/n] {
+				m.queue(j)
+			}
+		})
 	}
+	wg.Wait()
 }
+
+// holdRelease is how many goroutines queue the held files when the hold
+// ends.
+const holdRelease = 4
 
 // verified takes a job's verified file from the fetches: held (see hold)
 // or queued for its rename.

@@ -3,11 +3,65 @@ package zsyncpipe
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
+
+// TestMirrorHoldReleasedInParallel checks that the files held while the
+// scan reads local files are renamed by several goroutines when the hold
+// ends, every one of them, and none before.
+func TestMirrorHoldReleasedInParallel(t *testing.T) {
+	dst := t.TempDir()
+	meta := filepath.Join(dst, MirrorStateDir)
+	if err := os.MkdirAll(meta, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var now, most int
+	m := &mirrorRun{dir: dst, meta: meta, st: &mirrorState{Files: map[string]fileState{}}, local: map[string]os.FileInfo{},
+		opts: MirrorOptions{NoFsync: true, hook: func(ev string, paths []string) {
+			if ev != "rename" {
+				return
+			}
+			mu.Lock()
+			now++
+			most = max(most, now)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			now--
+			mu.Unlock()
+		}}}
+	m.hold(true)
+	const n = 16
+	for i := range n {
+		rel := fmt.Sprintf("f%02d.txt", i)
+		tmp := filepath.Join(dst, "."+rel+tmpSuffix)
+		if err := os.WriteFile(tmp, []byte(rel), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m.verified(&fileJob{e: &treeindex.Entry{Path: rel, Type: treeindex.File, Mode: 0o644, Size: int64(len(rel))}, tmp: tmp})
+	}
+	if most > 0 {
+		t.Fatalf("%d files renamed while held", most)
+	}
+	m.hold(false)
+	for i := range n {
+		rel := fmt.Sprintf("f%02d.txt", i)
+		if b, err := os.ReadFile(filepath.Join(dst, rel)); err != nil || string(b) != rel {
+			t.Errorf("%s: %q, %v", rel, b, err)
+		}
+	}
+	if most < 2 {
+		t.Errorf("at most %d renames at once when the hold ended, want several", most)
+	}
+}
 
 // TestMirrorPhasesEndWithTheirWork checks that the rebuilds' phase ends
 // when the last rebuild does, not when the mirror gets to wait for it
