@@ -446,7 +446,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		var serr error
 		m.mu.Lock()
 		if m.dirty {
-			serr = m.st.save(m.meta)
+			serr = m.st.save(m.meta, m.opts.NoFsync)
 		}
 		m.mu.Unlock()
 		if serr == nil {
@@ -569,7 +569,7 @@ func (m *mirrorRun) saveDone() error {
 			d.Files++
 		}
 	}
-	return d.save(m.meta)
+	return d.save(m.meta, m.opts.NoFsync)
 }
 
 // indexChanged reports whether the index on the server is no longer the one
@@ -882,7 +882,7 @@ func (m *mirrorRun) saveStateSometimes() {
 		return
 	}
 	start := time.Now()
-	if err := m.st.save(m.meta); err != nil {
+	if err := m.st.save(m.meta, m.opts.NoFsync); err != nil {
 		m.logf("%v", err)
 	}
 	m.saved = time.Now()

@@ -1,8 +1,11 @@
 package zsyncpipe
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,4 +109,65 @@ func TestMirrorPhasesEndWithTheirWork(t *testing.T) {
 	if sum.Reused < int64(len(big)) {
 		t.Errorf("reused %d bytes, want at least %d", sum.Reused, len(big))
 	}
+}
+
+// TestMirrorStateEncode checks that the state is written as json.Marshal
+// writes it, byte for byte: paths that need escaping (quotes, control
+// characters, HTML characters, invalid UTF-8, U+2028) and those that do
+// not, an empty state, a state without files.
+func TestMirrorStateEncode(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "Z", "/", ".", "-", "_", " ", "\"", "\\", "<", ">", "&", "\x00", "\x1f", "\x7f", "\xff", "é", "\u2028", "😀"}
+	for i := range 50 {
+		st := &mirrorState{Version: mirrorStateVersion, URL: "http://example.com/tree/?a=<b>&c", Generation: uint64(i)}
+		if i%2 == 1 {
+			st.IndexModified = time.Date(2026, 12, 2, 11, 0, i, i*1000, time.UTC)
+		}
+		switch i {
+		case 0: // no map
+		case 1:
+			st.Files = map[string]fileState{}
+		default:
+			st.Files = map[string]fileState{}
+			for range r.IntN(200) {
+				var k strings.Builder
+				for range 1 + r.IntN(30) {
+					if r.IntN(4) == 0 {
+						k.WriteString(alphabet[r.IntN(len(alphabet))])
+					} else {
+						k.WriteString(alphabet[r.IntN(6)])
+					}
+				}
+				st.Files[k.String()] = fileState{Size: r.Int64N(1 << 40), MTime: r.Int64() - 1<<62, SHA256: fmt.Sprintf("%064x", r.Uint64())}
+			}
+		}
+		want, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("state %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+func BenchmarkMirrorStateEncode(b *testing.B) {
+	st := &mirrorState{Version: mirrorStateVersion, URL: "http://127.0.0.1/", Files: map[string]fileState{}}
+	for i := range 10700 {
+		st.Files[fmt.Sprintf("src/cmd/compile/internal/pkg%d/file%d.go", i/20, i)] = fileState{Size: int64(i * 100), MTime: 1700000000000000000 + int64(i), SHA256: fmt.Sprintf("%064x", i)}
+	}
+	b.Run("encode", func(b *testing.B) {
+		for b.Loop() {
+			st.encode()
+		}
+	})
+	b.Run("json.Marshal", func(b *testing.B) {
+		for b.Loop() {
+			json.Marshal(st)
+		}
+	})
 }
