@@ -2117,8 +2117,9 @@ func (m *mirrorRun) links() error {
 	return nil
 }
 
-// deleteExtra removes what the index does not list. The walk does not
-// follow symlinks, so nothing outside Dir is touched.
+// deleteExtra removes what the index does not list, finishParallel
+// paths at once (each is its own file, or a directory with all below it).
+// The walk does not follow symlinks, so nothing outside Dir is touched.
 func (m *mirrorRun) deleteExtra() error {
 	var extra []string
 	for rel := range m.local {
@@ -2127,6 +2128,7 @@ func (m *mirrorRun) deleteExtra() error {
 		}
 	}
 	sort.Strings(extra)
+	var top []string
 	for i, rel := range extra {
 		if fi := m.local[rel]; fi.Mode().IsRegular() {
 			m.sum.Deleted++
@@ -2135,24 +2137,44 @@ func (m *mirrorRun) deleteExtra() error {
 			extra[i] = extra[i-1] // inside a directory removed already
 			continue
 		}
-		p := filepath.Join(m.dir, filepath.FromSlash(rel))
+		top = append(top, rel)
+	}
+	if len(top) > 0 {
 		m.touched.Store(true)
-		if err := os.RemoveAll(p); err != nil {
-			return fmt.Errorf("mirror: delete: %w", err)
-		}
-		m.mu.Lock()
-		delete(m.st.Files, rel)
-		m.dirty = true
-		m.mu.Unlock()
+	}
+	p := pool.New().WithErrors().WithMaxGoroutines(finishParallel)
+	for _, rel := range top {
+		p.Go(func() error {
+			if err := os.RemoveAll(filepath.Join(m.dir, filepath.FromSlash(rel))); err != nil {
+				return err
+			}
+			m.mu.Lock()
+			delete(m.st.Files, rel)
+			m.dirty = true
+			m.mu.Unlock()
+			return nil
+		})
+	}
+	if err := p.Wait(); err != nil {
+		return fmt.Errorf("mirror: delete: %w", err)
 	}
 	return nil
 }
 
-// dirAttrs sets the modes and mtimes of the directories, deepest first, and
-// drops state entries of files no longer there.
+// finishParallel is how many removals, and directories' attributes, the
+// end of a run sets at once: system calls that need no order between
+// them, on the critical path (nothing else runs then).
+const finishParallel = 4
+
+// dirAttrs sets the modes and mtimes of the directories, deepest first
+// (a directory the index makes unsearchable must not be so before those
+// below it are set), finishParallel at once within a depth (setting a
+// directory's attributes changes nothing of its parent's), and drops state
+// entries of files no longer there.
 func (m *mirrorRun) dirAttrs() error {
 	m.removeStale()
-	for i := len(m.idx.Entries) - 1; i >= 0; i-- {
+	var levels [][]*treeindex.Entry // by depth
+	for i := range m.idx.Entries {
 		e := &m.idx.Entries[i]
 		if e.Type != treeindex.Directory {
 			continue
@@ -2162,7 +2184,20 @@ func (m *mirrorRun) dirAttrs() error {
 			treeindex.ModeOf(fi.Mode()) == e.Mode && (e.MTime.IsZero() || fi.ModTime().Equal(e.MTime)) {
 			continue
 		}
-		if err := setAttrs(filepath.Join(m.dir, filepath.FromSlash(e.Path)), e.Mode, e.MTime); err != nil {
+		d := strings.Count(e.Path, "/")
+		for len(levels) <= d {
+			levels = append(levels, nil)
+		}
+		levels[d] = append(levels[d], e)
+	}
+	for d := len(levels) - 1; d >= 0; d-- {
+		p := pool.New().WithErrors().WithMaxGoroutines(finishParallel)
+		for _, e := range levels[d] {
+			p.Go(func() error {
+				return setAttrs(filepath.Join(m.dir, filepath.FromSlash(e.Path)), e.Mode, e.MTime)
+			})
+		}
+		if err := p.Wait(); err != nil {
 			return fmt.Errorf("mirror: %w", err)
 		}
 	}

@@ -171,3 +171,62 @@ func BenchmarkMirrorStateEncode(b *testing.B) {
 		}
 	})
 }
+
+// TestMirrorFinish checks the end of a run, which removes the extra
+// paths and sets the directories' attributes several at once: every
+// extra file and directory is gone, every directory of the index (some
+// read-only, at several depths) has its mode and mtime, and the count of
+// deleted files is right.
+func TestMirrorFinish(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	extra := 0
+	for i := range 12 {
+		for j := range 5 {
+			rel := fmt.Sprintf("d%d/e%d/x%02d.txt", i%4, i, j)
+			treeFile(t, pub, rel, treeData(uint64(i*10+j), 100), 0o644)
+			treeFile(t, dst, rel, treeData(uint64(i*10+j), 100), 0o644)
+			treeFile(t, dst, fmt.Sprintf("d%d/e%d/gone%02d.txt", i%4, i, j), []byte("extra"), 0o644)
+			treeFile(t, dst, fmt.Sprintf("old%d/sub/gone%02d.txt", i, j), []byte("extra"), 0o644)
+			extra += 2
+		}
+	}
+	mt := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	modes := []os.FileMode{0o555, 0o755, 0o700, 0o550}
+	var dirs []string
+	filepath.WalkDir(pub, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() && p != pub {
+			dirs = append(dirs, p)
+		}
+		return err
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chmod(dirs[i], modes[i%len(modes)]); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dirs[i], mt.Add(time.Duration(i)*time.Hour), mt.Add(time.Duration(i)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, root := range []string{pub, dst} {
+			filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					os.Chmod(p, 0o755)
+				}
+				return nil
+			})
+		}
+	})
+	publishTree(t, pub, 1)
+	url, _ := serveTree(t, pub)
+	opts := mirrorOpts(url, dst)
+	opts.Delete = true
+	sum, err := Mirror(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if sum.Deleted != extra {
+		t.Errorf("%d files deleted, want %d", sum.Deleted, extra)
+	}
+}
