@@ -230,3 +230,46 @@ func TestMirrorFinish(t *testing.T) {
 		t.Errorf("%d files deleted, want %d", sum.Deleted, extra)
 	}
 }
+
+// TestMirrorEarlyFetchesAfterScanStarts checks that the files fetched
+// whole beside the scan start once the scan has started (its setup done),
+// not with the last control file.
+func TestMirrorEarlyFetchesAfterScanStarts(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	var big []byte
+	for i := range 30 {
+		old := treeData(uint64(100+i), 6<<10)
+		treeFile(t, dst, fmt.Sprintf("s%d/f%02d.txt", i%3, i), old, 0o644)
+		big = append(big, old...)
+		treeFile(t, pub, fmt.Sprintf("s%d/f%02d.txt", i%3, i), treeData(uint64(200+i), 5000), 0o644)
+		treeFile(t, pub, fmt.Sprintf("n%d/g%02d.txt", i%3, i), treeData(uint64(300+i), 3000), 0o644)
+	}
+	// Many local files make the scan's setup (its seeds) take a while.
+	for i := range 800 {
+		d := treeData(uint64(1000+i), 64)
+		treeFile(t, dst, fmt.Sprintf("k%d/k%04d.txt", i%10, i), d, 0o644)
+		treeFile(t, pub, fmt.Sprintf("k%d/k%04d.txt", i%10, i), d, 0o644)
+	}
+	for i := range 4 {
+		treeFile(t, dst, fmt.Sprintf("b/big%d.bin", i), treeData(uint64(i), 64<<10), 0o644)
+		treeFile(t, pub, fmt.Sprintf("b/big%d.bin", i), append(big[i*1000:], treeData(uint64(10+i), 4<<10)...), 0o644)
+	}
+	publishTree(t, pub, 1)
+	url, _ := serveTree(t, pub)
+	sum, err := Mirror(context.Background(), mirrorOpts(url, dst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	ph := map[string]MirrorPhase{}
+	for _, p := range sum.Phases {
+		ph[p.Name] = p
+	}
+	scan, fetch := ph["scan"], ph["fetch whole"]
+	if scan.Name == "" || fetch.Name == "" {
+		t.Fatalf("no scan or no early fetches: %+v", sum.Phases)
+	}
+	if fetch.Start < scan.Start {
+		t.Errorf("the early fetches started at %v, before the scan at %v", fetch.Start, scan.Start)
+	}
+}
