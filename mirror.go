@@ -833,20 +833,31 @@ func (m *mirrorRun) prefetchControls(ctx context.Context) {
 			sizes[fi.Size()] = true
 		}
 	}
-	seen := map[string]bool{}
+	// What earlier runs left in the parts directory: one read of it, not
+	// a stat per file (800 on go1.22.12 -> go1.24.5, before the first
+	// request).
+	left := map[string]bool{}
+	if des, err := os.ReadDir(m.parts); err == nil {
+		for _, de := range des {
+			left[de.Name()] = true
+		}
+	}
+	// By the hash's bytes, without a hex string per file: this runs
+	// before the first control file is asked for.
+	seen := make(map[[sha256.Size]byte]bool, len(m.idx.Entries))
 	var list []*treeindex.Entry
 	for i := range m.idx.Entries {
 		e := &m.idx.Entries[i]
-		if e.Type != treeindex.File {
+		if e.Type != treeindex.File || len(e.SHA256) != sha256.Size {
 			continue
 		}
-		hx := e.Hex()
-		first := !seen[hx]
-		seen[hx] = true
+		sum := [sha256.Size]byte(e.SHA256)
+		first := !seen[sum]
+		seen[sum] = true
 		if !first || e.Control == "" || e.Data != nil || e.Size == 0 || sizes[e.Size] {
 			continue
 		}
-		if _, err := os.Lstat(filepath.Join(m.parts, hx)); err == nil {
+		if left[e.Hex()] {
 			continue // perhaps ready (see ready)
 		}
 		list = append(list, e)

@@ -3,9 +3,13 @@ package zsyncpipe
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -271,5 +275,44 @@ func TestMirrorEarlyFetchesAfterScanStarts(t *testing.T) {
 	}
 	if fetch.Start < scan.Start {
 		t.Errorf("the early fetches started at %v, before the scan at %v", fetch.Start, scan.Start)
+	}
+}
+
+// TestMirrorReadyPartNoControl checks that a file an interrupted run left
+// complete in the parts directory is taken without its control file
+// being fetched (prefetchControls reads the parts directory once).
+func TestMirrorReadyPartNoControl(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	data := treeData(7, 64<<10)
+	treeFile(t, pub, "a/big.bin", data, 0o644)
+	treeFile(t, pub, "a/other.bin", treeData(8, 64<<10), 0o644)
+	publishTree(t, pub, 1)
+	parts := filepath.Join(dst, MirrorStateDir, "parts")
+	if err := os.MkdirAll(parts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(data)
+	if err := os.WriteFile(filepath.Join(parts, hex.EncodeToString(h[:])), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	asked := map[string]int{}
+	fsrv := http.FileServer(http.Dir(pub))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked[r.URL.Path]++
+		mu.Unlock()
+		fsrv.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	if _, err := Mirror(context.Background(), mirrorOpts(srv.URL+"/", dst)); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if n := asked["/"+treeindex.ControlPath("a/big.bin", false)]; n != 0 {
+		t.Errorf("the control file of a/big.bin, complete in the parts directory, was fetched %d times", n)
+	}
+	if n := asked["/"+treeindex.ControlPath("a/other.bin", false)]; n != 1 {
+		t.Errorf("the control file of a/other.bin was fetched %d times, want 1", n)
 	}
 }
