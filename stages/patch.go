@@ -128,6 +128,20 @@ func (pt *Patcher) MarkDone(i int64) {
 	pt.signal()
 }
 
+// Forget records that the blocks of the ranges (whole blocks of the
+// target) are not in place after all: they failed their check and are to
+// be written again.
+func (pt *Patcher) Forget(ranges []source.Range) {
+	for _, r := range ranges {
+		for i := r.Start / pt.bs; i*pt.bs < r.End && i < pt.blocks; i++ {
+			bit := uint64(1) << (i & 63)
+			if old := pt.done[i>>6].And(^bit); old&bit != 0 {
+				pt.count.Add(-1)
+			}
+		}
+	}
+}
+
 func (pt *Patcher) markDone(i int64) {
 	bit := uint64(1) << (i & 63)
 	if old := pt.done[i>>6].Or(bit); old&bit == 0 {
