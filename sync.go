@@ -78,6 +78,10 @@ type SyncOptions struct {
 	// locked and holding the blocks the scan found. Sync goes on from it
 	// instead of opening the file again, and writes no first state for it
 	// (see syncJob.prepare); the caller closes it after Sync returns.
+	// Output is then not looked at before the result replaces it: the
+	// caller's scan used every local copy of the target as a seed
+	// already, and makes Output nowhere else (two lookups of a path that
+	// is not there, per rebuilt file of a mirror).
 	part *partFile
 	// flushLater, set by Mirror, leaves the flush of the verified result
 	// to the caller: its writeback is started as it is written (hints),
@@ -129,7 +133,7 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if upToDate(ctx, j.out, j.f) {
+	if opts.part == nil && upToDate(ctx, j.out, j.f) {
 		return upToDateSummary(j.out, j.f, start), nil
 	}
 	defer j.close()
@@ -213,7 +217,9 @@ func (j *syncJob) logf(format string, args ...any) {
 func (j *syncJob) prepare(ctx context.Context) error {
 	paths := append([]string(nil), j.opts.Seeds...)
 	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(j.out); err == nil {
+	if j.opts.part != nil {
+		// Handed over by Mirror: see SyncOptions.part.
+	} else if fi, err := os.Stat(j.out); err == nil {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("sync: output %s exists and is %w", j.out, ErrNotRegular)
 		}

@@ -465,3 +465,37 @@ func TestSyncUncheckedRepair(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncHandedPartIgnoresOutput checks that a Sync going on from a
+// partial result handed over by Mirror (SyncOptions.part) does not look
+// at Output: neither to find it up to date nor as a seed; Mirror's scan
+// has used every local copy already.
+func TestSyncHandedPartIgnoresOutput(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(9, 10))
+	target := randomBytes(rng, 20*1024+5)
+	f, err := Make(ctx, bytes.NewReader(target), MakeOptions{Filename: "t", Blocksize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "t")
+	if err := os.WriteFile(out, target, 0o644); err != nil { // up to date
+		t.Fatal(err)
+	}
+	part, err := openPart(out, f, 0o644, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer part.close()
+	sum, err := Sync(ctx, SyncOptions{Control: f, Output: out, part: part, Source: source.ReaderAt{R: bytes.NewReader(target)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.UpToDate || len(sum.Seeds) != 0 || sum.Fetched != int64(len(target)) {
+		t.Errorf("up to date %v, seeds %q, fetched %d: want the target fetched from the handed-over part, %d bytes", sum.UpToDate, sum.Seeds, sum.Fetched, len(target))
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, target) {
+		t.Error("output differs from the target")
+	}
+}
