@@ -122,6 +122,7 @@ func Fetch(ctx context.Context, f *control.File, src source.RangeSource, missing
 		p.Go(func(ctx context.Context) error {
 			v := verifier{f: f, hasher: hasher, emit: emit, progress: progress, unchecked: opts.Unchecked, callBytes: callLen(call)}
 			err := src.ReadRanges(ctx, call, v.deliver)
+			v.release()
 			switch {
 			case err == nil:
 				return nil
@@ -197,6 +198,11 @@ const verifyBytes = 1 << 20
 // output each.
 const uncheckedBytes = 256 << 10
 
+// uncheckedPool holds buffers of uncheckedBytes for the calls of
+// unchecked fetches that fill them: allocated per call, they made the
+// collector run more often (a mirror runs with a tight GOGC).
+var uncheckedPool = sync.Pool{New: func() any { b := make([]byte, uncheckedBytes); return &b }}
+
 // callLen returns the bytes of a call's ranges.
 func callLen(call []source.Range) int64 {
 	var n int64
@@ -216,8 +222,17 @@ type verifier struct {
 	buf       []byte
 	blocks    [][]byte
 	digest    []byte
-	unchecked bool  // deliver without checking (FetchOptions.Unchecked)
-	callBytes int64 // the bytes of the call's ranges: no buffer is larger
+	unchecked bool    // deliver without checking (FetchOptions.Unchecked)
+	callBytes int64   // the bytes of the call's ranges: no buffer is larger
+	pooled    *[]byte // buf, when it comes from uncheckedPool
+}
+
+// release returns a pooled buffer once the call is over.
+func (v *verifier) release() {
+	if v.pooled != nil {
+		uncheckedPool.Put(v.pooled)
+		v.pooled, v.buf = nil, nil
+	}
 }
 
 func (v *verifier) deliver(r source.Range, data io.Reader) error {
@@ -275,7 +290,13 @@ func (v *verifier) deliverUnchecked(r source.Range, data io.Reader) error {
 	bs := int64(v.f.Blocksize)
 	if v.buf == nil {
 		// No larger than the call: most ranges of a tree are small.
-		v.buf = make([]byte, max(bs, min(uncheckedBytes/bs*bs, v.callBytes)))
+		// Calls of a quarter of a pooled buffer or more take one.
+		if n := max(bs, min(uncheckedBytes/bs*bs, v.callBytes)); n >= uncheckedBytes/4 && bs <= uncheckedBytes/4 {
+			v.pooled = uncheckedPool.Get().(*[]byte)
+			v.buf = *v.pooled
+		} else {
+			v.buf = make([]byte, n)
+		}
 	}
 	size := max(bs, int64(len(v.buf))/bs*bs)
 	for off := r.Start; off < r.End; {
