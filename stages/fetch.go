@@ -71,7 +71,8 @@ const (
 var ErrFetch = errors.New("fetch failed")
 
 // Fetch reads the missing ranges from src, checks each block against its
-// strong hash, and calls fn with batches of verified blocks. Calls to fn do
+// strong hash (unless opts.Unchecked), and calls fn with batches of
+// verified blocks. Calls to fn do
 // not overlap; a range may be delivered more than once when a source
 // retries it elsewhere. A block failing its hash is reported to the source
 // through an error wrapping ErrCorrupt.
