@@ -56,6 +56,9 @@ type partFile struct {
 	// attrs, when set, are the mode and mtime commit gives the result
 	// (see SyncOptions.attrs).
 	attrs *resultAttrs
+	// size is the length of the file when it was locked: a new, empty
+	// one need not be emptied.
+	size int64
 }
 
 // openPart opens OUT.part for the target of ctl, locked for the whole sync
@@ -79,9 +82,12 @@ func openPart(out string, ctl *control.File, perm os.FileMode, logf func(string,
 	}
 	if p.earlier == nil {
 		// A state that is there belongs to something else: the first save
-		// is written over it (see writeState).
-		if err := p.f.Truncate(0); err != nil {
-			return nil, fmt.Errorf("sync: empty %s: %w", p.path, err)
+		// is written over it (see writeState). A new file is empty
+		// already.
+		if p.size != 0 {
+			if err := p.f.Truncate(0); err != nil {
+				return nil, fmt.Errorf("sync: empty %s: %w", p.path, err)
+			}
 		}
 		osfile.Sparse(p.f)
 	}
@@ -89,6 +95,7 @@ func openPart(out string, ctl *control.File, perm os.FileMode, logf func(string,
 		return nil, fmt.Errorf("sync: size %s: %w", p.path, err)
 	}
 	p.pt = stages.NewPatcher(p.f, &ctl.Header)
+	p.pt.Sized() // no write goes past the target's length
 	if p.earlier == nil {
 		// A new file, truncated to length (and its blocks reserved where
 		// the system allows: writes into reserved blocks cost the kernel
@@ -119,6 +126,7 @@ func (p *partFile) lock(perm os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
+	p.size = fi.Size()
 	st, why := loadState(p.path, p.ctl, p.id)
 	p.noState = st == nil && why == ""
 	switch {
@@ -146,6 +154,7 @@ func (p *partFile) lock(perm os.FileMode) error {
 		}
 		f.Close()
 		p.f = nf
+		p.size = 0
 	default:
 		if _, err := os.Stat(p.path + ".seed"); err == nil {
 			p.setAside = p.path + ".seed"

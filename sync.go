@@ -78,6 +78,10 @@ type SyncOptions struct {
 	// locked and holding the blocks the scan found. Sync goes on from it
 	// instead of opening the file again, and writes no first state for it
 	// (see syncJob.prepare); the caller closes it after Sync returns.
+	// Output is then not looked at before the result replaces it: the
+	// caller's scan used every local copy of the target as a seed
+	// already, and makes Output nowhere else (two lookups of a path that
+	// is not there, per rebuilt file of a mirror).
 	part *partFile
 	// flushLater, set by Mirror, leaves the flush of the verified result
 	// to the caller: its writeback is started as it is written (hints),
@@ -129,7 +133,7 @@ func Sync(ctx context.Context, opts SyncOptions) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if upToDate(ctx, j.out, j.f) {
+	if opts.part == nil && upToDate(ctx, j.out, j.f) {
 		return upToDateSummary(j.out, j.f, start), nil
 	}
 	defer j.close()
@@ -213,7 +217,9 @@ func (j *syncJob) logf(format string, args ...any) {
 func (j *syncJob) prepare(ctx context.Context) error {
 	paths := append([]string(nil), j.opts.Seeds...)
 	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(j.out); err == nil {
+	if j.opts.part != nil {
+		// Handed over by Mirror: see SyncOptions.part.
+	} else if fi, err := os.Stat(j.out); err == nil {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("sync: output %s exists and is %w", j.out, ErrNotRegular)
 		}
@@ -461,6 +467,12 @@ func (j *syncJob) run(ctx context.Context) error {
 		Name: "hash", Workers: verifier.Workers(), Bytes: verifier.Hashed(),
 		Busy: verifier.Busy(), WaitIn: verifier.Waited(), Wall: max(0, j.sum.Timeline.Hashed-j.sum.Timeline.Prepared),
 	})
+	var verified error
+	if runErr == nil {
+		if verified = verifier.Verify(); errors.Is(verified, stages.ErrMismatch) {
+			verified = j.repair(ctx, verified)
+		}
+	}
 	// A block received twice (a retry, another mirror) is fetched once;
 	// the second copy counts as downloaded only.
 	j.sum.Fetched = min(j.fetched, j.missing)
@@ -476,7 +488,56 @@ func (j *syncJob) run(ctx context.Context) error {
 		}
 		return runErr
 	}
-	return verifier.Verify()
+	return verified
+}
+
+// repair is called when the whole-file hash of the result fails: the
+// blocks fetched unchecked (stages.FetchOptions.Unchecked), and those an
+// earlier run left, were never checked one by one. Every block is checked
+// now; those failing their check are fetched again, checked on arrival
+// this time (a source of several mirrors drops the one that lies), and
+// the whole file is hashed again. It returns the new verification's
+// result, or verified, the first one's, when every block passes its check
+// yet the whole does not match.
+func (j *syncJob) repair(ctx context.Context, verified error) error {
+	bad, err := stages.CheckBlocks(ctx, j.f, j.part.f, j.hasher)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if len(bad) == 0 {
+		return verified
+	}
+	var n int64
+	for _, r := range bad {
+		n += r.Len()
+	}
+	j.logf("%s: %v; %d bytes (%d ranges) failed their block checksums and are fetched again", j.out, verified, n, len(bad))
+	j.part.pt.Forget(bad)
+	src := j.src
+	if src == nil {
+		if src, err = j.source(ctx); err != nil {
+			return fmt.Errorf("%w: %w", ErrFetch, err)
+		}
+	}
+	bs := int64(j.f.Blocksize)
+	err = stages.Fetch(ctx, j.f, src, bad, stages.FetchOptions{FetchLimits: j.opts.Fetch, Hasher: j.hasher}, func(b stages.Batch) error {
+		if err := j.part.pt.Write(b); err != nil {
+			return err
+		}
+		for _, blk := range b {
+			j.fetched += min(int64(len(blk.Data)), j.f.Length-blk.Index*bs)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := j.part.pt.Finish(); err != nil {
+		return err
+	}
+	// Written after the flush of the pipeline: commit flushes again.
+	j.part.flushed = false
+	return stages.Verify(ctx, io.NewSectionReader(j.part.f, 0, j.f.Length), &j.f.Header)
 }
 
 // extend looks, once the scan is done, for missing blocks next to found
@@ -513,7 +574,13 @@ func (j *syncJob) fetch(ctx context.Context, u update, emit func(update) error) 
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFetch, err)
 	}
-	opts := stages.FetchOptions{FetchLimits: j.opts.Fetch, Hasher: j.hasher}
+	// The fetched blocks are not checked one by one on arrival when the
+	// whole-file SHA-256 is checked before the result is used (repair
+	// finds the bad ones when it fails), unless the source chooses among
+	// mirrors: the checks on arrival let it drop a lying one at its first
+	// bad block.
+	_, mirrors := src.(*httpsource.Mirrors)
+	opts := stages.FetchOptions{FetchLimits: j.opts.Fetch, Hasher: j.hasher, Unchecked: j.f.SHA256 != nil && !mirrors}
 	bs := int64(j.f.Blocksize)
 	return stages.Fetch(ctx, j.f, src, u.plan.Missing, opts, func(b stages.Batch) error {
 		if err := j.part.pt.Write(b); err != nil {

@@ -3,8 +3,10 @@ package zsyncpipe
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/source"
+	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
 // randomBytes returns n bytes from rng.
@@ -346,4 +349,153 @@ func mustMake(t *testing.T, data []byte) *control.File {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// lyingSource serves the target from good, but the bytes at lie from
+// bad: for the first `times` requests that carry them, or always when
+// times is negative. It counts the requests for each block.
+type lyingSource struct {
+	good, bad []byte
+	lie       source.Range
+	times     int
+	bs        int64
+	mu        sync.Mutex
+	asked     map[int64]int // block -> requests
+}
+
+func (s *lyingSource) ReadRanges(ctx context.Context, ranges []source.Range, fn func(source.Range, io.Reader) error) error {
+	for _, r := range ranges {
+		data := s.good[r.Start:r.End]
+		s.mu.Lock()
+		for b := r.Start / s.bs; b*s.bs < r.End; b++ {
+			s.asked[b]++
+		}
+		if r.Start < s.lie.End && s.lie.Start < r.End && s.times != 0 {
+			s.times--
+			data = s.bad[r.Start:r.End]
+		}
+		s.mu.Unlock()
+		if err := fn(r, bytes.NewReader(data)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestSyncUncheckedRepair checks what a sync does with blocks fetched
+// unchecked when the source lies: the whole-file hash fails, every block
+// is checked, and only the bad ones are fetched again, checked this time.
+// A source that lied once is then right; one that lies again fails the
+// sync with ErrCorrupt, and one that lies in every block too; the
+// existing output is never touched and nothing bad is renamed into place.
+func TestSyncUncheckedRepair(t *testing.T) {
+	ctx := context.Background()
+	const bs = 1024
+	rng := rand.New(rand.NewPCG(7, 8))
+	target := randomBytes(rng, 200*bs+333)
+	for _, tc := range []struct {
+		name  string
+		lie   source.Range // bytes the source gets wrong
+		times int          // requests it lies in; -1: all
+		ok    bool
+		sha1  bool // a control file with SHA-1 only: blocks are checked on arrival
+	}{
+		{name: "one-block-once", lie: source.Range{Start: 77*bs + 5, End: 77*bs + 6}, times: 1, ok: true},
+		{name: "last-block-once", lie: source.Range{Start: 200*bs + 300, End: 200*bs + 301}, times: 1, ok: true},
+		{name: "whole-file-once", lie: source.Range{Start: 0, End: int64(len(target))}, times: 1, ok: true},
+		{name: "one-block-always", lie: source.Range{Start: 77*bs + 5, End: 77*bs + 6}, times: -1},
+		{name: "whole-file-always", lie: source.Range{Start: 0, End: int64(len(target))}, times: -1},
+		{name: "sha1-one-block-once", lie: source.Range{Start: 77*bs + 5, End: 77*bs + 6}, times: 1, sha1: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f, err := Make(ctx, bytes.NewReader(target), MakeOptions{Filename: "t", Blocksize: bs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.sha1 {
+				sum := sha1.Sum(target)
+				f.SHA1, f.SHA256, f.SHA256Chain = sum[:], nil, nil
+			}
+			out := filepath.Join(dir, "t")
+			old := []byte("the user's precious old file")
+			if err := os.WriteFile(out, old, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			bad := bytes.Clone(target)
+			for i := tc.lie.Start; i < tc.lie.End; i++ {
+				bad[i] ^= 0x5a
+			}
+			src := &lyingSource{good: target, bad: bad, lie: tc.lie, times: tc.times, bs: bs, asked: map[int64]int{}}
+			var logs []string
+			sum, err := Sync(ctx, SyncOptions{Control: f, Output: out, Source: src, Fetch: stages.FetchLimits{Concurrency: 1},
+				Logf: func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }})
+			got, _ := os.ReadFile(out)
+			if !tc.ok {
+				if !errors.Is(err, ErrFetch) || !errors.Is(err, source.ErrCorrupt) {
+					t.Fatalf("err = %v, want ErrFetch and ErrCorrupt", err)
+				}
+				if !bytes.Equal(got, old) {
+					t.Fatal("existing output changed by a failed sync")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Sync: %v (log %q)", err, logs)
+			}
+			if !bytes.Equal(got, target) {
+				t.Fatal("output differs from the target")
+			}
+			if sum.Fetched != int64(len(target)) {
+				t.Errorf("fetched %d bytes, want %d", sum.Fetched, len(target))
+			}
+			// The bad blocks were asked for twice, the others once.
+			for b := range int64(201) {
+				want := 1
+				if b*bs < tc.lie.End && tc.lie.Start < (b+1)*bs {
+					want = 2
+				}
+				if src.asked[b] != want {
+					t.Errorf("block %d requested %d times, want %d", b, src.asked[b], want)
+				}
+			}
+			if len(logs) != 1 || !strings.Contains(logs[0], "fetched again") {
+				t.Errorf("log %q: want one line about blocks fetched again", logs)
+			}
+		})
+	}
+}
+
+// TestSyncHandedPartIgnoresOutput checks that a Sync going on from a
+// partial result handed over by Mirror (SyncOptions.part) does not look
+// at Output: neither to find it up to date nor as a seed; Mirror's scan
+// has used every local copy already.
+func TestSyncHandedPartIgnoresOutput(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(9, 10))
+	target := randomBytes(rng, 20*1024+5)
+	f, err := Make(ctx, bytes.NewReader(target), MakeOptions{Filename: "t", Blocksize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "t")
+	if err := os.WriteFile(out, target, 0o644); err != nil { // up to date
+		t.Fatal(err)
+	}
+	part, err := openPart(out, f, 0o644, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer part.close()
+	sum, err := Sync(ctx, SyncOptions{Control: f, Output: out, part: part, Source: source.ReaderAt{R: bytes.NewReader(target)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.UpToDate || len(sum.Seeds) != 0 || sum.Fetched != int64(len(target)) {
+		t.Errorf("up to date %v, seeds %q, fetched %d: want the target fetched from the handed-over part, %d bytes", sum.UpToDate, sum.Seeds, sum.Fetched, len(target))
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, target) {
+		t.Error("output differs from the target")
+	}
 }

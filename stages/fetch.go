@@ -26,6 +26,16 @@ type FetchOptions struct {
 	// after each verified piece. It may be called from several goroutines,
 	// so a call may report less than one before it.
 	Progress func(fetched int64)
+	// Unchecked delivers the blocks without checking each against its
+	// strong hash on arrival, in pieces of up to uncheckedBytes instead of
+	// a lane-full of blocks. Nothing delivered is then vouched for: the
+	// caller must check the whole result (its whole-file hash) before it
+	// trusts any of it and, when that fails, find the bad blocks with
+	// CheckBlocks and fetch them again, checked. A source of several
+	// mirrors learns of a corrupt one only from checked fetches: leave it
+	// unset for such a source, so that a lying mirror is dropped at its
+	// first bad block.
+	Unchecked bool
 }
 
 // FetchLimits bounds the ReadRanges calls of Fetch.
@@ -61,7 +71,8 @@ const (
 var ErrFetch = errors.New("fetch failed")
 
 // Fetch reads the missing ranges from src, checks each block against its
-// strong hash, and calls fn with batches of verified blocks. Calls to fn do
+// strong hash (unless opts.Unchecked), and calls fn with batches of
+// verified blocks. Calls to fn do
 // not overlap; a range may be delivered more than once when a source
 // retries it elsewhere. A block failing its hash is reported to the source
 // through an error wrapping ErrCorrupt.
@@ -110,8 +121,9 @@ func Fetch(ctx context.Context, f *control.File, src source.RangeSource, missing
 	p := pool.New().WithContext(ctx).WithCancelOnError().WithFirstError().WithMaxGoroutines(conc)
 	for _, call := range calls {
 		p.Go(func(ctx context.Context) error {
-			v := verifier{f: f, hasher: hasher, emit: emit, progress: progress}
+			v := verifier{f: f, hasher: hasher, emit: emit, progress: progress, unchecked: opts.Unchecked, callBytes: callLen(call)}
 			err := src.ReadRanges(ctx, call, v.deliver)
+			v.release()
 			switch {
 			case err == nil:
 				return nil
@@ -182,22 +194,55 @@ func splitCalls(missing []source.Range, bs int64, perCall int, callBytes int64) 
 // verifyBytes bounds the data one verifier holds.
 const verifyBytes = 1 << 20
 
+// uncheckedBytes bounds the pieces a verifier delivers unchecked
+// (FetchOptions.Unchecked): one read of the source and one write of the
+// output each.
+const uncheckedBytes = 256 << 10
+
+// uncheckedPool holds buffers of uncheckedBytes for the calls of
+// unchecked fetches that fill them: allocated per call, they made the
+// collector run more often (a mirror runs with a tight GOGC).
+var uncheckedPool = sync.Pool{New: func() any { b := make([]byte, uncheckedBytes); return &b }}
+
+// callLen returns the bytes of a call's ranges.
+func callLen(call []source.Range) int64 {
+	var n int64
+	for _, r := range call {
+		n += r.Len()
+	}
+	return n
+}
+
 // verifier checks the blocks of delivered ranges, lanes at a time.
 type verifier struct {
-	f        *control.File
-	hasher   *simd.Hasher
-	emit     func(Batch) error
-	progress func(int64)
-	emitErr  error
-	buf      []byte
-	blocks   [][]byte
-	digest   []byte
+	f         *control.File
+	hasher    *simd.Hasher
+	emit      func(Batch) error
+	progress  func(int64)
+	emitErr   error
+	buf       []byte
+	blocks    [][]byte
+	digest    []byte
+	unchecked bool    // deliver without checking (FetchOptions.Unchecked)
+	callBytes int64   // the bytes of the call's ranges: no buffer is larger
+	pooled    *[]byte // buf, when it comes from uncheckedPool
+}
+
+// release returns a pooled buffer once the call is over.
+func (v *verifier) release() {
+	if v.pooled != nil {
+		uncheckedPool.Put(v.pooled)
+		v.pooled, v.buf = nil, nil
+	}
 }
 
 func (v *verifier) deliver(r source.Range, data io.Reader) error {
 	bs := int64(v.f.Blocksize)
 	if r.Start%bs != 0 || r.Start < 0 || r.End > v.f.Length || r.Len() <= 0 {
 		return fmt.Errorf("fetch: range %d-%d is not a run of blocks of the target", r.Start, r.End)
+	}
+	if v.unchecked {
+		return v.deliverUnchecked(r, data)
 	}
 	sb := v.f.Checksums.StrongBytes
 	// Verify a lane-full of blocks at a time, but hold at most about
@@ -238,6 +283,91 @@ func (v *verifier) deliver(r source.Range, data io.Reader) error {
 		off += n
 	}
 	return nil
+}
+
+// deliverUnchecked hands the range on in pieces as large as the buffer,
+// unchecked (FetchOptions.Unchecked).
+func (v *verifier) deliverUnchecked(r source.Range, data io.Reader) error {
+	bs := int64(v.f.Blocksize)
+	if v.buf == nil {
+		// No larger than the call: most ranges of a tree are small.
+		// Calls of a quarter of a pooled buffer or more take one.
+		if n := max(bs, min(uncheckedBytes/bs*bs, v.callBytes)); n >= uncheckedBytes/4 && bs <= uncheckedBytes/4 {
+			v.pooled = uncheckedPool.Get().(*[]byte)
+			v.buf = *v.pooled
+		} else {
+			v.buf = make([]byte, n)
+		}
+	}
+	size := max(bs, int64(len(v.buf))/bs*bs)
+	for off := r.Start; off < r.End; {
+		n := min(r.End-off, size)
+		buf := v.buf[:n]
+		if _, err := io.ReadFull(data, buf); err != nil {
+			return fmt.Errorf("read range %d-%d: %w", r.Start, r.End, err)
+		}
+		if err := v.emit(Batch{{Index: off / bs, Data: buf}}); err != nil {
+			v.emitErr = err
+			return err
+		}
+		if v.progress != nil {
+			v.progress(n)
+		}
+		off += n
+	}
+	return nil
+}
+
+// CheckBlocks reads every block of the target from r (an output of the
+// target's length) and checks it against its strong hash, as a fetched
+// block is checked (the last one zero-padded). It returns the blocks that
+// fail, as maximal ranges of the target clipped to its length. A result
+// whose whole-file hash fails is checked so, to find what to fetch again.
+func CheckBlocks(ctx context.Context, f *control.File, r io.ReaderAt, hasher *simd.Hasher) ([]source.Range, error) {
+	bs := int64(f.Blocksize)
+	n := f.Blocks()
+	if c := &f.Checksums; int64(c.Len()) != n || c.StrongBytes <= 0 {
+		return nil, fmt.Errorf("check blocks: control file has %d block records for %d blocks", c.Len(), n)
+	}
+	sb := f.Checksums.StrongBytes
+	batch := max(1, min(lanes, verifyBytes/bs, n))
+	buf := make([]byte, batch*bs)
+	digest := make([]byte, batch*int64(sb))
+	blocks := make([][]byte, 0, batch)
+	var bad []source.Range
+	for first := int64(0); first < n; first += batch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		k := min(batch, n-first)
+		start := first * bs
+		length := min(k*bs, f.Length-start)
+		got, err := r.ReadAt(buf[:length], start)
+		if int64(got) < length {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("check blocks: read output at %d: %w", start, err)
+		}
+		clear(buf[length : k*bs])
+		blocks = blocks[:0]
+		for j := range k {
+			blocks = append(blocks, buf[j*bs:(j+1)*bs])
+		}
+		hasher.SumBlocks(digest[:k*int64(sb)], sb, blocks)
+		for j := range k {
+			if bytes.Equal(digest[j*int64(sb):(j+1)*int64(sb)], f.Checksums.StrongOf(int(first+j))) {
+				continue
+			}
+			s, e := (first+j)*bs, min((first+j+1)*bs, f.Length)
+			if l := len(bad) - 1; l >= 0 && bad[l].End == s {
+				bad[l].End = e
+			} else {
+				bad = append(bad, source.Range{Start: s, End: e})
+			}
+		}
+	}
+	return bad, nil
 }
 
 // PlanStage adds a stage called plan that turns each Matches it receives —

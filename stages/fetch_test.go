@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
@@ -342,5 +344,108 @@ func TestFetchRangesPerCall(t *testing.T) {
 			t.Errorf("%d ranges, source limit %d, %+v: %d calls of up to %d ranges, want %d of up to %d",
 				tc.ranges, tc.limit, tc.perCall, len(ls.calls), most, tc.wantCalls, tc.wantMax)
 		}
+	}
+}
+
+// TestFetchUnchecked checks that an unchecked fetch delivers what the
+// source sends, in pieces larger than a lane-full of blocks, without
+// checking it, and that CheckBlocks then finds exactly the blocks that
+// differ — the last, short one too — and none in a correct output.
+func TestFetchUnchecked(t *testing.T) {
+	const bs = 512
+	target := randData(241, 300*bs+17)
+	f := makeControl(t, target, bs, control.HashLengths{})
+	h := newHasher(t, f.StrongAlgorithm, simd.Options{})
+	for _, at := range [][]int{nil, {0}, {33*bs + 7}, {len(target) - 1}, {5, 6*bs + 1, 6*bs + 2, 7 * bs, 100 * bs}} {
+		bad := bytes.Clone(target)
+		for _, i := range at {
+			bad[i] ^= 0x40
+		}
+		var pieces, largest int
+		out := &memFile{}
+		pt := NewPatcher(out, &f.Header)
+		err := Fetch(context.Background(), f, source.ReaderAt{R: bytes.NewReader(bad)}, []source.Range{{Start: 0, End: 10 * bs}, {Start: 10 * bs, End: f.Length}},
+			FetchOptions{Unchecked: true, Hasher: h, FetchLimits: FetchLimits{Concurrency: 1}},
+			func(b Batch) error {
+				pieces++
+				largest = max(largest, len(b[0].Data))
+				return pt.Write(b)
+			})
+		if err != nil {
+			t.Fatalf("corrupt bytes %v: %v", at, err)
+		}
+		if err := pt.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), bad) {
+			t.Fatalf("corrupt bytes %v: the output is not what the source sent", at)
+		}
+		if largest <= lanes*bs {
+			t.Errorf("largest piece %d bytes: no larger than a lane-full of blocks", largest)
+		}
+		got, err := CheckBlocks(context.Background(), f, bytes.NewReader(out.Bytes()), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []source.Range
+		for _, i := range at {
+			s, e := int64(i)/bs*bs, min(int64(i)/bs*bs+bs, f.Length)
+			if k := len(want) - 1; k >= 0 && want[k].End >= s {
+				want[k].End = max(want[k].End, e)
+				continue
+			}
+			want = append(want, source.Range{Start: s, End: e})
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("corrupt bytes %v: CheckBlocks found %v, want %v", at, got, want)
+		}
+		// Forgotten blocks are missing again; rewritten, the output is whole.
+		pt.Forget(got)
+		if fmt.Sprint(pt.Missing()) != fmt.Sprint(want) || (len(want) > 0) == pt.Complete() {
+			t.Errorf("corrupt bytes %v: after Forget the patcher misses %v (complete %v), want %v", at, pt.Missing(), pt.Complete(), want)
+		}
+		for _, r := range got {
+			if err := pt.WriteBlock(Block{Index: r.Start / bs, Data: target[r.Start:r.End]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !pt.Complete() || !bytes.Equal(out.Bytes(), target) {
+			t.Errorf("corrupt bytes %v: not repaired", at)
+		}
+	}
+	// A short output is an error, not a list of bad blocks.
+	if _, err := CheckBlocks(context.Background(), f, bytes.NewReader(target[:len(target)-1]), h); err == nil {
+		t.Error("CheckBlocks of a short output: no error")
+	}
+}
+
+// TestFetchUncheckedPoolsBuffers checks that the calls of unchecked
+// fetches take their buffers from a pool instead of allocating one each:
+// four calls of 256 KiB allocate 1 MiB of buffers unpooled.
+func TestFetchUncheckedPoolsBuffers(t *testing.T) {
+	const bs = 2048
+	target := randData(251, 4*uncheckedBytes)
+	f := makeControl(t, target, bs, control.HashLengths{})
+	h := newHasher(t, f.StrongAlgorithm, simd.Options{})
+	src := source.ReaderAt{R: bytes.NewReader(target)}
+	whole := []source.Range{{Start: 0, End: f.Length}}
+	opts := FetchOptions{Unchecked: true, Hasher: h, FetchLimits: FetchLimits{Concurrency: 1, CallBytes: uncheckedBytes}}
+	fetch := func() {
+		if err := Fetch(context.Background(), f, src, whole, opts, func(Batch) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetch()
+	const runs = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		fetch()
+	}
+	runtime.ReadMemStats(&after)
+	// Under the race detector the pool drops a quarter of what it is
+	// given: allow half of the unpooled buffers.
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 2*uncheckedBytes {
+		t.Errorf("an unchecked fetch of 4 calls allocates %d bytes, want under %d", per, 2*uncheckedBytes)
 	}
 }

@@ -27,6 +27,7 @@ type Patcher struct {
 	written atomic.Int64
 	changed chan struct{} // a token after each change, for watchers
 	zeroed  bool          // the output reads as zeros where nothing was written
+	sized   bool          // the output has the target's length already
 	onWrite func(n int64)
 }
 
@@ -50,6 +51,11 @@ func NewPatcher(w io.WriterAt, h *control.Header) *Patcher {
 // zeros (a disk image) costs no writes for them. Never use it on an output
 // that may hold other data.
 func (pt *Patcher) AssumeZeroed() { pt.zeroed = true }
+
+// Sized tells the patcher that the output has the target's length
+// already (it was truncated to it, say): Finish then does not set it
+// again. The patcher's writes never go past the target's length.
+func (pt *Patcher) Sized() { pt.sized = true }
 
 // OnWrite sets a function called with the length of every write the
 // patcher makes, from the writing goroutine, e.g. to start the writeback of
@@ -126,6 +132,20 @@ func allZero(b []byte) bool {
 func (pt *Patcher) MarkDone(i int64) {
 	pt.markDone(i)
 	pt.signal()
+}
+
+// Forget records that the blocks of the ranges (whole blocks of the
+// target) are not in place after all: they failed their check and are to
+// be written again.
+func (pt *Patcher) Forget(ranges []source.Range) {
+	for _, r := range ranges {
+		for i := r.Start / pt.bs; i*pt.bs < r.End && i < pt.blocks; i++ {
+			bit := uint64(1) << (i & 63)
+			if old := pt.done[i>>6].And(^bit); old&bit != 0 {
+				pt.count.Add(-1)
+			}
+		}
+	}
 }
 
 func (pt *Patcher) markDone(i int64) {
@@ -214,12 +234,13 @@ type Truncater interface {
 }
 
 // Finish checks that every block was written and, when the output is a
-// Truncater, sets its length to the target's.
+// Truncater and not known to have the target's length (Sized), sets its
+// length to the target's.
 func (pt *Patcher) Finish() error {
 	if !pt.Complete() {
 		return fmt.Errorf("patch: %d of %d blocks were never written", pt.blocks-pt.count.Load(), pt.blocks)
 	}
-	if t, ok := pt.w.(Truncater); ok {
+	if t, ok := pt.w.(Truncater); ok && !pt.sized {
 		if err := t.Truncate(pt.length); err != nil {
 			return fmt.Errorf("patch: truncate output to %d bytes: %w", pt.length, err)
 		}

@@ -348,3 +348,43 @@ func (c *countingWriter) WriteAt(p []byte, off int64) (int, error) {
 	c.bytes += len(p)
 	return len(p), nil
 }
+
+// truncCounter counts the Truncate calls on a memFile.
+type truncCounter struct {
+	memFile
+	truncs int
+}
+
+func (c *truncCounter) Truncate(size int64) error {
+	c.truncs++
+	return c.memFile.Truncate(size)
+}
+
+// TestPatcherSized checks that Finish sets the output's length, unless
+// the patcher is told the output has it already.
+func TestPatcherSized(t *testing.T) {
+	const bs = 256
+	target := randData(103, 5*bs+7)
+	h := &control.Header{Blocksize: bs, Length: int64(len(target))}
+	for _, sized := range []bool{false, true} {
+		out := &truncCounter{}
+		out.Truncate(h.Length)
+		out.truncs = 0
+		pt := NewPatcher(out, h)
+		if sized {
+			pt.Sized()
+		}
+		if err := pt.WriteBlock(Block{Index: 0, Data: append(bytes.Clone(target), make([]byte, bs-7)...)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := pt.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{false: 1, true: 0}[sized]; out.truncs != want {
+			t.Errorf("sized %v: Finish truncated %d times, want %d", sized, out.truncs, want)
+		}
+		if !bytes.Equal(out.Bytes(), target) {
+			t.Errorf("sized %v: output differs", sized)
+		}
+	}
+}
