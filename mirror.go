@@ -25,7 +25,6 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
-	"github.com/zsyncpipe/zsyncpipe/internal/writeback"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/seedscan"
 	"github.com/zsyncpipe/zsyncpipe/simd"
@@ -111,7 +110,7 @@ type MirrorOptions struct {
 	// hook, set by tests, is told of the flushes and renames (see
 	// mirrorRun.event).
 	hook func(ev string, paths []string)
-	// batch, set by tests, replaces queueFiles.
+	// batch, set by tests, replaces flushFiles.
 	batch int
 }
 
@@ -294,16 +293,23 @@ type mirrorRun struct {
 	lastProgress     atomic.Int64
 	saved            time.Time     // guarded by mu
 	saveEvery        time.Duration // guarded by mu
-	qmu              sync.Mutex    // guards queued, queuedBytes
+	qmu              sync.Mutex    // guards queued
 	queued           []*fileJob    // verified, to flush and rename
-	queuedBytes      int64
 	flushEach        bool          // set before the fetches start: see place
 	flushLater       bool          // rebuilt files are flushed by the mirror, not by Sync: see place
-	holdQueue        bool          // set while rebuilds run: see place; guarded by qmu
-	kick             chan struct{} // wakes the flusher of place while holdQueue; set under qmu
-	emu              sync.Mutex    // guards holding, held
-	holding          bool          // see hold
-	held             []*fileJob    // verified while holding
+	// The flusher (see flusher): kick wakes it (nil when there is none;
+	// set before the fetches start); flushes counts the syncfs calls
+	// started, flushedTo is the number of the last one that ended (each
+	// covers every file complete before it started: see complete);
+	// pendFiles and pendBytes count the files completed since the last
+	// one started.
+	kick                 chan struct{}
+	flushes, flushedTo   atomic.Int64
+	flushFailed          atomic.Bool // a syncfs failed: see syncAll
+	pendFiles, pendBytes atomic.Int64
+	emu                  sync.Mutex // guards holding, held
+	holding              bool       // see hold
+	held                 []*fileJob // verified while holding
 	// creating is held (write-locked) by the phases that create many
 	// files themselves (copy, open parts) and read-locked by
 	// each file fetched beside them: creating files in one directory
@@ -363,6 +369,8 @@ type fileJob struct {
 	reused int64       // bytes the scan found locally, for "sync"
 	placed bool        // renamed into place
 	synced bool        // tmp was flushed already
+	done   bool        // tmp is complete: after is set (see complete)
+	after  int64       // the number of the last syncfs started before tmp was complete
 	early  bool        // fetched beside the scan (see startEarly)
 	dups   []*fileJob  // "dup" jobs to copy from this one's file once verified
 	part   *partFile   // for "sync": its partial result, open from the scan to the rebuild
@@ -958,6 +966,10 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	// own (see docs/trees.md, "Durability, measured").
 	m.flushLater = osfile.HasSyncFS && !m.opts.NoFsync
 	m.hold(true)
+	// Every verified file (held, queued) is flushed by the flusher, from
+	// now on, beside the fetches, the scan and the rebuilds.
+	stopFlusher := sync.OnceFunc(m.flusher())
+	defer stopFlusher()
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m.scanStarted = make(chan struct{})
@@ -1024,27 +1036,12 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 		return err
 	}
 	end()
-	// While large files are rebuilt, the verified files (rebuilt, from
-	// packs, fetched whole) are not flushed by the goroutine that queues
-	// them (a rebuild would wait for a syncfs): a flusher of their own
-	// flushes each full batch (one syncfs) and renames its files, beside
-	// the rebuilds. Without rebuilds, they are flushed in batches as they
-	// come (queue).
-	hold := false
 	var late []*fileJob
 	for _, j := range m.jobs {
-		switch {
-		case j.early:
-		case j.how == "sync" && j.f != nil && j.tmp == "":
-			hold = osfile.HasSyncFS
-		case j.how == "whole" && j.tmp == "":
+		if !j.early && j.how == "whole" && j.tmp == "" {
 			late = append(late, j)
 		}
 	}
-	m.qmu.Lock()
-	m.holdQueue = hold
-	m.qmu.Unlock()
-	stopFlusher := m.flusher(hold)
 	// Each list is taken before anything starts: the fetches and the
 	// rebuilds write their own jobs' fields.
 	rebuilt := m.rebuild(ctx)
@@ -1058,9 +1055,6 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	stopFlusher()
 	end = m.phase("flush")
 	m.flushQueue()
-	m.qmu.Lock()
-	m.holdQueue = false
-	m.qmu.Unlock()
 	end()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mirror: %w", err)
@@ -1132,36 +1126,8 @@ func (m *mirrorRun) startEarly(ctx context.Context) (wait func(), err error) {
 		case <-ctx.Done():
 		}
 		m.fetchSmall(ctx, early, "", m.opts.Parallel)()
-		m.flushHeld()
 	}()
 	return func() { <-done }, nil
-}
-
-// flushHeld flushes the files held so far (see hold) with one syncfs (or
-// file by file when they are few: see syncFiles), once the early fetches
-// are over: while the scan or the rebuilds still run (and the sync
-// pipeline flushes the rebuilt files itself), so that the flush at the end
-// of place finds little left. Each is renamed into place without another
-// flush when the hold ends; those a failed flush leaves are flushed again
-// with their batch (queue).
-func (m *mirrorRun) flushHeld() {
-	if !osfile.HasSyncFS || m.opts.NoFsync || m.flushEach {
-		return
-	}
-	m.emu.Lock()
-	batch := m.held
-	m.held = nil
-	m.emu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
-	end := m.phase("flush early")
-	err := m.syncFiles(batch)
-	end()
-	for _, j := range batch {
-		j.synced = err == nil
-		m.verified(j)
-	}
 }
 
 // fetchSmall starts fetching jobs, files to fetch whole, from a goroutine
@@ -1227,11 +1193,11 @@ func (m *mirrorRun) fetchedOne(j *fileJob) {
 
 // hold sets whether the files fetched whole are held once verified
 // (while the scan reads local files) or queued for their renames; ending
-// the hold queues those held so far, holdRelease goroutines at once: the
-// renames run beside the rebuilds and the files fetched after the scan,
-// and one goroutine among theirs got so small a share of the two cores
-// that its renames (3,490 on go1.22.12 -> go1.24.5) ended after the last
-// rebuild.
+// the hold queues those held so far (those a flush covered meanwhile are
+// renamed at once), holdRelease goroutines at once: the renames run beside
+// the rebuilds and the files fetched after the scan, and one goroutine
+// among theirs got so small a share of the two cores that its renames
+// (3,490 on go1.22.12 -> go1.24.5) ended after the last rebuild.
 func (m *mirrorRun) hold(on bool) {
 	m.emu.Lock()
 	held := m.held
@@ -1254,8 +1220,9 @@ func (m *mirrorRun) hold(on bool) {
 const holdRelease = 4
 
 // verified takes a job's verified file from the fetches: held (see hold)
-// or queued for its rename.
+// or queued for its rename. Either way the flusher flushes it from now on.
 func (m *mirrorRun) verified(j *fileJob) {
+	m.complete(j)
 	m.emu.Lock()
 	if m.holding {
 		m.held = append(m.held, j)
@@ -1329,54 +1296,75 @@ const (
 	rebuildFlushing = 16
 )
 
-// Verified files written by the mirror itself (fetched whole, copied,
-// inline) are flushed to disk in batches, with one syncfs per batch on
-// Linux instead of one fsync per file, and renamed into place only after
-// that flush: a crash then leaves each path with its old file or its
-// complete new one, as a flush per file would.
+// Verified files (rebuilt, fetched whole, copied, inline) are flushed to
+// disk with one syncfs for many files on Linux instead of one fsync per
+// file, and renamed into place only after that flush: a crash then leaves
+// each path with its old file or its complete new one, as a flush per file
+// would. The flusher starts a syncfs as soon as flushFiles files or
+// flushBytes bytes were completed since the last one started, one at a
+// time: the kernel writes their data together (one request for many small
+// files) while the run goes on, and the renames find it allocated and
+// written.
 const (
-	queueFiles = 256
-	queueBytes = 64 << 20
+	flushFiles = 16
+	flushBytes = 4 << 20
 	syncFSMin  = 16 // see syncFiles
 )
 
-// queue renames a job's verified file into place, now or with the next
-// batch.
+// complete notes that a job's file is complete (its content verified and
+// written, its descriptor closed): any syncfs started from now on covers
+// it. It wakes the flusher when enough was completed since the last
+// syncfs started. Only the first call for a job counts.
+func (m *mirrorRun) complete(j *fileJob) {
+	if j.done {
+		return
+	}
+	j.done = true
+	j.after = m.flushes.Load()
+	if m.kick == nil || m.opts.NoFsync || j.synced {
+		return
+	}
+	files, size := m.pendFiles.Add(1), m.pendBytes.Add(j.e.Size)
+	if files >= int64(cmp.Or(m.opts.batch, flushFiles)) || size >= flushBytes {
+		select {
+		case m.kick <- struct{}{}:
+		default: // a flush is due already
+		}
+	}
+}
+
+// flushed reports whether a syncfs that started after the job's file was
+// complete has ended.
+func (m *mirrorRun) flushed(j *fileJob) bool {
+	return j.done && m.flushedTo.Load() > j.after && !m.flushFailed.Load()
+}
+
+// queue renames a job's verified file into place: now when it is flushed
+// already (or need not be), else after the flusher's next syncfs (or the
+// flush at the end of place: flushQueue).
 func (m *mirrorRun) queue(j *fileJob) {
-	if m.opts.NoFsync || j.synced {
+	m.complete(j)
+	if m.opts.NoFsync || j.synced || m.flushed(j) {
 		m.finishJob(j)
 		return
 	}
 	m.qmu.Lock()
 	m.queued = append(m.queued, j)
-	m.queuedBytes += j.e.Size
-	var batch []*fileJob
-	if len(m.queued) >= cmp.Or(m.opts.batch, queueFiles) || m.queuedBytes >= queueBytes {
-		if !m.holdQueue {
-			batch, m.queued, m.queuedBytes = m.queued, nil, 0
-		} else if m.kick != nil {
-			select {
-			case m.kick <- struct{}{}:
-			default: // a flush is due already
-			}
-		}
-	}
 	m.qmu.Unlock()
-	m.placeBatch(batch)
 }
 
-// flusher starts, when on, a goroutine that flushes and places the
-// queued files, a batch at a time, while the rebuilds run, so that no
-// rebuild waits for a flush and the flush at their end finds little left.
-// It returns a function that stops it.
-func (m *mirrorRun) flusher(on bool) (stop func()) {
-	if !on {
+// flusher starts, where files are flushed with syncfs, a goroutine that
+// flushes the completed files (see complete) with one syncfs whenever
+// enough of them are waiting, and renames those queued into place, while
+// the fetches, the scan and the rebuilds go on: none of them waits for a
+// flush. It returns a function that stops it (after the syncfs under way);
+// what is left is flushed by flushQueue.
+func (m *mirrorRun) flusher() (stop func()) {
+	if !osfile.HasSyncFS || m.opts.NoFsync || m.flushEach {
 		return func() {}
 	}
 	kick := make(chan struct{}, 1)
-	m.qmu.Lock()
 	m.kick = kick
-	m.qmu.Unlock()
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -1385,10 +1373,10 @@ func (m *mirrorRun) flusher(on bool) (stop func()) {
 			case <-done:
 				return
 			case <-kick:
-				end := m.phase("flush batch")
-				m.flushQueue()
-				end()
 			}
+			end := m.phase("flush batch")
+			m.syncAll()
+			end()
 		}
 	}()
 	return func() {
@@ -1397,11 +1385,58 @@ func (m *mirrorRun) flusher(on bool) (stop func()) {
 	}
 }
 
-// flushQueue places the files queued so far.
+// syncAll flushes the file system (one syncfs), which covers every file
+// completed before it starts, then renames into place the queued files it
+// covered. Files it could not flush stay where they are (verified; a later
+// run takes them) and count as failed.
+func (m *mirrorRun) syncAll() {
+	m.qmu.Lock()
+	batch := m.queued
+	m.queued = nil
+	m.qmu.Unlock()
+	if m.flushFailed.Load() {
+		for _, j := range batch {
+			m.fail(fmt.Errorf("%s: not flushed: an earlier flush failed", j.e.Path))
+		}
+		return
+	}
+	m.pendFiles.Store(0)
+	m.pendBytes.Store(0)
+	n := m.flushes.Add(1) // before the flush starts: see complete
+	m.event("flush", nil)
+	if err := osfile.SyncFS(m.parts); err != nil {
+		// A write error is reported to one syncfs only: no later one
+		// can vouch for the files this one covered.
+		m.flushFailed.Store(true)
+		for _, j := range batch {
+			m.fail(fmt.Errorf("%s: %w", j.e.Path, err))
+		}
+		return
+	}
+	m.event("flushed", nil)
+	m.flushedTo.Store(n)
+	// Files queued during the flush that it covers go now too.
+	m.qmu.Lock()
+	rest := m.queued[:0]
+	for _, j := range m.queued {
+		if m.flushed(j) {
+			batch = append(batch, j)
+		} else {
+			rest = append(rest, j)
+		}
+	}
+	m.queued = rest
+	m.qmu.Unlock()
+	for _, j := range batch {
+		m.finishJob(j)
+	}
+}
+
+// flushQueue places the files queued so far (see placeBatch).
 func (m *mirrorRun) flushQueue() {
 	m.qmu.Lock()
 	batch := m.queued
-	m.queued, m.queuedBytes = nil, 0
+	m.queued = nil
 	m.qmu.Unlock()
 	m.placeBatch(batch)
 }
@@ -1413,7 +1448,11 @@ func (m *mirrorRun) placeBatch(batch []*fileJob) {
 	if len(batch) == 0 {
 		return
 	}
-	if err := m.syncFiles(batch); err != nil {
+	err := errors.New("an earlier flush failed")
+	if !m.flushFailed.Load() {
+		err = m.syncFiles(batch)
+	}
+	if err != nil {
 		for _, j := range batch {
 			m.fail(fmt.Errorf("%s: %w", j.e.Path, err))
 		}
@@ -1949,28 +1988,32 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	if err == nil && (n != j.e.Size || !bytes.Equal(h.Sum(nil), j.e.SHA256)) {
 		err = fmt.Errorf("got %d bytes that do not match the index (%d bytes, SHA-256 %s…): %w", n, j.e.Size, j.hex[:12], ErrVerify)
 	}
-	// Mode and mtime now (the file is flushed later, in a batch, before it
-	// is renamed into place: see queue; or now, see place).
-	if err == nil {
+	// Mode and mtime now. The file is flushed later, with many others
+	// (one syncfs: see complete), before it is renamed into place; or
+	// now, where there is no syncfs (see place). Its writeback is not
+	// started file by file: the flusher's syncfs writes many small files
+	// in one request.
+	exact := osfile.TimesExact
+	if err == nil && !exact {
 		err = w.Chmod(j.e.Mode)
 	}
 	if err == nil && m.flushEach && !m.opts.NoFsync {
 		err = osfile.Sync(w)
 		j.synced = err == nil
-	} else if err == nil && !m.opts.NoFsync {
-		// Its data starts for the disk now: the flush before the rename
-		// (queue) then finds little left to write.
-		_ = writeback.Start(w, 0, 0) // a hint: its failure is no error
 	}
 	// The mtime in nanoseconds, and the file's FileInfo, through its
-	// descriptor where the system allows (no lookups of its path).
-	exact := osfile.TimesExact
+	// descriptor where the system allows (no lookups of its path). A file
+	// created with its mode (see tmpFile) needs no chmod.
 	if err == nil && exact && !j.e.MTime.IsZero() {
 		err = osfile.SetTimes(w, j.e.MTime, j.e.MTime)
 	}
 	var fi os.FileInfo
 	if err == nil && exact {
 		fi, err = w.Stat()
+	}
+	if err == nil && exact && fi.Mode()&modeBits != j.e.Mode&modeBits {
+		// Taken over from an earlier file, or narrowed by the umask.
+		err = w.Chmod(j.e.Mode)
 	}
 	if cerr := w.Close(); err == nil {
 		err = cerr
@@ -2007,9 +2050,12 @@ func (m *mirrorRun) tmpFile(j *fileJob, tmp string) (*os.File, string, error) {
 		}
 		f.Close()
 	}
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, j.e.Mode&modeBits)
 	return f, tmp, err
 }
+
+// modeBits are the bits of a file's mode that a mirror sets.
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 
 // tmpSuffix ends the names of the files fetched whole while they are
 // written and verified, beside their final path (so that the rename stays
@@ -2037,13 +2083,20 @@ func (m *mirrorRun) finishJob(j *fileJob) {
 	if j.fi == nil {
 		err = setAttrs(j.tmp, j.e.Mode, j.e.MTime)
 	}
-	if err == nil && (m.local[j.e.Path] == nil || m.local[j.e.Path].IsDir()) {
+	if err == nil && m.local[j.e.Path] != nil && m.local[j.e.Path].IsDir() {
 		err = m.clearForFile(dst) // only a directory there needs removing
 	}
 	if err == nil {
 		m.touched.Store(true)
 		m.event("rename", []string{j.tmp, dst})
-		err = os.Rename(j.tmp, dst)
+		if err = os.Rename(j.tmp, dst); err != nil {
+			// A directory the walk did not see (made since)?
+			if fi, lerr := os.Lstat(dst); lerr == nil && fi.IsDir() {
+				if err = m.clearForFile(dst); err == nil {
+					err = os.Rename(j.tmp, dst)
+				}
+			}
+		}
 	}
 	if err != nil {
 		m.fail(fmt.Errorf("%s: %w", j.e.Path, err))

@@ -15,6 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
 // fileID is what a flush watcher knows of a file: its inode and content.
@@ -187,5 +190,179 @@ func TestMirrorFlushesBeforeRename(t *testing.T) {
 				t.Errorf("%d syncfs, %d flushes file by file: the other way of flushing is not covered", w.syncfs, w.perFile)
 			}
 		})
+	}
+}
+
+// newFlushRun returns a mirror run over an empty directory, as far as
+// placing files needs one, whose flushes and renames go to hook.
+func newFlushRun(t *testing.T, hook func(string, []string)) *mirrorRun {
+	dir := t.TempDir()
+	m := &mirrorRun{opts: MirrorOptions{hook: hook}, dir: dir, meta: filepath.Join(dir, MirrorStateDir),
+		sum: &MirrorSummary{}, st: &mirrorState{Files: map[string]fileState{}}, local: map[string]os.FileInfo{},
+		start: time.Now(), saved: time.Now()}
+	m.parts = filepath.Join(m.meta, "parts")
+	if err := os.MkdirAll(m.parts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// verifiedJob writes the file of a job as a fetch would, verified, and
+// returns the job.
+func verifiedJob(t *testing.T, m *mirrorRun, name string, mode fs.FileMode) *fileJob {
+	data := []byte("content of " + name)
+	sum := sha256.Sum256(data)
+	j := &fileJob{e: &treeindex.Entry{Path: name, Type: treeindex.File, Size: int64(len(data)), Mode: mode,
+		MTime: time.Unix(1_700_000_000, 123456789), SHA256: sum[:]}, hex: fmt.Sprintf("%x", sum), how: "copy"}
+	if err := m.writeVerified(j, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// TestMirrorFlusherCoversHeldFiles: the flusher flushes the files held
+// while the scan runs (one syncfs once flushFiles are complete), and the
+// end of the hold renames those it covered at once, without another flush;
+// a file completed after that syncfs started waits for a flush of its own.
+// A failed syncfs leaves every file unplaced, even those a later flush
+// would cover.
+func TestMirrorFlusherCoversHeldFiles(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	hook := func(ev string, paths []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev == "flush" && paths != nil {
+			ev = "flush files"
+		}
+		events = append(events, ev)
+	}
+	seen := func(ev string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, e := range events {
+			if e == ev {
+				n++
+			}
+		}
+		return n
+	}
+	m := newFlushRun(t, hook)
+	m.hold(true)
+	stop := m.flusher()
+	var held []*fileJob
+	for i := range flushFiles {
+		j := verifiedJob(t, m, fmt.Sprintf("f%d", i), 0o644)
+		m.verified(j)
+		held = append(held, j)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for seen("flushed") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no syncfs from the flusher for %d held files: %v", flushFiles, events)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	late := verifiedJob(t, m, "late", 0o644)
+	m.verified(late)
+	m.hold(false)
+	for _, j := range held {
+		if !j.placed {
+			t.Errorf("%s: covered by the flusher's syncfs, not renamed when the hold ended", j.e.Path)
+		}
+	}
+	if late.placed {
+		t.Error("a file completed after the last syncfs started was renamed without a flush")
+	}
+	if n := seen("rename"); n != flushFiles {
+		t.Errorf("%d renames at the end of the hold, want %d", n, flushFiles)
+	}
+	stop()
+	m.flushQueue()
+	if !late.placed || seen("flush files") != 1 {
+		t.Errorf("the last file: placed %v, after %d flushes of its own (want 1): %v", late.placed, seen("flush files"), events)
+	}
+	if len(m.errs) > 0 {
+		t.Fatal(m.errs)
+	}
+
+	t.Run("failed", func(t *testing.T) {
+		m := newFlushRun(t, nil)
+		var jobs []*fileJob
+		for i := range flushFiles + 1 {
+			jobs = append(jobs, verifiedJob(t, m, fmt.Sprintf("f%d", i), 0o644))
+		}
+		m.parts = filepath.Join(t.TempDir(), "gone") // syncfs fails: no such directory
+		m.hold(true)
+		stop := m.flusher()
+		for _, j := range jobs[:flushFiles] {
+			m.verified(j)
+		}
+		for !m.flushFailed.Load() {
+			if time.Now().After(deadline) {
+				t.Fatal("the flusher's syncfs did not fail")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		m.queue(jobs[flushFiles]) // per-file flushes would work for this one
+		m.hold(false)
+		stop()
+		m.flushQueue()
+		for _, j := range jobs {
+			if j.placed {
+				t.Errorf("%s placed after a failed flush", j.e.Path)
+			}
+		}
+		if len(m.errs) != len(jobs) {
+			t.Errorf("%d failures, want %d: %v", len(m.errs), len(jobs), m.errs)
+		}
+	})
+}
+
+// TestMirrorFileModes: a verified file gets the mode of the index, whether
+// it is created with it, narrowed by the umask, or an earlier file at its
+// temporary path is taken over; and it replaces a directory that appeared
+// at its path after the walk.
+func TestMirrorFileModes(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	m := newFlushRun(t, nil)
+	m.opts.NoFsync = true
+	for _, tc := range []struct {
+		name  string
+		mode  fs.FileMode
+		stale fs.FileMode // a file at the temporary path before, if not 0
+	}{
+		{"plain", 0o644, 0},
+		{"exec", 0o755, 0},
+		{"umask", 0o777, 0},
+		{"private", 0o600, 0},
+		{"stale", 0o640, 0o666},
+		{"dir", 0o644, 0},
+	} {
+		data := []byte("content of " + tc.name)
+		sum := sha256.Sum256(data)
+		if tc.stale != 0 {
+			p := filepath.Join(m.parts, fmt.Sprintf("%x.tmp", sum))
+			if err := os.WriteFile(p, []byte("something else, longer than the content"), tc.stale); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(p, tc.stale)
+		}
+		if tc.name == "dir" {
+			if err := os.MkdirAll(filepath.Join(m.dir, tc.name, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		j := verifiedJob(t, m, tc.name, tc.mode)
+		m.queue(j)
+		fi, err := os.Lstat(filepath.Join(m.dir, tc.name))
+		if err != nil || !j.placed {
+			t.Fatalf("%s: not placed: %v %v", tc.name, err, m.errs)
+		}
+		if fi.Mode() != tc.mode || !fi.ModTime().Equal(j.e.MTime) || fi.Size() != j.e.Size {
+			t.Errorf("%s: %v %v %d, want %v %v %d", tc.name, fi.Mode(), fi.ModTime(), fi.Size(), tc.mode, j.e.MTime, j.e.Size)
+		}
 	}
 }
