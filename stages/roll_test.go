@@ -272,23 +272,7 @@ func BenchmarkScanKernel(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, kernel := range []string{"vector", "go"} {
-			b.Run(fmt.Sprintf("seq%d/%s", seq, kernel), func(b *testing.B) {
-				if kernel == "vector" && !hasAVX2 {
-					b.Skip("no AVX2")
-				}
-				defer func(v bool) { hasAVX2 = v }(hasAVX2)
-				hasAVX2 = kernel == "vector"
-				b.SetBytes(int64(len(seed)))
-				var passed int
-				cpu0 := processCPU()
-				for b.Loop() {
-					passed = scanKernel(seed, ix)
-				}
-				b.ReportMetric(100*float64(passed)/float64(len(seed)), "%passed")
-				if cpu := (processCPU() - cpu0).Seconds(); cpu > 0 {
-					b.ReportMetric(float64(b.N)*float64(len(seed))/1e6/cpu, "MB/cpu-s")
-				}
-			})
+			b.Run(fmt.Sprintf("seq%d/%s", seq, kernel), func(b *testing.B) { benchScanKernel(b, kernel, seed, ix) })
 		}
 	}
 }
@@ -357,23 +341,7 @@ func BenchmarkScanKernelTree(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, kernel := range []string{"vector", "go"} {
-		b.Run(kernel, func(b *testing.B) {
-			if kernel == "vector" && !hasAVX2 {
-				b.Skip("no AVX2")
-			}
-			defer func(v bool) { hasAVX2 = v }(hasAVX2)
-			hasAVX2 = kernel == "vector"
-			b.SetBytes(int64(len(seed)))
-			var passed int
-			cpu0 := processCPU()
-			for b.Loop() {
-				passed = scanKernel(seed, ix)
-			}
-			b.ReportMetric(100*float64(passed)/float64(len(seed)), "%passed")
-			if cpu := (processCPU() - cpu0).Seconds(); cpu > 0 {
-				b.ReportMetric(float64(b.N)*float64(len(seed))/1e6/cpu, "MB/cpu-s")
-			}
-		})
+		b.Run(kernel, func(b *testing.B) { benchScanKernel(b, kernel, seed, ix) })
 	}
 }
 
@@ -434,5 +402,26 @@ func TestBloomFilter(t *testing.T) {
 		if f2 > 0.2 || fb > 2*f*f2+1e-4 {
 			t.Errorf("%d blocks: %.2f %% of random keys pass the second filter, %.4f %% both", tc.blocks, 100*f2, 100*fb)
 		}
+	}
+}
+
+// benchScanKernel measures scanKernel over seed with ix, with the vector
+// kernels or the Go ones, in MB per CPU second and the share of positions
+// that pass the filters.
+func benchScanKernel(b *testing.B, kernel string, seed []byte, ix *index) {
+	if kernel == "vector" && !hasAVX2 {
+		b.Skip("no AVX2")
+	}
+	defer func(v bool) { hasAVX2 = v }(hasAVX2)
+	hasAVX2 = kernel == "vector"
+	b.SetBytes(int64(len(seed)))
+	var passed int
+	cpu0 := processCPU()
+	for b.Loop() {
+		passed = scanKernel(seed, ix)
+	}
+	b.ReportMetric(100*float64(passed)/float64(len(seed)), "%passed")
+	if cpu := (processCPU() - cpu0).Seconds(); cpu > 0 {
+		b.ReportMetric(float64(b.N)*float64(len(seed))/1e6/cpu, "MB/cpu-s")
 	}
 }
