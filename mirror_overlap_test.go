@@ -98,10 +98,7 @@ func TestMirrorPhasesEndWithTheirWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareTrees(t, pub, dst, false)
-	ph := map[string]MirrorPhase{}
-	for _, p := range sum.Phases {
-		ph[p.Name] = p
-	}
+	ph := phasesByName(sum)
 	rb := ph["rebuild"]
 	last := max(ph["fetch whole"].End, ph["place held"].End)
 	if rb.Name == "" || last < slow {
@@ -265,10 +262,7 @@ func TestMirrorEarlyFetchesAfterScanStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareTrees(t, pub, dst, false)
-	ph := map[string]MirrorPhase{}
-	for _, p := range sum.Phases {
-		ph[p.Name] = p
-	}
+	ph := phasesByName(sum)
 	scan, fetch := ph["scan"], ph["fetch whole"]
 	if scan.Name == "" || fetch.Name == "" {
 		t.Fatalf("no scan or no early fetches: %+v", sum.Phases)
@@ -315,4 +309,13 @@ func TestMirrorReadyPartNoControl(t *testing.T) {
 	if n := asked["/"+treeindex.ControlPath("a/other.bin", false)]; n != 1 {
 		t.Errorf("the control file of a/other.bin was fetched %d times, want 1", n)
 	}
+}
+
+// phasesByName returns a run's phases by name (the last of each name).
+func phasesByName(sum *MirrorSummary) map[string]MirrorPhase {
+	ph := map[string]MirrorPhase{}
+	for _, p := range sum.Phases {
+		ph[p.Name] = p
+	}
+	return ph
 }
