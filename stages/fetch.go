@@ -273,14 +273,24 @@ func (v *verifier) deliver(r source.Range, data io.Reader) error {
 				return fmt.Errorf("block %d (bytes %d-%d): %w", first+int64(j), (first+int64(j))*bs, min((first+int64(j)+1)*bs, v.f.Length), source.ErrCorrupt)
 			}
 		}
-		if err := v.emit(Batch{{Index: first, Data: buf}}); err != nil {
-			v.emitErr = err
+		if err := v.hand(first, buf); err != nil {
 			return err
 		}
-		if v.progress != nil {
-			v.progress(n)
-		}
 		off += n
+	}
+	return nil
+}
+
+// hand passes a piece of a range, starting at block first, to the
+// consumer and counts it as progress; the consumer's error is kept
+// (emitErr) and returned.
+func (v *verifier) hand(first int64, buf []byte) error {
+	if err := v.emit(Batch{{Index: first, Data: buf}}); err != nil {
+		v.emitErr = err
+		return err
+	}
+	if v.progress != nil {
+		v.progress(int64(len(buf)))
 	}
 	return nil
 }
@@ -306,12 +316,8 @@ func (v *verifier) deliverUnchecked(r source.Range, data io.Reader) error {
 		if _, err := io.ReadFull(data, buf); err != nil {
 			return fmt.Errorf("read range %d-%d: %w", r.Start, r.End, err)
 		}
-		if err := v.emit(Batch{{Index: off / bs, Data: buf}}); err != nil {
-			v.emitErr = err
+		if err := v.hand(off/bs, buf); err != nil {
 			return err
-		}
-		if v.progress != nil {
-			v.progress(n)
 		}
 		off += n
 	}
