@@ -394,14 +394,14 @@ func (s *Source) attempt(ctx context.Context, ranges []source.Range, next *int, 
 		rd.left = r.Len()
 		err := fn(r, rd)
 		if rd.err != nil {
-			return s.readError(sess, rd.err)
+			return s.readError(sess, h, rd.err)
 		}
 		if err != nil {
 			return &fnError{err}
 		}
 		if rd.left > 0 { // fn did not read it all
 			if _, err := io.Copy(io.Discard, rd); err != nil {
-				return s.readError(sess, rd.err)
+				return s.readError(sess, h, rd.err)
 			}
 		}
 		s.ranges.Add(1)
@@ -436,12 +436,28 @@ func (s *Source) await(ctx context.Context, sess *session, p *piece) {
 }
 
 // readError classifies the failure of a read request.
-func (s *Source) readError(sess *session, err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return &permanentError{fmt.Errorf("sftpsource: %s: %w: it ends before the bytes asked for", s, ErrChanged)}
-	}
+//
+// An end of file is ambiguous: the server answers SSH_FX_EOF for a read
+// past the end of a file cut short, but pkg/sftp also returns io.EOF when
+// the request could not be written because the connection had just gone
+// (the SSH channel's Write says io.EOF once the peer has closed it). A
+// fresh stat of the handle tells them apart: it fails on a dead
+// connection (a retry on a new one follows) and shows the new size or
+// mtime of a changed file (which fails for good). An end of file from an
+// unchanged file is treated as a failure of the connection, so the
+// retries bound it.
+func (s *Source) readError(sess *session, h *handle, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if _, _, cerr := s.check(sess, h); cerr != nil {
+			var pe *permanentError
+			if errors.As(cerr, &pe) && errors.Is(cerr, ErrChanged) {
+				return &permanentError{fmt.Errorf("%w: it ends before the bytes asked for", pe.err)}
+			}
+			return cerr
+		}
 	}
 	return s.fail(sess, "read", err)
 }

@@ -200,6 +200,60 @@ func TestDroppedConnectionRecovers(t *testing.T) {
 	}
 }
 
+// TestReadEOFClassified checks how an end of file from a read request is
+// taken. pkg/sftp returns io.EOF both for the server's SSH_FX_EOF (a read
+// past the end of a file cut short) and when the request could not be
+// written because the connection had just dropped; only the first means
+// the file changed.
+func TestReadEOFClassified(t *testing.T) {
+	srv := sshtest.Start(t)
+	path := filepath.Join(srv.Root, "f")
+	randomFile(t, path, 1<<20, 10)
+	s, err := New(srv.URL("f"), testOptions(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	open := func() (*session, *handle) {
+		t.Helper()
+		if _, err := collect(t, s, []source.Range{{Start: 0, End: 10}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for sess, h := range s.handles {
+			if sess.alive() {
+				return sess, h
+			}
+		}
+		t.Fatal("no live session")
+		return nil, nil
+	}
+
+	// The connection dropped: a retry on a new one, not ErrChanged.
+	sess, h := open()
+	if srv.KillConnections() == 0 {
+		t.Fatal("no sshd process was killed")
+	}
+	err = s.readError(sess, h, io.EOF)
+	var pe *permanentError
+	if errors.Is(err, ErrChanged) || errors.As(err, &pe) {
+		t.Fatalf("end of file on a dropped connection taken as final: %v", err)
+	}
+	if sess.alive() {
+		t.Fatal("the dropped connection was kept")
+	}
+
+	// The file was cut short: final, and says so.
+	sess, h = open()
+	if err := os.Truncate(path, 500); err != nil {
+		t.Fatal(err)
+	}
+	if err = s.readError(sess, h, io.EOF); !errors.Is(err, ErrChanged) || !errors.As(err, &pe) {
+		t.Fatalf("end of file of a file cut short: want a final ErrChanged, got %v", err)
+	}
+}
+
 func TestHostKeyRefused(t *testing.T) {
 	srv := sshtest.Start(t)
 	randomFile(t, filepath.Join(srv.Root, "f"), 10, 5)
