@@ -15,6 +15,12 @@ func openFile(name string, flag int, perm os.FileMode) (*os.File, error) {
 
 func replace(_ context.Context, src, dst string) error { return os.Rename(src, dst) }
 
+func rename(src, dst string) error { return os.Rename(src, dst) }
+
 func syncDir(string) error { return nil }
 
 func sparse(*os.File) {}
+
+func openWrite(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag, perm)
+}

@@ -135,3 +135,9 @@ func sparse(f *os.File) {
 		windows.DeviceIoControl(windows.Handle(h), windows.FSCTL_SET_SPARSE, nil, 0, nil, 0, &n, nil)
 	})
 }
+
+func rename(src, dst string) error { return os.Rename(src, dst) }
+
+func openWrite(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag, perm)
+}

@@ -102,9 +102,18 @@ func Names(path string, f *os.File) (bool, error) {
 
 // OpenFile is os.OpenFile, except that on Windows the file is opened with
 // FILE_SHARE_DELETE so that it can be renamed (Replace) while it is open and
-// locked. Use it for files that are renamed into place.
+// locked, and that on Unix the file is not registered with the runtime's
+// poller (see OpenWrite). Use it for regular files that are renamed into
+// place.
 func OpenFile(name string, flag int, perm os.FileMode) (*os.File, error) {
 	return openFile(name, flag, perm)
+}
+
+// OpenWrite is os.OpenFile for a regular file the caller writes, with
+// fewer system calls on Unix (see openFile there: two instead of six);
+// elsewhere it is os.OpenFile.
+func OpenWrite(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return openWrite(name, flag, perm)
 }
 
 // Sync flushes f's data to stable storage: fdatasync on Linux (the file's
@@ -171,6 +180,15 @@ func SyncFS(dir string) error {
 // ctx ends the waiting early.
 func Replace(ctx context.Context, src, dst string) error {
 	return replace(ctx, src, dst)
+}
+
+// Rename renames the file src to dst, replacing a file at dst, as
+// os.Rename does, with one system call on Unix: os.Rename looks dst up
+// first, to refuse a directory there, which rename(2) refuses itself for
+// a file (EISDIR). The error is an *os.LinkError, as os.Rename's. Unlike
+// Replace it does not wait for a file that Windows holds open.
+func Rename(src, dst string) error {
+	return rename(src, dst)
 }
 
 // SetTimes sets the access and modification times of the open file f,

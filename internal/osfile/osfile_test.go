@@ -269,3 +269,88 @@ func TestSyncFS(t *testing.T) {
 		t.Fatalf("SyncFS of a missing directory: %v", err)
 	}
 }
+
+// TestRename: Rename replaces a file, refuses to put a file over a
+// directory (rename(2) itself refuses, without the lookup os.Rename makes
+// first) with an *os.LinkError naming both paths, and leaves both there.
+func TestRename(t *testing.T) {
+	dir := t.TempDir()
+	src, dst, sub := filepath.Join(dir, "src"), filepath.Join(dir, "dst"), filepath.Join(dir, "sub")
+	for p, data := range map[string]string{src: "new", dst: "old"} {
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Rename(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(dst); err != nil || string(b) != "new" {
+		t.Fatalf("after Rename, dst holds %q, %v", b, err)
+	}
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := Rename(dst, sub)
+	var le *os.LinkError
+	if !errors.As(err, &le) || le.Op != "rename" || le.Old != dst || le.New != sub {
+		t.Fatalf("Rename of a file over a directory = %v, want an *os.LinkError naming both", err)
+	}
+	if fi, err := os.Stat(sub); err != nil || !fi.IsDir() {
+		t.Errorf("the directory is gone: %v, %v", fi, err)
+	}
+	if _, err := os.Stat(dst); err != nil {
+		t.Errorf("the file is gone: %v", err)
+	}
+	if err := Rename(filepath.Join(dir, "missing"), dst); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Rename of a missing file = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestOpenWrite: OpenWrite creates, truncates and refuses (O_EXCL) as
+// os.OpenFile does, with the mode asked for (set-id bits included, the
+// umask aside), and the file reads and writes as one os.OpenFile opened.
+func TestOpenWrite(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	f, err := OpenWrite(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640|os.ModeSetgid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name() != p {
+		t.Errorf("Name() = %q, want %q", f.Name(), p)
+	}
+	if _, err := f.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 5)
+	if _, err := f.ReadAt(b, 0); err != nil || string(b) != "hello" {
+		t.Errorf("ReadAt = %q, %v", b, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The mode os.OpenFile gives.
+	q := p + ".os"
+	g, err := os.OpenFile(q, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640|os.ModeSetgid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	fi, err := os.Stat(p)
+	gi, gerr := os.Stat(q)
+	if err != nil || gerr != nil || fi.Mode() != gi.Mode() {
+		t.Errorf("mode %v (%v), os.OpenFile's %v (%v)", fi.Mode(), err, gi.Mode(), gerr)
+	}
+	_, err = OpenWrite(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	var pe *fs.PathError
+	if !errors.Is(err, fs.ErrExist) || !errors.As(err, &pe) || pe.Op != "open" || pe.Path != p {
+		t.Errorf("OpenWrite with O_EXCL of an existing file = %v, want an *fs.PathError wrapping fs.ErrExist", err)
+	}
+	f, err = OpenWrite(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() != 0 {
+		t.Errorf("after O_TRUNC: %v, %v; want an empty file", fi, err)
+	}
+}
