@@ -37,6 +37,7 @@ type hashJoin struct {
 	dirs   map[string]int // descriptor by slash-separated path
 	open   []*os.File
 	closed bool
+	max    int // maxKeptDirs, read once per run (it was a getrlimit per directory); 0 until then
 }
 
 // keepDir takes the directory rel the walk opened, while there is room.
@@ -44,7 +45,10 @@ func (m *mirrorRun) keepDir(rel string, d *os.File, fd int) bool {
 	j := &m.join
 	j.dmu.Lock()
 	defer j.dmu.Unlock()
-	if j.closed || len(j.open) >= maxKeptDirs() {
+	if j.dirs == nil {
+		j.max = maxKeptDirs()
+	}
+	if j.closed || len(j.open) >= j.max {
 		return false
 	}
 	if j.dirs == nil {
@@ -400,8 +404,10 @@ func (m *mirrorRun) retouch(es []*treeindex.Entry) {
 // content complete (see ready), so that its control file may not be
 // needed.
 func (m *mirrorRun) mayBeReady(j *fileJob) bool {
-	if _, err := os.Lstat(m.partPath(j)); err == nil {
-		return true
+	if p := m.partPath(j); m.leftInParts(p) {
+		if _, err := os.Lstat(p); err == nil {
+			return true
+		}
 	}
 	return m.stale[m.tmpBeside(j.e.Path)]
 }

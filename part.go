@@ -71,14 +71,34 @@ type partFile struct {
 // renamed or truncated before the lock is held, so a second sync of the
 // same output fails with ErrBusy and leaves the first one's files alone.
 func openPart(out string, ctl *control.File, perm os.FileMode, logf func(string, ...any)) (_ *partFile, err error) {
+	return openPartFresh(out, ctl, perm, logf, false)
+}
+
+// openPartFresh is openPart; fresh says that the caller listed the
+// directory and found neither OUT.part nor its state nor a set-aside seed
+// (Mirror's scan, for the files rebuilt for the first time). OUT.part is
+// then created with O_EXCL: when that succeeds the file is new and empty,
+// so there is no state to read for it, nothing to set aside, and no seed
+// to look for (three failed lookups and an fstat per file spared). When
+// it is there after all (made since the listing), it is opened as
+// openPart opens it.
+func openPartFresh(out string, ctl *control.File, perm os.FileMode, logf func(string, ...any), fresh bool) (_ *partFile, err error) {
 	p := &partFile{out: out, path: out + ".part", ctl: ctl, id: controlID(ctl), logf: logf, perm: perm}
 	defer func() {
 		if err != nil {
 			p.close()
 		}
 	}()
-	if err := p.lock(perm | 0o200); err != nil {
-		return nil, err
+	created := false
+	if fresh {
+		if created, err = p.create(perm | 0o200); err != nil {
+			return nil, err
+		}
+	}
+	if !created {
+		if err := p.lock(perm | 0o200); err != nil {
+			return nil, err
+		}
 	}
 	if p.earlier == nil {
 		// A state that is there belongs to something else: the first save
@@ -161,6 +181,31 @@ func (p *partFile) lock(perm os.FileMode) error {
 		}
 	}
 	return nil
+}
+
+// create creates OUT.part, which must not exist, and locks it; it reports
+// false, and no error, when the file exists. A file it created is new and
+// empty, and its state is not read: none can describe it. (Another sync
+// could only replace it between the create and the lock by locking it
+// first; commit checks that the path still names the file before it
+// renames it.)
+func (p *partFile) create(perm os.FileMode) (bool, error) {
+	f, err := osfile.OpenFile(p.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sync: open %s: %w", p.path, err)
+	}
+	if err := osfile.Lock(f); err != nil {
+		f.Close()
+		if errors.Is(err, osfile.ErrLocked) {
+			return false, fmt.Errorf("sync: another sync is writing %s (it holds %s); wait for it to end: %w", p.out, p.path, ErrBusy)
+		}
+		return false, fmt.Errorf("sync: open %s: %w", p.path, err)
+	}
+	p.f, p.size, p.noState = f, 0, true
+	return true, nil
 }
 
 // skipSeed reports whether the earlier run scanned the seed at path
