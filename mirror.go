@@ -2031,6 +2031,10 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	if err == nil && exact {
 		fi, err = w.Stat()
 	}
+	if err == nil && exact && fi.Size() != j.e.Size {
+		// Written over a longer file (see tmpFile).
+		err = fmt.Errorf("%s is %d bytes long after %d were written: %w", tmp, fi.Size(), j.e.Size, ErrVerify)
+	}
 	if err == nil && exact && fi.Mode()&modeBits != j.e.Mode&modeBits {
 		// Taken over from an earlier file, or narrowed by the umask.
 		err = w.Chmod(j.e.Mode)
@@ -2043,6 +2047,9 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	}
 	if err == nil && !exact {
 		fi, err = os.Lstat(tmp)
+		if err == nil && fi.Size() != j.e.Size {
+			err = fmt.Errorf("%s is %d bytes long after %d were written: %w", tmp, fi.Size(), j.e.Size, ErrVerify)
+		}
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -2055,9 +2062,13 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 // tmpFile creates the file that the verified content of a job is written
 // to, at tmp. A job the scan opened a partial result for that is fetched
 // whole after all (from a pack smaller than what the scan left missing)
-// takes that file instead, emptied: an inode the run has made already
-// (see docs/trees.md, "What a mirror writes"). It returns the file and
-// its path.
+// takes that file instead: an inode the run has made already (see
+// docs/trees.md, "What a mirror writes"). That file has the job's length
+// already (openPart sized it) and is written over from its start, not
+// emptied first: emptying freed its blocks only to allocate them again,
+// and ext4 then starts the writeback of a file emptied this way when it
+// is closed, in the fetch's goroutine. writeVerified checks that the file
+// it wrote has the job's length. It returns the file and its path.
 func (m *mirrorRun) tmpFile(j *fileJob, tmp string) (*os.File, string, error) {
 	if p := j.part; p != nil && p.f != nil {
 		j.part = nil
@@ -2065,7 +2076,7 @@ func (m *mirrorRun) tmpFile(j *fileJob, tmp string) (*os.File, string, error) {
 		_ = p.stopWriteback()
 		f := p.f
 		p.f = nil // the file stays open: it is taken, with its lock
-		if err := f.Truncate(0); err == nil {
+		if _, err := f.Seek(0, io.SeekStart); err == nil {
 			return f, p.path, nil
 		}
 		f.Close()

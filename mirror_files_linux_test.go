@@ -1,6 +1,7 @@
 package zsyncpipe
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -90,5 +91,58 @@ func TestOpenPartFresh(t *testing.T) {
 	// Locked: a third open fails as openPart does.
 	if _, err := openPartFresh(out, f, 0o644, t.Logf, true); !errors.Is(err, ErrBusy) {
 		t.Errorf("a second open of a locked partial result: %v, want ErrBusy", err)
+	}
+}
+
+// TestMirrorWritesOverPart: a file the scan opened a partial result for
+// and that is then fetched whole is written over that file from its start
+// (not emptied first), and the result is the content alone; a partial
+// result of another length than the content fails the check.
+func TestMirrorWritesOverPart(t *testing.T) {
+	m := newFlushRun(t, nil)
+	data := treeData(5, 40<<10)
+	f := netControl(t, data, false)
+	sum := sha256.Sum256(data)
+	for _, tc := range []struct {
+		name string
+		size int64 // the entry's length, against the partial result's
+		ok   bool
+	}{{"same", int64(len(data)), true}, {"shorter", int64(len(data)) - 1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := &fileJob{e: &treeindex.Entry{Path: "a/" + tc.name, Type: treeindex.File, Size: tc.size, Mode: 0o644,
+				MTime: time.Unix(1_700_000_000, 0), SHA256: sum[:]}, hex: fmt.Sprintf("%x-%s", sum, tc.name), how: "sync"}
+			p, err := openPartFresh(m.partPath(j), f, 0o644, t.Logf, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the scan found: the second half, at its place; the rest
+			// reads as zeros.
+			half := int64(len(data)) / 2
+			if err := p.pt.WriteBlock(stages.Block{Index: half / int64(f.Blocksize), Data: data[half:][:f.Blocksize]}); err != nil {
+				t.Fatal(err)
+			}
+			j.part = p
+			content := data[:tc.size]
+			if !tc.ok {
+				s := sha256.Sum256(content)
+				j.e.SHA256 = s[:]
+			}
+			err = m.writeVerified(j, bytes.NewReader(content))
+			if !tc.ok {
+				if !errors.Is(err, ErrVerify) {
+					t.Errorf("written over a longer partial result: %v, want ErrVerify", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.tmp != p.path {
+				t.Errorf("written to %s, not into the partial result %s", j.tmp, p.path)
+			}
+			if got, err := os.ReadFile(j.tmp); err != nil || !bytes.Equal(got, data) {
+				t.Errorf("the file holds %d bytes (%v), not the content", len(got), err)
+			}
+		})
 	}
 }
