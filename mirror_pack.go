@@ -1,7 +1,6 @@
 package zsyncpipe
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -184,7 +183,7 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 		content, err := m.decodeRecord(j.e, rec, &scratch)
 		if err == nil {
 			m.creating.RLock()
-			err = m.writeVerified(j, bytes.NewReader(content))
+			err = m.writeVerifiedBytes(j, content)
 			m.creating.RUnlock()
 		}
 		if err != nil {
