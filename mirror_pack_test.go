@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -469,6 +471,62 @@ func TestWriteVerifiedTakesOverPart(t *testing.T) {
 			entries, _ := os.ReadDir(dir)
 			if len(entries) != 1 {
 				t.Errorf("%d files in the directory, want only the partial result", len(entries))
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeRecord decodes the pack records of up to 2,000 files of
+// Go's own source (GOROOT/src/cmd), as the publisher encodes them.
+func BenchmarkDecodeRecord(b *testing.B) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+		zstd.WithWindowSize(treeindex.MaxPacked), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	type record struct {
+		e   *treeindex.Entry
+		rec []byte
+	}
+	var zrecs, srecs []record
+	var total int64
+	_ = filepath.WalkDir(filepath.Join(runtime.GOROOT(), "src", "cmd"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || len(zrecs) >= 2000 {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 || len(data) > treeindex.MaxPacked {
+			return nil
+		}
+		size := int64(len(data))
+		zrecs = append(zrecs, record{&treeindex.Entry{Size: size, Pack: &treeindex.PackRef{Encoding: treeindex.PackZstd}}, enc.EncodeAll(data, nil)})
+		srecs = append(srecs, record{&treeindex.Entry{Size: size, Pack: &treeindex.PackRef{Encoding: treeindex.PackS2}}, s2.Encode(nil, data)})
+		total += size
+		return nil
+	})
+	if len(zrecs) == 0 {
+		b.Skip("no Go source found")
+	}
+	for _, c := range []struct {
+		name string
+		recs []record
+	}{{"zstd", zrecs}, {"s2", srecs}} {
+		b.Run(c.name, func(b *testing.B) {
+			m := &mirrorRun{}
+			defer func() {
+				if m.dec != nil {
+					m.dec.Close()
+				}
+			}()
+			var scratch []byte
+			b.SetBytes(total)
+			for b.Loop() {
+				for _, r := range c.recs {
+					if _, err := m.decodeRecord(r.e, r.rec, &scratch); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
 		})
 	}
