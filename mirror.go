@@ -1013,7 +1013,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 			}
 		case "inline":
 			// Inline data came with the index: downloaded.
-			if err := m.writeVerified(j, bytes.NewReader(j.e.Data)); err != nil {
+			if err := m.writeVerifiedBytes(j, j.e.Data); err != nil {
 				m.fail(err)
 			} else {
 				m.fetched.Add(j.e.Size)
@@ -1982,31 +1982,55 @@ func (m *mirrorRun) copyLocal(j *fileJob, from string) error {
 // writeVerified writes r into the job's temporary file and checks its
 // length and SHA-256 against the index.
 func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
-	// Files fetched whole and copies of files placed in this run are
-	// written after the directories are made, beside their path (several
-	// copies of one content each get their own); local copies and inline
-	// data before, in the parts directory, named by their content.
-	tmp := m.partPath(j) + ".tmp"
-	if j.how == "whole" || j.how == "dup" {
-		tmp = m.tmpBeside(j.e.Path)
-	}
-	w, tmp, err := m.tmpFile(j, tmp)
+	w, tmp, over, err := m.tmpFile(j)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
 	h := sha256.New()
-	var n int64
-	if br, ok := r.(*bytes.Reader); ok && br.Len() <= int(j.e.Size) {
-		// Content in memory (a decoded pack record, inline data): written
-		// and hashed from where it is.
-		n, err = br.WriteTo(io.MultiWriter(w, h))
-	} else {
-		b := m.buf()
-		n, err = io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(r, j.e.Size+1), *b)
-		m.bufs.Put(b)
-	}
+	b := m.buf()
+	n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(r, j.e.Size+1), *b)
+	m.bufs.Put(b)
 	if err == nil && (n != j.e.Size || !bytes.Equal(h.Sum(nil), j.e.SHA256)) {
-		err = fmt.Errorf("got %d bytes that do not match the index (%d bytes, SHA-256 %s…): %w", n, j.e.Size, j.hex[:12], ErrVerify)
+		err = m.mismatch(j, n)
+	}
+	return m.finishTmp(j, w, tmp, over, n, err)
+}
+
+// writeVerifiedBytes writes content held in memory (a decoded pack
+// record, inline data) into the job's temporary file once its length and
+// SHA-256 match the index: it is hashed while it is in the cache, right
+// after it was decoded, and written in one call; content that does not
+// match creates no file.
+func (m *mirrorRun) writeVerifiedBytes(j *fileJob, content []byte) error {
+	if n := int64(len(content)); n != j.e.Size || sha256.Sum256(content) != [sha256.Size]byte(j.e.SHA256) {
+		return fmt.Errorf("%s: %w", j.e.Path, m.mismatch(j, n))
+	}
+	w, tmp, over, err := m.tmpFile(j)
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.e.Path, err)
+	}
+	n, err := w.Write(content)
+	return m.finishTmp(j, w, tmp, over, int64(n), err)
+}
+
+// mismatch is the error of content of n bytes that does not match the
+// index.
+func (m *mirrorRun) mismatch(j *fileJob, n int64) error {
+	return fmt.Errorf("got %d bytes that do not match the index (%d bytes, SHA-256 %s…): %w", n, j.e.Size, j.hex[:12], ErrVerify)
+}
+
+// finishTmp completes the temporary file w at tmp that n verified bytes
+// were written to (err: why they were not): its length when it was
+// written over (see tmpFile), its mode and mtime, and its FileInfo in j.
+// On error, the file is removed.
+func (m *mirrorRun) finishTmp(j *fileJob, w *os.File, tmp string, over bool, n int64, err error) error {
+	if err == nil && over {
+		// Written over from its start: it had the target's length
+		// already, or else is cut to the bytes written.
+		var fi os.FileInfo
+		if fi, err = w.Stat(); err == nil && fi.Size() != n {
+			err = w.Truncate(n)
+		}
 	}
 	// Mode and mtime now. The file is flushed later, with many others
 	// (one syncfs: see complete), before it is renamed into place; or
@@ -2060,16 +2084,20 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 }
 
 // tmpFile creates the file that the verified content of a job is written
-// to, at tmp. A job the scan opened a partial result for that is fetched
+// to, and returns it and its path: files fetched whole and copies of files
+// placed in this run are written after the directories are made, beside
+// their path (several copies of one content each get their own); local
+// copies and inline data before, in the parts directory, named by their
+// content. A job the scan opened a partial result for that is fetched
 // whole after all (from a pack smaller than what the scan left missing)
 // takes that file instead: an inode the run has made already (see
-// docs/trees.md, "What a mirror writes"). That file has the job's length
-// already (openPart sized it) and is written over from its start, not
-// emptied first: emptying freed its blocks only to allocate them again,
-// and ext4 then starts the writeback of a file emptied this way when it
-// is closed, in the fetch's goroutine. writeVerified checks that the file
-// it wrote has the job's length. It returns the file and its path.
-func (m *mirrorRun) tmpFile(j *fileJob, tmp string) (*os.File, string, error) {
+// docs/trees.md, "What a mirror writes"). It is written over from its
+// start, not emptied first: emptying it freed the blocks reserved for it
+// and the scan's data in the page cache, only to allocate them again, and
+// on ext4 a file emptied and written again is flushed when it is closed
+// (auto_da_alloc). finishTmp cuts it to the bytes written. over reports
+// such a file.
+func (m *mirrorRun) tmpFile(j *fileJob) (f *os.File, tmp string, over bool, err error) {
 	if p := j.part; p != nil && p.f != nil {
 		j.part = nil
 		p.removeState()
@@ -2077,13 +2105,17 @@ func (m *mirrorRun) tmpFile(j *fileJob, tmp string) (*os.File, string, error) {
 		f := p.f
 		p.f = nil // the file stays open: it is taken, with its lock
 		if _, err := f.Seek(0, io.SeekStart); err == nil {
-			return f, p.path, nil
+			return f, p.path, true, nil
 		}
 		f.Close()
 	}
+	tmp = m.partPath(j) + ".tmp"
+	if j.how == "whole" || j.how == "dup" {
+		tmp = m.tmpBeside(j.e.Path)
+	}
 	// Two system calls where os.OpenFile makes six (see osfile.OpenWrite).
-	f, err := osfile.OpenWrite(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, j.e.Mode&modeBits)
-	return f, tmp, err
+	f, err = osfile.OpenWrite(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, j.e.Mode&modeBits)
+	return f, tmp, false, err
 }
 
 // modeBits are the bits of a file's mode that a mirror sets.

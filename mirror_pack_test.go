@@ -3,11 +3,17 @@ package zsyncpipe
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -391,5 +397,141 @@ func TestDecodeRecordScratch(t *testing.T) {
 		if (err == nil) != c.ok || c.ok && !bytes.Equal(got, c.data) {
 			t.Errorf("record %d (%s, %d bytes): %d bytes, %v", i, c.enc, len(c.data), len(got), err)
 		}
+	}
+}
+
+// TestWriteVerifiedTakesOverPart: a file the scan opened a partial result
+// for and that then comes from its pack is written over that file, from
+// its start, without emptying it first: the same inode, cut to the
+// content's length when it was longer, grown when it was shorter. Content
+// that does not match the index takes nothing and creates no file.
+func TestWriteVerifiedTakesOverPart(t *testing.T) {
+	content := []byte(strings.Repeat("the new content of the file\n", 100))
+	sum := sha256.Sum256(content)
+	for _, old := range []int{len(content) + 5000, len(content), 10} {
+		t.Run(fmt.Sprint(old), func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "x.part")
+			if err := os.WriteFile(p, bytes.Repeat([]byte{'o'}, old), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mtime := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
+			e := &treeindex.Entry{Path: "d/x.txt", Type: treeindex.File, Size: int64(len(content)), SHA256: sum[:], Mode: 0o640, MTime: mtime}
+			newJob := func() *fileJob {
+				f, err := os.OpenFile(p, os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return &fileJob{e: e, hex: hex.EncodeToString(sum[:]), how: "whole", part: &partFile{f: f, path: p, noState: true}}
+			}
+			m := &mirrorRun{opts: MirrorOptions{NoFsync: true}, dir: dir, parts: dir}
+
+			bad := newJob()
+			wrong := append([]byte{}, content...)
+			wrong[7] ^= 1
+			if err := m.writeVerifiedBytes(bad, wrong); !errors.Is(err, ErrVerify) {
+				t.Fatalf("content that does not match: %v, want ErrVerify", err)
+			}
+			if bad.part == nil || bad.part.f == nil || bad.tmp != "" {
+				t.Fatal("content that does not match took the partial result")
+			}
+			bad.part.close()
+			if got, _ := os.ReadFile(p); len(got) != old {
+				t.Fatalf("content that does not match changed the partial result to %d bytes", len(got))
+			}
+
+			j := newJob()
+			if err := m.writeVerifiedBytes(j, content); err != nil {
+				t.Fatal(err)
+			}
+			if j.tmp != p || j.part != nil {
+				t.Fatalf("written to %s, not over the partial result %s", j.tmp, p)
+			}
+			got, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, content) {
+				t.Fatalf("the file holds %d bytes (%q…), want the %d of the content", len(got), got[:min(len(got), 40)], len(content))
+			}
+			after, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !os.SameFile(before, after) {
+				t.Error("a new file, not the partial result written over")
+			}
+			if after.Mode().Perm() != 0o640 || !after.ModTime().Equal(mtime) || j.fi == nil || j.fi.Size() != int64(len(content)) || !j.fi.ModTime().Equal(mtime) {
+				t.Errorf("mode %v, mtime %v, recorded %v; want 0640 and %v", after.Mode(), after.ModTime(), j.fi, mtime)
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 1 {
+				t.Errorf("%d files in the directory, want only the partial result", len(entries))
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeRecord decodes the pack records of up to 2,000 files of
+// Go's own source (GOROOT/src/cmd), as the publisher encodes them.
+func BenchmarkDecodeRecord(b *testing.B) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+		zstd.WithWindowSize(treeindex.MaxPacked), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	type record struct {
+		e   *treeindex.Entry
+		rec []byte
+	}
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Skip("no go command:", err)
+	}
+	var zrecs, srecs []record
+	var total int64
+	_ = filepath.WalkDir(filepath.Join(strings.TrimSpace(string(goroot)), "src", "cmd"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || len(zrecs) >= 2000 {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 || len(data) > treeindex.MaxPacked {
+			return nil
+		}
+		size := int64(len(data))
+		zrecs = append(zrecs, record{&treeindex.Entry{Size: size, Pack: &treeindex.PackRef{Encoding: treeindex.PackZstd}}, enc.EncodeAll(data, nil)})
+		srecs = append(srecs, record{&treeindex.Entry{Size: size, Pack: &treeindex.PackRef{Encoding: treeindex.PackS2}}, s2.Encode(nil, data)})
+		total += size
+		return nil
+	})
+	if len(zrecs) == 0 {
+		b.Skip("no Go source found")
+	}
+	for _, c := range []struct {
+		name string
+		recs []record
+	}{{"zstd", zrecs}, {"s2", srecs}} {
+		b.Run(c.name, func(b *testing.B) {
+			m := &mirrorRun{}
+			defer func() {
+				if m.dec != nil {
+					m.dec.Close()
+				}
+			}()
+			var scratch []byte
+			b.SetBytes(total)
+			for b.Loop() {
+				for _, r := range c.recs {
+					if _, err := m.decodeRecord(r.e, r.rec, &scratch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
