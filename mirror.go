@@ -312,9 +312,10 @@ type mirrorRun struct {
 	flushes, flushedTo   atomic.Int64
 	flushFailed          atomic.Bool // a syncfs failed: see syncAll
 	pendFiles, pendBytes atomic.Int64
-	emu                  sync.Mutex // guards holding, held
-	holding              bool       // see hold
-	held                 []*fileJob // verified while holding
+	emu                  sync.Mutex  // guards holding, held
+	holding              bool        // see hold
+	holdFlush            atomic.Bool // holding, for complete: see scanFlushBytes
+	held                 []*fileJob  // verified while holding
 	// creating is held (write-locked) by the phases that create many
 	// files themselves (copy, open parts) and read-locked by
 	// each file fetched beside them: creating files in one directory
@@ -1206,7 +1207,11 @@ func (m *mirrorRun) hold(on bool) {
 	m.emu.Lock()
 	held := m.held
 	m.holding, m.held = on, nil
+	m.holdFlush.Store(on)
 	m.emu.Unlock()
+	if !on && m.pendFiles.Load() > 0 {
+		m.wake() // the files held since the last syncfs: see scanFlushBytes
+	}
 	n := min(holdRelease, len(held))
 	var wg sync.WaitGroup
 	for i := range n {
@@ -1313,6 +1318,17 @@ const (
 	flushFiles = 16
 	flushBytes = 4 << 20
 	syncFSMin  = 16 // see syncFiles
+	// While the files fetched whole are held (the scan runs), the
+	// flusher waits for scanFlushBytes instead, whatever the number of
+	// files, and flushes what is left as soon as the hold ends: nothing
+	// held is renamed before then anyway, the scan is on the critical
+	// path, and a syncfs during it also writes the partial results the
+	// scan is filling (written again by the rebuilds) and, on a
+	// journaled file system, commits the journal each time. On
+	// go1.22.12 -> go1.24.5 no syncfs runs during the scan any more,
+	// and the scan ended earlier than with a syncfs per 16 files in
+	// every round measured (docs/trees.md, "Seventh session: flush").
+	scanFlushBytes = 32 << 20
 )
 
 // complete notes that a job's file is complete (its content verified and
@@ -1329,11 +1345,25 @@ func (m *mirrorRun) complete(j *fileJob) {
 		return
 	}
 	files, size := m.pendFiles.Add(1), m.pendBytes.Add(j.e.Size)
-	if files >= int64(cmp.Or(m.opts.batch, flushFiles)) || size >= flushBytes {
-		select {
-		case m.kick <- struct{}{}:
-		default: // a flush is due already
+	if m.holdFlush.Load() {
+		if size >= scanFlushBytes {
+			m.wake()
 		}
+		return
+	}
+	if files >= int64(cmp.Or(m.opts.batch, flushFiles)) || size >= flushBytes {
+		m.wake()
+	}
+}
+
+// wake wakes the flusher, if there is one, for a syncfs.
+func (m *mirrorRun) wake() {
+	if m.kick == nil {
+		return
+	}
+	select {
+	case m.kick <- struct{}{}:
+	default: // a flush is due already
 	}
 }
 
@@ -1431,9 +1461,18 @@ func (m *mirrorRun) syncAll() {
 	}
 	m.queued = rest
 	m.qmu.Unlock()
-	for _, j := range batch {
-		m.finishJob(j)
+	// The held files, flushed at the end of the hold (thousands), are
+	// renamed by holdRelease goroutines, as hold does.
+	k := min(holdRelease, len(batch)/64+1)
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Go(func() {
+			for _, j := range batch[i*len(batch)/k : (i+1)*len(batch)/k] {
+				m.finishJob(j)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // flushQueue places the files queued so far (see placeBatch).

@@ -220,12 +220,13 @@ func verifiedJob(t *testing.T, m *mirrorRun, name string, mode fs.FileMode) *fil
 	return j
 }
 
-// TestMirrorFlusherCoversHeldFiles: the flusher flushes the files held
-// while the scan runs (one syncfs once flushFiles are complete), and the
-// end of the hold renames those it covered at once, without another flush;
-// a file completed after that syncfs started waits for a flush of its own.
-// A failed syncfs leaves every file unplaced, even those a later flush
-// would cover.
+// TestMirrorFlusherCoversHeldFiles: the flusher does not flush the files
+// held while the scan runs as they complete (fewer than scanFlushBytes: not
+// a syncfs per flushFiles, as outside the hold), but starts a syncfs as soon
+// as the hold ends, and renames them once it is over, without another
+// flush; a file completed after that syncfs started waits for a flush of
+// its own. A failed syncfs leaves every file unplaced, even those a later
+// flush would cover.
 func TestMirrorFlusherCoversHeldFiles(t *testing.T) {
 	var mu sync.Mutex
 	var events []string
@@ -252,33 +253,37 @@ func TestMirrorFlusherCoversHeldFiles(t *testing.T) {
 	m.hold(true)
 	stop := m.flusher()
 	var held []*fileJob
-	for i := range flushFiles {
+	for i := range 2 * flushFiles {
 		j := verifiedJob(t, m, fmt.Sprintf("f%d", i), 0o644)
 		m.verified(j)
 		held = append(held, j)
 	}
+	time.Sleep(100 * time.Millisecond)
+	if n := seen("flush"); n != 0 {
+		t.Errorf("%d syncfs while %d small files were held, want none before the hold ends", n, len(held))
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for seen("flushed") == 0 {
+	m.hold(false)
+	for seen("rename") < len(held) { // the flusher's goroutine renames them
 		if time.Now().After(deadline) {
-			t.Fatalf("no syncfs from the flusher for %d held files: %v", flushFiles, events)
+			t.Fatalf("the held files were not flushed and renamed after the hold ended: %v", events)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	late := verifiedJob(t, m, "late", 0o644)
 	m.verified(late)
-	m.hold(false)
+	stop()
 	for _, j := range held {
 		if !j.placed {
-			t.Errorf("%s: covered by the flusher's syncfs, not renamed when the hold ended", j.e.Path)
+			t.Errorf("%s: held, not renamed after the syncfs that followed the hold", j.e.Path)
 		}
 	}
 	if late.placed {
 		t.Error("a file completed after the last syncfs started was renamed without a flush")
 	}
-	if n := seen("rename"); n != flushFiles {
-		t.Errorf("%d renames at the end of the hold, want %d", n, flushFiles)
+	if n, r := seen("flushed"), seen("rename"); n != 1 || r != len(held) {
+		t.Errorf("%d syncfs and %d renames at the end of the hold, want 1 and %d: %v", n, r, len(held), events)
 	}
-	stop()
 	m.flushQueue()
 	if !late.placed || seen("flush files") != 1 {
 		t.Errorf("the last file: placed %v, after %d flushes of its own (want 1): %v", late.placed, seen("flush files"), events)
@@ -299,6 +304,7 @@ func TestMirrorFlusherCoversHeldFiles(t *testing.T) {
 		for _, j := range jobs[:flushFiles] {
 			m.verified(j)
 		}
+		m.hold(false)
 		for !m.flushFailed.Load() {
 			if time.Now().After(deadline) {
 				t.Fatal("the flusher's syncfs did not fail")
@@ -306,7 +312,6 @@ func TestMirrorFlusherCoversHeldFiles(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		m.queue(jobs[flushFiles]) // per-file flushes would work for this one
-		m.hold(false)
 		stop()
 		m.flushQueue()
 		for _, j := range jobs {

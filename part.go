@@ -400,19 +400,6 @@ func (p *partFile) flush() error {
 	return nil
 }
 
-// writeData stops the early writeback and writes the file's data to the
-// device, waiting for it, without flushing it (see osfile.WriteData): for
-// a result its caller flushes later (SyncOptions.flushLater).
-func (p *partFile) writeData() error {
-	if err := p.stopWriteback(); err != nil {
-		return fmt.Errorf("sync: write %s: %w", p.path, err)
-	}
-	if err := osfile.WriteData(p.f); err != nil {
-		return fmt.Errorf("sync: write %s: %w", p.path, err)
-	}
-	return nil
-}
-
 // stopWriteback stops the early writeback, if any, and returns the error of
 // a background flush.
 func (p *partFile) stopWriteback() error {
