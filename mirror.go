@@ -1212,12 +1212,19 @@ func (m *mirrorRun) hold(on bool) {
 	if !on && m.pendFiles.Load() > 0 {
 		m.wake() // the files held since the last syncfs: see scanFlushBytes
 	}
-	n := min(holdRelease, len(held))
+	eachInParallel(held, holdRelease, m.queue)
+}
+
+// eachInParallel calls fn for every job of jobs, on n goroutines (fewer
+// for fewer jobs), each taking a contiguous share, and returns when all
+// have returned.
+func eachInParallel(jobs []*fileJob, n int, fn func(*fileJob)) {
+	n = min(n, len(jobs))
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			for _, j := range held[i*len(held)/n : (i+1)*len(held)/n] {
-				m.queue(j)
+			for _, j := range jobs[i*len(jobs)/n : (i+1)*len(jobs)/n] {
+				fn(j)
 			}
 		})
 	}
@@ -1463,16 +1470,7 @@ func (m *mirrorRun) syncAll() {
 	m.qmu.Unlock()
 	// The held files, flushed at the end of the hold (thousands), are
 	// renamed by holdRelease goroutines, as hold does.
-	k := min(holdRelease, len(batch)/64+1)
-	var wg sync.WaitGroup
-	for i := range k {
-		wg.Go(func() {
-			for _, j := range batch[i*len(batch)/k : (i+1)*len(batch)/k] {
-				m.finishJob(j)
-			}
-		})
-	}
-	wg.Wait()
+	eachInParallel(batch, min(holdRelease, len(batch)/64+1), m.finishJob)
 }
 
 // flushQueue places the files queued so far (see placeBatch).
