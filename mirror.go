@@ -237,8 +237,19 @@ func Mirror(ctx context.Context, opts MirrorOptions) (*MirrorSummary, error) {
 			return nil, err
 		}
 	}
+	// One descriptor of the file system for every syncfs of the run,
+	// opened before anything is written: a syncfs on it reports every
+	// write error since (a directory opened for each syncfs would miss
+	// an error met by the kernel's writeback before that open).
+	var fsys *osfile.FS
+	if !opts.DryRun && !opts.NoFsync && osfile.HasSyncFS {
+		if fsys, err = osfile.OpenFS(filepath.Join(meta, "parts")); err != nil {
+			return nil, fmt.Errorf("mirror: %w", err)
+		}
+		defer fsys.Close()
+	}
 	for attempt := 0; ; attempt++ {
-		m := &mirrorRun{opts: opts, dir: dir, meta: meta, sum: sum, src: tree, first: first, start: start}
+		m := &mirrorRun{opts: opts, dir: dir, meta: meta, sum: sum, src: tree, first: first, start: start, fsys: fsys}
 		m.parts = filepath.Join(m.meta, "parts")
 		first = nil
 		changed, err := m.run(ctx)
@@ -264,6 +275,7 @@ const maxIndexSize = 1 << 30
 type mirrorRun struct {
 	opts             MirrorOptions
 	dir, meta, parts string
+	fsys             *osfile.FS // the file system of parts, for syncfs (see Mirror); nil with NoFsync
 	sum              *MirrorSummary
 	src              *remoteTree
 	st               *mirrorState
@@ -1445,7 +1457,7 @@ func (m *mirrorRun) syncAll() {
 	m.pendBytes.Store(0)
 	n := m.flushes.Add(1) // before the flush starts: see complete
 	m.event("flush", nil)
-	if err := osfile.SyncFS(m.parts); err != nil {
+	if err := m.syncFS(); err != nil {
 		// A write error is reported to one syncfs only: no later one
 		// can vouch for the files this one covered.
 		m.flushFailed.Store(true)
@@ -1471,6 +1483,16 @@ func (m *mirrorRun) syncAll() {
 	// The held files, flushed at the end of the hold (thousands), are
 	// renamed by holdRelease goroutines, as hold does.
 	eachInParallel(batch, min(holdRelease, len(batch)/64+1), m.finishJob)
+}
+
+// syncFS flushes the file system of Dir and the parts directory (one
+// syncfs), through the descriptor Mirror opened before anything was
+// written: it reports every write error since.
+func (m *mirrorRun) syncFS() error {
+	if m.fsys == nil { // a mirrorRun made without Mirror (tests)
+		return osfile.SyncFS(m.parts)
+	}
+	return m.fsys.Sync()
 }
 
 // flushQueue places the files queued so far (see placeBatch).
@@ -1513,7 +1535,7 @@ func (m *mirrorRun) placeBatch(batch []*fileJob) {
 func (m *mirrorRun) syncFiles(batch []*fileJob) error {
 	if osfile.HasSyncFS && len(batch) >= syncFSMin {
 		m.event("flush", nil)
-		if err := osfile.SyncFS(m.parts); err != nil {
+		if err := m.syncFS(); err != nil {
 			return err
 		}
 		m.event("flushed", nil)

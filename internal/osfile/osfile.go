@@ -172,6 +172,54 @@ func SyncFS(dir string) error {
 	return nil
 }
 
+// FS is the file system that holds a directory, held open so that it can
+// be flushed (Sync) any number of times with one descriptor. A write
+// error of any file of the file system reported after OpenFS returned is
+// reported by the next Sync: syncfs(2) reports the errors seen since the
+// descriptor it is called on was opened (Linux 5.8 and later). SyncFS,
+// which opens the directory for each call, misses an error that the
+// kernel's own writeback met before that open.
+type FS struct {
+	d   *os.File // nil where HasSyncFS is false
+	dir string
+}
+
+// OpenFS opens dir to flush its file system later. Where HasSyncFS is
+// false it opens nothing, and Sync returns an error wrapping
+// errors.ErrUnsupported.
+func OpenFS(dir string) (*FS, error) {
+	if !HasSyncFS {
+		return &FS{dir: dir}, nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &FS{d: d, dir: dir}, nil
+}
+
+// Sync flushes everything written to the file system — data, new files
+// and renames — to stable storage, as SyncFS does, and reports every
+// write error since OpenFS (once: a later Sync does not report it again).
+func (f *FS) Sync() error {
+	var err error = errors.ErrUnsupported
+	if f.d != nil {
+		err = syncFSFile(f.d)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "syncfs", Path: f.dir, Err: err}
+	}
+	return nil
+}
+
+// Close closes the directory.
+func (f *FS) Close() error {
+	if f.d == nil {
+		return nil
+	}
+	return f.d.Close()
+}
+
 // Replace renames src to dst, replacing dst atomically when it exists: at
 // every moment dst names either the old or the new file, never neither. On
 // Windows, where a file open without FILE_SHARE_DELETE (by a virus scanner,

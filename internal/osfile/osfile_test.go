@@ -270,6 +270,43 @@ func TestSyncFS(t *testing.T) {
 	}
 }
 
+// TestOpenFS: an FS flushes its file system any number of times through
+// one descriptor; a closed one fails with a *fs.PathError naming the
+// directory; a missing directory is refused by OpenFS. (That a write
+// error since OpenFS is reported needs a failing device: the kernel's
+// errseq semantics of syncfs(2), documented in the FS comment.)
+func TestOpenFS(t *testing.T) {
+	dir := t.TempDir()
+	f, err := OpenFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !HasSyncFS {
+		if err := f.Sync(); !errors.Is(err, errors.ErrUnsupported) {
+			t.Fatalf("Sync without syncfs: %v", err)
+		}
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var pe *fs.PathError
+	if err := f.Sync(); !errors.As(err, &pe) || pe.Path != dir || pe.Op != "syncfs" {
+		t.Fatalf("Sync after Close: %v", err)
+	}
+	if _, err := OpenFS(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("OpenFS of a missing directory: %v", err)
+	}
+}
+
 // TestRename: Rename replaces a file, refuses to put a file over a
 // directory (rename(2) itself refuses, without the lookup os.Rename makes
 // first) with an *os.LinkError naming both paths, and leaves both there.

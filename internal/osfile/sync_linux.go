@@ -74,6 +74,11 @@ func syncFS(dir string) error {
 		return err
 	}
 	defer d.Close()
+	return syncFSFile(d)
+}
+
+// syncFSFile is syncfs(2) on the file system holding the open file d.
+func syncFSFile(d *os.File) error {
 	return control(d, unix.Syncfs)
 }
 

@@ -27,5 +27,8 @@ const hasSyncFS = false
 
 func syncFS(string) error { return errors.ErrUnsupported }
 
+// syncFSFile: only Linux has syncfs(2).
+func syncFSFile(*os.File) error { return errors.ErrUnsupported }
+
 // preallocate does nothing: only Linux's fallocate is used.
 func preallocate(*os.File, int64) bool { return false }
