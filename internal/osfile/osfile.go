@@ -135,19 +135,6 @@ func Writeback(f *os.File, off, n int64) error {
 	return writeback(f, off, n)
 }
 
-// WriteData writes f's data to the device and waits for the writes:
-// sync_file_range(WAIT_BEFORE|WRITE|WAIT_AFTER) on Linux. It writes no
-// metadata and flushes no device cache, so it makes nothing durable
-// alone, and on a journaled file system it forces no journal commit
-// (fdatasync of a new file does): it leaves a later SyncFS of many files
-// little but their metadata to write. Elsewhere it does nothing.
-func WriteData(f *os.File) error {
-	if err := writeData(f); err != nil {
-		return &fs.PathError{Op: "writeback", Path: f.Name(), Err: err}
-	}
-	return nil
-}
-
 // HasWriteback reports whether Writeback does anything here (Linux).
 const HasWriteback = hasWriteback
 

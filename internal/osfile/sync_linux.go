@@ -29,19 +29,6 @@ func writeback(f *os.File, off, n int64) error {
 	return nil
 }
 
-// writeData writes f's dirty pages and waits for them: sync_file_range
-// with WAIT_BEFORE|WRITE|WAIT_AFTER. A file system that does not take
-// the call (EINVAL, ESPIPE) is no error: the caller's flush follows.
-func writeData(f *os.File) error {
-	err := control(f, func(fd int) error {
-		return unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-	})
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ESPIPE) || errors.Is(err, unix.ENOSYS) {
-		return nil
-	}
-	return err
-}
-
 // hasWriteback: Linux has sync_file_range(2).
 const hasWriteback = true
 

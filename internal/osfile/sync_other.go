@@ -16,9 +16,6 @@ func syncData(f *os.File) error { return f.Sync() }
 // writeback does nothing: only Linux has sync_file_range.
 func writeback(*os.File, int64, int64) error { return nil }
 
-// writeData does nothing: only Linux has sync_file_range.
-func writeData(*os.File) error { return nil }
-
 // hasWriteback: only Linux has sync_file_range.
 const hasWriteback = false
 
