@@ -229,11 +229,15 @@ func TestFirstErrorCancelsAll(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	p := pipeline.New(pipeline.Config{Buffer: 2, Workers: 2})
 
-	// Chain A: the failing one.
+	// Chain A: the failing one. It fails once sinkC is stuck: else the
+	// error may cancel the run before sinkC was ever called.
+	cStuck := make(chan struct{})
+	var cOnce sync.Once
 	a := pipeline.Source(p, "srcA", forever)
 	a2 := pipeline.Map(p, "mapA", a, 4, func(_ context.Context, v int) (int, error) { return v, nil })
 	pipeline.Sink(p, "sinkA", a2, func(_ context.Context, v int) error {
 		if v == 10 {
+			<-cStuck
 			return errBoom
 		}
 		return nil
@@ -255,6 +259,7 @@ func TestFirstErrorCancelsAll(t *testing.T) {
 		return err
 	})
 	pipeline.Sink(p, "sinkC", c, func(ctx context.Context, _ int) error {
+		cOnce.Do(func() { close(cStuck) })
 		<-ctx.Done()
 		sinkCErr.Store(ctx.Err())
 		return ctx.Err()
