@@ -159,8 +159,8 @@ func TestMirrorCommandRefusesUnsafeIndex(t *testing.T) {
 
 // TestMirrorCommandPackMax: by default index packs (S2) a file with a
 // control file up to 256 KiB, and mirror takes a changed one from the pack
-// when that is shorter than its missing blocks; --pack-max 0 packs none,
-// and the file is rebuilt from blocks.
+// when that is shorter than its missing blocks plus 16 KiB; --pack-max 0
+// packs none, and the file is rebuilt from blocks.
 func TestMirrorCommandPackMax(t *testing.T) {
 	text := func(version int) []byte {
 		var b strings.Builder
