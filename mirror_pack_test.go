@@ -538,3 +538,36 @@ func BenchmarkDecodeRecord(b *testing.B) {
 		})
 	}
 }
+
+// TestPreferPacks: a rebuild becomes a fetch from its pack when the record
+// is shorter than its missing blocks plus rebuildCost, and only then; a
+// file the scan found whole stays a local copy, however short its record.
+func TestPreferPacks(t *testing.T) {
+	const size = 100 << 10
+	cases := []struct {
+		name    string
+		reused  int64 // of size
+		record  int64
+		enc     string
+		want    string
+		reusedM int64 // what the run counts as reused afterwards
+	}{
+		{"record shorter than the missing blocks", size - 40<<10, 30 << 10, treeindex.PackS2, "whole", 0},
+		{"record within rebuildCost of them", size - 4<<10, 4<<10 + rebuildCost - 1, treeindex.PackS2, "whole", 0},
+		{"record longer than them and rebuildCost", size - 4<<10, 4<<10 + rebuildCost, treeindex.PackS2, "sync", size - 4<<10},
+		{"found whole by the scan", size, 100, treeindex.PackS2, "sync", size},
+		{"record of an unknown encoding", 0, 100, "lz77", "sync", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := &treeindex.Entry{Path: "f", Size: size, Pack: &treeindex.PackRef{Name: packTestName, Length: c.record, Encoding: c.enc}}
+			j := &fileJob{e: e, how: "sync", reused: c.reused}
+			m := &mirrorRun{}
+			m.reused.Add(c.reused)
+			m.preferPacks([]*fileJob{j})
+			if j.how != c.want || m.reused.Load() != c.reusedM || j.reused != c.reusedM {
+				t.Errorf("how %q, reused %d (run %d); want %q, %d", j.how, j.reused, m.reused.Load(), c.want, c.reusedM)
+			}
+		})
+	}
+}
