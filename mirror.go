@@ -2149,8 +2149,8 @@ func (m *mirrorRun) finishTmp(j *fileJob, w *os.File, tmp string, over bool, n i
 // copies and inline data before, in the parts directory, named by their
 // content. A job the scan opened a partial result for that is fetched
 // whole after all (its pack record is shorter than what the scan left
-// missing plus rebuildCost: preferPacks) takes that file instead: an inode the run has made already (see
-// docs/trees.md, "What a mirror writes"). It is written over from its
+// missing plus rebuildCost: preferPacks) takes that file instead: an inode
+// the run has made already (see docs/trees.md, "What a mirror writes"). It is written over from its
 // start, not emptied first: emptying it freed the blocks reserved for it
 // and the scan's data in the page cache, only to allocate them again, and
 // on ext4 a file emptied and written again is flushed when it is closed

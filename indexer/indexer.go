@@ -148,8 +148,9 @@ type Options struct {
 	// packed too, compressed with S2 (treeindex.PackS2: about a third of
 	// zstd's CPU, records a third longer), so that a client may take a
 	// changed file compressed and whole when that is shorter than its
-	// missing blocks (plus what a rebuild costs beyond them); 0 means DefaultPackMax, a negative value packs only
-	// the files without a control file. At most treeindex.MaxPacked.
+	// missing blocks (plus what a rebuild costs beyond them); 0 means
+	// DefaultPackMax, a negative value packs only the files without a
+	// control file. At most treeindex.MaxPacked.
 	PackMax int64
 	// PackLarge packs files that have a control file up to
 	// treeindex.MaxPacked bytes with zstd instead (records about a quarter
