@@ -320,8 +320,12 @@ type mirrorRun struct {
 	// covers every file complete before it started: see complete);
 	// pendFiles and pendBytes count the files completed since the last
 	// one started.
-	kick                 chan struct{}
-	flushes, flushedTo   atomic.Int64
+	kick               chan struct{}
+	flushes, flushedTo atomic.Int64
+	// renaming counts the flusher's renames under way: they run on
+	// goroutines of their own, so that the next syncfs need not wait for
+	// them (see syncAll).
+	renaming             sync.WaitGroup
 	flushFailed          atomic.Bool // a syncfs failed: see syncAll
 	pendFiles, pendBytes atomic.Int64
 	emu                  sync.Mutex  // guards holding, held
@@ -985,6 +989,9 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	m.hold(true)
 	// Every verified file (held, queued) is flushed by the flusher, from
 	// now on, beside the fetches, the scan and the rebuilds.
+	// The flusher's renames end after it stops (deferred calls run last
+	// first).
+	defer m.renaming.Wait()
 	stopFlusher := sync.OnceFunc(m.flusher())
 	defer stopFlusher()
 	ectx, cancel := context.WithCancel(ctx)
@@ -1069,9 +1076,16 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	fetched()
 	early()
 	rebuilt()
-	stopFlusher()
+	// What is left is flushed now, beside the flusher's syncfs under way
+	// (which started before it was complete, so does not cover it):
+	// waiting for that one first put the whole of it on the critical
+	// path. It is renamed once the flusher has stopped, so that a write
+	// error that syncfs reported fails it too (an error is reported to
+	// one syncfs only, whichever looks first).
 	end = m.phase("flush")
-	m.flushQueue()
+	m.flushQueueAfter(stopFlusher)
+	stopFlusher()
+	m.renaming.Wait()
 	end()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mirror: %w", err)
@@ -1143,6 +1157,15 @@ func (m *mirrorRun) startEarly(ctx context.Context) (wait func(), err error) {
 		case <-ctx.Done():
 		}
 		m.fetchSmall(ctx, early, "", m.opts.Parallel)()
+		// Their flush starts now, beside the rest of the scan, not when
+		// the scan ends: the disk is idle during the scan, and after it
+		// every byte of the tree's changes (235 MB on go1.22.12 ->
+		// go1.24.5, written at 360 MB/s there) waited for one syncfs
+		// that ended 0.3-0.6 s after the last rebuild. The held files
+		// it covers are renamed as soon as the hold ends.
+		if m.holdFlush.Load() {
+			m.wake()
+		}
 	}()
 	return func() { <-done }, nil
 }
@@ -1344,9 +1367,10 @@ const (
 	// path, and a syncfs during it also writes the partial results the
 	// scan is filling (written again by the rebuilds) and, on a
 	// journaled file system, commits the journal each time. On
-	// go1.22.12 -> go1.24.5 no syncfs runs during the scan any more,
-	// and the scan ended earlier than with a syncfs per 16 files in
-	// every round measured (docs/trees.md, "Seventh session: flush").
+	// go1.22.12 -> go1.24.5 the scan ended earlier than with a syncfs
+	// per 16 files in every round measured (docs/trees.md, "Seventh
+	// session: flush"). One syncfs does run during the scan, once the
+	// files fetched beside it are all there (see startEarly).
 	scanFlushBytes = 32 << 20
 )
 
@@ -1467,7 +1491,7 @@ func (m *mirrorRun) syncAll() {
 		return
 	}
 	m.event("flushed", nil)
-	m.flushedTo.Store(n)
+	m.flushedUpTo(n)
 	// Files queued during the flush that it covers go now too.
 	m.qmu.Lock()
 	rest := m.queued[:0]
@@ -1481,8 +1505,24 @@ func (m *mirrorRun) syncAll() {
 	m.queued = rest
 	m.qmu.Unlock()
 	// The held files, flushed at the end of the hold (thousands), are
-	// renamed by holdRelease goroutines, as hold does.
-	eachInParallel(batch, min(holdRelease, len(batch)/64+1), m.finishJob)
+	// renamed by holdRelease goroutines, as hold does, and beside the
+	// next syncfs: on go1.22.12 -> go1.24.5 the renames after the first
+	// (3,500 files) took 0.1 s, in which the last rebuilt files waited
+	// for a syncfs that could not start.
+	m.renaming.Go(func() {
+		eachInParallel(batch, min(holdRelease, len(batch)/64+1), m.finishJob)
+	})
+}
+
+// flushedUpTo records that syncfs number n has ended. Syncfs calls may
+// overlap (the final flush runs beside the flusher's: see place) and end
+// in any order: flushedTo only grows.
+func (m *mirrorRun) flushedUpTo(n int64) {
+	for {
+		if old := m.flushedTo.Load(); old >= n || m.flushedTo.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }
 
 // syncFS flushes the file system of Dir and the parts directory (one
@@ -1496,24 +1536,35 @@ func (m *mirrorRun) syncFS() error {
 }
 
 // flushQueue places the files queued so far (see placeBatch).
-func (m *mirrorRun) flushQueue() {
+func (m *mirrorRun) flushQueue() { m.flushQueueAfter(nil) }
+
+// flushQueueAfter is flushQueue calling before (when not nil) between the
+// flush and the renames.
+func (m *mirrorRun) flushQueueAfter(before func()) {
 	m.qmu.Lock()
 	batch := m.queued
 	m.queued = nil
 	m.qmu.Unlock()
-	m.placeBatch(batch)
+	m.placeBatch(batch, before)
 }
 
 // placeBatch flushes the files of batch to disk and renames them into
-// place. Files that cannot be flushed stay where they are (verified; a
-// later run takes them) and count as failed.
-func (m *mirrorRun) placeBatch(batch []*fileJob) {
+// place, calling before (when not nil) in between. Files that cannot be
+// flushed stay where they are (verified; a later run takes them) and
+// count as failed.
+func (m *mirrorRun) placeBatch(batch []*fileJob, before func()) {
 	if len(batch) == 0 {
 		return
 	}
 	err := errors.New("an earlier flush failed")
 	if !m.flushFailed.Load() {
 		err = m.syncFiles(batch)
+	}
+	if before != nil {
+		before()
+	}
+	if err == nil && m.flushFailed.Load() {
+		err = errors.New("a flush failed")
 	}
 	if err != nil {
 		for _, j := range batch {
@@ -1566,7 +1617,8 @@ func (m *mirrorRun) syncFiles(batch []*fileJob) error {
 // event tells the tests' hook of a flush ("flush" before it, "flushed"
 // after it: of the files at paths, or of the whole file system when paths
 // is nil), a rename into place ("rename": the verified file, then its
-// path) and the run's last flush ("final").
+// path), the end of the seed scan ("scanned") and the run's last flush
+// ("final").
 func (m *mirrorRun) event(ev string, paths []string) {
 	if m.opts.hook != nil {
 		m.opts.hook(ev, paths)
@@ -1811,6 +1863,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		},
 	})
 	end()
+	m.event("scanned", nil)
 	if err == nil {
 		// Every part is there before Extend looks at what was found.
 		err = partsErr()

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -273,6 +274,7 @@ func TestMirrorFlusherCoversHeldFiles(t *testing.T) {
 	late := verifiedJob(t, m, "late", 0o644)
 	m.verified(late)
 	stop()
+	m.renaming.Wait() // the flusher's renames run beside its next syncfs
 	for _, j := range held {
 		if !j.placed {
 			t.Errorf("%s: held, not renamed after the syncfs that followed the hold", j.e.Path)
@@ -313,6 +315,7 @@ func TestMirrorFlusherCoversHeldFiles(t *testing.T) {
 		}
 		m.queue(jobs[flushFiles]) // per-file flushes would work for this one
 		stop()
+		m.renaming.Wait()
 		m.flushQueue()
 		for _, j := range jobs {
 			if j.placed {
@@ -369,5 +372,107 @@ func TestMirrorFileModes(t *testing.T) {
 		if fi.Mode() != tc.mode || !fi.ModTime().Equal(j.e.MTime) || fi.Size() != j.e.Size {
 			t.Errorf("%s: %v %v %d, want %v %v %d", tc.name, fi.Mode(), fi.ModTime(), fi.Size(), tc.mode, j.e.MTime, j.e.Size)
 		}
+	}
+}
+
+// TestMirrorFinalFlushTakesFlusherVerdict: the last files of a mirror are
+// flushed beside the flusher's syncfs under way, and renamed only after
+// the call that waits for that one (before) — not at all when it failed:
+// a write error is reported to one syncfs only, whichever looks first, so
+// the final flush's own success does not vouch for its files then.
+func TestMirrorFinalFlushTakesFlusherVerdict(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failed=%v", fail), func(t *testing.T) {
+			m := newFlushRun(t, nil)
+			var jobs []*fileJob
+			for i := range syncFSMin { // flushed with one syncfs, as at the end of a mirror
+				j := verifiedJob(t, m, fmt.Sprintf("f%d", i), 0o644)
+				m.queue(j)
+				jobs = append(jobs, j)
+			}
+			called := false
+			m.flushQueueAfter(func() {
+				called = true
+				for _, j := range jobs {
+					if j.placed {
+						t.Errorf("%s renamed before the other syncfs ended", j.e.Path)
+					}
+				}
+				if fail {
+					m.flushFailed.Store(true) // what the flusher does when its syncfs fails
+				}
+			})
+			if !called {
+				t.Fatal("the final flush did not wait for the flusher")
+			}
+			for _, j := range jobs {
+				if j.placed == fail {
+					t.Errorf("%s: placed %v after the flusher's syncfs failed=%v", j.e.Path, j.placed, fail)
+				}
+			}
+			if want := map[bool]int{false: 0, true: len(jobs)}[fail]; len(m.errs) != want {
+				t.Errorf("%d failures, want %d: %v", len(m.errs), want, m.errs)
+			}
+		})
+	}
+}
+
+// TestMirrorFlushedToOnlyGrows: syncfs calls that overlap may end in any
+// order; the count of those ended never goes back (a file covered by the
+// later one would otherwise wait for yet another).
+func TestMirrorFlushedToOnlyGrows(t *testing.T) {
+	m := newFlushRun(t, nil)
+	for _, n := range []int64{1, 3, 2, 4} {
+		m.flushedUpTo(n)
+	}
+	if got := m.flushedTo.Load(); got != 4 {
+		t.Fatalf("flushedTo %d after syncfs 1, 3, 2, 4 ended, want 4", got)
+	}
+	m.flushedUpTo(3)
+	if got := m.flushedTo.Load(); got != 4 {
+		t.Fatalf("flushedTo %d after syncfs 3 ended late, want 4", got)
+	}
+}
+
+// TestMirrorFlushesEarlyFilesDuringScan: the files fetched whole beside the
+// scan are flushed as soon as the last of them is written, while the scan
+// still runs (the disk is idle then), not when it ends. The scan is held at
+// its end (the "scanned" event) until a syncfs has ended: without the flush
+// started by the early fetches, none runs during the scan, and the test
+// fails after its deadline.
+func TestMirrorFlushesEarlyFilesDuringScan(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	old := treeData(400, 256<<10)
+	treeFile(t, dst, "big.bin", old, 0o644)
+	changed := bytes.Clone(old)
+	changed[100<<10] ^= 0xff // rebuilt from the old version: there is a scan
+	treeFile(t, pub, "big.bin", changed, 0o644)
+	for i := range 20 { // new small files: fetched whole beside the scan
+		treeFile(t, pub, fmt.Sprintf("new/f%02d.txt", i), treeData(uint64(410+i), 3000), 0o644)
+	}
+	publishTree(t, pub, 1)
+	url, _ := serveTree(t, pub)
+	flushed := make(chan struct{})
+	closeFlushed := sync.OnceFunc(func() { close(flushed) })
+	var early atomic.Bool
+	opts := mirrorOpts(url, dst)
+	opts.NoFsync, opts.hook = false, func(ev string, paths []string) {
+		switch {
+		case ev == "flushed" && paths == nil:
+			closeFlushed()
+		case ev == "scanned":
+			select {
+			case <-flushed:
+				early.Store(true)
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}
+	if _, err := Mirror(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, true)
+	if !early.Load() {
+		t.Error("no syncfs ended during the scan: the files fetched beside it were not flushed before it ended")
 	}
 }
