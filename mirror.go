@@ -1564,7 +1564,9 @@ func (m *mirrorRun) placeBatch(batch []*fileJob, before func()) {
 		before()
 	}
 	if err == nil && m.flushFailed.Load() {
-		err = errors.New("a flush failed")
+		// Reported to the flusher's syncfs that ran beside this flush
+		// (see place): it may be this file's.
+		err = errors.New("not flushed: a syncfs beside its flush reported a write error")
 	}
 	if err != nil {
 		for _, j := range batch {
