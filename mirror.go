@@ -1829,6 +1829,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		minBS = min(minBS, int64(j.f.Blocksize))
 	}
 	var seeds []stages.Seed
+	var drop []string // read for the last time by the scan (see dropCache)
 	seen := map[string]bool{}
 	add := func(rel string, aligned bool) {
 		fi := m.local[rel]
@@ -1838,6 +1839,9 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		seen[rel] = true
 		p := filepath.Join(m.dir, filepath.FromSlash(rel))
 		seeds = append(seeds, stages.Seed{Name: p, R: lazyFile(p), Size: fi.Size(), Aligned: aligned})
+		if !m.unchanged[rel] && fi.Size() >= dropCacheMin {
+			drop = append(drop, p)
+		}
 		m.scanTotal += fi.Size()
 	}
 	for _, j := range jobs {
@@ -1878,6 +1882,9 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	}
 	if err != nil {
 		return fmt.Errorf("mirror: scan local files: %w", err)
+	}
+	if write {
+		m.dropCache(drop)
 	}
 	// What the scan found stays in the partial results, open and locked,
 	// for the rebuilds (syncOne hands each to its Sync). No state is
@@ -2592,3 +2599,26 @@ func setAttrs(p string, mode fs.FileMode, mtime time.Time) error {
 	}
 	return nil
 }
+
+// dropCache drops the cached pages of local files the scan was the last
+// to read: the old versions of changed files and the files the new tree
+// drops, 256 KiB or larger (most of their bytes; the small ones cost a
+// system call each for little). Each stays on disk until a verified file
+// replaces it; the pages the rebuilds write next reuse theirs, instead of
+// pages the system has not touched for a while, which cost a fault in the
+// host when the system runs in a virtual machine that hands free memory
+// back (see docs/trees.md, "What runs when"). A failure only leaves the
+// pages cached.
+func (m *mirrorRun) dropCache(paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	end := m.phase("drop cache")
+	defer end()
+	for _, p := range paths {
+		osfile.DropCache(p)
+	}
+}
+
+// dropCacheMin is the smallest file dropCache drops the pages of.
+const dropCacheMin = 256 << 10

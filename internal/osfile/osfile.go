@@ -359,3 +359,12 @@ func notRegular(path string, m os.FileMode) error {
 	}
 	return fmt.Errorf("%s is a %s: %w", path, kind, ErrNotRegular)
 }
+
+// DropCache asks the kernel to drop the cached pages of the file at path
+// that are not dirty (posix_fadvise POSIX_FADV_DONTNEED on Linux; nothing
+// elsewhere). The file is not changed; reading it again reads the disk.
+// A program that has read a file for the last time frees its pages at
+// once, so that the pages it writes next reuse them instead of pages the
+// system has not touched for a while (see docs/trees.md, "What a mirror
+// writes").
+func DropCache(path string) error { return dropCache(path) }

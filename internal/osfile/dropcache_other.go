@@ -1,0 +1,5 @@
+//go:build !linux
+
+package osfile
+
+func dropCache(string) error { return nil }
