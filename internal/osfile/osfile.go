@@ -365,6 +365,6 @@ func notRegular(path string, m os.FileMode) error {
 // elsewhere). The file is not changed; reading it again reads the disk.
 // A program that has read a file for the last time frees its pages at
 // once, so that the pages it writes next reuse them instead of pages the
-// system has not touched for a while (see docs/trees.md, "What a mirror
-// writes").
+// system has not touched for a while (see docs/trees.md, "What runs
+// when").
 func DropCache(path string) error { return dropCache(path) }
