@@ -104,7 +104,8 @@ type MirrorOptions struct {
 	// goroutines.
 	Progress func(MirrorProgress)
 	// Logf, if set, receives notes: a restart on a new generation, files
-	// that failed, dry-run lines.
+	// that failed, dry-run lines. The run's goroutines call it one at a
+	// time.
 	Logf func(format string, args ...any)
 
 	// hook, set by tests, is told of the flushes and renames (see
@@ -280,6 +281,7 @@ type mirrorRun struct {
 	src              *remoteTree
 	st               *mirrorState
 	mu               sync.Mutex // guards st.Files
+	logMu            sync.Mutex // serializes the calls to opts.Logf
 	idx              *treeindex.Index
 	first            *Fetched  // the index, when Mirror fetched it already
 	modified         time.Time // Last-Modified of the index
@@ -400,6 +402,8 @@ type fileJob struct {
 
 func (m *mirrorRun) logf(format string, args ...any) {
 	if m.opts.Logf != nil {
+		m.logMu.Lock()
+		defer m.logMu.Unlock()
 		m.opts.Logf(format, args...)
 	}
 }

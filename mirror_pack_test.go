@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -569,5 +570,37 @@ func TestPreferPacks(t *testing.T) {
 				t.Errorf("how %q, reused %d (run %d); want %q, %d", j.how, j.reused, m.reused.Load(), c.want, c.reusedM)
 			}
 		})
+	}
+}
+
+// TestMirrorLogfOneAtATime: notes come from many goroutines at once (here
+// every pack batch finds its pack gone), but Logf is called one at a time,
+// so that a caller may append them to a slice without a lock.
+func TestMirrorLogfOneAtATime(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	packedSmallTree(t, pub, 400, nil) // more than 16 batches of 32 records
+	os.Remove(filepath.Join(pub, filepath.FromSlash(treeindex.PackPath(packTestName))))
+	url, _ := serveTree(t, pub)
+	var in, most atomic.Int32
+	var notes []string
+	opts := mirrorOpts(url, dst)
+	opts.Logf = func(f string, a ...any) {
+		n := in.Add(1)
+		defer in.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(5 * time.Millisecond) // others would come in meanwhile
+		notes = append(notes, fmt.Sprintf(f, a...))
+	}
+	sum, err := Mirror(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if most.Load() != 1 {
+		t.Errorf("Logf ran %d times at once", most.Load())
+	}
+	if len(notes) < 2 || sum.PackFallbacks == 0 {
+		t.Errorf("%d notes, %d files fetched by path: the missing pack did not make several", len(notes), sum.PackFallbacks)
 	}
 }
