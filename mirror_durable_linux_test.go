@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,12 +33,18 @@ type fileID struct {
 // last flush comes after its last rename. A flush covers the files as they
 // were when it started (snapshot at "flush"), once it has ended
 // ("flushed").
+//
+// Every content a finished flush covered is kept, not only the last
+// flush's to end: flushes overlap, and one that started earlier (and saw
+// a file half written) may end after one that started later (and saw it
+// complete). Keeping only the last to end made a false alarm in CI (a
+// syncfs of 147 ms under load beside a flush of single files).
 type flushWatch struct {
-	t        *testing.T
+	t        errorfer
 	dst, pub string
 	mu       sync.Mutex
-	pending  []flushSnap       // flushes under way, oldest first
-	flushed  map[string]fileID // by path: content a finished flush covered
+	pending  []flushSnap                // flushes under way, oldest first
+	flushed  map[string]map[fileID]bool // by path: contents finished flushes covered
 	events   []string
 	renames  int
 	syncfs   int
@@ -49,13 +54,18 @@ type flushWatch struct {
 	renameAt int // index in events of the last "rename"
 }
 
+// errorfer is the part of testing.TB a flushWatch reports through.
+type errorfer interface {
+	Errorf(format string, args ...any)
+}
+
 type flushSnap struct {
 	key   string // the paths flushed, "" for the whole file system
 	files map[string]fileID
 }
 
-func newFlushWatch(t *testing.T, pub, dst string) *flushWatch {
-	return &flushWatch{t: t, pub: pub, dst: dst, flushed: map[string]fileID{}, finalAt: -1, renameAt: -1}
+func newFlushWatch(t errorfer, pub, dst string) *flushWatch {
+	return &flushWatch{t: t, pub: pub, dst: dst, flushed: map[string]map[fileID]bool{}, finalAt: -1, renameAt: -1}
 }
 
 // id reads the file at p; ok is false when it is not a regular file.
@@ -98,7 +108,12 @@ func (w *flushWatch) hook(ev string, paths []string) {
 		key := strings.Join(paths, "\x00")
 		for i, s := range w.pending {
 			if s.key == key { // the oldest: a later flush of the same files covers what it covered
-				maps.Copy(w.flushed, s.files)
+				for p, id := range s.files {
+					if w.flushed[p] == nil {
+						w.flushed[p] = map[fileID]bool{}
+					}
+					w.flushed[p][id] = true
+				}
 				w.pending = append(w.pending[:i], w.pending[i+1:]...)
 				break
 			}
@@ -126,7 +141,7 @@ func (w *flushWatch) hook(ev string, paths []string) {
 			w.t.Errorf("%s renamed into place from %s without the published content (not verified)", rel, tmp)
 			return
 		}
-		if f, ok := w.flushed[tmp]; !ok || f != id {
+		if !w.flushed[tmp][id] {
 			w.t.Errorf("%s renamed into place from %s before a flush covered its content", rel, tmp)
 		}
 	case "final":
@@ -474,5 +489,74 @@ func TestMirrorFlushesEarlyFilesDuringScan(t *testing.T) {
 	compareTrees(t, pub, dst, true)
 	if !early.Load() {
 		t.Error("no syncfs ended during the scan: the files fetched beside it were not flushed before it ended")
+	}
+}
+
+// errorLog records what a flushWatch reports.
+type errorLog struct{ errs []string }
+
+func (l *errorLog) Errorf(format string, args ...any) {
+	l.errs = append(l.errs, fmt.Sprintf(format, args...))
+}
+
+// The watch itself: the order of events that CI once saw (a syncfs that
+// started while a file was half written and ended after a flush of that
+// file alone, which began once it was complete) is no breach; a rename
+// covered only by the flush that saw the file half written, or by no
+// flush, is.
+func TestFlushWatchOverlappingFlushes(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		events func(w *flushWatch, tmp, dst string, write func(string))
+		breach bool
+	}{
+		{"later flush of the file ends first", func(w *flushWatch, tmp, dst string, write func(string)) {
+			write("half")
+			w.hook("flush", nil) // the syncfs: sees half of it
+			write("hello, new file\n")
+			w.hook("flush", []string{tmp}) // the file alone, complete
+			w.hook("flushed", []string{tmp})
+			w.hook("flushed", nil) // the syncfs ends last
+			w.hook("rename", []string{tmp, dst})
+		}, false},
+		{"only a flush of the half-written file", func(w *flushWatch, tmp, dst string, write func(string)) {
+			write("half")
+			w.hook("flush", nil)
+			w.hook("flushed", nil)
+			write("hello, new file\n")
+			w.hook("rename", []string{tmp, dst})
+		}, true},
+		{"a flush under way", func(w *flushWatch, tmp, dst string, write func(string)) {
+			write("hello, new file\n")
+			w.hook("flush", nil)
+			w.hook("rename", []string{tmp, dst})
+			w.hook("flushed", nil)
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+			makeTree(t, pub, map[string][]byte{"new.txt": []byte("hello, new file\n")}, nil)
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var log errorLog
+			w := newFlushWatch(&log, pub, dst)
+			part := filepath.Join(dst, ".new.txt"+tmpSuffix)
+			c.events(w, part, filepath.Join(dst, "new.txt"), func(s string) {
+				// Written over in place, as a fetch writes it: the same inode.
+				f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if _, err := f.WriteString(s); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if breach := len(log.errs) > 0; breach != c.breach {
+				t.Errorf("breach reported: %v (%q), want %v", breach, log.errs, c.breach)
+			}
+		})
 	}
 }
