@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Paired rounds of bench/mirror.sh, with a summary (docs/trees.md, "Compared
+# with rsync -a --delete"). One run of mirror.sh is one ratio to rsync, and
+# on a shared machine one ratio says little: rsync alone varied from 1.7 to
+# 4.7 s within an hour on the same trees, and the first mirror after a
+# pause pays for memory the machine handed back to its host (docs/trees.md,
+# "Where it stands"). This runs ROUNDS rounds, rotating the order of the
+# binaries each round so that each runs first as often as the others, and
+# prints one line per binary and round, then per binary: wall time, CPU,
+# the ratios to rsync sorted, how many are at most 0.5, first against later
+# positions, and the bytes received against rsync's.
+# Usage: ZSP="/tmp/a/zsyncpipe /tmp/b/zsyncpipe" ROUNDS=10 bench/rounds.sh OLD NEW [WORK]
+#   OLD, NEW, WORK as for bench/mirror.sh; ZSP defaults to zsyncpipe. Give
+#   each binary its own path (a copy, or a script that execs it with
+#   other flags or environment): they are told apart by path. FRESHFS
+#   defaults to 1 here (every client on a new ext4 file system; needs root),
+#   SETTLE to 3; MIRROR_FLAGS and the rest go to bench/mirror.sh as they
+#   are. OUT=FILE also writes the per-round lines to FILE.
+# Needs what bench/mirror.sh needs (rsync, nginx, GNU time).
+set -euo pipefail
+OLD=$1 NEW=$2 WORK=${3:-/tmp/zsyncpipe-bench-mirror}
+read -r -a BINS <<<"${ZSP:-zsyncpipe}"
+N=${ROUNDS:-10}
+export FRESHFS=${FRESHFS-1} SETTLE=${SETTLE:-3}
+here=$(cd "$(dirname "$0")" && pwd)
+lines=$(mktemp)
+trap 'rm -f "$lines"' EXIT
+echo "$N rounds of bench/mirror.sh $OLD $NEW (FRESHFS=$FRESHFS SETTLE=$SETTLE), binaries in rotated order"
+printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %s\n' round "rsync s" binary pos "wall s" ratio "cpu s" "RSS KiB" received identical
+for r in $(seq 1 "$N"); do
+	k=$(((r - 1) % ${#BINS[@]}))
+	order=("${BINS[@]:$k}" "${BINS[@]:0:$k}")
+	log=$(ZSP="${order[*]}" bash "$here/mirror.sh" "$OLD" "$NEW" "$WORK" 2>&1) || {
+		echo "round $r: bench/mirror.sh failed:" >&2
+		echo "$log" | tail -20 >&2
+		exit 1
+	}
+	# rsync -a --delete: 2.08 s wall, 0.21+0.95 s cpu, 16604 KiB RSS, Total bytes received: 148,466,705
+	rline=$(echo "$log" | grep -m1 '^rsync -a --delete: ')
+	rwall=$(echo "$rline" | awk '{print $4}')
+	rbytes=$(echo "$rline" | sed 's/.*Total bytes received: //; s/,//g')
+	pos=0
+	for b in "${order[@]}"; do
+		pos=$((pos + 1))
+		# BIN mirror --delete: 1.26 s wall, 1.07+0.89 s cpu, 72924 KiB RSS, bytes: … 144127724 received in 986 requests
+		l=$(echo "$log" | grep -F "$b mirror " | grep -v 'nothing changed' | head -1)
+		wall=$(echo "$l" | sed 's/.*: \([0-9.]*\) s wall.*/\1/')
+		cpu=$(echo "$l" | sed 's/.* \([0-9.]*\)+\([0-9.]*\) s cpu.*/\1 \2/' | awk '{printf "%.2f", $1 + $2}')
+		rss=$(echo "$l" | sed 's/.* \([0-9]*\) KiB RSS.*/\1/')
+		recv=$(echo "$l" | sed 's/.* \([0-9]*\) received in.*/\1/')
+		same=no
+		echo "$log" | grep -qF "$b: result identical" && same=yes
+		ratio=$(awk -v a="$wall" -v b="$rwall" 'BEGIN{printf "%.3f", a / b}')
+		row=$(printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %s' "$r" "$rwall" "$b" "$pos" "$wall" "$ratio" "$cpu" "$rss" "$recv" "$same")
+		echo "$row"
+		echo "$row $rbytes" >>"$lines"
+	done
+done
+[ -n "${OUT:-}" ] && cp "$lines" "$OUT"
+echo
+for b in "${BINS[@]}"; do
+	awk -v b="$b" '$3 == b {
+		n++; wall[n] = $5; ratio[n] = $6; cpu += $7; rss = $8 > rss ? $8 : rss
+		if ($4 == 1) { first += $5; nf++ } else { later += $5; nl++ }
+		if ($6 <= 0.5) le++
+		if ($9 > recv) recv = $9
+		if ($11 > rrecv) rrecv = $11
+		if ($10 != "yes") bad++
+	}
+	END {
+		if (n == 0) exit
+		# sort the walls and ratios (insertion sort: a few dozen rounds)
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && ratio[j] < ratio[j-1]; j--) { t = ratio[j]; ratio[j] = ratio[j-1]; ratio[j-1] = t }
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && wall[j] < wall[j-1]; j--) { t = wall[j]; wall[j] = wall[j-1]; wall[j-1] = t }
+		for (i = 1; i <= n; i++) { sum += wall[i]; list = list (i > 1 ? " " : "") ratio[i] }
+		med = n % 2 ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
+		printf "%s: %d rounds; wall %.2f s mean, %.2f-%.2f s; CPU %.2f s mean; peak RSS %d KiB\n", b, n, sum / n, wall[1], wall[n], cpu / n, rss
+		printf "  ratio to rsync: median %.3f, %d of %d at most 0.5; sorted: %s\n", med, le, n, list
+		if (nf && nl) printf "  wall when first after rsync %.2f s mean (%d), later %.2f s (%d)\n", first / nf, nf, later / nl, nl
+		printf "  received at most %d bytes, rsync %d (%.3fx)%s\n", recv, rrecv, recv / rrecv, bad ? "; " bad " results NOT identical to the published tree" : "; every result identical to the published tree"
+	}' "$lines"
+done
