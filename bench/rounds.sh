@@ -8,7 +8,8 @@
 # binaries each round so that each runs first as often as the others, and
 # prints one line per binary and round, then per binary: wall time, CPU,
 # the ratios to rsync sorted, how many are at most 0.5, first against later
-# positions, and the bytes received against rsync's.
+# positions, the bytes received against rsync's, and the second run (nothing
+# changed): its wall time and requests.
 # Usage: ZSP="/tmp/a/zsyncpipe /tmp/b/zsyncpipe" ROUNDS=10 bench/rounds.sh OLD NEW [WORK]
 #   OLD, NEW, WORK as for bench/mirror.sh; ZSP defaults to zsyncpipe. Give
 #   each binary its own path (a copy, or a script that execs it with
@@ -26,7 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
 echo "$N rounds of bench/mirror.sh $OLD $NEW (FRESHFS=$FRESHFS SETTLE=$SETTLE), binaries in rotated order"
-printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %s\n' round "rsync s" binary pos "wall s" ratio "cpu s" "RSS KiB" received identical
+printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s\n' round "rsync s" binary pos "wall s" ratio "cpu s" "RSS KiB" received identical "unchanged: wall s, requests"
 for r in $(seq 1 "$N"); do
 	k=$(((r - 1) % ${#BINS[@]}))
 	order=("${BINS[@]:$k}" "${BINS[@]:0:$k}")
@@ -50,8 +51,12 @@ for r in $(seq 1 "$N"); do
 		recv=$(echo "$l" | sed 's/.* \([0-9]*\) received in.*/\1/')
 		same=no
 		echo "$log" | grep -qF "$b: result identical" && same=yes
+		# the second run, with nothing changed: BIN mirror --delete (nothing changed): 0.00 s wall, … 183 received in 1 requests
+		u=$(echo "$log" | grep -F "$b mirror " | grep 'nothing changed' | head -1)
+		uwall=$(echo "$u" | sed 's/.*: \([0-9.]*\) s wall.*/\1/')
+		ureq=$(echo "$u" | sed 's/.* received in \([0-9]*\) request.*/\1/')
 		ratio=$(awk -v a="$wall" -v b="$rwall" 'BEGIN{printf "%.3f", a / b}')
-		row=$(printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %s' "$r" "$rwall" "$b" "$pos" "$wall" "$ratio" "$cpu" "$rss" "$recv" "$same")
+		row=$(printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s %s' "$r" "$rwall" "$b" "$pos" "$wall" "$ratio" "$cpu" "$rss" "$recv" "$same" "$uwall" "$ureq")
 		echo "$row"
 		echo "$row $rbytes" >>"$lines"
 	done
@@ -64,7 +69,9 @@ for b in "${BINS[@]}"; do
 		if ($4 == 1) { first += $5; nf++ } else { later += $5; nl++ }
 		if ($6 <= 0.5) le++
 		if ($9 > recv) recv = $9
-		if ($11 > rrecv) rrecv = $11
+		if ($13 > rrecv) rrecv = $13
+		if ($11 > uwall) uwall = $11
+		if ($12 > ureq) ureq = $12
 		if ($10 != "yes") bad++
 	}
 	END {
@@ -77,6 +84,7 @@ for b in "${BINS[@]}"; do
 		printf "%s: %d rounds; wall %.2f s mean, %.2f-%.2f s; CPU %.2f s mean; peak RSS %d KiB\n", b, n, sum / n, wall[1], wall[n], cpu / n, rss
 		printf "  ratio to rsync: median %.3f, %d of %d at most 0.5; sorted: %s\n", med, le, n, list
 		if (nf && nl) printf "  wall when first after rsync %.2f s mean (%d), later %.2f s (%d)\n", first / nf, nf, later / nl, nl
+		printf "  nothing changed (the second run): at most %.2f s, %d requests\n", uwall, ureq
 		printf "  received at most %d bytes, rsync %d (%.3fx)%s\n", recv, rrecv, recv / rrecv, bad ? "; " bad " results NOT identical to the published tree" : "; every result identical to the published tree"
 	}' "$lines"
 done
