@@ -37,22 +37,30 @@ for r in $(seq 1 "$N"); do
 		exit 1
 	}
 	# rsync -a --delete: 2.08 s wall, 0.21+0.95 s cpu, 16604 KiB RSS, Total bytes received: 148,466,705
-	rline=$(echo "$log" | grep -m1 '^rsync -a --delete: ')
+	rline=$(grep -m1 '^rsync -a --delete: ' <<<"$log" || true)
+	if [ -z "$rline" ]; then
+		echo "round $r: no rsync result in the output of bench/mirror.sh" >&2
+		exit 1
+	fi
 	rwall=$(echo "$rline" | awk '{print $4}')
 	rbytes=$(echo "$rline" | sed 's/.*Total bytes received: //; s/,//g')
 	pos=0
 	for b in "${order[@]}"; do
 		pos=$((pos + 1))
 		# BIN mirror --delete: 1.26 s wall, 1.07+0.89 s cpu, 72924 KiB RSS, bytes: … 144127724 received in 986 requests
-		l=$(echo "$log" | grep -F "$b mirror " | grep -v 'nothing changed' | head -1)
+		l=$(grep -F "$b mirror " <<<"$log" | grep -v 'nothing changed' | head -1 || true)
+		if [ -z "$l" ]; then
+			echo "round $r: no result of $b in the output of bench/mirror.sh" >&2
+			exit 1
+		fi
 		wall=$(echo "$l" | sed 's/.*: \([0-9.]*\) s wall.*/\1/')
 		cpu=$(echo "$l" | sed 's/.* \([0-9.]*\)+\([0-9.]*\) s cpu.*/\1 \2/' | awk '{printf "%.2f", $1 + $2}')
 		rss=$(echo "$l" | sed 's/.* \([0-9]*\) KiB RSS.*/\1/')
 		recv=$(echo "$l" | sed 's/.* \([0-9]*\) received in.*/\1/')
 		same=no
-		echo "$log" | grep -qF "$b: result identical" && same=yes
+		grep -qF "$b: result identical" <<<"$log" && same=yes
 		# the second run, with nothing changed: BIN mirror --delete (nothing changed): 0.00 s wall, … 183 received in 1 requests
-		u=$(echo "$log" | grep -F "$b mirror " | grep 'nothing changed' | head -1)
+		u=$(grep -F "$b mirror " <<<"$log" | grep 'nothing changed' | head -1 || true)
 		uwall=$(echo "$u" | sed 's/.*: \([0-9.]*\) s wall.*/\1/')
 		ureq=$(echo "$u" | sed 's/.* received in \([0-9]*\) request.*/\1/')
 		ratio=$(awk -v a="$wall" -v b="$rwall" 'BEGIN{printf "%.3f", a / b}')
