@@ -291,8 +291,12 @@ type mirrorRun struct {
 	// partsLeft lists the names in the parts directory when the run
 	// started (what earlier runs left; see staleTmps), when partsListed:
 	// a job's file that is not there is not looked up (see ready).
-	partsLeft        map[string]bool
-	partsListed      bool
+	partsLeft   map[string]bool
+	partsListed bool
+	// seedless is set when DIR holds no local data at all (no regular
+	// file that is not empty): a first copy. Files up to seedlessWholeMax
+	// are then fetched whole, without their control files (see seedless).
+	seedless         bool
 	bufs             sync.Pool         // *[]byte of hashBufSize, for hashLocal
 	join             hashJoin          // the index and the walk meet here (mirror_hash.go)
 	hq               *hashQueue        // hashes local files from the start
@@ -711,6 +715,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 	// filling them on a tree of 10,000 files.
 	m.byHash = make(map[string]string, len(m.local))
 	m.unchanged = make(map[string]bool, len(m.idx.Entries))
+	m.seedless = !m.hasLocalData()
 	m.prefetchControls(ctx)
 	// Files whose size matches but whose content the state cannot vouch
 	// for were queued for hashing as the index and the walk named them
@@ -775,7 +780,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 			j.how, j.from = "copy", m.byHash[hx]
 		case e.Data != nil || e.Size == 0:
 			j.how = "inline"
-		case e.Control == "":
+		case e.Control == "" || m.wholeWithoutSeeds(e):
 			j.how = "whole"
 		default:
 			j.how = "sync"
@@ -893,9 +898,42 @@ func (m *mirrorRun) prefetchControls(ctx context.Context) {
 		if left[e.Hex()] {
 			continue // perhaps ready (see ready)
 		}
+		if m.wholeWithoutSeeds(e) {
+			continue // no control file needed
+		}
 		list = append(list, e)
 	}
 	m.prefetch(ctx, list, "prefetch controls")
+}
+
+// seedlessWholeMax is the largest file that a first copy (DIR holds no
+// local data: MirrorOptions, "seedless") fetches whole instead of
+// rebuilding it from blocks. With nothing local to find, a rebuild only
+// fetches every block after its control file: one request more, the
+// block records parsed, every block hashed, a partial result and its
+// state written. A file fetched whole keeps nothing of an interrupted
+// fetch, though (as rsync without --partial): larger files are still
+// rebuilt, so that a killed first copy resumes them where it stopped.
+const seedlessWholeMax = 64 << 20
+
+// hasLocalData reports whether DIR holds a regular file that is not
+// empty: data the scan could find blocks in.
+func (m *mirrorRun) hasLocalData() bool {
+	for _, fi := range m.local {
+		if fi.Mode().IsRegular() && fi.Size() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// wholeWithoutSeeds reports whether e, a file with a control file, is
+// fetched whole because the run has no local data to rebuild it from
+// (seedless) and it is small enough, unless an earlier run left a partial
+// result of it to resume.
+func (m *mirrorRun) wholeWithoutSeeds(e *treeindex.Entry) bool {
+	return m.seedless && e.Control != "" && e.Size <= seedlessWholeMax &&
+		(m.partsListed && !m.partsLeft[e.Hex()])
 }
 
 // prefetch starts fetching the control files of list (a phase named

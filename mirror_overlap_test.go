@@ -274,40 +274,62 @@ func TestMirrorEarlyFetchesAfterScanStarts(t *testing.T) {
 
 // TestMirrorReadyPartNoControl checks that a file an interrupted run left
 // complete in the parts directory is taken without its control file
-// being fetched (prefetchControls reads the parts directory once).
+// being fetched (prefetchControls reads the parts directory once). The
+// other file is rebuilt from its old version (its control file fetched
+// once) or, on a first copy (no local data), fetched whole without it.
 func TestMirrorReadyPartNoControl(t *testing.T) {
-	pub, dst := t.TempDir(), t.TempDir()
-	data := treeData(7, 64<<10)
-	treeFile(t, pub, "a/big.bin", data, 0o644)
-	treeFile(t, pub, "a/other.bin", treeData(8, 64<<10), 0o644)
-	publishTree(t, pub, 1)
-	parts := filepath.Join(dst, MirrorStateDir, "parts")
-	if err := os.MkdirAll(parts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.Sum256(data)
-	if err := os.WriteFile(filepath.Join(parts, hex.EncodeToString(h[:])), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	asked := map[string]int{}
-	fsrv := http.FileServer(http.Dir(pub))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		asked[r.URL.Path]++
-		mu.Unlock()
-		fsrv.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	if _, err := Mirror(context.Background(), mirrorOpts(srv.URL+"/", dst)); err != nil {
-		t.Fatal(err)
-	}
-	compareTrees(t, pub, dst, false)
-	if n := asked["/"+treeindex.ControlPath("a/big.bin", false)]; n != 0 {
-		t.Errorf("the control file of a/big.bin, complete in the parts directory, was fetched %d times", n)
-	}
-	if n := asked["/"+treeindex.ControlPath("a/other.bin", false)]; n != 1 {
-		t.Errorf("the control file of a/other.bin was fetched %d times, want 1", n)
+	for _, tc := range []struct {
+		name     string
+		old      bool // a/other.bin has an old version in DIR
+		controls int  // fetches of its control file
+	}{
+		{"old version", true, 1},
+		{"first copy", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pub, dst := t.TempDir(), t.TempDir()
+			data := treeData(7, 64<<10)
+			treeFile(t, pub, "a/big.bin", data, 0o644)
+			treeFile(t, pub, "a/other.bin", treeData(8, 64<<10), 0o644)
+			publishTree(t, pub, 1)
+			if tc.old {
+				treeFile(t, dst, "a/other.bin", treeData(9, 64<<10), 0o644)
+			}
+			parts := filepath.Join(dst, MirrorStateDir, "parts")
+			if err := os.MkdirAll(parts, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.Sum256(data)
+			if err := os.WriteFile(filepath.Join(parts, hex.EncodeToString(h[:])), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			asked := map[string]int{}
+			fsrv := http.FileServer(http.Dir(pub))
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				asked[r.URL.Path]++
+				mu.Unlock()
+				fsrv.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			sum, err := Mirror(context.Background(), mirrorOpts(srv.URL+"/", dst))
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareTrees(t, pub, dst, false)
+			mu.Lock()
+			defer mu.Unlock()
+			if n := asked["/"+treeindex.ControlPath("a/big.bin", false)]; n != 0 {
+				t.Errorf("the control file of a/big.bin, complete in the parts directory, was fetched %d times", n)
+			}
+			if n := asked["/"+treeindex.ControlPath("a/other.bin", false)]; n != tc.controls {
+				t.Errorf("the control file of a/other.bin was fetched %d times, want %d", n, tc.controls)
+			}
+			if sum.Fetched != 64<<10 {
+				t.Errorf("%d bytes fetched, want %d (a/other.bin only)", sum.Fetched, 64<<10)
+			}
+		})
 	}
 }
 
