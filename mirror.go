@@ -113,6 +113,8 @@ type MirrorOptions struct {
 	hook func(ev string, paths []string)
 	// batch, set by tests, replaces flushFiles.
 	batch int
+	// wholeMax, set by tests, replaces seedlessWholeMax.
+	wholeMax int64
 }
 
 // MirrorProgress is a snapshot of a running Mirror.
@@ -932,7 +934,11 @@ func (m *mirrorRun) hasLocalData() bool {
 // (seedless) and it is small enough, unless an earlier run left a partial
 // result of it to resume.
 func (m *mirrorRun) wholeWithoutSeeds(e *treeindex.Entry) bool {
-	return m.seedless && e.Control != "" && e.Size <= seedlessWholeMax &&
+	limit := int64(seedlessWholeMax)
+	if m.opts.wholeMax > 0 {
+		limit = m.opts.wholeMax
+	}
+	return m.seedless && e.Control != "" && e.Size <= limit &&
 		(m.partsListed && !m.partsLeft[e.Hex()])
 }
 

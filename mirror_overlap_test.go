@@ -341,3 +341,41 @@ func phasesByName(sum *MirrorSummary) map[string]MirrorPhase {
 	}
 	return ph
 }
+
+// TestMirrorFirstCopyRebuildsLargeFiles checks that a first copy (no
+// local data) fetches a file up to the limit whole, without its control
+// file, and still rebuilds a larger one from its control file, so that an
+// interrupted first copy can resume it.
+func TestMirrorFirstCopyRebuildsLargeFiles(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	treeFile(t, pub, "a/small.bin", treeData(1, 64<<10), 0o644)
+	treeFile(t, pub, "a/large.bin", treeData(2, 256<<10), 0o644)
+	publishTree(t, pub, 1)
+	var mu sync.Mutex
+	asked := map[string]int{}
+	fsrv := http.FileServer(http.Dir(pub))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked[r.URL.Path]++
+		mu.Unlock()
+		fsrv.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	o := mirrorOpts(srv.URL+"/", dst)
+	o.wholeMax = 128 << 10
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	mu.Lock()
+	defer mu.Unlock()
+	for rel, want := range map[string]int{"a/small.bin": 0, "a/large.bin": 1} {
+		if n := asked["/"+treeindex.ControlPath(rel, false)]; n != want {
+			t.Errorf("the control file of %s was fetched %d times, want %d", rel, n, want)
+		}
+	}
+	if sum.New != 2 || sum.Fetched != 320<<10 {
+		t.Errorf("%d new files, %d bytes fetched; want 2 and %d", sum.New, sum.Fetched, 320<<10)
+	}
+}
