@@ -303,27 +303,16 @@ func TestMirrorReadyPartNoControl(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(parts, hex.EncodeToString(h[:])), data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			var mu sync.Mutex
-			asked := map[string]int{}
-			fsrv := http.FileServer(http.Dir(pub))
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				mu.Lock()
-				asked[r.URL.Path]++
-				mu.Unlock()
-				fsrv.ServeHTTP(w, r)
-			}))
-			defer srv.Close()
-			sum, err := Mirror(context.Background(), mirrorOpts(srv.URL+"/", dst))
+			url, asked := countingServer(t, pub)
+			sum, err := Mirror(context.Background(), mirrorOpts(url, dst))
 			if err != nil {
 				t.Fatal(err)
 			}
 			compareTrees(t, pub, dst, false)
-			mu.Lock()
-			defer mu.Unlock()
-			if n := asked["/"+treeindex.ControlPath("a/big.bin", false)]; n != 0 {
+			if n := asked("/" + treeindex.ControlPath("a/big.bin", false)); n != 0 {
 				t.Errorf("the control file of a/big.bin, complete in the parts directory, was fetched %d times", n)
 			}
-			if n := asked["/"+treeindex.ControlPath("a/other.bin", false)]; n != tc.controls {
+			if n := asked("/" + treeindex.ControlPath("a/other.bin", false)); n != tc.controls {
 				t.Errorf("the control file of a/other.bin was fetched %d times, want %d", n, tc.controls)
 			}
 			if sum.Fetched != 64<<10 {
@@ -351,31 +340,41 @@ func TestMirrorFirstCopyRebuildsLargeFiles(t *testing.T) {
 	treeFile(t, pub, "a/small.bin", treeData(1, 64<<10), 0o644)
 	treeFile(t, pub, "a/large.bin", treeData(2, 256<<10), 0o644)
 	publishTree(t, pub, 1)
-	var mu sync.Mutex
-	asked := map[string]int{}
-	fsrv := http.FileServer(http.Dir(pub))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		asked[r.URL.Path]++
-		mu.Unlock()
-		fsrv.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	o := mirrorOpts(srv.URL+"/", dst)
+	url, asked := countingServer(t, pub)
+	o := mirrorOpts(url, dst)
 	o.wholeMax = 128 << 10
 	sum, err := Mirror(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	compareTrees(t, pub, dst, false)
-	mu.Lock()
-	defer mu.Unlock()
 	for rel, want := range map[string]int{"a/small.bin": 0, "a/large.bin": 1} {
-		if n := asked["/"+treeindex.ControlPath(rel, false)]; n != want {
+		if n := asked("/" + treeindex.ControlPath(rel, false)); n != want {
 			t.Errorf("the control file of %s was fetched %d times, want %d", rel, n, want)
 		}
 	}
 	if sum.New != 2 || sum.Fetched != 320<<10 {
 		t.Errorf("%d new files, %d bytes fetched; want 2 and %d", sum.New, sum.Fetched, 320<<10)
+	}
+}
+
+// countingServer serves the directory pub over HTTP for the test and
+// returns its URL and how many requests asked for a path so far.
+func countingServer(t *testing.T, pub string) (url string, asked func(path string) int) {
+	t.Helper()
+	var mu sync.Mutex
+	counts := map[string]int{}
+	fsrv := http.FileServer(http.Dir(pub))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		counts[r.URL.Path]++
+		mu.Unlock()
+		fsrv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/", func(path string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return counts[path]
 	}
 }
