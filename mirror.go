@@ -297,7 +297,8 @@ type mirrorRun struct {
 	partsListed bool
 	// seedless is set when DIR holds no local data at all (no regular
 	// file that is not empty): a first copy. Files up to seedlessWholeMax
-	// are then fetched whole, without their control files (see seedless).
+	// are then fetched whole, without their control files (see
+	// wholeWithoutSeeds).
 	seedless         bool
 	bufs             sync.Pool         // *[]byte of hashBufSize, for hashLocal
 	join             hashJoin          // the index and the walk meet here (mirror_hash.go)
@@ -909,8 +910,8 @@ func (m *mirrorRun) prefetchControls(ctx context.Context) {
 }
 
 // seedlessWholeMax is the largest file that a first copy (DIR holds no
-// local data: MirrorOptions, "seedless") fetches whole instead of
-// rebuilding it from blocks. With nothing local to find, a rebuild only
+// local data: mirrorRun.seedless) fetches whole instead of rebuilding it
+// from blocks. With nothing local to find, a rebuild only
 // fetches every block after its control file: one request more, the
 // block records parsed, every block hashed, a partial result and its
 // state written. A file fetched whole keeps nothing of an interrupted
@@ -939,7 +940,7 @@ func (m *mirrorRun) wholeWithoutSeeds(e *treeindex.Entry) bool {
 		limit = m.opts.wholeMax
 	}
 	return m.seedless && e.Control != "" && e.Size <= limit &&
-		(m.partsListed && !m.partsLeft[e.Hex()])
+		m.partsListed && !m.partsLeft[e.Hex()]
 }
 
 // prefetch starts fetching the control files of list (a phase named
