@@ -3,6 +3,7 @@ package zsyncpipe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -70,5 +71,50 @@ func TestMirrorUnchangedFilesAsSeeds(t *testing.T) {
 	o.SkipUnchanged, o.ScanUnchanged = true, true
 	if _, err := Mirror(context.Background(), o); !errors.Is(err, ErrUsage) {
 		t.Errorf("SkipUnchanged with ScanUnchanged: %v; want ErrUsage", err)
+	}
+}
+
+// TestMirrorSkim checks MirrorOptions.NoSkim. The old tool.bin is
+// unrelated data but for three pieces of the new one: two blocks between
+// the second and the third window the scan skims (it skims after 64 KiB
+// without a match: windows of 8 KiB every 32 KiB, from 64 KiB on), a run
+// of 48 KiB that a window falls on (at 224 KiB), and two blocks alone
+// after it, between two windows, with no match after them. The default
+// finds the first two (it goes back over what it skimmed once a window
+// matches) and skims over the third; NoSkim finds all three.
+func TestMirrorSkim(t *testing.T) {
+	tmp := t.TempDir()
+	const bs = 2048 // what the publisher chooses for a file of this size
+	tool := treeData(41, 320<<10)
+	old := treeData(42, 400<<10)
+	copy(old[112<<10+5000:], tool[20<<10:20<<10+2*bs])
+	copy(old[200<<10+777:], tool[200<<10:200<<10+48<<10]) // ends at 249,353
+	// Skimming begins again at 249,353 + 64 Ki (windows at 314,889 and
+	// 347,657, 8 KiB each).
+	copy(old[330000:], tool[100<<10:100<<10+2*bs])
+	pub := filepath.Join(tmp, "pub")
+	makeTree(t, pub, map[string][]byte{"bin/tool.bin": tool}, nil)
+	publishTree(t, pub, 1)
+	for _, c := range []struct {
+		noSkim bool
+		reused int64
+	}{
+		{false, 2*bs + 48<<10},
+		{true, 4*bs + 48<<10},
+	} {
+		t.Run(fmt.Sprintf("NoSkim=%v", c.noSkim), func(t *testing.T) {
+			dst := filepath.Join(tmp, fmt.Sprint(c.noSkim))
+			makeTree(t, dst, map[string][]byte{"bin/tool.bin": old}, nil)
+			o := mirrorOpts(pub, dst)
+			o.NoSkim = c.noSkim
+			sum, err := Mirror(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareTrees(t, pub, dst, false)
+			if sum.Reused != c.reused || sum.Fetched != int64(len(tool))-c.reused {
+				t.Errorf("reused %d and fetched %d bytes; want %d and %d", sum.Reused, sum.Fetched, c.reused, int64(len(tool))-c.reused)
+			}
+		})
 	}
 }

@@ -55,6 +55,9 @@ type Options struct {
 	Workers int
 	// NoSIMD forces the portable MD5 path.
 	NoSIMD bool
+	// Skim is stages.DeltaOptions.Skim for the scan: 0 looks at every
+	// offset of every seed.
+	Skim int64
 	// Progress, if set, is called with the number of seed bytes scanned
 	// since its previous call, from several goroutines.
 	Progress func(scanned int64)
@@ -235,7 +238,7 @@ func (g *group) scan(ctx context.Context, seeds []stages.Seed, opts Options) err
 		return fmt.Errorf("seedscan: %w", err)
 	}
 	defer h.Close()
-	do := stages.DeltaOptions{Workers: opts.Workers, Hasher: h, Matches: g.all, OnBlocks: g.write, Progress: opts.Progress}
+	do := stages.DeltaOptions{Workers: opts.Workers, Skim: opts.Skim, Hasher: h, Matches: g.all, OnBlocks: g.write, Progress: opts.Progress}
 	// A Matches tells at most MaxSeeds seeds apart: larger sets are scanned
 	// in batches of that many, sharing the matches.
 	for start := 0; start < len(seeds) && !g.all.Complete(); start += stages.MaxSeeds {

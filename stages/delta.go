@@ -51,6 +51,24 @@ type DeltaOptions struct {
 	// goroutines, so a call may report less than one before it.
 	Progress func(scanned int64)
 
+	// Skim, when positive, lets the scan skim over seed data that holds
+	// nothing of the target. After Skim bytes of a tile (see SegmentSize)
+	// without a match, the scan looks only at the first Skim/8 offsets (two
+	// blocks at least) of every Skim/2: a quarter of them. When one of
+	// those matches, it goes back to where it began to skim and looks at
+	// every offset from there on, as after any match. So a run of target
+	// data at least Skim/2 plus three blocks long is always found, and the
+	// stretch skimmed before it scanned in full; a shorter run is found
+	// when a window falls on it or when a later one matches in the same
+	// stretch, and may be missed when it is alone in a long stretch of
+	// other data. A seed that is mostly other data (an executable built by
+	// another compiler) then costs about a third of a full scan. The state
+	// starts afresh at every tile, so what a scan finds still does not
+	// depend on the workers or the segments. 0 looks at every offset.
+	// seedscan.Extend, run after the scan, finds the blocks next to the
+	// runs found at the offsets they imply.
+	Skim int64
+
 	// tile overrides defaultTile, for tests.
 	tile int64
 }
@@ -568,12 +586,43 @@ func (sc *scanner) scan(ctx context.Context) error {
 	}()
 	r.reset(0)
 	p := 0 // the next position to examine; r.base <= p
+	// Skimming (DeltaOptions.Skim): after skim positions since the end of
+	// the last match (or the tile's start), only the first window
+	// positions of every step. When a window matches at q, the scan goes back to skipped,
+	// where skimming began, looks at every position up to q (stop), and
+	// goes on from the end of the run found at q (resume).
+	skim := int(sc.d.opts.Skim)
+	window := max(skim/8, 2*bs)
+	step := max(skim/2, window)
+	hit := 0
+	skipped, stop, resume := -1, -1, 0
 outer:
 	for p < sc.end {
 		if ctx.Err() != nil || sc.d.matches.Complete() {
 			return ctx.Err()
 		}
+		if stop >= 0 && p >= stop {
+			p, stop = max(p, resume), -1
+			hit = p
+			if p >= sc.end {
+				break
+			}
+			r.reset(p)
+			continue
+		}
 		n := min(r.chunk, sc.end-r.base)
+		if stop >= 0 {
+			n = min(n, stop-r.base)
+		}
+		skimming := skim > 0 && stop < 0 && p-hit >= skim
+		if skimming {
+			n = min(n, window)
+			if skipped < 0 {
+				skipped = p
+			}
+		} else {
+			skipped = -1
+		}
 		look := 0
 		if seq2 {
 			look = bs
@@ -623,7 +672,10 @@ outer:
 					return err
 				}
 				if next > q {
-					p = next
+					p, hit = next, next
+					if skimming && skipped < q {
+						p, stop, resume = skipped, q, next
+					}
 					if p < sc.end {
 						r.reset(p)
 					}
@@ -637,6 +689,13 @@ outer:
 					return err
 				}
 			}
+		}
+		if skimming {
+			p = r.base + step
+			if p < sc.end {
+				r.reset(p)
+			}
+			continue
 		}
 		r.advance(n)
 		p = r.base

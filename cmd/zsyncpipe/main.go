@@ -31,8 +31,8 @@
 //	                   [--partition-all] [--partition-size size] [-q] [--remove]
 //	                   [--topic-prefix prefix] [-v] BROKER-URL DIR FILE...
 //	zsyncpipe mirror [-A host=user:pass]... [--allow-outside-links] [-c] [--checksum] [--delete]
-//	                 [--dry-run] [-n] [--no-fsync] [--parallel n] [-q] [--recheck] [--retries n]
-//	                 [--scan-unchanged] [--skip-unchanged] [-v] URL DIR
+//	                 [--dry-run] [-n] [--no-fsync] [--no-skim] [--parallel n] [-q] [--recheck]
+//	                 [--retries n] [--scan-unchanged] [--skip-unchanged] [-v] URL DIR
 //	zsyncpipe version
 //	zsyncpipe help [command]
 //

@@ -27,7 +27,12 @@ drops at every byte offset (moved, renamed, split, edited files), and the
 files the new tree keeps unchanged only at block boundaries (their data where
 a new file holds whole blocks of it: a copy, a concatenation, a cut at a
 block boundary). --scan-unchanged reads those at every offset too (slower:
-the whole tree); --skip-unchanged leaves them out.
+the whole tree); --skip-unchanged leaves them out. Where a file read at every
+offset shares nothing with the new files for 64 KiB, the scan skims: it looks
+at 8 KiB of offsets in every 32 KiB until one matches, then goes back over
+what it skimmed (a third of the cost on a rebuilt executable; it may miss a
+short run of shared data alone among other data). --no-skim looks at every
+offset throughout.
 
 Symlinks that point out of DIR are refused unless --allow-outside-links; an
 index with unsafe paths is refused before anything changes (exit code 1).`
@@ -42,6 +47,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(dry, "dry-run", false, "same as -n")
 	skip := fs.Bool("skip-unchanged", false, "scan only changed and removed local files for data, not those the new tree keeps (faster; misses data shared with unchanged files)")
 	scanAll := fs.Bool("scan-unchanged", false, "scan the local files the new tree keeps at every byte offset too, not only at block boundaries (slower; also finds their data shifted by part of a block)")
+	noSkim := fs.Bool("no-skim", false, "look at every byte offset of changed and removed files, also where they share nothing with the new files (slower on rebuilt executables; finds short runs of shared data the default skims over)")
 	recheck := fs.Bool("recheck", false, "look at the local files even when the index has not changed since the last complete run")
 	outside := fs.Bool("allow-outside-links", false, "accept symlinks pointing outside DIR")
 	parallel := fs.Int("parallel", 16, "`n` files fetched at once")
@@ -89,7 +95,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	opts := zsyncpipe.MirrorOptions{
 		URL: pos[0], Dir: pos[1], HTTP: httpOpts,
 		Delete: *del, Checksum: *checksum, DryRun: *dry, AllowOutsideLinks: *outside,
-		SkipUnchanged: *skip, ScanUnchanged: *scanAll, Recheck: *recheck, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
+		SkipUnchanged: *skip, ScanUnchanged: *scanAll, NoSkim: *noSkim, Recheck: *recheck, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
 	}
 	if cb := prog.callback(); cb != nil {
 		opts.Progress = func(p zsyncpipe.MirrorProgress) { cb(mirrorProgress(p)) }

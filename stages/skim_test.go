@@ -1,0 +1,78 @@
+package stages
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+)
+
+// skimSeed lays out a seed for TestDeltaSkim (block size 512, Skim 16 KiB:
+// windows of 2 KiB every 8 KiB once skimming, which begins at the first
+// chunk boundary — 16 KiB of positions after the end of the last match —
+// at least Skim after it):
+//
+//	0      target blocks 0-23 (a run, found at once; the last match ends at 12,288)
+//	28,672 skimming begins: windows at 28,672, 36,864, 45,056, …
+//	31,000 target blocks 30-31 (a pair between two windows)
+//	40,100 target blocks 40-69 (a run a window falls on: at 45,220)
+//	55,460 the run ends; skimming begins again at 71,844
+//	75,844 target blocks 80-81 (a pair between two windows)
+//
+// and unrelated data everywhere else, up to 100 KiB.
+func skimSeed(target []byte) []byte {
+	const bs = 512
+	seed := randData(901, 100<<10)
+	put := func(at, first, n int) { copy(seed[at:], target[first*bs:(first+n)*bs]) }
+	put(0, 0, 24)
+	put(31000, 30, 2)
+	put(40100, 40, 30)
+	put(75844, 80, 2)
+	return seed
+}
+
+// TestDeltaSkim checks DeltaOptions.Skim: a run of target data that a
+// skimmed window falls on is found whole, and so is a short piece in the
+// stretch skimmed before it (the scan goes back over it); a short piece
+// between two windows with no match after it is not, which a full scan
+// finds — so the skim does leave offsets out. The result must not depend
+// on the workers or the segments either.
+func TestDeltaSkim(t *testing.T) {
+	const bs = 512
+	target := randData(900, 100*bs)
+	seed := skimSeed(target)
+	f := makeControl(t, target, bs, seq2)
+	found := func(m *Matches) []int64 {
+		var got []int64
+		for i := range m.Blocks() {
+			if m.Has(i) {
+				got = append(got, i)
+			}
+		}
+		return got
+	}
+	span := func(ranges ...[2]int64) []int64 {
+		var s []int64
+		for _, r := range ranges {
+			for i := r[0]; i < r[1]; i++ {
+				s = append(s, i)
+			}
+		}
+		return s
+	}
+	full := runDelta(t, f, DeltaOptions{}, seed)
+	checkLocations(t, full, target, bs, seed)
+	if got, want := found(full), span([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70}, [2]int64{80, 82}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("full scan found %v, want %v", got, want)
+	}
+	want := span([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70})
+	for _, workers := range []int{1, 3} {
+		for _, seg := range []int64{0, 3 * bs} {
+			name := fmt.Sprintf("workers %d segment %d", workers, seg)
+			m := runDelta(t, f, DeltaOptions{Skim: 16 << 10, Workers: workers, SegmentSize: seg}, seed)
+			checkLocations(t, m, target, bs, seed)
+			if got := found(m); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: skimming found %v, want %v", name, got, want)
+			}
+		}
+	}
+}
