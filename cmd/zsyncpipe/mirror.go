@@ -39,6 +39,7 @@ index with unsafe paths is refused before anything changes (exit code 1).`
 
 // cmdMirror implements "zsyncpipe mirror".
 func cmdMirror(ctx context.Context, e *env, args []string) error {
+	defer commandGC(mirrorGCPercent)()
 	fs := newFlagSet(e, "mirror", mirrorIntro)
 	del := fs.Bool("delete", false, "remove local files the index does not list (after the new files are in place)")
 	checksum := fs.Bool("c", false, "hash local files instead of trusting size and mtime (rsync's -c)")
@@ -56,7 +57,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	fs.Var(&auth, "A", "credentials for HTTP Basic auth, sent only to that host (`host=user:pass`); may be repeated")
 	noFsync := fs.Bool("no-fsync", false, "do not flush files to disk before renaming them into place")
 	quiet := fs.Bool("q", false, "print nothing but errors")
-	verbose := fs.Bool("v", false, "print notes (restarts, files fetched whole after a bad control file), exact byte counts and the timeline of the run's phases")
+	verbose := fs.Bool("v", false, "print notes (restarts, files fetched whole after a bad control file), exact byte counts, the timeline of the run's phases and its memory")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -113,6 +114,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 		for _, p := range sum.Phases {
 			fmt.Fprintf(e.stdout, "phase %-14s %7.3f s to %7.3f s (%.3f s)\n", p.Name, p.Start.Seconds(), p.End.Seconds(), (p.End - p.Start).Seconds())
 		}
+		printMemory(e.stdout)
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ The output file is the control file's Filename in the current directory unless
 
 // cmdSync implements "zsyncpipe sync".
 func cmdSync(ctx context.Context, e *env, args []string) error {
-	defer tightGC(syncGCPercent)()
+	defer commandGC(syncGCPercent)()
 	fs := newFlagSet(e, "sync", syncIntro)
 	var seeds listFlag
 	fs.Var(&seeds, "i", "`seed` file that may hold parts of the target; may be repeated")
