@@ -24,10 +24,17 @@ func TestSyncControlByURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	var notModified, rangeRequests atomic.Int64
+	// served, once set, is the Date the server gives its answers: the time
+	// of serving as the client sees it, pinned so that "served in the
+	// second of the change" does not depend on how long a run takes.
+	var served atomic.Pointer[time.Time]
 	files := http.FileServer(http.Dir(filepath.Dir(f.target)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Range") != "" {
 			rangeRequests.Add(1)
+		}
+		if t := served.Load(); t != nil {
+			w.Header().Set("Date", t.UTC().Format(http.TimeFormat))
 		}
 		rec := &statusRecorder{ResponseWriter: w}
 		files.ServeHTTP(rec, r)
@@ -65,10 +72,14 @@ func TestSyncControlByURL(t *testing.T) {
 	// A control file replaced in the second it is served in: its
 	// Last-Modified cannot tell a second change in that second apart, so
 	// the kept copy is not trusted on a 304 — both runs fetch it whole.
+	// (The server's Date stays in that second however long the runs take:
+	// on a loaded machine they once ended in the next one, where the
+	// Last-Modified is no longer weak and a 304 is right.)
 	now := time.Now()
 	if err := os.Chtimes(f.control, now, now); err != nil {
 		t.Fatal(err)
 	}
+	served.Store(&now)
 	for range 2 {
 		mustRun(t, "sync", "-q", "-o", out, "-k", keep, url)
 	}
