@@ -587,10 +587,11 @@ func (sc *scanner) scan(ctx context.Context) error {
 	r.reset(0)
 	p := 0 // the next position to examine; r.base <= p
 	// Skimming (DeltaOptions.Skim): after skim positions since the end of
-	// the last match (or the tile's start), only the first window
-	// positions of every step. When a window matches at q, the scan goes back to skipped,
-	// where skimming began, looks at every position up to q (stop), and
-	// goes on from the end of the run found at q (resume).
+	// the last match (hit; the tile's start at first), only the first
+	// window positions of every step are looked at. When a window matches
+	// at q, the scan goes back to skipped, where skimming began, looks at
+	// every position up to q (stop), and goes on from the end of the run
+	// found at q (resume).
 	skim := int(sc.d.opts.Skim)
 	window := max(skim/8, 2*bs)
 	step := max(skim/2, window)
