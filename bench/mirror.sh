@@ -27,7 +27,8 @@
 #   with N >= 35 no run pays for the inodes the setup or the run before it
 #   freed (ext4 without a journal skips inodes freed in the last 30 s, and
 #   60 s while their table block is dirty; see docs/trees.md).
-# Prints wall, CPU (user+sys), max RSS and bytes received for each, then
+# Prints wall, CPU (user+sys), max RSS, the machine's CPU and steal time
+# meanwhile (see T) and bytes received for each, then
 # the same for a second run with nothing changed. Needs rsync, nginx, GNU time.
 set -euo pipefail
 OLD=$1 NEW=$2 B=${3:-/tmp/zsyncpipe-bench-mirror}
@@ -53,7 +54,21 @@ start() { # copy OLD into $1
 	fi
 	if [ "$OLD" != empty ]; then cp -a "$OLD/." "$1" && chmod -R u+w "$1"; fi
 }
-T() { /usr/bin/time -f "%e s wall, %U+%S s cpu, %M KiB RSS" -o "$B/time" "$@"; }
+# mstat prints the machine's busy CPU time (user, nice, system, irq,
+# softirq) and its steal time, in ticks of /proc/stat (1/100 s).
+mstat() { awk '/^cpu /{print $2+$3+$4+$7+$8, $9; exit}' /proc/stat; }
+# T runs a timed command: wall, CPU and peak RSS of the command, then what
+# the whole machine spent meanwhile (the command, its server: nginx or the
+# rsync daemon, the kernel's threads) and the CPU time the hypervisor gave
+# to others (steal: a run with much of it was slowed by the host).
+T() {
+	local a b
+	a=$(mstat)
+	/usr/bin/time -f "%e s wall, %U+%S s cpu, %M KiB RSS" -o "$B/time" "$@"
+	b=$(mstat)
+	printf '%s%s\n' "$(cat "$B/time")" "$(echo "$a $b" | awk '{printf ", machine %.2f s cpu, %.2f s steal", ($3 - $1) / 100, ($4 - $2) / 100}')" >"$B/time.m"
+	mv "$B/time.m" "$B/time"
+}
 cleanup() {
 	kill "${PIDS[@]}" 2>/dev/null || true
 	wait 2>/dev/null || true

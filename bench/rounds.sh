@@ -9,7 +9,9 @@
 # prints one line per binary and round, then per binary: wall time, CPU,
 # the ratios to rsync sorted, how many are at most 0.5, first against later
 # positions, the bytes received against rsync's, and the second run (nothing
-# changed): its wall time and requests.
+# changed): its wall time and requests, and what the whole machine spent
+# during each run and rsync's: CPU and steal time (a round whose runs lost
+# much to steal was slowed by the host, not by either tool).
 # Usage: ZSP="/tmp/a/zsyncpipe /tmp/b/zsyncpipe" ROUNDS=10 bench/rounds.sh OLD NEW [WORK]
 #   OLD, NEW, WORK as for bench/mirror.sh; ZSP defaults to zsyncpipe. Give
 #   each binary its own path (a copy, or a script that execs it with
@@ -27,7 +29,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
 echo "$N rounds of bench/mirror.sh $OLD $NEW (FRESHFS=$FRESHFS SETTLE=$SETTLE), binaries in rotated order"
-printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s\n' round "rsync s" binary pos "wall s" ratio "cpu s" "RSS KiB" received identical "unchanged: wall s, requests"
+printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s\n' round "rsync s" binary pos "wall s" ratio "cpu s" "RSS KiB" received identical "unchanged: wall s, requests; machine cpu s, steal s: this run, rsync's"
+# machine prints the whole machine's CPU and steal time during the run
+# whose line of bench/mirror.sh is $1 (see T there).
+machine() { sed -n 's/.*, machine \([0-9.]*\) s cpu, \([0-9.]*\) s steal.*/\1 \2/p' <<<"$1"; }
 for r in $(seq 1 "$N"); do
 	k=$(((r - 1) % ${#BINS[@]}))
 	order=("${BINS[@]:$k}" "${BINS[@]:0:$k}")
@@ -44,6 +49,7 @@ for r in $(seq 1 "$N"); do
 	fi
 	rwall=$(echo "$rline" | awk '{print $4}')
 	rbytes=$(echo "$rline" | sed 's/.*Total bytes received: //; s/,//g')
+	rmach=$(machine "$rline")
 	pos=0
 	for b in "${order[@]}"; do
 		pos=$((pos + 1))
@@ -64,7 +70,8 @@ for r in $(seq 1 "$N"); do
 		uwall=$(echo "$u" | sed 's/.*: \([0-9.]*\) s wall.*/\1/')
 		ureq=$(echo "$u" | sed 's/.* received in \([0-9]*\) request.*/\1/')
 		ratio=$(awk -v a="$wall" -v b="$rwall" 'BEGIN{printf "%.3f", a / b}')
-		row=$(printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s %s' "$r" "$rwall" "$b" "$pos" "$wall" "$ratio" "$cpu" "$rss" "$recv" "$same" "$uwall" "$ureq")
+		mach=$(machine "$l")
+		row=$(printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s %s %s %s' "$r" "$rwall" "$b" "$pos" "$wall" "$ratio" "$cpu" "$rss" "$recv" "$same" "$uwall" "$ureq" "${mach:-- -}" "${rmach:-- -}")
 		echo "$row"
 		echo "$row $rbytes" >>"$lines"
 	done
@@ -77,7 +84,8 @@ for b in "${BINS[@]}"; do
 		if ($4 == 1) { first += $5; nf++ } else { later += $5; nl++ }
 		if ($6 <= 0.5) le++
 		if ($9 > recv) recv = $9
-		if ($13 > rrecv) rrecv = $13
+		if ($17 > rrecv) rrecv = $17
+		mcpu += $13; steal += $14; rmcpu += $15; rsteal += $16
 		if ($11 > uwall) uwall = $11
 		if ($12 > ureq) ureq = $12
 		if ($10 != "yes") bad++
@@ -93,6 +101,7 @@ for b in "${BINS[@]}"; do
 		printf "  ratio to rsync: median %.3f, %d of %d at most 0.5; sorted: %s\n", med, le, n, list
 		if (nf && nl) printf "  wall when first after rsync %.2f s mean (%d), later %.2f s (%d)\n", first / nf, nf, later / nl, nl
 		printf "  nothing changed (the second run): at most %.2f s, %d requests\n", uwall, ureq
+		printf "  the machine meanwhile (mean): %.2f s CPU, %.2f s steal; during rsync %.2f s CPU, %.2f s steal\n", mcpu / n, steal / n, rmcpu / n, rsteal / n
 		printf "  received at most %d bytes, rsync %d (%.3fx)%s\n", recv, rrecv, recv / rrecv, bad ? "; " bad " results NOT identical to the published tree" : "; every result identical to the published tree"
 	}' "$lines"
 done
