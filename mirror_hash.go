@@ -103,8 +103,13 @@ func (m *mirrorRun) found(rel string, fi os.FileInfo) {
 	}
 }
 
-// listed is called for every file entry of the index as it is read.
+// listed is called for every entry of the index as it is read: it
+// records the path (see paths) and, for a file, joins it with the walk.
 func (m *mirrorRun) listed(e *treeindex.Entry) {
+	if m.paths == nil {
+		m.paths = make(map[string]struct{}, 1<<14)
+	}
+	m.paths[e.Path] = struct{}{}
 	if e.Type != treeindex.File {
 		return
 	}
@@ -119,6 +124,12 @@ func (m *mirrorRun) listed(e *treeindex.Entry) {
 		m.join.want = map[string]wanted{}
 	}
 	m.join.want[e.Path] = w
+}
+
+// inIndex reports whether the index lists rel.
+func (m *mirrorRun) inIndex(rel string) bool {
+	_, ok := m.paths[rel]
+	return ok
 }
 
 // consider queues the local file rel for hashing when its size is that of
