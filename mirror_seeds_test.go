@@ -75,22 +75,26 @@ func TestMirrorUnchangedFilesAsSeeds(t *testing.T) {
 }
 
 // TestMirrorSkim checks MirrorOptions.NoSkim. The old tool.bin is
-// unrelated data but for three pieces of the new one: two blocks between
+// unrelated data but for four pieces of the new one: two blocks between
 // the second and the third window the scan skims (it skims after 64 KiB
-// without a match: windows of 8 KiB every 32 KiB, from 64 KiB on), a run
-// of 48 KiB that a window falls on (at 224 KiB), and two blocks alone
-// after it, between two windows, with no match after them. The default
-// finds the first two (it goes back over what it skimmed once a window
-// matches) and skims over the third; NoSkim finds all three.
+// without a match: windows of 8 KiB every 32 KiB, from 64 KiB on), two
+// blocks between the fourth and the fifth, a run of 48 KiB that the
+// sixth window falls on (at 224 KiB: the first pair of blocks of the run
+// in it is at 230,153), and two blocks alone after the run, between two
+// windows, with no match after them. The default finds the second pair
+// and the run (it goes back 64 KiB over what it skimmed once a window
+// matches, to 164,617) and skims over the first pair and the last; NoSkim
+// finds all four.
 func TestMirrorSkim(t *testing.T) {
 	tmp := t.TempDir()
 	const bs = 2048 // what the publisher chooses for a file of this size
 	tool := treeData(41, 320<<10)
 	old := treeData(42, 400<<10)
 	copy(old[112<<10+5000:], tool[20<<10:20<<10+2*bs])
-	copy(old[200<<10+777:], tool[200<<10:200<<10+48<<10]) // ends at 249,353
-	// Skimming begins again at 249,353 + 64 Ki (windows at 314,889 and
-	// 347,657, 8 KiB each).
+	copy(old[180<<10+5000:], tool[60<<10:60<<10+2*bs])
+	copy(old[200<<10+777:], tool[200<<10:200<<10+48<<10]) // ends at 254,729
+	// Skimming begins again 64 KiB after the end of the last match of the
+	// run (windows from about 313 KiB on, 8 KiB each, 32 KiB apart).
 	copy(old[330000:], tool[100<<10:100<<10+2*bs])
 	pub := filepath.Join(tmp, "pub")
 	makeTree(t, pub, map[string][]byte{"bin/tool.bin": tool}, nil)
@@ -100,7 +104,7 @@ func TestMirrorSkim(t *testing.T) {
 		reused int64
 	}{
 		{false, 2*bs + 48<<10},
-		{true, 4*bs + 48<<10},
+		{true, 6*bs + 48<<10},
 	} {
 		t.Run(fmt.Sprintf("NoSkim=%v", c.noSkim), func(t *testing.T) {
 			dst := filepath.Join(tmp, fmt.Sprint(c.noSkim))

@@ -55,16 +55,17 @@ type DeltaOptions struct {
 	// nothing of the target. After Skim bytes of a tile (see SegmentSize)
 	// without a match, the scan looks only at the first Skim/8 offsets (two
 	// blocks at least) of every Skim/2: a quarter of them. When one of
-	// those matches, it goes back to where it began to skim and looks at
-	// every offset from there on, as after any match. So a run of target
-	// data at least Skim/2 plus three blocks long is always found, and the
-	// stretch skimmed before it scanned in full; a shorter run is found
-	// when a window falls on it or when a later one matches in the same
-	// stretch, and may be missed when it is alone in a long stretch of
-	// other data. A seed that is mostly other data (an executable built by
-	// another compiler) then costs about a third of a full scan. The state
-	// starts afresh at every tile, so what a scan finds still does not
-	// depend on the workers or the segments. 0 looks at every offset.
+	// those matches, it goes back Skim bytes (not past where it began to
+	// skim) and looks at every offset from there on, as after any match.
+	// So a run of target data at least Skim/2 plus three blocks long is
+	// always found, and the Skim bytes skimmed before it scanned in full; a
+	// shorter run is found when a window falls on it or when a later one
+	// matches less than Skim after it, and may be missed when it is alone
+	// in a long stretch of other data. Seeds that are mostly other data
+	// (executables built by another compiler) then cost about 40 % of the
+	// offsets of a full scan. The state starts afresh at every tile, so
+	// what a scan finds still does not depend on the workers or the
+	// segments. 0 looks at every offset.
 	// seedscan.Extend, run after the scan, finds the blocks next to the
 	// runs found at the offsets they imply.
 	Skim int64
@@ -589,9 +590,9 @@ func (sc *scanner) scan(ctx context.Context) error {
 	// Skimming (DeltaOptions.Skim): after skim positions since the end of
 	// the last match (hit; the tile's start at first), only the first
 	// window positions of every step are looked at. When a window matches
-	// at q, the scan goes back to skipped, where skimming began, looks at
-	// every position up to q (stop), and goes on from the end of the run
-	// found at q (resume).
+	// at q, the scan goes back skim positions (or to skipped, where
+	// skimming began, if that is nearer), looks at every position up to q
+	// (stop), and goes on from the end of the run found at q (resume).
 	skim := int(sc.d.opts.Skim)
 	window := max(skim/8, 2*bs)
 	step := max(skim/2, window)
@@ -675,7 +676,7 @@ outer:
 				if next > q {
 					p, hit = next, next
 					if skimming && skipped < q {
-						p, stop, resume = skipped, q, next
+						p, stop, resume = max(skipped, q-skim), q, next
 					}
 					if p < sc.end {
 						r.reset(p)

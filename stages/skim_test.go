@@ -15,27 +15,34 @@ import (
 //	28,672 skimming begins: windows at 28,672, 36,864, 45,056, …
 //	31,000 target blocks 30-31 (a pair between two windows)
 //	40,100 target blocks 40-69 (a run a window falls on: at 45,220)
-//	55,460 the run ends; skimming begins again at 71,844
+//	55,460 the run ends; skimming begins again at 71,844: windows at
+//	       71,844, 80,036, 88,228, 96,420, …
 //	75,844 target blocks 80-81 (a pair between two windows)
+//	84,000 target blocks 83-84 (a pair between two windows)
+//	96,000 target blocks 86-97 (a run the window at 96,420 falls on: the
+//	       pair 87-88 at 96,512 matches; the scan goes back 16 KiB, to
+//	       80,128, which is past 83-84 but not past 80-81)
 //
-// and unrelated data everywhere else, up to 100 KiB.
+// and unrelated data everywhere else, up to 110 KiB.
 func skimSeed(target []byte) []byte {
 	const bs = 512
-	seed := randData(901, 100<<10)
+	seed := randData(901, 110<<10)
 	put := func(at, first, n int) { copy(seed[at:], target[first*bs:(first+n)*bs]) }
 	put(0, 0, 24)
 	put(31000, 30, 2)
 	put(40100, 40, 30)
 	put(75844, 80, 2)
+	put(84000, 83, 2)
+	put(96000, 86, 12)
 	return seed
 }
 
 // TestDeltaSkim checks DeltaOptions.Skim: a run of target data that a
-// skimmed window falls on is found whole, and so is a short piece in the
-// stretch skimmed before it (the scan goes back over it); a short piece
-// between two windows with no match after it is not, which a full scan
-// finds — so the skim does leave offsets out. The result must not depend
-// on the workers or the segments either.
+// skimmed window falls on is found whole, and so is a short piece less
+// than Skim before the window (the scan goes back over it); a short piece
+// between two windows further back is not, which a full scan finds — so
+// the skim does leave offsets out. The result must not depend on the
+// workers or the segments either.
 func TestDeltaSkim(t *testing.T) {
 	const bs = 512
 	target := randData(900, 100*bs)
@@ -61,10 +68,10 @@ func TestDeltaSkim(t *testing.T) {
 	}
 	full := runDelta(t, f, DeltaOptions{}, seed)
 	checkLocations(t, full, target, bs, seed)
-	if got, want := found(full), span([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70}, [2]int64{80, 82}); !reflect.DeepEqual(got, want) {
+	if got, want := found(full), span([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70}, [2]int64{80, 82}, [2]int64{83, 85}, [2]int64{86, 98}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("full scan found %v, want %v", got, want)
 	}
-	want := span([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70})
+	want := span([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70}, [2]int64{83, 85}, [2]int64{86, 98})
 	for _, workers := range []int{1, 3} {
 		for _, seg := range []int64{0, 3 * bs} {
 			name := fmt.Sprintf("workers %d segment %d", workers, seg)
