@@ -53,8 +53,10 @@ type DeltaOptions struct {
 
 	// Skim, when positive, lets the scan skim over seed data that holds
 	// nothing of the target. After Skim bytes of a tile (see SegmentSize)
-	// without a match, the scan looks only at the first Skim/8 offsets (two
-	// blocks at least) of every Skim/2: a quarter of them. When one of
+	// without a match (at once in the first pass over every tile but a
+	// seed's first: a run that goes on from the tile before is found by
+	// the first window), the scan looks only at the first Skim/8 offsets
+	// (two blocks at least) of every Skim/2: a quarter of them. When one of
 	// those matches, it goes back Skim bytes (not past where it began to
 	// skim) and looks at every offset from there on, as after any match.
 	// So a run of target data at least Skim/2 plus three blocks long is
@@ -459,6 +461,9 @@ type scanner struct {
 	pendN int
 	// runs lists the runs followed in the first pass.
 	runs []run
+	// skimAtOnce has a skimming scan (DeltaOptions.Skim) skim from the
+	// start, not after Skim positions.
+	skimAtOnce bool
 }
 
 // has reports whether block i is known to the scanner: found before its
@@ -516,6 +521,9 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 			blocks: blocks,
 			before: seg.pass.known,
 			mine:   *mp,
+			// A tile of the first pass after the seed's first skims
+			// from its start (see DeltaOptions.Skim).
+			skimAtOnce: !seg.pass.again && t0 > 0 && t0%d.tile == 0,
 		}
 		if s.Aligned {
 			err = sc.scanAligned(ctx)
@@ -588,7 +596,8 @@ func (sc *scanner) scan(ctx context.Context) error {
 	r.reset(0)
 	p := 0 // the next position to examine; r.base <= p
 	// Skimming (DeltaOptions.Skim): after skim positions since the end of
-	// the last match (hit; the tile's start at first), only the first
+	// the last match (hit; the tile's start at first, skim positions before
+	// it with skimAtOnce), only the first
 	// window positions of every step are looked at. When a window matches
 	// at q, the scan goes back skim positions (or to skipped, where
 	// skimming began, if that is nearer), looks at every position up to q
@@ -597,6 +606,9 @@ func (sc *scanner) scan(ctx context.Context) error {
 	window := max(skim/8, 2*bs)
 	step := max(skim/2, window)
 	hit := 0
+	if sc.skimAtOnce {
+		hit = -skim
+	}
 	skipped, stop, resume := -1, -1, 0
 outer:
 	for p < sc.end {

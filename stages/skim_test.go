@@ -1,9 +1,10 @@
 package stages
 
 import (
-	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/zsyncpipe/zsyncpipe/control"
 )
 
 // skimSeed lays out a seed for TestDeltaSkim (block size 512, Skim 16 KiB:
@@ -48,37 +49,73 @@ func TestDeltaSkim(t *testing.T) {
 	target := randData(900, 100*bs)
 	seed := skimSeed(target)
 	f := makeControl(t, target, bs, seq2)
-	found := func(m *Matches) []int64 {
-		var got []int64
-		for i := range m.Blocks() {
-			if m.Has(i) {
-				got = append(got, i)
-			}
-		}
-		return got
-	}
-	span := func(ranges ...[2]int64) []int64 {
-		var s []int64
-		for _, r := range ranges {
-			for i := r[0]; i < r[1]; i++ {
-				s = append(s, i)
-			}
-		}
-		return s
-	}
 	full := runDelta(t, f, DeltaOptions{}, seed)
 	checkLocations(t, full, target, bs, seed)
-	if got, want := found(full), span([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70}, [2]int64{80, 82}, [2]int64{83, 85}, [2]int64{86, 98}); !reflect.DeepEqual(got, want) {
+	if got, want := foundBlocks(full), blockSpan([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70}, [2]int64{80, 82}, [2]int64{83, 85}, [2]int64{86, 98}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("full scan found %v, want %v", got, want)
 	}
-	want := span([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70}, [2]int64{83, 85}, [2]int64{86, 98})
+	checkSkim(t, f, target, seed, DeltaOptions{Skim: 16 << 10},
+		blockSpan([2]int64{0, 24}, [2]int64{30, 32}, [2]int64{40, 70}, [2]int64{83, 85}, [2]int64{86, 98}))
+}
+
+// TestDeltaSkimTiles checks that a skimming scan skims from the start of
+// every tile but a seed's first (block size 512, Skim 16 KiB, tiles of 64
+// KiB): in the second tile, a pair of target blocks at 70,000, between the
+// windows at 65,536 and 73,728, is skimmed over (a full scan of the tile's
+// first 16 KiB would have found it), and a run at 100,000, which the window
+// at 98,304 falls on, is found; the scan goes back from it to 83,616 only.
+// The first tile begins with a run, found as always.
+func TestDeltaSkimTiles(t *testing.T) {
+	const bs = 512
+	target := randData(910, 100*bs)
+	seed := randData(911, 128<<10)
+	put := func(at, first, n int) { copy(seed[at:], target[first*bs:(first+n)*bs]) }
+	put(0, 0, 24)
+	put(70000, 60, 2)
+	put(100000, 70, 20)
+	f := makeControl(t, target, bs, seq2)
+	full := runDelta(t, f, DeltaOptions{tile: 64 << 10}, seed)
+	if got, want := foundBlocks(full), blockSpan([2]int64{0, 24}, [2]int64{60, 62}, [2]int64{70, 90}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("full scan found %v, want %v", got, want)
+	}
+	checkSkim(t, f, target, seed, DeltaOptions{Skim: 16 << 10, tile: 64 << 10}, blockSpan([2]int64{0, 24}, [2]int64{70, 90}))
+}
+
+// foundBlocks lists the blocks m has a location for.
+func foundBlocks(m *Matches) []int64 {
+	var got []int64
+	for i := range m.Blocks() {
+		if m.Has(i) {
+			got = append(got, i)
+		}
+	}
+	return got
+}
+
+// blockSpan lists the blocks of the half-open ranges given.
+func blockSpan(ranges ...[2]int64) []int64 {
+	var s []int64
+	for _, r := range ranges {
+		for i := r[0]; i < r[1]; i++ {
+			s = append(s, i)
+		}
+	}
+	return s
+}
+
+// checkSkim scans seed for the blocks of f (target's control file) with
+// opts, with 1 and 3 workers and two segment sizes, and checks that each
+// scan finds the blocks want, at the right places.
+func checkSkim(t *testing.T, f *control.File, target, seed []byte, opts DeltaOptions, want []int64) {
+	t.Helper()
 	for _, workers := range []int{1, 3} {
-		for _, seg := range []int64{0, 3 * bs} {
-			name := fmt.Sprintf("workers %d segment %d", workers, seg)
-			m := runDelta(t, f, DeltaOptions{Skim: 16 << 10, Workers: workers, SegmentSize: seg}, seed)
-			checkLocations(t, m, target, bs, seed)
-			if got := found(m); !reflect.DeepEqual(got, want) {
-				t.Errorf("%s: skimming found %v, want %v", name, got, want)
+		for _, seg := range []int64{0, 3 * int64(f.Blocksize)} {
+			o := opts
+			o.Workers, o.SegmentSize = workers, seg
+			m := runDelta(t, f, o, seed)
+			checkLocations(t, m, target, f.Blocksize, seed)
+			if got := foundBlocks(m); !reflect.DeepEqual(got, want) {
+				t.Errorf("workers %d segment %d: skimming found %v, want %v", workers, seg, got, want)
 			}
 		}
 	}
