@@ -29,8 +29,8 @@ a new file holds whole blocks of it: a copy, a concatenation, a cut at a
 block boundary). --scan-unchanged reads those at every offset too (slower:
 the whole tree); --skip-unchanged leaves them out. Where a file read at every
 offset shares nothing with the new files for 64 KiB, the scan skims: it looks
-at 8 KiB of offsets in every 32 KiB until one matches, then goes back over
-what it skimmed (a third of the cost on a rebuilt executable; it may miss a
+at 8 KiB of offsets in every 32 KiB until one matches, then goes back 64 KiB
+over what it skimmed (40 % of the cost on rebuilt executables; it may miss a
 short run of shared data alone among other data). --no-skim looks at every
 offset throughout.
 
