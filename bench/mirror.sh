@@ -66,8 +66,9 @@ T() {
 	a=$(mstat)
 	/usr/bin/time -f "%e s wall, %U+%S s cpu, %M KiB RSS" -o "$B/time" "$@"
 	b=$(mstat)
-	printf '%s%s\n' "$(cat "$B/time")" "$(echo "$a $b" | awk '{printf ", machine %.2f s cpu, %.2f s steal", ($3 - $1) / 100, ($4 - $2) / 100}')" >"$B/time.m"
-	mv "$B/time.m" "$B/time"
+	local t
+	t=$(cat "$B/time")
+	echo "$a $b" | awk -v t="$t" '{printf "%s, machine %.2f s cpu, %.2f s steal\n", t, ($3 - $1) / 100, ($4 - $2) / 100}' >"$B/time"
 }
 cleanup() {
 	kill "${PIDS[@]}" 2>/dev/null || true

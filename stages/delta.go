@@ -596,9 +596,9 @@ func (sc *scanner) scan(ctx context.Context) error {
 	r.reset(0)
 	p := 0 // the next position to examine; r.base <= p
 	// Skimming (DeltaOptions.Skim): after skim positions since the end of
-	// the last match (hit; the tile's start at first, skim positions before
-	// it with skimAtOnce), only the first
-	// window positions of every step are looked at. When a window matches
+	// the last match (hit; at first the tile's start, or skim positions
+	// before it with skimAtOnce), only the first window positions of every
+	// step are looked at. When a window matches
 	// at q, the scan goes back skim positions (or to skipped, where
 	// skimming began, if that is nearer), looks at every position up to q
 	// (stop), and goes on from the end of the run found at q (resume).
