@@ -8,9 +8,10 @@
 #   serves NEW from a daemon on loopback. Every client starts from a cp -a
 #   of OLD. MIRROR_FLAGS adds flags to every mirror run (default --delete).
 #   RSYNC_Z=1 also runs rsync -az (compressed) from the same starting copy.
-#   RSYNC_LAST=1 runs rsync after the mirrors instead of before them: the
-#   first run after the setup's copies is the slowest (ext4 without a
-#   journal, see docs/trees.md "What a mirror writes").
+#   RSYNC_LAST=1 runs rsync after the mirrors instead of before them: which
+#   run pays most for the setup depends on the hour (ext4 without a journal,
+#   docs/trees.md "What a mirror writes"; memory the host takes back,
+#   "Where it stands: fifteenth session"), so bench/rounds.sh alternates.
 #   FRESHFS=1 gives every client directory its own new ext4 filesystem
 #   (a loop-mounted image in WORK, made with mkfs.ext4 -O ^has_journal like
 #   this machine's root; FRESHFS=journal keeps ext4's default journal), so

@@ -12,6 +12,12 @@
 # changed): its wall time and requests, and what the whole machine spent
 # during each run and rsync's: CPU and steal time (a round whose runs lost
 # much to steal was slowed by the host, not by either tool).
+# rsync runs before the mirrors in odd rounds and after them in even ones
+# (RSYNC_ORDER=alternate, the default; first or last keeps one order): on
+# this machine the run that comes second after the setup can pay several
+# times more for the pages it writes than the first (docs/trees.md,
+# "Where it stands: fifteenth session"), so a fixed order favours one
+# side. The summary gives the ratios of each order apart.
 # Usage: ZSP="/tmp/a/zsyncpipe /tmp/b/zsyncpipe" ROUNDS=10 bench/rounds.sh OLD NEW [WORK]
 #   OLD, NEW, WORK as for bench/mirror.sh; ZSP defaults to zsyncpipe. Give
 #   each binary its own path (a copy, or a script that execs it with
@@ -24,19 +30,29 @@ set -euo pipefail
 OLD=$1 NEW=$2 WORK=${3:-/tmp/zsyncpipe-bench-mirror}
 read -r -a BINS <<<"${ZSP:-zsyncpipe}"
 N=${ROUNDS:-10}
+ORDER=${RSYNC_ORDER:-alternate}
+case $ORDER in first | last | alternate) ;; *)
+	echo "RSYNC_ORDER must be first, last or alternate, not $ORDER" >&2
+	exit 2
+	;;
+esac
 export FRESHFS=${FRESHFS-1} SETTLE=${SETTLE:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
-echo "$N rounds of bench/mirror.sh $OLD $NEW (FRESHFS=$FRESHFS SETTLE=$SETTLE), binaries in rotated order"
-printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s\n' round "rsync s" binary pos "wall s" ratio "cpu s" "RSS KiB" received identical "unchanged: wall s, requests; machine cpu s, steal s: this run, rsync's"
+echo "$N rounds of bench/mirror.sh $OLD $NEW (FRESHFS=$FRESHFS SETTLE=$SETTLE), binaries in rotated order, rsync $ORDER"
+printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s\n' round "rsync s" binary pos "wall s" ratio "cpu s" "RSS KiB" received identical "unchanged: wall s, requests; machine cpu s, steal s: this run, rsync's; rsync ran"
 # machine prints the whole machine's CPU and steal time during the run
 # whose line of bench/mirror.sh is $1 (see T there).
 machine() { sed -n 's/.*, machine \([0-9.]*\) s cpu, \([0-9.]*\) s steal.*/\1 \2/p' <<<"$1"; }
 for r in $(seq 1 "$N"); do
 	k=$(((r - 1) % ${#BINS[@]}))
 	order=("${BINS[@]:$k}" "${BINS[@]:0:$k}")
-	log=$(ZSP="${order[*]}" bash "$here/mirror.sh" "$OLD" "$NEW" "$WORK" 2>&1) || {
+	rlast="" rpos=first
+	if [ "$ORDER" = last ] || { [ "$ORDER" = alternate ] && [ $((r % 2)) = 0 ]; }; then
+		rlast=1 rpos=last
+	fi
+	log=$(RSYNC_LAST="$rlast" ZSP="${order[*]}" bash "$here/mirror.sh" "$OLD" "$NEW" "$WORK" 2>&1) || {
 		echo "round $r: bench/mirror.sh failed:" >&2
 		echo "$log" | tail -20 >&2
 		exit 1
@@ -72,8 +88,8 @@ for r in $(seq 1 "$N"); do
 		ratio=$(awk -v a="$wall" -v b="$rwall" 'BEGIN{printf "%.3f", a / b}')
 		mach=$(machine "$l")
 		row=$(printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s %s %s %s' "$r" "$rwall" "$b" "$pos" "$wall" "$ratio" "$cpu" "$rss" "$recv" "$same" "$uwall" "$ureq" "${mach:-- -}" "${rmach:-- -}")
-		echo "$row"
-		echo "$row $rbytes" >>"$lines"
+		echo "$row $rpos"
+		echo "$row $rbytes $rpos" >>"$lines"
 	done
 done
 [ -n "${OUT:-}" ] && cp "$lines" "$OUT"
@@ -89,6 +105,8 @@ for b in "${BINS[@]}"; do
 		if ($11 > uwall) uwall = $11
 		if ($12 > ureq) ureq = $12
 		if ($10 != "yes") bad++
+		# by where rsync ran in the round: first (before the mirrors) or last
+		k = $18; on[k]++; oratio[k, on[k]] = $6; ocpu[k] += $7; omcpu[k] += $13; ormcpu[k] += $15
 	}
 	END {
 		if (n == 0) exit
@@ -100,6 +118,13 @@ for b in "${BINS[@]}"; do
 		printf "%s: %d rounds; wall %.2f s mean, %.2f-%.2f s; CPU %.2f s mean; peak RSS %d KiB\n", b, n, sum / n, wall[1], wall[n], cpu / n, rss
 		printf "  ratio to rsync: median %.3f, %d of %d at most 0.5; sorted: %s\n", med, le, n, list
 		if (nf && nl) printf "  wall when first after rsync %.2f s mean (%d), later %.2f s (%d)\n", first / nf, nf, later / nl, nl
+		for (k in on) {
+			m = on[k]
+			for (i = 2; i <= m; i++) for (j = i; j > 1 && oratio[k, j] < oratio[k, j-1]; j--) { t = oratio[k, j]; oratio[k, j] = oratio[k, j-1]; oratio[k, j-1] = t }
+			l = ""; c = 0
+			for (i = 1; i <= m; i++) { l = l " " oratio[k, i]; if (oratio[k, i] <= 0.5) c++ }
+			printf "  rsync %s (%d rounds): %d at most 0.5; CPU %.2f s mean, the machine %.2f s during this binary, %.2f s during rsync; ratios:%s\n", k, m, c, ocpu[k] / m, omcpu[k] / m, ormcpu[k] / m, l
+		}
 		printf "  nothing changed (the second run): at most %.2f s, %d requests\n", uwall, ureq
 		printf "  the machine meanwhile (mean): %.2f s CPU, %.2f s steal; during rsync %.2f s CPU, %.2f s steal\n", mcpu / n, steal / n, rmcpu / n, rsteal / n
 		printf "  received at most %d bytes, rsync %d (%.3fx)%s\n", recv, rrecv, recv / rrecv, bad ? "; " bad " results NOT identical to the published tree" : "; every result identical to the published tree"
