@@ -117,8 +117,11 @@ for b in "${BINS[@]}"; do
 		med = n % 2 ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
 		printf "%s: %d rounds; wall %.2f s mean, %.2f-%.2f s; CPU %.2f s mean; peak RSS %d KiB\n", b, n, sum / n, wall[1], wall[n], cpu / n, rss
 		printf "  ratio to rsync: median %.3f, %d of %d at most 0.5; sorted: %s\n", med, le, n, list
-		if (nf && nl) printf "  wall when first after rsync %.2f s mean (%d), later %.2f s (%d)\n", first / nf, nf, later / nl, nl
-		for (k in on) {
+		if (nf && nl) printf "  wall as the first mirror of a round %.2f s mean (%d), later %.2f s (%d)\n", first / nf, nf, later / nl, nl
+		split("first last", ks)
+		for (x = 1; x <= 2; x++) {
+			k = ks[x]
+			if (!on[k]) continue
 			m = on[k]
 			for (i = 2; i <= m; i++) for (j = i; j > 1 && oratio[k, j] < oratio[k, j-1]; j--) { t = oratio[k, j]; oratio[k, j] = oratio[k, j-1]; oratio[k, j-1] = t }
 			l = ""; c = 0
