@@ -95,7 +95,21 @@ done
 [ -n "${OUT:-}" ] && cp "$lines" "$OUT"
 echo
 for b in "${BINS[@]}"; do
-	awk -v b="$b" '$3 == b {
+	awk -v b="$b" '
+	# isort sorts a[1..n] (insertion sort: a few dozen rounds).
+	function isort(a, n, i, j, t) {
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j] < a[j-1]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+	}
+	# order prints the rounds in which rsync ran k (first or last): their m
+	# ratios a, sorted, and the CPU this binary, the machine during it and
+	# the machine during rsync spent, summed over those rounds.
+	function order(k, a, m, cpu, mcpu, rmcpu, i, l, c) {
+		if (m == 0) return
+		isort(a, m)
+		for (i = 1; i <= m; i++) { l = l " " a[i]; if (a[i] <= 0.5) c++ }
+		printf "  rsync %s (%d rounds): %d at most 0.5; CPU %.2f s mean, the machine %.2f s during this binary, %.2f s during rsync; ratios:%s\n", k, m, c, cpu / m, mcpu / m, rmcpu / m, l
+	}
+	$3 == b {
 		n++; wall[n] = $5; ratio[n] = $6; cpu += $7; rss = $8 > rss ? $8 : rss
 		if ($4 == 1) { first += $5; nf++ } else { later += $5; nl++ }
 		if ($6 <= 0.5) le++
@@ -106,28 +120,20 @@ for b in "${BINS[@]}"; do
 		if ($12 > ureq) ureq = $12
 		if ($10 != "yes") bad++
 		# by where rsync ran in the round: first (before the mirrors) or last
-		k = $18; on[k]++; oratio[k, on[k]] = $6; ocpu[k] += $7; omcpu[k] += $13; ormcpu[k] += $15
+		if ($18 == "last") { lr[++nlr] = $6; lcpu += $7; lmcpu += $13; lrmcpu += $15 }
+		else { fr[++nfr] = $6; fcpu += $7; fmcpu += $13; frmcpu += $15 }
 	}
 	END {
 		if (n == 0) exit
-		# sort the walls and ratios (insertion sort: a few dozen rounds)
-		for (i = 2; i <= n; i++) for (j = i; j > 1 && ratio[j] < ratio[j-1]; j--) { t = ratio[j]; ratio[j] = ratio[j-1]; ratio[j-1] = t }
-		for (i = 2; i <= n; i++) for (j = i; j > 1 && wall[j] < wall[j-1]; j--) { t = wall[j]; wall[j] = wall[j-1]; wall[j-1] = t }
+		isort(ratio, n)
+		isort(wall, n)
 		for (i = 1; i <= n; i++) { sum += wall[i]; list = list (i > 1 ? " " : "") ratio[i] }
 		med = n % 2 ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
 		printf "%s: %d rounds; wall %.2f s mean, %.2f-%.2f s; CPU %.2f s mean; peak RSS %d KiB\n", b, n, sum / n, wall[1], wall[n], cpu / n, rss
 		printf "  ratio to rsync: median %.3f, %d of %d at most 0.5; sorted: %s\n", med, le, n, list
 		if (nf && nl) printf "  wall as the first mirror of a round %.2f s mean (%d), later %.2f s (%d)\n", first / nf, nf, later / nl, nl
-		split("first last", ks)
-		for (x = 1; x <= 2; x++) {
-			k = ks[x]
-			if (!on[k]) continue
-			m = on[k]
-			for (i = 2; i <= m; i++) for (j = i; j > 1 && oratio[k, j] < oratio[k, j-1]; j--) { t = oratio[k, j]; oratio[k, j] = oratio[k, j-1]; oratio[k, j-1] = t }
-			l = ""; c = 0
-			for (i = 1; i <= m; i++) { l = l " " oratio[k, i]; if (oratio[k, i] <= 0.5) c++ }
-			printf "  rsync %s (%d rounds): %d at most 0.5; CPU %.2f s mean, the machine %.2f s during this binary, %.2f s during rsync; ratios:%s\n", k, m, c, ocpu[k] / m, omcpu[k] / m, ormcpu[k] / m, l
-		}
+		order("first", fr, nfr, fcpu, fmcpu, frmcpu)
+		order("last", lr, nlr, lcpu, lmcpu, lrmcpu)
 		printf "  nothing changed (the second run): at most %.2f s, %d requests\n", uwall, ureq
 		printf "  the machine meanwhile (mean): %.2f s CPU, %.2f s steal; during rsync %.2f s CPU, %.2f s steal\n", mcpu / n, steal / n, rmcpu / n, rsteal / n
 		printf "  received at most %d bytes, rsync %d (%.3fx)%s\n", recv, rrecv, recv / rrecv, bad ? "; " bad " results NOT identical to the published tree" : "; every result identical to the published tree"
