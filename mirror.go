@@ -960,7 +960,9 @@ func (m *mirrorRun) wholeWithoutSeeds(e *treeindex.Entry) bool {
 }
 
 // prefetch starts fetching the control files of list (a phase named
-// phase), which controls takes.
+// phase), which controls takes: those with a record in a control pack
+// many at a time from their packs (see fetchControlPacks), the others,
+// and any a pack does not deliver, by their paths.
 func (m *mirrorRun) prefetch(ctx context.Context, list []*treeindex.Entry, phase string) {
 	if len(list) == 0 {
 		return
@@ -968,25 +970,54 @@ func (m *mirrorRun) prefetch(ctx context.Context, list []*treeindex.Entry, phase
 	if m.prefetched == nil {
 		m.prefetched = make(map[*treeindex.Entry]*ctlFetch, len(list))
 	}
-	cs := make([]*ctlFetch, len(list))
-	for i, e := range list {
-		cs[i] = &ctlFetch{done: make(chan struct{})}
-		m.prefetched[e] = cs[i]
+	// The goroutines below read cs: m.prefetched may get more entries
+	// (a later prefetch) meanwhile.
+	cs := make(map[*treeindex.Entry]*ctlFetch, len(list))
+	var packed, byPath []*treeindex.Entry
+	for _, e := range list {
+		cs[e] = &ctlFetch{done: make(chan struct{})}
+		m.prefetched[e] = cs[e]
+		if controlPacked(e) {
+			packed = append(packed, e)
+		} else {
+			byPath = append(byPath, e)
+		}
 	}
 	end := m.phase(phase)
 	p := pool.New().WithMaxGoroutines(m.opts.Parallel)
+	byItsPath := func(e *treeindex.Entry) {
+		c := cs[e]
+		defer close(c.done)
+		c.f, c.err = m.control(ctx, e)
+	}
 	m.prefetching.Add(1)
 	go func() {
 		defer m.prefetching.Done()
-		for i, e := range list {
-			c := cs[i]
+		defer end()
+		var (
+			mu    sync.Mutex
+			retry []*treeindex.Entry
+		)
+		batches, apart := controlBatches(packed)
+		for _, b := range batches {
 			p.Go(func() {
-				defer close(c.done)
-				c.f, c.err = m.control(ctx, e)
+				failed := m.fetchControlBatch(ctx, b, cs)
+				mu.Lock()
+				retry = append(retry, failed...)
+				mu.Unlock()
 			})
 		}
+		for _, e := range append(byPath, apart...) {
+			p.Go(func() { byItsPath(e) })
+		}
 		p.Wait()
-		end()
+		if len(retry) > 0 {
+			p := pool.New().WithMaxGoroutines(m.opts.Parallel)
+			for _, e := range retry {
+				p.Go(func() { byItsPath(e) })
+			}
+			p.Wait()
+		}
 	}()
 }
 
@@ -1736,16 +1767,24 @@ func (m *mirrorRun) readyAt(j *fileJob, p string) bool {
 // control file cannot be used is fetched whole instead.
 func (m *mirrorRun) controls(ctx context.Context, jobs []*fileJob) ([]*fileJob, error) {
 	defer m.phase("controls")()
+	var rest []*treeindex.Entry
+	for _, j := range jobs {
+		if m.prefetched[j.e] == nil {
+			rest = append(rest, j.e)
+		}
+	}
+	m.prefetch(ctx, rest, "fetch controls")
 	p := pool.New().WithContext(ctx).WithMaxGoroutines(m.opts.Parallel)
 	for _, j := range jobs {
 		p.Go(func(ctx context.Context) error {
+			c := m.prefetched[j.e]
 			var f *control.File
 			var err error
-			if c := m.prefetched[j.e]; c != nil {
-				<-c.done
+			select {
+			case <-c.done:
 				f, err = c.f, c.err
-			} else {
-				f, err = m.control(ctx, j.e)
+			case <-ctx.Done():
+				err = ctx.Err()
 			}
 			if err != nil {
 				m.logf("%s: %v; fetching it whole", j.e.Path, err)
@@ -1769,13 +1808,19 @@ func (m *mirrorRun) controls(ctx context.Context, jobs []*fileJob) ([]*fileJob, 
 	return out, nil
 }
 
-// control fetches and checks the control file of e.
+// control fetches and checks the control file of e by its path.
 func (m *mirrorRun) control(ctx context.Context, e *treeindex.Entry) (*control.File, error) {
 	cf, err := m.src.get(ctx, e.Control, time.Time{}, DefaultMaxControlSize)
 	if err != nil {
 		return nil, err
 	}
-	f, err := control.Read(bytes.NewReader(cf.Body))
+	return parseControl(e, cf.Body)
+}
+
+// parseControl reads the control file of e from b and checks that it
+// describes e's file.
+func parseControl(e *treeindex.Entry, b []byte) (*control.File, error) {
+	f, err := control.Read(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}

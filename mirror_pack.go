@@ -279,3 +279,110 @@ func (m *mirrorRun) packDecoder() (*zstd.Decoder, error) {
 	})
 	return m.dec, m.decErr
 }
+
+// Control files from packs (docs/trees.md, "Packs"): the publisher also
+// keeps every control file it writes (up to 1 MiB) as a raw record in
+// packs of control records; a mirror fetches the control files it needs
+// from there, many per request, instead of one request each (828 requests
+// on go1.22.12 -> go1.24.5: 0.09 s of the client's CPU and 0.05 s of
+// nginx's, on the path to the scan). A record is checked as a control
+// file fetched by its path is (it parses, and describes the entry's
+// file); one that does not, or that a pack does not deliver, is fetched by
+// its path.
+
+// controlPacked reports whether e's control file can come from a pack.
+func controlPacked(e *treeindex.Entry) bool {
+	p := e.ControlPack
+	return p != nil && e.Control != "" && p.Encoding == treeindex.PackRaw && p.Length <= DefaultMaxControlSize
+}
+
+// controlBatches groups entries with a control record by pack, in offset
+// order, into batches of at most packBatchFiles records and packBatchBytes
+// bytes. Entries whose records overlap one of the batch (only a hostile
+// index has them) are returned apart, to be fetched by their paths.
+func controlBatches(list []*treeindex.Entry) (batches [][]*treeindex.Entry, apart []*treeindex.Entry) {
+	list = slices.Clone(list)
+	slices.SortFunc(list, func(a, b *treeindex.Entry) int {
+		return cmp.Or(cmp.Compare(a.ControlPack.Name, b.ControlPack.Name), cmp.Compare(a.ControlPack.Offset, b.ControlPack.Offset))
+	})
+	var (
+		cur   []*treeindex.Entry
+		bytes int64
+	)
+	for _, e := range list {
+		p := e.ControlPack
+		if n := len(cur); n > 0 {
+			last := cur[n-1].ControlPack
+			if last.Name == p.Name && p.Offset < last.Offset+last.Length {
+				apart = append(apart, e)
+				continue
+			}
+			if last.Name != p.Name || n >= packBatchFiles || bytes+p.Length > packBatchBytes {
+				batches = append(batches, cur)
+				cur, bytes = nil, 0
+			}
+		}
+		cur = append(cur, e)
+		bytes += p.Length
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	return batches, apart
+}
+
+// fetchControlBatch fetches the control records of one batch (one pack,
+// in offset order) and completes the prefetch (in cs) of each that parses
+// and describes its file. It returns the entries it did not complete.
+func (m *mirrorRun) fetchControlBatch(ctx context.Context, batch []*treeindex.Entry, cs map[*treeindex.Entry]*ctlFetch) (failed []*treeindex.Entry) {
+	name := batch[0].ControlPack.Name
+	done := make([]bool, len(batch))
+	defer func() {
+		for i, e := range batch {
+			if !done[i] {
+				failed = append(failed, e)
+			}
+		}
+	}()
+	src, release, err := m.src.ranges(ctx, treeindex.PackPath(name), -1)
+	if err != nil {
+		m.logf("control pack %s: %v; fetching its %d control files by their paths", name, err, len(batch))
+		return
+	}
+	defer release()
+	ranges := make([]source.Range, len(batch))
+	for i, e := range batch {
+		ranges[i] = source.Range{Start: e.ControlPack.Offset, End: e.ControlPack.Offset + e.ControlPack.Length}
+	}
+	i := 0
+	err = src.ReadRanges(ctx, ranges, func(r source.Range, data io.Reader) error {
+		for i < len(batch) && ranges[i] != r {
+			i++ // the source delivers in order; never skips, but be safe
+		}
+		if i == len(batch) {
+			return fmt.Errorf("control pack %s: the source delivered a range not asked for", name)
+		}
+		e := batch[i]
+		// Its own buffer: the control file keeps no reference to it, but
+		// records are small and few.
+		rec := make([]byte, r.Len())
+		if _, err := io.ReadFull(data, rec); err != nil {
+			return err // the response failed: the rest is fetched by path
+		}
+		m.src.payload.Add(r.Len())
+		f, err := parseControl(e, rec)
+		if err != nil {
+			m.logf("%s: control record in pack %s: %v; fetching it by its path", e.Path, name, err)
+			return nil
+		}
+		c := cs[e]
+		c.f = f
+		close(c.done)
+		done[i] = true
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		m.logf("control pack %s: %v; fetching the rest of its control files by their paths", name, err)
+	}
+	return
+}

@@ -86,6 +86,9 @@ type slot struct {
 	// this pass and goes into a pack.
 	rec []byte
 	enc string
+	// ctl is the file's control file, when it goes into a control pack
+	// (see controlRecord).
+	ctl []byte
 }
 
 // Index brings the index and the control files of the tree at dir up to
@@ -168,8 +171,10 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 		}
 		defer px.enc.Close()
 	}
-	pk := &packer{px: px}
+	pk := &packer{px: px, ref: contentRef}
 	defer pk.abort()
+	ck := &packer{px: px, ref: controlRef}
+	defer ck.abort()
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index: %w", err)
@@ -243,6 +248,13 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 				}
 				e.Pack = ref
 			}
+			if s.ctl != nil {
+				ref, err := ck.add(s.ctl, treeindex.PackRaw, len(cur))
+				if err != nil {
+					return err
+				}
+				e.ControlPack = ref
+			}
 			same = same && len(cur) < len(prev.Entries) && equal(&prev.Entries[len(cur)], &e)
 			cur = append(cur, e)
 			res.Entries++
@@ -275,16 +287,19 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	res.Unsettled = int(px.unsettled.Load())
 	res.Skipped = int(px.skipped.Load())
 	res.Duration = time.Since(start)
-	if err == nil {
-		var moved bool
-		if moved, err = pk.compact(cur); moved {
-			same = false
+	for _, k := range []*packer{pk, ck} {
+		if err == nil {
+			var moved bool
+			if moved, err = k.compact(cur); moved {
+				same = false
+			}
+		}
+		if err == nil {
+			err = k.close(cur)
 		}
 	}
-	if err == nil {
-		err = pk.close(cur)
-	}
-	res.Packed, res.Repacked, res.PackBytes = int(pk.records), int(pk.repacked), pk.bytes
+	res.Packed, res.Repacked, res.PackBytes = int(pk.records), int(pk.repacked), pk.bytes+ck.bytes
+	res.ControlsPacked = int(ck.records)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
 	}
@@ -349,7 +364,12 @@ func equal(a, b *treeindex.Entry) bool {
 	return a.Path == b.Path && a.Type == b.Type && a.Size == b.Size && a.Mode == b.Mode && a.MTime.Equal(b.MTime) &&
 		bytes.Equal(a.SHA256, b.SHA256) && a.Control == b.Control && bytes.Equal(a.Data, b.Data) &&
 		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target && a.Inode == b.Inode &&
-		(a.Pack == nil) == (b.Pack == nil) && (a.Pack == nil || *a.Pack == *b.Pack)
+		samePack(a.Pack, b.Pack) && samePack(a.ControlPack, b.ControlPack)
+}
+
+// samePack reports whether two pack references are equal.
+func samePack(a, b *treeindex.PackRef) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
 // openError is a file of the tree that cannot be opened (permission
@@ -461,7 +481,17 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
 		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) {
 		e.SHA256, e.Data, e.Control, e.Pack = old.SHA256, old.Data, old.Control, old.Pack
-		return slot{e: e}, nil
+		s := slot{e: e}
+		if want != "" && !px.opts.NoPacks {
+			if old.ControlPack != nil && px.packExists(old.ControlPack) {
+				s.e.ControlPack = old.ControlPack
+			} else {
+				// An index of before control packs, or a pack gone: the
+				// control file as it is goes into this pass's.
+				s.ctl = px.readControl(want)
+			}
+		}
+		return s, nil
 	}
 	// A future mtime (clock skew, unpacked archives) cannot tell whether the
 	// file is still being written; such files are taken as they are.
@@ -508,6 +538,9 @@ func (px *pass) keepPrev(p string) (slot, error) {
 		e := *old
 		if !px.packExists(e.Pack) || px.opts.NoPacks {
 			e.Pack = nil // its file is still published at its path
+		}
+		if !px.packExists(e.ControlPack) || px.opts.NoPacks {
+			e.ControlPack = nil // as is its control file
 		}
 		return slot{e: e}, nil
 	}
@@ -657,9 +690,16 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 				px.batched.Add(1)
 			}
 		}
-		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: noSync},
-			func(w io.Writer) error { return control.Write(w, cf) }); err != nil {
+		var cb bytes.Buffer
+		if err := control.Write(&cb, cf); err != nil {
 			return false, fmt.Errorf("control file of %s: %w", e.Path, err)
+		}
+		if _, err := atomicfile.WriteOptions(target, atomicfile.Options{Suffix: tmpSuffix, NoSync: noSync},
+			func(w io.Writer) error { _, err := w.Write(cb.Bytes()); return err }); err != nil {
+			return false, fmt.Errorf("control file of %s: %w", e.Path, err)
+		}
+		if !px.opts.NoPacks && cb.Len() <= maxControlRecord {
+			s.ctl = cb.Bytes()
 		}
 		px.controls.Add(1)
 		e.Control = want
@@ -668,6 +708,32 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		}
 	}
 	return true, nil
+}
+
+// maxControlRecord is the longest control file that goes into a control
+// pack: that of a file of about 50 MB at 1 KiB blocks, 200 MB at the
+// usual 4 KiB. A client fetches a longer one by its path, a request of
+// its own for what is then a small part of the file's cost.
+const maxControlRecord = treeindex.MaxPacked
+
+// readControl returns the control file at rel (inside the tree, through
+// px.root) for a control pack, or nil when it cannot be read or is longer
+// than maxControlRecord: a client then fetches it by its path.
+func (px *pass) readControl(rel string) []byte {
+	f, err := px.root.Open(rel)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 || fi.Size() > maxControlRecord {
+		return nil
+	}
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil
+	}
+	return b
 }
 
 // packBufs hold the content of a file that goes into a pack while it is

@@ -240,6 +240,11 @@ type Result struct {
 	Packed, Repacked int
 	PackBytes        int64
 	PacksRemoved     int
+	// ControlsPacked counts the control files this pass wrote to a new
+	// control pack (Entry.ControlPack; PackBytes includes them): those it
+	// wrote, those of an index that predates control packs, and those
+	// copied from a compacted control pack.
+	ControlsPacked int
 	// Changes is the number of changes (as passed to OnChange).
 	Changes int
 	// Unsettled counts files left alone because they changed too recently.

@@ -119,9 +119,14 @@ func (px *pass) packSize(name string) (int64, bool) {
 }
 
 // packer writes the new packs of one pass. It is used by the pass's sink
-// and then by compact, one goroutine at a time.
+// and then by compact, one goroutine at a time. A pass has two: one for
+// the contents of files (Entry.Pack), one for control files
+// (Entry.ControlPack), which go into packs of their own, so that the
+// control records a client fetches together lie together.
 type packer struct {
-	px   *pass
+	px *pass
+	// ref selects the reference this packer's records are for.
+	ref  func(e *treeindex.Entry) **treeindex.PackRef
 	cur  *packFile
 	done []*packFile
 	// Records and Bytes count what was written; Repacked the records
@@ -217,11 +222,15 @@ func (pk *packer) close(cur []treeindex.Entry) error {
 	}
 	for _, p := range pk.done {
 		for _, i := range p.refs {
-			cur[i].Pack.Name = p.name
+			(*pk.ref(&cur[i])).Name = p.name
 		}
 	}
 	return nil
 }
+
+// contentRef and controlRef select an entry's references for a packer.
+func contentRef(e *treeindex.Entry) **treeindex.PackRef { return &e.Pack }
+func controlRef(e *treeindex.Entry) **treeindex.PackRef { return &e.ControlPack }
 
 // abort removes the pack being written, if any.
 func (pk *packer) abort() {
@@ -239,7 +248,7 @@ func (pk *packer) compact(cur []treeindex.Entry) (bool, error) {
 	px := pk.px
 	live := map[string]int64{}
 	for i := range cur {
-		if p := cur[i].Pack; p != nil && p.Name != "" {
+		if p := *pk.ref(&cur[i]); p != nil && p.Name != "" {
 			live[p.Name] += p.Length
 		}
 	}
@@ -273,7 +282,7 @@ func (pk *packer) compact(cur []treeindex.Entry) (bool, error) {
 	}()
 	var buf []byte
 	for i := range cur {
-		old := cur[i].Pack
+		old := *pk.ref(&cur[i])
 		if old == nil || !pick[old.Name] {
 			continue
 		}
@@ -296,7 +305,7 @@ func (pk *packer) compact(cur []treeindex.Entry) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		cur[i].Pack = ref // a new PackRef: the old one may be shared with the previous index
+		*pk.ref(&cur[i]) = ref // a new PackRef: the old one may be shared with the previous index
 		pk.repacked++
 	}
 	return true, nil
@@ -318,6 +327,9 @@ func (px *pass) retirePacks(cur []treeindex.Entry) {
 	used := map[string]bool{}
 	for i := range cur {
 		if p := cur[i].Pack; p != nil {
+			used[p.Name] = true
+		}
+		if p := cur[i].ControlPack; p != nil {
 			used[p.Name] = true
 		}
 	}

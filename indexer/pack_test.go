@@ -101,7 +101,44 @@ func checkPacks(t *testing.T, dir string, packMax int64, enc string) *treeindex.
 			t.Fatalf("%s: the record does not decode to the file", e.Path)
 		}
 	}
+	checkControlPacks(t, dir, x)
 	return x
+}
+
+// checkControlPacks checks that every entry of x with a control file has
+// a control record (all control files of these trees are short), holding
+// the control file's bytes, raw, in a pack of control records only.
+func checkControlPacks(t *testing.T, dir string, x *treeindex.Index) {
+	t.Helper()
+	content := map[string]bool{}
+	for _, e := range x.Entries {
+		if e.Pack != nil {
+			content[e.Pack.Name] = true
+		}
+	}
+	for _, e := range x.Entries {
+		if (e.ControlPack != nil) != (e.Control != "") {
+			t.Fatalf("%s: control %q, control pack %+v", e.Path, e.Control, e.ControlPack)
+		}
+		if e.ControlPack == nil {
+			continue
+		}
+		p := e.ControlPack
+		if p.Encoding != treeindex.PackRaw || content[p.Name] {
+			t.Fatalf("%s: control record %+v: not raw, or in a pack of contents", e.Path, p)
+		}
+		pack, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(treeindex.PackPath(p.Name))))
+		if err != nil {
+			t.Fatalf("%s: %v", e.Path, err)
+		}
+		cf, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(e.Control)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Offset+p.Length > int64(len(pack)) || !bytes.Equal(pack[p.Offset:p.Offset+p.Length], cf) {
+			t.Fatalf("%s: control record %+v is not the control file (%d bytes)", e.Path, p, len(cf))
+		}
+	}
 }
 
 // TestIndexPacks: the first pass packs every small file into one pack;
@@ -117,8 +154,9 @@ func TestIndexPacks(t *testing.T) {
 	}
 	checkPacks(t, dir, treeindex.MaxPacked, treeindex.PackZstd)
 	first := packs(t, dir)
-	if len(first) != 1 || res.Packed != 21 || res.PackBytes == 0 || res.Controls != 2 {
-		t.Fatalf("first pass: packs %v, %d packed (%d bytes), %d control files; want one pack of 21, 2", first, res.Packed, res.PackBytes, res.Controls)
+	if len(first) != 2 || res.Packed != 21 || res.PackBytes == 0 || res.Controls != 2 || res.ControlsPacked != 2 {
+		t.Fatalf("first pass: packs %v, %d packed (%d bytes), %d control files, %d packed; want a pack of 21 and one of 2 control files",
+			first, res.Packed, res.PackBytes, res.Controls, res.ControlsPacked)
 	}
 	x, _ := ReadIndex(dir)
 	var raw int64
@@ -150,7 +188,7 @@ func TestIndexPacks(t *testing.T) {
 			t.Errorf("pack %s rewritten: %s, was %s", name, second[name], st)
 		}
 	}
-	if len(second) != 2 {
+	if len(second) != 3 {
 		t.Errorf("packs after one change: %v", second)
 	}
 
@@ -166,15 +204,23 @@ func TestIndexPacks(t *testing.T) {
 	}
 	x = checkPacks(t, dir, treeindex.MaxPacked, treeindex.PackZstd)
 	used := map[string]bool{}
+	ctlPacks := map[string]bool{}
 	for _, e := range x.Entries {
 		if e.Pack != nil {
 			used[e.Pack.Name+treeindex.PackSuffix] = true
 		}
+		if e.ControlPack != nil {
+			used[e.ControlPack.Name+treeindex.PackSuffix] = true
+			ctlPacks[e.ControlPack.Name+treeindex.PackSuffix] = true
+		}
 	}
 	for name := range first {
-		if used[name] {
+		if used[name] != ctlPacks[name] {
 			t.Errorf("the index still refers to the compacted pack %s", name)
 		}
+	}
+	if len(ctlPacks) != 1 {
+		t.Errorf("control packs %v, want the first pass's", ctlPacks)
 	}
 	third := packs(t, dir)
 	for name := range first {
@@ -229,9 +275,58 @@ func TestIndexPackGone(t *testing.T) {
 	}
 	x, _ := ReadIndex(dir)
 	for _, e := range x.Entries {
-		if e.Pack != nil {
+		if e.Pack != nil || e.ControlPack != nil {
 			t.Errorf("%s: pack with NoPacks", e.Path)
 		}
+	}
+}
+
+// TestIndexControlPacksLater: a pass over an index that predates control
+// packs (the same entries without them) packs the control files as they
+// are, without reading a file of the tree again; an entry whose control
+// pack is gone gets a new record the same way.
+func TestIndexControlPacksLater(t *testing.T) {
+	ctx := context.Background()
+	dir := packTree(t, 5)
+	if _, err := Index(ctx, dir, Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	x, err := ReadIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctlPack string
+	for i := range x.Entries {
+		if p := x.Entries[i].ControlPack; p != nil {
+			ctlPack = p.Name
+			x.Entries[i].ControlPack = nil
+		}
+	}
+	if ctlPack == "" {
+		t.Fatal("no control pack")
+	}
+	f, err := os.Create(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Write(f, treeindex.WriterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, step := range []string{"older index", "control pack gone"} {
+		res, err := Index(ctx, dir, Options{NoSync: true})
+		if err != nil || res.Hashed != 0 || res.ControlsPacked != 2 || !res.Written {
+			t.Fatalf("%s: %v, %d files read, %d control files packed, written %v; want 0, 2, true",
+				step, err, res.Hashed, res.ControlsPacked, res.Written)
+		}
+		checkPacks(t, dir, DefaultPackMax, treeindex.PackS2)
+		x, _ := ReadIndex(dir)
+		for _, e := range x.Entries {
+			if e.ControlPack != nil {
+				ctlPack = e.ControlPack.Name
+			}
+		}
+		os.Remove(filepath.Join(dir, filepath.FromSlash(treeindex.PackPath(ctlPack))))
 	}
 }
 

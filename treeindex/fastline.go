@@ -35,6 +35,7 @@ const (
 	kTarget
 	kIno
 	kPack
+	kCPack
 )
 
 // Keys of a pack reference, as bits of a set.
@@ -110,6 +111,10 @@ func parseLine(line []byte, l *entryLine) bool {
 			bit = kPack
 			l.Pack = new(packLine)
 			ok = p.pack(l.Pack)
+		case "cpack":
+			bit = kCPack
+			l.CPack = new(packLine)
+			ok = p.pack(l.CPack)
 		default:
 			return 0, false // "end", another key or spelling: encoding/json
 		}

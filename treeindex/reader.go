@@ -38,7 +38,8 @@ type Reader struct {
 	hdr   Header
 	sum   hash.Hash
 	ord   order
-	packs packContext
+	packs packContext // of "pack"
+	ctls  packContext // of "cpack"
 	max   int64
 	final []byte
 	err   error
@@ -48,7 +49,7 @@ type Reader struct {
 // NewReader reads the header of the index from r, gzip-compressed or not.
 func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	ir := &Reader{sum: sha256.New(), max: opts.MaxEntries}
+	ir := &Reader{sum: sha256.New(), max: opts.MaxEntries, ctls: packContext{def: PackRaw}}
 	if ir.max <= 0 {
 		ir.max = DefaultMaxEntries
 	}
@@ -153,6 +154,14 @@ func (r *Reader) next() (Entry, error) {
 			return Entry{}, fmt.Errorf("%w: entry %q: %s with a pack", ErrFormat, e.Path, e.Type)
 		}
 		if e.Pack, err = r.packs.complete(e.Path, l.Pack); err != nil {
+			return Entry{}, err
+		}
+	}
+	if l.CPack != nil {
+		if e.Type != File {
+			return Entry{}, fmt.Errorf("%w: entry %q: %s with a control pack", ErrFormat, e.Path, e.Type)
+		}
+		if e.ControlPack, err = r.ctls.complete(e.Path, l.CPack); err != nil {
 			return Entry{}, err
 		}
 	}

@@ -147,6 +147,15 @@ type Entry struct {
 	// The file itself is published at Path as always; a client that cannot
 	// use the pack (unknown encoding, pack gone) fetches it there.
 	Pack *PackRef
+	// ControlPack, if not nil, locates a copy of the file's control file
+	// (Control) in a pack, so that a client fetches the control files of
+	// many files with a few multi-range requests instead of one request
+	// each. The publisher keeps control records in packs of their own,
+	// encoded PackRaw. The control file itself is published at Control as
+	// always; a client that cannot use the record (unknown encoding, pack
+	// gone, a record that does not parse or describes another file) fetches
+	// it there.
+	ControlPack *PackRef
 }
 
 // PackRef locates a file's content in a pack file: Length bytes at Offset
@@ -291,8 +300,20 @@ func (e *Entry) Check() error {
 				return bad("raw pack record of %d bytes for a file of %d", p.Length, e.Size)
 			}
 		}
+		if p := e.ControlPack; p != nil {
+			switch {
+			case e.Control == "":
+				return bad("control pack record without a control file")
+			case !ValidPackName(p.Name):
+				return bad("control pack name %q is not 16 to 64 lower-case hex digits", p.Name)
+			case p.Offset < 0 || p.Offset > maxPackOffset || p.Length <= 0 || p.Length > MaxPackLength:
+				return bad("control pack record at %d of %d bytes out of range", p.Offset, p.Length)
+			case !validEncoding(p.Encoding):
+				return bad("control pack encoding %q", p.Encoding)
+			}
+		}
 	case Directory, Symlink:
-		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil || e.Pack != nil {
+		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil || e.Pack != nil || e.ControlPack != nil {
 			return bad("%s with a size, hash, control file or data", e.Type)
 		}
 		if e.Type == Directory && e.Target != "" {

@@ -436,3 +436,85 @@ func TestWriteFails(t *testing.T) {
 		t.Errorf("an entry out of order: %v", err)
 	}
 }
+
+// TestControlPackRefs: a control file's pack reference survives a round
+// trip; "cpack" references are shortened apart from "pack" ones (their
+// own previous pack and record end, "raw" left out), so that a reader
+// that predates "cpack" — which ignores the key — completes every "pack"
+// reference as before. Bad references are refused.
+func TestControlPackRefs(t *testing.T) {
+	const a, c = "0123456789abcdef", "c0c0c0c0c0c0c0c0"
+	var es []Entry
+	for i := range 3 {
+		e := file(fmt.Sprintf("f%d", i), strings.Repeat("x", 10))
+		e.Control = ControlPath(e.Path, false)
+		e.Pack = &PackRef{Name: a, Offset: int64(10 * i), Length: 10, Encoding: PackZstd}
+		e.ControlPack = &PackRef{Name: c, Offset: int64(100 * i), Length: 100, Encoding: PackRaw}
+		es = append(es, e)
+	}
+	raw := write(t, es, WriterOptions{Uncompressed: true})
+	lines := strings.Split(string(raw), "\n")
+	for i, want := range []string{
+		`"pack":{"name":"` + a + `","off":0,"len":10},"cpack":{"name":"` + c + `","off":0,"len":100}`,
+		`"pack":{"len":10},"cpack":{"len":100}`,
+		`"pack":{"len":10},"cpack":{"len":100}`,
+	} {
+		if !strings.Contains(lines[i+1], want) {
+			t.Errorf("line %d: %s, want %s", i+1, lines[i+1], want)
+		}
+		var fast entryLine
+		if !parseLine([]byte(lines[i+1]), &fast) {
+			t.Errorf("line %d: not parsed by hand", i+1)
+		}
+	}
+	x, err := ReadAll(bytes.NewReader(raw), ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range es {
+		if g := x.Entries[i]; g.ControlPack == nil || *g.ControlPack != *es[i].ControlPack || *g.Pack != *es[i].Pack {
+			t.Errorf("entry %d: pack %+v, cpack %+v; want %+v, %+v", i, g.Pack, g.ControlPack, es[i].Pack, es[i].ControlPack)
+		}
+	}
+	// A reader of before "cpack" (simulated: the key removed) reads the
+	// same entries and "pack" references.
+	old := strings.NewReplacer(`,"cpack":{"name":"`+c+`","off":0,"len":100}`, "", `,"cpack":{"len":100}`, "").Replace(string(raw))
+	if old == string(raw) {
+		t.Fatal("the replacer removed nothing")
+	}
+	var ctx packContext
+	for i, l := range strings.Split(old, "\n")[1 : 1+len(es)] {
+		var el entryLine
+		if err := json.Unmarshal([]byte(l), &el); err != nil {
+			t.Fatal(err)
+		}
+		p, err := ctx.complete(el.Path, el.Pack)
+		if err != nil || *p != *es[i].Pack {
+			t.Errorf("older reader, entry %d: %+v, %v; want %+v", i, p, err, es[i].Pack)
+		}
+	}
+
+	good := es[0]
+	bad := []func(e *Entry){
+		func(e *Entry) { e.ControlPack.Name = "0123" },
+		func(e *Entry) { e.ControlPack.Offset = -1 },
+		func(e *Entry) { e.ControlPack.Length = 0 },
+		func(e *Entry) { e.ControlPack.Length = MaxPackLength + 1 },
+		func(e *Entry) { e.ControlPack.Encoding = "Raw/.." },
+		func(e *Entry) { e.Control = "" },
+	}
+	for i, f := range bad {
+		e := good
+		p := *good.ControlPack
+		e.ControlPack = &p
+		f(&e)
+		if err := e.Check(); !errors.Is(err, ErrFormat) {
+			t.Errorf("bad control reference %d (%+v): %v", i, e.ControlPack, err)
+		}
+	}
+	d := dir("d")
+	d.ControlPack = good.ControlPack
+	if err := d.Check(); !errors.Is(err, ErrFormat) {
+		t.Errorf("directory with a control pack: %v", err)
+	}
+}

@@ -51,6 +51,7 @@ type entryLine struct {
 	Target  string    `json:"target,omitempty"`
 	Inode   uint64    `json:"ino,omitempty"`
 	Pack    *packLine `json:"pack,omitempty"`
+	CPack   *packLine `json:"cpack,omitempty"` // ControlPack
 
 	End *trailer `json:"end,omitempty"`
 }
@@ -72,10 +73,23 @@ const maxPackNames = 1 << 16
 // are most of what a reference costs: a reference leaves out "name" when
 // its pack is that of the previous reference, "off" when its record
 // starts where the previous record of the same pack (in the index) ended,
-// and "enc" when it is "zstd". Writer and Reader each keep one.
+// and "enc" when it is the context's default encoding ("zstd" for
+// "pack", "raw" for "cpack"). Writer and Reader each keep one per kind of
+// reference: "pack" and "cpack" are shortened apart, so that a reader
+// that predates "cpack" (and ignores it, as an unknown key) still
+// completes every "pack" right.
 type packContext struct {
+	def  string           // the encoding left out; "" means PackZstd
 	last string           // pack of the previous reference
 	end  map[string]int64 // end of the last record of each pack
+}
+
+// defaultEncoding returns the encoding a reference of c leaves out.
+func (c *packContext) defaultEncoding() string {
+	if c.def == "" {
+		return PackZstd
+	}
+	return c.def
 }
 
 // shorten leaves out of l what a reader infers, and notes p.
@@ -86,7 +100,7 @@ func (c *packContext) shorten(l *packLine, p *PackRef) {
 	if end, ok := c.end[p.Name]; ok && end == p.Offset {
 		l.Offset = nil
 	}
-	if p.Encoding == PackZstd {
+	if p.Encoding == c.defaultEncoding() {
 		l.Encoding = ""
 	}
 	c.note(p)
@@ -109,7 +123,7 @@ func (c *packContext) complete(path string, l *packLine) (*PackRef, error) {
 		return nil, fmt.Errorf("%w: entry %q: first record of pack %q without an offset", ErrFormat, path, p.Name)
 	}
 	if p.Encoding == "" {
-		p.Encoding = PackZstd
+		p.Encoding = c.defaultEncoding()
 	}
 	if _, ok := c.end[p.Name]; !ok && len(c.end) >= maxPackNames {
 		return nil, fmt.Errorf("%w: entry %q: more than %d packs", ErrFormat, path, maxPackNames)
@@ -157,6 +171,10 @@ func toLine(e *Entry) entryLine {
 	if p := e.Pack; p != nil {
 		off := p.Offset
 		l.Pack = &packLine{Name: p.Name, Offset: &off, Length: p.Length, Encoding: p.Encoding}
+	}
+	if p := e.ControlPack; p != nil {
+		off := p.Offset
+		l.CPack = &packLine{Name: p.Name, Offset: &off, Length: p.Length, Encoding: p.Encoding}
 	}
 	return l
 }

@@ -38,7 +38,8 @@ type Writer struct {
 	gz    *gzip.Writer
 	sum   hash.Hash
 	ord   order
-	packs packContext
+	packs packContext // of "pack"
+	ctls  packContext // of "cpack"
 	final []byte
 	err   error
 }
@@ -46,7 +47,7 @@ type Writer struct {
 // NewWriter writes the header line h to w and returns a Writer for the
 // entries. h.Version is set to Version; a zero h.Created is set to now.
 func NewWriter(w io.Writer, h Header, opts WriterOptions) (*Writer, error) {
-	iw := &Writer{sum: sha256.New()}
+	iw := &Writer{sum: sha256.New(), ctls: packContext{def: PackRaw}}
 	if !opts.Uncompressed {
 		gz, err := newGzip(w, opts.Level)
 		if err != nil {
@@ -118,6 +119,9 @@ func (w *Writer) Add(e Entry) error {
 	l := toLine(&e)
 	if l.Pack != nil {
 		w.packs.shorten(l.Pack, e.Pack)
+	}
+	if l.CPack != nil {
+		w.ctls.shorten(l.CPack, e.ControlPack)
 	}
 	return w.writeJSON(l, true)
 }
