@@ -1939,6 +1939,11 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		minBS = min(minBS, int64(j.f.Blocksize))
 	}
 	var seeds []stages.Seed
+	// The seeds are read a segment at a time, several segments of a file
+	// in a row: kept open meanwhile, a few at once (a tree has more files
+	// than a process may hold open).
+	files := osfile.NewReaders(seedFilesOpen)
+	defer files.Close()
 	var drop []string // read for the last time by the scan (see dropCache)
 	seen := map[string]bool{}
 	add := func(rel string, aligned bool) {
@@ -1948,7 +1953,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		}
 		seen[rel] = true
 		p := filepath.Join(m.dir, filepath.FromSlash(rel))
-		seeds = append(seeds, stages.Seed{Name: p, R: lazyFile(p), Size: fi.Size(), Aligned: aligned})
+		seeds = append(seeds, stages.Seed{Name: p, R: seedFile{files, p}, Size: fi.Size(), Aligned: aligned})
 		if !m.unchanged[rel] && fi.Size() >= dropCacheMin {
 			drop = append(drop, p)
 		}
@@ -2093,11 +2098,17 @@ func (m *mirrorRun) closeParts() {
 	}
 }
 
-// lazyFile reads a seed file, opening it for each read: a tree has more
-// files than a process may hold open.
-type lazyFile string
+// seedFile reads a seed file through the scan's open files.
+type seedFile struct {
+	files *osfile.Readers
+	path  string
+}
 
-func (p lazyFile) ReadAt(b []byte, off int64) (int, error) { return osfile.ReadAt(string(p), b, off) }
+func (s seedFile) ReadAt(b []byte, off int64) (int, error) { return s.files.ReadAt(s.path, b, off) }
+
+// seedFilesOpen is how many seed files a scan keeps open: a few per
+// worker, which reads its segments in order.
+const seedFilesOpen = 32
 
 // syncOne rebuilds a job's file through the sync pipeline, from its partial
 // result (what the scan found) and the missing blocks.
