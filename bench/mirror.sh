@@ -83,7 +83,9 @@ trap cleanup EXIT
 mkdir -p "$B/pub-rsync" && cp -a "$NEW/." "$B/pub-rsync"
 printf 'use chroot = no\nuid = %d\ngid = %d\npid file = %s/rsyncd.pid\n[tree]\npath = %s/pub-rsync\nread only = yes\n' \
 	"$(id -u)" "$(id -g)" "$B" "$B" >"$B/rsyncd.conf"
-RPORT=$((20000 + RANDOM % 10000))
+# Ports below Linux's ephemeral range (32768 up, by default): a random
+# port in it can still be held by a connection of an earlier run.
+RPORT=$((10000 + RANDOM % 10000))
 rsync --daemon --no-detach --config="$B/rsyncd.conf" --address=127.0.0.1 --port=$RPORT &
 PIDS+=($!)
 i=0
@@ -92,7 +94,7 @@ for z in $ZSP; do
 	mkdir -p "$B/pub$i" "$B/ng$i"
 	cp -a "$NEW/." "$B/pub$i"
 	"$z" index -q --no-fsync "$B/pub$i"
-	port=$((30000 + RANDOM % 10000 + i))
+	port=$((20000 + RANDOM % 10000 + i))
 	echo "$port" >"$B/ng$i/port"
 	cat >"$B/ng$i/nginx.conf" <<EOC
 worker_processes 2; daemon off; pid $B/ng$i/nginx.pid; error_log $B/ng$i/error.log;

@@ -9,7 +9,7 @@ serve_new() {
 	nginx=$(command -v nginx || echo /usr/sbin/nginx)
 	mkdir -p "$w/www" "$w/logs"
 	ln -s "$new" "$w/www/new"
-	port=$((20000 + RANDOM % 20000))
+	port=$((20000 + RANDOM % 12000)) # below the ephemeral ports (32768 up)
 	[ "$(id -u)" = 0 ] && user="user root;"
 	cat >"$w/nginx.conf" <<EOC
 $user
