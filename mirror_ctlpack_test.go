@@ -53,6 +53,45 @@ func packControls(t testing.TB, root string, edit func(e *treeindex.Entry, rec [
 	return idx
 }
 
+// contentRef and controlRef select an entry's pack references.
+func contentRef(e *treeindex.Entry) **treeindex.PackRef { return &e.Pack }
+func controlRef(e *treeindex.Entry) **treeindex.PackRef { return &e.ControlPack }
+
+// recordBeyondEnd moves the record (ref) of the entry whose path ends in
+// suffix far beyond the end of its pack, in a new generation of pub's
+// index idx.
+func recordBeyondEnd(t testing.TB, pub string, idx *treeindex.Index, suffix string, ref func(*treeindex.Entry) **treeindex.PackRef) {
+	t.Helper()
+	for i := range idx.Entries {
+		if e := &idx.Entries[i]; strings.HasSuffix(e.Path, suffix) {
+			(*ref(e)).Offset = 1 << 40
+		}
+	}
+	idx.Header.Generation++
+	writeIndex(t, pub, idx)
+}
+
+// recordOverlapping makes the record (ref) of the entry whose path ends in
+// suffix overlap the record of the entry before it, in a new generation
+// of pub's index idx.
+func recordOverlapping(t testing.TB, pub string, idx *treeindex.Index, suffix string, ref func(*treeindex.Entry) **treeindex.PackRef) {
+	t.Helper()
+	var prev *treeindex.Entry
+	for i := range idx.Entries {
+		e := &idx.Entries[i]
+		if strings.HasSuffix(e.Path, suffix) && prev != nil {
+			p := **ref(prev)
+			p.Offset++ // overlaps the record of prev, same length
+			*ref(e) = &p
+		}
+		if *ref(e) != nil {
+			prev = e
+		}
+	}
+	idx.Header.Generation++
+	writeIndex(t, pub, idx)
+}
+
 // pathCounter counts the requests of a test server by kind.
 type pathCounter struct {
 	mu       sync.Mutex
@@ -162,29 +201,10 @@ func TestMirrorHostileControlPacks(t *testing.T) {
 			os.Remove(filepath.Join(pub, filepath.FromSlash(treeindex.PackPath(ctlPackTestName))))
 		}},
 		{name: "beyond the end", bad: 1, after: func(t *testing.T, pub string, idx *treeindex.Index) {
-			for i := range idx.Entries {
-				if e := &idx.Entries[i]; strings.HasSuffix(e.Path, "f007.bin") {
-					e.ControlPack.Offset = 1 << 40
-				}
-			}
-			idx.Header.Generation++
-			writeIndex(t, pub, idx)
+			recordBeyondEnd(t, pub, idx, "f007.bin", controlRef)
 		}},
 		{name: "overlapping", bad: 1, after: func(t *testing.T, pub string, idx *treeindex.Index) {
-			var prev *treeindex.Entry
-			for i := range idx.Entries {
-				e := &idx.Entries[i]
-				if strings.HasSuffix(e.Path, "f008.bin") && prev != nil {
-					p := *prev.ControlPack
-					p.Offset++ // overlaps the record of prev, same length
-					e.ControlPack = &p
-				}
-				if e.ControlPack != nil {
-					prev = e
-				}
-			}
-			idx.Header.Generation++
-			writeIndex(t, pub, idx)
+			recordOverlapping(t, pub, idx, "f008.bin", controlRef)
 		}},
 		{name: "unknown encoding", bad: 1, after: func(t *testing.T, pub string, idx *treeindex.Index) {
 			for i := range idx.Entries {

@@ -87,20 +87,29 @@ const rebuildCost = 16 << 10
 // whose records overlap one of the batch (only a hostile index has them)
 // are returned apart, to be fetched by their path.
 func (m *mirrorRun) packBatches(jobs []*fileJob) (batches [][]*fileJob, apart []*fileJob) {
-	slices.SortFunc(jobs, func(a, b *fileJob) int {
-		return cmp.Or(cmp.Compare(a.e.Pack.Name, b.e.Pack.Name), cmp.Compare(a.e.Pack.Offset, b.e.Pack.Offset))
-	})
 	per := min(packBatchFiles, max(32, (len(jobs)+m.opts.Parallel-1)/m.opts.Parallel))
+	return byPack(jobs, func(j *fileJob) *treeindex.PackRef { return j.e.Pack }, per)
+}
+
+// byPack sorts items by the pack and offset of their records (ref) and
+// cuts them into batches of one pack each, of at most per records and
+// packBatchBytes bytes. Items whose records overlap one of the batch
+// (only a hostile index has them) are returned apart.
+func byPack[T any](items []T, ref func(T) *treeindex.PackRef, per int) (batches [][]T, apart []T) {
+	slices.SortFunc(items, func(a, b T) int {
+		pa, pb := ref(a), ref(b)
+		return cmp.Or(cmp.Compare(pa.Name, pb.Name), cmp.Compare(pa.Offset, pb.Offset))
+	})
 	var (
-		cur   []*fileJob
+		cur   []T
 		bytes int64
 	)
-	for _, j := range jobs {
-		p := j.e.Pack
+	for _, it := range items {
+		p := ref(it)
 		if n := len(cur); n > 0 {
-			last := cur[n-1].e.Pack
+			last := ref(cur[n-1])
 			if last.Name == p.Name && p.Offset < last.Offset+last.Length {
-				apart = append(apart, j)
+				apart = append(apart, it)
 				continue
 			}
 			if last.Name != p.Name || n >= per || bytes+p.Length > packBatchBytes {
@@ -108,7 +117,7 @@ func (m *mirrorRun) packBatches(jobs []*fileJob) (batches [][]*fileJob, apart []
 				cur, bytes = nil, 0
 			}
 		}
-		cur = append(cur, j)
+		cur = append(cur, it)
 		bytes += p.Length
 	}
 	if len(cur) > 0 {
@@ -298,37 +307,10 @@ func controlPacked(e *treeindex.Entry) bool {
 
 // controlBatches groups entries with a control record by pack, in offset
 // order, into batches of at most packBatchFiles records and packBatchBytes
-// bytes. Entries whose records overlap one of the batch (only a hostile
-// index has them) are returned apart, to be fetched by their paths.
+// bytes (see byPack). Entries whose records overlap one of the batch are
+// returned apart, to be fetched by their paths.
 func controlBatches(list []*treeindex.Entry) (batches [][]*treeindex.Entry, apart []*treeindex.Entry) {
-	list = slices.Clone(list)
-	slices.SortFunc(list, func(a, b *treeindex.Entry) int {
-		return cmp.Or(cmp.Compare(a.ControlPack.Name, b.ControlPack.Name), cmp.Compare(a.ControlPack.Offset, b.ControlPack.Offset))
-	})
-	var (
-		cur   []*treeindex.Entry
-		bytes int64
-	)
-	for _, e := range list {
-		p := e.ControlPack
-		if n := len(cur); n > 0 {
-			last := cur[n-1].ControlPack
-			if last.Name == p.Name && p.Offset < last.Offset+last.Length {
-				apart = append(apart, e)
-				continue
-			}
-			if last.Name != p.Name || n >= packBatchFiles || bytes+p.Length > packBatchBytes {
-				batches = append(batches, cur)
-				cur, bytes = nil, 0
-			}
-		}
-		cur = append(cur, e)
-		bytes += p.Length
-	}
-	if len(cur) > 0 {
-		batches = append(batches, cur)
-	}
-	return batches, apart
+	return byPack(slices.Clone(list), func(e *treeindex.Entry) *treeindex.PackRef { return e.ControlPack }, packBatchFiles)
 }
 
 // fetchControlBatch fetches the control records of one batch (one pack,

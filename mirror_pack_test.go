@@ -186,29 +186,10 @@ func TestMirrorHostilePacks(t *testing.T) {
 			os.Remove(filepath.Join(pub, filepath.FromSlash(treeindex.PackPath(packTestName))))
 		}},
 		{name: "beyond the end", bad: 1, after: func(t *testing.T, pub string, idx *treeindex.Index) {
-			for i := range idx.Entries {
-				if e := &idx.Entries[i]; strings.HasSuffix(e.Path, "f010.txt") {
-					e.Pack.Offset = 1 << 40
-				}
-			}
-			idx.Header.Generation++
-			writeIndex(t, pub, idx)
+			recordBeyondEnd(t, pub, idx, "f010.txt", contentRef)
 		}},
 		{name: "overlapping", bad: 1, after: func(t *testing.T, pub string, idx *treeindex.Index) {
-			var prev *treeindex.Entry
-			for i := range idx.Entries {
-				e := &idx.Entries[i]
-				if strings.HasSuffix(e.Path, "f011.txt") && prev != nil {
-					p := *prev.Pack
-					p.Offset++ // overlaps the record of prev, same length
-					e.Pack = &p
-				}
-				if e.Pack != nil {
-					prev = e
-				}
-			}
-			idx.Header.Generation++
-			writeIndex(t, pub, idx)
+			recordOverlapping(t, pub, idx, "f011.txt", contentRef)
 		}},
 	}
 	for _, c := range cases {

@@ -173,6 +173,20 @@ type PackRef struct {
 	Encoding string
 }
 
+// check checks what a reference holds on its own: its pack's name, where
+// its record is, its encoding's name.
+func (p *PackRef) check() error {
+	switch {
+	case !ValidPackName(p.Name):
+		return fmt.Errorf("name %q is not 16 to 64 lower-case hex digits", p.Name)
+	case p.Offset < 0 || p.Offset > maxPackOffset || p.Length <= 0 || p.Length > MaxPackLength:
+		return fmt.Errorf("record at %d of %d bytes out of range", p.Offset, p.Length)
+	case !validEncoding(p.Encoding):
+		return fmt.Errorf("encoding %q", p.Encoding)
+	}
+	return nil
+}
+
 // PackPath returns the path, relative to the tree's root, of the pack
 // named name.
 func PackPath(name string) string { return PackDir + "/" + name + PackSuffix }
@@ -290,26 +304,19 @@ func (e *Entry) Check() error {
 				return bad("pack with inline data")
 			case e.Size <= 0 || e.Size > MaxPacked:
 				return bad("pack for a file of %d bytes (1 to %d)", e.Size, MaxPacked)
-			case !ValidPackName(p.Name):
-				return bad("pack name %q is not 16 to 64 lower-case hex digits", p.Name)
-			case p.Offset < 0 || p.Offset > maxPackOffset || p.Length <= 0 || p.Length > MaxPackLength:
-				return bad("pack record at %d of %d bytes out of range", p.Offset, p.Length)
-			case !validEncoding(p.Encoding):
-				return bad("pack encoding %q", p.Encoding)
 			case p.Encoding == PackRaw && p.Length != e.Size:
 				return bad("raw pack record of %d bytes for a file of %d", p.Length, e.Size)
 			}
+			if err := p.check(); err != nil {
+				return bad("pack %v", err)
+			}
 		}
 		if p := e.ControlPack; p != nil {
-			switch {
-			case e.Control == "":
+			if e.Control == "" {
 				return bad("control pack record without a control file")
-			case !ValidPackName(p.Name):
-				return bad("control pack name %q is not 16 to 64 lower-case hex digits", p.Name)
-			case p.Offset < 0 || p.Offset > maxPackOffset || p.Length <= 0 || p.Length > MaxPackLength:
-				return bad("control pack record at %d of %d bytes out of range", p.Offset, p.Length)
-			case !validEncoding(p.Encoding):
-				return bad("control pack encoding %q", p.Encoding)
+			}
+			if err := p.check(); err != nil {
+				return bad("control pack %v", err)
 			}
 		}
 	case Directory, Symlink:
