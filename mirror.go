@@ -961,7 +961,7 @@ func (m *mirrorRun) wholeWithoutSeeds(e *treeindex.Entry) bool {
 
 // prefetch starts fetching the control files of list (a phase named
 // phase), which controls takes: those with a record in a control pack
-// many at a time from their packs (see fetchControlPacks), the others,
+// many at a time from their packs (see fetchControlBatch), the others,
 // and any a pack does not deliver, by their paths.
 func (m *mirrorRun) prefetch(ctx context.Context, list []*treeindex.Entry, phase string) {
 	if len(list) == 0 {

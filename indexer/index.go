@@ -87,7 +87,7 @@ type slot struct {
 	rec []byte
 	enc string
 	// ctl is the file's control file, when it goes into a control pack
-	// (see controlRecord).
+	// (written by hash, or read by readControl).
 	ctl []byte
 }
 
@@ -711,9 +711,10 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 }
 
 // maxControlRecord is the longest control file that goes into a control
-// pack: that of a file of about 50 MB at 1 KiB blocks, 200 MB at the
-// usual 4 KiB. A client fetches a longer one by its path, a request of
-// its own for what is then a small part of the file's cost.
+// pack: a few hundred MB of file at the default block sizes (the 14 MB
+// bin/go of a Go toolchain has a control file of 50 KB). A client fetches
+// a longer one by its path, a request of its own for what is then a small
+// part of the file's cost.
 const maxControlRecord = treeindex.MaxPacked
 
 // readControl returns the control file at rel (inside the tree, through
