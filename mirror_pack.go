@@ -167,35 +167,64 @@ func (m *mirrorRun) fetchWholeQueued(ctx context.Context, j *fileJob) {
 // order) and writes, verifies and queues each file. It returns the jobs
 // it could not complete.
 func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (failed []*fileJob) {
-	name := batch[0].e.Pack.Name
+	var scratch []byte
+	failed = readRecords(ctx, m, batch, func(j *fileJob) *treeindex.PackRef { return j.e.Pack }, "pack", "files",
+		func(j *fileJob, rec []byte) bool {
+			m.fetched.Add(int64(len(rec)))
+			content, err := m.decodeRecord(j.e, rec, &scratch)
+			if err == nil {
+				m.creating.RLock()
+				err = m.writeVerifiedBytes(j, content)
+				m.creating.RUnlock()
+			}
+			if err != nil {
+				m.logf("%s: from pack %s: %v; fetching it by its path", j.e.Path, j.e.Pack.Name, err)
+				return false
+			}
+			m.packedFiles.Add(1)
+			m.fetchedOne(j)
+			return true
+		})
+	m.progress("fetch", false)
+	return failed
+}
+
+// readRecords reads the records (ref) of one batch of items, all of one
+// pack in offset order, through one range source, and hands each record
+// to use (the buffer is reused after use returns), which reports whether
+// the item is complete. It returns the items not completed: a response
+// that fails or is cut short leaves the rest of the batch to the caller.
+// kind and noun name the pack and the items in notes ("pack", "files").
+func readRecords[T any](ctx context.Context, m *mirrorRun, batch []T, ref func(T) *treeindex.PackRef, kind, noun string, use func(T, []byte) bool) (failed []T) {
+	name := ref(batch[0]).Name
 	done := make([]bool, len(batch))
 	defer func() {
-		for i, j := range batch {
+		for i, it := range batch {
 			if !done[i] {
-				failed = append(failed, j)
+				failed = append(failed, it)
 			}
 		}
 	}()
 	src, release, err := m.src.ranges(ctx, treeindex.PackPath(name), -1)
 	if err != nil {
-		m.logf("pack %s: %v; fetching its %d files by their paths", name, err, len(batch))
+		m.logf("%s %s: %v; fetching its %d %s by their paths", kind, name, err, len(batch), noun)
 		return
 	}
 	defer release()
 	ranges := make([]source.Range, len(batch))
-	for i, j := range batch {
-		ranges[i] = source.Range{Start: j.e.Pack.Offset, End: j.e.Pack.Offset + j.e.Pack.Length}
+	for i, it := range batch {
+		p := ref(it)
+		ranges[i] = source.Range{Start: p.Offset, End: p.Offset + p.Length}
 	}
 	i := 0
-	var rec, scratch []byte
+	var rec []byte
 	err = src.ReadRanges(ctx, ranges, func(r source.Range, data io.Reader) error {
 		for i < len(batch) && ranges[i] != r {
 			i++ // the source delivers in order; never skips, but be safe
 		}
 		if i == len(batch) {
-			return fmt.Errorf("pack %s: the source delivered a range not asked for", name)
+			return fmt.Errorf("%s %s: the source delivered a range not asked for", kind, name)
 		}
-		j := batch[i]
 		if int64(cap(rec)) < r.Len() {
 			rec = make([]byte, r.Len())
 		}
@@ -203,26 +232,12 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 		if _, err := io.ReadFull(data, rec); err != nil {
 			return err // the response failed: the rest is fetched by path
 		}
-		m.fetched.Add(r.Len())
-		content, err := m.decodeRecord(j.e, rec, &scratch)
-		if err == nil {
-			m.creating.RLock()
-			err = m.writeVerifiedBytes(j, content)
-			m.creating.RUnlock()
-		}
-		if err != nil {
-			m.logf("%s: from pack %s: %v; fetching it by its path", j.e.Path, name, err)
-			return nil
-		}
-		done[i] = true
-		m.packedFiles.Add(1)
-		m.fetchedOne(j)
+		done[i] = use(batch[i], rec)
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
-		m.logf("pack %s: %v; fetching the rest of its files by their paths", name, err)
+		m.logf("%s %s: %v; fetching the rest of its %s by their paths", kind, name, err, noun)
 	}
-	m.progress("fetch", false)
 	return
 }
 
@@ -317,54 +332,17 @@ func controlBatches(list []*treeindex.Entry) (batches [][]*treeindex.Entry, apar
 // in offset order) and completes the prefetch (in cs) of each that parses
 // and describes its file. It returns the entries it did not complete.
 func (m *mirrorRun) fetchControlBatch(ctx context.Context, batch []*treeindex.Entry, cs map[*treeindex.Entry]*ctlFetch) (failed []*treeindex.Entry) {
-	name := batch[0].ControlPack.Name
-	done := make([]bool, len(batch))
-	defer func() {
-		for i, e := range batch {
-			if !done[i] {
-				failed = append(failed, e)
+	return readRecords(ctx, m, batch, func(e *treeindex.Entry) *treeindex.PackRef { return e.ControlPack }, "control pack", "control files",
+		func(e *treeindex.Entry, rec []byte) bool {
+			m.src.payload.Add(int64(len(rec)))
+			f, err := parseControl(e, rec) // keeps nothing of rec
+			if err != nil {
+				m.logf("%s: control record in pack %s: %v; fetching it by its path", e.Path, e.ControlPack.Name, err)
+				return false
 			}
-		}
-	}()
-	src, release, err := m.src.ranges(ctx, treeindex.PackPath(name), -1)
-	if err != nil {
-		m.logf("control pack %s: %v; fetching its %d control files by their paths", name, err, len(batch))
-		return
-	}
-	defer release()
-	ranges := make([]source.Range, len(batch))
-	for i, e := range batch {
-		ranges[i] = source.Range{Start: e.ControlPack.Offset, End: e.ControlPack.Offset + e.ControlPack.Length}
-	}
-	i := 0
-	err = src.ReadRanges(ctx, ranges, func(r source.Range, data io.Reader) error {
-		for i < len(batch) && ranges[i] != r {
-			i++ // the source delivers in order; never skips, but be safe
-		}
-		if i == len(batch) {
-			return fmt.Errorf("control pack %s: the source delivered a range not asked for", name)
-		}
-		e := batch[i]
-		// Its own buffer: the control file keeps no reference to it, but
-		// records are small and few.
-		rec := make([]byte, r.Len())
-		if _, err := io.ReadFull(data, rec); err != nil {
-			return err // the response failed: the rest is fetched by path
-		}
-		m.src.payload.Add(r.Len())
-		f, err := parseControl(e, rec)
-		if err != nil {
-			m.logf("%s: control record in pack %s: %v; fetching it by its path", e.Path, name, err)
-			return nil
-		}
-		c := cs[e]
-		c.f = f
-		close(c.done)
-		done[i] = true
-		return nil
-	})
-	if err != nil && ctx.Err() == nil {
-		m.logf("control pack %s: %v; fetching the rest of its control files by their paths", name, err)
-	}
-	return
+			c := cs[e]
+			c.f = f
+			close(c.done)
+			return true
+		})
 }
