@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"time"
@@ -113,6 +114,10 @@ func RunChild(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("bench child: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		// The zsyncpipe command turns sampling off; this is its default.
+		runtime.MemProfileRate = 512 << 10
 	}
 	start := time.Now()
 	if err := run(); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/prefault"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -190,6 +191,7 @@ func (e *extender) run(ctx context.Context) (int64, error) {
 func sharedRecords(c *control.Checksums) []bool {
 	n := c.Len()
 	shared := make([]bool, n)
+	prefault.Slice(shared) // read before written, as slots
 	if uint64(n) >= math.MaxUint32 {
 		for i := range shared {
 			shared[i] = true
@@ -200,6 +202,7 @@ func sharedRecords(c *control.Checksums) []bool {
 	// twice as many slots as blocks keeps the probes short.
 	shift := 64 - bits.Len(uint(2*n))
 	slots := make([]uint32, 1<<(64-shift))
+	prefault.Slice(slots) // probed before filled: see prefault
 	mask := len(slots) - 1
 	for i := range n {
 		k := recordKey(c, i)

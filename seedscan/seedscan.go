@@ -28,6 +28,7 @@ import (
 	"sort"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/prefault"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/strong"
@@ -170,6 +171,8 @@ func newGroup(targets []Target, matches []*stages.Matches, members []int) *group
 		Rsum:        make([]uint32, 0, total),
 		Strong:      make([]byte, 0, total*int64(sb)),
 	}
+	prefault.Slice(c.Rsum)
+	prefault.Slice(c.Strong)
 	for _, m := range members {
 		tc := &targets[m].Control.Checksums
 		for i, r := range tc.Rsum {

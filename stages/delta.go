@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/prefault"
 	"github.com/zsyncpipe/zsyncpipe/pipeline"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/simd"
@@ -392,6 +393,7 @@ func (d *delta) scanStages(p *pipeline.Pipeline) *pipeline.Stream[int64] {
 			return nil
 		}
 		whole := make([]segment, len(d.seeds))
+		prefault.Slice(whole) // holds pointers, as treeindex's entries
 		for si, s := range d.seeds {
 			whole[si] = segment{seed: si, start: 0, end: s.Size}
 		}

@@ -3,6 +3,8 @@ package stages
 import (
 	"fmt"
 	"sync/atomic"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/prefault"
 )
 
 // Matches records, for each block of the target, where local data holding it
@@ -23,7 +25,9 @@ const (
 // NewMatches returns an empty record for a target of the given number of
 // blocks.
 func NewMatches(blocks int64) *Matches {
-	return &Matches{loc: make([]atomic.Uint64, blocks)}
+	m := &Matches{loc: make([]atomic.Uint64, blocks)}
+	prefault.Slice(m.loc) // tested (Has) before set: see prefault
+	return m
 }
 
 // Blocks returns the number of target blocks.

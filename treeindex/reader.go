@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/zsyncpipe/zsyncpipe/internal/prefault"
 )
 
 // ReaderOptions configures a Reader.
@@ -229,6 +230,9 @@ func ReadAll(r io.Reader, opts ReaderOptions) (*Index, error) {
 		if len(chunk) == cap(chunk) {
 			chunks = append(chunks, chunk)
 			chunk = make([]Entry, 0, min(2*cap(chunk), 8192))
+			// Entries hold pointers: written under the collector's
+			// write barrier, which reads each slot first (see prefault).
+			prefault.Slice(chunk)
 		}
 		chunk = append(chunk, e)
 		n++
@@ -238,6 +242,7 @@ func ReadAll(r io.Reader, opts ReaderOptions) (*Index, error) {
 	}
 	if n > 0 {
 		idx.Entries = make([]Entry, 0, n)
+		prefault.Slice(idx.Entries)
 		for _, c := range append(chunks, chunk) {
 			idx.Entries = append(idx.Entries, c...)
 		}

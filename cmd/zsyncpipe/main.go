@@ -47,6 +47,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 )
 
@@ -58,6 +59,11 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
+	// No sampling of allocations for heap profiles, which nothing here
+	// writes (bench's child turns it back on for -memprofile): in a mirror
+	// run its hash table took a hundred copy-on-write faults of its own
+	// (see internal/prefault).
+	runtime.MemProfileRate = 0
 	stopProfile := startProfile(os.Getenv("ZSYNCPIPE_CPUPROFILE"), os.Stderr)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stopProfile()
