@@ -177,9 +177,16 @@ func passText(dir string, r *indexer.Result) string {
 	if r.Written {
 		state = fmt.Sprintf("%d changes", r.Changes)
 	}
-	s := fmt.Sprintf("%s: %d entries, %d files (%s); read %d files (%s), wrote %d control files; generation %d, %s; %s",
+	packed := ""
+	if r.Packed > 0 || r.ControlsPacked > 0 {
+		packed = fmt.Sprintf(", packed %d files and %d control files (%s)", r.Packed, r.ControlsPacked, humanize.IBytes(uint64(r.PackBytes)))
+	}
+	s := fmt.Sprintf("%s: %d entries, %d files (%s); read %d files (%s), wrote %d control files%s; generation %d, %s; %s",
 		dir, r.Entries, r.Files, humanize.IBytes(uint64(r.Bytes)), r.Hashed, humanize.IBytes(uint64(r.HashedBytes)),
-		r.Controls, r.Generation, state, seconds(r.Duration))
+		r.Controls, packed, r.Generation, state, seconds(r.Duration))
+	if r.Repacked > 0 || r.PacksRemoved > 0 {
+		s += fmt.Sprintf("; %d packed files moved to new packs, %d old packs removed", r.Repacked, r.PacksRemoved)
+	}
 	if r.Extended > 0 {
 		s += fmt.Sprintf("; %d grown files read from their old end", r.Extended)
 	}

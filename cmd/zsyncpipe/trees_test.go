@@ -192,13 +192,18 @@ func TestNginxTree(t *testing.T) {
 // TestIndexCommand: exit codes and messages of "zsyncpipe index".
 func TestIndexCommand(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "ok"), []byte("x"))
+	writeFile(t, filepath.Join(dir, "ok"), []byte("x"))                        // inline
+	writeFile(t, filepath.Join(dir, "small"), bytes.Repeat([]byte("s"), 4000)) // packed
+	big := make([]byte, 300000)
+	rand.Read(big)                               // above indexer.DefaultPackMax: not packed whole
+	writeFile(t, filepath.Join(dir, "big"), big) // a control file, packed
 	out := mustRun(t, "index", "-v", dir)
-	if !strings.Contains(out.stdout, "created ok") || !strings.Contains(out.stdout, "generation 1") {
+	if !strings.Contains(out.stdout, "created ok") || !strings.Contains(out.stdout, "generation 1") ||
+		!strings.Contains(out.stdout, "wrote 1 control files") || !strings.Contains(out.stdout, "packed 1 files and 1 control files") {
 		t.Errorf("first run: %s", out.stdout)
 	}
 	out = mustRun(t, "index", dir)
-	if !strings.Contains(out.stdout, "read 0 files") || !strings.Contains(out.stdout, "unchanged") {
+	if !strings.Contains(out.stdout, "read 0 files") || !strings.Contains(out.stdout, "unchanged") || strings.Contains(out.stdout, "packed") {
 		t.Errorf("second run: %s", out.stdout)
 	}
 	writeFile(t, filepath.Join(dir, "bad\x01name"), []byte("x"))
