@@ -41,15 +41,7 @@ func packControls(t testing.TB, root string, edit func(e *treeindex.Entry, rec [
 		e.ControlPack = &treeindex.PackRef{Name: ctlPackTestName, Offset: int64(pack.Len()), Length: int64(len(rec)), Encoding: treeindex.PackRaw}
 		pack.Write(rec)
 	}
-	p := filepath.Join(root, filepath.FromSlash(treeindex.PackPath(ctlPackTestName)))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, pack.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	idx.Header.Generation++
-	writeIndex(t, root, idx)
+	publishPack(t, root, ctlPackTestName, pack.Bytes(), idx)
 	return idx
 }
 

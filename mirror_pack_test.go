@@ -58,16 +58,23 @@ func packTree(t testing.TB, root string, edit func(e *treeindex.Entry, rec []byt
 		e.Pack = &treeindex.PackRef{Name: packTestName, Offset: int64(pack.Len()), Length: int64(len(rec)), Encoding: encoding}
 		pack.Write(rec)
 	}
-	p := filepath.Join(root, filepath.FromSlash(treeindex.PackPath(packTestName)))
+	publishPack(t, root, packTestName, pack.Bytes(), idx)
+	return idx
+}
+
+// publishPack writes the pack name with data into root's tree and idx, one
+// generation on, as root's index.
+func publishPack(t testing.TB, root, name string, data []byte, idx *treeindex.Index) {
+	t.Helper()
+	p := filepath.Join(root, filepath.FromSlash(treeindex.PackPath(name)))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, pack.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	idx.Header.Generation++
 	writeIndex(t, root, idx)
-	return idx
 }
 
 func readTestIndex(t testing.TB, root string) *treeindex.Index {
