@@ -1944,7 +1944,8 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	// than a process may hold open).
 	files := osfile.NewReaders(seedFilesOpen)
 	defer files.Close()
-	var drop []string // read for the last time by the scan (see dropCache)
+	var drop []string         // read for the last time by the scan (see dropCache)
+	early := newScanDropper() // drops as the scan goes (see scanDropper)
 	seen := map[string]bool{}
 	add := func(rel string, aligned bool) {
 		fi := m.local[rel]
@@ -1956,6 +1957,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		seeds = append(seeds, stages.Seed{Name: p, R: seedFile{files, p}, Size: fi.Size(), Aligned: aligned})
 		if !m.unchanged[rel] && fi.Size() >= dropCacheMin {
 			drop = append(drop, p)
+			early.add(len(seeds)-1, p)
 		}
 		m.scanTotal += fi.Size()
 	}
@@ -1980,14 +1982,18 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	if m.opts.NoSkim {
 		skim = 0
 	}
-	ms, err := seedscan.Scan(ctx, targets, seeds, seedscan.Options{
+	so := seedscan.Options{
 		Workers: m.opts.Workers,
 		Skim:    skim,
 		Progress: func(n int64) {
 			m.scanned.Add(n)
 			m.progress("scan", false)
 		},
-	})
+	}
+	if write {
+		so.Scanned = early.scanned
+	}
+	ms, err := seedscan.Scan(ctx, targets, seeds, so)
 	end()
 	m.event("scanned", nil)
 	if err == nil {
@@ -2735,26 +2741,3 @@ func setAttrs(p string, mode fs.FileMode, mtime time.Time) error {
 	}
 	return nil
 }
-
-// dropCache drops the cached pages of local files the scan was the last
-// to read: the old versions of changed files and the files the new tree
-// drops, 256 KiB or larger (most of their bytes; the small ones cost a
-// system call each for little). Each stays on disk until a verified file
-// replaces it; the pages the rebuilds write next reuse theirs, instead of
-// pages the system has not touched for a while, which cost a fault in the
-// host when the system runs in a virtual machine that hands free memory
-// back (see docs/trees.md, "What runs when"). A failure only leaves the
-// pages cached.
-func (m *mirrorRun) dropCache(paths []string) {
-	if len(paths) == 0 {
-		return
-	}
-	end := m.phase("drop cache")
-	defer end()
-	for _, p := range paths {
-		osfile.DropCache(p)
-	}
-}
-
-// dropCacheMin is the smallest file dropCache drops the pages of.
-const dropCacheMin = 256 << 10

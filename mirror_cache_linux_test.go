@@ -7,39 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/zsyncpipe/zsyncpipe/internal/pagecachetest"
 )
-
-// residentPages returns how many pages of the file at p are in the page
-// cache, and how many it has.
-func residentPages(t *testing.T, p string) (resident, pages int) {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(mem)
-	ps := os.Getpagesize()
-	vec := make([]byte, (len(mem)+ps-1)/ps)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&mem[0])), uintptr(len(mem)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal(errno)
-	}
-	for _, v := range vec {
-		resident += int(v & 1)
-	}
-	return resident, len(vec)
-}
 
 // TestMirrorDropsScannedCache: once the scan has read them, the cached
 // pages of the local files the new tree replaces or drops are freed (the
@@ -75,7 +45,7 @@ func testDropsScannedCache(t *testing.T, scanUnchanged bool) {
 		if _, err := os.ReadFile(p); err != nil {
 			t.Fatal(err)
 		}
-		if r, n := residentPages(t, p); r != n {
+		if r, n := pagecachetest.Count(t, p); r != n {
 			t.Fatalf("%s: %d of %d pages cached before the run", rel, r, n)
 		}
 	}
@@ -90,13 +60,70 @@ func testDropsScannedCache(t *testing.T, scanUnchanged bool) {
 	if sum.Reused < size/2 {
 		t.Errorf("reused %d bytes, want at least %d (new/big from gone/big)", sum.Reused, size/2)
 	}
-	if r, n := residentPages(t, filepath.Join(dst, "gone/big")); r != 0 {
+	if r, n := pagecachetest.Count(t, filepath.Join(dst, "gone/big")); r != 0 {
 		t.Errorf("gone/big: %d of %d pages still cached after the scan read it", r, n)
 	}
 	if got, err := os.ReadFile(filepath.Join(dst, "gone/big")); err != nil || !bytes.Equal(got, gone) {
 		t.Errorf("gone/big changed (%v)", err)
 	}
-	if r, n := residentPages(t, filepath.Join(dst, "keep/big")); r != n {
+	if r, n := pagecachetest.Count(t, filepath.Join(dst, "keep/big")); r != n {
 		t.Errorf("keep/big: %d of %d pages cached, want all: the tree keeps it", r, n)
+	}
+}
+
+// TestMirrorDropsScannedSegmentsEarly: the scan drops the pages of a
+// local file it will not need again as soon as it has read a segment of
+// it in which nothing of the new files was found, while it still runs
+// (the files fetched beside the scan, and the blocks it finds, then reuse
+// them); a file in which it found data stays cached until the scan is
+// over, for Extend.
+func TestMirrorDropsScannedSegmentsEarly(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	const size = 512 << 10
+	gone, old := treeData(711, 6<<20), treeData(712, size)
+	changed := bytes.Clone(old)
+	changed[size/2] ^= 0xff
+	makeTree(t, dst, map[string][]byte{"gone/big": gone, "chg/big": old}, nil)
+	makeTree(t, pub, map[string][]byte{"chg/big": changed}, nil)
+	for _, rel := range []string{"gone/big", "chg/big"} {
+		p := filepath.Join(dst, rel)
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if _, err := os.ReadFile(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishTree(t, pub, 1)
+	url, _ := serveTree(t, pub)
+	o := mirrorOpts(url, dst)
+	type counts struct{ gone, goneN, chg, chgN int }
+	var at *counts
+	o.hook = func(ev string, _ []string) {
+		if ev == "scanned" && at == nil {
+			c := counts{}
+			c.gone, c.goneN = pagecachetest.Count(t, filepath.Join(dst, "gone/big"))
+			c.chg, c.chgN = pagecachetest.Count(t, filepath.Join(dst, "chg/big"))
+			at = &c
+		}
+	}
+	if _, err := Mirror(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if at == nil {
+		t.Fatal("no scan")
+	}
+	// All but the pages the segments share at their edges.
+	if at.gone > at.goneN/8 {
+		t.Errorf("gone/big: %d of %d pages cached when the scan ended, want nearly none", at.gone, at.goneN)
+	}
+	if at.chg != at.chgN {
+		t.Errorf("chg/big: %d of %d pages cached when the scan ended, want all: data was found in it", at.chg, at.chgN)
 	}
 }

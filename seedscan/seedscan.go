@@ -62,6 +62,11 @@ type Options struct {
 	// Progress, if set, is called with the number of seed bytes scanned
 	// since its previous call, from several goroutines.
 	Progress func(scanned int64)
+	// Scanned, if set, is stages.DeltaOptions.Scanned for the last scan of
+	// the seeds (the last block layout among the targets), with seed
+	// numbers that are positions in seeds: after it, only Extend reads
+	// seed data, and only next to blocks found.
+	Scanned func(seed int, start, end int64, found bool)
 }
 
 // ErrLayout is wrapped by the error for a target whose control file cannot
@@ -99,12 +104,12 @@ func Scan(ctx context.Context, targets []Target, seeds []stages.Seed, opts Optio
 		}
 		groups[l] = append(groups[l], i)
 	}
-	for _, l := range order {
+	for k, l := range order {
 		g := newGroup(targets, out, groups[l])
 		if g.all.Complete() {
 			continue
 		}
-		if err := g.scan(ctx, seeds, opts); err != nil {
+		if err := g.scan(ctx, seeds, opts, k == len(order)-1); err != nil {
 			return out, err
 		}
 	}
@@ -235,7 +240,9 @@ func (g *group) write(b stages.Block) error {
 	return nil
 }
 
-func (g *group) scan(ctx context.Context, seeds []stages.Seed, opts Options) error {
+// scan scans seeds for the group's blocks; last says no group after it
+// reads the seeds (see Options.Scanned).
+func (g *group) scan(ctx context.Context, seeds []stages.Seed, opts Options, last bool) error {
 	h, err := simd.NewHasher(g.f.StrongAlgorithm, simd.Options{Fallback: opts.NoSIMD})
 	if err != nil {
 		return fmt.Errorf("seedscan: %w", err)
@@ -246,6 +253,11 @@ func (g *group) scan(ctx context.Context, seeds []stages.Seed, opts Options) err
 	// in batches of that many, sharing the matches.
 	for start := 0; start < len(seeds) && !g.all.Complete(); start += stages.MaxSeeds {
 		batch := seeds[start:min(start+stages.MaxSeeds, len(seeds))]
+		if last && opts.Scanned != nil {
+			do.Scanned = func(seed int, from, to int64, found bool) {
+				opts.Scanned(start+seed, from, to, found)
+			}
+		}
 		if _, err = stages.Delta(ctx, g.f, batch, do); err != nil {
 			break
 		}

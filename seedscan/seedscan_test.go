@@ -300,3 +300,47 @@ func TestExtendFollowsEdits(t *testing.T) {
 		t.Errorf("%d blocks found, want %d", ms[0].Found(), want)
 	}
 }
+
+// TestScanScannedLastLayout checks Options.Scanned: with targets of two
+// block sizes the seeds are scanned twice, and only the second scan
+// reports its segments (after the first, the second still reads them),
+// with the seeds' positions in the slice given to Scan.
+func TestScanScannedLastLayout(t *testing.T) {
+	const bs = 1024
+	a, b := randBytes(11, 20*bs), randBytes(12, 12*bs+5)
+	targets := []Target{
+		{Control: controlOf(t, a[3*bs:15*bs], bs)},
+		// New data too, so that no scan ends early (a scan that has found
+		// every block skips the segments left, and reports none of them).
+		{Control: controlOf(t, append(append([]byte{}, b[:8*bs]...), randBytes(14, 4*bs)...), 2*bs)},
+	}
+	seeds := []stages.Seed{
+		{Name: "none", R: bytes.NewReader(randBytes(13, 7*bs)), Size: 7 * bs},
+		{Name: "a", R: bytes.NewReader(a), Size: int64(len(a))},
+		{Name: "b", R: bytes.NewReader(b), Size: int64(len(b))},
+	}
+	var mu sync.Mutex
+	calls := map[int]int{}
+	found := map[int]bool{}
+	var covered [3]int64
+	_, err := Scan(context.Background(), targets, seeds, Options{Scanned: func(seed int, start, end int64, f bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[seed]++
+		found[seed] = found[seed] || f
+		covered[seed] += end - start
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range seeds {
+		// Segments of at least 1 MiB: one per seed, reported once.
+		if calls[i] != 1 || covered[i] != s.Size {
+			t.Errorf("seed %s: %d calls covering %d bytes, want 1 covering %d", s.Name, calls[i], covered[i], s.Size)
+		}
+	}
+	// The second layout (2 KiB blocks) holds b's data only.
+	if found[0] || found[1] || !found[2] {
+		t.Errorf("found %v, want only seed 2 (b)", found)
+	}
+}

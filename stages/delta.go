@@ -51,6 +51,16 @@ type DeltaOptions struct {
 	// again and are not counted). It may be called from several
 	// goroutines, so a call may report less than one before it.
 	Progress func(scanned int64)
+	// Scanned, if set, is called after each segment of the first pass
+	// with the offsets of its seed that it owns (where a match it looks
+	// for may start: the segments of a pass cut each seed into [start,
+	// end) ranges; each also reads seq_matches blocks past its end, which
+	// the next one owns) and whether it found any block. Later passes only
+	// roll through runs of found blocks again, so once every segment of a
+	// stretch of a seed has found nothing, the scan will not read that
+	// stretch again: a caller may drop its cached pages. It may be called
+	// from several goroutines at once.
+	Scanned func(seed int, start, end int64, found bool)
 
 	// Skim, when positive, lets the scan skim over seed data that holds
 	// nothing of the target. After Skim bytes of a tile (see SegmentSize)
@@ -507,6 +517,7 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 	}
 	defer d.masks.Put(mp)
 	clear(*mp)
+	found := false
 	digest := make([]byte, lanes*ix.sb)
 	blocks := make([][]byte, 0, lanes)
 	// The scan starts afresh at every tile boundary of the seed, as if each
@@ -536,9 +547,11 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 			err = sc.flush()
 		}
 		if sc.mineSet {
+			found = true
 			clear(*mp)
 		}
 		if len(sc.runs) > 0 {
+			found = true
 			d.runsMu.Lock()
 			d.runs = append(d.runs, sc.runs...)
 			d.runsMu.Unlock()
@@ -547,6 +560,9 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 	}
 	if d.opts.Progress != nil && !seg.pass.again {
 		d.opts.Progress(d.scanned.Add(seg.end - seg.start))
+	}
+	if d.opts.Scanned != nil && !seg.pass.again && err == nil {
+		d.opts.Scanned(seg.seed, seg.start, seg.end, found)
 	}
 	return err
 }

@@ -2,9 +2,11 @@ package stages
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -562,5 +564,43 @@ func TestDeltaProgress(t *testing.T) {
 	}}, s0, s1)
 	if want := int64(len(s0) + len(s1)); total.Load() != want {
 		t.Errorf("progress %d, want %d", total.Load(), want)
+	}
+}
+
+// TestDeltaScanned checks DeltaOptions.Scanned: one call per segment of
+// the first pass, with ranges that cut each seed, and found set for the
+// segment that holds the target's data and for no other.
+func TestDeltaScanned(t *testing.T) {
+	const bs = 512
+	target := randData(601, 16*bs)
+	f := makeControl(t, target, bs, seq2)
+	// Seed 0: five segments of 8 blocks, blocks 4-7 of the target inside
+	// the third (at 17 blocks); seed 1 holds nothing of it.
+	s0 := randData(602, 40*bs)
+	copy(s0[17*bs:], target[4*bs:8*bs])
+	s1 := randData(603, 9*bs+7)
+	type part struct {
+		seed       int
+		start, end int64
+		found      bool
+	}
+	var mu sync.Mutex
+	var parts []part
+	m := runDelta(t, f, DeltaOptions{SegmentSize: 8 * bs, tile: 4 * bs, Scanned: func(seed int, start, end int64, found bool) {
+		mu.Lock()
+		parts = append(parts, part{seed, start, end, found})
+		mu.Unlock()
+	}}, s0, s1)
+	if !m.Has(4) || !m.Has(7) {
+		t.Fatalf("blocks 4-7 not found: missing %v", missingBlocks(m))
+	}
+	slices.SortFunc(parts, func(a, b part) int { return cmp.Or(cmp.Compare(a.seed, b.seed), cmp.Compare(a.start, b.start)) })
+	want := []part{
+		{0, 0, 8 * bs, false}, {0, 8 * bs, 16 * bs, false}, {0, 16 * bs, 24 * bs, true},
+		{0, 24 * bs, 32 * bs, false}, {0, 32 * bs, 40 * bs, false},
+		{1, 0, 8 * bs, false}, {1, 8 * bs, 9*bs + 7, false},
+	}
+	if !slices.Equal(parts, want) {
+		t.Errorf("Scanned calls\n got %v\nwant %v", parts, want)
 	}
 }

@@ -2,4 +2,4 @@
 
 package osfile
 
-func dropCache(string) error { return nil }
+func dropCache(string, int64, int64) error { return nil }

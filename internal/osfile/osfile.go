@@ -367,4 +367,13 @@ func notRegular(path string, m os.FileMode) error {
 // once, so that the pages it writes next reuse them instead of pages the
 // system has not touched for a while (see docs/trees.md, "What runs
 // when").
-func DropCache(path string) error { return dropCache(path) }
+func DropCache(path string) error { return dropCache(path, 0, 0) }
+
+// DropCacheRange is DropCache for the n bytes of the file at path from
+// offset off: the pages wholly inside that range.
+func DropCacheRange(path string, off, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	return dropCache(path, off, n)
+}

@@ -1,0 +1,94 @@
+package zsyncpipe
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
+)
+
+// dropCache drops the cached pages of local files the scan was the last
+// to read: the old versions of changed files and the files the new tree
+// drops, 256 KiB or larger (most of their bytes; the small ones cost a
+// system call each for little). Each stays on disk until a verified file
+// replaces it; the pages the rebuilds write next reuse theirs, instead of
+// pages the system has not touched for a while, which cost a fault in the
+// host when the system runs in a virtual machine that hands free memory
+// back (see docs/trees.md, "What runs when"). A failure only leaves the
+// pages cached. Most of those pages are gone by then: scanDropper drops
+// the stretches in which the scan found nothing while it runs.
+func (m *mirrorRun) dropCache(paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	end := m.phase("drop cache")
+	defer end()
+	for _, p := range paths {
+		osfile.DropCache(p)
+	}
+}
+
+// dropCacheMin is the smallest file dropCache drops the pages of.
+const dropCacheMin = 256 << 10
+
+// scanDropper drops the cached pages of the local files the scan reads for
+// the last time (those dropCache drops after it) while the scan runs:
+// every stretch of such a file whose segments the scan has all read
+// without finding anything of the new files, which nothing reads again
+// (stages.DeltaOptions.Scanned). The pages of the files fetched whole
+// beside the scan, and of the blocks it finds, then reuse theirs; on the
+// divergent Go pair that is most of the 155 MB of old versions, which the
+// scan would otherwise hold until its end. Adjacent stretches are dropped
+// together: the kernel drops whole folios only, and a file written in
+// large pieces may be cached in folios of up to 2 MiB, more than a
+// segment.
+type scanDropper struct {
+	paths map[int]string // by seed number: the files to drop
+
+	mu   sync.Mutex
+	done map[int][]span // by seed number: the stretches scanned without a find, sorted, merged
+}
+
+// span is a stretch [start, end) of a file.
+type span struct{ start, end int64 }
+
+func newScanDropper() *scanDropper {
+	return &scanDropper{paths: map[int]string{}, done: map[int][]span{}}
+}
+
+// add makes seed number seed, the file at path, one to drop. Calls come
+// before the scan.
+func (d *scanDropper) add(seed int, path string) { d.paths[seed] = path }
+
+// scanned is the scan's stages.DeltaOptions.Scanned.
+func (d *scanDropper) scanned(seed int, start, end int64, found bool) {
+	p, ok := d.paths[seed]
+	if !ok || found || end <= start {
+		return
+	}
+	d.mu.Lock()
+	all, s := merge(d.done[seed], span{start, end})
+	d.done[seed] = all
+	d.mu.Unlock()
+	osfile.DropCacheRange(p, s.start, s.end-s.start)
+}
+
+// merge adds n to the sorted, disjoint spans in all, joining it with the
+// spans it touches, and returns the spans and the one that holds n.
+func merge(all []span, n span) ([]span, span) {
+	i, _ := slices.BinarySearchFunc(all, n.start, func(s span, off int64) int {
+		switch {
+		case s.end < off:
+			return -1
+		case s.start > off:
+			return 1
+		}
+		return 0
+	})
+	j := i
+	for j < len(all) && all[j].start <= n.end {
+		n.start, n.end = min(n.start, all[j].start), max(n.end, all[j].end)
+		j++
+	}
+	return slices.Replace(all, i, j, n), n
+}
