@@ -31,20 +31,9 @@ func testDropsScannedCache(t *testing.T, scanUnchanged bool) {
 	changed[size/2] ^= 0xff
 	makeTree(t, dst, map[string][]byte{"keep/big": keep, "gone/big": gone, "chg/big": old}, nil)
 	makeTree(t, pub, map[string][]byte{"keep/big": keep, "chg/big": changed, "new/big": append(bytes.Clone(gone[:size/2]), treeData(704, size/2)...)}, nil)
-	// Clean, cached pages, as a tree copied a while ago and read since has.
 	for _, rel := range []string{"keep/big", "gone/big", "chg/big"} {
 		p := filepath.Join(dst, rel)
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if _, err := os.ReadFile(p); err != nil {
-			t.Fatal(err)
-		}
+		cacheClean(t, p)
 		if r, n := pagecachetest.Count(t, p); r != n {
 			t.Fatalf("%s: %d of %d pages cached before the run", rel, r, n)
 		}
@@ -86,20 +75,8 @@ func TestMirrorDropsScannedSegmentsEarly(t *testing.T) {
 	changed[size/2] ^= 0xff
 	makeTree(t, dst, map[string][]byte{"gone/big": gone, "chg/big": old}, nil)
 	makeTree(t, pub, map[string][]byte{"chg/big": changed}, nil)
-	for _, rel := range []string{"gone/big", "chg/big"} {
-		p := filepath.Join(dst, rel)
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if _, err := os.ReadFile(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cacheClean(t, filepath.Join(dst, "gone/big"))
+	cacheClean(t, filepath.Join(dst, "chg/big"))
 	publishTree(t, pub, 1)
 	url, _ := serveTree(t, pub)
 	o := mirrorOpts(url, dst)
@@ -125,5 +102,23 @@ func TestMirrorDropsScannedSegmentsEarly(t *testing.T) {
 	}
 	if at.chg != at.chgN {
 		t.Errorf("chg/big: %d of %d pages cached when the scan ended, want all: data was found in it", at.chg, at.chgN)
+	}
+}
+
+// cacheClean leaves the file at p in the page cache with clean pages, as
+// a tree copied a while ago and read since has (dirty pages are not
+// dropped).
+func cacheClean(t *testing.T, p string) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := os.ReadFile(p); err != nil {
+		t.Fatal(err)
 	}
 }
