@@ -11,7 +11,7 @@
 #   RSYNC_LAST=1 runs rsync after the mirrors instead of before them: which
 #   run pays most for the setup depends on the hour (ext4 without a journal,
 #   docs/trees.md "What a mirror writes"; memory the host takes back,
-#   "Where it stands: fifteenth session"), so bench/rounds.sh alternates.
+#   docs/trees-measurements.md "Where it stands: fifteenth session"), so bench/rounds.sh alternates.
 #   FRESHFS=1 gives every client directory its own new ext4 filesystem
 #   (a loop-mounted image in WORK, made with mkfs.ext4 -O ^has_journal like
 #   this machine's root; FRESHFS=journal keeps ext4's default journal), so
@@ -28,6 +28,12 @@
 #   with N >= 35 no run pays for the inodes the setup or the run before it
 #   freed (ext4 without a journal skips inodes freed in the last 30 s, and
 #   60 s while their table block is dirty; see docs/trees.md).
+#   COLDMEM=1 runs bench/coldmem before every timed run (built with go
+#   build): it takes and holds the memory the machine used last, so that
+#   each run, rsync's and the mirrors', gets only memory not touched for a
+#   while, as when the host has taken back the guest's free memory (the
+#   state in which the mirror was slowest here: docs/trees-measurements.md,
+#   "Where it stands: nineteenth session"). COLDMEM_MS sets its threshold.
 # Prints wall, CPU (user+sys), max RSS, the machine's CPU and steal time
 # meanwhile (see T) and bytes received for each, then
 # the same for a second run with nothing changed. Needs rsync, nginx, GNU time.
@@ -63,10 +69,17 @@ mstat() { awk '/^cpu /{print $2+$3+$4+$7+$8, $9; exit}' /proc/stat; }
 # rsync daemon, the kernel's threads) and the CPU time the hypervisor gave
 # to others (steal: a run with much of it was slowed by the host).
 T() {
-	local a b
+	local a b hog=""
+	if [ -n "${COLDMEM:-}" ]; then
+		rm -f "$B/coldmem.ready"
+		"$B/coldmem" "$B/coldmem.ready" "${COLDMEM_MS:-100}" &
+		hog=$!
+		for _ in $(seq 1 600); do [ -s "$B/coldmem.ready" ] && break; sleep 0.1; done
+	fi
 	a=$(mstat)
 	/usr/bin/time -f "%e s wall, %U+%S s cpu, %M KiB RSS" -o "$B/time" "$@"
 	b=$(mstat)
+	if [ -n "$hog" ]; then kill "$hog" && wait "$hog" 2>/dev/null || true; fi
 	local t
 	t=$(cat "$B/time")
 	echo "$a $b" | awk -v t="$t" '{printf "%s, machine %.2f s cpu, %.2f s steal\n", t, ($3 - $1) / 100, ($4 - $2) / 100}' >"$B/time"
@@ -80,6 +93,7 @@ cleanup() {
 }
 PIDS=()
 trap cleanup EXIT
+if [ -n "${COLDMEM:-}" ]; then (cd "$(dirname "$0")/coldmem" && go build -o "$B/coldmem" .); fi
 mkdir -p "$B/pub-rsync" && cp -a "$NEW/." "$B/pub-rsync"
 printf 'use chroot = no\nuid = %d\ngid = %d\npid file = %s/rsyncd.pid\n[tree]\npath = %s/pub-rsync\nread only = yes\n' \
 	"$(id -u)" "$(id -g)" "$B" "$B" >"$B/rsyncd.conf"
