@@ -1080,7 +1080,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 	// With syncfs, the rebuilt files are flushed with the others, in
 	// batches, not one by one by the sync pipeline: on a journaled file
 	// system each fdatasync of a new file forces a journal commit of its
-	// own (see docs/trees.md, "Durability, measured").
+	// own (see docs/trees-measurements.md, "Durability, measured").
 	m.flushLater = osfile.HasSyncFS && !m.opts.NoFsync
 	m.hold(true)
 	// Every verified file (held, queued) is flushed by the flusher, from
@@ -1464,8 +1464,8 @@ const (
 	// scan is filling (written again by the rebuilds) and, on a
 	// journaled file system, commits the journal each time. On
 	// go1.22.12 -> go1.24.5 the scan ended earlier than with a syncfs
-	// per 16 files in every round measured (docs/trees.md, "Seventh
-	// session: flush"). One syncfs does run during the scan, once the
+	// per 16 files in every round measured (docs/trees-measurements.md,
+	// "Seventh session: flush"). One syncfs does run during the scan, once the
 	// files fetched beside it are all there (see startEarly).
 	scanFlushBytes = 32 << 20
 )

@@ -73,7 +73,7 @@ func (m *mirrorRun) preferPacks(syncs []*fileJob) {
 // trip, and headers of a few hundred bytes each), and a run of the sync
 // pipeline (open its partial result, write, verify, close) where a pack
 // batch writes many small files from one response. Measured on go1.22.12
-// -> go1.24.5 (docs/trees.md, "Where it stands: eighth session"): 16 KiB
+// -> go1.24.5 (docs/trees-measurements.md, "Where it stands: eighth session"): 16 KiB
 // moves 330 of the 416 rebuilds (the small source files, 10 MB in all)
 // into packs for 1.7 MB more downloaded (144.1 MB against rsync's
 // 148.5 MB), 325 fewer requests and 0.2-0.85 s less CPU; on go1.24.4 ->

@@ -498,7 +498,7 @@ func TestMirrorGenerationChangesMidRun(t *testing.T) {
 
 func TestMirrorManySmallFiles(t *testing.T) {
 	// 2000 files keep the test short with -race on a loaded machine;
-	// docs/trees.md has a measurement with 100,000.
+	// docs/trees-measurements.md has measurements with 100,000.
 	n := 2000
 	if testing.Short() {
 		n = 500

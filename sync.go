@@ -89,8 +89,8 @@ type SyncOptions struct {
 	// flush, no wait for its data), and it is renamed to Output
 	// unflushed. The caller flushes it, with many others at once (one
 	// syncfs), before it renames it anywhere else. On a journaled file system each
-	// file's own flush forces a journal commit (see docs/trees.md,
-	// "Durability, measured").
+	// file's own flush forces a journal commit (see
+	// docs/trees-measurements.md, "Durability, measured").
 	flushLater bool
 	// written, set by Mirror, is called once every block of the result
 	// is written, before the final hash and flush are waited for: the

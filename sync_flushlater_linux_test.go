@@ -20,7 +20,7 @@ import (
 // written out and waited for at the end of Sync: its pages are still dirty
 // when Sync returns. Waiting for them (sync_file_range with WAIT_AFTER)
 // held a rebuild's slot for as long as the mirror's syncfs under way took,
-// 0.12-0.16 s for a small file, every slot at once (docs/trees.md,
+// 0.12-0.16 s for a small file, every slot at once (docs/trees-measurements.md,
 // "Seventh session: flush"). A Sync that flushes the result itself leaves
 // nothing dirty.
 func TestSyncFlushLaterDoesNotWaitForTheDisk(t *testing.T) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Where the bytes of one mirror run go (docs/trees.md, "Where the mirror's
-# bytes go"): the tree index, control files, pack records, blocks, files
+# Where the bytes of one mirror run go (docs/trees-measurements.md,
+# "Fourth round: where the bytes go"): the tree index, control files, pack records, blocks, files
 # fetched whole, response headers and multipart framing, from nginx's log
 # of every response ($bytes_sent, $body_bytes_sent and the Range asked for).
 # Usage: ZSP=zsyncpipe INDEX_FLAGS="" bench/mirrorbytes.sh OLD NEW [WORK]

@@ -3,7 +3,7 @@
 # with rsync -a --delete"). One run of mirror.sh is one ratio to rsync, and
 # on a shared machine one ratio says little: rsync alone varied from 1.7 to
 # 4.7 s within an hour on the same trees, and the first mirror after a
-# pause pays for memory the machine handed back to its host (docs/trees.md,
+# pause pays for memory the machine handed back to its host (docs/trees-measurements.md,
 # "Where it stands"). This runs ROUNDS rounds, rotating the order of the
 # binaries each round so that each runs first as often as the others, and
 # prints one line per binary and round, then per binary: wall time, CPU,
@@ -15,7 +15,7 @@
 # rsync runs before the mirrors in odd rounds and after them in even ones
 # (RSYNC_ORDER=alternate, the default; first or last keeps one order): on
 # this machine the run that comes second after the setup can pay several
-# times more for the pages it writes than the first (docs/trees.md,
+# times more for the pages it writes than the first (docs/trees-measurements.md,
 # "Where it stands: fifteenth session"), so a fixed order favours one
 # side. The summary gives the ratios of each order apart.
 # Usage: ZSP="/tmp/a/zsyncpipe /tmp/b/zsyncpipe" ROUNDS=10 bench/rounds.sh OLD NEW [WORK]

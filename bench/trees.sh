@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Indexing a real tree, one run side by side (docs/trees.md, "Measurements"):
+# Indexing a real tree, one run side by side (docs/trees-measurements.md):
 # zsyncpipe index vs SHA-256 of every file on all cores vs zsyncmake per file.
 # Usage: bench/trees.sh [zsyncpipe binary]...   (needs zsyncmake, GNU time)
 # Several binaries (a build before and after a change) are measured one

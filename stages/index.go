@@ -216,7 +216,7 @@ func (ix *index) bloomHas(key uint64) bool {
 // at one key per word, 1.1 % at 2 and 4 % at 4. The bit table it
 // replaced, one bit per key, let 1.9 % through at 52 bits per key: for
 // the 80,000 blocks of the divergent tree pair, 512 KiB, which left the
-// L2 cache (see docs/trees.md, "Sixth session: scan").
+// L2 cache (see docs/trees-measurements.md, "Sixth session: scan").
 func bloomShift(n int) uint {
 	w := bits.Len(uint(max(n, 1))) - 1
 	if w > 16 {
