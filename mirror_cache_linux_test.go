@@ -23,7 +23,7 @@ func TestMirrorDropsScannedCache(t *testing.T) {
 }
 
 func testDropsScannedCache(t *testing.T, scanUnchanged bool) {
-	tmp := t.TempDir()
+	tmp := pagecachetest.TempDir(t)
 	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
 	const size = 512 << 10
 	keep, gone, old := treeData(701, size), treeData(702, size), treeData(703, size)
@@ -67,7 +67,7 @@ func testDropsScannedCache(t *testing.T, scanUnchanged bool) {
 // them); a file in which it found data stays cached until the scan is
 // over, for Extend.
 func TestMirrorDropsScannedSegmentsEarly(t *testing.T) {
-	tmp := t.TempDir()
+	tmp := pagecachetest.TempDir(t)
 	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
 	const size = 512 << 10
 	gone, old := treeData(711, 6<<20), treeData(712, size)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/zsyncpipe/zsyncpipe/internal/pagecachetest"
 	"github.com/zsyncpipe/zsyncpipe/source"
 	"golang.org/x/sys/unix"
 )
@@ -24,11 +25,7 @@ import (
 // "Seventh session: flush"). A Sync that flushes the result itself leaves
 // nothing dirty.
 func TestSyncFlushLaterDoesNotWaitForTheDisk(t *testing.T) {
-	dir := t.TempDir()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil || st.Type == unix.TMPFS_MAGIC {
-		t.Skipf("%s: no writeback to watch (tmpfs or statfs %v)", dir, err)
-	}
+	dir := pagecachetest.TempDir(t)
 	rng := rand.New(rand.NewPCG(9, 9))
 	old := randomBytes(rng, 1<<20) // under writebackEvery: no early writeback
 	target := mutate(rng, old, 4096, 4)

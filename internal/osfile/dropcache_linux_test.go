@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/zsyncpipe/zsyncpipe/internal/pagecachetest"
 )
 
@@ -17,14 +15,7 @@ import (
 // stay, and most inside it go (the kernel drops whole folios only, which
 // may be larger than a page where the range begins and ends).
 func TestDropCacheRange(t *testing.T) {
-	dir := t.TempDir()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Type == unix.TMPFS_MAGIC {
-		t.Skip("the temporary directory is on tmpfs, whose pages are the files' only copy and are never dropped")
-	}
+	dir := pagecachetest.TempDir(t)
 	const size, chunk = 4 << 20, 64 << 10
 	const from, to = 1<<20 + 100, 3 << 20
 	p := filepath.Join(dir, "f")

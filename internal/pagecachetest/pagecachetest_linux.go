@@ -55,3 +55,21 @@ func Count(tb testing.TB, path string) (cached, pages int) {
 	}
 	return cached, len(r)
 }
+
+// TempDir returns a new temporary directory (tb.TempDir) on a file system
+// that keeps file data on a disk, so that the pages of its files can be
+// written back and dropped. On tmpfs, where the pages are the files' only
+// copy and are never dropped, it skips the test: what it checks cannot
+// happen there.
+func TempDir(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		tb.Fatalf("statfs %s: %v", dir, err)
+	}
+	if st.Type == unix.TMPFS_MAGIC {
+		tb.Skipf("%s is on tmpfs: no writeback, and its pages are never dropped", dir)
+	}
+	return dir
+}
