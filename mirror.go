@@ -379,6 +379,7 @@ type mirrorRun struct {
 	localSorted func() []string
 	dirty       bool       // the state changed; guarded by mu
 	start       time.Time  // of Mirror, for the phases' times
+	batchBufs   sync.Pool  // of *[]byte: see batchBuf
 	phmu        sync.Mutex // guards sum.Phases
 	// Small files from packs (mirror_pack.go).
 	packedFiles, packFallbacks atomic.Int64

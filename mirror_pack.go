@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/bits"
 	"slices"
 
 	"github.com/klauspost/compress/s2"
@@ -167,11 +168,12 @@ func (m *mirrorRun) fetchWholeQueued(ctx context.Context, j *fileJob) {
 // order) and writes, verifies and queues each file. It returns the jobs
 // it could not complete.
 func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (failed []*fileJob) {
-	var scratch []byte
+	scratch := m.batchBuf()
+	defer m.batchBufs.Put(scratch)
 	failed = readRecords(ctx, m, batch, func(j *fileJob) *treeindex.PackRef { return j.e.Pack }, "pack", "files",
 		func(j *fileJob, rec []byte) bool {
 			m.fetched.Add(int64(len(rec)))
-			content, err := m.decodeRecord(j.e, rec, &scratch)
+			content, err := m.decodeRecord(j.e, rec, scratch)
 			if err == nil {
 				m.creating.RLock()
 				err = m.writeVerifiedBytes(j, content)
@@ -217,7 +219,10 @@ func readRecords[T any](ctx context.Context, m *mirrorRun, batch []T, ref func(T
 		ranges[i] = source.Range{Start: p.Offset, End: p.Offset + p.Length}
 	}
 	i := 0
-	var rec []byte
+	recBuf := m.batchBuf()
+	defer m.batchBufs.Put(recBuf)
+	rec := *recBuf
+	defer func() { *recBuf = rec[:0] }()
 	err = src.ReadRanges(ctx, ranges, func(r source.Range, data io.Reader) error {
 		for i < len(batch) && ranges[i] != r {
 			i++ // the source delivers in order; never skips, but be safe
@@ -226,7 +231,7 @@ func readRecords[T any](ctx context.Context, m *mirrorRun, batch []T, ref func(T
 			return fmt.Errorf("%s %s: the source delivered a range not asked for", kind, name)
 		}
 		if int64(cap(rec)) < r.Len() {
-			rec = make([]byte, r.Len())
+			rec = make([]byte, growTo(r.Len()))
 		}
 		rec = rec[:r.Len()]
 		if _, err := io.ReadFull(data, rec); err != nil {
@@ -241,6 +246,25 @@ func readRecords[T any](ctx context.Context, m *mirrorRun, batch []T, ref func(T
 	return
 }
 
+// batchBuf returns a buffer for the records of a batch, or for their
+// decoded contents, from the run's pool (batchBufs): a run fetches hundreds
+// of batches, and each took buffers of its own before (about 9 MB of new
+// memory per run on a Go toolchain update: docs/trees-measurements.md,
+// "Where it stands: twentieth session").
+func (m *mirrorRun) batchBuf() *[]byte {
+	if b, ok := m.batchBufs.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+// growTo is the capacity a batch's buffer grows to for n bytes: a power
+// of two, at least 64 KiB, so that a pooled buffer grows a few times in a
+// run instead of at every larger record.
+func growTo(n int64) int64 {
+	return max(64<<10, int64(1)<<bits.Len64(uint64(n-1)))
+}
+
 // decodeRecord returns the content of e from its pack record: at most
 // e.Size bytes (zstd: e.Size+zstdSlack) are ever produced, whatever the
 // record claims, and a content of another length is an error. It decodes
@@ -251,7 +275,7 @@ func (m *mirrorRun) decodeRecord(e *treeindex.Entry, rec []byte, scratch *[]byte
 		return rec, nil
 	}
 	if int64(cap(*scratch)) < e.Size+zstdSlack {
-		*scratch = make([]byte, 0, max(e.Size+zstdSlack, 64<<10))
+		*scratch = make([]byte, 0, growTo(e.Size+zstdSlack))
 	}
 	switch e.Pack.Encoding {
 	case treeindex.PackZstd:
