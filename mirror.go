@@ -465,6 +465,11 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	// files whose content the state cannot vouch for are hashed as soon
 	// as both have named them (mirror_hash.go).
 	m.hq = newHashQueue(m, "hash")
+	// The walk keeps up to maxKeptDirs directories open, the parts and
+	// seeds come on top: the descriptor table grows to that once, now,
+	// instead of doubling six times, each doubling stalling every thread
+	// that opens a file meanwhile (osfile.ReserveDescriptors).
+	m.bg.Go(func() { osfile.ReserveDescriptors(maxKeptDirs() + openFilesBeyondDirs) })
 	if len(m.st.Files) == 0 { // a first run: the state grows as files are hashed
 		m.st.Files = make(map[string]fileState, 4096)
 	}

@@ -40,6 +40,12 @@ type hashJoin struct {
 	max    int // maxKeptDirs, read once per run (it was a getrlimit per directory); 0 until then
 }
 
+// openFilesBeyondDirs is about how many files a run has open at once
+// besides the directories it keeps: the parts being rebuilt, the seeds
+// being read, the files being written and hashed. Only the descriptor
+// table's first size depends on it (osfile.ReserveDescriptors).
+const openFilesBeyondDirs = 2048
+
 // keepDir takes the directory rel the walk opened, while there is room.
 func (m *mirrorRun) keepDir(rel string, d *os.File, fd int) bool {
 	j := &m.join
