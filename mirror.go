@@ -1940,9 +1940,10 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	// past its end, so it could give no more than the last block or two of
 	// a target that ends with its data, and half a Go tree's files are that
 	// small (opening them cost more than scanning the rest).
-	minBS := int64(math.MaxInt64)
+	minBS, maxBS := int64(math.MaxInt64), int64(0)
 	for _, j := range jobs {
 		minBS = min(minBS, int64(j.f.Blocksize))
+		maxBS = max(maxBS, int64(j.f.Blocksize))
 	}
 	var seeds []stages.Seed
 	// The seeds are read a segment at a time, several segments of a file
@@ -1950,8 +1951,9 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	// than a process may hold open).
 	files := osfile.NewReaders(seedFilesOpen)
 	defer files.Close()
-	var drop []string         // read for the last time by the scan (see dropCache)
-	early := newScanDropper() // drops as the scan goes (see scanDropper)
+	var drop []string // read for the last time by the scan (see dropCache)
+	// Drops as the scan goes, clear of what Extend reads (see scanDropper).
+	early := newScanDropper(seedscan.ExtendReach * maxBS)
 	seen := map[string]bool{}
 	add := func(rel string, aligned bool) {
 		fi := m.local[rel]
@@ -1963,7 +1965,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		seeds = append(seeds, stages.Seed{Name: p, R: seedFile{files, p}, Size: fi.Size(), Aligned: aligned})
 		if !m.unchanged[rel] && fi.Size() >= dropCacheMin {
 			drop = append(drop, p)
-			early.add(len(seeds)-1, p)
+			early.add(len(seeds)-1, p, fi.Size())
 		}
 		m.scanTotal += fi.Size()
 	}

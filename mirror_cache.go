@@ -34,35 +34,62 @@ const dropCacheMin = 256 << 10
 // scanDropper drops the cached pages of the local files the scan reads for
 // the last time (those dropCache drops after it) while the scan runs:
 // every stretch of such a file whose segments the scan has all read
-// without finding anything of the new files, which nothing reads again
-// (stages.DeltaOptions.Scanned). The pages of the files fetched whole
-// beside the scan, and of the blocks it finds, then reuse theirs; on the
-// divergent Go pair that is most of the 155 MB of old versions, which the
-// scan would otherwise hold until its end. Adjacent stretches are dropped
-// together: the kernel drops whole folios only, and a file written in
-// large pieces may be cached in folios of up to 2 MiB, more than a
-// segment.
+// without finding anything of the new files. The pages of the files
+// fetched whole beside the scan, and of the blocks it finds, then reuse
+// theirs; on the divergent Go pair that is most of the 155 MB of old
+// versions, which the scan would otherwise hold until its end. Adjacent
+// stretches are dropped together: the kernel drops whole folios only, and
+// a file written in large pieces may be cached in folios of up to 2 MiB,
+// more than a segment.
+//
+// A stretch keeps margin bytes cached at each end where the file goes on
+// with data not known to hold nothing: the scan of the segment before
+// reads a block or two into it (stages.DeltaOptions.Scanned; two workers
+// do not always finish segments in order), and Extend reads up to
+// seedscan.ExtendReach blocks on from the blocks found next to it. Without
+// the margins, those reads found the pages gone and read them from disk
+// again, with the kernel's readahead: 2 to 10 MB per run on the divergent
+// Go pair (docs/trees-measurements.md, "Where it stands: twenty-first
+// session"). When the stretch next to it turns out to hold nothing too,
+// the two are dropped as one, margins and all.
 type scanDropper struct {
-	paths map[int]string // by seed number: the files to drop
+	margin int64
+	drop   func(path string, off, n int64) // osfile.DropCacheRange; tests record the calls
+	seeds  map[int]dropSeed                // by seed number: the files to drop
 
 	mu   sync.Mutex
 	done map[int][]span // by seed number: the stretches scanned without a find, sorted, merged
 }
 
+// dropSeed is a file scanDropper drops the pages of.
+type dropSeed struct {
+	path string
+	size int64
+}
+
 // span is a stretch [start, end) of a file.
 type span struct{ start, end int64 }
 
-func newScanDropper() *scanDropper {
-	return &scanDropper{paths: map[int]string{}, done: map[int][]span{}}
+// newScanDropper returns a scanDropper that keeps margin bytes cached next
+// to stretches not known to hold nothing.
+func newScanDropper(margin int64) *scanDropper {
+	return &scanDropper{
+		margin: margin,
+		drop:   func(p string, off, n int64) { osfile.DropCacheRange(p, off, n) },
+		seeds:  map[int]dropSeed{},
+		done:   map[int][]span{},
+	}
 }
 
-// add makes seed number seed, the file at path, one to drop. Calls come
-// before the scan.
-func (d *scanDropper) add(seed int, path string) { d.paths[seed] = path }
+// add makes seed number seed, the file at path of size bytes, one to
+// drop. Calls come before the scan.
+func (d *scanDropper) add(seed int, path string, size int64) {
+	d.seeds[seed] = dropSeed{path, size}
+}
 
 // scanned is the scan's stages.DeltaOptions.Scanned.
 func (d *scanDropper) scanned(seed int, start, end int64, found bool) {
-	p, ok := d.paths[seed]
+	f, ok := d.seeds[seed]
 	if !ok || found || end <= start {
 		return
 	}
@@ -70,7 +97,15 @@ func (d *scanDropper) scanned(seed int, start, end int64, found bool) {
 	all, s := merge(d.done[seed], span{start, end})
 	d.done[seed] = all
 	d.mu.Unlock()
-	osfile.DropCacheRange(p, s.start, s.end-s.start)
+	if s.start > 0 {
+		s.start += d.margin
+	}
+	if s.end < f.size {
+		s.end -= d.margin
+	}
+	if s.end > s.start {
+		d.drop(f.path, s.start, s.end-s.start)
+	}
 }
 
 // merge adds n to the sorted, disjoint spans in all, joining it with the
