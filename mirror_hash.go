@@ -139,14 +139,14 @@ func (m *mirrorRun) inIndex(rel string) bool {
 }
 
 // consider queues the local file rel for hashing when its size is that of
-// the index's file at rel and the state does not vouch for it having that
-// file's content (as classify decides: unless Checksum, a file the state
-// vouches for is trusted).
+// the index's file at rel and the state cannot vouch for its content (as
+// classify decides: unless Checksum, a file the state vouches for is
+// trusted, to hold the index's file or, with another hash, not to).
 func (m *mirrorRun) consider(rel string, fi os.FileInfo, w wanted) {
 	if !fi.Mode().IsRegular() || fi.Size() != w.size {
 		return
 	}
-	if !m.opts.Checksum && m.knownHash(rel, fi) == hex.EncodeToString(w.sha256) {
+	if !m.opts.Checksum && m.knownHash(rel, fi) != "" {
 		return
 	}
 	m.hq.add(rel)

@@ -227,3 +227,65 @@ func TestMirrorRetouchBesideRun(t *testing.T) {
 		t.Errorf("%+v: want all %d files unchanged and retouched, one deleted", sum, len(files))
 	}
 }
+
+// What the state knows of the local files is trusted whichever URL the
+// next run mirrors (a release per URL) and whichever way it points: a file
+// it vouches for is not read again, whether it holds the index's content
+// or, changed in place with its size kept, another. Onto a tree a third of
+// whose files changed so, the second run hashes nothing, from the same URL
+// or from another.
+func TestMirrorStateVouchesAcrossURLs(t *testing.T) {
+	v1, v2 := smallTree(300, 0), smallTree(300, 1)
+	changed := 0
+	for rel := range v2 {
+		if !bytes.Equal(v1[rel], v2[rel]) {
+			changed++
+			if len(v1[rel]) != len(v2[rel]) {
+				t.Fatalf("%s changed size: the test wants same-size edits", rel)
+			}
+		}
+	}
+	if changed == 0 {
+		t.Fatal("the two trees are the same")
+	}
+	for _, sameURL := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sameURL=%v", sameURL), func(t *testing.T) {
+			tmp := t.TempDir()
+			pubA, pubB, dst := filepath.Join(tmp, "a"), filepath.Join(tmp, "b"), filepath.Join(tmp, "dst")
+			makeTree(t, pubA, v1, nil)
+			publishTree(t, pubA, 1)
+			urlA, _ := serveTree(t, pubA)
+			o := mirrorOpts(urlA, dst)
+			o.Delete = true
+			if _, err := Mirror(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			want := pubA
+			if sameURL { // the release replaced where it is published
+				if err := os.RemoveAll(pubA); err != nil {
+					t.Fatal(err)
+				}
+				makeTree(t, pubA, v2, nil)
+				publishTree(t, pubA, 2)
+			} else {
+				makeTree(t, pubB, v2, nil)
+				publishTree(t, pubB, 1)
+				o.URL, _ = serveTree(t, pubB)
+				want = pubB
+			}
+			sum, err := Mirror(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareTrees(t, want, dst, false)
+			if sum.NotModified || sum.Updated != changed || sum.Unchanged != len(v2)-changed || hadPhase(sum, "hash") || hadPhase(sum, "hash moved") {
+				var phases []string
+				for _, p := range sum.Phases {
+					phases = append(phases, p.Name)
+				}
+				t.Errorf("second run: %d updated, %d unchanged, not modified %v, phases %q; want %d updated and %d unchanged, none read to be hashed",
+					sum.Updated, sum.Unchanged, sum.NotModified, phases, changed, len(v2)-changed)
+			}
+		})
+	}
+}

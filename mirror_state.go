@@ -54,7 +54,16 @@ func loadMirrorState(meta, url string) *mirrorState {
 		return st
 	}
 	var old mirrorState
-	if json.Unmarshal(data, &old) != nil || old.Version != mirrorStateVersion || old.URL != url || old.Files == nil {
+	if json.Unmarshal(data, &old) != nil || old.Version != mirrorStateVersion || old.Files == nil {
+		return st
+	}
+	if old.URL != url {
+		// What it knows of the local files holds whatever tree they
+		// came from (a file's size, mtime and content); what it knows of
+		// the index (its validator, its generation) belongs to the other
+		// URL. So a tree mirrored from a URL per release is updated from
+		// the next release's URL without reading its unchanged files.
+		st.Files = old.Files
 		return st
 	}
 	return &old

@@ -28,6 +28,12 @@
 #   with N >= 35 no run pays for the inodes the setup or the run before it
 #   freed (ext4 without a journal skips inodes freed in the last 30 s, and
 #   60 s while their table block is dirty; see docs/trees.md).
+#   PRIOR=mirror starts each mirror client from a tree it mirrored itself
+#   (untimed) from a publication of OLD, at another URL, instead of a cp -a:
+#   the same files, modes and mtimes as rsync's cp -a, plus the state a
+#   mirror keeps (docs/trees.md, "One run", step 3), as when a tree kept
+#   with zsyncpipe is moved to the next release. rsync starts from cp -a
+#   of OLD either way.
 #   COLDMEM=1 runs bench/coldmem before every timed run (built with go
 #   build): it takes and holds the memory the machine used last, so that
 #   each run, rsync's and the mirrors', gets only memory not touched for a
@@ -59,7 +65,9 @@ start() { # copy OLD into $1
 		MOUNTS+=("$1")
 		LOOPS+=("$dev")
 	fi
-	if [ "$OLD" != empty ]; then cp -a "$OLD/." "$1" && chmod -R u+w "$1"; fi
+	if [ -n "${2:-}" ]; then # PRIOR=mirror: $2 mirrors OLD from URL $3
+		"$2" mirror -q --delete "$3" "$1"
+	elif [ "$OLD" != empty ]; then cp -a "$OLD/." "$1" && chmod -R u+w "$1"; fi
 }
 # mstat prints the machine's busy CPU time (user, nice, system, irq,
 # softirq) and its steal time, in ticks of /proc/stat (1/100 s).
@@ -110,16 +118,31 @@ for z in $ZSP; do
 	"$z" index -q --no-fsync "$B/pub$i"
 	port=$((20000 + RANDOM % 10000 + i))
 	echo "$port" >"$B/ng$i/port"
+	oldsrv="" # PRIOR=mirror: OLD published too, one port up
+	if [ "${PRIOR:-}" = mirror ]; then
+		mkdir -p "$B/old$i" && cp -a "$OLD/." "$B/old$i"
+		"$z" index -q --no-fsync "$B/old$i"
+		oldsrv="server { listen 127.0.0.1:$((port + 1)); root $B/old$i; }"
+	elif [ -n "${PRIOR:-}" ]; then
+		echo "PRIOR must be mirror or empty, not $PRIOR" >&2
+		exit 2
+	fi
 	cat >"$B/ng$i/nginx.conf" <<EOC
 worker_processes 2; daemon off; pid $B/ng$i/nginx.pid; error_log $B/ng$i/error.log;
 events { worker_connections 1024; }
 http { access_log off; sendfile on; keepalive_requests 1000000;
   server { listen 127.0.0.1:$port; root $B/pub$i; }
+  $oldsrv
   client_body_temp_path $B/ng$i; proxy_temp_path $B/ng$i; fastcgi_temp_path $B/ng$i; uwsgi_temp_path $B/ng$i; scgi_temp_path $B/ng$i; }
 EOC
 	"$NGINX" -c "$B/ng$i/nginx.conf" -p "$B/ng$i" &
 	PIDS+=($!)
-	start "$B/m$i"
+	if [ -n "$oldsrv" ]; then
+		for _ in $(seq 1 100); do (: <"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break; sleep 0.05; done
+		start "$B/m$i" "$z" "http://127.0.0.1:$((port + 1))/"
+	else
+		start "$B/m$i"
+	fi
 done
 start "$B/r"
 settle() { sync && sleep "${SETTLE:-1}"; }

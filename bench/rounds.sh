@@ -40,7 +40,7 @@ export FRESHFS=${FRESHFS-1} SETTLE=${SETTLE:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
-echo "$N rounds of bench/mirror.sh $OLD $NEW (FRESHFS=$FRESHFS SETTLE=$SETTLE), binaries in rotated order, rsync $ORDER"
+echo "$N rounds of bench/mirror.sh $OLD $NEW (FRESHFS=$FRESHFS SETTLE=$SETTLE${PRIOR:+ PRIOR=$PRIOR}), binaries in rotated order, rsync $ORDER"
 printf '%-5s %-9s %-28s %3s %7s %6s %6s %9s %13s %-9s %s\n' round "rsync s" binary pos "wall s" ratio "cpu s" "RSS KiB" received identical "unchanged: wall s, requests; machine cpu s, steal s: this run, rsync's; rsync ran"
 # machine prints the whole machine's CPU and steal time during the run
 # whose line of bench/mirror.sh is $1 (see T there).
