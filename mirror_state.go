@@ -26,7 +26,9 @@ const MirrorStateDir = ".zsyncpipe-mirror"
 // MirrorStateDir/state.json.
 type mirrorState struct {
 	Version int `json:"version"`
-	// URL is the tree the state belongs to.
+	// URL is the tree whose index IndexModified and Generation describe.
+	// Files does not depend on it: a state written for another URL keeps
+	// its Files (see loadMirrorState).
 	URL string `json:"url"`
 	// IndexModified is the Last-Modified of the cached index
 	// (MirrorStateDir/index), sent as If-Modified-Since.
@@ -47,6 +49,9 @@ type fileState struct {
 
 const mirrorStateVersion = 1
 
+// loadMirrorState reads the state of the mirror in meta for the tree at
+// url: an empty one when there is none or it cannot be read, only its
+// Files when it was written for another URL.
 func loadMirrorState(meta, url string) *mirrorState {
 	st := &mirrorState{Version: mirrorStateVersion, URL: url, Files: map[string]fileState{}}
 	data, err := os.ReadFile(filepath.Join(meta, "state.json"))
