@@ -120,6 +120,10 @@ for z in $ZSP; do
 	echo "$port" >"$B/ng$i/port"
 	oldsrv="" # PRIOR=mirror: OLD published too, one port up
 	if [ "${PRIOR:-}" = mirror ]; then
+		if [ "$OLD" = empty ]; then
+			echo "PRIOR=mirror needs an old tree, not empty" >&2
+			exit 2
+		fi
 		mkdir -p "$B/old$i" && cp -a "$OLD/." "$B/old$i"
 		"$z" index -q --no-fsync "$B/old$i"
 		oldsrv="server { listen 127.0.0.1:$((port + 1)); root $B/old$i; }"
