@@ -20,7 +20,9 @@ that shares data with them — one scan of the tree for all of them — and
 downloads only what no local file holds; small files are fetched whole, many
 at once. Directories, symlinks, modes and mtimes follow the index. Every file
 is verified before it is renamed into place; an interrupted mirror resumes
-where it stopped. DIR/.zsyncpipe-mirror holds the state between runs.
+where it stopped. DIR/.zsyncpipe-mirror holds the state between runs; what
+it knows of the local files serves a run from another URL too (the next
+release published elsewhere): files not touched since are not read again.
 
 The scan reads the old versions of changed files and the files the new tree
 drops at every byte offset (moved, renamed, split, edited files), and the
