@@ -754,7 +754,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		if fi == nil || !fi.Mode().IsRegular() || fi.Size() != e.Size || m.freshHash(e.Path, fi, true) != "" {
 			continue
 		}
-		m.consider(e.Path, fi, wanted{size: e.Size, sha256: e.SHA256})
+		m.consider(e.Path, fi, e.Size)
 	}
 	err := m.hq.wait(ctx)
 	m.closeDirs()

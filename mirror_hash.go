@@ -30,7 +30,7 @@ import (
 // files of the walk, as they are found, under one lock.
 type hashJoin struct {
 	mu   sync.Mutex
-	want map[string]wanted // files of the index the walk has not reached
+	want map[string]int64 // sizes of the files of the index the walk has not reached
 	// Directories the walk left open, so that their files are opened
 	// from them (openat: no lookup of the whole path), until closeDirs.
 	dmu    sync.Mutex
@@ -92,20 +92,14 @@ func (m *mirrorRun) dirOf(rel string) (dirfd int, name string) {
 	return atCWD, filepath.Join(m.dir, filepath.FromSlash(rel))
 }
 
-// wanted is what hashing needs of a file entry.
-type wanted struct {
-	size   int64
-	sha256 []byte
-}
-
 // found is called by the walk for every path of Dir (before classify).
 func (m *mirrorRun) found(rel string, fi os.FileInfo) {
 	m.join.mu.Lock()
 	defer m.join.mu.Unlock()
 	m.local[rel] = fi
-	if w, ok := m.join.want[rel]; ok {
+	if size, ok := m.join.want[rel]; ok {
 		delete(m.join.want, rel)
-		m.consider(rel, fi, w)
+		m.consider(rel, fi, size)
 	}
 }
 
@@ -119,17 +113,16 @@ func (m *mirrorRun) listed(e *treeindex.Entry) {
 	if e.Type != treeindex.File {
 		return
 	}
-	w := wanted{size: e.Size, sha256: e.SHA256}
 	m.join.mu.Lock()
 	defer m.join.mu.Unlock()
 	if fi, ok := m.local[e.Path]; ok {
-		m.consider(e.Path, fi, w)
+		m.consider(e.Path, fi, e.Size)
 		return
 	}
 	if m.join.want == nil {
-		m.join.want = map[string]wanted{}
+		m.join.want = map[string]int64{}
 	}
-	m.join.want[e.Path] = w
+	m.join.want[e.Path] = e.Size
 }
 
 // inIndex reports whether the index lists rel.
@@ -138,12 +131,12 @@ func (m *mirrorRun) inIndex(rel string) bool {
 	return ok
 }
 
-// consider queues the local file rel for hashing when its size is that of
-// the index's file at rel and the state cannot vouch for its content (as
+// consider queues the local file rel for hashing when its size is size,
+// that of the index's file at rel, and the state cannot vouch for its content (as
 // classify decides: unless Checksum, a file the state vouches for is
 // trusted, to hold the index's file or, with another hash, not to).
-func (m *mirrorRun) consider(rel string, fi os.FileInfo, w wanted) {
-	if !fi.Mode().IsRegular() || fi.Size() != w.size {
+func (m *mirrorRun) consider(rel string, fi os.FileInfo, size int64) {
+	if !fi.Mode().IsRegular() || fi.Size() != size {
 		return
 	}
 	if !m.opts.Checksum && m.knownHash(rel, fi) != "" {
