@@ -12,6 +12,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Embedded is an MQTT v5 broker running in the process, listening on a TCP
@@ -52,7 +53,26 @@ func StartEmbedded(addr string) (*Embedded, error) {
 func (e *Embedded) URL() string { return "mqtt://" + e.addr }
 
 // Close stops the broker.
-func (e *Embedded) Close() error { return e.server.Close() }
+//
+// It disconnects the clients of the broker's listener itself before
+// mochi-mqtt's Server.Close, which would otherwise do it through
+// Clients.GetByListener: in v2.7.9 that read-locks the client list twice
+// over (it calls Clients.Len under its own read lock), and a client that
+// disconnects in between, waiting for the write lock to leave the list,
+// deadlocks both (https://github.com/mochi-mqtt/server/issues/488; it hung
+// "serve --announce embedded://" at its end once in a test run). Clients.GetAll
+// reads the list under one lock. Server.Close then finds the listener
+// closed and does not go through the clients again.
+func (e *Embedded) Close() error {
+	e.server.Listeners.CloseAll(func(listener string) {
+		for _, cl := range e.server.Clients.GetAll() {
+			if cl.Net.Listener == listener && !cl.Closed() {
+				_ = e.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
+	return e.server.Close()
+}
 
 // embeddedConn is a Conn to an Embedded broker it started and stops.
 type embeddedConn struct {
