@@ -160,6 +160,10 @@ type MirrorSummary struct {
 	// (many per request), PackFallbacks those that could not be had from
 	// their pack and were fetched by their path instead.
 	Packed, PackFallbacks int
+	// Patched counts the files of Packed that were patched from their old
+	// version: only the blocks it lacked were fetched, as ranges of their
+	// pack records (their entries have block sums).
+	Patched int
 	// Restarts counts restarts on a new index generation.
 	Restarts int
 	// NotModified reports that the server said the index had not changed.
@@ -383,6 +387,7 @@ type mirrorRun struct {
 	phmu        sync.Mutex // guards sum.Phases
 	// Small files from packs (mirror_pack.go).
 	packedFiles, packFallbacks atomic.Int64
+	patchedFiles               atomic.Int64 // of packedFiles (mirror_delta.go)
 	decOnce                    sync.Once
 	dec                        *zstd.Decoder
 	decErr                     error
@@ -516,6 +521,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		m.sum.Fetched += m.fetched.Load()
 		m.sum.Packed += int(m.packedFiles.Load())
 		m.sum.PackFallbacks += int(m.packFallbacks.Load())
+		m.sum.Patched += int(m.patchedFiles.Load())
 		if m.dec != nil {
 			m.dec.Close()
 		}
@@ -805,7 +811,10 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 			j.how, j.from = "copy", m.byHash[hx]
 		case e.Data != nil || e.Size == 0:
 			j.how = "inline"
-		case e.Control == "" || m.wholeWithoutSeeds(e):
+		case e.Control == "" || m.wholeWithoutSeeds(e) || m.patchable(e):
+			// A file with block sums and an old version at its path is
+			// patched from it (mirror_delta.go), beside the scan, without
+			// its control file.
 			j.how = "whole"
 		default:
 			j.how = "sync"
@@ -923,7 +932,7 @@ func (m *mirrorRun) prefetchControls(ctx context.Context) {
 		if left[e.Hex()] {
 			continue // perhaps ready (see ready)
 		}
-		if m.wholeWithoutSeeds(e) {
+		if m.wholeWithoutSeeds(e) || m.patchable(e) {
 			continue // no control file needed
 		}
 		list = append(list, e)
@@ -1286,14 +1295,18 @@ func (m *mirrorRun) fetchSmall(ctx context.Context, jobs []*fileJob, when string
 	submitted := make(chan struct{})
 	go func() {
 		defer close(submitted)
-		var packs []*fileJob
+		var packs, patches []*fileJob
 		for _, j := range jobs {
 			if j.early && m.ready(j) {
 				m.fetchedOne(j)
 				continue
 			}
 			if packed(j) {
-				packs = append(packs, j)
+				if m.patchable(j.e) {
+					patches = append(patches, j)
+				} else {
+					packs = append(packs, j)
+				}
 				continue
 			}
 			p.Go(func(ctx context.Context) error {
@@ -1301,6 +1314,7 @@ func (m *mirrorRun) fetchSmall(ctx context.Context, jobs []*fileJob, when string
 				return nil
 			})
 		}
+		m.patchFiles(ctx, p, patches)
 		m.fetchPacks(ctx, p, packs)
 	}()
 	// The phase ends when its last file is fetched, not when the caller

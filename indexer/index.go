@@ -89,6 +89,9 @@ type slot struct {
 	// ctl is the file's control file, when it goes into a control pack
 	// (written by hash, or read by readControl).
 	ctl []byte
+	// sums are the file's block sums, when they go into a sums pack
+	// (written by hash; see wantsSums).
+	sums []byte
 }
 
 // Index brings the index and the control files of the tree at dir up to
@@ -175,6 +178,8 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	defer pk.abort()
 	ck := &packer{px: px, ref: controlRef}
 	defer ck.abort()
+	sk := &packer{px: px, ref: sumsRef}
+	defer sk.abort()
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index: %w", err)
@@ -255,6 +260,13 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 				}
 				e.ControlPack = ref
 			}
+			if s.sums != nil {
+				ref, err := sk.add(s.sums, treeindex.PackRaw, len(cur))
+				if err != nil {
+					return err
+				}
+				e.Sums = ref
+			}
 			same = same && len(cur) < len(prev.Entries) && equal(&prev.Entries[len(cur)], &e)
 			cur = append(cur, e)
 			res.Entries++
@@ -287,7 +299,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	res.Unsettled = int(px.unsettled.Load())
 	res.Skipped = int(px.skipped.Load())
 	res.Duration = time.Since(start)
-	for _, k := range []*packer{pk, ck} {
+	for _, k := range []*packer{pk, ck, sk} {
 		if err == nil {
 			var moved bool
 			if moved, err = k.compact(cur); moved {
@@ -298,8 +310,9 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 			err = k.close(cur)
 		}
 	}
-	res.Packed, res.Repacked, res.PackBytes = int(pk.records), int(pk.repacked), pk.bytes+ck.bytes
+	res.Packed, res.Repacked, res.PackBytes = int(pk.records), int(pk.repacked), pk.bytes+ck.bytes+sk.bytes
 	res.ControlsPacked = int(ck.records)
+	res.SumsPacked = int(sk.records)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
 	}
@@ -364,7 +377,7 @@ func equal(a, b *treeindex.Entry) bool {
 	return a.Path == b.Path && a.Type == b.Type && a.Size == b.Size && a.Mode == b.Mode && a.MTime.Equal(b.MTime) &&
 		bytes.Equal(a.SHA256, b.SHA256) && a.Control == b.Control && bytes.Equal(a.Data, b.Data) &&
 		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target && a.Inode == b.Inode &&
-		samePack(a.Pack, b.Pack) && samePack(a.ControlPack, b.ControlPack)
+		samePack(a.Pack, b.Pack) && samePack(a.ControlPack, b.ControlPack) && samePack(a.Sums, b.Sums)
 }
 
 // samePack reports whether two pack references are equal.
@@ -479,8 +492,11 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 	pack := !inline && px.packable(e.Size) && (want == "" || e.Size <= px.opts.packMax())
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
-		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) {
-		e.SHA256, e.Data, e.Control, e.Pack = old.SHA256, old.Data, old.Control, old.Pack
+		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) &&
+		(old.Sums != nil) == px.wantsSums(old.Size, old.Pack) && px.packExists(old.Sums) {
+		// (An entry of before block sums that should have them is read
+		// again: the sums are made from the file's content.)
+		e.SHA256, e.Data, e.Control, e.Pack, e.Sums = old.SHA256, old.Data, old.Control, old.Pack, old.Sums
 		s := slot{e: e}
 		if want != "" && !px.opts.NoPacks {
 			if old.ControlPack != nil && px.packExists(old.ControlPack) {
@@ -541,6 +557,9 @@ func (px *pass) keepPrev(p string) (slot, error) {
 		}
 		if !px.packExists(e.ControlPack) || px.opts.NoPacks {
 			e.ControlPack = nil // as is its control file
+		}
+		if !px.packExists(e.Sums) || px.opts.NoPacks {
+			e.Sums = nil // a client fetches the file whole
 		}
 		return slot{e: e}, nil
 	}
@@ -675,6 +694,11 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 	}
 	if s.enc != "" {
 		s.rec, s.enc = px.encodeRecord(content, cf != nil && !px.opts.PackLarge)
+		if px.wantsSums(e.Size, &treeindex.PackRef{Encoding: s.enc}) {
+			if s.sums, err = px.makeSums(ctx, content); err != nil {
+				return false, fmt.Errorf("%s: %w", e.Path, err)
+			}
+		}
 	}
 	if cf != nil {
 		target := filepath.Join(px.dir, filepath.FromSlash(want))

@@ -245,6 +245,10 @@ type Result struct {
 	// wrote, those of an index that predates control packs, and those
 	// copied from a compacted control pack.
 	ControlsPacked int
+	// SumsPacked counts the block sums (Entry.Sums) this pass wrote to a
+	// new sums pack: of the small files it read whose content does not
+	// compress, and those copied from a compacted sums pack.
+	SumsPacked int
 	// Changes is the number of changes (as passed to OnChange).
 	Changes int
 	// Unsettled counts files left alone because they changed too recently.

@@ -1,6 +1,8 @@
 package indexer
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,8 +20,11 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
+	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/strong"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
@@ -231,6 +236,7 @@ func (pk *packer) close(cur []treeindex.Entry) error {
 // contentRef and controlRef select an entry's references for a packer.
 func contentRef(e *treeindex.Entry) **treeindex.PackRef { return &e.Pack }
 func controlRef(e *treeindex.Entry) **treeindex.PackRef { return &e.ControlPack }
+func sumsRef(e *treeindex.Entry) **treeindex.PackRef    { return &e.Sums }
 
 // abort removes the pack being written, if any.
 func (pk *packer) abort() {
@@ -332,6 +338,9 @@ func (px *pass) retirePacks(cur []treeindex.Entry) {
 		if p := cur[i].ControlPack; p != nil {
 			used[p.Name] = true
 		}
+		if p := cur[i].Sums; p != nil {
+			used[p.Name] = true
+		}
 	}
 	statePath := filepath.Join(px.dir, filepath.FromSlash(retiredPath))
 	retired := map[string]int64{}
@@ -372,4 +381,38 @@ func (px *pass) retirePacks(cur []treeindex.Entry) {
 			px.warn(fmt.Errorf("index: packs: %w", err))
 		}
 	}
+}
+
+// Block sums (Entry.Sums): the publisher writes them for the packed files
+// whose content does not compress (their pack record is raw), from
+// sumsMin bytes on, so that a client holding an older version fetches
+// only the blocks it lacks, as ranges of the raw record, many files' in
+// one request (a file with a control file has sums too: they have
+// smaller blocks, and need no request of its own). A compressible file costs its client less compressed whole than
+// as a delta (docs/trees.md, "Packs"); gzip data, images or archives whose
+// header alone changed cost a block or two instead of the whole file.
+
+// sumsMin is the smallest file that gets block sums: four blocks of 256
+// bytes. Below it a block and the sums cost about what the file does.
+const sumsMin = 1024
+
+// wantsSums reports whether a file of size bytes with the pack record
+// ref gets block sums. They are MD5, so a legacy tree (MD4) gets none.
+func (px *pass) wantsSums(size int64, ref *treeindex.PackRef) bool {
+	return !px.opts.NoPacks && !px.opts.Legacy && size >= sumsMin && ref != nil && ref.Encoding == treeindex.PackRaw
+}
+
+// makeSums returns the sums record of content.
+func (px *pass) makeSums(ctx context.Context, content []byte) ([]byte, error) {
+	n := int64(len(content))
+	f, err := stages.BlockChecksums(ctx, bytes.NewReader(content), stages.ChecksumOptions{
+		Blocksize: control.SumsBlocksize(n),
+		Length:    n,
+		Algorithm: strong.MD5,
+		Hasher:    px.hasher,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("block sums: %w", err)
+	}
+	return control.EncodeSums(f)
 }

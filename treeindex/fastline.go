@@ -36,6 +36,7 @@ const (
 	kIno
 	kPack
 	kCPack
+	kSums
 )
 
 // Keys of a pack reference, as bits of a set.
@@ -115,6 +116,10 @@ func parseLine(line []byte, l *entryLine) bool {
 			bit = kCPack
 			l.CPack = new(packLine)
 			ok = p.pack(l.CPack)
+		case "sums":
+			bit = kSums
+			l.Sums = new(packLine)
+			ok = p.pack(l.Sums)
 		default:
 			return 0, false // "end", another key or spelling: encoding/json
 		}

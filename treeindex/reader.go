@@ -41,6 +41,7 @@ type Reader struct {
 	ord   order
 	packs packContext // of "pack"
 	ctls  packContext // of "cpack"
+	sums  packContext // of "sums"
 	max   int64
 	final []byte
 	err   error
@@ -50,7 +51,7 @@ type Reader struct {
 // NewReader reads the header of the index from r, gzip-compressed or not.
 func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	ir := &Reader{sum: sha256.New(), max: opts.MaxEntries, ctls: packContext{def: PackRaw}}
+	ir := &Reader{sum: sha256.New(), max: opts.MaxEntries, ctls: packContext{def: PackRaw}, sums: packContext{def: PackRaw}}
 	if ir.max <= 0 {
 		ir.max = DefaultMaxEntries
 	}
@@ -163,6 +164,14 @@ func (r *Reader) next() (Entry, error) {
 			return Entry{}, fmt.Errorf("%w: entry %q: %s with a control pack", ErrFormat, e.Path, e.Type)
 		}
 		if e.ControlPack, err = r.ctls.complete(e.Path, l.CPack); err != nil {
+			return Entry{}, err
+		}
+	}
+	if l.Sums != nil {
+		if e.Type != File {
+			return Entry{}, fmt.Errorf("%w: entry %q: %s with block sums", ErrFormat, e.Path, e.Type)
+		}
+		if e.Sums, err = r.sums.complete(e.Path, l.Sums); err != nil {
 			return Entry{}, err
 		}
 	}

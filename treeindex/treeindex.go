@@ -156,6 +156,15 @@ type Entry struct {
 	// gone, a record that does not parse or describes another file) fetches
 	// it there.
 	ControlPack *PackRef
+	// Sums, if not nil, locates the file's block sums in a pack: its block
+	// records without the text header of a control file
+	// (control.DecodeSums, with the entry's size and SHA-256), encoded
+	// PackRaw. The publisher writes them for small files whose pack
+	// record is raw (content that does not compress), so that a client
+	// with an older version can fetch only the blocks it lacks, as byte
+	// ranges of that record. A client that cannot use them fetches the
+	// file whole.
+	Sums *PackRef
 }
 
 // PackRef locates a file's content in a pack file: Length bytes at Offset
@@ -311,6 +320,17 @@ func (e *Entry) Check() error {
 				return bad("pack %v", err)
 			}
 		}
+		if p := e.Sums; p != nil {
+			switch {
+			case e.Data != nil:
+				return bad("block sums with inline data")
+			case e.Size <= 0:
+				return bad("block sums for an empty file")
+			}
+			if err := p.check(); err != nil {
+				return bad("sums %v", err)
+			}
+		}
 		if p := e.ControlPack; p != nil {
 			if e.Control == "" {
 				return bad("control pack record without a control file")
@@ -320,7 +340,7 @@ func (e *Entry) Check() error {
 			}
 		}
 	case Directory, Symlink:
-		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil || e.Pack != nil || e.ControlPack != nil {
+		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil || e.Pack != nil || e.ControlPack != nil || e.Sums != nil {
 			return bad("%s with a size, hash, control file or data", e.Type)
 		}
 		if e.Type == Directory && e.Target != "" {

@@ -518,3 +518,72 @@ func TestControlPackRefs(t *testing.T) {
 		t.Errorf("directory with a control pack: %v", err)
 	}
 }
+
+// TestSumsRefs: block sums references survive a round trip, are shortened
+// apart from "pack" and "cpack" ones ("raw" left out), are parsed by hand,
+// and leave the other references of a reader that ignores "sums" as they
+// were. Bad references are refused.
+func TestSumsRefs(t *testing.T) {
+	const a, c, s = "0123456789abcdef", "c0c0c0c0c0c0c0c0", "5555555555555555"
+	var es []Entry
+	for i := range 3 {
+		e := file(fmt.Sprintf("f%d", i), strings.Repeat("x", 10))
+		e.Pack = &PackRef{Name: a, Offset: int64(10 * i), Length: 10, Encoding: PackRaw}
+		if i == 1 {
+			e.Control = ControlPath(e.Path, false)
+			e.ControlPack = &PackRef{Name: c, Offset: 0, Length: 100, Encoding: PackRaw}
+		}
+		e.Sums = &PackRef{Name: s, Offset: int64(8 * i), Length: 8, Encoding: PackRaw}
+		es = append(es, e)
+	}
+	raw := write(t, es, WriterOptions{Uncompressed: true})
+	lines := strings.Split(string(raw), "\n")
+	for i, want := range []string{
+		`"pack":{"name":"` + a + `","off":0,"len":10,"enc":"raw"},"sums":{"name":"` + s + `","off":0,"len":8}`,
+		`"pack":{"len":10,"enc":"raw"},"cpack":{"name":"` + c + `","off":0,"len":100},"sums":{"len":8}`,
+		`"pack":{"len":10,"enc":"raw"},"sums":{"len":8}`,
+	} {
+		if !strings.Contains(lines[i+1], want) {
+			t.Errorf("line %d: %s, want %s", i+1, lines[i+1], want)
+		}
+		var fast entryLine
+		if !parseLine([]byte(lines[i+1]), &fast) || fast.Sums == nil {
+			t.Errorf("line %d: not parsed by hand", i+1)
+		}
+	}
+	x, err := ReadAll(bytes.NewReader(raw), ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range es {
+		if g := x.Entries[i]; g.Sums == nil || *g.Sums != *es[i].Sums || *g.Pack != *es[i].Pack {
+			t.Errorf("entry %d: pack %+v, sums %+v; want %+v, %+v", i, g.Pack, g.Sums, es[i].Pack, es[i].Sums)
+		}
+	}
+	if g := x.Entries[1].ControlPack; g == nil || *g != *es[1].ControlPack {
+		t.Errorf("cpack %+v, want %+v", g, es[1].ControlPack)
+	}
+	good := es[0]
+	bad := []func(e *Entry){
+		func(e *Entry) { e.Sums.Name = "0123" },
+		func(e *Entry) { e.Sums.Offset = -1 },
+		func(e *Entry) { e.Sums.Length = 0 },
+		func(e *Entry) { e.Sums.Encoding = "Raw/.." },
+		func(e *Entry) { e.Size, e.Pack = 0, nil },
+		func(e *Entry) { e.Data, e.Pack = []byte(strings.Repeat("x", 10)), nil },
+	}
+	for i, f := range bad {
+		e := good
+		p := *good.Sums
+		e.Sums = &p
+		f(&e)
+		if err := e.Check(); !errors.Is(err, ErrFormat) {
+			t.Errorf("bad sums reference %d (%+v): %v", i, e.Sums, err)
+		}
+	}
+	d := dir("d")
+	d.Sums = good.Sums
+	if err := d.Check(); !errors.Is(err, ErrFormat) {
+		t.Errorf("directory with block sums: %v", err)
+	}
+}

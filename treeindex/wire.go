@@ -52,6 +52,7 @@ type entryLine struct {
 	Inode   uint64    `json:"ino,omitempty"`
 	Pack    *packLine `json:"pack,omitempty"`
 	CPack   *packLine `json:"cpack,omitempty"` // ControlPack
+	Sums    *packLine `json:"sums,omitempty"`
 
 	End *trailer `json:"end,omitempty"`
 }
@@ -74,10 +75,10 @@ const maxPackNames = 1 << 16
 // its pack is that of the previous reference, "off" when its record
 // starts where the previous record of the same pack (in the index) ended,
 // and "enc" when it is the context's default encoding ("zstd" for
-// "pack", "raw" for "cpack"). Writer and Reader each keep one per kind of
-// reference: "pack" and "cpack" are shortened apart, so that a reader
-// that predates "cpack" (and ignores it, as an unknown key) still
-// completes every "pack" right.
+// "pack", "raw" for "cpack" and "sums"). Writer and Reader each keep one
+// per kind of reference: "pack", "cpack" and "sums" are shortened apart,
+// so that a reader that predates "cpack" or "sums" (and ignores it, as an
+// unknown key) still completes every other reference right.
 type packContext struct {
 	def  string           // the encoding left out; "" means PackZstd
 	last string           // pack of the previous reference
@@ -175,6 +176,10 @@ func toLine(e *Entry) entryLine {
 	if p := e.ControlPack; p != nil {
 		off := p.Offset
 		l.CPack = &packLine{Name: p.Name, Offset: &off, Length: p.Length, Encoding: p.Encoding}
+	}
+	if p := e.Sums; p != nil {
+		off := p.Offset
+		l.Sums = &packLine{Name: p.Name, Offset: &off, Length: p.Length, Encoding: p.Encoding}
 	}
 	return l
 }

@@ -40,6 +40,7 @@ type Writer struct {
 	ord   order
 	packs packContext // of "pack"
 	ctls  packContext // of "cpack"
+	sums  packContext // of "sums"
 	final []byte
 	err   error
 }
@@ -47,7 +48,7 @@ type Writer struct {
 // NewWriter writes the header line h to w and returns a Writer for the
 // entries. h.Version is set to Version; a zero h.Created is set to now.
 func NewWriter(w io.Writer, h Header, opts WriterOptions) (*Writer, error) {
-	iw := &Writer{sum: sha256.New(), ctls: packContext{def: PackRaw}}
+	iw := &Writer{sum: sha256.New(), ctls: packContext{def: PackRaw}, sums: packContext{def: PackRaw}}
 	if !opts.Uncompressed {
 		gz, err := newGzip(w, opts.Level)
 		if err != nil {
@@ -122,6 +123,9 @@ func (w *Writer) Add(e Entry) error {
 	}
 	if l.CPack != nil {
 		w.ctls.shorten(l.CPack, e.ControlPack)
+	}
+	if l.Sums != nil {
+		w.sums.shorten(l.Sums, e.Sums)
 	}
 	return w.writeJSON(l, true)
 }

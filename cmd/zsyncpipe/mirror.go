@@ -150,6 +150,9 @@ func formatMirrorSummary(s *zsyncpipe.MirrorSummary, dry bool) string {
 	}
 	if s.Packed > 0 || s.PackFallbacks > 0 {
 		line += fmt.Sprintf("; %s from packs", plural(int64(s.Packed), "small file"))
+		if s.Patched > 0 {
+			line += fmt.Sprintf(" (%d patched from their old version)", s.Patched)
+		}
 		if s.PackFallbacks > 0 {
 			line += fmt.Sprintf(", %d fetched by path instead", s.PackFallbacks)
 		}

@@ -1,0 +1,340 @@
+package zsyncpipe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/sourcegraph/conc/pool"
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/seedscan"
+	"github.com/zsyncpipe/zsyncpipe/source"
+	"github.com/zsyncpipe/zsyncpipe/stages"
+	"github.com/zsyncpipe/zsyncpipe/treeindex"
+)
+
+// Small files patched from their old version (docs/trees.md, "Packs"): a
+// file fetched whole whose pack record is raw (its content does not
+// compress) and that has block sums (treeindex.Entry.Sums), when an older
+// version is at its path, is rebuilt in memory: its sums come with those
+// of other files from their sums pack, the blocks found in the old
+// version are copied, and only the missing ones are fetched, as byte
+// ranges of the raw record, with those of other files of the same pack.
+// The result is verified by length and SHA-256 like any file fetched
+// whole. Anything that fails (sums that do not parse, a pack that is gone,
+// a response cut short, a result that does not verify) leaves the file to
+// be fetched whole from its pack, or by its path.
+
+// patchSeedMax is the largest old version a patch reads: a small file's
+// old version is small too, and a file that grew past this shares little
+// with a small one.
+const patchSeedMax = 1 << 20
+
+// patchBatchBytes bounds the files one batch patches (the larger of each
+// file's new and old size), all in memory at once until their ranges
+// arrive, old and new: 4 MiB for the patchParallel batches at a time.
+const patchBatchBytes = 512 << 10
+
+// patchRangeCost is what one more range of a pack costs beyond its bytes:
+// a part of a multipart response (its boundary and headers, about 90
+// bytes from nginx) and a little of a request. A patch whose missing
+// bytes and ranges cost more than the whole record fetches the record.
+const patchRangeCost = 100
+
+// patchable reports whether the file of e, to fetch or rebuild, can be
+// patched from the old version at its path.
+func (m *mirrorRun) patchable(e *treeindex.Entry) bool {
+	if e.Sums == nil || e.Sums.Encoding != treeindex.PackRaw || e.Pack == nil || e.Pack.Encoding != treeindex.PackRaw {
+		return false
+	}
+	fi := m.local[e.Path]
+	return fi != nil && fi.Mode().IsRegular() && fi.Size() > 0 && fi.Size() <= patchSeedMax
+}
+
+// patch is one file being patched: its content, with the blocks found
+// locally in place, and the byte ranges of it still to fetch.
+type patch struct {
+	j       *fileJob
+	f       *control.File // its block sums
+	content []byte
+	missing []source.Range // of content
+	reused  int64
+}
+
+// patchFiles patches the jobs, a batch of sums records at a time,
+// patchParallel batches at once (from one task of the pool p), and
+// fetches whole those it cannot patch, handing every verified file to
+// fetchedOne.
+func (m *mirrorRun) patchFiles(ctx context.Context, p *pool.ContextPool, jobs []*fileJob) {
+	if len(jobs) == 0 {
+		return
+	}
+	per := min(packBatchFiles, max(32, (len(jobs)+patchParallel-1)/patchParallel))
+	batches, apart := byPack(jobs, func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, per)
+	size := func(j *fileJob) int64 { return max(j.e.Size, m.local[j.e.Path].Size()) }
+	batches = cutBySize(batches, patchBatchBytes, size)
+	p.Go(func(ctx context.Context) error {
+		q := pool.New().WithContext(ctx).WithMaxGoroutines(patchParallel)
+		for _, b := range batches {
+			q.Go(func(ctx context.Context) error {
+				m.fetchFromPacks(ctx, m.patchBatch(ctx, b))
+				return nil
+			})
+		}
+		m.fetchFromPacks(ctx, apart)
+		return q.Wait()
+	})
+}
+
+// patchParallel is how many batches are patched at once: each scans its
+// old versions (CPU) between two requests, and holds its files in memory.
+const patchParallel = 4
+
+// cutBySize cuts batches further so that the sizes of the jobs of each
+// add up to at most max bytes (a job larger than that has a batch of its
+// own).
+func cutBySize(batches [][]*fileJob, max int64, size func(*fileJob) int64) (out [][]*fileJob) {
+	for _, b := range batches {
+		start, n := 0, int64(0)
+		for i, j := range b {
+			if i > start && n+size(j) > max {
+				out = append(out, b[start:i])
+				start, n = i, 0
+			}
+			n += size(j)
+		}
+		out = append(out, b[start:])
+	}
+	return out
+}
+
+// fetchFromPacks fetches jobs whole from their packs (or by their paths),
+// on the calling goroutine.
+func (m *mirrorRun) fetchFromPacks(ctx context.Context, jobs []*fileJob) {
+	if len(jobs) == 0 {
+		return
+	}
+	batches, apart := m.packBatches(jobs)
+	for _, b := range batches {
+		for _, j := range m.fetchPackBatch(ctx, b) {
+			m.packFallbacks.Add(1)
+			m.fetchWholeQueued(ctx, j)
+		}
+	}
+	for _, j := range apart {
+		m.logf("%s: its pack record overlaps another; fetching it by its path", j.e.Path)
+		m.packFallbacks.Add(1)
+		m.fetchWholeQueued(ctx, j)
+	}
+}
+
+// patchBatch patches one batch of jobs whose sums are in one sums pack,
+// and returns those it could not patch. The blocks of the whole batch are
+// looked for in the old versions of the whole batch with one scan
+// (seedscan: one index over all their blocks), so a block that moved from
+// one file to another of the batch is found too.
+func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob) (failed []*fileJob) {
+	// The contents, one after the other in one buffer, and the old
+	// versions in another: both from the run's pool, and free again once
+	// the batch is written.
+	var total, oldTotal int64
+	for _, j := range batch {
+		total += j.e.Size
+		oldTotal += m.local[j.e.Path].Size()
+	}
+	contentBuf, oldBuf := m.batchBuf(), m.batchBuf()
+	defer m.batchBufs.Put(contentBuf)
+	defer m.batchBufs.Put(oldBuf)
+	for _, b := range []struct {
+		p *[]byte
+		n int64
+	}{{contentBuf, total}, {oldBuf, oldTotal}} {
+		if int64(cap(*b.p)) < b.n {
+			*b.p = make([]byte, growTo(b.n))
+		}
+	}
+	free, oldFree := (*contentBuf)[:total], (*oldBuf)[:oldTotal]
+	clear(free)
+	var (
+		ps      []*patch
+		targets []seedscan.Target
+		seeds   []stages.Seed
+	)
+	failed = readRecords(ctx, m, batch, func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, "sums pack", "files",
+		func(j *fileJob, rec []byte) bool {
+			content := free[:j.e.Size:j.e.Size]
+			free = free[j.e.Size:]
+			f, err := control.DecodeSums(rec, j.e.Size, j.e.SHA256)
+			if err != nil {
+				m.logf("%s: block sums in pack %s: %v; fetching it whole", j.e.Path, j.e.Sums.Name, err)
+				return false
+			}
+			old, err := readInto(filepath.Join(m.dir, filepath.FromSlash(j.e.Path)), oldFree)
+			if err != nil {
+				m.logf("%s: old version: %v; fetching it whole", j.e.Path, err)
+				return false
+			}
+			oldFree = oldFree[len(old):]
+			ps = append(ps, &patch{j: j, content: content, f: f})
+			targets = append(targets, seedscan.Target{Control: f})
+			seeds = append(seeds, stages.Seed{Name: j.e.Path, R: bytes.NewReader(old), Size: int64(len(old))})
+			return true
+		})
+	if ctx.Err() != nil || len(ps) == 0 {
+		return failed
+	}
+	ms, err := seedscan.Scan(ctx, targets, seeds, seedscan.Options{Workers: 1})
+	if err != nil {
+		if ctx.Err() == nil {
+			m.logf("patching %d files: %v; fetching them whole", len(ps), err)
+		}
+		for _, pt := range ps {
+			failed = append(failed, pt.j)
+		}
+		return failed
+	}
+	byRecord := map[*fileJob]*patch{}
+	var fetch []*fileJob
+	for i, pt := range ps {
+		pt.plan(ms[i], seeds)
+		if len(pt.missing) == 0 {
+			if !m.patched(pt) {
+				failed = append(failed, pt.j)
+			}
+			continue
+		}
+		byRecord[pt.j] = pt
+		fetch = append(fetch, pt.j)
+	}
+	batches, apart := byPack(fetch, func(j *fileJob) *treeindex.PackRef { return j.e.Pack }, len(fetch))
+	failed = append(failed, apart...)
+	for _, b := range batches {
+		failed = append(failed, m.fetchPatches(ctx, b, byRecord)...)
+	}
+	return failed
+}
+
+// plan copies into the patch's content the blocks found (ms) in the
+// batch's old versions (seeds, all bytes.Readers) and sets the ranges to
+// fetch: the missing blocks, or the whole file when they and their ranges
+// would cost more than its record.
+func (pt *patch) plan(ms *stages.Matches, seeds []stages.Seed) {
+	e := pt.j.e
+	plan := stages.Blueprint(&pt.f.Header, ms)
+	if plan.MissingBytes+int64(len(plan.Missing))*patchRangeCost >= e.Pack.Length {
+		pt.missing = []source.Range{{Start: 0, End: e.Size}}
+		return
+	}
+	pt.missing = plan.Missing
+	bs := int64(pt.f.Blocksize)
+	for _, c := range plan.Copies {
+		dst := pt.content[c.Index*bs : min(e.Size, (c.Index+c.Count)*bs)]
+		// The last block of an old version is compared zero-padded: what
+		// lies past its end is zeros, as the content there already is.
+		seeds[c.Seed].R.ReadAt(dst, c.Offset)
+	}
+	pt.reused = plan.Reused
+}
+
+// readInto reads the regular file at p whole into the start of buf, if it
+// fits, and returns its content.
+func readInto(p string, buf []byte) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > int64(len(buf)) {
+		return nil, errors.New("not a regular file, or it grew")
+	}
+	b := buf[:fi.Size()]
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// fetchPatches fetches the missing ranges of a batch of patches whose
+// records are in one pack (in offset order, none overlapping), completes
+// each patch as its last range arrives, and returns the jobs not patched.
+func (m *mirrorRun) fetchPatches(ctx context.Context, batch []*fileJob, ps map[*fileJob]*patch) (failed []*fileJob) {
+	type part struct {
+		pt   *patch
+		r    source.Range // of the content
+		last bool
+	}
+	var (
+		ranges []source.Range
+		parts  []part
+	)
+	for _, j := range batch {
+		pt := ps[j]
+		for i, r := range pt.missing {
+			ranges = append(ranges, source.Range{Start: j.e.Pack.Offset + r.Start, End: j.e.Pack.Offset + r.End})
+			parts = append(parts, part{pt, r, i == len(pt.missing)-1})
+		}
+	}
+	done := map[*fileJob]bool{}
+	defer func() {
+		for _, j := range batch {
+			if !done[j] {
+				failed = append(failed, j)
+			}
+		}
+	}()
+	name := batch[0].e.Pack.Name
+	src, release, err := m.src.ranges(ctx, treeindex.PackPath(name), -1)
+	if err != nil {
+		m.logf("pack %s: %v; fetching its %d files whole", name, err, len(batch))
+		return
+	}
+	defer release()
+	i := 0
+	err = src.ReadRanges(ctx, ranges, func(r source.Range, data io.Reader) error {
+		for i < len(ranges) && ranges[i] != r {
+			i++
+		}
+		if i == len(ranges) {
+			return fmt.Errorf("pack %s: the source delivered a range not asked for", name)
+		}
+		pa := parts[i]
+		if _, err := io.ReadFull(data, pa.pt.content[pa.r.Start:pa.r.End]); err != nil {
+			return err
+		}
+		m.fetched.Add(pa.r.Len())
+		if pa.last {
+			done[pa.pt.j] = m.patched(pa.pt)
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		m.logf("pack %s: %v; fetching the rest of its patched files whole", name, err)
+	}
+	return
+}
+
+// patched verifies and writes a patch's content and hands the file to
+// fetchedOne; it reports whether it did.
+func (m *mirrorRun) patched(pt *patch) bool {
+	j := pt.j
+	m.creating.RLock()
+	err := m.writeVerifiedBytes(j, pt.content)
+	m.creating.RUnlock()
+	if err != nil {
+		m.logf("%s: patched from its old version: %v; fetching it whole", j.e.Path, err)
+		return false
+	}
+	m.reused.Add(pt.reused)
+	m.packedFiles.Add(1)
+	m.patchedFiles.Add(1)
+	m.fetchedOne(j)
+	return true
+}
