@@ -14,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
@@ -368,4 +370,115 @@ func TestIndexPackMax(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIndexSums: packed files whose content does not compress (a raw
+// record) get block sums in a sums pack, from sumsMin bytes on, with and
+// without a control file: sums that describe the file (checked block by
+// block against its control file's computation). Compressible files, files
+// under sumsMin and legacy trees get none. An unchanged tree keeps them
+// without reading a file; an index of before sums gets them on the next
+// pass, its files read again.
+func TestIndexSums(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	files := map[string][]byte{
+		"r/small.bin": randBytes(11, 5000),                 // no control file: blocks of 256
+		"r/mid.bin":   randBytes(12, 60<<10),               // a control file too: blocks of 512
+		"r/under.bin": randBytes(13, sumsMin-1),            // too small
+		"text.txt":    bytes.Repeat([]byte("text "), 2000), // compresses
+	}
+	for rel, b := range files {
+		put(t, dir, rel, b)
+	}
+	want := map[string]int{"r/small.bin": 256, "r/mid.bin": 512}
+	res, err := Index(ctx, dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SumsPacked != len(want) {
+		t.Errorf("%d sums packed, want %d", res.SumsPacked, len(want))
+	}
+	x, err := ReadIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := map[string]treeindex.PackRef{}
+	for _, e := range x.Entries {
+		bs, ok := want[e.Path]
+		if (e.Sums != nil) != ok {
+			t.Errorf("%s: sums %+v, want them: %v", e.Path, e.Sums, ok)
+		}
+		if !ok || e.Sums == nil {
+			continue
+		}
+		refs[e.Path] = *e.Sums
+		rec := readRecord(t, dir, e.Sums)
+		f, err := control.DecodeSums(rec, e.Size, e.SHA256)
+		if err != nil {
+			t.Fatalf("%s: %v", e.Path, err)
+		}
+		if f.Blocksize != bs {
+			t.Errorf("%s: blocks of %d, want %d", e.Path, f.Blocksize, bs)
+		}
+		c, err := stages.BlockChecksums(ctx, bytes.NewReader(files[e.Path]), stages.ChecksumOptions{Blocksize: bs, Length: e.Size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(c.Checksums.Rsum, f.Checksums.Rsum) || !bytes.Equal(c.Checksums.Strong, f.Checksums.Strong) {
+			t.Errorf("%s: the sums do not describe the file", e.Path)
+		}
+	}
+
+	// Unchanged: nothing read, the same references.
+	res, err = Index(ctx, dir, Options{NoSync: true})
+	if err != nil || res.Hashed != 0 || res.Written {
+		t.Fatalf("unchanged: %v, %d files read, written %v", err, res.Hashed, res.Written)
+	}
+	x, _ = ReadIndex(dir)
+	for _, e := range x.Entries {
+		if r, ok := refs[e.Path]; ok && (e.Sums == nil || *e.Sums != r) {
+			t.Errorf("unchanged: %s: sums %+v, were %+v", e.Path, e.Sums, r)
+		}
+	}
+
+	// An index of before sums: the files that want them are read again.
+	for i := range x.Entries {
+		x.Entries[i].Sums = nil
+	}
+	f, err := os.Create(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Write(f, treeindex.WriterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	res, err = Index(ctx, dir, Options{NoSync: true})
+	if err != nil || res.Hashed != len(want) || res.SumsPacked != len(want) || !res.Written {
+		t.Fatalf("older index: %v, %d files read, %d sums packed, written %v; want %d, %d, true",
+			err, res.Hashed, res.SumsPacked, res.Written, len(want), len(want))
+	}
+
+	// Legacy trees have MD4 block hashes: no sums.
+	legacy := t.TempDir()
+	for rel, b := range files {
+		put(t, legacy, rel, b)
+	}
+	if res, err := Index(ctx, legacy, Options{NoSync: true, Legacy: true}); err != nil || res.SumsPacked != 0 {
+		t.Errorf("legacy: %v, %d sums packed", err, res.SumsPacked)
+	}
+}
+
+// readRecord reads the record ref points to in dir's packs.
+func readRecord(t *testing.T, dir string, ref *treeindex.PackRef) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(treeindex.PackPath(ref.Name))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Offset+ref.Length > int64(len(b)) {
+		t.Fatalf("record %+v past the end of a pack of %d bytes", ref, len(b))
+	}
+	return b[ref.Offset : ref.Offset+ref.Length]
 }
