@@ -2710,14 +2710,21 @@ func (m *mirrorRun) dryRun(ctx context.Context) error {
 	if err := m.scan(ctx, syncs, false); err != nil {
 		return err
 	}
+	var patches []*fileJob
 	for _, j := range m.jobs {
-		verb := "update"
+		verb, how := "update", j.how
 		if !j.exists {
 			verb = "new"
 		}
-		m.logf("%s %s (%s)", verb, j.e.Path, j.how)
+		if packed(j) && m.patchable(j.e) {
+			how = "patch"
+			patches = append(patches, j)
+		}
+		m.logf("%s %s (%s)", verb, j.e.Path, how)
 	}
-	var download, local int64
+	// What patching finds in the old versions is not downloaded.
+	saved, local := m.patchDryRun(ctx, patches)
+	download := -saved
 	for _, j := range m.jobs {
 		switch {
 		case packed(j):

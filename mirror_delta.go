@@ -36,7 +36,7 @@ const patchSeedMax = 1 << 20
 
 // patchBatchBytes bounds the files one batch patches (the larger of each
 // file's new and old size), all in memory at once until their ranges
-// arrive, old and new: 4 MiB for the patchParallel batches at a time.
+// arrive, old and new: 2 MiB for the patchParallel batches at a time.
 const patchBatchBytes = 512 << 10
 
 // patchRangeCost is what one more range of a pack costs beyond its bytes:
@@ -92,7 +92,7 @@ func (m *mirrorRun) patchFiles(ctx context.Context, p *pool.ContextPool, jobs []
 
 // patchParallel is how many batches are patched at once: each scans its
 // old versions (CPU) between two requests, and holds its files in memory.
-const patchParallel = 4
+const patchParallel = 2
 
 // cutBySize cuts batches further so that the sizes of the jobs of each
 // add up to at most max bytes (a job larger than that has a batch of its
@@ -133,22 +133,46 @@ func (m *mirrorRun) fetchFromPacks(ctx context.Context, jobs []*fileJob) {
 }
 
 // patchBatch patches one batch of jobs whose sums are in one sums pack,
-// and returns those it could not patch. The blocks of the whole batch are
-// looked for in the old versions of the whole batch with one scan
-// (seedscan: one index over all their blocks), so a block that moved from
-// one file to another of the batch is found too.
+// and returns those it could not patch.
 func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob) (failed []*fileJob) {
-	// The contents, one after the other in one buffer, and the old
-	// versions in another: both from the run's pool, and free again once
-	// the batch is written.
+	contentBuf, oldBuf := m.batchBuf(), m.batchBuf()
+	defer m.batchBufs.Put(contentBuf)
+	defer m.batchBufs.Put(oldBuf)
+	ps, failed := m.planBatch(ctx, batch, contentBuf, oldBuf)
+	byRecord := map[*fileJob]*patch{}
+	var fetch []*fileJob
+	for _, pt := range ps {
+		if len(pt.missing) == 0 {
+			if !m.patched(pt) {
+				failed = append(failed, pt.j)
+			}
+			continue
+		}
+		byRecord[pt.j] = pt
+		fetch = append(fetch, pt.j)
+	}
+	batches, apart := byPack(fetch, func(j *fileJob) *treeindex.PackRef { return j.e.Pack }, len(fetch))
+	failed = append(failed, apart...)
+	for _, b := range batches {
+		failed = append(failed, m.fetchPatches(ctx, b, byRecord)...)
+	}
+	return failed
+}
+
+// planBatch fetches the sums of a batch of jobs (all in one sums pack) and
+// returns the patches of those it can patch, the blocks found locally in
+// place, and the jobs it cannot. The blocks of the whole batch are looked
+// for in the old versions of the whole batch with one scan (seedscan: one
+// index over all their blocks), so a block that moved from one file to
+// another of the batch is found too. The contents are kept one after the
+// other in *contentBuf, the old versions in *oldBuf (both grown if need
+// be), until the caller is done with the patches.
+func (m *mirrorRun) planBatch(ctx context.Context, batch []*fileJob, contentBuf, oldBuf *[]byte) (ps []*patch, failed []*fileJob) {
 	var total, oldTotal int64
 	for _, j := range batch {
 		total += j.e.Size
 		oldTotal += m.local[j.e.Path].Size()
 	}
-	contentBuf, oldBuf := m.batchBuf(), m.batchBuf()
-	defer m.batchBufs.Put(contentBuf)
-	defer m.batchBufs.Put(oldBuf)
 	for _, b := range []struct {
 		p *[]byte
 		n int64
@@ -160,7 +184,6 @@ func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob) (failed []
 	free, oldFree := (*contentBuf)[:total], (*oldBuf)[:oldTotal]
 	clear(free)
 	var (
-		ps      []*patch
 		targets []seedscan.Target
 		seeds   []stages.Seed
 	)
@@ -185,7 +208,7 @@ func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob) (failed []
 			return true
 		})
 	if ctx.Err() != nil || len(ps) == 0 {
-		return failed
+		return nil, failed
 	}
 	ms, err := seedscan.Scan(ctx, targets, seeds, seedscan.Options{Workers: 1})
 	if err != nil {
@@ -195,27 +218,35 @@ func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob) (failed []
 		for _, pt := range ps {
 			failed = append(failed, pt.j)
 		}
-		return failed
+		return nil, failed
 	}
-	byRecord := map[*fileJob]*patch{}
-	var fetch []*fileJob
 	for i, pt := range ps {
 		pt.plan(ms[i], seeds)
-		if len(pt.missing) == 0 {
-			if !m.patched(pt) {
-				failed = append(failed, pt.j)
+	}
+	return ps, failed
+}
+
+// patchDryRun works out, for a dry run, what patching the jobs would
+// fetch (their sums are fetched and their old versions scanned, as in a
+// run): it returns the bytes of the jobs' records it would not fetch, and
+// the bytes it would take from the old versions.
+func (m *mirrorRun) patchDryRun(ctx context.Context, jobs []*fileJob) (saved, reused int64) {
+	per := min(packBatchFiles, max(32, (len(jobs)+patchParallel-1)/patchParallel))
+	batches, _ := byPack(jobs, func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, per)
+	size := func(j *fileJob) int64 { return max(j.e.Size, m.local[j.e.Path].Size()) }
+	contentBuf, oldBuf := new([]byte), new([]byte)
+	for _, b := range cutBySize(batches, patchBatchBytes, size) {
+		ps, _ := m.planBatch(ctx, b, contentBuf, oldBuf)
+		for _, pt := range ps {
+			var missing int64
+			for _, r := range pt.missing {
+				missing += r.Len()
 			}
-			continue
+			saved += pt.j.e.Pack.Length - missing
+			reused += pt.reused
 		}
-		byRecord[pt.j] = pt
-		fetch = append(fetch, pt.j)
 	}
-	batches, apart := byPack(fetch, func(j *fileJob) *treeindex.PackRef { return j.e.Pack }, len(fetch))
-	failed = append(failed, apart...)
-	for _, b := range batches {
-		failed = append(failed, m.fetchPatches(ctx, b, byRecord)...)
-	}
-	return failed
+	return saved, reused
 }
 
 // plan copies into the patch's content the blocks found (ms) in the

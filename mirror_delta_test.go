@@ -42,7 +42,8 @@ func sumsTree(t testing.TB, root string, edit func(e *treeindex.Entry, rec []byt
 			t.Fatal(err)
 		}
 		f, err := stages.BlockChecksums(context.Background(), bytes.NewReader(data),
-			stages.ChecksumOptions{Blocksize: control.SumsBlocksize(e.Size), Length: e.Size})
+			stages.ChecksumOptions{Blocksize: control.SumsBlocksize(e.Size), Length: e.Size,
+				HashLengths: control.SumsHashLengths(control.SumsBlocksize(e.Size))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,11 +108,23 @@ func TestMirrorPatchesFromOldVersion(t *testing.T) {
 	const n = 40
 	total := patchTrees(t, dst, pub, n, nil)
 	url, reqs := serveTree(t, pub)
+	// A dry run says what the run will fetch, and changes nothing.
+	o := mirrorOpts(url, dst)
+	o.DryRun = true
+	dry, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := reqs.Load()
 	sum, err := Mirror(context.Background(), mirrorOpts(url, dst))
 	if err != nil {
 		t.Fatal(err)
 	}
+	reqs.Add(-before)
 	compareTrees(t, pub, dst, false)
+	if dry.Fetched != sum.Fetched || dry.Reused != sum.Reused {
+		t.Errorf("dry run: %d bytes to fetch, %d reused; the run fetched %d, reused %d", dry.Fetched, dry.Reused, sum.Fetched, sum.Reused)
+	}
 	if sum.Patched != n+1 || sum.Packed != n+1 || sum.Updated != n+1 {
 		t.Errorf("%d files patched, %d from packs, %d updated; want %d each", sum.Patched, sum.Packed, sum.Updated, n+1)
 	}

@@ -136,3 +136,15 @@ func SumsBlocksize(length int64) int {
 	}
 	return bs
 }
+
+// SumsHashLengths returns the hash lengths of block sums of the given
+// block size: those zsyncmake chooses for a file of SumsMaxLength bytes,
+// the largest that has sums, whatever the file's own length. So the sums
+// of one block size share one record layout, and a client scans the
+// blocks of many files with one index (records of one layout are scanned
+// together) instead of one per length.
+func SumsHashLengths(blocksize int) HashLengths { return DefaultHashLengths(SumsMaxLength, blocksize) }
+
+// SumsMaxLength is the largest file the publisher writes block sums for:
+// the largest file it packs.
+const SumsMaxLength = 1 << 20

@@ -119,3 +119,17 @@ func FuzzDecodeSums(f *testing.F) {
 		}
 	})
 }
+
+// TestSumsHashLengths: one record layout per block size, whatever the
+// length, and enough strong-hash bytes for the largest file with sums.
+func TestSumsHashLengths(t *testing.T) {
+	for _, bs := range []int{256, 512, 1024, 2048} {
+		got := SumsHashLengths(bs)
+		if want := DefaultHashLengths(SumsMaxLength, bs); got != want {
+			t.Errorf("block size %d: %v, want %v", bs, got, want)
+		}
+		if got.SeqMatches != 2 || got.StrongBytes < DefaultHashLengths(1024, bs).StrongBytes {
+			t.Errorf("block size %d: %v", bs, got)
+		}
+	}
+}

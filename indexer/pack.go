@@ -406,10 +406,11 @@ func (px *pass) wantsSums(size int64, ref *treeindex.PackRef) bool {
 func (px *pass) makeSums(ctx context.Context, content []byte) ([]byte, error) {
 	n := int64(len(content))
 	f, err := stages.BlockChecksums(ctx, bytes.NewReader(content), stages.ChecksumOptions{
-		Blocksize: control.SumsBlocksize(n),
-		Length:    n,
-		Algorithm: strong.MD5,
-		Hasher:    px.hasher,
+		Blocksize:   control.SumsBlocksize(n),
+		HashLengths: control.SumsHashLengths(control.SumsBlocksize(n)),
+		Length:      n,
+		Algorithm:   strong.MD5,
+		Hasher:      px.hasher,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("block sums: %w", err)

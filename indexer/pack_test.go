@@ -418,10 +418,10 @@ func TestIndexSums(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", e.Path, err)
 		}
-		if f.Blocksize != bs {
-			t.Errorf("%s: blocks of %d, want %d", e.Path, f.Blocksize, bs)
+		if f.Blocksize != bs || f.HashLengths != control.SumsHashLengths(bs) {
+			t.Errorf("%s: blocks of %d, hash lengths %v; want %d, %v", e.Path, f.Blocksize, f.HashLengths, bs, control.SumsHashLengths(bs))
 		}
-		c, err := stages.BlockChecksums(ctx, bytes.NewReader(files[e.Path]), stages.ChecksumOptions{Blocksize: bs, Length: e.Size})
+		c, err := stages.BlockChecksums(ctx, bytes.NewReader(files[e.Path]), stages.ChecksumOptions{Blocksize: bs, Length: e.Size, HashLengths: control.SumsHashLengths(bs)})
 		if err != nil {
 			t.Fatal(err)
 		}
