@@ -18,7 +18,10 @@ files whose size and mtime match what the last run verified (or, with -c,
 whose SHA-256 matches), rebuilds changed and new files from every local file
 that shares data with them — one scan of the tree for all of them — and
 downloads only what no local file holds; small files are fetched whole, many
-at once. Directories, symlinks, modes and mtimes follow the index. Every file
+at once, compressed, except those whose content does not compress (gzip data,
+images), which are patched from their old version: only the blocks they lack
+are fetched, many files' at once, when the publisher wrote block sums for
+them. Directories, symlinks, modes and mtimes follow the index. Every file
 is verified before it is renamed into place; an interrupted mirror resumes
 where it stopped. DIR/.zsyncpipe-mirror holds the state between runs; what
 it knows of the local files serves a run from another URL too (the next
