@@ -72,7 +72,7 @@ func headerChanged(b []byte) []byte {
 	return c
 }
 
-// patchTrees writes n random (incompressible) files of 2 to 12 KiB and one
+// patchTrees writes n random (incompressible) files of 2 to 14 KiB and one
 // of 60 KiB (which has a control file) into old, and into new the same
 // files with their header changed, but for one, rewritten. It publishes new
 // with raw records and block sums, edited by edit, and returns the bytes of
@@ -81,7 +81,7 @@ func patchTrees(t *testing.T, old, new string, n int, edit func(e *treeindex.Ent
 	t.Helper()
 	for i := range n {
 		rel := fmt.Sprintf("g%d/f%02d.json.gz", i%3, i)
-		b := treeData(uint64(200+i), 2<<10+i*300)
+		b := treeData(uint64(200+i), 2<<10+i%40*300)
 		treeFile(t, old, rel, b, 0o644)
 		nb := headerChanged(b)
 		if i == 7 {
