@@ -180,6 +180,9 @@ func passText(dir string, r *indexer.Result) string {
 	packed := ""
 	if r.Packed > 0 || r.ControlsPacked > 0 {
 		packed = fmt.Sprintf(", packed %d files and %d control files (%s)", r.Packed, r.ControlsPacked, humanize.IBytes(uint64(r.PackBytes)))
+		if r.SumsPacked > 0 {
+			packed += fmt.Sprintf(", and the block sums of %d files", r.SumsPacked)
+		}
 	}
 	s := fmt.Sprintf("%s: %d entries, %d files (%s); read %d files (%s), wrote %d control files%s; generation %d, %s; %s",
 		dir, r.Entries, r.Files, humanize.IBytes(uint64(r.Bytes)), r.Hashed, humanize.IBytes(uint64(r.HashedBytes)),
