@@ -98,20 +98,13 @@ func copyTree(t testing.TB, src, dst string) {
 	}
 }
 
-func TestMirrorDownloadsNoMoreThanRsync(t *testing.T) {
+// rsyncAndMirror copies old twice (cp -a), makes one copy match pub with
+// rsync -a --delete from a daemon and the other with Mirror (Delete) from
+// a web server, checks the mirror's result, logs both, and returns rsync's
+// bytes received, the mirror's summary and the options it ran with.
+func rsyncAndMirror(t *testing.T, old, pub string) (int64, *MirrorSummary, MirrorOptions) {
+	t.Helper()
 	tmp := t.TempDir()
-	old, pub := filepath.Join(tmp, "old"), filepath.Join(tmp, "pub")
-	oldFiles, newFiles := trees()
-	// Scale the pair up with a tree of small files, a third changed.
-	for rel, data := range smallTree(300, 0) {
-		oldFiles["s/"+rel] = data
-	}
-	for rel, data := range smallTree(300, 1) {
-		newFiles["s/"+rel] = data
-	}
-	makeTree(t, old, oldFiles, map[string]string{"lib/link": "big.dat"})
-	makeTree(t, pub, newFiles, map[string]string{"lib/link": "moved/big.dat"})
-	publishTree(t, pub, 1)
 	dstR, dstM := filepath.Join(tmp, "r"), filepath.Join(tmp, "m")
 	for _, d := range []string{dstR, dstM} {
 		os.Mkdir(d, 0o755)
@@ -128,7 +121,26 @@ func TestMirrorDownloadsNoMoreThanRsync(t *testing.T) {
 	}
 	mwall := time.Since(start)
 	compareTrees(t, pub, dstM, false)
-	t.Logf("rsync: %d bytes received in %v; mirror: %d bytes received (%d of file data) in %d requests, %v", received, rwall, sum.Downloaded, sum.Fetched, sum.Requests, mwall)
+	t.Logf("rsync: %d bytes received in %v; mirror: %d bytes received (%d of file data) in %d requests, %v; %d files from packs, %d patched",
+		received, rwall, sum.Downloaded, sum.Fetched, sum.Requests, mwall, sum.Packed, sum.Patched)
+	return received, sum, o
+}
+
+func TestMirrorDownloadsNoMoreThanRsync(t *testing.T) {
+	tmp := t.TempDir()
+	old, pub := filepath.Join(tmp, "old"), filepath.Join(tmp, "pub")
+	oldFiles, newFiles := trees()
+	// Scale the pair up with a tree of small files, a third changed.
+	for rel, data := range smallTree(300, 0) {
+		oldFiles["s/"+rel] = data
+	}
+	for rel, data := range smallTree(300, 1) {
+		newFiles["s/"+rel] = data
+	}
+	makeTree(t, old, oldFiles, map[string]string{"lib/link": "big.dat"})
+	makeTree(t, pub, newFiles, map[string]string{"lib/link": "moved/big.dat"})
+	publishTree(t, pub, 1)
+	received, sum, o := rsyncAndMirror(t, old, pub)
 	if sum.Downloaded > received {
 		t.Errorf("mirror received %d bytes, rsync %d", sum.Downloaded, received)
 	}
@@ -140,7 +152,8 @@ func TestMirrorDownloadsNoMoreThanRsync(t *testing.T) {
 	os.Mkdir(dstP, 0o755)
 	copyTree(t, old, dstP)
 	o.Dir = dstP
-	if sum, err = Mirror(context.Background(), o); err != nil {
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
 		t.Fatal(err)
 	}
 	compareTrees(t, pub, dstP, false)
@@ -161,23 +174,7 @@ func TestMirrorPatchesDownloadNoMoreThanRsync(t *testing.T) {
 	tmp := t.TempDir()
 	old, pub := filepath.Join(tmp, "old"), filepath.Join(tmp, "pub")
 	patchTrees(t, old, pub, 200, nil)
-	dstR, dstM := filepath.Join(tmp, "r"), filepath.Join(tmp, "m")
-	for _, d := range []string{dstR, dstM} {
-		os.Mkdir(d, 0o755)
-		copyTree(t, old, d)
-	}
-	received, rwall := rsyncMirror(t, rsyncDaemon(t, pub), dstR)
-	url, _ := serveTree(t, pub)
-	o := mirrorOpts(url, dstM)
-	o.Delete = true
-	start := time.Now()
-	sum, err := Mirror(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	compareTrees(t, pub, dstM, false)
-	t.Logf("rsync: %d bytes received in %v; mirror: %d bytes received (%d of file data) in %d requests, %v, %d files patched",
-		received, rwall, sum.Downloaded, sum.Fetched, sum.Requests, time.Since(start), sum.Patched)
+	received, sum, _ := rsyncAndMirror(t, old, pub)
 	if sum.Downloaded > received || sum.Patched != 201 {
 		t.Errorf("mirror received %d bytes, rsync %d; %d files patched, want 201", sum.Downloaded, received, sum.Patched)
 	}

@@ -307,14 +307,7 @@ func TestIndexControlPacksLater(t *testing.T) {
 	if ctlPack == "" {
 		t.Fatal("no control pack")
 	}
-	f, err := os.Create(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Write(f, treeindex.WriterOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	writeTestIndex(t, dir, x)
 	for _, step := range []string{"older index", "control pack gone"} {
 		res, err := Index(ctx, dir, Options{NoSync: true})
 		if err != nil || res.Hashed != 0 || res.ControlsPacked != 2 || !res.Written {
@@ -446,14 +439,7 @@ func TestIndexSums(t *testing.T) {
 	for i := range x.Entries {
 		x.Entries[i].Sums = nil
 	}
-	f, err := os.Create(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Write(f, treeindex.WriterOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	writeTestIndex(t, dir, x)
 	res, err = Index(ctx, dir, Options{NoSync: true})
 	if err != nil || res.Hashed != len(want) || res.SumsPacked != len(want) || !res.Written {
 		t.Fatalf("older index: %v, %d files read, %d sums packed, written %v; want %d, %d, true",
@@ -481,4 +467,17 @@ func readRecord(t *testing.T, dir string, ref *treeindex.PackRef) []byte {
 		t.Fatalf("record %+v past the end of a pack of %d bytes", ref, len(b))
 	}
 	return b[ref.Offset : ref.Offset+ref.Length]
+}
+
+// writeTestIndex writes x as dir's index.
+func writeTestIndex(t *testing.T, dir string, x *treeindex.Index) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, filepath.FromSlash(treeindex.IndexPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := x.Write(f, treeindex.WriterOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
