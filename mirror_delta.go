@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/control"
@@ -17,13 +18,13 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
-// Small files patched from their old version (docs/trees.md, "Packs"): a
-// file fetched whole whose pack record is raw (its content does not
-// compress) and that has block sums (treeindex.Entry.Sums), when an older
-// version is at its path, is rebuilt in memory: its sums come with those
-// of other files from their sums pack, the blocks found in the old
-// version are copied, and only the missing ones are fetched, as byte
-// ranges of the raw record, with those of other files of the same pack.
+// Files patched from their old version (docs/trees.md, "Packs"): a file
+// whose pack record is raw (its content does not compress) and that has
+// block sums (treeindex.Entry.Sums), when an older version is at its
+// path, is rebuilt in memory: its sums come with those of the other files
+// from their sums packs, the blocks found in the old version are copied,
+// and only the missing ones are fetched, as byte ranges of the raw
+// record, with those of other files of the same pack.
 // The result is verified by length and SHA-256 like any file fetched
 // whole. Anything that fails (sums that do not parse, a pack that is gone,
 // a response cut short, a result that does not verify) leaves the file to
@@ -36,8 +37,8 @@ const patchSeedMax = 1 << 20
 
 // patchBatchBytes bounds the files one batch patches (the larger of each
 // file's new and old size), all in memory at once until their ranges
-// arrive, old and new: 2 MiB for the patchParallel batches at a time.
-const patchBatchBytes = 512 << 10
+// arrive, old and new: 8 MiB for the patchParallel batches at a time.
+const patchBatchBytes = 1 << 20
 
 // patchRangeCost is what one more range of a pack costs beyond its bytes:
 // a part of a multipart response (its boundary and headers, about 90
@@ -65,34 +66,71 @@ type patch struct {
 	reused  int64
 }
 
-// patchFiles patches the jobs, a batch of sums records at a time,
-// patchParallel batches at once (from one task of the pool p), and
-// fetches whole those it cannot patch, handing every verified file to
-// fetchedOne.
+// patchFiles patches the jobs, from one task of the pool p: first their
+// sums, a few requests for all (see fetchSums), then the files a batch at
+// a time, patchParallel batches at once; those it cannot patch are
+// fetched whole. Every verified file goes to fetchedOne.
 func (m *mirrorRun) patchFiles(ctx context.Context, p *pool.ContextPool, jobs []*fileJob) {
 	if len(jobs) == 0 {
 		return
 	}
-	per := min(packBatchFiles, max(32, (len(jobs)+patchParallel-1)/patchParallel))
-	batches, apart := byPack(jobs, func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, per)
-	size := func(j *fileJob) int64 { return max(j.e.Size, m.local[j.e.Path].Size()) }
-	batches = cutBySize(batches, patchBatchBytes, size)
 	p.Go(func(ctx context.Context) error {
+		sums, failed := m.fetchSums(ctx, jobs)
 		q := pool.New().WithContext(ctx).WithMaxGoroutines(patchParallel)
-		for _, b := range batches {
+		for _, b := range m.patchBatches(jobs, sums) {
 			q.Go(func(ctx context.Context) error {
-				m.fetchFromPacks(ctx, m.patchBatch(ctx, b))
+				m.fetchFromPacks(ctx, m.patchBatch(ctx, b, sums))
 				return nil
 			})
 		}
-		m.fetchFromPacks(ctx, apart)
+		m.fetchFromPacks(ctx, failed)
 		return q.Wait()
 	})
 }
 
-// patchParallel is how many batches are patched at once: each scans its
-// old versions (CPU) between two requests, and holds its files in memory.
-const patchParallel = 2
+// patchBatches cuts the jobs that have sums into the batches patched
+// together: in the order of their sums (the publisher's walk order, so
+// that their records lie together too), of at most patchBatchBytes.
+func (m *mirrorRun) patchBatches(jobs []*fileJob, sums map[*fileJob]*control.File) [][]*fileJob {
+	var ok []*fileJob
+	for _, j := range jobs {
+		if sums[j] != nil {
+			ok = append(ok, j)
+		}
+	}
+	per := min(packBatchFiles, max(32, (len(ok)+patchParallel-1)/patchParallel))
+	batches, _ := byPack(ok, func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, per) // fetchSums left out overlaps
+	size := func(j *fileJob) int64 { return max(j.e.Size, m.local[j.e.Path].Size()) }
+	return cutBySize(batches, patchBatchBytes, size)
+}
+
+// fetchSums fetches and decodes the sums of jobs, from their sums packs,
+// many records per request (a few requests for a whole tree: sums are
+// 1-3 % of the files' size), and returns them, with the jobs whose sums
+// it could not have (a pack gone, a record that does not decode or that
+// overlaps another).
+func (m *mirrorRun) fetchSums(ctx context.Context, jobs []*fileJob) (sums map[*fileJob]*control.File, failed []*fileJob) {
+	sums = make(map[*fileJob]*control.File, len(jobs))
+	batches, failed := byPack(slices.Clone(jobs), func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, packBatchFiles)
+	for _, b := range batches {
+		failed = append(failed, readRecords(ctx, m, b, func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, "sums pack", "files",
+			func(j *fileJob, rec []byte) bool {
+				f, err := control.DecodeSums(rec, j.e.Size, j.e.SHA256)
+				if err != nil {
+					m.logf("%s: block sums in pack %s: %v; fetching it whole", j.e.Path, j.e.Sums.Name, err)
+					return false
+				}
+				sums[j] = f
+				return true
+			})...)
+	}
+	return sums, failed
+}
+
+// patchParallel is how many batches are patched at once: each reads and
+// scans its old versions (CPU) before its request, and holds its files in
+// memory.
+const patchParallel = 4
 
 // cutBySize cuts batches further so that the sizes of the jobs of each
 // add up to at most max bytes (a job larger than that has a batch of its
@@ -132,13 +170,13 @@ func (m *mirrorRun) fetchFromPacks(ctx context.Context, jobs []*fileJob) {
 	}
 }
 
-// patchBatch patches one batch of jobs whose sums are in one sums pack,
-// and returns those it could not patch.
-func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob) (failed []*fileJob) {
+// patchBatch patches one batch of jobs, with their sums, and returns
+// those it could not patch.
+func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob, sums map[*fileJob]*control.File) (failed []*fileJob) {
 	contentBuf, oldBuf := m.batchBuf(), m.batchBuf()
 	defer m.batchBufs.Put(contentBuf)
 	defer m.batchBufs.Put(oldBuf)
-	ps, failed := m.planBatch(ctx, batch, contentBuf, oldBuf)
+	ps, failed := m.planBatch(ctx, batch, sums, contentBuf, oldBuf)
 	byRecord := map[*fileJob]*patch{}
 	var fetch []*fileJob
 	for _, pt := range ps {
@@ -159,15 +197,15 @@ func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob) (failed []
 	return failed
 }
 
-// planBatch fetches the sums of a batch of jobs (all in one sums pack) and
-// returns the patches of those it can patch, the blocks found locally in
-// place, and the jobs it cannot. The blocks of the whole batch are looked
-// for in the old versions of the whole batch with one scan (seedscan: one
-// index over all their blocks), so a block that moved from one file to
-// another of the batch is found too. The contents are kept one after the
-// other in *contentBuf, the old versions in *oldBuf (both grown if need
-// be), until the caller is done with the patches.
-func (m *mirrorRun) planBatch(ctx context.Context, batch []*fileJob, contentBuf, oldBuf *[]byte) (ps []*patch, failed []*fileJob) {
+// planBatch returns the patches of the jobs of a batch it can patch, with
+// their sums and the blocks found locally in place, and the jobs it
+// cannot. The blocks of the whole batch are looked for in the old
+// versions of the whole batch with one scan (seedscan: one index over all
+// their blocks), so a block that moved from one file to another of the
+// batch is found too. The contents are kept one after the other in
+// *contentBuf, the old versions in *oldBuf (both grown if need be), until
+// the caller is done with the patches.
+func (m *mirrorRun) planBatch(ctx context.Context, batch []*fileJob, sums map[*fileJob]*control.File, contentBuf, oldBuf *[]byte) (ps []*patch, failed []*fileJob) {
 	var total, oldTotal int64
 	for _, j := range batch {
 		total += j.e.Size
@@ -187,26 +225,20 @@ func (m *mirrorRun) planBatch(ctx context.Context, batch []*fileJob, contentBuf,
 		targets []seedscan.Target
 		seeds   []stages.Seed
 	)
-	failed = readRecords(ctx, m, batch, func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, "sums pack", "files",
-		func(j *fileJob, rec []byte) bool {
-			content := free[:j.e.Size:j.e.Size]
-			free = free[j.e.Size:]
-			f, err := control.DecodeSums(rec, j.e.Size, j.e.SHA256)
-			if err != nil {
-				m.logf("%s: block sums in pack %s: %v; fetching it whole", j.e.Path, j.e.Sums.Name, err)
-				return false
-			}
-			old, err := readInto(filepath.Join(m.dir, filepath.FromSlash(j.e.Path)), oldFree)
-			if err != nil {
-				m.logf("%s: old version: %v; fetching it whole", j.e.Path, err)
-				return false
-			}
-			oldFree = oldFree[len(old):]
-			ps = append(ps, &patch{j: j, content: content, f: f})
-			targets = append(targets, seedscan.Target{Control: f})
-			seeds = append(seeds, stages.Seed{Name: j.e.Path, R: bytes.NewReader(old), Size: int64(len(old))})
-			return true
-		})
+	for _, j := range batch {
+		content := free[:j.e.Size:j.e.Size]
+		free = free[j.e.Size:]
+		old, err := readInto(filepath.Join(m.dir, filepath.FromSlash(j.e.Path)), oldFree)
+		if err != nil {
+			m.logf("%s: old version: %v; fetching it whole", j.e.Path, err)
+			failed = append(failed, j)
+			continue
+		}
+		oldFree = oldFree[len(old):]
+		ps = append(ps, &patch{j: j, content: content, f: sums[j]})
+		targets = append(targets, seedscan.Target{Control: sums[j]})
+		seeds = append(seeds, stages.Seed{Name: j.e.Path, R: bytes.NewReader(old), Size: int64(len(old))})
+	}
 	if ctx.Err() != nil || len(ps) == 0 {
 		return nil, failed
 	}
@@ -231,12 +263,10 @@ func (m *mirrorRun) planBatch(ctx context.Context, batch []*fileJob, contentBuf,
 // run): it returns the bytes of the jobs' records it would not fetch, and
 // the bytes it would take from the old versions.
 func (m *mirrorRun) patchDryRun(ctx context.Context, jobs []*fileJob) (saved, reused int64) {
-	per := min(packBatchFiles, max(32, (len(jobs)+patchParallel-1)/patchParallel))
-	batches, _ := byPack(jobs, func(j *fileJob) *treeindex.PackRef { return j.e.Sums }, per)
-	size := func(j *fileJob) int64 { return max(j.e.Size, m.local[j.e.Path].Size()) }
+	sums, _ := m.fetchSums(ctx, jobs)
 	contentBuf, oldBuf := new([]byte), new([]byte)
-	for _, b := range cutBySize(batches, patchBatchBytes, size) {
-		ps, _ := m.planBatch(ctx, b, contentBuf, oldBuf)
+	for _, b := range m.patchBatches(jobs, sums) {
+		ps, _ := m.planBatch(ctx, b, sums, contentBuf, oldBuf)
 		for _, pt := range ps {
 			var missing int64
 			for _, r := range pt.missing {
