@@ -194,6 +194,7 @@ func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob, sums map[*
 	for _, b := range batches {
 		failed = append(failed, m.fetchPatches(ctx, b, byRecord)...)
 	}
+	m.progress("fetch", false)
 	return failed
 }
 

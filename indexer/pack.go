@@ -388,9 +388,10 @@ func (px *pass) retirePacks(cur []treeindex.Entry) {
 // sumsMin bytes on, so that a client holding an older version fetches
 // only the blocks it lacks, as ranges of the raw record, many files' in
 // one request (a file with a control file has sums too: they have
-// smaller blocks, and need no request of its own). A compressible file costs its client less compressed whole than
-// as a delta (docs/trees.md, "Packs"); gzip data, images or archives whose
-// header alone changed cost a block or two instead of the whole file.
+// smaller blocks, and need no request of its own). A compressible file
+// costs its client less compressed whole than as a delta (docs/trees.md,
+// "Packs"); gzip data, images or archives whose header alone changed cost
+// a block or two instead of the whole file.
 
 // sumsMin is the smallest file that gets block sums: four blocks of 256
 // bytes. Below it a block and the sums cost about what the file does.
