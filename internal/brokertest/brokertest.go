@@ -10,6 +10,7 @@ package brokertest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -185,6 +186,18 @@ func StartRabbitMQ(dir string) (*RabbitMQ, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Up to three tries, each on new ports in a fresh directory: a port
+	// found free may be taken before the node binds it (see waitAMQP).
+	for try := 1; ; try++ {
+		d := filepath.Join(dir, strconv.Itoa(try))
+		r, err := startRabbitMQ(bin, d)
+		if err == nil || try == 3 {
+			return r, err
+		}
+	}
+}
+
+func startRabbitMQ(bin, dir string) (*RabbitMQ, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -256,7 +269,7 @@ func (r *RabbitMQ) start() error {
 	r.cmd, r.done = cmd, done
 	r.mu.Unlock()
 	ch := make(chan error, 1)
-	go func() { ch <- waitPort(r.Port, 2*time.Minute) }()
+	go func() { ch <- waitAMQP(r.Port, 2*time.Minute, done) }()
 	select {
 	case err := <-ch:
 		if err != nil {
@@ -268,6 +281,45 @@ func (r *RabbitMQ) start() error {
 		log, _ := os.ReadFile(filepath.Join(r.dir, "stdout.log"))
 		return fmt.Errorf("rabbitmq-server exited\n%s", log)
 	}
+}
+
+// waitAMQP waits until an AMQP 0-9-1 server answers on port (see
+// amqpAnswers), or done is closed, or timeout passes. Something else may
+// listen there first: the free port chosen for the node can be taken
+// before the node binds it, by the Erlang distribution listener of
+// another test binary's node (TestFlowAMQP once connected to one and got
+// "Exception (501) EOF", and this node then failed to start).
+func waitAMQP(port int, timeout time.Duration, done <-chan struct{}) error {
+	deadline := time.Now().Add(timeout)
+	for !amqpAnswers(port) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no AMQP server answers on port %d after %v", port, timeout)
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("the node exited before it answered on port %d", port)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// amqpAnswers reports whether an AMQP 0-9-1 server answers on port: it
+// sends the protocol header, to which a broker replies with a method
+// frame (Connection.Start: first byte 1).
+func amqpAnswers(port int) bool {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("AMQP\x00\x00\x09\x01")); err != nil {
+		return false
+	}
+	var b [1]byte
+	_, err = io.ReadFull(c, b[:])
+	return err == nil && b[0] == 1
 }
 
 // Stop stops the node (SIGTERM to its process group) and waits for it.
