@@ -110,7 +110,9 @@ func DecodeSums(b []byte, length int64, sha256 []byte) (*File, error) {
 	}
 	rb, sb := h.HashLengths.RsumBytes, h.HashLengths.StrongBytes
 	n := h.Blocks()
-	if want := int64(sumsHeader) + n*int64(rb+sb); int64(len(b)) != want {
+	// More blocks than bytes cannot fit: refused before n*(rb+sb) is
+	// worked out.
+	if want := int64(sumsHeader) + n*int64(rb+sb); n > int64(len(b)) || int64(len(b)) != want {
 		return nil, bad("%d bytes where %d blocks of %d-byte records take %d", len(b), n, rb+sb, want)
 	}
 	c := Checksums{RsumBytes: rb, StrongBytes: sb, Rsum: make([]uint32, n), Strong: make([]byte, 0, n*int64(sb))}

@@ -89,6 +89,7 @@ func TestDecodeSumsRefuses(t *testing.T) {
 		"one byte more":  {append(bytes.Clone(good), 0), 5000, f.SHA256},
 		"other length":   {good, 5300, f.SHA256},
 		"negative":       {good, -1, f.SHA256},
+		"huge":           {mod(1, 4), 1 << 61, f.SHA256}, // 2^57 blocks of 16 bytes
 		"no hash":        {good, 5000, nil},
 	} {
 		if _, err := DecodeSums(c.b, c.length, c.hash); !errors.Is(err, ErrSums) {
