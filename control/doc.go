@@ -40,4 +40,11 @@
 // are kept in Header.Extra; a Z-Map2 header and its inline binary map are
 // skipped and not kept, since this package does not support gzip
 // look-inside.
+//
+// # Block sums
+//
+// EncodeSums and DecodeSums write and read the block records of a control
+// file without its text header, behind six bytes of layout: what a tree
+// index refers to for small files whose length and SHA-256 it already
+// holds (docs/trees.md, "Packs").
 package control
