@@ -195,3 +195,48 @@ func TestMirrorCommandPackMax(t *testing.T) {
 		sameTree(t, pub, dst)
 	}
 }
+
+// TestMirrorCommandPatches: "zsyncpipe index" writes block sums for files
+// whose content does not compress, and "zsyncpipe mirror" from nginx
+// patches their old versions, whose header alone changed (gzip data
+// compressed again), with and without a control file: the dry run lists
+// them, the summary counts them, and little is downloaded.
+func TestMirrorCommandPatches(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	rng := rand.New(rand.NewPCG(9, 10))
+	var total int
+	for i := range 31 {
+		n := 2<<10 + i*300
+		if i == 30 {
+			n = 40 << 10 // has a control file
+		}
+		b := make([]byte, n)
+		for k := range b {
+			b[k] = byte(rng.Uint32())
+		}
+		rel := fmt.Sprintf("data/s%02d.json.gz", i)
+		writeFile(t, filepath.Join(dst, rel), b)
+		nb := bytes.Clone(b)
+		nb[4], nb[5] = nb[4]^1, nb[5]^2
+		writeFile(t, filepath.Join(pub, rel), nb)
+		total += n
+	}
+	if out := mustRun(t, "index", "--no-fsync", pub); !strings.Contains(out.stdout, "the block sums of 31 files") {
+		t.Errorf("index: %s", out.stdout)
+	}
+	ng := nginxtest.Start(t, pub)
+	dry := mustRun(t, "mirror", "-n", ng.Base+"/", dst)
+	if got := strings.Count(dry.stderr, "(patch)"); got != 31 {
+		t.Errorf("dry run lists %d files to patch, want 31: %s", got, dry.stderr)
+	}
+	out := mustRun(t, "mirror", "-v", ng.Base+"/", dst)
+	if !strings.Contains(out.stdout, "(31 patched from their old version)") {
+		t.Errorf("summary: %s", out.stdout)
+	}
+	var fetched int
+	if _, err := fmt.Sscanf(out.stdout[strings.Index(out.stdout, "bytes: "):], "bytes: %d reused, %d fetched", new(int), &fetched); err != nil || fetched > 31*512 {
+		t.Errorf("fetched %d bytes of %d (%v): %s", fetched, total, err, out.stdout)
+	}
+	sameTree(t, pub, dst)
+}
