@@ -37,6 +37,7 @@ const (
 	kPack
 	kCPack
 	kSums
+	kFrames
 )
 
 // Keys of a pack reference, as bits of a set.
@@ -120,6 +121,10 @@ func parseLine(line []byte, l *entryLine) bool {
 			bit = kSums
 			l.Sums = new(packLine)
 			ok = p.pack(l.Sums)
+		case "frames":
+			bit = kFrames
+			l.Frames = new(framesLine)
+			ok = p.frames(l.Frames)
 		default:
 			return 0, false // "end", another key or spelling: encoding/json
 		}
@@ -145,6 +150,29 @@ func (p *lineParser) pack(pl *packLine) bool {
 		case "enc":
 			bit = pEnc
 			pl.Encoding, ok = p.string()
+		default:
+			return 0, false
+		}
+		return bit, ok
+	})
+}
+
+// frames reads a frames object.
+func (p *lineParser) frames(fl *framesLine) bool {
+	return p.object(func(key []byte) (bit int, ok bool) {
+		switch string(key) {
+		case "name":
+			bit = pName
+			fl.Name, ok = p.string()
+		case "enc":
+			bit = pEnc
+			fl.Encoding, ok = p.string()
+		case "fsz":
+			bit = pOff
+			fl.FrameSize, ok = p.int()
+		case "lens":
+			bit = pLen
+			fl.Lengths, ok = p.string()
 		default:
 			return 0, false
 		}

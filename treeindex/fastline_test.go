@@ -34,6 +34,9 @@ func FuzzDecodeLine(f *testing.F) {
 		`{"pack":{"off":1,"off":2}}`,
 		`{"mode":-1}`,
 		`{"type":"weird"}`,
+		`{"path":"b","type":"file","size":70000,"control":".zsyncpipe/b.zsync","frames":{"name":"0123456789abcdef","enc":"s2","fsz":65536,"lens":"gCCIJw=="}}`,
+		`{"frames":{"name":"x","fsz":1}}`,
+		`{"frames":{"lens":1}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -175,6 +175,14 @@ func (r *Reader) next() (Entry, error) {
 			return Entry{}, err
 		}
 	}
+	if l.Frames != nil {
+		if e.Type != File {
+			return Entry{}, fmt.Errorf("%w: entry %q: %s with frames", ErrFormat, e.Path, e.Type)
+		}
+		if e.Frames, err = framesFromLine(e.Path, l.Frames); err != nil {
+			return Entry{}, err
+		}
+	}
 	if err := e.Check(); err != nil {
 		return Entry{}, err
 	}

@@ -30,6 +30,11 @@ const (
 	PackDir = Dir + "/packs"
 	// PackSuffix ends the name of every pack file.
 	PackSuffix = ".pack"
+	// FramesDir is the directory, relative to the tree's root, of the
+	// files of compressed frames (Entry.Frames).
+	FramesDir = Dir + "/frames"
+	// FramesSuffix ends the name of every file of frames.
+	FramesSuffix = ".frames"
 )
 
 // Encodings of a file's content in a pack (PackRef.Encoding).
@@ -165,6 +170,68 @@ type Entry struct {
 	// ranges of that record. A client that cannot use them fetches the
 	// file whole.
 	Sums *PackRef
+	// Frames, if not nil, describes a compressed copy of a file with a
+	// control file, cut into frames compressed each on its own, so that a
+	// client missing most of a frame's blocks fetches the compressed frame
+	// instead (a byte range of FramesPath(Frames.Name)). The file itself
+	// is published at Path as always; a client that cannot use the frames
+	// (unknown encoding, file gone, a frame that fails) fetches the
+	// blocks there.
+	Frames *Frames
+}
+
+// Frames describes the file of compressed frames of one file: frame i
+// holds bytes [i·FrameSize, (i+1)·FrameSize) of the file (the last one
+// is shorter), stored in Lengths[i] bytes, back to back from the start
+// of the file of frames. A frame whose stored length is its decoded
+// length is stored as it is; any other is one block of Encoding.
+// (Package frames writes and reads them.)
+type Frames struct {
+	// Name names the file of frames (FramesPath): lower-case hex, 16 to
+	// 64 digits, as a pack's name.
+	Name string
+	// Encoding names the frames' compression: "lz4", the LZ4 block
+	// format (package frames). Readers accept other names, and clients
+	// then do without the frames.
+	Encoding string
+	// FrameSize is a power of two from MinFrameSize to MaxFrameSize.
+	FrameSize int64
+	// Lengths are the stored lengths of the frames, one per frame: each
+	// from 1 to its decoded length.
+	Lengths []uint32
+}
+
+// Bounds of Frames.FrameSize.
+const (
+	MinFrameSize = 4 << 10
+	MaxFrameSize = 16 << 20
+)
+
+// FramesPath returns the path, relative to the tree's root, of the file
+// of frames named name.
+func FramesPath(name string) string { return FramesDir + "/" + name + FramesSuffix }
+
+// count returns how many frames a file of size bytes has.
+func (f *Frames) count(size int64) int64 { return (size + f.FrameSize - 1) / f.FrameSize }
+
+// check checks the frames of a file of size bytes.
+func (f *Frames) check(size int64) error {
+	switch {
+	case !ValidPackName(f.Name):
+		return fmt.Errorf("name %q is not 16 to 64 lower-case hex digits", f.Name)
+	case !validEncoding(f.Encoding):
+		return fmt.Errorf("encoding %q", f.Encoding)
+	case f.FrameSize < MinFrameSize || f.FrameSize > MaxFrameSize || f.FrameSize&(f.FrameSize-1) != 0:
+		return fmt.Errorf("frame size %d is not a power of two from %d to %d", f.FrameSize, MinFrameSize, MaxFrameSize)
+	case size <= 0 || int64(len(f.Lengths)) != f.count(size):
+		return fmt.Errorf("%d frames for a file of %d bytes in frames of %d", len(f.Lengths), size, f.FrameSize)
+	}
+	for i, n := range f.Lengths {
+		if n == 0 || int64(n) > min(f.FrameSize, size-int64(i)*f.FrameSize) {
+			return fmt.Errorf("frame %d stored in %d bytes", i, n)
+		}
+	}
+	return nil
 }
 
 // PackRef locates a file's content in a pack file: Length bytes at Offset
@@ -331,6 +398,17 @@ func (e *Entry) Check() error {
 				return bad("sums %v", err)
 			}
 		}
+		if f := e.Frames; f != nil {
+			switch {
+			case e.Control == "":
+				return bad("frames without a control file")
+			case e.Data != nil:
+				return bad("frames with inline data")
+			}
+			if err := f.check(e.Size); err != nil {
+				return bad("frames: %v", err)
+			}
+		}
 		if p := e.ControlPack; p != nil {
 			if e.Control == "" {
 				return bad("control pack record without a control file")
@@ -340,7 +418,7 @@ func (e *Entry) Check() error {
 			}
 		}
 	case Directory, Symlink:
-		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil || e.Pack != nil || e.ControlPack != nil || e.Sums != nil {
+		if e.Size != 0 || e.SHA256 != nil || e.Control != "" || e.Data != nil || e.Pack != nil || e.ControlPack != nil || e.Sums != nil || e.Frames != nil {
 			return bad("%s with a size, hash, control file or data", e.Type)
 		}
 		if e.Type == Directory && e.Target != "" {

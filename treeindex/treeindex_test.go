@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -585,5 +586,66 @@ func TestSumsRefs(t *testing.T) {
 	d.Sums = good.Sums
 	if err := d.Check(); !errors.Is(err, ErrFormat) {
 		t.Errorf("directory with block sums: %v", err)
+	}
+}
+
+// TestFrames: frames survive a round trip, are parsed by hand, and bad
+// ones are refused.
+func TestFrames(t *testing.T) {
+	e := file("big", strings.Repeat("x", 3*MinFrameSize+5))
+	e.Control = ControlPath(e.Path, false)
+	e.Frames = &Frames{Name: "0123456789abcdef", Encoding: PackS2, FrameSize: MinFrameSize, Lengths: []uint32{100, MinFrameSize, 300, 5}}
+	raw := write(t, []Entry{e}, WriterOptions{Uncompressed: true})
+	lines := strings.Split(string(raw), "\n")
+	want := `"frames":{"name":"0123456789abcdef","enc":"s2","fsz":4096,"lens":"`
+	if !strings.Contains(lines[1], want) {
+		t.Errorf("line %s, want %s", lines[1], want)
+	}
+	var fast entryLine
+	if !parseLine([]byte(lines[1]), &fast) || fast.Frames == nil {
+		t.Errorf("not parsed by hand: %s", lines[1])
+	}
+	x, err := ReadAll(bytes.NewReader(raw), ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := x.Entries[0].Frames; g == nil || !reflect.DeepEqual(*g, *e.Frames) {
+		t.Fatalf("frames %+v, want %+v", g, e.Frames)
+	}
+	bad := []func(e *Entry){
+		func(e *Entry) { e.Frames.Name = "0123" },
+		func(e *Entry) { e.Frames.Encoding = "" },
+		func(e *Entry) { e.Frames.FrameSize = MinFrameSize / 2 },
+		func(e *Entry) { e.Frames.FrameSize = MinFrameSize + 1 },
+		func(e *Entry) { e.Frames.FrameSize = MaxFrameSize * 2 },
+		func(e *Entry) { e.Frames.Lengths = e.Frames.Lengths[:3] },
+		func(e *Entry) { e.Frames.Lengths = append(e.Frames.Lengths, 1) },
+		func(e *Entry) { e.Frames.Lengths[1] = MinFrameSize + 1 },
+		func(e *Entry) { e.Frames.Lengths[3] = 6 },
+		func(e *Entry) { e.Frames.Lengths[0] = 0 },
+		func(e *Entry) { e.Control = "" },
+	}
+	for i, f := range bad {
+		b := e
+		fr := *e.Frames
+		fr.Lengths = slices.Clone(fr.Lengths)
+		b.Frames = &fr
+		f(&b)
+		if err := b.Check(); !errors.Is(err, ErrFormat) {
+			t.Errorf("bad frames %d (%+v): %v", i, b.Frames, err)
+		}
+	}
+	d := dir("d")
+	d.Frames = e.Frames
+	if err := d.Check(); !errors.Is(err, ErrFormat) {
+		t.Errorf("directory with frames: %v", err)
+	}
+	// Lengths that are not varints in base64 are refused when read.
+	for _, lens := range []string{"!!", "gICAgICAgICAAQ==", "/////w8="} {
+		l := strings.Replace(lines[1], `"lens":"`, `"lens":"`+lens+`","x":"`, 1)
+		r := strings.Join(append([]string{lines[0], l}, lines[2:]...), "\n")
+		if _, err := ReadAll(strings.NewReader(r), ReaderOptions{}); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "frames") {
+			t.Errorf("lengths %q: %v", lens, err)
+		}
 	}
 }

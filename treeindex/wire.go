@@ -2,8 +2,10 @@ package treeindex
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -40,19 +42,20 @@ type headerLine struct {
 // entryLine is an Entry, or the trailer, on the wire. Unknown keys are
 // ignored by readers of the same version.
 type entryLine struct {
-	Path    string    `json:"path,omitempty"`
-	Type    string    `json:"type,omitempty"`
-	Size    int64     `json:"size,omitempty"`
-	Mode    uint32    `json:"mode"`
-	MTime   int64     `json:"mtime,omitempty"` // Unix nanoseconds
-	SHA256  string    `json:"sha256,omitempty"`
-	Control string    `json:"control,omitempty"`
-	Data    *string   `json:"data,omitempty"` // standard base64
-	Target  string    `json:"target,omitempty"`
-	Inode   uint64    `json:"ino,omitempty"`
-	Pack    *packLine `json:"pack,omitempty"`
-	CPack   *packLine `json:"cpack,omitempty"` // ControlPack
-	Sums    *packLine `json:"sums,omitempty"`
+	Path    string      `json:"path,omitempty"`
+	Type    string      `json:"type,omitempty"`
+	Size    int64       `json:"size,omitempty"`
+	Mode    uint32      `json:"mode"`
+	MTime   int64       `json:"mtime,omitempty"` // Unix nanoseconds
+	SHA256  string      `json:"sha256,omitempty"`
+	Control string      `json:"control,omitempty"`
+	Data    *string     `json:"data,omitempty"` // standard base64
+	Target  string      `json:"target,omitempty"`
+	Inode   uint64      `json:"ino,omitempty"`
+	Pack    *packLine   `json:"pack,omitempty"`
+	CPack   *packLine   `json:"cpack,omitempty"` // ControlPack
+	Sums    *packLine   `json:"sums,omitempty"`
+	Frames  *framesLine `json:"frames,omitempty"`
 
 	End *trailer `json:"end,omitempty"`
 }
@@ -64,6 +67,44 @@ type packLine struct {
 	Offset   *int64 `json:"off,omitempty"`
 	Length   int64  `json:"len"`
 	Encoding string `json:"enc,omitempty"`
+}
+
+// framesLine is a Frames on the wire: the lengths are unsigned varints
+// (encoding/binary), in standard base64.
+type framesLine struct {
+	Name      string `json:"name"`
+	Encoding  string `json:"enc"`
+	FrameSize int64  `json:"fsz"`
+	Lengths   string `json:"lens"`
+}
+
+// maxFrames bounds the frames of one entry: a file of 16 TiB in frames
+// of 16 MiB, or of 64 GiB in frames of 64 KiB.
+const maxFrames = 1 << 20
+
+func framesToLine(f *Frames) *framesLine {
+	b := make([]byte, 0, 3*len(f.Lengths))
+	for _, n := range f.Lengths {
+		b = binary.AppendUvarint(b, uint64(n))
+	}
+	return &framesLine{Name: f.Name, Encoding: f.Encoding, FrameSize: f.FrameSize, Lengths: base64.StdEncoding.EncodeToString(b)}
+}
+
+func framesFromLine(path string, l *framesLine) (*Frames, error) {
+	b, err := base64.StdEncoding.DecodeString(l.Lengths)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry %q: frames: lengths: %v", ErrFormat, path, err)
+	}
+	f := &Frames{Name: l.Name, Encoding: l.Encoding, FrameSize: l.FrameSize}
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > math.MaxUint32 || len(f.Lengths) >= maxFrames {
+			return nil, fmt.Errorf("%w: entry %q: frames: malformed lengths", ErrFormat, path)
+		}
+		f.Lengths = append(f.Lengths, uint32(n))
+		b = b[k:]
+	}
+	return f, nil
 }
 
 // maxPackNames bounds the packs one index may refer to (a Reader keeps
@@ -180,6 +221,9 @@ func toLine(e *Entry) entryLine {
 	if p := e.Sums; p != nil {
 		off := p.Offset
 		l.Sums = &packLine{Name: p.Name, Offset: &off, Length: p.Length, Encoding: p.Encoding}
+	}
+	if f := e.Frames; f != nil {
+		l.Frames = framesToLine(f)
 	}
 	return l
 }
