@@ -62,6 +62,8 @@ type pass struct {
 	// is written (Linux, unless NoSync); batched counts them.
 	batch   bool
 	batched atomic.Int64
+	// framesWritten and framesBytes count the files of frames written.
+	framesWritten, framesBytes atomic.Int64
 	// dirs are the directories of control files known to exist.
 	dirs        sync.Map
 	hashedBytes atomic.Int64
@@ -313,6 +315,7 @@ func index(ctx context.Context, dir string, opts Options, prev *treeindex.Index)
 	res.Packed, res.Repacked, res.PackBytes = int(pk.records), int(pk.repacked), pk.bytes+ck.bytes+sk.bytes
 	res.ControlsPacked = int(ck.records)
 	res.SumsPacked = int(sk.records)
+	res.Framed, res.FramesBytes = int(px.framesWritten.Load()), px.framesBytes.Load()
 	if err != nil {
 		return nil, nil, fmt.Errorf("index %s: %w", dir, err)
 	}
@@ -377,7 +380,13 @@ func equal(a, b *treeindex.Entry) bool {
 	return a.Path == b.Path && a.Type == b.Type && a.Size == b.Size && a.Mode == b.Mode && a.MTime.Equal(b.MTime) &&
 		bytes.Equal(a.SHA256, b.SHA256) && a.Control == b.Control && bytes.Equal(a.Data, b.Data) &&
 		(a.Data == nil) == (b.Data == nil) && a.Target == b.Target && a.Inode == b.Inode &&
-		samePack(a.Pack, b.Pack) && samePack(a.ControlPack, b.ControlPack) && samePack(a.Sums, b.Sums)
+		samePack(a.Pack, b.Pack) && samePack(a.ControlPack, b.ControlPack) && samePack(a.Sums, b.Sums) &&
+		sameFrames(a.Frames, b.Frames)
+}
+
+// sameFrames reports whether two entries' frames are the same file.
+func sameFrames(a, b *treeindex.Frames) bool {
+	return (a == nil) == (b == nil) && (a == nil || a.Name == b.Name && a.Encoding == b.Encoding && a.FrameSize == b.FrameSize)
 }
 
 // samePack reports whether two pack references are equal.
@@ -493,10 +502,17 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 	if old, ok := px.prev[it.Path]; ok && px.reuse && old.Type == treeindex.File && old.Size == e.Size &&
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
 		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) &&
-		(old.Sums != nil) == px.wantsSums(old.Size, old.Pack) && px.packExists(old.Sums) {
+		(old.Sums != nil) == px.wantsSums(old.Size, old.Pack) && px.packExists(old.Sums) &&
+		(!px.wantsFrames(want) || px.framesExist(old.Frames)) {
 		// (An entry of before block sums that should have them is read
 		// again: the sums are made from the file's content.)
 		e.SHA256, e.Data, e.Control, e.Pack, e.Sums = old.SHA256, old.Data, old.Control, old.Pack, old.Sums
+		if px.wantsFrames(want) {
+			// (An entry of before frames keeps none until its file
+			// changes: the changed files are those clients rebuild. One
+			// whose file of frames is gone is read again above.)
+			e.Frames = old.Frames
+		}
 		s := slot{e: e}
 		if want != "" && !px.opts.NoPacks {
 			if old.ControlPack != nil && px.packExists(old.ControlPack) {
@@ -561,6 +577,9 @@ func (px *pass) keepPrev(p string) (slot, error) {
 		if !px.packExists(e.Sums) || px.opts.NoPacks {
 			e.Sums = nil // a client fetches the file whole
 		}
+		if !px.framesExist(e.Frames) || !px.wantsFrames(e.Control) {
+			e.Frames = nil // a client fetches the blocks as they are
+		}
 		return slot{e: e}, nil
 	}
 	return slot{skip: true}, nil
@@ -604,6 +623,7 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		cf *control.File
 		in io.Reader = countReader{f, &px.hashedBytes}
 		g  *growPlan // with AppendOnly
+		fw *frameWriter
 	)
 	var content []byte // with a pack
 	if s.enc != "" && !inline {
@@ -658,6 +678,14 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 			buf = bytes.NewBuffer(content)
 			in = io.TeeReader(in, buf)
 		}
+		if px.wantsFrames(want) {
+			var err error
+			if fw, err = px.newFrameWriter(e.Size); err != nil {
+				return false, err
+			}
+			defer fw.abort()
+			in = io.TeeReader(in, fw)
+		}
 		if px.opts.Legacy {
 			// Legacy control files carry SHA-1 only.
 			var w io.Writer = h
@@ -691,6 +719,12 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 		e.SHA256 = cf.SHA256
 	} else {
 		e.SHA256 = h.Sum(nil)
+	}
+	e.Frames = nil
+	if fw != nil {
+		if e.Frames, err = fw.finish(); err != nil {
+			return false, fmt.Errorf("%s: %w", e.Path, err)
+		}
 	}
 	if s.enc != "" {
 		s.rec, s.enc = px.encodeRecord(content, cf != nil && !px.opts.PackLarge)

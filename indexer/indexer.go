@@ -158,6 +158,11 @@ type Options struct {
 	// of a Go toolchain tree then takes 1.5 times as long; docs/trees.md,
 	// "Packs").
 	PackLarge bool
+	// NoFrames writes no compressed frames (Entry.Frames): clients then
+	// fetch the blocks a changed file lacks as they are. By default every
+	// file with a control file whose frames take at most 9/10 of it gets
+	// them (docs/trees.md, "Frames"); NoPacks implies NoFrames.
+	NoFrames bool
 	// PackGrace is how long a pack file that the index no longer refers
 	// to is kept for clients still working from an earlier index; 0 means
 	// DefaultPackGrace.
@@ -249,6 +254,10 @@ type Result struct {
 	// new sums pack: of the small files it read whose content does not
 	// compress, and those copied from a compacted sums pack.
 	SumsPacked int
+	// Framed counts the files whose compressed frames this pass wrote,
+	// FramesBytes the bytes of those frames.
+	Framed      int
+	FramesBytes int64
 	// Changes is the number of changes (as passed to OnChange).
 	Changes int
 	// Unsettled counts files left alone because they changed too recently.

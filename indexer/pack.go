@@ -321,28 +321,36 @@ func (pk *packer) compact(cur []treeindex.Entry) (bool, error) {
 // index has referred to for PackGrace; the others that cur does not refer
 // to are noted with the time they were last referred to. A pack written by
 // a pass that was killed before its index was written is treated the same.
+// Files of frames are retired alike.
 func (px *pass) retirePacks(cur []treeindex.Entry) {
-	dir := filepath.Join(px.dir, filepath.FromSlash(treeindex.PackDir))
+	packs, frames := map[string]bool{}, map[string]bool{}
+	for i := range cur {
+		for _, p := range []*treeindex.PackRef{cur[i].Pack, cur[i].ControlPack, cur[i].Sums} {
+			if p != nil {
+				packs[p.Name] = true
+			}
+		}
+		if f := cur[i].Frames; f != nil {
+			frames[f.Name] = true
+		}
+	}
+	px.retire(treeindex.PackDir, treeindex.PackSuffix, retiredPath, packs)
+	px.retire(treeindex.FramesDir, treeindex.FramesSuffix, retiredFramesPath, frames)
+}
+
+// retire removes the files NAME+suffix of dirRel whose names are not
+// used and have not been for PackGrace, noting in the JSON file at
+// stateRel when each of the others was last used.
+func (px *pass) retire(dirRel, suffix, stateRel string, used map[string]bool) {
+	dir := filepath.Join(px.dir, filepath.FromSlash(dirRel))
 	names, err := readDirNames(dir)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			px.warn(fmt.Errorf("index: packs: %w", err))
+			px.warn(fmt.Errorf("index: %s: %w", dirRel, err))
 		}
 		return
 	}
-	used := map[string]bool{}
-	for i := range cur {
-		if p := cur[i].Pack; p != nil {
-			used[p.Name] = true
-		}
-		if p := cur[i].ControlPack; p != nil {
-			used[p.Name] = true
-		}
-		if p := cur[i].Sums; p != nil {
-			used[p.Name] = true
-		}
-	}
-	statePath := filepath.Join(px.dir, filepath.FromSlash(retiredPath))
+	statePath := filepath.Join(px.dir, filepath.FromSlash(stateRel))
 	retired := map[string]int64{}
 	if b, err := os.ReadFile(statePath); err == nil {
 		json.Unmarshal(b, &retired) // a damaged file only restarts the grace periods
@@ -351,7 +359,7 @@ func (px *pass) retirePacks(cur []treeindex.Entry) {
 	next := map[string]int64{}
 	sort.Strings(names)
 	for _, n := range names {
-		name, ok := strings.CutSuffix(n, treeindex.PackSuffix)
+		name, ok := strings.CutSuffix(n, suffix)
 		if !ok || !treeindex.ValidPackName(name) || used[name] {
 			continue
 		}
@@ -363,7 +371,7 @@ func (px *pass) retirePacks(cur []treeindex.Entry) {
 			if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				px.warn(fmt.Errorf("index: %w", err))
 				next[name] = since
-			} else {
+			} else if suffix == treeindex.PackSuffix {
 				px.packsRemoved++
 			}
 		default:
@@ -378,7 +386,7 @@ func (px *pass) retirePacks(cur []treeindex.Entry) {
 		_, err = atomicfile.WriteOptions(statePath, atomicfile.Options{Suffix: tmpSuffix, NoSync: true},
 			func(w io.Writer) error { _, err := w.Write(b); return err })
 		if err != nil {
-			px.warn(fmt.Errorf("index: packs: %w", err))
+			px.warn(fmt.Errorf("index: %s: %w", dirRel, err))
 		}
 	}
 }

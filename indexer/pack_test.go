@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/frames"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -479,5 +482,128 @@ func writeTestIndex(t *testing.T, dir string, x *treeindex.Index) {
 	defer f.Close()
 	if err := x.Write(f, treeindex.WriterOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIndexFrames: files with a control file get compressed frames that
+// decode to the file, unless they do not compress (or NoFrames); an
+// unchanged file keeps its frames, a changed one gets new ones, and the
+// old file of frames is retired like a pack.
+func TestIndexFrames(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	text := bytes.Repeat([]byte("all work and no play makes a dull tree index\n"), 5000) // 225 KB
+	files := map[string][]byte{
+		"text.txt":   text,
+		"random.bin": randBytes(21, 200<<10), // does not compress
+		"small.txt":  []byte("small"),
+	}
+	for rel, b := range files {
+		put(t, dir, rel, b)
+	}
+	opts := Options{NoSync: true, PackGrace: time.Nanosecond}
+	res, err := Index(ctx, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Framed != 1 || res.FramesBytes <= 0 || res.FramesBytes > int64(len(text))/4 {
+		t.Fatalf("framed %d files in %d bytes; want text.txt, compressed", res.Framed, res.FramesBytes)
+	}
+	x, err := ReadIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	framesOf := func(x *treeindex.Index, p string) *treeindex.Frames {
+		for _, e := range x.Entries {
+			if e.Path == p {
+				return e.Frames
+			}
+		}
+		t.Fatalf("%s not in the index", p)
+		return nil
+	}
+	for _, p := range []string{"random.bin", "small.txt"} {
+		if f := framesOf(x, p); f != nil {
+			t.Errorf("%s has frames %+v", p, f)
+		}
+	}
+	fr := framesOf(x, "text.txt")
+	check := func(fr *treeindex.Frames, content []byte) {
+		t.Helper()
+		stored, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(treeindex.FramesPath(fr.Name))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi, _ := os.Stat(filepath.Join(dir, filepath.FromSlash(treeindex.FramesPath(fr.Name)))); fi.Mode().Perm()&0o044 != 0o044 {
+			t.Errorf("file of frames has mode %v: a web server cannot read it", fi.Mode())
+		}
+		l := frames.Layout{Encoding: fr.Encoding, FrameSize: fr.FrameSize, Size: int64(len(content)), Lengths: fr.Lengths}
+		var got []byte
+		dst := make([]byte, fr.FrameSize)
+		for i, n := range fr.Lengths {
+			b, err := l.Decode(dst, stored[:n], i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, stored = append(got, b...), stored[n:]
+		}
+		if !bytes.Equal(got, content) || len(stored) != 0 {
+			t.Fatalf("the frames decode to %d bytes that differ from the file (%d bytes left)", len(got), len(stored))
+		}
+	}
+	check(fr, text)
+
+	// Unchanged: nothing read, the same frames.
+	res, err = Index(ctx, dir, opts)
+	if err != nil || res.Hashed != 0 || res.Written {
+		t.Fatalf("unchanged: %v, %d read, written %v", err, res.Hashed, res.Written)
+	}
+	x, _ = ReadIndex(dir)
+	if f := framesOf(x, "text.txt"); f == nil || f.Name != fr.Name {
+		t.Fatalf("unchanged: frames %+v, were %+v", f, fr)
+	}
+
+	// Changed: new frames; the old file is retired after its grace.
+	text2 := append(bytes.ToUpper(text[:100000]), text[100000:]...)
+	put(t, dir, "text.txt", text2)
+	if _, err := Index(ctx, dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	x, _ = ReadIndex(dir)
+	fr2 := framesOf(x, "text.txt")
+	if fr2 == nil || fr2.Name == fr.Name {
+		t.Fatalf("changed: frames %+v", fr2)
+	}
+	check(fr2, text2)
+	old := filepath.Join(dir, filepath.FromSlash(treeindex.FramesPath(fr.Name)))
+	if _, err := os.Stat(old); err != nil {
+		t.Errorf("old frames removed at once: %v", err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the grace is counted in seconds
+	if _, err := Index(ctx, dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("old frames still there after their grace: %v", err)
+	}
+
+	// A file of frames gone: the file is read again for new ones;
+	// NoFrames writes none and drops those it had.
+	os.Remove(filepath.Join(dir, filepath.FromSlash(treeindex.FramesPath(fr2.Name))))
+	if res, err := Index(ctx, dir, opts); err != nil || res.Hashed != 1 || res.Framed != 1 {
+		t.Fatalf("frames gone: %v, %d read, %d framed; want the file read again", err, res.Hashed, res.Framed)
+	}
+	no := opts
+	no.NoFrames = true
+	if _, err := Index(ctx, dir, no); err != nil {
+		t.Fatal(err)
+	}
+	x, _ = ReadIndex(dir)
+	if f := framesOf(x, "text.txt"); f != nil {
+		t.Errorf("NoFrames: frames %+v", f)
+	}
+	temps, _ := filepath.Glob(filepath.Join(dir, filepath.FromSlash(treeindex.FramesDir), "*"+tmpSuffix))
+	if len(temps) != 0 {
+		t.Errorf("temporary files left: %v", temps)
 	}
 }
