@@ -101,6 +101,10 @@ type MirrorOptions struct {
 	// data: on go1.22.12 -> go1.24.5 0.18 MB of the 35.4 MB a full scan
 	// finds, 0.16 MB of 36.9 MB on go1.24.4 -> go1.24.5.
 	NoSkim bool
+	// NoFrames fetches the blocks a rebuilt file lacks as they are, never
+	// the compressed frames the publisher may keep of it (docs/trees.md,
+	// "Frames").
+	NoFrames bool
 	// Parallel is how many files are fetched at once; 0 means 16. Files
 	// rebuilt through the sync pipeline run at most 8 at a time, each with
 	// its own requests in flight.
@@ -164,6 +168,10 @@ type MirrorSummary struct {
 	// version: only the blocks it lacked were fetched, as ranges of their
 	// pack records (their entries have block sums).
 	Patched int
+	// Frames counts the compressed frames fetched instead of the blocks
+	// a rebuilt file lacked in them (entries with frames), and
+	// FramesDecoded the bytes of missing blocks they delivered.
+	Frames, FramesDecoded int64
 	// Restarts counts restarts on a new index generation.
 	Restarts int
 	// NotModified reports that the server said the index had not changed.
@@ -388,6 +396,7 @@ type mirrorRun struct {
 	// Small files from packs (mirror_pack.go).
 	packedFiles, packFallbacks atomic.Int64
 	patchedFiles               atomic.Int64 // of packedFiles (mirror_delta.go)
+	frames, framesDecoded      atomic.Int64 // fetched by rebuilds (mirror_frames.go)
 	decOnce                    sync.Once
 	dec                        *zstd.Decoder
 	decErr                     error
@@ -522,6 +531,8 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 		m.sum.Packed += int(m.packedFiles.Load())
 		m.sum.PackFallbacks += int(m.packFallbacks.Load())
 		m.sum.Patched += int(m.patchedFiles.Load())
+		m.sum.Frames += m.frames.Load()
+		m.sum.FramesDecoded += m.framesDecoded.Load()
 		if m.dec != nil {
 			m.dec.Close()
 		}
@@ -2149,6 +2160,18 @@ func (m *mirrorRun) syncOne(ctx context.Context, j *fileJob, written func()) err
 		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)
 	}
 	defer done()
+	if fs, release := m.framed(ctx, j, src); fs != nil {
+		src = fs
+		defer func() {
+			release()
+			if err := fs.Failed(); err != nil {
+				m.logf("%s: %v; its blocks came as they are", j.e.Path, err)
+			}
+			st := fs.Stats()
+			m.frames.Add(st.Frames)
+			m.framesDecoded.Add(st.Decoded)
+		}()
+	}
 	var last atomic.Int64
 	h, err := m.hasher(j.f.StrongAlgorithm)
 	if err != nil {
@@ -2218,8 +2241,13 @@ func (m *mirrorRun) hasher(alg strong.Algorithm) (*simd.Hasher, error) {
 	return h, nil
 }
 
-// fetchWhole downloads a job's file in one range, verifying it as it goes.
+// fetchWhole downloads a job's file in one range, verifying it as it goes:
+// its compressed frames when it has some (fetchFramed), or else the file.
 func (m *mirrorRun) fetchWhole(ctx context.Context, j *fileJob) error {
+	if m.fetchFramed(ctx, j) {
+		m.progress("fetch", false)
+		return nil
+	}
 	src, done, err := m.src.ranges(ctx, j.e.Path, j.e.Size)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", j.e.Path, ErrFetch, err)

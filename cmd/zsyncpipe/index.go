@@ -47,6 +47,7 @@ type treeFlags struct {
 	beside, legacy, noSync bool
 	appendOnly             bool
 	noPacks, packLarge     bool
+	noFrames               bool
 	packGrace              time.Duration
 	small, inline, packMax sizeFlag
 	bs                     blocksizeFlag
@@ -68,6 +69,7 @@ func addTreeFlags(fs *flag.FlagSet) *treeFlags {
 	fs.BoolVar(&f.appendOnly, "append-only", false, "files that keep their inode and grow are appended to (logs): read only what was added (docs/trees.md)")
 	fs.DurationVar(&f.rehash, "rehash", indexer.DefaultRehash, "with --append-only: read a growing file whole at least every `duration`")
 	fs.BoolVar(&f.noPacks, "no-packs", false, "write no pack files (small files compressed in DIR/.zsyncpipe/packs, which mirror fetches many per request)")
+	fs.BoolVar(&f.noFrames, "no-frames", false, "write no compressed frames (files with a control file, again in LZ4-compressed frames in DIR/.zsyncpipe/frames, about half their size; mirror fetches a frame instead of the blocks it lacks when that is shorter)")
 	fs.Var(&f.packMax, "pack-max", "also pack (S2) files with a control file of at most `size` bytes, at most 1 MiB (mirror takes a changed one whole and compressed when that is shorter); 0 packs none")
 	fs.BoolVar(&f.packLarge, "pack-large", false, "pack files with a control file up to 1 MiB with zstd instead (records a quarter shorter; three times the publisher's CPU for them)")
 	fs.DurationVar(&f.packGrace, "pack-grace", indexer.DefaultPackGrace, "keep a pack file the index no longer refers to for `duration` (for clients of an earlier index)")
@@ -82,7 +84,7 @@ func (f *treeFlags) options(w io.Writer) indexer.Options {
 		Blocksize: int(f.bs), Workers: f.workers,
 		Settle: f.settle, Rescan: f.rescan,
 		AppendOnly: f.appendOnly, Rehash: f.rehash,
-		NoPacks: f.noPacks, PackLarge: f.packLarge, PackGrace: f.packGrace,
+		NoPacks: f.noPacks, NoFrames: f.noFrames, PackLarge: f.packLarge, PackGrace: f.packGrace,
 		PackMax: int64(f.packMax),
 	}
 	if o.PackMax == 0 {
@@ -183,6 +185,9 @@ func passText(dir string, r *indexer.Result) string {
 		if r.SumsPacked > 0 {
 			packed += fmt.Sprintf(", and the block sums of %d files", r.SumsPacked)
 		}
+	}
+	if r.Framed > 0 {
+		packed += fmt.Sprintf("; compressed frames of %s (%s)", plural(int64(r.Framed), "file"), humanize.IBytes(uint64(r.FramesBytes)))
 	}
 	s := fmt.Sprintf("%s: %d entries, %d files (%s); read %d files (%s), wrote %d control files%s; generation %d, %s; %s",
 		dir, r.Entries, r.Files, humanize.IBytes(uint64(r.Bytes)), r.Hashed, humanize.IBytes(uint64(r.HashedBytes)),

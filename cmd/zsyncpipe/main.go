@@ -13,14 +13,14 @@
 //	                [--no-fsync] [--no-zsync] [--plot file] [-q] [--runs n] [--seed seed]
 //	                [--size size] [--zsync]
 //	zsyncpipe index [--announce URL] [--append-only] [-b blocksize] [--base-url URL] [--beside]
-//	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--no-fsync]
-//	                [--no-packs] [--pack-grace duration] [--pack-large] [--pack-max size]
+//	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--no-frames]
+//	                [--no-fsync] [--no-packs] [--pack-grace duration] [--pack-large] [--pack-max size]
 //	                [--partition-all] [--partition-size size] [-q] [--rehash duration]
 //	                [--rescan duration] [--settle duration] [--small size] [--topic-prefix prefix]
 //	                [-v] [--watch] DIR
 //	zsyncpipe serve [--announce URL] [--append-only] [-b blocksize] [--base-url URL] [--beside]
 //	                [--exchange exchange] [--inline size] [-j n] [--legacy] [--listen address]
-//	                [--no-fsync] [--no-index] [--no-packs] [--pack-grace duration] [--pack-large] [--pack-max size]
+//	                [--no-frames] [--no-fsync] [--no-index] [--no-packs] [--pack-grace duration] [--pack-large] [--pack-max size]
 //	                [--partition-all] [--partition-size size] [-q]
 //	                [--rehash duration] [--rescan duration] [--settle duration] [--small size]
 //	                [--tls-cert file] [--tls-key file] [--topic-prefix prefix] DIR
@@ -31,7 +31,7 @@
 //	                   [--partition-all] [--partition-size size] [-q] [--remove]
 //	                   [--topic-prefix prefix] [-v] BROKER-URL DIR FILE...
 //	zsyncpipe mirror [-A host=user:pass]... [--allow-outside-links] [-c] [--checksum] [--delete]
-//	                 [--dry-run] [-n] [--no-fsync] [--no-skim] [--parallel n] [-q] [--recheck]
+//	                 [--dry-run] [-n] [--no-frames] [--no-fsync] [--no-skim] [--parallel n] [-q] [--recheck]
 //	                 [--retries n] [--scan-unchanged] [--skip-unchanged] [-v] URL DIR
 //	zsyncpipe version
 //	zsyncpipe help [command]

@@ -21,7 +21,10 @@ downloads only what no local file holds; small files are fetched whole, many
 at once, compressed, except those whose content does not compress (gzip data,
 images), which are patched from their old version: only the blocks they lack
 are fetched, many files' at once, when the publisher wrote block sums for
-them. Directories, symlinks, modes and mtimes follow the index. Every file
+them. Where the publisher wrote compressed frames of a file it rebuilds (64
+KiB each, LZ4), a frame shorter than the blocks it lacks in it comes instead
+of them (--no-frames: never). Directories, symlinks, modes and mtimes follow
+the index. Every file
 is verified before it is renamed into place; an interrupted mirror resumes
 where it stopped. DIR/.zsyncpipe-mirror holds the state between runs; what
 it knows of the local files serves a run from another URL too (the next
@@ -53,6 +56,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(dry, "dry-run", false, "same as -n")
 	skip := fs.Bool("skip-unchanged", false, "scan only changed and removed local files for data, not those the new tree keeps (faster; misses data shared with unchanged files)")
 	scanAll := fs.Bool("scan-unchanged", false, "scan the local files the new tree keeps at every byte offset too, not only at block boundaries (slower; also finds their data shifted by part of a block)")
+	noFrames := fs.Bool("no-frames", false, "fetch the blocks a rebuilt file lacks as they are, never the publisher's compressed frames of it")
 	noSkim := fs.Bool("no-skim", false, "look at every byte offset of changed and removed files, also where they share nothing with the new files (slower on rebuilt executables; finds short runs of shared data the default skims over)")
 	recheck := fs.Bool("recheck", false, "look at the local files even when the index has not changed since the last complete run")
 	outside := fs.Bool("allow-outside-links", false, "accept symlinks pointing outside DIR")
@@ -101,7 +105,7 @@ func cmdMirror(ctx context.Context, e *env, args []string) error {
 	opts := zsyncpipe.MirrorOptions{
 		URL: pos[0], Dir: pos[1], HTTP: httpOpts,
 		Delete: *del, Checksum: *checksum, DryRun: *dry, AllowOutsideLinks: *outside,
-		SkipUnchanged: *skip, ScanUnchanged: *scanAll, NoSkim: *noSkim, Recheck: *recheck, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
+		SkipUnchanged: *skip, ScanUnchanged: *scanAll, NoSkim: *noSkim, NoFrames: *noFrames, Recheck: *recheck, Parallel: *parallel, NoFsync: *noFsync, Logf: logf,
 	}
 	if cb := prog.callback(); cb != nil {
 		opts.Progress = func(p zsyncpipe.MirrorProgress) { cb(mirrorProgress(p)) }
@@ -159,6 +163,9 @@ func formatMirrorSummary(s *zsyncpipe.MirrorSummary, dry bool) string {
 		if s.PackFallbacks > 0 {
 			line += fmt.Sprintf(", %d fetched by path instead", s.PackFallbacks)
 		}
+	}
+	if s.Frames > 0 {
+		line += fmt.Sprintf("; %s of missing blocks as %s", humanize.IBytes(uint64(s.FramesDecoded)), plural(s.Frames, "compressed frame"))
 	}
 	if s.NotModified {
 		line += "; index not modified"

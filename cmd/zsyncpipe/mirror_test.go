@@ -240,3 +240,42 @@ func TestMirrorCommandPatches(t *testing.T) {
 	}
 	sameTree(t, pub, dst)
 }
+
+// TestMirrorCommandFrames: "zsyncpipe index" writes compressed frames of
+// the files with a control file, and "zsyncpipe mirror" from nginx takes
+// frames instead of the blocks a rebuilt file lacks in them, for fewer
+// bytes than --no-frames, to the same tree.
+func TestMirrorCommandFrames(t *testing.T) {
+	tmp := t.TempDir()
+	pub := filepath.Join(tmp, "pub")
+	var old bytes.Buffer
+	rng := rand.New(rand.NewPCG(11, 12))
+	for old.Len() < 600<<10 {
+		fmt.Fprintf(&old, "line %d of a log: level %d, code %d\n", old.Len(), rng.IntN(5), rng.IntN(1000))
+	}
+	nb := bytes.Clone(old.Bytes())
+	for p := 0; p < len(nb)/2; p += 1000 {
+		nb[p] = '#' // every block of the first half changes
+	}
+	writeFile(t, filepath.Join(pub, "log.txt"), nb)
+	if out := mustRun(t, "index", "--no-fsync", pub); !strings.Contains(out.stdout, "compressed frames of 1 file ") {
+		t.Errorf("index: %s", out.stdout)
+	}
+	ng := nginxtest.Start(t, pub)
+	var received [2]int
+	for k, flags := range [][]string{nil, {"--no-frames"}} {
+		dst := filepath.Join(tmp, fmt.Sprint("dst", k))
+		writeFile(t, filepath.Join(dst, "log.txt"), old.Bytes())
+		out := mustRun(t, append(append([]string{"mirror", "-v"}, flags...), ng.Base+"/", dst)...)
+		if has := strings.Contains(out.stdout, "compressed frames"); has != (k == 0) {
+			t.Errorf("mirror %v: frames in the summary %v: %s", flags, has, out.stdout)
+		}
+		if _, err := fmt.Sscanf(out.stdout[strings.Index(out.stdout, "bytes: "):], "bytes: %d reused, %d fetched, %d received", new(int), new(int), &received[k]); err != nil {
+			t.Fatalf("%v: %s", err, out.stdout)
+		}
+		sameTree(t, pub, dst)
+	}
+	if received[0]*2 > received[1] {
+		t.Errorf("received %d bytes with frames, %d without", received[0], received[1])
+	}
+}
