@@ -266,3 +266,48 @@ func TestReader(t *testing.T) {
 		t.Errorf("garbled first frame: %d bytes, %v", len(got), err)
 	}
 }
+
+// expecting records what it is told to expect and what it is asked for.
+type expecting struct {
+	source.ReaderAt
+	expected, asked []source.Range
+}
+
+func (e *expecting) Expect(rs []source.Range) { e.expected = slices.Clone(rs) }
+
+func (e *expecting) ReadRanges(ctx context.Context, rs []source.Range, fn func(source.Range, io.Reader) error) error {
+	e.asked = append(e.asked, rs...)
+	return e.ReaderAt.ReadRanges(ctx, rs, fn)
+}
+
+// TestSourceExpect: File is told to expect exactly the ranges it is then
+// asked for, when the ranges come in several calls (a range split between
+// calls, ranges across frames the plan takes and leaves): a source that
+// reads front to back would wait for any other.
+func TestSourceExpect(t *testing.T) {
+	const fsz = 8192
+	data := content(20 * fsz)
+	stored, l := frameFile(t, data, fsz)
+	file := &expecting{ReaderAt: source.ReaderAt{R: bytes.NewReader(data)}}
+	s, err := NewSource(file, source.ReaderAt{R: bytes.NewReader(stored)}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Calls as stages.Fetch makes them: one range split at a call's end.
+	calls := [][]source.Range{
+		{{Start: 1024, End: 2048}, {Start: 3*fsz + 1024, End: 5 * fsz}},
+		{{Start: 5 * fsz, End: 6*fsz + 2048}, {Start: 12 * fsz, End: 14*fsz + 1024}},
+	}
+	s.Expect(slices.Concat(calls...))
+	for _, c := range calls {
+		if _, err := collect(t, s, c, len(data), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Stats().Frames == 0 {
+		t.Fatal("no frames used: the test shows nothing")
+	}
+	if !slices.Equal(file.expected, file.asked) {
+		t.Errorf("File expected %v, was asked for %v", file.expected, file.asked)
+	}
+}

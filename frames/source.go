@@ -101,7 +101,10 @@ func (s *Source) Expect(ranges []source.Range) {
 	s.use = use
 	s.mu.Unlock()
 	if e, ok := s.file.(source.Expecter); ok {
-		e.Expect(ranges)
+		// Only what File will be asked for: a source that reads front
+		// to back would wait for the rest.
+		raw, _ := s.split(ranges, use)
+		e.Expect(raw)
 	}
 }
 
@@ -131,23 +134,7 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 	if use == nil || s.off.Load() {
 		return s.file.ReadRanges(ctx, ranges, fn)
 	}
-	var raw []source.Range
-	var pieces []piece
-	fs := s.l.FrameSize
-	for _, r := range ranges {
-		for p := r.Start; p < r.End; {
-			f := int(p / fs)
-			end := min(r.End, int64(f+1)*fs)
-			if f < len(use) && use[f] {
-				pieces = append(pieces, piece{f, source.Range{Start: p, End: end}})
-			} else if n := len(raw); n > 0 && raw[n-1].End == p {
-				raw[n-1].End = end
-			} else {
-				raw = append(raw, source.Range{Start: p, End: end})
-			}
-			p = end
-		}
-	}
+	raw, pieces := s.split(ranges, use)
 	if len(pieces) == 0 {
 		return s.file.ReadRanges(ctx, ranges, fn)
 	}
@@ -164,6 +151,32 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 		return nil
 	}
 	return s.file.ReadRanges(ctx, merge(left), fn)
+}
+
+// split cuts ranges at the frames' boundaries into the parts File reads
+// (each the parts of one range between frames the plan uses, joined) and
+// the pieces frames deliver.
+func (s *Source) split(ranges []source.Range, use []bool) (raw []source.Range, pieces []piece) {
+	fs := s.l.FrameSize
+	for _, r := range ranges {
+		joined := false // the last part of raw is of r
+		for p := r.Start; p < r.End; {
+			f := int(p / fs)
+			end := min(r.End, int64(f+1)*fs)
+			switch {
+			case f < len(use) && use[f]:
+				pieces = append(pieces, piece{f, source.Range{Start: p, End: end}})
+				joined = false
+			case joined:
+				raw[len(raw)-1].End = end
+			default:
+				raw = append(raw, source.Range{Start: p, End: end})
+				joined = true
+			}
+			p = end
+		}
+	}
+	return raw, pieces
 }
 
 // readFrames delivers pieces from their frames and returns those it did
