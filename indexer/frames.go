@@ -43,6 +43,21 @@ func (px *pass) wantsFrames(want string) bool {
 	return want != "" && !px.opts.NoPacks && !px.opts.NoFrames && !px.opts.AppendOnly
 }
 
+// frameSize returns the frame size for a file of size bytes:
+// frames.DefaultFrameSize, or the power of two that keeps the frames
+// within treeindex.MaxFrames; 0 (no frames) above
+// treeindex.MaxFrames·treeindex.MaxFrameSize.
+func frameSize(size int64) int64 {
+	fs := int64(frames.DefaultFrameSize)
+	for fs*treeindex.MaxFrames < size {
+		fs *= 2
+	}
+	if fs > treeindex.MaxFrameSize {
+		return 0
+	}
+	return fs
+}
+
 // framesExist reports whether f's file of frames is there, of the length
 // its frames add up to.
 func (px *pass) framesExist(f *treeindex.Frames) bool {
@@ -68,8 +83,13 @@ type frameWriter struct {
 	size int64 // the file's
 }
 
-// newFrameWriter starts the frames of a file of size bytes.
+// newFrameWriter starts the frames of a file of size bytes; nil when it
+// is too large to have frames.
 func (px *pass) newFrameWriter(size int64) (*frameWriter, error) {
+	fs := frameSize(size)
+	if fs == 0 {
+		return nil, nil
+	}
 	dir := filepath.Join(px.dir, filepath.FromSlash(treeindex.FramesDir))
 	if err := px.mkdirAll(dir); err != nil {
 		return nil, err
@@ -86,7 +106,7 @@ func (px *pass) newFrameWriter(size int64) (*frameWriter, error) {
 		return nil, fmt.Errorf("frames: %w", err)
 	}
 	fw := &frameWriter{px: px, tmp: tmp, bw: bufio.NewWriterSize(tmp, 256<<10), sum: sha256.New(), size: size}
-	fw.w = frames.NewWriter(io.MultiWriter(fw.bw, fw.sum), 0)
+	fw.w = frames.NewWriter(io.MultiWriter(fw.bw, fw.sum), fs)
 	return fw, nil
 }
 

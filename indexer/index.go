@@ -683,8 +683,10 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 			if fw, err = px.newFrameWriter(e.Size); err != nil {
 				return false, err
 			}
-			defer fw.abort()
-			in = io.TeeReader(in, fw)
+			if fw != nil {
+				defer fw.abort()
+				in = io.TeeReader(in, fw)
+			}
 		}
 		if px.opts.Legacy {
 			// Legacy control files carry SHA-1 only.

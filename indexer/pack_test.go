@@ -607,3 +607,19 @@ func TestIndexFrames(t *testing.T) {
 		t.Errorf("temporary files left: %v", temps)
 	}
 }
+
+// TestFrameSize: 64 KiB frames up to 1 GiB, then larger ones within
+// treeindex.MaxFrames, and none past 16 GiB.
+func TestFrameSize(t *testing.T) {
+	for _, c := range []struct{ size, want int64 }{
+		{1, 64 << 10}, {1 << 30, 64 << 10}, {1<<30 + 1, 128 << 10},
+		{16 << 30, 1 << 20}, {16<<30 + 1, 0},
+	} {
+		if got := frameSize(c.size); got != c.want {
+			t.Errorf("frameSize(%d) = %d, want %d", c.size, got, c.want)
+		}
+		if fs := frameSize(c.size); fs > 0 && (c.size+fs-1)/fs > treeindex.MaxFrames {
+			t.Errorf("frameSize(%d) = %d: more than %d frames", c.size, fs, treeindex.MaxFrames)
+		}
+	}
+}

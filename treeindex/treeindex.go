@@ -64,8 +64,9 @@ const (
 	// maxPackOffset bounds offsets in packs (2^50 bytes).
 	maxPackOffset = 1 << 50
 	// maxLine bounds one line: a path, a link target and inline data in
-	// base64, with room for the other fields.
-	maxLine = 3*relpath.MaxLen + MaxInline*4/3 + 1024
+	// base64 (or the lengths of frames, which a file with inline data
+	// never has, in no more), with room for the other fields.
+	maxLine = 3*relpath.MaxLen + max(MaxInline, 3*MaxFrames)*4/3 + 1024
 )
 
 // Errors of this package; every error a Reader or Writer returns for bad
@@ -201,10 +202,14 @@ type Frames struct {
 	Lengths []uint32
 }
 
-// Bounds of Frames.FrameSize.
+// Bounds of Frames: the frame size, and the count of frames of one file
+// (so that a file of up to MaxFrames·MaxFrameSize bytes, 16 GiB, has
+// frames, whose lengths, at most 3 bytes each as varints, fit in a line
+// beside the longest path: see maxLine).
 const (
 	MinFrameSize = 4 << 10
-	MaxFrameSize = 16 << 20
+	MaxFrameSize = 1 << 20
+	MaxFrames    = 1 << 14
 )
 
 // FramesPath returns the path, relative to the tree's root, of the file
@@ -223,7 +228,7 @@ func (f *Frames) check(size int64) error {
 		return fmt.Errorf("encoding %q", f.Encoding)
 	case f.FrameSize < MinFrameSize || f.FrameSize > MaxFrameSize || f.FrameSize&(f.FrameSize-1) != 0:
 		return fmt.Errorf("frame size %d is not a power of two from %d to %d", f.FrameSize, MinFrameSize, MaxFrameSize)
-	case size <= 0 || int64(len(f.Lengths)) != f.count(size):
+	case size <= 0 || int64(len(f.Lengths)) != f.count(size) || len(f.Lengths) > MaxFrames:
 		return fmt.Errorf("%d frames for a file of %d bytes in frames of %d", len(f.Lengths), size, f.FrameSize)
 	}
 	for i, n := range f.Lengths {

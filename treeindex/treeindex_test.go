@@ -624,6 +624,13 @@ func TestFrames(t *testing.T) {
 		func(e *Entry) { e.Frames.Lengths[3] = 6 },
 		func(e *Entry) { e.Frames.Lengths[0] = 0 },
 		func(e *Entry) { e.Control = "" },
+		func(e *Entry) {
+			e.Size = (MaxFrames + 1) * MinFrameSize
+			e.Frames.Lengths = make([]uint32, MaxFrames+1)
+			for i := range e.Frames.Lengths {
+				e.Frames.Lengths[i] = 1
+			}
+		},
 	}
 	for i, f := range bad {
 		b := e

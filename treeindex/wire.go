@@ -78,10 +78,6 @@ type framesLine struct {
 	Lengths   string `json:"lens"`
 }
 
-// maxFrames bounds the frames of one entry: a file of 16 TiB in frames
-// of 16 MiB, or of 64 GiB in frames of 64 KiB.
-const maxFrames = 1 << 20
-
 func framesToLine(f *Frames) *framesLine {
 	b := make([]byte, 0, 3*len(f.Lengths))
 	for _, n := range f.Lengths {
@@ -98,7 +94,7 @@ func framesFromLine(path string, l *framesLine) (*Frames, error) {
 	f := &Frames{Name: l.Name, Encoding: l.Encoding, FrameSize: l.FrameSize}
 	for len(b) > 0 {
 		n, k := binary.Uvarint(b)
-		if k <= 0 || n > math.MaxUint32 || len(f.Lengths) >= maxFrames {
+		if k <= 0 || n > math.MaxUint32 || len(f.Lengths) >= MaxFrames {
 			return nil, fmt.Errorf("%w: entry %q: frames: malformed lengths", ErrFormat, path)
 		}
 		f.Lengths = append(f.Lengths, uint32(n))
