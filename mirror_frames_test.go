@@ -87,14 +87,18 @@ func framesTrees(t *testing.T, dst, pub string, edit func(string, []byte) []byte
 	frameTree(t, pub, edit)
 }
 
-// TestMirrorFrames: a rebuilt file takes compressed frames for the part
-// where they are shorter than its missing blocks, and the blocks as they
-// are elsewhere: the same tree for fewer bytes than without frames.
-func TestMirrorFrames(t *testing.T) {
+// mirrorFramesPair mirrors the trees of framesTrees with and without
+// frames, each from its own copy (first: into an empty DIR), and returns
+// both summaries.
+func mirrorFramesPair(t *testing.T, first bool) (with, without *MirrorSummary) {
 	var got [2]*MirrorSummary
 	for k, noFrames := range []bool{false, true} {
 		pub, dst := t.TempDir(), t.TempDir()
-		framesTrees(t, dst, pub, nil)
+		old := dst
+		if first {
+			old = t.TempDir()
+		}
+		framesTrees(t, old, pub, nil)
 		url, _ := serveTree(t, pub)
 		o := mirrorOpts(url, dst)
 		o.NoFrames = noFrames
@@ -105,7 +109,15 @@ func TestMirrorFrames(t *testing.T) {
 		compareTrees(t, pub, dst, false)
 		got[k] = sum
 	}
-	with, without := got[0], got[1]
+	return got[0], got[1]
+}
+
+// TestMirrorFrames: a rebuilt file takes compressed frames for the part
+// where they are shorter than its missing blocks, and the blocks as they
+// are elsewhere: the same tree for fewer bytes than without frames. A
+// first copy fetches each file whole as its frames.
+func TestMirrorFrames(t *testing.T) {
+	with, without := mirrorFramesPair(t, false)
 	// Each file: 200 KB changed, 4 frames of 64 KiB; its second half
 	// is found.
 	if with.Frames < 9 || with.FramesDecoded < 3*180<<10 || without.Frames != 0 {
@@ -118,21 +130,7 @@ func TestMirrorFrames(t *testing.T) {
 		t.Errorf("received %d bytes with frames, %d without; want less than half", with.Downloaded, without.Downloaded)
 	}
 
-	// A first copy fetches each file whole as its frames: all of them.
-	for k, noFrames := range []bool{false, true} {
-		pub, dst := t.TempDir(), t.TempDir()
-		framesTrees(t, t.TempDir(), pub, nil)
-		url, _ := serveTree(t, pub)
-		o := mirrorOpts(url, dst)
-		o.NoFrames = noFrames
-		sum, err := Mirror(context.Background(), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		compareTrees(t, pub, dst, false)
-		got[k] = sum
-	}
-	with, without = got[0], got[1]
+	with, without = mirrorFramesPair(t, true)
 	if with.Frames != 3*7 || with.FramesDecoded != 3*400<<10 || with.Fetched != without.Fetched {
 		t.Errorf("first copy: %d frames (%d bytes), fetched %d; want 21 frames of every byte, and %d", with.Frames, with.FramesDecoded, with.Fetched, without.Fetched)
 	}
