@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -309,5 +310,53 @@ func TestSourceExpect(t *testing.T) {
 	}
 	if !slices.Equal(file.expected, file.asked) {
 		t.Errorf("File expected %v, was asked for %v", file.expected, file.asked)
+	}
+}
+
+// executable returns the test binary: real compiled code, the kind of
+// file frames are for.
+func executable(b *testing.B) []byte {
+	p, err := os.Executable()
+	if err != nil {
+		b.Skip(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// BenchmarkWriter: what the publisher spends on an executable's frames.
+func BenchmarkWriter(b *testing.B) {
+	data := executable(b)
+	b.SetBytes(int64(len(data)))
+	var stored int64
+	for b.Loop() {
+		w := NewWriter(io.Discard, 0)
+		w.Write(data)
+		w.Close()
+		stored = w.Stored()
+	}
+	b.ReportMetric(float64(stored)/float64(len(data)), "stored/byte")
+}
+
+// BenchmarkReader: what a client spends decoding an executable's frames.
+func BenchmarkReader(b *testing.B) {
+	data := executable(b)
+	var buf bytes.Buffer
+	w := NewWriter(&buf, 0)
+	w.Write(data)
+	w.Close()
+	l := w.Layout()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		r, err := NewReader(bytes.NewReader(buf.Bytes()), l)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := io.Copy(io.Discard, r); err != nil || n != int64(len(data)) {
+			b.Fatalf("%d bytes, %v", n, err)
+		}
 	}
 }
