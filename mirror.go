@@ -168,9 +168,9 @@ type MirrorSummary struct {
 	// version: only the blocks it lacked were fetched, as ranges of their
 	// pack records (their entries have block sums).
 	Patched int
-	// Frames counts the compressed frames fetched instead of the blocks
-	// a rebuilt file lacked in them (entries with frames), and
-	// FramesDecoded the bytes of missing blocks they delivered.
+	// Frames counts the compressed frames fetched (entries with frames):
+	// instead of the blocks a rebuilt file lacked in them, or for a file
+	// fetched whole; FramesDecoded the bytes they delivered.
 	Frames, FramesDecoded int64
 	// Restarts counts restarts on a new index generation.
 	Restarts int
@@ -396,7 +396,7 @@ type mirrorRun struct {
 	// Small files from packs (mirror_pack.go).
 	packedFiles, packFallbacks atomic.Int64
 	patchedFiles               atomic.Int64 // of packedFiles (mirror_delta.go)
-	frames, framesDecoded      atomic.Int64 // fetched by rebuilds (mirror_frames.go)
+	frames, framesDecoded      atomic.Int64 // fetched (mirror_frames.go)
 	decOnce                    sync.Once
 	dec                        *zstd.Decoder
 	decErr                     error

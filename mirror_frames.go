@@ -20,6 +20,12 @@ import (
 // SHA-256, and the blocks' checksums when that fails); frames that fail
 // leave the blocks to the file itself.
 
+// layoutOf returns the layout of e's frames.
+func layoutOf(e *treeindex.Entry) frames.Layout {
+	f := e.Frames
+	return frames.Layout{Encoding: f.Encoding, FrameSize: f.FrameSize, Size: e.Size, Lengths: f.Lengths}
+}
+
 // framed returns a source of j's file that takes frames where they are
 // shorter, and the function that releases it; nil when j has no frames
 // this client can use: src reads the file itself.
@@ -33,7 +39,7 @@ func (m *mirrorRun) framed(ctx context.Context, j *fileJob, src source.RangeSour
 		m.logf("%s: frames: %v; fetching its blocks as they are", j.e.Path, err)
 		return nil, nil
 	}
-	s, err := frames.NewSource(src, fsrc, frames.Layout{Encoding: f.Encoding, FrameSize: f.FrameSize, Size: j.e.Size, Lengths: f.Lengths})
+	s, err := frames.NewSource(src, fsrc, layoutOf(j.e))
 	if err != nil {
 		release()
 		m.logf("%s: %v; fetching its blocks as they are", j.e.Path, err)
@@ -51,7 +57,7 @@ func (m *mirrorRun) fetchFramed(ctx context.Context, j *fileJob) bool {
 	if f == nil || m.opts.NoFrames || f.Encoding != frames.LZ4 {
 		return false
 	}
-	l := frames.Layout{Encoding: f.Encoding, FrameSize: f.FrameSize, Size: j.e.Size, Lengths: f.Lengths}
+	l := layoutOf(j.e)
 	if l.Check() != nil {
 		return false
 	}
