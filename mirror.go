@@ -22,6 +22,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/frames"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
@@ -397,6 +398,7 @@ type mirrorRun struct {
 	packedFiles, packFallbacks atomic.Int64
 	patchedFiles               atomic.Int64 // of packedFiles (mirror_delta.go)
 	frames, framesDecoded      atomic.Int64 // fetched (mirror_frames.go)
+	frameBufs                  frames.Buffers
 	decOnce                    sync.Once
 	dec                        *zstd.Decoder
 	decErr                     error

@@ -39,7 +39,7 @@ func (m *mirrorRun) framed(ctx context.Context, j *fileJob, src source.RangeSour
 		m.logf("%s: frames: %v; fetching its blocks as they are", j.e.Path, err)
 		return nil, nil
 	}
-	s, err := frames.NewSource(src, fsrc, layoutOf(j.e))
+	s, err := frames.NewSource(src, fsrc, layoutOf(j.e), &m.frameBufs)
 	if err != nil {
 		release()
 		m.logf("%s: %v; fetching its blocks as they are", j.e.Path, err)
@@ -70,7 +70,7 @@ func (m *mirrorRun) fetchFramed(ctx context.Context, j *fileJob) bool {
 	var n atomic.Int64
 	var werr error
 	err = src.ReadRanges(ctx, []source.Range{{Start: 0, End: l.Stored()}}, func(r source.Range, data io.Reader) error {
-		fr, err := frames.NewReader(data, l)
+		fr, err := frames.NewReader(data, l, &m.frameBufs)
 		if err != nil {
 			return err
 		}

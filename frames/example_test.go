@@ -25,7 +25,7 @@ func Example() {
 	fmt.Printf("%d bytes in %d frames of %d bytes\n", layout.Size, len(layout.Lengths), layout.FrameSize)
 
 	// Client: two ranges it lacks, one of 128 KiB and one of 2 KiB.
-	src, err := frames.NewSource(source.ReaderAt{R: bytes.NewReader(file)}, source.ReaderAt{R: bytes.NewReader(stored.Bytes())}, layout)
+	src, err := frames.NewSource(source.ReaderAt{R: bytes.NewReader(file)}, source.ReaderAt{R: bytes.NewReader(stored.Bytes())}, layout, nil)
 	if err != nil {
 		panic(err)
 	}

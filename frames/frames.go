@@ -158,22 +158,39 @@ func (w *Writer) Stored() int64 { return w.stored }
 type Reader struct {
 	r       io.Reader
 	l       Layout
-	i       int    // the next frame
-	stored  []byte // its stored bytes
-	decoded []byte // the current frame, decoded
-	rest    []byte // what of it Read has not returned
+	i       int // the next frame
+	bufs    *Buffers
+	buf     *[]byte // stored and decoded, until the end
+	stored  []byte  // the next frame's stored bytes
+	decoded []byte  // the current frame, decoded
+	rest    []byte  // what of it Read has not returned
 	err     error
 }
 
 // NewReader returns a Reader of the file whose frames, described by l,
-// are read from r. A frame that does not decode to its length ends it
-// with an error wrapping ErrFrame.
-func NewReader(r io.Reader, l Layout) (*Reader, error) {
+// are read from r. Its buffers come from bufs (nil: its own), which gets
+// them back when the Reader ends. A frame that does not decode to its
+// length ends it with an error wrapping ErrFrame.
+func NewReader(r io.Reader, l Layout, bufs *Buffers) (*Reader, error) {
 	if err := l.Check(); err != nil {
 		return nil, err
 	}
+	if bufs == nil {
+		bufs = new(Buffers)
+	}
 	n := min(l.FrameSize, l.Size)
-	return &Reader{r: r, l: l, stored: make([]byte, n), decoded: make([]byte, n)}, nil
+	buf := bufs.get(2 * n)
+	return &Reader{r: r, l: l, bufs: bufs, buf: buf, stored: (*buf)[:n], decoded: (*buf)[n:]}, nil
+}
+
+// end ends the Reader with err and hands its buffers back.
+func (fr *Reader) end(err error) error {
+	fr.err = err
+	if fr.buf != nil {
+		fr.bufs.put(fr.buf)
+		fr.buf, fr.stored, fr.decoded = nil, nil, nil
+	}
+	return err
 }
 
 // Read returns the file's bytes in order.
@@ -183,21 +200,18 @@ func (fr *Reader) Read(p []byte) (int, error) {
 			return 0, fr.err
 		}
 		if fr.i == len(fr.l.Lengths) {
-			fr.err = io.EOF
-			return 0, io.EOF
+			return 0, fr.end(io.EOF)
 		}
 		src := fr.stored[:fr.l.Lengths[fr.i]]
 		if _, err := io.ReadFull(fr.r, src); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			fr.err = fmt.Errorf("frames: frame %d: %w", fr.i, err)
-			return 0, fr.err
+			return 0, fr.end(fmt.Errorf("frames: frame %d: %w", fr.i, err))
 		}
 		out, err := fr.l.Decode(fr.decoded, src, fr.i)
 		if err != nil {
-			fr.err = err
-			return 0, err
+			return 0, fr.end(err)
 		}
 		fr.rest = out
 		fr.i++

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -137,7 +138,7 @@ func TestSource(t *testing.T) {
 	stored, l := frameFile(t, data, fsz)
 	file := &counting{src: source.ReaderAt{R: bytes.NewReader(data)}}
 	fr := &counting{src: source.ReaderAt{R: bytes.NewReader(stored)}}
-	s, err := NewSource(file, fr, l)
+	s, err := NewSource(file, fr, l, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestSource(t *testing.T) {
 	}
 
 	// Without Expect, everything comes from the file.
-	s2, _ := NewSource(file, fr, l)
+	s2, _ := NewSource(file, fr, l, nil)
 	if _, err := collect(t, s2, ranges, len(data), nil); err != nil || s2.Stats().Frames != 0 {
 		t.Errorf("without a plan: %v, %+v", err, s2.Stats())
 	}
@@ -185,7 +186,7 @@ func TestSourceFallback(t *testing.T) {
 	ranges := []source.Range{{Start: 0, End: 6 * fsz}}
 	check := func(name string, frames source.RangeSource, fail func(source.Range) error) *Source {
 		t.Helper()
-		s, err := NewSource(source.ReaderAt{R: bytes.NewReader(data)}, frames, l)
+		s, err := NewSource(source.ReaderAt{R: bytes.NewReader(data)}, frames, l, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +216,7 @@ func TestSourceFallback(t *testing.T) {
 		t.Error("frames still in use after a corrupt one")
 	}
 	mine := errors.New("mine")
-	s, _ = NewSource(source.ReaderAt{R: bytes.NewReader(data)}, source.ReaderAt{R: bytes.NewReader(stored)}, l)
+	s, _ = NewSource(source.ReaderAt{R: bytes.NewReader(data)}, source.ReaderAt{R: bytes.NewReader(stored)}, l, nil)
 	s.Expect(ranges)
 	if _, err := collect(t, s, ranges, len(data), func(source.Range) error { return mine }); !errors.Is(err, mine) {
 		t.Errorf("consumer's error came back as %v", err)
@@ -246,7 +247,7 @@ func TestReader(t *testing.T) {
 	if l.Stored() != int64(len(stored)) {
 		t.Fatalf("Stored %d, want %d", l.Stored(), len(stored))
 	}
-	r, err := NewReader(bytes.NewReader(stored), l)
+	r, err := NewReader(bytes.NewReader(stored), l, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestReader(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("ReadAll: %d bytes, %v", len(got), err)
 	}
-	short, _ := NewReader(bytes.NewReader(stored[:len(stored)-1]), l)
+	short, _ := NewReader(bytes.NewReader(stored[:len(stored)-1]), l, nil)
 	if _, err := io.ReadAll(short); err == nil {
 		t.Error("frames cut short read without an error")
 	}
@@ -262,7 +263,7 @@ func TestReader(t *testing.T) {
 	for i := range garbled[:l.Lengths[0]] {
 		garbled[i] = 0xff
 	}
-	bad, _ := NewReader(bytes.NewReader(garbled), l)
+	bad, _ := NewReader(bytes.NewReader(garbled), l, nil)
 	if got, err := io.ReadAll(bad); !errors.Is(err, ErrFrame) || len(got) != 0 {
 		t.Errorf("garbled first frame: %d bytes, %v", len(got), err)
 	}
@@ -290,7 +291,7 @@ func TestSourceExpect(t *testing.T) {
 	data := content(20 * fsz)
 	stored, l := frameFile(t, data, fsz)
 	file := &expecting{ReaderAt: source.ReaderAt{R: bytes.NewReader(data)}}
-	s, err := NewSource(file, source.ReaderAt{R: bytes.NewReader(stored)}, l)
+	s, err := NewSource(file, source.ReaderAt{R: bytes.NewReader(stored)}, l, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,13 +351,56 @@ func BenchmarkReader(b *testing.B) {
 	w.Close()
 	l := w.Layout()
 	b.SetBytes(int64(len(data)))
+	var bufs Buffers
 	for b.Loop() {
-		r, err := NewReader(bytes.NewReader(buf.Bytes()), l)
+		r, err := NewReader(bytes.NewReader(buf.Bytes()), l, &bufs)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if n, err := io.Copy(io.Discard, r); err != nil || n != int64(len(data)) {
 			b.Fatalf("%d bytes, %v", n, err)
 		}
+	}
+}
+
+// TestBuffersShared: Sources that share Buffers reuse the buffers of
+// frames instead of allocating their own, as a mirror's hundreds of
+// rebuilt files do.
+func TestBuffersShared(t *testing.T) {
+	const fsz = 64 << 10
+	data := content(4 * fsz)
+	stored, l := frameFile(t, data, fsz)
+	ranges := []source.Range{{Start: 0, End: 2 * fsz}}
+	allocated := func(bufs *Buffers) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 50 {
+			s, err := NewSource(source.ReaderAt{R: bytes.NewReader(data)}, source.ReaderAt{R: bytes.NewReader(stored)}, l, bufs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Expect(ranges)
+			if err := s.ReadRanges(context.Background(), ranges, func(r source.Range, d io.Reader) error {
+				_, err := io.Copy(io.Discard, d)
+				return err
+			}); err != nil || s.Stats().Frames != 2 {
+				t.Fatalf("%v, %+v", err, s.Stats())
+			}
+			r, err := NewReader(bytes.NewReader(stored), l, bufs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	own, shared := allocated(nil), allocated(new(Buffers))
+	// 50 × 2 buffers of 128 KiB without sharing; the race detector
+	// drops some of what a sync.Pool is given, so some are made again.
+	if shared*2 > own {
+		t.Errorf("allocated %d bytes with shared buffers, %d without", shared, own)
 	}
 }

@@ -40,17 +40,21 @@ type Source struct {
 	use          []bool // per frame, by Expect's plan
 	off          atomic.Bool
 	failed       atomic.Pointer[error] // the first failure of frames
-	bufs         sync.Pool
+	bufs         *Buffers
 	stats        struct{ frames, stored, decoded atomic.Int64 }
 }
 
 // NewSource returns a Source of the file read from file, whose frames,
-// described by l, are read from frames. It fails when l is inconsistent.
-func NewSource(file, frames source.RangeSource, l Layout) (*Source, error) {
+// described by l, are read from frames. Its buffers come from bufs (nil:
+// its own). It fails when l is inconsistent.
+func NewSource(file, frames source.RangeSource, l Layout, bufs *Buffers) (*Source, error) {
 	if err := l.Check(); err != nil {
 		return nil, err
 	}
-	s := &Source{file: file, frames: frames, l: l, offsets: make([]int64, len(l.Lengths)+1)}
+	if bufs == nil {
+		bufs = new(Buffers)
+	}
+	s := &Source{file: file, frames: frames, l: l, bufs: bufs, offsets: make([]int64, len(l.Lengths)+1)}
 	for i, n := range l.Lengths {
 		s.offsets[i+1] = s.offsets[i] + int64(n)
 	}
@@ -197,8 +201,8 @@ func (s *Source) readFrames(ctx context.Context, pieces []piece, fn func(source.
 		}
 		last = p.f
 	}
-	bp := s.buf()
-	defer s.bufs.Put(bp)
+	bp := s.bufs.get(2 * s.l.FrameSize)
+	defer s.bufs.put(bp)
 	stored, decoded := (*bp)[:s.l.FrameSize], (*bp)[s.l.FrameSize:]
 	next := 0 // the first piece not delivered
 	var fnErr, corrupt error
@@ -260,14 +264,24 @@ func (s *Source) readFrames(ctx context.Context, pieces []piece, fn func(source.
 	return left, nil
 }
 
-// buf returns a buffer for one stored and one decoded frame.
-func (s *Source) buf() *[]byte {
-	if b, ok := s.bufs.Get().(*[]byte); ok {
-		return b
+// Buffers lends buffers for frames to Sources and Readers, so that the
+// many files of a run share a few: a mirror rebuilds hundreds of files,
+// each through a Source of its own. The zero value is ready to use; it
+// is safe for concurrent use.
+type Buffers struct{ pool sync.Pool }
+
+// get returns a buffer of n bytes.
+func (b *Buffers) get(n int64) *[]byte {
+	if p, ok := b.pool.Get().(*[]byte); ok && int64(cap(*p)) >= n {
+		*p = (*p)[:n]
+		return p
 	}
-	b := make([]byte, 2*s.l.FrameSize)
-	return &b
+	p := make([]byte, n)
+	return &p
 }
+
+// put takes a buffer back.
+func (b *Buffers) put(p *[]byte) { b.pool.Put(p) }
 
 // merge joins back-to-back ranges.
 func merge(rs []source.Range) []source.Range {
