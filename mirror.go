@@ -173,6 +173,11 @@ type MirrorSummary struct {
 	// instead of the blocks a rebuilt file lacked in them, or for a file
 	// fetched whole; FramesDecoded the bytes they delivered.
 	Frames, FramesDecoded int64
+	// FramesSaved is, for a dry run, about how many fewer bytes the run
+	// will receive for taking compressed frames instead of the missing
+	// blocks (or of whole files) where they are shorter: Fetched counts
+	// the blocks.
+	FramesSaved int64
 	// Restarts counts restarts on a new index generation.
 	Restarts int
 	// NotModified reports that the server said the index had not changed.
@@ -399,6 +404,7 @@ type mirrorRun struct {
 	patchedFiles               atomic.Int64 // of packedFiles (mirror_delta.go)
 	frames, framesDecoded      atomic.Int64 // fetched (mirror_frames.go)
 	frameBufs                  frames.Buffers
+	framesSaved                atomic.Int64 // a dry run's estimate (mirror_frames.go)
 	decOnce                    sync.Once
 	dec                        *zstd.Decoder
 	decErr                     error
@@ -2057,10 +2063,13 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		if ms == nil || ms[i] == nil {
 			continue
 		}
-		reused := stages.Blueprint(&j.f.Header, ms[i]).Reused
-		m.reused.Add(reused)
-		j.reused = reused
+		pl := stages.Blueprint(&j.f.Header, ms[i])
+		m.reused.Add(pl.Reused)
+		j.reused = pl.Reused
 		j.part, parts[i] = parts[i], nil
+		if !write {
+			m.framesSaved.Add(m.framesSaving(j, pl.Missing))
+		}
 	}
 	return nil
 }
@@ -2761,11 +2770,15 @@ func (m *mirrorRun) dryRun(ctx context.Context) error {
 			download += j.e.Pack.Length
 		case j.how == "whole", j.how == "sync", j.how == "inline":
 			download += j.e.Size
+			if j.how == "whole" {
+				m.framesSaved.Add(m.framesSaving(j, []source.Range{{Start: 0, End: j.e.Size}}))
+			}
 		default:
 			local += j.e.Size
 		}
 	}
 	m.sum.Reused, m.sum.Fetched = m.reused.Load()+local, download-m.reused.Load()
+	m.sum.FramesSaved = m.framesSaved.Load()
 	if m.opts.Delete {
 		for rel, fi := range m.local {
 			if !m.inIndex(rel) && fi.Mode().IsRegular() {

@@ -91,3 +91,25 @@ func (m *mirrorRun) fetchFramed(ctx context.Context, j *fileJob) bool {
 	m.framesDecoded.Add(j.e.Size)
 	return true
 }
+
+// framesSaving returns about how many fewer bytes fetching missing, ranges
+// of j's file, takes through its frames (a dry run's estimate; see
+// frames.Layout.Cost): 0 without frames this client uses.
+func (m *mirrorRun) framesSaving(j *fileJob, missing []source.Range) int64 {
+	f := j.e.Frames
+	if f == nil || m.opts.NoFrames || f.Encoding != frames.LZ4 || len(missing) == 0 {
+		return 0
+	}
+	if j.f != nil && f.FrameSize%int64(j.f.Blocksize) != 0 {
+		return 0
+	}
+	l := layoutOf(j.e)
+	if l.Check() != nil {
+		return 0
+	}
+	var raw int64
+	for _, r := range missing {
+		raw += r.Len() + frames.RangeOverhead
+	}
+	return max(0, raw-l.Cost(missing))
+}

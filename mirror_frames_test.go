@@ -89,9 +89,10 @@ func framesTrees(t *testing.T, dst, pub string, edit func(string, []byte) []byte
 
 // mirrorFramesPair mirrors the trees of framesTrees with and without
 // frames, each from its own copy (first: into an empty DIR), and returns
-// both summaries.
+// both summaries. A dry run before each must estimate what frames save
+// within a quarter.
 func mirrorFramesPair(t *testing.T, first bool) (with, without *MirrorSummary) {
-	var got [2]*MirrorSummary
+	var got, dry [2]*MirrorSummary
 	for k, noFrames := range []bool{false, true} {
 		pub, dst := t.TempDir(), t.TempDir()
 		old := dst
@@ -102,12 +103,22 @@ func mirrorFramesPair(t *testing.T, first bool) (with, without *MirrorSummary) {
 		url, _ := serveTree(t, pub)
 		o := mirrorOpts(url, dst)
 		o.NoFrames = noFrames
+		o.DryRun = true
+		var err error
+		if dry[k], err = Mirror(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		o.DryRun = false
 		sum, err := Mirror(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		compareTrees(t, pub, dst, false)
 		got[k] = sum
+	}
+	saved := got[1].Downloaded - got[0].Downloaded
+	if est := dry[0].FramesSaved; est*4 < saved*3 || est*4 > saved*5 || dry[1].FramesSaved != 0 {
+		t.Errorf("first %v: dry runs estimate %d and %d bytes saved by frames; they saved %d", first, est, dry[1].FramesSaved, saved)
 	}
 	return got[0], got[1]
 }

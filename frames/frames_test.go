@@ -168,6 +168,12 @@ func TestSource(t *testing.T) {
 	if fr.bytes.Load() != st.Stored || st.Stored >= st.Decoded/2 {
 		t.Errorf("frames delivered %d bytes for %d (stats %+v)", fr.bytes.Load(), st.Decoded, st)
 	}
+	// Cost says what was fetched: the frames, the file's bytes, and an
+	// overhead for each of the 4 frames and the 6 parts of ranges in
+	// other frames.
+	if c, want := l.Cost(ranges), st.Stored+file.bytes.Load()+10*RangeOverhead; c != want {
+		t.Errorf("Cost = %d, want %d", c, want)
+	}
 
 	// Without Expect, everything comes from the file.
 	s2, _ := NewSource(file, fr, l, nil)

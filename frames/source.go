@@ -85,8 +85,25 @@ func (s *Source) Failed() error {
 // will ask for: which frames to fetch. It passes the ranges on to File
 // when File is a source.Expecter.
 func (s *Source) Expect(ranges []source.Range) {
-	fs := s.l.FrameSize
-	use := make([]bool, len(s.l.Lengths))
+	use, _ := s.l.plan(ranges)
+	s.mu.Lock()
+	s.use = use
+	s.mu.Unlock()
+	if e, ok := s.file.(source.Expecter); ok {
+		// Only what File will be asked for: a source that reads front
+		// to back would wait for the rest.
+		raw, _ := s.split(ranges, use)
+		e.Expect(raw)
+	}
+}
+
+// plan returns, for ranges of the file, the frames a Source takes (those
+// stored in fewer bytes than the ranges within them, with RangeOverhead
+// for each) and the bytes it then fetches: the frames' stored bytes and
+// the rest of the ranges, overheads included.
+func (l *Layout) plan(ranges []source.Range) (use []bool, cost int64) {
+	fs := l.FrameSize
+	use = make([]bool, len(l.Lengths))
 	need := make(map[int]int64) // frame → bytes and overhead of its ranges
 	for _, r := range ranges {
 		for p := r.Start; p < r.End; {
@@ -97,19 +114,23 @@ func (s *Source) Expect(ranges []source.Range) {
 		}
 	}
 	for f, n := range need {
-		if f < len(use) && int64(s.l.Lengths[f])+RangeOverhead < n {
+		if f < len(use) && int64(l.Lengths[f])+RangeOverhead < n {
 			use[f] = true
+			cost += int64(l.Lengths[f]) + RangeOverhead
+		} else {
+			cost += n
 		}
 	}
-	s.mu.Lock()
-	s.use = use
-	s.mu.Unlock()
-	if e, ok := s.file.(source.Expecter); ok {
-		// Only what File will be asked for: a source that reads front
-		// to back would wait for the rest.
-		raw, _ := s.split(ranges, use)
-		e.Expect(raw)
-	}
+	return use, cost
+}
+
+// Cost returns what a Source would fetch for ranges (sorted, not
+// overlapping): the stored bytes of the frames it takes and the bytes of
+// the rest of the ranges, with RangeOverhead for each range and frame.
+// Without frames the ranges cost their bytes and RangeOverhead each.
+func (l *Layout) Cost(ranges []source.Range) int64 {
+	_, cost := l.plan(ranges)
+	return cost
 }
 
 // MaxRanges returns File's ranges per request, when it says.

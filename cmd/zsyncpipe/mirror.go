@@ -148,6 +148,9 @@ func formatMirrorSummary(s *zsyncpipe.MirrorSummary, dry bool) string {
 	verb := "downloaded"
 	if dry {
 		verb = "to download (dry run)"
+		if s.FramesSaved > 0 {
+			verb = fmt.Sprintf("to download (dry run; about %s fewer as compressed frames)", humanize.IBytes(uint64(s.FramesSaved)))
+		}
 	}
 	line := fmt.Sprintf("%d files: %d unchanged, %d updated, %d new, %d deleted; %s reused from local data, %s %s",
 		files, s.Unchanged, s.Updated, s.New, s.Deleted,
