@@ -209,3 +209,19 @@ func TestMirrorHostileFrames(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorFramesLocal: frames are read through any transport, here a
+// published tree in a local directory.
+func TestMirrorFramesLocal(t *testing.T) {
+	pub, dst := t.TempDir(), t.TempDir()
+	framesTrees(t, dst, pub, nil)
+	o := mirrorOpts(pub, dst)
+	sum, err := Mirror(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, pub, dst, false)
+	if sum.Frames < 9 {
+		t.Errorf("%d frames read from a local tree, want about 4 per file", sum.Frames)
+	}
+}
