@@ -503,11 +503,11 @@ func (px *pass) entry(ctx context.Context, it Item) (slot, error) {
 		old.MTime.Equal(e.MTime) && old.Inode == e.Inode && old.Control == want && (old.Data != nil) == inline &&
 		(old.Pack != nil) == pack && px.controlExists(want) && px.packExists(old.Pack) &&
 		(old.Sums != nil) == px.wantsSums(old.Size, old.Pack) && px.packExists(old.Sums) &&
-		(!px.wantsFrames(want) || px.framesExist(old.Frames)) {
+		(!px.wantsFrames(want, e.Size) || px.framesExist(old.Frames)) {
 		// (An entry of before block sums that should have them is read
 		// again: the sums are made from the file's content.)
 		e.SHA256, e.Data, e.Control, e.Pack, e.Sums = old.SHA256, old.Data, old.Control, old.Pack, old.Sums
-		if px.wantsFrames(want) {
+		if px.wantsFrames(want, e.Size) {
 			// (An entry of before frames keeps none until its file
 			// changes: the changed files are those clients rebuild. One
 			// whose file of frames is gone is read again above.)
@@ -577,7 +577,7 @@ func (px *pass) keepPrev(p string) (slot, error) {
 		if !px.packExists(e.Sums) || px.opts.NoPacks {
 			e.Sums = nil // a client fetches the file whole
 		}
-		if !px.framesExist(e.Frames) || !px.wantsFrames(e.Control) {
+		if !px.framesExist(e.Frames) || !px.wantsFrames(e.Control, e.Size) {
 			e.Frames = nil // a client fetches the blocks as they are
 		}
 		return slot{e: e}, nil
@@ -678,7 +678,7 @@ func (px *pass) hash(ctx context.Context, rel string, seen fs.FileInfo, e *treei
 			buf = bytes.NewBuffer(content)
 			in = io.TeeReader(in, buf)
 		}
-		if px.wantsFrames(want) {
+		if px.wantsFrames(want, e.Size) {
 			var err error
 			if fw, err = px.newFrameWriter(e.Size); err != nil {
 				return false, err

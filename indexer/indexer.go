@@ -160,8 +160,9 @@ type Options struct {
 	PackLarge bool
 	// NoFrames writes no compressed frames (Entry.Frames): clients then
 	// fetch the blocks a changed file lacks as they are. By default every
-	// file with a control file whose frames take at most 9/10 of it gets
-	// them (docs/trees.md, "Frames"); NoPacks implies NoFrames.
+	// file with a control file that is not packed whole (larger than
+	// PackMax) and whose frames take at most 9/10 of it gets them
+	// (docs/trees.md, "Frames"); NoPacks implies NoFrames.
 	NoFrames bool
 	// PackGrace is how long a pack file that the index no longer refers
 	// to is kept for clients still working from an earlier index; 0 means

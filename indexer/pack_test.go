@@ -492,10 +492,11 @@ func writeTestIndex(t *testing.T, dir string, x *treeindex.Index) {
 func TestIndexFrames(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	text := bytes.Repeat([]byte("all work and no play makes a dull tree index\n"), 5000) // 225 KB
+	text := bytes.Repeat([]byte("all work and no play makes a dull tree index\n"), 8000) // 360 KB
 	files := map[string][]byte{
 		"text.txt":   text,
-		"random.bin": randBytes(21, 200<<10), // does not compress
+		"random.bin": randBytes(21, 300<<10), // does not compress
+		"packed.txt": text[:200<<10],         // packed whole (PackMax)
 		"small.txt":  []byte("small"),
 	}
 	for rel, b := range files {
@@ -522,7 +523,7 @@ func TestIndexFrames(t *testing.T) {
 		t.Fatalf("%s not in the index", p)
 		return nil
 	}
-	for _, p := range []string{"random.bin", "small.txt"} {
+	for _, p := range []string{"random.bin", "packed.txt", "small.txt"} {
 		if f := framesOf(x, p); f != nil {
 			t.Errorf("%s has frames %+v", p, f)
 		}

@@ -69,7 +69,7 @@ func addTreeFlags(fs *flag.FlagSet) *treeFlags {
 	fs.BoolVar(&f.appendOnly, "append-only", false, "files that keep their inode and grow are appended to (logs): read only what was added (docs/trees.md)")
 	fs.DurationVar(&f.rehash, "rehash", indexer.DefaultRehash, "with --append-only: read a growing file whole at least every `duration`")
 	fs.BoolVar(&f.noPacks, "no-packs", false, "write no pack files (small files compressed in DIR/.zsyncpipe/packs, which mirror fetches many per request)")
-	fs.BoolVar(&f.noFrames, "no-frames", false, "write no compressed frames (files with a control file, again in LZ4-compressed frames in DIR/.zsyncpipe/frames, about half their size; mirror fetches a frame instead of the blocks it lacks when that is shorter)")
+	fs.BoolVar(&f.noFrames, "no-frames", false, "write no compressed frames (files with a control file larger than --pack-max, again in LZ4-compressed frames in DIR/.zsyncpipe/frames, about half their size; mirror fetches a frame instead of the blocks it lacks when that is shorter)")
 	fs.Var(&f.packMax, "pack-max", "also pack (S2) files with a control file of at most `size` bytes, at most 1 MiB (mirror takes a changed one whole and compressed when that is shorter); 0 packs none")
 	fs.BoolVar(&f.packLarge, "pack-large", false, "pack files with a control file up to 1 MiB with zstd instead (records a quarter shorter; three times the publisher's CPU for them)")
 	fs.DurationVar(&f.packGrace, "pack-grace", indexer.DefaultPackGrace, "keep a pack file the index no longer refers to for `duration` (for clients of an earlier index)")
