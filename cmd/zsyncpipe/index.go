@@ -20,7 +20,12 @@ regular file of at least --small bytes to DIR/.zsyncpipe/<path>.zsync (with
 a relative URL back to the file, so any zsync client can use it from any web
 server that answers Range requests) and the tree index
 DIR/.zsyncpipe/index.jsonl.gz that lists every file, directory and symlink
-(format: docs/trees.md). Publish DIR, .zsyncpipe included, with any web
+(format: docs/trees.md). For "zsyncpipe mirror" it also writes, below
+DIR/.zsyncpipe, packs of small files compressed one by one (many per
+request), of control files, and of block sums; and the larger files again
+in compressed frames of 64 KiB (about half their size on executables:
+a mirror takes a frame instead of the blocks it lacks in it when shorter;
+--no-frames writes none). Publish DIR, .zsyncpipe included, with any web
 server, or with "zsyncpipe serve".
 
 A second run reads only files whose size, mtime or mode changed, and removes
