@@ -305,6 +305,9 @@ func TestSourceExpect(t *testing.T) {
 	calls := [][]source.Range{
 		{{Start: 1024, End: 2048}, {Start: 3*fsz + 1024, End: 5 * fsz}},
 		{{Start: 5 * fsz, End: 6*fsz + 2048}, {Start: 12 * fsz, End: 14*fsz + 1024}},
+		// Random data, from the file: one range cut between two calls.
+		{{Start: 16 * fsz, End: 17*fsz + 4096}},
+		{{Start: 17*fsz + 4096, End: 19 * fsz}},
 	}
 	s.Expect(slices.Concat(calls...))
 	for _, c := range calls {

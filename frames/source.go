@@ -102,32 +102,46 @@ func (s *Source) Expect(ranges []source.Range) {
 // for each) and the bytes it then fetches: the frames' stored bytes and
 // the rest of the ranges, overheads included.
 func (l *Layout) plan(ranges []source.Range) (use []bool, cost int64) {
-	fs := l.FrameSize
 	use = make([]bool, len(l.Lengths))
-	need := make(map[int]int64) // frame → bytes and overhead of its ranges
-	for _, r := range ranges {
-		for p := r.Start; p < r.End; {
-			f := int(p / fs)
-			end := min(r.End, int64(f+1)*fs)
-			need[f] += end - p + RangeOverhead
-			p = end
+	need := make([]int64, len(l.Lengths)) // bytes and overhead of the ranges within each frame
+	l.parts(ranges, func(f int, r source.Range, _ bool) {
+		if f < len(need) {
+			need[f] += r.Len() + RangeOverhead
+		} else {
+			cost += r.Len() + RangeOverhead
 		}
-	}
+	})
 	for f, n := range need {
-		if f < len(use) && int64(l.Lengths[f])+RangeOverhead < n {
+		switch {
+		case n == 0:
+		case int64(l.Lengths[f])+RangeOverhead < n:
 			use[f] = true
 			cost += int64(l.Lengths[f]) + RangeOverhead
-		} else {
+		default:
 			cost += n
 		}
 	}
 	return use, cost
 }
 
+// parts calls fn with each part of ranges within one frame, f (past the
+// last frame for a range past the file's end), in order; first reports
+// a range's first part.
+func (l *Layout) parts(ranges []source.Range, fn func(f int, part source.Range, first bool)) {
+	for _, r := range ranges {
+		for p := r.Start; p < r.End; {
+			f := int(p / l.FrameSize)
+			end := min(r.End, int64(f+1)*l.FrameSize)
+			fn(f, source.Range{Start: p, End: end}, p == r.Start)
+			p = end
+		}
+	}
+}
+
 // Cost returns what a Source would fetch for ranges (sorted, not
 // overlapping): the stored bytes of the frames it takes and the bytes of
-// the rest of the ranges, with RangeOverhead for each range and frame.
-// Without frames the ranges cost their bytes and RangeOverhead each.
+// the rest of the ranges, with RangeOverhead for each frame taken and for
+// each part of a range within one frame.
 func (l *Layout) Cost(ranges []source.Range) int64 {
 	_, cost := l.plan(ranges)
 	return cost
@@ -182,25 +196,19 @@ func (s *Source) ReadRanges(ctx context.Context, ranges []source.Range, fn func(
 // (each the parts of one range between frames the plan uses, joined) and
 // the pieces frames deliver.
 func (s *Source) split(ranges []source.Range, use []bool) (raw []source.Range, pieces []piece) {
-	fs := s.l.FrameSize
-	for _, r := range ranges {
-		joined := false // the last part of raw is of r
-		for p := r.Start; p < r.End; {
-			f := int(p / fs)
-			end := min(r.End, int64(f+1)*fs)
-			switch {
-			case f < len(use) && use[f]:
-				pieces = append(pieces, piece{f, source.Range{Start: p, End: end}})
-				joined = false
-			case joined:
-				raw[len(raw)-1].End = end
-			default:
-				raw = append(raw, source.Range{Start: p, End: end})
-				joined = true
-			}
-			p = end
+	joined := false // the last part of raw is of the same range, just before
+	s.l.parts(ranges, func(f int, p source.Range, first bool) {
+		switch {
+		case f < len(use) && use[f]:
+			pieces = append(pieces, piece{f, p})
+			joined = false
+		case joined && !first:
+			raw[len(raw)-1].End = p.End
+		default:
+			raw = append(raw, p)
+			joined = true
 		}
-	}
+	})
 	return raw, pieces
 }
 
