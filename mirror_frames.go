@@ -20,26 +20,35 @@ import (
 // SHA-256, and the blocks' checksums when that fails); frames that fail
 // leave the blocks to the file itself.
 
-// layoutOf returns the layout of e's frames.
-func layoutOf(e *treeindex.Entry) frames.Layout {
-	f := e.Frames
-	return frames.Layout{Encoding: f.Encoding, FrameSize: f.FrameSize, Size: e.Size, Lengths: f.Lengths}
+// usableFrames returns the layout of j's frames, and whether this client
+// uses them: frames it knows the encoding of, that are consistent, and,
+// once j's control file is in, whose frames are whole runs of its blocks.
+func (m *mirrorRun) usableFrames(j *fileJob) (frames.Layout, bool) {
+	f := j.e.Frames
+	if f == nil || m.opts.NoFrames {
+		return frames.Layout{}, false
+	}
+	l := frames.Layout{Encoding: f.Encoding, FrameSize: f.FrameSize, Size: j.e.Size, Lengths: f.Lengths}
+	if l.Check() != nil || j.f != nil && f.FrameSize%int64(j.f.Blocksize) != 0 {
+		return frames.Layout{}, false
+	}
+	return l, true
 }
 
 // framed returns a source of j's file that takes frames where they are
 // shorter, and the function that releases it; nil when j has no frames
 // this client can use: src reads the file itself.
 func (m *mirrorRun) framed(ctx context.Context, j *fileJob, src source.RangeSource) (*frames.Source, func()) {
-	f := j.e.Frames
-	if f == nil || m.opts.NoFrames || j.f == nil || f.Encoding != frames.LZ4 || f.FrameSize%int64(j.f.Blocksize) != 0 {
+	l, ok := m.usableFrames(j)
+	if !ok || j.f == nil {
 		return nil, nil
 	}
-	fsrc, release, err := m.src.ranges(ctx, treeindex.FramesPath(f.Name), -1)
+	fsrc, release, err := m.src.ranges(ctx, treeindex.FramesPath(j.e.Frames.Name), -1)
 	if err != nil {
 		m.logf("%s: frames: %v; fetching its blocks as they are", j.e.Path, err)
 		return nil, nil
 	}
-	s, err := frames.NewSource(src, fsrc, layoutOf(j.e), &m.frameBufs)
+	s, err := frames.NewSource(src, fsrc, l, &m.frameBufs)
 	if err != nil {
 		release()
 		m.logf("%s: %v; fetching its blocks as they are", j.e.Path, err)
@@ -53,15 +62,11 @@ func (m *mirrorRun) framed(ctx context.Context, j *fileJob, src source.RangeSour
 // did; on false (no frames, or frames that failed, which it notes) the
 // caller fetches the file itself.
 func (m *mirrorRun) fetchFramed(ctx context.Context, j *fileJob) bool {
-	f := j.e.Frames
-	if f == nil || m.opts.NoFrames || f.Encoding != frames.LZ4 {
+	l, ok := m.usableFrames(j)
+	if !ok {
 		return false
 	}
-	l := layoutOf(j.e)
-	if l.Check() != nil {
-		return false
-	}
-	src, done, err := m.src.ranges(ctx, treeindex.FramesPath(f.Name), -1)
+	src, done, err := m.src.ranges(ctx, treeindex.FramesPath(j.e.Frames.Name), -1)
 	if err != nil {
 		m.logf("%s: frames: %v; fetching it as it is", j.e.Path, err)
 		return false
@@ -96,15 +101,8 @@ func (m *mirrorRun) fetchFramed(ctx context.Context, j *fileJob) bool {
 // of j's file, takes through its frames (a dry run's estimate; see
 // frames.Layout.Cost): 0 without frames this client uses.
 func (m *mirrorRun) framesSaving(j *fileJob, missing []source.Range) int64 {
-	f := j.e.Frames
-	if f == nil || m.opts.NoFrames || f.Encoding != frames.LZ4 || len(missing) == 0 {
-		return 0
-	}
-	if j.f != nil && f.FrameSize%int64(j.f.Blocksize) != 0 {
-		return 0
-	}
-	l := layoutOf(j.e)
-	if l.Check() != nil {
+	l, ok := m.usableFrames(j)
+	if !ok || len(missing) == 0 {
 		return 0
 	}
 	var raw int64
