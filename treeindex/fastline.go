@@ -157,7 +157,9 @@ func (p *lineParser) pack(pl *packLine) bool {
 	})
 }
 
-// frames reads a frames object.
+// frames reads a frames object. Its keys take the bits of the pack
+// reference's keys ("fsz" that of "off", "lens" that of "len"): a set per
+// object, each key once.
 func (p *lineParser) frames(fl *framesLine) bool {
 	return p.object(func(key []byte) (bit int, ok bool) {
 		switch string(key) {
