@@ -891,7 +891,7 @@ func (m *mirrorRun) findMoved(ctx context.Context) error {
 	}
 	q := newHashQueue(m, "hash moved")
 	for _, rel := range cands {
-		q.add(rel)
+		q.add(rel, m.local[rel].Size())
 	}
 	if err := q.wait(ctx); err != nil {
 		return fmt.Errorf("mirror: %w", err)

@@ -2,6 +2,7 @@ package zsyncpipe
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -142,7 +143,7 @@ func (m *mirrorRun) consider(rel string, fi os.FileInfo, size int64) {
 	if !m.opts.Checksum && m.knownHash(rel, fi) != "" {
 		return
 	}
-	m.hq.add(rel)
+	m.hq.add(rel, fi.Size())
 }
 
 // joined is called once the index is read and Dir walked: the want list
@@ -166,7 +167,7 @@ func (m *mirrorRun) joined() {
 	}
 	for rel, fi := range m.local {
 		if fi.Mode().IsRegular() && sizes[fi.Size()] && m.knownHash(rel, fi) == "" {
-			m.hq.add(rel)
+			m.hq.add(rel, fi.Size())
 		}
 	}
 }
@@ -184,13 +185,18 @@ func (m *mirrorRun) freshHash(rel string, fi os.FileInfo, onlyFresh bool) string
 	return m.st.hashOf(rel, fi)
 }
 
-// hashQueue hashes local files on a few goroutines, in the order they are
-// added, recording each result in the run's state (m.hashed, m.st).
+// hashQueue hashes local files on a few goroutines, the largest of those
+// queued first, recording each result in the run's state (m.hashed,
+// m.st). A file is hashed on one core, so a large file taken last is
+// hashed alone while the other cores wait: SciPy's 36 MB
+// libscipy_openblas, the last entry of its index, was, in the order the
+// files were queued (the hash phase ended at 0.053 s on average, against
+// 0.045 s largest first; 6 alternating runs from 1.14.0 to 1.14.1).
 type hashQueue struct {
 	m       *mirrorRun
 	mu      sync.Mutex
 	cond    sync.Cond
-	todo    []string
+	todo    bySize // a heap: the largest first
 	queued  map[string]bool
 	closed  bool
 	wg      sync.WaitGroup
@@ -217,15 +223,15 @@ func newHashQueue(m *mirrorRun, phase string) *hashQueue {
 	return q
 }
 
-// add queues rel, once.
-func (q *hashQueue) add(rel string) {
+// add queues rel, a file of size bytes, once.
+func (q *hashQueue) add(rel string, size int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.queued[rel] || q.closed {
 		return
 	}
 	q.queued[rel] = true
-	q.todo = append(q.todo, rel)
+	heap.Push(&q.todo, queuedFile{rel, size})
 	if !q.started {
 		q.started = true
 		q.end = q.m.phase(q.phase)
@@ -263,17 +269,10 @@ func (q *hashQueue) work() {
 	buf := make([]byte, hashBufSize)
 	h := sha256.New()
 	for {
-		q.mu.Lock()
-		for len(q.todo) == 0 && !q.closed {
-			q.cond.Wait()
-		}
-		if len(q.todo) == 0 {
-			q.mu.Unlock()
+		rel, ok := q.next()
+		if !ok {
 			return
 		}
-		rel := q.todo[0]
-		q.todo = q.todo[1:]
-		q.mu.Unlock()
 		sum, fi, err := hashFileWith(m.dirOf(rel))(buf, h)
 		m.mu.Lock()
 		if m.hashed == nil {
@@ -286,6 +285,40 @@ func (q *hashQueue) work() {
 		}
 		m.mu.Unlock()
 	}
+}
+
+// queuedFile is a file in a hashQueue.
+type queuedFile struct {
+	rel  string
+	size int64
+}
+
+// bySize is a heap (container/heap) of files, the largest on top.
+type bySize []queuedFile
+
+func (h bySize) Len() int           { return len(h) }
+func (h bySize) Less(i, j int) bool { return h[i].size > h[j].size }
+func (h bySize) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *bySize) Push(x any)        { *h = append(*h, x.(queuedFile)) }
+func (h *bySize) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// next returns the largest file queued, waiting for one; false once the
+// queue is closed and empty.
+func (q *hashQueue) next() (rel string, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.todo) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if len(q.todo) == 0 {
+		return "", false
+	}
+	return heap.Pop(&q.todo).(queuedFile).rel, true
 }
 
 // hashBufSize is the read buffer of hashFile: most files of a tree in one

@@ -145,6 +145,36 @@ func TestHashFile(t *testing.T) {
 	}
 }
 
+// The hash queue hands out the largest file queued first, whatever the
+// order the files were queued in, and each file once.
+func TestHashQueueLargestFirst(t *testing.T) {
+	q := newHashQueue(&mirrorRun{}, "hash")
+	q.started = true // no workers: the test takes the files itself
+	sizes := map[string]int64{"a": 10, "b": 36 << 20, "c": 0, "d": 4096, "e": 1 << 20, "f": 4096}
+	for _, rel := range []string{"a", "b", "c", "d", "e", "f", "b", "a"} {
+		q.add(rel, sizes[rel])
+	}
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	var got []string
+	for {
+		rel, ok := q.next()
+		if !ok {
+			break
+		}
+		got = append(got, rel)
+	}
+	if len(got) != len(sizes) {
+		t.Fatalf("got %v, want each of %d files once", got, len(sizes))
+	}
+	for i := 1; i < len(got); i++ {
+		if sizes[got[i]] > sizes[got[i-1]] {
+			t.Fatalf("order %v: %s (%d bytes) after %s (%d bytes)", got, got[i], sizes[got[i]], got[i-1], sizes[got[i-1]])
+		}
+	}
+}
+
 // walkTree lists what filepath.WalkDir and os.Lstat list, symlinks not
 // followed, skipped paths left out, from several goroutines.
 func TestWalkTree(t *testing.T) {
