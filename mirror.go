@@ -132,6 +132,8 @@ type MirrorOptions struct {
 	batch int
 	// wholeMax, set by tests, replaces seedlessWholeMax.
 	wholeMax int64
+	// seeds, set by tests, is given the scan's seeds before it starts.
+	seeds func([]stages.Seed)
 }
 
 // MirrorProgress is a snapshot of a running Mirror.
@@ -334,15 +336,16 @@ type mirrorRun struct {
 	// are then fetched whole, without their control files (see
 	// wholeWithoutSeeds).
 	seedless         bool
-	bufs             sync.Pool         // *[]byte of hashBufSize, for hashLocal
-	join             hashJoin          // the index and the walk meet here (mirror_hash.go)
-	hq               *hashQueue        // hashes local files from the start
-	hashed           map[string]string // local files hashed by this run ("" unreadable); guarded by mu
-	bg               sync.WaitGroup    // the index's cache being written, unchanged files retouched
-	bgErr            error             // of those; guarded by mu
-	unchanged        map[string]bool   // local files that are the same in the new tree
-	touched          atomic.Bool       // something in Dir was created, replaced or removed
-	byHash           map[string]string // SHA-256 hex → local path holding that content
+	bufs             sync.Pool           // *[]byte of hashBufSize, for hashLocal
+	join             hashJoin            // the index and the walk meet here (mirror_hash.go)
+	hq               *hashQueue          // hashes local files from the start
+	hashed           map[string]string   // local files hashed by this run ("" unreadable); guarded by mu
+	chunkSums        map[string][]uint32 // their chunk checksums, for the scan (stages.Seed.ChunkSums); guarded by mu
+	bg               sync.WaitGroup      // the index's cache being written, unchanged files retouched
+	bgErr            error               // of those; guarded by mu
+	unchanged        map[string]bool     // local files that are the same in the new tree
+	touched          atomic.Bool         // something in Dir was created, replaced or removed
+	byHash           map[string]string   // SHA-256 hex → local path holding that content
 	jobs             []*fileJob
 	filesDone        atomic.Int64
 	reused, fetched  atomic.Int64
@@ -1987,6 +1990,13 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	var drop []string // read for the last time by the scan (see dropCache)
 	// Drops as the scan goes, clear of what Extend reads (see scanDropper).
 	early := newScanDropper(seedscan.ExtendReach * maxBS)
+	// What the hashing learnt of the files it read (none with a state
+	// that vouches for them): an aligned seed is then read only where a
+	// block looked for may be (stages.Seed.ChunkSums).
+	m.mu.Lock()
+	chunkSums := m.chunkSums
+	m.chunkSums = nil
+	m.mu.Unlock()
 	seen := map[string]bool{}
 	add := func(rel string, aligned bool) {
 		fi := m.local[rel]
@@ -1995,7 +2005,11 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		}
 		seen[rel] = true
 		p := filepath.Join(m.dir, filepath.FromSlash(rel))
-		seeds = append(seeds, stages.Seed{Name: p, R: seedFile{files, p}, Size: fi.Size(), Aligned: aligned})
+		var sums []uint32
+		if aligned {
+			sums = chunkSums[rel]
+		}
+		seeds = append(seeds, stages.Seed{Name: p, R: seedFile{files, p}, Size: fi.Size(), Aligned: aligned, ChunkSums: sums})
 		if !m.unchanged[rel] && fi.Size() >= dropCacheMin {
 			drop = append(drop, p)
 			early.add(len(seeds)-1, p, fi.Size())
@@ -2018,6 +2032,9 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	end := m.phase("scan")
 	if m.onScan != nil {
 		m.onScan()
+	}
+	if m.opts.seeds != nil {
+		m.opts.seeds(seeds)
 	}
 	skim := int64(mirrorSkim)
 	if m.opts.NoSkim {

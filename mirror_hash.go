@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
 
@@ -268,12 +269,25 @@ func (q *hashQueue) work() {
 	m := q.m
 	buf := make([]byte, hashBufSize)
 	h := sha256.New()
+	var chunks rollsum.Chunks
+	both := hashAndChunks{h, &chunks}
 	for {
-		rel, ok := q.next()
+		f, ok := q.next()
 		if !ok {
 			return
 		}
-		sum, fi, err := hashFileWith(m.dirOf(rel))(buf, h)
+		rel := f.rel
+		// The chunk checksums of a file that may be an aligned seed of
+		// the scan (two blocks or more), made from the same reads.
+		var w hash.Hash = h
+		if f.size >= 2*rollsum.ChunkSize {
+			w = both
+		}
+		sum, fi, err := hashFileWith(m.dirOf(rel))(buf, w)
+		var sums []uint32
+		if w == both {
+			sums = chunks.Sums()
+		}
 		m.mu.Lock()
 		if m.hashed == nil {
 			m.hashed = make(map[string]string, 4096)
@@ -282,9 +296,28 @@ func (q *hashQueue) work() {
 		if err == nil {
 			m.st.Files[rel] = fileState{Size: fi.Size(), MTime: fi.ModTime().UnixNano(), SHA256: sum}
 			m.dirty = true
+			if sums != nil {
+				if m.chunkSums == nil {
+					m.chunkSums = make(map[string][]uint32, 4096)
+				}
+				m.chunkSums[rel] = sums
+			}
 		}
 		m.mu.Unlock()
 	}
+}
+
+// hashAndChunks is a hash.Hash whose writes also go to a rollsum.Chunks:
+// the file hashed gets its chunk checksums from the same reads (see
+// stages.Seed.ChunkSums).
+type hashAndChunks struct {
+	hash.Hash
+	chunks *rollsum.Chunks
+}
+
+func (h hashAndChunks) Write(p []byte) (int, error) {
+	h.chunks.Write(p)
+	return h.Hash.Write(p)
 }
 
 // queuedFile is a file in a hashQueue.
@@ -309,16 +342,16 @@ func (h *bySize) Pop() any {
 
 // next returns the largest file queued, waiting for one; false once the
 // queue is closed and empty.
-func (q *hashQueue) next() (rel string, ok bool) {
+func (q *hashQueue) next() (f queuedFile, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.todo) == 0 && !q.closed {
 		q.cond.Wait()
 	}
 	if len(q.todo) == 0 {
-		return "", false
+		return queuedFile{}, false
 	}
-	return heap.Pop(&q.todo).(queuedFile).rel, true
+	return heap.Pop(&q.todo).(queuedFile), true
 }
 
 // hashBufSize is the read buffer of hashFile: most files of a tree in one

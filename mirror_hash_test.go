@@ -159,11 +159,11 @@ func TestHashQueueLargestFirst(t *testing.T) {
 	q.mu.Unlock()
 	var got []string
 	for {
-		rel, ok := q.next()
+		f, ok := q.next()
 		if !ok {
 			break
 		}
-		got = append(got, rel)
+		got = append(got, f.rel)
 	}
 	if len(got) != len(sizes) {
 		t.Fatalf("got %v, want each of %d files once", got, len(sizes))

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/zsyncpipe/zsyncpipe/rollsum"
+	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
 // TestMirrorUnchangedFilesAsSeeds checks what each scan policy finds of
@@ -120,5 +123,48 @@ func TestMirrorSkim(t *testing.T) {
 				t.Errorf("reused %d and fetched %d bytes; want %d and %d", sum.Reused, sum.Fetched, c.reused, int64(len(tool))-c.reused)
 			}
 		})
+	}
+}
+
+// The local files a run hashes give the scan their chunk checksums, so
+// that an unchanged file is read only where a block looked for may be
+// (stages.Seed.ChunkSums); a file the state vouches for was not read and
+// has none.
+func TestMirrorChunkSums(t *testing.T) {
+	tmp := t.TempDir()
+	keep, app := treeData(41, 64<<10+100), treeData(42, 100<<10)
+	edited := slices.Clone(app)
+	copy(edited[50<<10:], treeData(43, 2000))
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	makeTree(t, pub, map[string][]byte{"lib/keep.so": keep, "bin/app.bin": edited}, nil)
+	publishTree(t, pub, 1)
+	makeTree(t, dst, map[string][]byte{"lib/keep.so": keep, "bin/app.bin": app}, nil)
+	var c rollsum.Chunks
+	c.Write(keep)
+	want := c.Sums()
+	for _, run := range []struct {
+		name string
+		want []uint32
+	}{{"hashed", want}, {"vouched for by the state", nil}} {
+		var got *stages.Seed
+		o := mirrorOpts(pub, dst)
+		o.seeds = func(seeds []stages.Seed) {
+			for i := range seeds {
+				if filepath.Base(seeds[i].Name) == "keep.so" {
+					got = &seeds[i]
+				}
+			}
+		}
+		if _, err := Mirror(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		compareTrees(t, pub, dst, false)
+		if got == nil || !got.Aligned || !slices.Equal(got.ChunkSums, run.want) {
+			t.Fatalf("%s: seed of keep.so %+v; want aligned, with %d chunk sums", run.name, got, len(run.want))
+		}
+		// The next run has app.bin to rebuild again.
+		copy(edited[80<<10:], treeData(44, 2000))
+		makeTree(t, pub, map[string][]byte{"bin/app.bin": edited}, nil)
+		publishTree(t, pub, 2)
 	}
 }

@@ -99,3 +99,39 @@ func BenchmarkRoll(b *testing.B) {
 		_ = s
 	}
 }
+
+// The checksum of a block made of chunks, from the chunks' checksums, is
+// the block's, wherever the writes to Chunks are cut, past the data's end
+// too (zeros).
+func TestChunksCombine(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 2047, 2048, 2049, 4096, 3*4096 + 5, 65536 + 100} {
+		d := make([]byte, n)
+		for i := range d {
+			d[i] = byte(rng.Uint32())
+		}
+		var c Chunks
+		for rest := d; len(rest) > 0; {
+			k := min(len(rest), rng.IntN(5000))
+			c.Write(rest[:k])
+			rest = rest[k:]
+		}
+		sums := c.Sums()
+		if want := (n + ChunkSize - 1) / ChunkSize; len(sums) != want {
+			t.Fatalf("%d bytes: %d chunk sums, want %d", n, len(sums), want)
+		}
+		padded := make([]byte, (len(sums)+4)*ChunkSize)
+		copy(padded, d)
+		for _, k := range []int{1, 2, 4} {
+			for j := 0; j < len(sums); j += k {
+				want := naive(padded[j*ChunkSize : (j+k)*ChunkSize])
+				if got := Combine(sums[j:], k); got != want {
+					t.Errorf("%d bytes, block of %d chunks at chunk %d: %+v, want %+v", n, k, j, got, want)
+				}
+			}
+		}
+		if again := c.Sums(); len(again) != 0 {
+			t.Errorf("Sums did not start afresh: %d sums", len(again))
+		}
+	}
+}

@@ -41,4 +41,15 @@ type Seed struct {
 	// Data shifted by anything but whole blocks (an insertion before it,
 	// the seed appended to a file of another length) is not found.
 	Aligned bool
+	// ChunkSums, for an Aligned seed, are the rolling checksums
+	// (rollsum.Sum.Packed) of its consecutive rollsum.ChunkSize-byte
+	// chunks, the last one padded with zeros (rollsum.Chunks), from a
+	// caller that read the seed already, to hash it. When the block size
+	// is a multiple of the chunk size, a segment of the seed in which no
+	// block has the checksums of a block looked for is passed over without
+	// being read. Sums that do not describe the seed (it changed since
+	// they were made) can only make the scan miss what it would have found
+	// in such a segment, or read one for nothing; sums of another number
+	// of chunks than the seed's Size has are not used.
+	ChunkSums []uint32
 }

@@ -492,6 +492,10 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 	ix := d.ix
 	bs := int64(ix.bs)
 	s := d.seeds[seg.seed]
+	if s.Aligned && d.passOver(s, seg) {
+		d.scannedSegment(seg, false)
+		return nil
+	}
 	// The segment, plus seq blocks after it, zero-padded past the seed's
 	// end: zsync pads seeds with zeros so a short last block can match.
 	want := seg.end - seg.start + int64(ix.seq)*bs
@@ -558,13 +562,62 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 		}
 		t0 = t1
 	}
-	if d.opts.Progress != nil && !seg.pass.again {
+	if err == nil {
+		d.scannedSegment(seg, found)
+	} else if d.opts.Progress != nil && !seg.pass.again {
 		d.opts.Progress(d.scanned.Add(seg.end - seg.start))
 	}
-	if d.opts.Scanned != nil && !seg.pass.again && err == nil {
+	return err
+}
+
+// scannedSegment reports a segment of the first pass scanned (Progress,
+// Scanned).
+func (d *delta) scannedSegment(seg segment, found bool) {
+	if seg.pass.again {
+		return
+	}
+	if d.opts.Progress != nil {
+		d.opts.Progress(d.scanned.Add(seg.end - seg.start))
+	}
+	if d.opts.Scanned != nil {
 		d.opts.Scanned(seg.seed, seg.start, seg.end, found)
 	}
-	return err
+}
+
+// passOver reports whether the segment seg of the aligned seed s can be
+// passed over unread: the seed's chunk checksums (Seed.ChunkSums) give
+// every block at a multiple of the block size in the segment a key (with
+// the next block's, for seq_matches 2) that the index's filters refuse,
+// and none is the last block's checksum, which scanAligned tries apart.
+// Those are the offsets scanAligned looks at, and the checks it makes
+// before it reads anything more than the blocks' checksums.
+func (d *delta) passOver(s Seed, seg segment) bool {
+	ix := d.ix
+	bs := int64(ix.bs)
+	const c = rollsum.ChunkSize
+	if len(s.ChunkSums) == 0 || bs%c != 0 || int64(len(s.ChunkSums)) != (s.Size+c-1)/c {
+		return false
+	}
+	k := int(bs / c)
+	sum := func(o int64) uint32 { // the block at offset o, zero-padded
+		j := int(o / c)
+		if j >= len(s.ChunkSums) {
+			return rollsum.Combine(nil, k).Packed() & ix.mask
+		}
+		return rollsum.Combine(s.ChunkSums[j:], k).Packed() & ix.mask
+	}
+	last := ix.lastRsum()
+	for o := (seg.start + bs - 1) / bs * bs; o < seg.end; o += bs {
+		r0 := sum(o)
+		key := uint64(r0)
+		if ix.seq == 2 {
+			key = key<<32 | uint64(sum(o+bs))
+		}
+		if ix.maybe(key) || uint64(r0) == last {
+			return false
+		}
+	}
+	return true
 }
 
 // buffer returns a segment buffer of at least n bytes: a free one, or a
