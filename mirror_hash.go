@@ -188,11 +188,11 @@ func (m *mirrorRun) freshHash(rel string, fi os.FileInfo, onlyFresh bool) string
 
 // hashQueue hashes local files on a few goroutines, the largest of those
 // queued first, recording each result in the run's state (m.hashed,
-// m.st). A file is hashed on one core, so a large file taken last is
-// hashed alone while the other cores wait: SciPy's 36 MB
-// libscipy_openblas, the last entry of its index, was, in the order the
-// files were queued (the hash phase ended at 0.053 s on average, against
-// 0.045 s largest first; 6 alternating runs from 1.14.0 to 1.14.1).
+// m.st). A file is hashed on one core: taken in the order they were
+// queued, SciPy's 36 MB libscipy_openblas, the last entry of its index,
+// was hashed alone at the end while the other core waited (the hash phase
+// of 1.14.0 -> 1.14.1 ended at 0.053 s on average, and at 0.045 s largest
+// first; 6 alternating runs).
 type hashQueue struct {
 	m       *mirrorRun
 	mu      sync.Mutex
@@ -279,14 +279,15 @@ func (q *hashQueue) work() {
 		rel := f.rel
 		// The chunk checksums of a file that may be an aligned seed of
 		// the scan (two blocks or more), made from the same reads.
+		withChunks := f.size >= 2*rollsum.ChunkSize
 		var w hash.Hash = h
-		if f.size >= 2*rollsum.ChunkSize {
+		if withChunks {
 			w = both
 		}
 		sum, fi, err := hashFileWith(m.dirOf(rel))(buf, w)
 		var sums []uint32
-		if w == both {
-			sums = chunks.Sums()
+		if withChunks {
+			sums = chunks.Sums() // and starts afresh, also after an error
 		}
 		m.mu.Lock()
 		if m.hashed == nil {

@@ -600,10 +600,7 @@ func (d *delta) passOver(s Seed, seg segment) bool {
 	}
 	k := int(bs / c)
 	sum := func(o int64) uint32 { // the block at offset o, zero-padded
-		j := int(o / c)
-		if j >= len(s.ChunkSums) {
-			return rollsum.Combine(nil, k).Packed() & ix.mask
-		}
+		j := min(int(o/c), len(s.ChunkSums))
 		return rollsum.Combine(s.ChunkSums[j:], k).Packed() & ix.mask
 	}
 	last := ix.lastRsum()
