@@ -27,6 +27,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
 	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
+	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/seedscan"
 	"github.com/zsyncpipe/zsyncpipe/simd"
 	"github.com/zsyncpipe/zsyncpipe/source"
@@ -339,16 +340,18 @@ type mirrorRun struct {
 	// are then fetched whole, without their control files (see
 	// wholeWithoutSeeds).
 	seedless         bool
-	bufs             sync.Pool           // *[]byte of hashBufSize, for hashLocal
-	join             hashJoin            // the index and the walk meet here (mirror_hash.go)
-	hq               *hashQueue          // hashes local files from the start
-	hashed           map[string]string   // local files hashed by this run ("" unreadable); guarded by mu
-	chunkSums        map[string][]uint32 // their chunk checksums, for the scan (stages.Seed.ChunkSums); guarded by mu
-	bg               sync.WaitGroup      // the index's cache being written, unchanged files retouched
-	bgErr            error               // of those; guarded by mu
-	unchanged        map[string]bool     // local files that are the same in the new tree
-	touched          atomic.Bool         // something in Dir was created, replaced or removed
-	byHash           map[string]string   // SHA-256 hex → local path holding that content
+	bufs             sync.Pool                  // *[]byte of hashBufSize, for hashLocal
+	join             hashJoin                   // the index and the walk meet here (mirror_hash.go)
+	hq               *hashQueue                 // hashes local files from the start
+	hashed           map[string]string          // local files hashed by this run ("" unreadable); guarded by mu
+	chunkSums        map[string][]uint32        // their chunk checksums, for the scan (stages.Seed.ChunkSums); guarded by mu
+	learnt           map[string][]uint32        // chunk checksums learnt this run, by content (mirror_chunks.go); guarded by mu
+	storedChunks     func() map[string][]uint32 // those earlier runs kept, read once, beside the run's start
+	bg               sync.WaitGroup             // the index's cache being written, unchanged files retouched
+	bgErr            error                      // of those; guarded by mu
+	unchanged        map[string]string          // local files that are the same in the new tree: their SHA-256, hex
+	touched          atomic.Bool                // something in Dir was created, replaced or removed
+	byHash           map[string]string          // SHA-256 hex → local path holding that content
 	jobs             []*fileJob
 	filesDone        atomic.Int64
 	reused, fetched  atomic.Int64
@@ -486,6 +489,8 @@ func (m *mirrorRun) fail(err error) {
 // on the server during the run and the caller should start again.
 func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	m.st = loadMirrorState(m.meta, m.opts.URL)
+	m.storedChunks = sync.OnceValue(func() map[string][]uint32 { return loadChunks(m.meta) })
+	go m.storedChunks()
 	defer m.prefetching.Wait()
 	defer m.bg.Wait()
 	m.progress("index", true)
@@ -610,6 +615,7 @@ func (m *mirrorRun) run(ctx context.Context) (changed bool, err error) {
 	}
 	end()
 	m.cleanParts()
+	m.saveChunks()
 	m.progress("finish", true)
 	return false, nil
 }
@@ -770,7 +776,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 	// Maps of their final size at once: growing them costs more than
 	// filling them on a tree of 10,000 files.
 	m.byHash = make(map[string]string, len(m.local))
-	m.unchanged = make(map[string]bool, len(m.idx.Entries))
+	m.unchanged = make(map[string]string, len(m.idx.Entries))
 	m.seedless = !m.hasLocalData()
 	m.prefetchControls(ctx)
 	// Files whose size matches but whose content the state cannot vouch
@@ -822,7 +828,7 @@ func (m *mirrorRun) classify(ctx context.Context) error {
 		hx := e.Hex()
 		if fi != nil && fi.Size() == e.Size && trusted[e.Path] == hx {
 			m.sum.Unchanged++
-			m.unchanged[e.Path] = true
+			m.unchanged[e.Path] = hx
 			if !m.opts.DryRun && (treeindex.ModeOf(fi.Mode()) != e.Mode || !e.MTime.IsZero() && !fi.ModTime().Equal(e.MTime)) {
 				retouch = append(retouch, e)
 			}
@@ -1999,7 +2005,15 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	m.mu.Lock()
 	chunkSums := m.chunkSums
 	m.chunkSums = nil
+	hashed := m.hashed
 	m.mu.Unlock()
+	for rel, sums := range chunkSums {
+		m.learnChunks(hashed[rel], sums)
+	}
+	// Kept files with neither are read at block boundaries as the scan
+	// goes, and what it reads gives theirs for the next run.
+	stored := m.storedChunks()
+	var collect chunkCollector
 	seen := map[string]bool{}
 	add := func(rel string, aligned bool) {
 		fi := m.local[rel]
@@ -2010,10 +2024,15 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		p := filepath.Join(m.dir, filepath.FromSlash(rel))
 		var sums []uint32
 		if aligned {
-			sums = chunkSums[rel]
+			if sums = chunkSums[rel]; sums == nil {
+				sums = stored[m.unchanged[rel]]
+			}
+			if sums == nil && write {
+				collect.expect(len(seeds), fi.Size(), m.unchanged[rel])
+			}
 		}
 		seeds = append(seeds, stages.Seed{Name: p, R: seedFile{files, p}, Size: fi.Size(), Aligned: aligned, ChunkSums: sums})
-		if !m.unchanged[rel] && fi.Size() >= dropCacheMin {
+		if m.unchanged[rel] == "" && fi.Size() >= dropCacheMin {
 			drop = append(drop, p)
 			early.add(len(seeds)-1, p, fi.Size())
 		}
@@ -2024,7 +2043,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	}
 	for _, rel := range m.localSorted() {
 		switch {
-		case !m.unchanged[rel] || m.opts.ScanUnchanged:
+		case m.unchanged[rel] == "" || m.opts.ScanUnchanged:
 			add(rel, false)
 		case !m.opts.SkipUnchanged && m.local[rel].Size() >= 2*minBS:
 			add(rel, true)
@@ -2053,8 +2072,12 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	}
 	if write {
 		so.Scanned = early.scanned
+		if collect.files != nil {
+			so.ChunkSums = collect.report
+		}
 	}
 	ms, err := seedscan.Scan(ctx, targets, seeds, so)
+	collect.complete(m.learnChunks)
 	end()
 	m.event("scanned", nil)
 	if err == nil {
@@ -2333,10 +2356,14 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	}
 	h := sha256.New()
 	b := m.buf()
-	n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(r, j.e.Size+1), *b)
+	var chunks rollsum.Chunks // for the next runs (mirror_chunks.go)
+	n, err := io.CopyBuffer(io.MultiWriter(w, h, &chunks), io.LimitReader(r, j.e.Size+1), *b)
 	m.bufs.Put(b)
 	if err == nil && (n != j.e.Size || !bytes.Equal(h.Sum(nil), j.e.SHA256)) {
 		err = m.mismatch(j, n)
+	}
+	if err == nil && n >= 2*rollsum.ChunkSize {
+		m.learnChunks(j.hex, chunks.Sums())
 	}
 	return m.finishTmp(j, w, tmp, over, n, err)
 }
@@ -2355,6 +2382,11 @@ func (m *mirrorRun) writeVerifiedBytes(j *fileJob, content []byte) error {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}
 	n, err := w.Write(content)
+	if err == nil && len(content) >= 2*rollsum.ChunkSize {
+		var chunks rollsum.Chunks // for the next runs (mirror_chunks.go)
+		chunks.Write(content)
+		m.learnChunks(j.hex, chunks.Sums())
+	}
 	return m.finishTmp(j, w, tmp, over, int64(n), err)
 }
 

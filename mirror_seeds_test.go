@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -127,44 +128,72 @@ func TestMirrorSkim(t *testing.T) {
 }
 
 // The local files a run hashes give the scan their chunk checksums, so
-// that an unchanged file is read only where a block looked for may be
-// (stages.Seed.ChunkSums); a file the state vouches for was not read and
-// has none.
+// that a kept file is read only where a block looked for may be
+// (stages.Seed.ChunkSums), and the run keeps them for the next runs
+// (MirrorStateDir/chunks), with those of the kept files the scan read
+// whole: a file the state vouches for, which is not read again, has them
+// from there. A chunks file that is not whole is ignored.
 func TestMirrorChunkSums(t *testing.T) {
 	tmp := t.TempDir()
-	keep, app := treeData(41, 64<<10+100), treeData(42, 100<<10)
+	keep, app, made := treeData(41, 64<<10+100), treeData(42, 100<<10), treeData(45, 40<<10+7)
+	small := treeData(46, 6<<10+5) // fetched whole: its checksums come from the fetch
 	edited := slices.Clone(app)
 	copy(edited[50<<10:], treeData(43, 2000))
 	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
-	makeTree(t, pub, map[string][]byte{"lib/keep.so": keep, "bin/app.bin": edited}, nil)
+	// made.so and small.so are new in the first generation: the mirror
+	// writes them and never hashes them; made.so is rebuilt from blocks,
+	// small.so fetched whole.
+	makeTree(t, pub, map[string][]byte{"lib/keep.so": keep, "lib/made.so": made, "lib/small.so": small, "bin/app.bin": edited}, nil)
 	publishTree(t, pub, 1)
 	makeTree(t, dst, map[string][]byte{"lib/keep.so": keep, "bin/app.bin": app}, nil)
-	var c rollsum.Chunks
-	c.Write(keep)
-	want := c.Sums()
-	for _, run := range []struct {
-		name string
-		want []uint32
-	}{{"hashed", want}, {"vouched for by the state", nil}} {
-		var got *stages.Seed
+	sumsOf := func(b []byte) []uint32 {
+		var c rollsum.Chunks
+		c.Write(b)
+		return c.Sums()
+	}
+	for gen, run := range []struct {
+		name              string
+		keep, made, small []uint32 // the seeds' ChunkSums; made.so and small.so are no seeds in the first run
+		garble            bool     // the chunks file is cut short before the run
+	}{
+		{"hashed", sumsOf(keep), nil, nil, false},
+		{"kept by the first run; made.so read whole", sumsOf(keep), nil, sumsOf(small), false},
+		{"kept by the second run", sumsOf(keep), sumsOf(made), sumsOf(small), false},
+		{"chunks file cut short", nil, nil, nil, true},
+	} {
+		if run.garble {
+			p := filepath.Join(dst, MirrorStateDir, chunksFile)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, data[:len(data)-3], 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := map[string]*stages.Seed{}
 		o := mirrorOpts(pub, dst)
 		o.seeds = func(seeds []stages.Seed) {
 			for i := range seeds {
-				if filepath.Base(seeds[i].Name) == "keep.so" {
-					got = &seeds[i]
-				}
+				got[filepath.Base(seeds[i].Name)] = &seeds[i]
 			}
 		}
 		if _, err := Mirror(context.Background(), o); err != nil {
 			t.Fatal(err)
 		}
 		compareTrees(t, pub, dst, false)
-		if got == nil || !got.Aligned || !slices.Equal(got.ChunkSums, run.want) {
-			t.Fatalf("%s: seed of keep.so %+v; want aligned, with %d chunk sums", run.name, got, len(run.want))
+		for name, want := range map[string][]uint32{"keep.so": run.keep, "made.so": run.made, "small.so": run.small} {
+			s := got[name]
+			if name != "keep.so" && gen == 0 {
+				continue
+			}
+			if s == nil || !s.Aligned || !slices.Equal(s.ChunkSums, want) {
+				t.Fatalf("%s: seed of %s %+v; want aligned, with %d chunk sums", run.name, name, s, len(want))
+			}
 		}
 		// The next run has app.bin to rebuild again.
-		copy(edited[80<<10:], treeData(44, 2000))
+		copy(edited[80<<10+gen*100:], treeData(uint64(44+gen), 2000))
 		makeTree(t, pub, map[string][]byte{"bin/app.bin": edited}, nil)
-		publishTree(t, pub, 2)
+		publishTree(t, pub, uint64(gen+2))
 	}
 }

@@ -67,6 +67,10 @@ type Options struct {
 	// numbers that are positions in seeds: after it, only Extend reads
 	// seed data, and only next to blocks found.
 	Scanned func(seed int, start, end int64, found bool)
+	// ChunkSums, if set, is stages.DeltaOptions.ChunkSums for every scan
+	// of the seeds, with seed numbers that are positions in seeds (the
+	// scans of several block layouts report the same sums again).
+	ChunkSums func(seed int, start int64, sums []uint32)
 }
 
 // ErrLayout is wrapped by the error for a target whose control file cannot
@@ -256,6 +260,11 @@ func (g *group) scan(ctx context.Context, seeds []stages.Seed, opts Options, las
 		if last && opts.Scanned != nil {
 			do.Scanned = func(seed int, from, to int64, found bool) {
 				opts.Scanned(start+seed, from, to, found)
+			}
+		}
+		if opts.ChunkSums != nil {
+			do.ChunkSums = func(seed int, from int64, sums []uint32) {
+				opts.ChunkSums(start+seed, from, sums)
 			}
 		}
 		if _, err = stages.Delta(ctx, g.f, batch, do); err != nil {

@@ -135,3 +135,43 @@ func TestDeltaAlignedSeedChunkSums(t *testing.T) {
 		}
 	}
 }
+
+// The first pass reports the chunk checksums of every segment of an
+// aligned seed it reads (DeltaOptions.ChunkSums): together, the seed's
+// (rollsum.Chunks); none for a seed read at every offset.
+func TestDeltaReportsChunkSums(t *testing.T) {
+	const bs = 2048
+	const seg = 1 << 20
+	seed := randData(33, 2*seg+3000)
+	other := randData(34, seg)
+	target := cat(other[:5*bs], seed[10*bs:40*bs])
+	var c rollsum.Chunks
+	c.Write(seed)
+	want := c.Sums()
+	f := makeControl(t, target, bs, seq2)
+	for _, aligned := range []bool{true, false} {
+		var mu sync.Mutex
+		got := make([]uint32, len(want))
+		calls := 0
+		opts := DeltaOptions{SegmentSize: seg, Workers: 2, ChunkSums: func(seed int, start int64, sums []uint32) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if seed != 0 || start%rollsum.ChunkSize != 0 || int(start/rollsum.ChunkSize)+len(sums) > len(got) {
+				t.Errorf("seed %d, start %d, %d sums", seed, start, len(sums))
+				return
+			}
+			copy(got[start/rollsum.ChunkSize:], sums)
+		}}
+		s := Seed{Name: "seed", R: bytes.NewReader(seed), Size: int64(len(seed)), Aligned: aligned}
+		if _, err := Delta(context.Background(), f, []Seed{s}, opts); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case aligned && (calls != 3 || !slices.Equal(got, want)):
+			t.Errorf("aligned: %d calls, sums equal to the seed's: %v", calls, slices.Equal(got, want))
+		case !aligned && calls != 0:
+			t.Errorf("read at every offset: %d calls, want none", calls)
+		}
+	}
+}

@@ -61,6 +61,15 @@ type DeltaOptions struct {
 	// stretch again: a caller may drop its cached pages. It may be called
 	// from several goroutines at once.
 	Scanned func(seed int, start, end int64, found bool)
+	// ChunkSums, if set, is called for every segment of an Aligned seed
+	// that the first pass reads, with the rolling checksums
+	// (rollsum.Sum.Packed) of the rollsum.ChunkSize-byte chunks of the
+	// seed from offset start (a multiple of the chunk size) to the
+	// segment's end, the seed's last chunk padded with zeros. The
+	// segments of a pass cover each seed, so a caller that collects them
+	// has the seed's Seed.ChunkSums for a later scan. sums is valid only
+	// during the call. It may be called from several goroutines at once.
+	ChunkSums func(seed int, start int64, sums []uint32)
 
 	// Skim, when positive, lets the scan skim over seed data that holds
 	// nothing of the target. After Skim bytes of a tile (see SegmentSize)
@@ -514,6 +523,9 @@ func (d *delta) scan(ctx context.Context, seg segment) error {
 	}
 	clear(buf[avail:])
 	err = nil // ReadAt may say io.EOF with all it was asked for
+	if s.Aligned && d.opts.ChunkSums != nil && !seg.pass.again {
+		d.chunkSums(seg, buf[:min(avail, seg.end-seg.start)])
+	}
 	mp, _ := d.masks.Get().(*[]uint64)
 	if mp == nil {
 		m := make([]uint64, len(seg.pass.known))
@@ -582,6 +594,28 @@ func (d *delta) scannedSegment(seg segment, found bool) {
 	if d.opts.Scanned != nil {
 		d.opts.Scanned(seg.seed, seg.start, seg.end, found)
 	}
+}
+
+// chunkSums reports the chunk checksums of data, the part of the segment
+// seg of an aligned seed that is in the seed, to DeltaOptions.ChunkSums:
+// the seed's last chunk is padded with the zeros that follow data in the
+// segment's buffer.
+func (d *delta) chunkSums(seg segment, data []byte) {
+	const c = rollsum.ChunkSize
+	if seg.start%c != 0 || len(data) == 0 {
+		return
+	}
+	sums := make([]uint32, 0, (len(data)+c-1)/c)
+	full := len(data) / c * c
+	for i := 0; i < full; i += c {
+		sums = append(sums, rollsum.Block(data[i:i+c]).Packed())
+	}
+	if full < len(data) {
+		var last [c]byte
+		copy(last[:], data[full:])
+		sums = append(sums, rollsum.Block(last[:]).Packed())
+	}
+	d.opts.ChunkSums(seg.seed, seg.start, sums)
 }
 
 // passOver reports whether the segment seg of the aligned seed s can be
