@@ -83,10 +83,11 @@ type MirrorOptions struct {
 	// the block size (stages.Seed.Aligned): their data is found where a
 	// target holds it in whole blocks of theirs (a copy, a library
 	// concatenated to other files at a block boundary, a file cut at one),
-	// at a small part of the cost of rolling through them; a kept file the
-	// run hashed (no state vouched for it) is read only in the segments
-	// where the chunk checksums recorded while hashing it say a block
-	// looked for may be (stages.Seed.ChunkSums).
+	// at a small part of the cost of rolling through them; a kept file is
+	// read only in the segments where its chunk checksums, when the run
+	// has them (it hashed the file, or an earlier run kept them in
+	// MirrorStateDir/chunks), say a block looked for may be
+	// (stages.Seed.ChunkSums).
 	SkipUnchanged bool
 	// ScanUnchanged scans the files the new tree keeps unchanged in full
 	// too, at every byte offset: it also finds their data where a target
