@@ -2357,13 +2357,18 @@ func (m *mirrorRun) writeVerified(j *fileJob, r io.Reader) error {
 	}
 	h := sha256.New()
 	b := m.buf()
-	var chunks rollsum.Chunks // for the next runs (mirror_chunks.go)
-	n, err := io.CopyBuffer(io.MultiWriter(w, h, &chunks), io.LimitReader(r, j.e.Size+1), *b)
+	dst := io.MultiWriter(w, h)
+	var chunks *rollsum.Chunks // for the next runs (mirror_chunks.go)
+	if j.e.Size >= 2*rollsum.ChunkSize {
+		chunks = new(rollsum.Chunks)
+		dst = io.MultiWriter(w, h, chunks)
+	}
+	n, err := io.CopyBuffer(dst, io.LimitReader(r, j.e.Size+1), *b)
 	m.bufs.Put(b)
 	if err == nil && (n != j.e.Size || !bytes.Equal(h.Sum(nil), j.e.SHA256)) {
 		err = m.mismatch(j, n)
 	}
-	if err == nil && n >= 2*rollsum.ChunkSize {
+	if err == nil && chunks != nil {
 		m.learnChunks(j.hex, chunks.Sums())
 	}
 	return m.finishTmp(j, w, tmp, over, n, err)
