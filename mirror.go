@@ -2557,6 +2557,7 @@ func (m *mirrorRun) finishJob(j *fileJob) {
 	if fi != nil {
 		m.record(j.e.Path, fi, j.hex)
 	}
+	m.dropWritten(j, dst)
 	m.saveStateSometimes()
 	m.filesDone.Add(1)
 	m.progress("fetch", false)

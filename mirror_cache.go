@@ -31,6 +31,27 @@ func (m *mirrorRun) dropCache(paths []string) {
 // dropCacheMin is the smallest file dropCache drops the pages of.
 const dropCacheMin = 256 << 10
 
+// dropWritten drops the cached pages of a file the run wrote, now renamed
+// into place at dst, when it is dropCacheMin or larger and flushed: its
+// pages are clean then (a flush covered it before the rename), nothing in
+// the run reads it again, and the files the run writes after it reuse
+// them. rsync, which renames each new file over its old one as soon as it
+// is written, gets the same from the pages the old version frees; the
+// mirror keeps the old versions until the scan has read them all and has
+// dropped most of their pages by then (dropCache), so a run writing more
+// than it drops took pages the system had not touched for a while for the
+// last rebuilds — on a virtual machine that hands free memory back to its
+// host, a fault in the host each (docs/trees.md, "What runs when"). With
+// NoFsync the pages may still be dirty, and dropping them would start
+// their writeback: they stay. A file other jobs copy from stays cached for
+// them. A failure only leaves the pages cached.
+func (m *mirrorRun) dropWritten(j *fileJob, dst string) {
+	if m.opts.NoFsync || j.e.Size < dropCacheMin || len(j.dups) > 0 {
+		return
+	}
+	osfile.DropCache(dst)
+}
+
 // scanDropper drops the cached pages of the local files the scan reads for
 // the last time (those dropCache drops after it) while the scan runs:
 // every stretch of such a file whose segments the scan has all read

@@ -122,3 +122,50 @@ func cacheClean(t *testing.T, p string) {
 		t.Fatal(err)
 	}
 }
+
+// TestMirrorDropsWrittenCache: a file of 256 KiB or more that the run
+// wrote is out of the page cache once it is renamed into place, where the
+// run flushes what it writes (its pages are clean then; the files written
+// after it reuse them); smaller ones stay cached, and with NoFsync, whose
+// pages may still be dirty, every written file stays.
+func TestMirrorDropsWrittenCache(t *testing.T) {
+	for _, noFsync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-fsync=%v", noFsync), func(t *testing.T) {
+			tmp := pagecachetest.TempDir(t)
+			pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+			const size = 512 << 10
+			old := treeData(721, size)
+			changed := bytes.Clone(old)
+			changed[size/2] ^= 0xff
+			makeTree(t, dst, map[string][]byte{"chg/big": old}, nil)
+			makeTree(t, pub, map[string][]byte{
+				"chg/big":   changed,               // rebuilt from its old version
+				"new/big":   treeData(722, size),   // nothing local: fetched
+				"new/small": treeData(723, 16<<10), // below the threshold
+			}, nil)
+			cacheClean(t, filepath.Join(dst, "chg/big"))
+			publishTree(t, pub, 1)
+			url, _ := serveTree(t, pub)
+			o := mirrorOpts(url, dst)
+			o.NoFsync = noFsync
+			if _, err := Mirror(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			for _, rel := range []string{"chg/big", "new/big", "new/small"} {
+				p := filepath.Join(dst, rel)
+				want, _ := os.ReadFile(filepath.Join(pub, rel))
+				// Count before reading the file back, which caches it.
+				r, n := pagecachetest.Count(t, p)
+				if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("%s: not the published content (%v)", rel, err)
+				}
+				switch dropped := !noFsync && rel != "new/small"; {
+				case dropped && r != 0:
+					t.Errorf("%s: %d of %d pages cached after the run, want none", rel, r, n)
+				case !dropped && r != n:
+					t.Errorf("%s: %d of %d pages cached after the run, want all", rel, r, n)
+				}
+			}
+		})
+	}
+}
