@@ -379,7 +379,8 @@ type mirrorRun struct {
 	// goroutines of their own, so that the next syncfs need not wait for
 	// them (see syncAll).
 	renaming             sync.WaitGroup
-	flushFailed          atomic.Bool // a syncfs failed: see syncAll
+	flushFailed          atomic.Bool  // a syncfs failed: see syncAll
+	dropped              atomic.Int64 // bytes of cached pages dropped, of local files and written ones (see dropWritten)
 	pendFiles, pendBytes atomic.Int64
 	emu                  sync.Mutex  // guards holding, held
 	holding              bool        // see hold
@@ -1997,7 +1998,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 	// than a process may hold open).
 	files := osfile.NewReaders(seedFilesOpen)
 	defer files.Close()
-	var drop []string // read for the last time by the scan (see dropCache)
+	var drop []dropSeed // read for the last time by the scan (see dropCache)
 	// Drops as the scan goes, clear of what Extend reads (see scanDropper).
 	early := newScanDropper(seedscan.ExtendReach * maxBS)
 	// What the hashing learnt of the files it read (none with a state
@@ -2034,7 +2035,7 @@ func (m *mirrorRun) scan(ctx context.Context, jobs []*fileJob, write bool) error
 		}
 		seeds = append(seeds, stages.Seed{Name: p, R: seedFile{files, p}, Size: fi.Size(), Aligned: aligned, ChunkSums: sums})
 		if m.unchanged[rel] == "" && fi.Size() >= dropCacheMin {
-			drop = append(drop, p)
+			drop = append(drop, dropSeed{p, fi.Size()})
 			early.add(len(seeds)-1, p, fi.Size())
 		}
 		m.scanTotal += fi.Size()

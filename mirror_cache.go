@@ -16,15 +16,17 @@ import (
 // host when the system runs in a virtual machine that hands free memory
 // back (see docs/trees.md, "What runs when"). A failure only leaves the
 // pages cached. Most of those pages are gone by then: scanDropper drops
-// the stretches in which the scan found nothing while it runs.
-func (m *mirrorRun) dropCache(paths []string) {
-	if len(paths) == 0 {
+// the stretches in which the scan found nothing while it runs. Their bytes
+// count in m.dropped (see dropWritten).
+func (m *mirrorRun) dropCache(files []dropSeed) {
+	if len(files) == 0 {
 		return
 	}
 	end := m.phase("drop cache")
 	defer end()
-	for _, p := range paths {
-		osfile.DropCache(p)
+	for _, f := range files {
+		osfile.DropCache(f.path)
+		m.dropped.Add(f.size)
 	}
 }
 
@@ -32,21 +34,29 @@ func (m *mirrorRun) dropCache(paths []string) {
 const dropCacheMin = 256 << 10
 
 // dropWritten drops the cached pages of a file the run wrote, now renamed
-// into place at dst, when it is dropCacheMin or larger and flushed: its
-// pages are clean then (a flush covered it before the rename), nothing in
-// the run reads it again, and the files the run writes after it reuse
-// them. rsync, which renames each new file over its old one as soon as it
-// is written, gets the same from the pages the old version frees; the
-// mirror keeps the old versions until the scan has read them all and has
-// dropped most of their pages by then (dropCache), so a run writing more
-// than it drops took pages the system had not touched for a while for the
-// last rebuilds — on a virtual machine that hands free memory back to its
-// host, a fault in the host each (docs/trees.md, "What runs when"). With
-// NoFsync the pages may still be dirty, and dropping them would start
-// their writeback: they stay. A file other jobs copy from stays cached for
-// them. A failure only leaves the pages cached.
+// into place at dst, while the run has freed fewer bytes of cached pages
+// than it writes (m.dropped against m.total): the files written after it
+// reuse them. rsync, which renames each new file over its old one as soon
+// as it is written, gets that from the pages the old version frees; the
+// mirror keeps the old versions until the scan has read them all, and
+// drops their pages then (dropCache), which is as much as it writes when
+// a tree changes in place (go1.24.4 -> go1.24.5: 123 MB dropped, 124 MB
+// written), but not when it grows or gains files (go1.22.12 -> go1.24.5:
+// 118 MB dropped, 190 MB written): the last rebuilds then wrote into pages
+// the system had not touched for seconds, which on a virtual machine that
+// hands free memory back to its host cost a fault in the host each
+// (docs/trees.md, "What runs when"). Dropping more than that only costs
+// the time to free them. A file's pages are dropped only when they are
+// clean: it is dropCacheMin or larger and was flushed before its rename
+// (not with NoFsync, where dropping would start their writeback). A file
+// other jobs copy from stays cached for them. A failure only leaves the
+// pages cached.
 func (m *mirrorRun) dropWritten(j *fileJob, dst string) {
 	if m.opts.NoFsync || j.e.Size < dropCacheMin || len(j.dups) > 0 {
+		return
+	}
+	if m.dropped.Add(j.e.Size)-j.e.Size >= m.total {
+		m.dropped.Add(-j.e.Size) // enough freed: this one stays
 		return
 	}
 	osfile.DropCache(dst)
