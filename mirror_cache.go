@@ -46,8 +46,12 @@ const dropCacheMin = 256 << 10
 // the system had not touched for seconds, which on a virtual machine that
 // hands free memory back to its host cost a fault in the host each
 // (docs/trees.md, "What runs when"). Dropping more than that only costs
-// the time to free them. A file's pages are dropped only when they are
-// clean: it is dropCacheMin or larger and was flushed before its rename
+// the time to free them. Files under dropCacheMin stay: the kernel keeps
+// the small folios of a small file, once freed, in per-CPU lists of their
+// own size, which do not serve the larger folios of the writes after it
+// (docs/trees-measurements.md, "Where it stands: twenty-seventh session").
+// A file's pages are dropped only when they are clean: it was flushed
+// before its rename
 // (not with NoFsync, where dropping would start their writeback). A file
 // other jobs copy from stays cached for them. A failure only leaves the
 // pages cached.
@@ -92,7 +96,7 @@ type scanDropper struct {
 	done map[int][]span // by seed number: the stretches scanned without a find, sorted, merged
 }
 
-// dropSeed is a file scanDropper drops the pages of.
+// dropSeed is a file scanDropper or dropCache drops the pages of.
 type dropSeed struct {
 	path string
 	size int64
