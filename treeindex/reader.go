@@ -80,10 +80,7 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	if *hl.Version < 1 || *hl.Version > Version {
 		return nil, fmt.Errorf("%w: version %d (this reader knows 1 to %d)", ErrVersion, *hl.Version, Version)
 	}
-	if hl.Entries < 0 || hl.Entries > ir.max {
-		return nil, fmt.Errorf("%w: header announces %d entries (at most %d)", ErrFormat, hl.Entries, ir.max)
-	}
-	ir.hdr = Header{Version: *hl.Version, Generation: hl.Generation, Small: hl.Small, Legacy: hl.Legacy, Entries: hl.Entries}
+	ir.hdr = Header{Version: *hl.Version, Generation: hl.Generation, Small: hl.Small, Legacy: hl.Legacy}
 	if hl.Created != "" {
 		t, err := time.Parse(time.RFC3339Nano, hl.Created)
 		if err != nil {
@@ -199,9 +196,6 @@ func (r *Reader) end(t *trailer) error {
 	if t.Count != r.ord.n {
 		return fmt.Errorf("%w: trailer counts %d entries, the index has %d", ErrFormat, t.Count, r.ord.n)
 	}
-	if r.hdr.Entries != 0 && r.hdr.Entries != r.ord.n {
-		return fmt.Errorf("%w: header announced %d entries, the index has %d", ErrFormat, r.hdr.Entries, r.ord.n)
-	}
 	sum := r.sum.Sum(nil)
 	if want, err := hex.DecodeString(t.SHA256); err != nil || !bytes.Equal(want, sum) {
 		return fmt.Errorf("%w: content hash of the entries does not match the trailer", ErrFormat)
@@ -220,13 +214,6 @@ func (r *Reader) end(t *trailer) error {
 // trailer) once Next has returned io.EOF, else nil.
 func (r *Reader) Sum() []byte { return r.final }
 
-// maxAnnounced is the most entries ReadAll makes room for at once on the
-// word of a header (Header.Entries): 48 MiB of entries.
-const maxAnnounced = 1 << 18
-
-// prefaultWindow is how many entries ReadAll backs with memory at a time.
-const prefaultWindow = 1024
-
 // Index is a whole index in memory.
 type Index struct {
 	Header Header
@@ -243,18 +230,11 @@ func ReadAll(r io.Reader, opts ReaderOptions) (*Index, error) {
 		return nil, err
 	}
 	idx := &Index{Header: ir.Header()}
-	// Where the header announces how many entries follow, they go into one
-	// slice of that size (of at most maxAnnounced: a header is not trusted
-	// with more memory than that before its entries are there). Otherwise,
-	// and beyond it, they are gathered in chunks and copied once into a
-	// slice of the right size: appending to one slice would allocate and
-	// copy about five times the final size as it grows.
+	// Entries are gathered in chunks and copied once into a slice of the
+	// right size: appending to one slice would allocate and copy about
+	// five times the final size as it grows.
 	var chunks [][]Entry
 	chunk := make([]Entry, 0, 256)
-	if a := idx.Header.Entries; a > 0 {
-		chunk = make([]Entry, 0, min(a, maxAnnounced))
-	}
-	faulted := 0 // the entries of chunk that prefault.Slice backed
 	n := 0
 	for {
 		e, err := ir.Next()
@@ -267,14 +247,9 @@ func ReadAll(r io.Reader, opts ReaderOptions) (*Index, error) {
 		if len(chunk) == cap(chunk) {
 			chunks = append(chunks, chunk)
 			chunk = make([]Entry, 0, min(2*cap(chunk), 8192))
-			faulted = 0
-		}
-		if len(chunk) == faulted {
-			// Entries hold pointers: written under the collector's write
-			// barrier, which reads each slot first (see prefault). A
-			// window at a time: an announced count is only a claim.
-			faulted = min(faulted+prefaultWindow, cap(chunk))
-			prefault.Slice(chunk[len(chunk):faulted:faulted])
+			// Entries hold pointers: written under the collector's
+			// write barrier, which reads each slot first (see prefault).
+			prefault.Slice(chunk)
 		}
 		chunk = append(chunk, e)
 		n++
@@ -282,11 +257,7 @@ func ReadAll(r io.Reader, opts ReaderOptions) (*Index, error) {
 			opts.Each(&chunk[len(chunk)-1])
 		}
 	}
-	switch {
-	case n == 0:
-	case len(chunks) == 0:
-		idx.Entries = chunk
-	default:
+	if n > 0 {
 		idx.Entries = make([]Entry, 0, n)
 		prefault.Slice(idx.Entries)
 		for _, c := range append(chunks, chunk) {
@@ -306,8 +277,7 @@ func (x *Index) Lookup(p string) (*Entry, bool) {
 	return nil, false
 }
 
-// Write writes x with a Writer: x.Header, announcing len(x.Entries) entries
-// (Header.Entries), then x.Entries. It sets x.Sum.
+// Write writes x with a Writer: x.Header, then x.Entries. It sets x.Sum.
 // A compressed index is compressed by a goroutine of its own while the
 // lines are encoded (55 ms and 30 ms for a Go toolchain tree's index, at
 // the end of every indexing pass).
@@ -344,9 +314,7 @@ func (x *Index) Write(w io.Writer, opts WriterOptions) error {
 
 // write writes x with a Writer whose options are opts.
 func (x *Index) write(w io.Writer, opts WriterOptions) error {
-	h := x.Header
-	h.Entries = int64(len(x.Entries))
-	iw, err := NewWriter(w, h, opts)
+	iw, err := NewWriter(w, x.Header, opts)
 	if err != nil {
 		return err
 	}

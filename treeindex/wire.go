@@ -28,12 +28,6 @@ type Header struct {
 	// Legacy reports that the control files are in the zsync 0.6.2 format
 	// (MD4, SHA-1) rather than spec 0.8. Informative.
 	Legacy bool
-	// Entries, when not 0, is the number of entries that follow, announced
-	// so that a reader can hold them in one slice from the start instead of
-	// growing it: ReadAll does. The trailer's count is checked against it:
-	// an index whose header announces another number is refused. Index.Write
-	// sets it; a Writer writes what it is given.
-	Entries int64
 }
 
 // headerLine is a Header on the wire.
@@ -43,7 +37,6 @@ type headerLine struct {
 	Created    string `json:"created,omitempty"`
 	Small      int64  `json:"small,omitempty"`
 	Legacy     bool   `json:"legacy,omitempty"`
-	Entries    int64  `json:"entries,omitempty"`
 }
 
 // entryLine is an Entry, or the trailer, on the wire. Unknown keys are

@@ -43,7 +43,6 @@ type Writer struct {
 	sums  packContext // of "sums"
 	final []byte
 	err   error
-	count int64 // the entries the header announced, 0 if none
 }
 
 // NewWriter writes the header line h to w and returns a Writer for the
@@ -63,11 +62,7 @@ func NewWriter(w io.Writer, h Header, opts WriterOptions) (*Writer, error) {
 	if h.Created.IsZero() {
 		h.Created = time.Now()
 	}
-	if h.Entries < 0 {
-		return nil, fmt.Errorf("tree index: header announces %d entries", h.Entries)
-	}
-	iw.count = h.Entries
-	hl := headerLine{Version: &v, Generation: h.Generation, Created: h.Created.UTC().Format(time.RFC3339Nano), Small: h.Small, Legacy: h.Legacy, Entries: h.Entries}
+	hl := headerLine{Version: &v, Generation: h.Generation, Created: h.Created.UTC().Format(time.RFC3339Nano), Small: h.Small, Legacy: h.Legacy}
 	if err := iw.writeJSON(hl, false); err != nil {
 		return nil, err
 	}
@@ -146,10 +141,6 @@ func (w *Writer) Close() error {
 	}
 	if w.final != nil {
 		return nil
-	}
-	if w.count != 0 && w.count != w.ord.n {
-		w.err = fmt.Errorf("tree index: the header announced %d entries, %d were added", w.count, w.ord.n)
-		return w.err
 	}
 	sum := w.sum.Sum(nil)
 	if err := w.writeJSON(entryLine{End: &trailer{Count: w.ord.n, SHA256: hex.EncodeToString(sum)}}, false); err != nil {
