@@ -51,10 +51,9 @@ const dropCacheMin = 256 << 10
 // own size, which do not serve the larger folios of the writes after it
 // (docs/trees-measurements.md, "Where it stands: twenty-seventh session").
 // A file's pages are dropped only when they are clean: it was flushed
-// before its rename
-// (not with NoFsync, where dropping would start their writeback). A file
-// other jobs copy from stays cached for them. A failure only leaves the
-// pages cached.
+// before its rename (not with NoFsync, where dropping would start their
+// writeback). A file other jobs copy from stays cached for them. A failure
+// only leaves the pages cached.
 func (m *mirrorRun) dropWritten(j *fileJob, dst string) {
 	if m.opts.NoFsync || j.e.Size < dropCacheMin || len(j.dups) > 0 {
 		return

@@ -139,6 +139,5 @@ func readBody(r io.Reader, size, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b = append(append(b, one[0]), rest...)
-	return b, nil
+	return append(append(b, one[0]), rest...), nil
 }
