@@ -10,8 +10,8 @@ set -euo pipefail
 T=${TREE:-/tmp/zsyncpipe-bench-tree}
 P=$(nproc)
 if [ ! -d "$T" ]; then
-	src=$(go mod download -json golang.org/toolchain@v0.0.1-go1.24.4.linux-amd64 | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-	cp -r "$src" "$T" && chmod -R u+w "$T"
+	src=$(bash "$(dirname "$0")/gotree.sh" "$T.get" 1.24.4)
+	mv "$src" "$T" && rmdir "$T.get"
 fi
 uptime
 find "$T" -type f -print0 | xargs -0 cat >/dev/null # warm the page cache
