@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/strong"
@@ -120,6 +121,11 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if want := normalized(f); !reflect.DeepEqual(g, want) {
 				t.Fatalf("round trip differs:\n got %+v\nwant %+v", g.Header, want.Header)
+			}
+			// A reader that does not say its length, read a byte at a
+			// time, gets the same (Read sizes its buffer otherwise).
+			if g2, err := Read(iotest.OneByteReader(bytes.NewReader(data))); err != nil || !reflect.DeepEqual(g2, g) {
+				t.Fatalf("Read of a reader without Len: %v, differs: %v", err, !reflect.DeepEqual(g2, g))
 			}
 			if again := mustWrite(t, g); !bytes.Equal(again, data) {
 				t.Fatalf("second Write differs:\n%s\n---\n%s", headerOf(again), headerOf(data))
@@ -508,5 +514,21 @@ func TestFormatErrorString(t *testing.T) {
 	}
 	if got := (&FormatError{Err: inner}).Error(); got != "control file: x" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// BenchmarkReadSmall reads a control file of the size most of a Go
+// toolchain tree's have (a 40 KB file in 2 KiB blocks: about 400 bytes)
+// from memory, as a mirror does a thousand times per run.
+func BenchmarkReadSmall(b *testing.B) {
+	h := Header{Version: "0.7.2", Filename: "f.go", Blocksize: 2048, Length: 40000,
+		HashLengths: HashLengths{2, 3, 6}, URLs: []string{"f.go"}, StrongAlgorithm: strong.MD5, SHA256: sha(32, 9)}
+	data := mustWrite(b, testFile(b, h, 1))
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Read(bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
