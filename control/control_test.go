@@ -517,6 +517,24 @@ func TestFormatErrorString(t *testing.T) {
 	}
 }
 
+// TestReadBufSize checks that an input that says its length gets a buffer
+// no larger than that, and any other bufio's default.
+func TestReadBufSize(t *testing.T) {
+	for _, tc := range []struct {
+		r    io.Reader
+		want int
+	}{
+		{bytes.NewReader(make([]byte, 405)), 405},
+		{strings.NewReader("zsync: 0.6.2\n"), 13},
+		{bytes.NewReader(make([]byte, 1<<20)), 4096},
+		{iotest.OneByteReader(bytes.NewReader(make([]byte, 405))), 4096},
+	} {
+		if got := readBufSize(tc.r); got != tc.want {
+			t.Errorf("readBufSize(%T) = %d, want %d", tc.r, got, tc.want)
+		}
+	}
+}
+
 // BenchmarkReadSmall reads a control file of the size most of a Go
 // toolchain tree's have (a 40 KB file in 2 KiB blocks: about 400 bytes)
 // from memory, as a mirror does a thousand times per run.

@@ -117,7 +117,7 @@ func Read(r io.Reader) (*File, error) {
 func readBufSize(r io.Reader) int {
 	const def = 4096
 	if l, ok := r.(interface{ Len() int }); ok {
-		return min(def, max(l.Len()+1, 16)) // +1: the Peek after the last record
+		return min(def, l.Len()) // bufio makes it at least 16 bytes
 	}
 	return def
 }
