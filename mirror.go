@@ -1170,7 +1170,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 		}
 		switch j.how {
 		case "copy":
-			if err := m.copyLocal(j, filepath.Join(m.dir, filepath.FromSlash(j.from))); err != nil {
+			if err := m.copyLocal(ctx, j, filepath.Join(m.dir, filepath.FromSlash(j.from))); err != nil {
 				m.fail(err)
 			} else {
 				m.verified(j)
@@ -1241,7 +1241,7 @@ func (m *mirrorRun) place(ctx context.Context) (err error) {
 				m.fail(fmt.Errorf("%s: its content (as %s) could not be fetched", j.e.Path, src.e.Path))
 				continue
 			}
-			if err := m.copyLocal(j, filepath.Join(m.dir, filepath.FromSlash(src.e.Path))); err != nil {
+			if err := m.copyLocal(ctx, j, filepath.Join(m.dir, filepath.FromSlash(src.e.Path))); err != nil {
 				m.fail(err)
 			} else {
 				m.queue(j)
@@ -1331,7 +1331,7 @@ func (m *mirrorRun) fetchSmall(ctx context.Context, jobs []*fileJob, when string
 		var packs, patches []*fileJob
 		for _, j := range jobs {
 			if j.early && m.ready(j) {
-				m.fetchedOne(j)
+				m.fetchedOne(ctx, j)
 				continue
 			}
 			if packed(j) {
@@ -1367,10 +1367,10 @@ func (m *mirrorRun) fetchSmall(ctx context.Context, jobs []*fileJob, when string
 // still the fetches' own, not yet held or renamed; a copy that fails is
 // made again from its placed file at the end of place), then both go to
 // verified.
-func (m *mirrorRun) fetchedOne(j *fileJob) {
+func (m *mirrorRun) fetchedOne(ctx context.Context, j *fileJob) {
 	for _, d := range j.dups {
 		m.creating.RLock()
-		err := m.copyLocal(d, j.tmp)
+		err := m.copyLocal(ctx, d, j.tmp)
 		m.creating.RUnlock()
 		if err == nil {
 			m.verified(d)
@@ -2335,9 +2335,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// copyLocal copies a local file holding the job's content.
-func (m *mirrorRun) copyLocal(j *fileJob, from string) error {
-	f, err := os.Open(from)
+// copyLocal copies a local file holding the job's content. Only a regular
+// file is opened: one replaced by a FIFO since it was hashed is refused at
+// once instead of waiting for a writer.
+func (m *mirrorRun) copyLocal(ctx context.Context, j *fileJob, from string) error {
+	f, _, err := osfile.OpenRegular(ctx, from)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.e.Path, err)
 	}

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/seedscan"
 	"github.com/zsyncpipe/zsyncpipe/source"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -181,7 +181,7 @@ func (m *mirrorRun) patchBatch(ctx context.Context, batch []*fileJob, sums map[*
 	var fetch []*fileJob
 	for _, pt := range ps {
 		if len(pt.missing) == 0 {
-			if !m.patched(pt) {
+			if !m.patched(ctx, pt) {
 				failed = append(failed, pt.j)
 			}
 			continue
@@ -229,7 +229,7 @@ func (m *mirrorRun) planBatch(ctx context.Context, batch []*fileJob, sums map[*f
 	for _, j := range batch {
 		content := free[:j.e.Size:j.e.Size]
 		free = free[j.e.Size:]
-		old, err := readInto(filepath.Join(m.dir, filepath.FromSlash(j.e.Path)), oldFree)
+		old, err := readInto(ctx, filepath.Join(m.dir, filepath.FromSlash(j.e.Path)), oldFree)
 		if err != nil {
 			m.logf("%s: old version: %v; fetching it whole", j.e.Path, err)
 			failed = append(failed, j)
@@ -303,19 +303,16 @@ func (pt *patch) plan(ms *stages.Matches, seeds []stages.Seed) {
 }
 
 // readInto reads the regular file at p whole into the start of buf, if it
-// fits, and returns its content.
-func readInto(p string, buf []byte) ([]byte, error) {
-	f, err := os.Open(p)
+// fits, and returns its content. Anything else at p (a FIFO put there
+// since the walk, whose open would wait for a writer) is refused at once.
+func readInto(ctx context.Context, p string, buf []byte) ([]byte, error) {
+	f, fi, err := osfile.OpenRegular(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() || fi.Size() > int64(len(buf)) {
-		return nil, errors.New("not a regular file, or it grew")
+	if fi.Size() > int64(len(buf)) {
+		return nil, errors.New("it grew since it was listed")
 	}
 	b := buf[:fi.Size()]
 	if _, err := io.ReadFull(f, b); err != nil {
@@ -373,7 +370,7 @@ func (m *mirrorRun) fetchPatches(ctx context.Context, batch []*fileJob, ps map[*
 		}
 		m.fetched.Add(pa.r.Len())
 		if pa.last {
-			done[pa.pt.j] = m.patched(pa.pt)
+			done[pa.pt.j] = m.patched(ctx, pa.pt)
 		}
 		return nil
 	})
@@ -385,7 +382,7 @@ func (m *mirrorRun) fetchPatches(ctx context.Context, batch []*fileJob, ps map[*
 
 // patched verifies and writes a patch's content and hands the file to
 // fetchedOne; it reports whether it did.
-func (m *mirrorRun) patched(pt *patch) bool {
+func (m *mirrorRun) patched(ctx context.Context, pt *patch) bool {
 	j := pt.j
 	m.creating.RLock()
 	err := m.writeVerifiedBytes(j, pt.content)
@@ -397,6 +394,6 @@ func (m *mirrorRun) patched(pt *patch) bool {
 	m.reused.Add(pt.reused)
 	m.packedFiles.Add(1)
 	m.patchedFiles.Add(1)
-	m.fetchedOne(j)
+	m.fetchedOne(ctx, j)
 	return true
 }

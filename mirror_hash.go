@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -388,6 +389,24 @@ func (m *mirrorRun) hashLocal(p string) (string, os.FileInfo, error) {
 
 // errChanged reports a file whose length changed while it was read.
 var errChanged = errors.New("changed while it was read")
+
+// readPathInto writes the content of the regular file at p to w, reading
+// through buf, and returns its stat: readFileInto where directories are
+// not kept open. Anything else at p, such as a FIFO put there since the
+// walk, is refused at once (osfile.OpenRegular) instead of waiting for a
+// writer.
+func readPathInto(p string, buf []byte, w io.Writer) (os.FileInfo, error) {
+	// The open does not block, so no context is needed to end it.
+	f, fi, err := osfile.OpenRegular(context.Background(), p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := readAll(f.Read, fi.Size(), buf, w); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return fi, nil
+}
 
 // readAll copies a file of size bytes (as fstat said before the first
 // read) from read to w through buf. A read shorter than buf that reaches

@@ -160,7 +160,7 @@ func (m *mirrorRun) fetchWholeQueued(ctx context.Context, j *fileJob) {
 	if err != nil {
 		m.fail(err)
 	} else {
-		m.fetchedOne(j)
+		m.fetchedOne(ctx, j)
 	}
 }
 
@@ -184,7 +184,7 @@ func (m *mirrorRun) fetchPackBatch(ctx context.Context, batch []*fileJob) (faile
 				return false
 			}
 			m.packedFiles.Add(1)
-			m.fetchedOne(j)
+			m.fetchedOne(ctx, j)
 			return true
 		})
 	m.progress("fetch", false)
