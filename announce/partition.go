@@ -13,6 +13,7 @@ import (
 
 	"github.com/sourcegraph/conc/pool"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/partition"
 	"github.com/zsyncpipe/zsyncpipe/source"
 	"github.com/zsyncpipe/zsyncpipe/stages"
@@ -148,12 +149,8 @@ func (s *Subscriber) fillPartition(ctx context.Context, m *v03.Message, man *par
 	if m.Zsync == nil && man.BufSize > 0 {
 		// sr3's identity of the partition may cover the rest of the
 		// file: the target may still hold it.
-		if t, err := os.Open(target); err == nil {
-			fi, err := t.Stat()
-			ok := err == nil && fi.Mode().IsRegular()
-			if ok {
-				ok, _ = man.Matches(n, t, fi.Size())
-			}
+		if t, fi, err := osfile.OpenRegular(ctx, target); err == nil {
+			ok, _ := man.Matches(n, t, fi.Size())
 			t.Close()
 			if ok && c.CopyTarget() == nil {
 				return Result{Action: PartitionIn, Reused: c.Size()}, nil
@@ -188,15 +185,13 @@ func (s *Subscriber) fillPartition(ctx context.Context, m *v03.Message, man *par
 		// What an earlier claim (a subscriber killed on the way) wrote.
 		seeds = append(seeds, stages.Seed{Name: "partial", R: c.Reader(), Size: c.Size()})
 	}
-	if t, err := os.Open(target); err == nil {
+	if t, fi, err := osfile.OpenRegular(ctx, target); err == nil {
 		defer t.Close()
-		if fi, err := t.Stat(); err == nil && fi.Mode().IsRegular() {
-			// The old version around the partition's place: its data,
-			// shifted by up to a partition either way.
-			lo, hi := max(c.Offset()-c.Size(), 0), min(c.Offset()+2*c.Size(), fi.Size())
-			if hi > lo {
-				seeds = append(seeds, stages.Seed{Name: target, R: io.NewSectionReader(t, lo, hi-lo), Size: hi - lo})
-			}
+		// The old version around the partition's place: its data,
+		// shifted by up to a partition either way.
+		lo, hi := max(c.Offset()-c.Size(), 0), min(c.Offset()+2*c.Size(), fi.Size())
+		if hi > lo {
+			seeds = append(seeds, stages.Seed{Name: target, R: io.NewSectionReader(t, lo, hi-lo), Size: hi - lo})
 		}
 	}
 	pt := stages.NewPatcher(c.Writer(), &cf.Header)
@@ -255,7 +250,8 @@ func (s *Subscriber) rangeSource(u *url.URL, off int64) (source.RangeSource, fun
 		}
 		return shifted{src, off}, src.CloseIdleConnections, nil
 	case "file":
-		f, err := os.Open(filepath.FromSlash(u.Path))
+		// The open does not block: a FIFO there is refused at once.
+		f, _, err := osfile.OpenRegular(context.Background(), filepath.FromSlash(u.Path))
 		if err != nil {
 			return nil, nil, err
 		}

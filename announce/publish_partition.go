@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/partition"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/v03"
@@ -58,18 +60,16 @@ func (p *Publisher) PartitionMessages(ctx context.Context, rel string) (msgs []*
 		return nil, nil, fmt.Errorf("announce: no partition size: %w", zsyncpipe.ErrUsage)
 	}
 	fpath := filepath.Join(p.opts.Dir, filepath.FromSlash(rel))
-	f, err := os.Open(fpath)
+	// The open does not block: a FIFO (whose open would wait for a
+	// writer), a device or a directory is refused at once.
+	f, fi, err := osfile.OpenRegular(ctx, fpath)
+	if errors.Is(err, osfile.ErrNotRegular) {
+		return nil, nil, fmt.Errorf("announce: %w: %w", err, zsyncpipe.ErrUsage)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("announce: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("announce: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("announce %s: not a regular file: %w", rel, zsyncpipe.ErrUsage)
-	}
 	// What the file holds now: a file that is still growing is announced
 	// up to the length it had when looked at.
 	length := fi.Size()

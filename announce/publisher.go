@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/broker"
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/v03"
 )
@@ -172,26 +174,28 @@ func (p *Publisher) Message(c Change) (*v03.Message, error) {
 // read stats and hashes the file; data is its content when it is small
 // enough to inline.
 func (p *Publisher) read(path string) (data []byte, fi fs.FileInfo, id v03.Identity, err error) {
-	f, err := os.Open(path)
+	// The open does not block: a FIFO (whose open would wait for a
+	// writer), a device or a directory is refused at once.
+	f, fi, err := osfile.OpenRegular(context.Background(), path)
+	if errors.Is(err, osfile.ErrNotRegular) {
+		return nil, nil, id, fmt.Errorf("%w: %w", err, zsyncpipe.ErrUsage)
+	}
 	if err != nil {
 		return nil, nil, id, err
 	}
 	defer f.Close()
-	fi, err = f.Stat()
-	if err != nil {
-		return nil, nil, id, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, id, fmt.Errorf("not a regular file: %w", zsyncpipe.ErrUsage)
-	}
 	if fi.Size() < p.opts.InlineMax {
-		data, err = os.ReadFile(path)
-		if err != nil {
+		// Read through f, not by path again: the path may name another
+		// file by now. One byte more than fstat said means it grew.
+		data = make([]byte, fi.Size()+1)
+		n, err := io.ReadFull(f, data)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 			return nil, nil, id, err
 		}
-		if int64(len(data)) != fi.Size() {
+		if int64(n) != fi.Size() {
 			return nil, nil, id, errors.New("changed while read")
 		}
+		data = data[:n]
 		id, err = v03.Sum(p.opts.Identity, bytes.NewReader(data))
 		return data, fi, id, err
 	}

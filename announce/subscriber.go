@@ -29,6 +29,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe/broker"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/httpsource"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/partition"
 	"github.com/zsyncpipe/zsyncpipe/relpath"
 	"github.com/zsyncpipe/zsyncpipe/v03"
@@ -565,7 +566,9 @@ func (s *Subscriber) matches(path string, fi fs.FileInfo, m *v03.Message) bool {
 	if v03.NewHash(id.Method) == nil {
 		return false
 	}
-	f, err := os.Open(path)
+	// The open does not block: a FIFO put at path since the Lstat is
+	// refused at once instead of waiting for a writer.
+	f, _, err := osfile.OpenRegular(context.Background(), path)
 	if err != nil {
 		return false
 	}
@@ -752,7 +755,11 @@ func (c *countReader) Read(p []byte) (int, error) {
 func (s *Subscriber) open(ctx context.Context, rawURL string) (io.ReadCloser, error) {
 	if p, ok := strings.CutPrefix(rawURL, "file:"); ok {
 		p = strings.TrimPrefix(p, "//")
-		return os.Open(filepath.FromSlash(p))
+		f, _, err := osfile.OpenRegular(ctx, filepath.FromSlash(p))
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {

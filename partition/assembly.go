@@ -256,15 +256,11 @@ func (a *Assembly) findLocal(ctx context.Context, r *record, old *record) error 
 		}
 		return nil
 	}
-	t, err := os.Open(a.target)
+	t, fi, err := osfile.OpenRegular(ctx, a.target)
 	if err != nil {
-		return nil // no target, nothing local
+		return nil // no target (or not a regular file), nothing local
 	}
 	defer t.Close()
-	fi, err := t.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return nil
-	}
 	for i, p := range m.Parts {
 		off := m.Offset(i)
 		if r.Done[i] || off+p.Size > fi.Size() {
@@ -398,7 +394,8 @@ func (l limitedWriter) WriteAt(p []byte, off int64) (int, error) {
 // CopyTarget copies the partition from the target, where it is at the
 // same offset (Local is set).
 func (c *Claim) CopyTarget() error {
-	t, err := os.Open(c.v.a.target)
+	// The open does not block: a FIFO put at the target is refused.
+	t, _, err := osfile.OpenRegular(context.Background(), c.v.a.target)
 	if err != nil {
 		return fmt.Errorf("partition: %w", err)
 	}
