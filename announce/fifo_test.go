@@ -37,8 +37,8 @@ func within(t *testing.T, what string, fn func() error) error {
 
 // TestFIFOsRefused: a FIFO where a publisher or a subscriber expects a
 // regular file — a file to announce, whole or in partitions; a local file
-// whose identity the subscriber checks; a file: URL, whole or as a range
-// source for partitions — blocked their open for ever. Each is now refused at once: the publisher's with ErrUsage
+// whose identity the subscriber checks; a file: URL, whole, as a control
+// file or as a range source for partitions — blocked their open for ever. Each is now refused at once: the publisher's with ErrUsage
 // (the command's usage exit code) and ErrNotRegular.
 func TestFIFOsRefused(t *testing.T) {
 	dir := t.TempDir()
@@ -91,6 +91,13 @@ func TestFIFOsRefused(t *testing.T) {
 	})
 	if err != errBlocked && !errors.Is(err, zsyncpipe.ErrNotRegular) {
 		t.Errorf("open(file: URL of a FIFO) = %v, want ErrNotRegular", err)
+	}
+	err = within(t, "controlFile(file: URL)", func() error {
+		_, _, err := sub.controlFile(ctx, &v03.Message{BaseURL: "file:///", Zsync: &v03.Zsync{URL: "file://" + filepath.ToSlash(fifo)}})
+		return err
+	})
+	if err != errBlocked && !errors.Is(err, zsyncpipe.ErrNotRegular) {
+		t.Errorf("controlFile(file: URL of a FIFO) = %v, want ErrNotRegular", err)
 	}
 	u := &url.URL{Scheme: "file", Path: filepath.ToSlash(fifo)}
 	err = within(t, "rangeSource(file: URL)", func() error {

@@ -776,6 +776,17 @@ func (s *Subscriber) open(ctx context.Context, rawURL string) (io.ReadCloser, er
 	return resp.Body, nil
 }
 
+// readLocal reads the regular file at p (a file: URL's path) whole.
+// Anything else there, such as a FIFO, is refused at once.
+func readLocal(ctx context.Context, p string) ([]byte, error) {
+	f, _, err := osfile.OpenRegular(ctx, filepath.FromSlash(p))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
 // controlFile returns the message's control file: inline, or fetched.
 func (s *Subscriber) controlFile(ctx context.Context, m *v03.Message) (*control.File, int64, error) {
 	raw := m.Zsync.Control
@@ -786,7 +797,7 @@ func (s *Subscriber) controlFile(ctx context.Context, m *v03.Message) (*control.
 			return nil, 0, err
 		}
 		if u.Scheme == "file" {
-			raw, err = os.ReadFile(u.Path)
+			raw, err = readLocal(ctx, u.Path)
 		} else {
 			var f *httpsource.File
 			f, err = httpsource.Download(ctx, u.String(), s.opts.HTTP, time.Time{})
