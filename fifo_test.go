@@ -6,13 +6,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/faultserver"
 	"github.com/zsyncpipe/zsyncpipe/source"
 )
 
@@ -113,4 +117,45 @@ func TestMakeFileFIFO(t *testing.T) {
 	if _, err := MakeFile(ctx, fifo, MakeOptions{}); !errors.Is(err, ErrNotRegular) {
 		t.Fatalf("MakeFile(FIFO) = %v, want ErrNotRegular", err)
 	}
+}
+
+// TestSyncFIFOState: a FIFO in place of a partial result's resume state
+// (out.part.state) blocked the sync in open(2), reading it and then
+// writing it. The sync now takes it as no state: it notes that it cannot
+// save one there and completes.
+func TestSyncFIFOState(t *testing.T) {
+	old, target := resumeData(3)
+	f := netControl(t, target, false)
+	srv := faultserver.New(target, faultserver.Options{})
+	t.Cleanup(srv.Close)
+	dir, out := netDir(t, old)
+	if err := os.WriteFile(out+".part", target[:len(target)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(out+".part.state", 0o644); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	f.URLs = []string{srv.URL()}
+	var notes []string
+	done := make(chan error, 1)
+	go func() {
+		_, err := Sync(context.Background(), SyncOptions{
+			Control: f, Output: out, HTTP: netHTTP(), NoFsync: true,
+			Logf: func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) },
+		})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(notes, func(s string) bool { return strings.Contains(s, "FIFO") }) {
+			t.Errorf("no note of the FIFO; notes: %q", notes)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a FIFO as the resume state blocked the sync")
+	}
+	netCheckResult(t, out, target)
+	netCheckDir(t, dir, netName)
 }

@@ -163,7 +163,7 @@ func keepCopy(keep string, got *Fetched) error {
 	case keep == "":
 		return nil
 	case got.NotModified:
-		raw, err := os.ReadFile(keep)
+		raw, err := osfile.ReadRegular(context.Background(), keep)
 		if err != nil {
 			return fmt.Errorf("read saved control file: %w", err)
 		}

@@ -640,7 +640,7 @@ func (m *mirrorRun) loadIndex(ctx context.Context) error {
 	body := f.Body
 	if f.NotModified {
 		m.sum.NotModified = true
-		if body, err = os.ReadFile(cache); err != nil {
+		if body, err = osfile.ReadRegular(ctx, cache); err != nil {
 			return fmt.Errorf("mirror: read the cached index: %w", err)
 		}
 	}

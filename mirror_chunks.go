@@ -2,12 +2,14 @@ package zsyncpipe
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
 )
@@ -41,7 +43,7 @@ func loadChunks(meta string) map[string][]uint32 {
 	if fi, err := os.Stat(p); err != nil || fi.Size() > maxChunksFile {
 		return nil
 	}
-	data, err := os.ReadFile(p)
+	data, err := osfile.ReadRegular(context.Background(), p)
 	if err != nil || !bytes.HasPrefix(data, []byte(chunksMagic)) {
 		return nil
 	}

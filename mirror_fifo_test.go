@@ -75,3 +75,43 @@ func TestMirrorLocalOpensRefuseFIFO(t *testing.T) {
 		t.Errorf("readPathInto(regular file) = %q, %v; want \"hello\"", out.String(), err)
 	}
 }
+
+// TestMirrorStateFIFOs: FIFOs in place of the files a mirror keeps in
+// Dir's state directory (its state, the record of its last run, the block
+// sums of earlier runs, the cached index) blocked the run in open(2). They
+// are now taken as missing: the run completes and replaces what it writes.
+func TestMirrorStateFIFOs(t *testing.T) {
+	tmp := t.TempDir()
+	pub, dst := filepath.Join(tmp, "pub"), filepath.Join(tmp, "dst")
+	files := smallTree(50, 0)
+	makeTree(t, pub, files, nil)
+	publishTree(t, pub, 1)
+	url, _ := serveTree(t, pub)
+	old := smallTree(50, 1)
+	makeTree(t, dst, old, nil)
+	meta := filepath.Join(dst, MirrorStateDir)
+	if err := os.MkdirAll(meta, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"state.json", doneFile, chunksFile, "index"} {
+		if err := syscall.Mkfifo(filepath.Join(meta, name), 0o644); err != nil {
+			t.Fatalf("mkfifo: %v", err)
+		}
+	}
+	o := mirrorOpts(url, dst)
+	o.Delete = true
+	done := make(chan error, 1)
+	go func() {
+		_, err := Mirror(context.Background(), o)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("FIFOs in the state directory blocked the mirror")
+	}
+	compareTrees(t, pub, dst, true)
+}

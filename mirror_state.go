@@ -2,6 +2,7 @@ package zsyncpipe
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 )
 
 // MirrorStateDir is the directory, at the root of a mirrored tree, where
@@ -54,7 +56,7 @@ const mirrorStateVersion = 1
 // Files when it was written for another URL.
 func loadMirrorState(meta, url string) *mirrorState {
 	st := &mirrorState{Version: mirrorStateVersion, URL: url, Files: map[string]fileState{}}
-	data, err := os.ReadFile(filepath.Join(meta, "state.json"))
+	data, err := osfile.ReadRegular(context.Background(), filepath.Join(meta, "state.json"))
 	if err != nil {
 		return st
 	}
@@ -189,7 +191,7 @@ const doneFile = "done"
 // loadMirrorDone returns the record of the last complete run from url, or
 // nil.
 func loadMirrorDone(meta, url string) *mirrorDone {
-	data, err := os.ReadFile(filepath.Join(meta, doneFile))
+	data, err := osfile.ReadRegular(context.Background(), filepath.Join(meta, doneFile))
 	if err != nil {
 		return nil
 	}

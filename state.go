@@ -2,6 +2,7 @@ package zsyncpipe
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zsyncpipe/zsyncpipe/control"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 )
 
@@ -62,7 +64,7 @@ func controlID(f *control.File) string {
 // loadState reads the state beside part. It returns nil, with a reason,
 // when there is none or when it does not belong to the control file.
 func loadState(part string, f *control.File, id string) (*resumeState, string) {
-	data, err := os.ReadFile(statePath(part))
+	data, err := osfile.ReadRegular(context.Background(), statePath(part))
 	if err != nil {
 		return nil, ""
 	}
@@ -162,7 +164,9 @@ func stateReserve(n int) int { return (n + 1024 + 4095) / 4096 * 4096 }
 // leaves a state whose checksum does not match, which the next run
 // refuses.
 func writeState(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	// Only a regular file: a FIFO put there would block the open until a
+	// reader came.
+	f, err := osfile.OpenWriteRegular(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}

@@ -124,7 +124,7 @@ func (p *Publisher) PartitionMessages(ctx context.Context, rel string) (msgs []*
 // lastManifest returns the manifest last announced for rel, nil when
 // there is none of the present partition size and method.
 func (p *Publisher) lastManifest(rel string) *partition.Manifest {
-	b, err := os.ReadFile(filepath.Join(p.opts.Dir, filepath.FromSlash(ManifestPath(rel))))
+	b, err := osfile.ReadRegular(context.Background(), filepath.Join(p.opts.Dir, filepath.FromSlash(ManifestPath(rel))))
 	if err != nil {
 		return nil
 	}

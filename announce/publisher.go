@@ -215,7 +215,7 @@ func (p *Publisher) zsyncField(ctl string) (*v03.Zsync, error) {
 		return nil, fmt.Errorf("control file: %w", err)
 	}
 	if fi.Size() <= p.opts.ControlInlineMax {
-		b, err := os.ReadFile(path)
+		b, err := osfile.ReadRegular(context.Background(), path)
 		if err != nil {
 			return nil, fmt.Errorf("control file: %w", err)
 		}

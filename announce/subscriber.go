@@ -779,12 +779,7 @@ func (s *Subscriber) open(ctx context.Context, rawURL string) (io.ReadCloser, er
 // readLocal reads the regular file at p (a file: URL's path) whole.
 // Anything else there, such as a FIFO, is refused at once.
 func readLocal(ctx context.Context, p string) ([]byte, error) {
-	f, _, err := osfile.OpenRegular(ctx, filepath.FromSlash(p))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(f)
+	return osfile.ReadRegular(ctx, filepath.FromSlash(p))
 }
 
 // controlFile returns the message's control file: inline, or fetched.

@@ -2,6 +2,7 @@ package indexer
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"github.com/zsyncpipe/zsyncpipe"
 	"github.com/zsyncpipe/zsyncpipe/control"
 	"github.com/zsyncpipe/zsyncpipe/internal/atomicfile"
+	"github.com/zsyncpipe/zsyncpipe/internal/osfile"
 	"github.com/zsyncpipe/zsyncpipe/rollsum"
 	"github.com/zsyncpipe/zsyncpipe/stages"
 	"github.com/zsyncpipe/zsyncpipe/treeindex"
@@ -78,7 +80,7 @@ func (px *pass) growPath(rel string) string {
 // readGrow reads the sidecar of the file at rel; nil if there is none or
 // it is unusable.
 func (px *pass) readGrow(rel string) *growState {
-	b, err := os.ReadFile(px.growPath(rel))
+	b, err := osfile.ReadRegular(context.Background(), px.growPath(rel))
 	if err != nil || len(b) < sha256.Size {
 		return nil
 	}

@@ -352,7 +352,7 @@ func (px *pass) retire(dirRel, suffix, stateRel string, used map[string]bool) {
 	}
 	statePath := filepath.Join(px.dir, filepath.FromSlash(stateRel))
 	retired := map[string]int64{}
-	if b, err := os.ReadFile(statePath); err == nil {
+	if b, err := osfile.ReadRegular(context.Background(), statePath); err == nil {
 		json.Unmarshal(b, &retired) // a damaged file only restarts the grace periods
 	}
 	now := time.Now()

@@ -145,7 +145,7 @@ func (a *Assembly) lockRecord(ctx context.Context) (*os.File, error) {
 
 // load reads the record; nil when there is none or it does not parse.
 func (a *Assembly) load() *record {
-	b, err := os.ReadFile(a.recordPath())
+	b, err := osfile.ReadRegular(context.Background(), a.recordPath())
 	if err != nil {
 		return nil
 	}

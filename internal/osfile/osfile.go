@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"time"
@@ -38,9 +39,9 @@ import (
 // file, in this process or another, holds the lock.
 var ErrLocked = errors.New("locked by another process")
 
-// ErrNotRegular is returned (wrapped) by OpenRegular for a path that names
-// a FIFO, a device, a socket, a directory or anything else that is not a
-// regular file.
+// ErrNotRegular is returned (wrapped) by OpenRegular, ReadRegular and
+// OpenWriteRegular for a path that names a FIFO, a device, a socket, a
+// directory or anything else that is not a regular file.
 var ErrNotRegular = errors.New("not a regular file")
 
 // Lock takes an exclusive lock on f without waiting: it returns an error
@@ -114,6 +115,32 @@ func OpenFile(name string, flag int, perm os.FileMode) (*os.File, error) {
 // elsewhere it is os.OpenFile.
 func OpenWrite(name string, flag int, perm os.FileMode) (*os.File, error) {
 	return openWrite(name, flag, perm)
+}
+
+// OpenWriteRegular opens path for writing as OpenWrite does (flag holds
+// the access mode, O_CREATE and the like), but only a regular file or a
+// new one: anything else at path is refused at once with an error
+// wrapping ErrNotRegular. On Unix the open does not block, so a FIFO put
+// there between the check and the open fails instead of waiting for a
+// reader.
+func OpenWriteRegular(path string, flag int, perm os.FileMode) (*os.File, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, notRegular(path, fi.Mode())
+	}
+	f, err := openWrite(path, flag|openNonblock, perm)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, notRegular(path, fi.Mode())
+	}
+	return f, nil
 }
 
 // Sync flushes f's data to stable storage: fdatasync on Linux (the file's
@@ -268,6 +295,34 @@ func Preallocate(f *os.File, size int64) bool {
 // ctx: the open then goes on in the background and its file is closed.
 func OpenRegular(ctx context.Context, path string) (*os.File, os.FileInfo, error) {
 	return openCtx(ctx, path, openRegular)
+}
+
+// ReadRegular reads the regular file at path whole, as os.ReadFile does,
+// but opens it as OpenRegular does: anything else at path (a FIFO, whose
+// open would wait for a writer, a device, a directory) is refused at once
+// with an error wrapping ErrNotRegular. A missing file is an error wrapping
+// fs.ErrNotExist, as with os.ReadFile.
+func ReadRegular(ctx context.Context, path string) ([]byte, error) {
+	f, fi, err := OpenRegular(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// As os.ReadFile: room for the length fstat gave and some growth.
+	data := make([]byte, 0, fi.Size()+512)
+	for {
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+	}
 }
 
 // Open opens path for reading as os.Open does, whatever its type, but gives

@@ -3,9 +3,12 @@
 package osfile
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -38,6 +41,48 @@ func TestOpenRegularFIFO(t *testing.T) {
 			f.Close()
 		}
 		t.Fatalf("open of a FIFO past the first check = %v, want ErrNotRegular", err)
+	}
+}
+
+// TestReadRegular: ReadRegular reads a regular file whole (empty, small,
+// larger than its first buffer), refuses a FIFO at once and a directory,
+// and reports a missing file as fs.ErrNotExist.
+func TestReadRegular(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, n := range []int{0, 1, 511, 512, 513, 100 << 10} {
+		want := bytes.Repeat([]byte{'x'}, n)
+		p := filepath.Join(dir, fmt.Sprint(n))
+		if err := os.WriteFile(p, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ReadRegular(ctx, p); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("ReadRegular(%d bytes) = %d bytes, %v", n, len(got), err)
+		}
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ReadRegular(ctx, fifo)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotRegular) {
+			t.Errorf("ReadRegular(FIFO) = %v, want ErrNotRegular", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("ReadRegular(FIFO) waited for a writer")
+	}
+	if _, err := ReadRegular(ctx, dir); !errors.Is(err, ErrNotRegular) {
+		t.Errorf("ReadRegular(directory) = %v, want ErrNotRegular", err)
+	}
+	if _, err := ReadRegular(ctx, filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadRegular(missing) = %v, want fs.ErrNotExist", err)
 	}
 }
 
