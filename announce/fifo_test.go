@@ -38,8 +38,9 @@ func within(t *testing.T, what string, fn func() error) error {
 // TestFIFOsRefused: a FIFO where a publisher or a subscriber expects a
 // regular file — a file to announce, whole or in partitions; a local file
 // whose identity the subscriber checks; a file: URL, whole, as a control
-// file or as a range source for partitions — blocked their open for ever. Each is now refused at once: the publisher's with ErrUsage
-// (the command's usage exit code) and ErrNotRegular.
+// file or as a range source for partitions — blocked their open for ever.
+// Each is now refused at once: the publisher's with ErrUsage (the
+// command's usage exit code) and ErrNotRegular.
 func TestFIFOsRefused(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")

@@ -776,12 +776,6 @@ func (s *Subscriber) open(ctx context.Context, rawURL string) (io.ReadCloser, er
 	return resp.Body, nil
 }
 
-// readLocal reads the regular file at p (a file: URL's path) whole.
-// Anything else there, such as a FIFO, is refused at once.
-func readLocal(ctx context.Context, p string) ([]byte, error) {
-	return osfile.ReadRegular(ctx, filepath.FromSlash(p))
-}
-
 // controlFile returns the message's control file: inline, or fetched.
 func (s *Subscriber) controlFile(ctx context.Context, m *v03.Message) (*control.File, int64, error) {
 	raw := m.Zsync.Control
@@ -792,7 +786,8 @@ func (s *Subscriber) controlFile(ctx context.Context, m *v03.Message) (*control.
 			return nil, 0, err
 		}
 		if u.Scheme == "file" {
-			raw, err = readLocal(ctx, u.Path)
+			// Only a regular file: a FIFO there is refused at once.
+			raw, err = osfile.ReadRegular(ctx, filepath.FromSlash(u.Path))
 		} else {
 			var f *httpsource.File
 			f, err = httpsource.Download(ctx, u.String(), s.opts.HTTP, time.Time{})
