@@ -159,3 +159,37 @@ func TestSyncFIFOState(t *testing.T) {
 	netCheckResult(t, out, target)
 	netCheckDir(t, dir, netName)
 }
+
+// TestSyncFIFOPart: a FIFO in place of the partial result (OUT.part) is
+// opened without blocking (read-write), but cannot hold the result: the
+// sync refuses it with ErrNotRegular and a message naming it, and leaves
+// the output and the FIFO as they were. It failed with "truncate: invalid
+// argument" before.
+func TestSyncFIFOPart(t *testing.T) {
+	old, target := resumeData(4)
+	f := netControl(t, target, false)
+	srv := faultserver.New(target, faultserver.Options{})
+	t.Cleanup(srv.Close)
+	_, out := netDir(t, old)
+	if err := syscall.Mkfifo(out+".part", 0o644); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	f.URLs = []string{srv.URL()}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Sync(context.Background(), SyncOptions{Control: f, Output: out, HTTP: netHTTP(), NoFsync: true})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), out+".part is not a regular file") {
+			t.Errorf("Sync with a FIFO as OUT.part = %v, want ErrNotRegular naming it", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a FIFO as OUT.part blocked the sync")
+	}
+	netCheckResult(t, out, old)
+	if fi, err := os.Lstat(out + ".part"); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO is not left as it was: %v", err)
+	}
+}

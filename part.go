@@ -146,6 +146,11 @@ func (p *partFile) lock(perm os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
+	if !fi.Mode().IsRegular() {
+		// A FIFO or a device (opening one read-write does not block on
+		// Linux): it is not ours to remove, and it cannot hold the result.
+		return fmt.Errorf("sync: %s is not a regular file (%v); remove it or sync to another output: %w", p.path, fi.Mode().Type(), ErrNotRegular)
+	}
 	p.size = fi.Size()
 	st, why := loadState(p.path, p.ctl, p.id)
 	p.noState = st == nil && why == ""
