@@ -119,24 +119,20 @@ func TestMakeFileFIFO(t *testing.T) {
 	}
 }
 
-// TestSyncFIFOState: a FIFO in place of a partial result's resume state
-// (out.part.state) blocked the sync in open(2), reading it and then
-// writing it. The sync now takes it as no state: it notes that it cannot
-// save one there and completes.
-func TestSyncFIFOState(t *testing.T) {
-	old, target := resumeData(3)
+// syncBesideFIFO syncs to the target of resumeData(seed) over an output
+// holding its old version, after prepare has set up the output's partial
+// files (a FIFO among them), and returns the output, the target and the
+// sync's notes and error. It fails the test when the sync has not
+// returned after 30 s: an open(2) of the FIFO waiting for a writer.
+func syncBesideFIFO(t *testing.T, seed uint64, prepare func(out string, target []byte)) (dir, out string, target []byte, notes []string, err error) {
+	t.Helper()
+	old, target := resumeData(seed)
 	f := netControl(t, target, false)
 	srv := faultserver.New(target, faultserver.Options{})
 	t.Cleanup(srv.Close)
-	dir, out := netDir(t, old)
-	if err := os.WriteFile(out+".part", target[:len(target)/2], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(out+".part.state", 0o644); err != nil {
-		t.Fatalf("mkfifo: %v", err)
-	}
+	dir, out = netDir(t, old)
+	prepare(out, target)
 	f.URLs = []string{srv.URL()}
-	var notes []string
 	done := make(chan error, 1)
 	go func() {
 		_, err := Sync(context.Background(), SyncOptions{
@@ -146,15 +142,37 @@ func TestSyncFIFOState(t *testing.T) {
 		done <- err
 	}()
 	select {
-	case err := <-done:
-		if err != nil {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a FIFO beside the output blocked the sync")
+	}
+	return dir, out, target, notes, err
+}
+
+// mkfifo makes a FIFO at path or fails the test.
+func mkfifo(t *testing.T, path string) {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+}
+
+// TestSyncFIFOState: a FIFO in place of a partial result's resume state
+// (out.part.state) blocked the sync in open(2), reading it and then
+// writing it. The sync now takes it as no state: it notes that it cannot
+// save one there and completes.
+func TestSyncFIFOState(t *testing.T) {
+	dir, out, target, notes, err := syncBesideFIFO(t, 3, func(out string, target []byte) {
+		if err := os.WriteFile(out+".part", target[:len(target)/2], 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if !slices.ContainsFunc(notes, func(s string) bool { return strings.Contains(s, "FIFO") }) {
-			t.Errorf("no note of the FIFO; notes: %q", notes)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("a FIFO as the resume state blocked the sync")
+		mkfifo(t, out+".part.state")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(notes, func(s string) bool { return strings.Contains(s, "FIFO") }) {
+		t.Errorf("no note of the FIFO; notes: %q", notes)
 	}
 	netCheckResult(t, out, target)
 	netCheckDir(t, dir, netName)
@@ -166,27 +184,10 @@ func TestSyncFIFOState(t *testing.T) {
 // the output and the FIFO as they were. It failed with "truncate: invalid
 // argument" before.
 func TestSyncFIFOPart(t *testing.T) {
-	old, target := resumeData(4)
-	f := netControl(t, target, false)
-	srv := faultserver.New(target, faultserver.Options{})
-	t.Cleanup(srv.Close)
-	_, out := netDir(t, old)
-	if err := syscall.Mkfifo(out+".part", 0o644); err != nil {
-		t.Fatalf("mkfifo: %v", err)
-	}
-	f.URLs = []string{srv.URL()}
-	done := make(chan error, 1)
-	go func() {
-		_, err := Sync(context.Background(), SyncOptions{Control: f, Output: out, HTTP: netHTTP(), NoFsync: true})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), out+".part is not a regular file") {
-			t.Errorf("Sync with a FIFO as OUT.part = %v, want ErrNotRegular naming it", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("a FIFO as OUT.part blocked the sync")
+	old, _ := resumeData(4)
+	_, out, _, _, err := syncBesideFIFO(t, 4, func(out string, _ []byte) { mkfifo(t, out+".part") })
+	if !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), out+".part is not a regular file") {
+		t.Errorf("Sync with a FIFO as OUT.part = %v, want ErrNotRegular naming it", err)
 	}
 	netCheckResult(t, out, old)
 	if fi, err := os.Lstat(out + ".part"); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
